@@ -1,0 +1,49 @@
+#!/bin/bash
+# harness/install-deps.sh: installs, with apt-get, the host tools the end-to-end harness uses
+# (rootfs.sh, container.sh, selftest.sh) on a Debian 12 machine. Owns nothing else: it never
+# changes apt sources or configuration. Idempotent: when every package is already installed it
+# makes no network access and returns in well under a second.
+#
+#   tool                      package
+#   mmdebstrap                mmdebstrap (+ debian-archive-keyring to verify the bookworm mirror)
+#   systemd-nspawn            systemd-container
+#   nsenter, setsid, flock    util-linux
+#   findmnt, mount            mount (mmdebstrap mounts /proc,/sys,/dev while it builds)
+#   ip                        iproute2
+#   ps                        procps
+#   ssh, ssh-keygen           openssh-client
+#   curl                      curl
+#   sha256sum, cp, timeout    coreutils
+#
+# Needs root. Usage: harness/install-deps.sh
+set -euo pipefail
+
+PKGS=(mmdebstrap debian-archive-keyring systemd-container util-linux mount iproute2 procps
+      openssh-client curl coreutils)
+
+log() { echo "install-deps: $*" >&2; }
+
+missing=()
+for p in "${PKGS[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  [ "$status" = installed ] || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  log "all present: ${PKGS[*]}"
+  exit 0
+fi
+
+[ "$(id -u)" -eq 0 ] || { log "need root to install: ${missing[*]}"; exit 1; }
+
+export DEBIAN_FRONTEND=noninteractive
+log "installing: ${missing[*]}"
+# Refresh the package lists first: on a fresh machine they are empty or stale.
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends \
+  -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}" >/dev/null
+
+for t in mmdebstrap systemd-nspawn nsenter setsid flock findmnt ip ps ssh ssh-keygen curl sha256sum; do
+  command -v "$t" >/dev/null || { log "still missing after install: $t"; exit 1; }
+done
+log "done"

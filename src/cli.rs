@@ -1,0 +1,116 @@
+//! The command line, as clap sees it. Raw flags live here; `Settings` is what the rest of the
+//! program uses.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::printer::Format;
+use crate::resolve::VarsInput;
+
+/// Declarative, idempotent provisioning for Debian and Ubuntu hosts.
+///
+/// converge reads a YAML playbook, observes the host, shows what differs (with unified diffs),
+/// applies only those differences, and a second run changes nothing.
+#[derive(Debug, Parser)]
+#[command(name = "converge", version, about, long_about = None, after_help = EXAMPLES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    #[command(flatten)]
+    pub global: Global,
+}
+
+const EXAMPLES: &str = "Examples:
+  converge plan playbooks/static-site.yml --root /tmp/demo     # what would change
+  converge apply playbooks/static-site.yml --root /tmp/demo    # change it; a second run changes nothing
+  converge validate playbooks/static-site.yml                  # every mistake at once, touches nothing
+
+Exit codes: plan 0 = converged, 2 = changes pending, 1 = error; apply 0 = success (2 with
+--detailed-exitcode when something changed), 1 = error.";
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what apply would change, with unified diffs; changes nothing (exit 2 when changes are pending).
+    Plan {
+        /// The playbook (YAML).
+        playbook: PathBuf,
+    },
+    /// Make the host match the playbook, then run the triggers its changes set off.
+    Apply {
+        /// The playbook (YAML).
+        playbook: PathBuf,
+        /// Only show what would change, like `plan`.
+        #[arg(long)]
+        check: bool,
+        /// Exit 2 when something changed (0 when nothing did).
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Check the playbook (YAML, attributes, variables, templates, ids, order) and report every mistake; touches nothing.
+    Validate {
+        /// The playbook (YAML).
+        playbook: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Converge an offline root directory instead of this host (paths, users and groups inside DIR).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
+    /// Set a variable (overrides the playbook's `vars:` and --vars-file).
+    #[arg(long = "var", global = true, value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+
+    /// Read variables from a YAML file (overrides the playbook's `vars:`).
+    #[arg(long = "vars-file", global = true, value_name = "FILE")]
+    pub vars_files: Vec<PathBuf>,
+
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value = "human")]
+    pub output: Format,
+
+    /// No colors (also when NO_COLOR is set or stdout is not a terminal).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+
+    /// Say more (unchanged resources too).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Say less: only the summary line and errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+fn parse_var(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("`{text}` is not NAME=VALUE")),
+    }
+}
+
+/// What the commands need, resolved from the flags.
+#[derive(Debug)]
+pub struct Settings {
+    pub root: Option<PathBuf>,
+    pub vars: VarsInput,
+    pub format: Format,
+    pub no_color: bool,
+    pub verbosity: i8,
+}
+
+impl Global {
+    pub fn settings(&self) -> Settings {
+        Settings {
+            root: self.root.clone(),
+            vars: VarsInput { vars: self.vars.clone(), files: self.vars_files.clone() },
+            format: self.output,
+            no_color: self.no_color,
+            verbosity: if self.quiet { -1 } else { self.verbose.min(3) as i8 },
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! `converge validate`: load -> resolve, reporting every mistake; the host is not read.
+
+use std::path::Path;
+
+use crate::cli::Settings;
+use crate::error::Result;
+use crate::printer::Printer;
+
+pub fn run(path: &Path, settings: &Settings, printer: &mut Printer) -> Result<u8> {
+    let resolved = super::load_and_resolve(path, settings)?;
+    printer.validated(&resolved.name, resolved.entries.len());
+    Ok(0)
+}

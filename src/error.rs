@@ -1,0 +1,165 @@
+//! Errors. Playbook mistakes carry their source text and span from the moment they are made, so
+//! they render through miette with a label on the offending YAML and a help line; everything that
+//! goes wrong on the host names the resource and the path.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use miette::{Diagnostic, NamedSource, SourceSpan};
+use thiserror::Error;
+
+use crate::yaml_node::Span;
+
+/// A text that errors can point into: the playbook, a vars file or a template.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub text: Arc<str>,
+}
+
+impl Source {
+    pub fn new(name: impl Into<String>, text: impl Into<Arc<str>>) -> Source {
+        Source { name: name.into(), text: text.into() }
+    }
+
+    /// An error about the text under `span`.
+    pub fn error(&self, span: Span, message: impl Into<String>, label: impl Into<String>) -> PlaybookError {
+        PlaybookError {
+            message: message.into(),
+            src: NamedSource::new(self.name.clone(), self.text.to_string()),
+            span: span.into(),
+            label: label.into(),
+            help: None,
+        }
+    }
+
+    /// The byte offset of a 1-based line and column (as parsers report them).
+    pub fn offset_of(&self, line: usize, column: usize) -> usize {
+        let line_start: usize = self.text.split_inclusive('\n').take(line.saturating_sub(1)).map(str::len).sum();
+        let rest = &self.text[line_start.min(self.text.len())..];
+        let col: usize = rest.chars().take(column.saturating_sub(1)).map(char::len_utf8).sum();
+        (line_start + col).min(self.text.len())
+    }
+}
+
+/// One mistake in a playbook, pointing at the YAML that causes it.
+#[derive(Debug, Error, Diagnostic)]
+#[error("{message}")]
+pub struct PlaybookError {
+    pub message: String,
+    #[source_code]
+    pub src: NamedSource<String>,
+    #[label("{label}")]
+    pub span: SourceSpan,
+    pub label: String,
+    #[help]
+    pub help: Option<String>,
+}
+
+impl PlaybookError {
+    pub fn help(mut self, help: impl Into<String>) -> PlaybookError {
+        self.help = Some(help.into());
+        self
+    }
+}
+
+/// Every mistake found in a playbook: `validate` reports them all at once.
+#[derive(Debug, Error, Diagnostic)]
+#[error("{path}: {} error{} in the playbook; nothing was changed", errors.len(), if errors.len() == 1 { "" } else { "s" })]
+pub struct PlaybookErrors {
+    pub path: String,
+    #[related]
+    pub errors: Vec<PlaybookError>,
+}
+
+/// Everything that can stop a run.
+#[derive(Debug, Error, Diagnostic)]
+pub enum Error {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Playbook(#[from] PlaybookErrors),
+
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{id}: {message}")]
+    Resource {
+        id: String,
+        message: String,
+        #[source]
+        source: Option<std::io::Error>,
+    },
+
+    #[error("{id}: the host changed between plan and apply")]
+    #[diagnostic(help("something else is changing this host; run `converge apply` again to see a fresh plan"))]
+    Drift { id: String },
+
+    #[error("another converge run holds the lock {}", path.display())]
+    #[diagnostic(help("wait for it to finish, or check that no converge process is left running"))]
+    Locked { path: PathBuf },
+
+    #[error("{message}")]
+    Usage { message: String },
+}
+
+impl Error {
+    pub fn resource(id: impl ToString, message: impl Into<String>) -> Error {
+        Error::Resource { id: id.to_string(), message: message.into(), source: None }
+    }
+
+    pub fn resource_io(id: impl ToString, message: impl Into<String>, source: std::io::Error) -> Error {
+        Error::Resource { id: id.to_string(), message: message.into(), source: Some(source) }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (levenshtein(word, c), c))
+        .filter(|(d, c)| *d <= (c.len().max(word.len()) / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (row[j + 1] + 1).min(row[j] + 1).min(diag + usize::from(ca != *cb));
+            diag = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_close_words_only() {
+        let keys = ["owner", "group", "mode", "content"];
+        assert_eq!(did_you_mean("ownr", keys), Some("owner"));
+        assert_eq!(did_you_mean("contnet", keys), Some("content"));
+        assert_eq!(did_you_mean("colour", keys), None);
+    }
+
+    #[test]
+    fn offsets_from_line_and_column() {
+        let src = Source::new("p.yml", "ab\ncdé\nf");
+        assert_eq!(src.offset_of(1, 1), 0);
+        assert_eq!(src.offset_of(2, 3), 5);
+        assert_eq!(src.offset_of(3, 1), 9);
+    }
+}

@@ -1,0 +1,54 @@
+//! converge: declarative, idempotent provisioning.
+//!
+//! The pipeline, one stage per module:
+//!
+//! ```text
+//! load     (playbook.rs)  YAML -> tree with spans
+//! resolve  (resolve.rs)   vars, templates, typed resources, ids, order; every error at once
+//! plan     (plan.rs)      observe each resource (read-only) and diff it
+//! render   (printer.rs)   Terraform-style plan with unified diffs, or JSON
+//! apply    (apply.rs)     only what differs, in order, re-observing before each write
+//! triggers (trigger.rs)   what the changes set off (daemon-reload, restarts)
+//! ```
+//!
+//! The core contract is the [`resource::Resource`] trait (observe / diff / apply); the kinds
+//! live in `resources/`, and `host.rs` is the only door to the machine.
+
+pub mod apply;
+pub mod attrs;
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod host;
+pub mod lock;
+pub mod mode;
+pub mod plan;
+pub mod playbook;
+pub mod printer;
+pub mod resolve;
+pub mod resource;
+pub mod resources;
+pub mod template;
+pub mod trigger;
+pub mod yaml_node;
+
+use cli::{Cli, Command};
+use printer::Printer;
+
+/// Runs a parsed command line; returns the process exit code.
+pub fn run(cli: Cli) -> u8 {
+    let settings = cli.global.settings();
+    let mut printer = Printer::new(settings.format, settings.no_color, settings.verbosity);
+    let result = match &cli.command {
+        Command::Plan { playbook } => commands::plan::run(playbook, &settings, &mut printer),
+        Command::Apply { playbook, check, detailed_exitcode } => {
+            let options = commands::apply::Options { check: *check, detailed_exitcode: *detailed_exitcode };
+            commands::apply::run(playbook, &options, &settings, &mut printer)
+        }
+        Command::Validate { playbook } => commands::validate::run(playbook, &settings, &mut printer),
+    };
+    result.unwrap_or_else(|error| {
+        printer.error(&error);
+        1
+    })
+}

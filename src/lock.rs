@@ -1,0 +1,32 @@
+//! The run lock: two applies on one host must not interleave. The live host is locked through
+//! `/run/converge.lock`; an offline root through its own directory, so nothing is added to it.
+
+use std::fs::{File, OpenOptions};
+use std::path::PathBuf;
+
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::error::{Error, Result};
+use crate::host::Host;
+
+/// Held for as long as it lives; the kernel releases it when the process ends, even killed.
+pub struct RunLock {
+    _lock: Flock<File>,
+}
+
+pub fn lock(host: &Host) -> Result<RunLock> {
+    let (path, file) = match host.root() {
+        // `apply --root DIR` into a folder that does not exist yet makes it, as `mkdir -p` would.
+        Some(root) => (root.to_path_buf(), std::fs::create_dir_all(root).and_then(|()| File::open(root))),
+        None => {
+            let path = PathBuf::from("/run/converge.lock");
+            (path.clone(), OpenOptions::new().create(true).truncate(false).write(true).open(&path))
+        }
+    };
+    let file = file.map_err(|source| Error::Read { path: path.clone(), source })?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(RunLock { _lock: lock }),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(Error::Locked { path }),
+        Err((_, errno)) => Err(Error::Read { path, source: errno.into() }),
+    }
+}

@@ -1,0 +1,301 @@
+//! The printer: the only code that writes to the terminal. Human output speaks Terraform's
+//! vocabulary (`+ create`, `~ update`, `- remove`, a unified diff under each content change, a
+//! closing "Plan: ..." line); `--output json` prints one JSON record per line instead. Output is
+//! deterministic: no timestamps, no PIDs, in playbook order.
+
+use std::io::{IsTerminal, Write};
+
+use serde_json::json;
+use similar::TextDiff;
+
+use crate::apply::Applied;
+use crate::plan::{Action, Counts, Plan, ResourcePlan};
+use crate::resource::{Change, Content, ResourceId};
+use crate::trigger::Trigger;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+pub struct Printer {
+    format: Format,
+    color: bool,
+    /// -1 quiet, 0 normal, 1+ verbose.
+    verbosity: i8,
+    out: Box<dyn Write>,
+}
+
+const RESET: &str = "\x1b[0m";
+const GREEN: &str = "\x1b[32m";
+const YELLOW: &str = "\x1b[33m";
+const RED: &str = "\x1b[31m";
+const CYAN: &str = "\x1b[36m";
+const BOLD: &str = "\x1b[1m";
+
+impl Printer {
+    pub fn new(format: Format, no_color: bool, verbosity: i8) -> Printer {
+        let color = !no_color && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal();
+        Printer { format, color, verbosity, out: Box::new(std::io::stdout()) }
+    }
+
+    pub fn color(&self) -> bool {
+        self.color
+    }
+
+    fn paint(&self, color: &str, text: &str) -> String {
+        if self.color { format!("{color}{text}{RESET}") } else { text.to_owned() }
+    }
+
+    fn line(&mut self, text: impl AsRef<str>) {
+        let _ = writeln!(self.out, "{}", text.as_ref());
+    }
+
+    fn json(&mut self, value: serde_json::Value) {
+        let _ = writeln!(self.out, "{value}");
+    }
+
+    /// The plan: each differing resource with its changes, then the triggers, then a summary.
+    pub fn plan(&mut self, plan: &Plan) {
+        if self.format == Format::Json {
+            for r in &plan.resources {
+                let record = resource_json(r);
+                self.json(record);
+            }
+            for t in &plan.triggers {
+                self.json(trigger_json(t));
+            }
+            let c = plan.counts();
+            self.json(json!({"type": "plan", "create": c.create, "update": c.update, "remove": c.remove, "run": c.run, "triggers": plan.triggers.len()}));
+            return;
+        }
+        if plan.is_empty() {
+            self.line("No changes. The host matches the playbook.");
+            return;
+        }
+        if self.verbosity >= 0 {
+            self.line("converge will make these changes:");
+            self.line("");
+            for r in &plan.resources {
+                self.resource(r);
+            }
+            self.triggers(&plan.triggers);
+        }
+        let summary = format!("Plan: {}; {}.", counts(plan.counts()), plural(plan.triggers.len(), "trigger"));
+        self.line(self.paint(BOLD, &summary));
+    }
+
+    fn resource(&mut self, r: &ResourcePlan) {
+        let action = r.action();
+        let (symbol, color) = match action {
+            Action::Create => ("+", GREEN),
+            Action::Update => ("~", YELLOW),
+            Action::Remove => ("-", RED),
+            Action::Run => (">", CYAN),
+        };
+        let head = match r.changes.iter().find_map(|c| match c {
+            Change::Run { reason } => Some(reason),
+            _ => None,
+        }) {
+            Some(reason) => format!("  {symbol} {} (run: {reason})", r.id),
+            None => format!("  {symbol} {} ({})", r.id, action.verb()),
+        };
+        self.line(self.paint(color, &head));
+        // Attributes first, then the content's diff.
+        let (content, attributes): (Vec<&Change>, Vec<&Change>) = r.changes.iter().partition(|c| matches!(c, Change::Content { .. }));
+        for change in attributes.into_iter().chain(content) {
+            match change {
+                Change::Set { attr, from, to } => {
+                    let kind = if *attr == "owner" { "user" } else { "group" };
+                    let above = r.created_above.contains(&ResourceId::new(kind, to));
+                    let note = if above && matches!(*attr, "owner" | "group") { " (created above)" } else { "" };
+                    match from.as_deref().filter(|f| !f.is_empty()) {
+                        Some(from) => self.line(format!("      {attr}: {from} -> {to}{note}")),
+                        None => self.line(format!("      {attr}: {to}{note}")),
+                    }
+                }
+                Change::Content { from, to } => {
+                    let text = if r.sensitive { vec!["      content: (sensitive, not shown)".to_owned()] } else { self.content(r, from.as_ref(), to) };
+                    for l in text {
+                        self.line(l);
+                    }
+                }
+                Change::Create | Change::Remove | Change::Run { .. } => {}
+            }
+        }
+        self.line("");
+    }
+
+    /// A unified diff for text, digests for binary or big content.
+    fn content(&self, r: &ResourcePlan, from: Option<&Content>, to: &Content) -> Vec<String> {
+        let path = r.id.0.split_once(':').map(|(_, p)| p).unwrap_or(&r.id.0);
+        let old = match from {
+            None => Some(""),
+            Some(content) => content.as_text(),
+        };
+        let (Some(old), Some(new)) = (old, to.as_text()) else {
+            let from = from.map(|c| format!("sha256:{} ({} bytes)", c.sha256(), c.0.len())).unwrap_or_else(|| "nothing".into());
+            return vec![format!("      content: {from} -> sha256:{} ({} bytes)", to.sha256(), to.0.len())];
+        };
+        let from_name = if from.is_some() { path } else { "/dev/null" };
+        let unified = TextDiff::from_lines(old, new).unified_diff().context_radius(3).header(from_name, path).to_string();
+        unified
+            .lines()
+            .map(|l| {
+                let color = match l.as_bytes().first() {
+                    Some(b'+') if !l.starts_with("+++") => GREEN,
+                    Some(b'-') if !l.starts_with("---") => RED,
+                    Some(b'@') => CYAN,
+                    _ => return format!("      {l}"),
+                };
+                self.paint(color, &format!("      {l}"))
+            })
+            .collect()
+    }
+
+    fn triggers(&mut self, triggers: &[Trigger]) {
+        if triggers.is_empty() {
+            return;
+        }
+        self.line("Triggers, in order:");
+        let width = triggers.iter().map(|t| t.action.to_string().len() + t.unit.len() + 1).max().unwrap_or(0);
+        for t in triggers {
+            let what = format!("{} {}", t.action, t.unit);
+            self.line(format!("  {what:width$}   ({})", t.reason()));
+        }
+        self.line("");
+    }
+
+    /// One resource applied, as it happens.
+    pub fn applied(&mut self, r: &ResourcePlan) {
+        match self.format {
+            Format::Json => {
+                let mut record = resource_json(r);
+                record["type"] = json!("applied");
+                self.json(record);
+            }
+            Format::Human if self.verbosity >= 0 => {
+                let done = match r.action() {
+                    Action::Create => "created",
+                    Action::Update => "updated",
+                    Action::Remove => "removed",
+                    Action::Run => "ran",
+                };
+                self.line(format!("{}: {done}", r.id));
+            }
+            Format::Human => {}
+        }
+    }
+
+    /// Triggers that were not run, and why.
+    pub fn triggers_skipped(&mut self, triggers: &[Trigger], why: &str) {
+        for t in triggers {
+            match self.format {
+                Format::Json => {
+                    let mut record = trigger_json(t);
+                    record["type"] = json!("trigger-skipped");
+                    record["why"] = json!(why);
+                    self.json(record);
+                }
+                Format::Human if self.verbosity >= 0 => self.line(format!("{} {}: skipped ({why})", t.action, t.unit)),
+                Format::Human => {}
+            }
+        }
+    }
+
+    /// The closing line of an apply.
+    pub fn apply_done(&mut self, applied: &Applied, triggers_run: usize, triggers_skipped: usize) {
+        let mut counts = Counts::default();
+        for r in &applied.resources {
+            match r.action() {
+                Action::Create => counts.create += 1,
+                Action::Update => counts.update += 1,
+                Action::Remove => counts.remove += 1,
+                Action::Run => counts.run += 1,
+            }
+        }
+        match self.format {
+            Format::Json => self.json(json!({"type": "apply", "create": counts.create, "update": counts.update, "remove": counts.remove, "run": counts.run, "triggers": triggers_run, "triggers_skipped": triggers_skipped})),
+            Format::Human => {
+                let mut text = format!("Apply complete: {}; {} run", done_counts(counts), plural(triggers_run, "trigger"));
+                if triggers_skipped > 0 {
+                    text += &format!(", {triggers_skipped} skipped");
+                }
+                text.push('.');
+                self.line(self.paint(BOLD, &text));
+            }
+        }
+    }
+
+    /// After a failure: what had been applied before it.
+    pub fn failed_after(&mut self, applied: &Applied, plan: &Plan) {
+        if self.format == Format::Human {
+            let ids: Vec<String> = applied.resources.iter().map(|r| r.id.to_string()).collect();
+            let done = if ids.is_empty() { "nothing".to_owned() } else { ids.join(", ") };
+            self.line(format!("Applied {} of {} before the failure: {done}.", applied.resources.len(), plan.resources.len()));
+        }
+    }
+
+    pub fn validated(&mut self, name: &str, resources: usize) {
+        match self.format {
+            Format::Json => self.json(json!({"type": "valid", "name": name, "resources": resources})),
+            Format::Human => self.line(format!("The playbook is valid: {}.", plural(resources, "resource"))),
+        }
+    }
+
+    /// An error, rendered by miette with its source snippet, on stderr.
+    pub fn error(&self, error: &dyn miette::Diagnostic) {
+        let theme = if self.color { miette::GraphicalTheme::unicode() } else { miette::GraphicalTheme::unicode_nocolor() };
+        let mut text = String::new();
+        let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(100);
+        let _ = handler.render_report(&mut text, error);
+        eprint!("{text}");
+    }
+}
+
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
+}
+
+fn counts(c: Counts) -> String {
+    let mut text = format!("{} to create, {} to update, {} to remove", c.create, c.update, c.remove);
+    if c.run > 0 {
+        text += &format!(", {} to run", c.run);
+    }
+    text
+}
+
+fn done_counts(c: Counts) -> String {
+    let mut text = format!("{} created, {} updated, {} removed", c.create, c.update, c.remove);
+    if c.run > 0 {
+        text += &format!(", {} ran", c.run);
+    }
+    text
+}
+
+fn resource_json(r: &ResourcePlan) -> serde_json::Value {
+    let changes: Vec<serde_json::Value> = r
+        .changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Set { attr, from, to } => Some(json!({"attr": attr, "from": from, "to": to})),
+            Change::Content { .. } if r.sensitive => Some(json!({"attr": "content", "sensitive": true})),
+            Change::Content { from, to } => {
+                let diff = match (from.as_ref().map(|f| f.as_text()), to.as_text()) {
+                    (Some(Some(old)), Some(new)) => Some(TextDiff::from_lines(old, new).unified_diff().context_radius(3).to_string()),
+                    (None, Some(new)) => Some(TextDiff::from_lines("", new).unified_diff().context_radius(3).to_string()),
+                    _ => None,
+                };
+                Some(json!({"attr": "content", "from_sha256": from.as_ref().map(Content::sha256), "to_sha256": to.sha256(), "diff": diff}))
+            }
+            Change::Run { reason } => Some(json!({"attr": "run", "reason": reason})),
+            Change::Create | Change::Remove => None,
+        })
+        .collect();
+    json!({"type": "resource", "id": r.id, "action": r.action().verb(), "changes": changes, "created_above": r.created_above})
+}
+
+fn trigger_json(t: &Trigger) -> serde_json::Value {
+    json!({"type": "trigger", "action": t.action, "unit": t.unit, "because": t.because})
+}

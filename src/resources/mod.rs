@@ -1,0 +1,155 @@
+//! The kinds of resource a playbook can name, and what the engine needs to know of each: how to
+//! build it from its attributes, what it needs first (for ordering), and how to plan and apply it.
+//! Each kind lives in a file of its own and implements [`Resource`].
+
+pub mod command;
+pub mod directory;
+pub mod file;
+pub mod group;
+pub mod symlink;
+pub mod user;
+
+use std::path::{Path, PathBuf};
+
+use crate::attrs::Attrs;
+use crate::error::Result;
+use crate::host::{Host, Stat};
+use crate::resource::{Change, Ownership, Resource, ResourceId};
+use crate::yaml_node::Node;
+
+pub use command::Command;
+pub use directory::Directory;
+pub use file::File;
+pub use group::Group;
+pub use symlink::Symlink;
+pub use user::User;
+
+/// Every kind key a playbook entry can start with.
+pub const KINDS: &[&str] = &["file", "directory", "symlink", "user", "group", "command"];
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnyResource {
+    File(File),
+    Directory(Directory),
+    Symlink(Symlink),
+    User(User),
+    Group(Group),
+    Command(Command),
+}
+
+/// Calls the same method on whichever kind it is.
+macro_rules! each_kind {
+    ($value:expr, $r:ident => $body:expr) => {
+        match $value {
+            AnyResource::File($r) => $body,
+            AnyResource::Directory($r) => $body,
+            AnyResource::Symlink($r) => $body,
+            AnyResource::User($r) => $body,
+            AnyResource::Group($r) => $body,
+            AnyResource::Command($r) => $body,
+        }
+    };
+}
+
+impl AnyResource {
+    /// Builds a resource of `kind` from its entry; errors go into `attrs`.
+    pub fn from_attrs(kind: &'static str, name: &Node, attrs: &mut Attrs) -> Option<(ResourceId, AnyResource)> {
+        let resource = match kind {
+            "command" => {
+                let argv = attrs.argv("command");
+                let resource = Command::from_attrs(argv, name.span, attrs)?;
+                let id = ResourceId::new("command", &shell_words::join(&resource.argv));
+                return Some((id, AnyResource::Command(resource)));
+            }
+            "file" => AnyResource::File(File::from_attrs(attrs.absolute_path(kind, name)?, name.span, attrs)?),
+            "directory" => AnyResource::Directory(Directory::from_attrs(attrs.absolute_path(kind, name)?, attrs)?),
+            "symlink" => AnyResource::Symlink(Symlink::from_attrs(attrs.absolute_path(kind, name)?, name.span, attrs)?),
+            "user" => AnyResource::User(User::from_attrs(attrs.render_string(kind, name)?, attrs)?),
+            "group" => AnyResource::Group(Group::from_attrs(attrs.render_string(kind, name)?, attrs)?),
+            _ => unreachable!("unknown kind {kind}"),
+        };
+        Some((resource.id(), resource))
+    }
+
+    pub fn id(&self) -> ResourceId {
+        match self {
+            AnyResource::File(r) => ResourceId::new("file", &r.path.to_string_lossy()),
+            AnyResource::Directory(r) => ResourceId::new("directory", &r.path.to_string_lossy()),
+            AnyResource::Symlink(r) => ResourceId::new("symlink", &r.path.to_string_lossy()),
+            AnyResource::User(r) => ResourceId::new("user", &r.name),
+            AnyResource::Group(r) => ResourceId::new("group", &r.name),
+            AnyResource::Command(r) => ResourceId::new("command", &shell_words::join(&r.argv)),
+        }
+    }
+
+    /// The path it manages, for "parent directory first" ordering.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            AnyResource::File(r) => Some(&r.path),
+            AnyResource::Directory(r) => Some(&r.path),
+            AnyResource::Symlink(r) => Some(&r.path),
+            AnyResource::Command(r) => r.creates.as_deref(),
+            AnyResource::User(_) | AnyResource::Group(_) => None,
+        }
+    }
+
+    /// The users and groups it needs to exist, by id (`user:NAME`, `group:NAME`).
+    pub fn needs(&self) -> Vec<ResourceId> {
+        let ownership = |o: &Ownership| {
+            let users = o.owner.iter().map(|u| ResourceId::new("user", u));
+            users.chain(o.group.iter().map(|g| ResourceId::new("group", g))).collect()
+        };
+        match self {
+            AnyResource::File(r) => ownership(&r.ownership),
+            AnyResource::Directory(r) => ownership(&r.ownership),
+            AnyResource::User(r) => r.group.iter().chain(&r.groups).map(|g| ResourceId::new("group", g)).collect(),
+            AnyResource::Symlink(_) | AnyResource::Group(_) | AnyResource::Command(_) => Vec::new(),
+        }
+    }
+
+    /// Observes the host and diffs against it: the resource's planned changes.
+    pub fn plan(&self, host: &Host) -> Result<Vec<Change>> {
+        each_kind!(self, r => Ok(r.diff(&r.observe(host)?)))
+    }
+
+    pub fn apply(&self, changes: &[Change], host: &Host) -> Result<()> {
+        each_kind!(self, r => r.apply(changes, host))
+    }
+}
+
+/// Owner and group names of what `stat` describes.
+pub fn observe_owner(host: &Host, stat: &Stat) -> std::io::Result<(String, String)> {
+    Ok((host.user_name(stat.uid)?, host.group_name(stat.gid)?))
+}
+
+/// The uid and gid to give a file: the desired ones by name, else what it has, else ours.
+pub fn owner_ids(host: &Host, ownership: &Ownership, current: Option<&Stat>) -> std::io::Result<(u32, u32)> {
+    let uid = match &ownership.owner {
+        Some(name) => host.uid(name)?,
+        None => current.map(|s| s.uid).unwrap_or_else(|| nix::unistd::geteuid().as_raw()),
+    };
+    let gid = match &ownership.group {
+        Some(name) => host.gid(name)?,
+        None => current.map(|s| s.gid).unwrap_or_else(|| nix::unistd::getegid().as_raw()),
+    };
+    Ok((uid, gid))
+}
+
+/// Runs a shadow tool (useradd, groupmod, ...), with `--root` for an offline root; the error is
+/// the tool's own message.
+pub fn run_tool(host: &Host, program: &str, args: &[String]) -> Result<(), String> {
+    let mut command = host.tool(program);
+    if let Some(root) = host.root() {
+        command.arg("--root").arg(absolute(root));
+    }
+    let output = command.args(args).output().map_err(|e| format!("cannot run {program}: {e}"))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    Err(format!("{program} {} failed ({}): {}", shell_words::join(args), output.status, stderr.trim()))
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
