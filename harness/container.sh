@@ -3,8 +3,9 @@
 # their copies of the rootfs, their nspawn processes, their cgroups and their state, all under
 # ${CONVERGE_RUN_DIR:-/var/tmp/converge-e2e}/NAME. The rootfs itself belongs to rootfs.sh.
 #
-#   container.sh boot NAME             copy the cached rootfs, boot it (systemd as PID 1, its own
-#                                      system bus, loopback-only network), wait until
+#   container.sh boot NAME             give NAME a fresh root made from the cached rootfs, boot it
+#                                      (systemd as PID 1, its own system bus, loopback-only
+#                                      network), wait until
 #                                      `systemctl is-system-running` says running or degraded,
 #                                      print the leader (the container's PID 1, host pid)
 #   container.sh exec NAME CMD...      run CMD inside (all namespaces, root, clean environment);
@@ -24,8 +25,15 @@
 # --keep-unit). Processes are only ever killed by the pids recorded in the state directory,
 # checked against their start time. Needs root, harness/install-deps.sh and harness/rootfs.sh.
 #
-# Environment: CONVERGE_RUN_DIR, CONVERGE_CACHE (see rootfs.sh), CONVERGE_BOOT_TIMEOUT (30 s),
-# CONVERGE_POWEROFF_TIMEOUT (20 s), CONVERGE_KEEP_FAILED=1 (keep the copy of a failed boot).
+# The fresh root (CONVERGE_ROOT_MODE):
+#   overlay  (default) an overlayfs mount at NAME/root: the cached rootfs read-only below, NAME/upper
+#            above, so only what the test writes touches the disk; made in a millisecond
+#   copy     `cp -a --reflink=auto` of the rootfs into NAME/root: no mount, but 0.5 to 11 s here
+#   auto     overlay, or copy when the overlay mount fails (e.g. inside some containers)
+#
+# Environment: CONVERGE_RUN_DIR, CONVERGE_CACHE (see rootfs.sh), CONVERGE_ROOT_MODE (overlay),
+# CONVERGE_BOOT_TIMEOUT (30 s), CONVERGE_POWEROFF_TIMEOUT (20 s), CONVERGE_KEEP_FAILED=1 (keep
+# the state directory of a failed boot for inspection).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -33,12 +41,13 @@ RUN=${CONVERGE_RUN_DIR:-/var/tmp/converge-e2e}
 CACHE=${CONVERGE_CACHE:-/var/cache/converge-e2e}
 BOOT_TIMEOUT=${CONVERGE_BOOT_TIMEOUT:-30}
 POWEROFF_TIMEOUT=${CONVERGE_POWEROFF_TIMEOUT:-20}
+ROOT_MODE=${CONVERGE_ROOT_MODE:-overlay}
 CGROUP_PARENT=converge-e2e
 INNER_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 log() { echo "container: $*" >&2; }
 die() { log "error: $*"; exit 1; }
-usage() { sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; }
+usage() { sed -n '2,37p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; }
 now_ms() { local t=${EPOCHREALTIME/[.,]/}; echo $(( t / 1000 )); }
 secs() { printf '%d.%02d' $(( $1 / 1000 )) $(( $1 % 1000 / 10 )); }   # ms -> "s.cc"
 
@@ -48,18 +57,21 @@ check_name() {   # a machine name is a hostname; it also names a directory
 }
 
 # --- processes, identified by pid AND start time so that a reused pid is never signalled -------
-proc_start() {   # $1 pid -> start time in clock ticks since boot (field 22 of /proc/PID/stat)
+proc_start() {   # $1 pid -> start time in clock ticks since boot (field 22 of /proc/PID/stat);
+                 # fails when there is no such process or it has exited and is only a zombie
+                 # (PID 1 of this machine may take a second to reap the orphans it inherits)
   local s
   s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
   s=${s##*) }                                   # drop "pid (comm) ": comm may contain spaces
   # shellcheck disable=SC2086
   set -- $s
+  case $1 in Z|X|x) return 1 ;; esac            # field 3: state
   echo "${20}"
 }
 record_pid() { echo "$1 $(proc_start "$1")" > "$2"; }     # $1 pid, $2 file
 recorded_pid() {   # $1 file -> its pid if that process still runs, else fail
   local pid start
-  read -r pid start < "$1" 2>/dev/null || return 1
+  [ -f "$1" ] && read -r pid start < "$1" || return 1
   [ -n "$pid" ] && [ "$(proc_start "$pid" 2>/dev/null)" = "$start" ] || return 1
   echo "$pid"
 }
@@ -115,31 +127,43 @@ remove_tree() {  # refuse to descend into mounts: a container's mounts live in i
   rm -rf --one-file-system -- "$d"
 }
 
+request_poweroff() {   # $1 state dir, $2 nspawn pid
+  local leader
+  leader=$(recorded_pid "$1/leader.pid" || find_leader "$2" || true)
+  if [ -n "$leader" ]; then
+    # --no-block: without it, systemctl may see the bus connection reset by the shutdown
+    nsenter -t "$leader" -a systemctl --no-block poweroff >/dev/null 2>&1 ||
+      kill -s SIGRTMIN+4 "$leader" 2>/dev/null || true     # systemd: SIGRTMIN+4 = poweroff
+  else
+    kill -TERM "$2" 2>/dev/null || true      # nspawn then asks the container to shut down
+  fi
+}
+
 # Stop the container whose state is in $1 (if it runs) and delete its state directory.
 teardown() {
   local dir=$1 npid leader i
   if npid=$(recorded_pid "$dir/nspawn.pid"); then
-    leader=$(recorded_pid "$dir/leader.pid" 2>/dev/null || find_leader "$npid" || true)
-    if [ -n "$leader" ]; then
-      nsenter -t "$leader" -a systemctl poweroff >/dev/null 2>&1 ||
-        kill -s SIGRTMIN+4 "$leader" 2>/dev/null || true       # systemd: SIGRTMIN+4 = poweroff
-    else
-      kill -TERM "$npid" 2>/dev/null || true     # nspawn asks the container to shut down
-    fi
+    # asked again every second: a container still booting may not have heard the first request
     for (( i = 0; i < POWEROFF_TIMEOUT * 10; i++ )); do
       recorded_pid "$dir/nspawn.pid" >/dev/null || break
+      (( i % 10 )) || request_poweroff "$dir" "$npid"
       sleep 0.1
     done
     if recorded_pid "$dir/nspawn.pid" >/dev/null; then
       log "$(basename "$dir") did not power off within ${POWEROFF_TIMEOUT} s: killing the recorded pids"
       # SIGKILL to PID 1 of a pid namespace kills every process in it
-      leader=$(recorded_pid "$dir/leader.pid" 2>/dev/null || find_leader "$npid" || true)
+      leader=$(recorded_pid "$dir/leader.pid" || find_leader "$npid" || true)
       [ -z "$leader" ] || kill -KILL "$leader" 2>/dev/null || true
       for (( i = 0; i < 50; i++ )); do recorded_pid "$dir/nspawn.pid" >/dev/null || break; sleep 0.1; done
       if npid=$(recorded_pid "$dir/nspawn.pid"); then kill -KILL "$npid" 2>/dev/null || true; sleep 0.2; fi
     fi
   fi
   remove_cgroups "$dir"
+  if mountpoint -q "$dir/root" 2>/dev/null; then
+    umount "$dir/root" 2>/dev/null || {
+      log "warning: $dir/root is busy (a host process uses it?): detaching it lazily"
+      umount -l "$dir/root"; }
+  fi
   remove_tree "$dir/root"
   rm -rf --one-file-system -- "$dir"
 }
@@ -155,6 +179,24 @@ running_leader() {   # $1 NAME -> leader pid, or die with a clear message
   echo "$leader"
 }
 
+make_root() {   # $1 cached rootfs, $2 state dir -> $2/root, and $2/root-mode says how
+  local rootfs=$1 dir=$2
+  case $ROOT_MODE in
+    overlay|auto)
+      mkdir -p "$dir/upper" "$dir/work" "$dir/root"
+      if mount -t overlay overlay -o "lowerdir=$rootfs,upperdir=$dir/upper,workdir=$dir/work" "$dir/root"; then
+        echo overlay > "$dir/root-mode"; return 0
+      fi
+      [ "$ROOT_MODE" = auto ] || die "cannot mount an overlay on $dir/root (CONVERGE_ROOT_MODE=copy avoids it)"
+      log "overlay mount failed: copying the rootfs instead"
+      rm -rf -- "$dir/upper" "$dir/work" "$dir/root" ;;
+    copy) ;;
+    *) die "CONVERGE_ROOT_MODE must be overlay, copy or auto, not '$ROOT_MODE'" ;;
+  esac
+  cp -a --reflink=auto "$rootfs" "$dir/root"
+  echo copy > "$dir/root-mode"
+}
+
 cmd_boot() {
   [ $# -eq 1 ] || die "usage: $0 boot NAME"
   local name=$1 dir rootfs npid leader state="" t0 t1 deadline
@@ -162,18 +204,19 @@ cmd_boot() {
   mkdir -p "$RUN"
   if ! mkdir "$dir" 2>/dev/null; then
     recorded_pid "$dir/nspawn.pid" >/dev/null &&
-      die "container '$name' is already running (leader $(cat "$dir/leader.pid" 2>/dev/null | cut -d' ' -f1))"
+      die "container '$name' is already running (leader $(cut -d' ' -f1 "$dir/leader.pid" 2>/dev/null))"
     log "removing stale state of '$name'"
     teardown "$dir"
     mkdir "$dir"
   fi
   # from here on, a failed boot stops what it started and deletes the copy
-  trap 'boot_failed "$name" "$dir"' EXIT
+  BOOTING_NAME=$name BOOTING_DIR=$dir
+  trap boot_failed EXIT
 
   rootfs=$("$HERE/rootfs.sh" | tail -n 1)
   [ -f "$rootfs/etc/converge-e2e-rootfs" ] || die "rootfs.sh returned no rootfs"
   t0=$(now_ms)
-  cp -a --reflink=auto "$rootfs" "$dir/root"
+  make_root "$rootfs" "$dir"
   t1=$(now_ms)
   cgroup_dirs "$name" > "$dir/cgroups"
 
@@ -181,10 +224,12 @@ cmd_boot() {
   # fork here: a background job of a script is no process group leader), so $! is nspawn's pid.
   (
     while IFS= read -r d; do
-      mkdir -p "$d" && echo "$BASHPID" > "$d/cgroup.procs" || { echo "cannot join cgroup $d" >&2; exit 1; }
+      if ! { mkdir -p "$d" && echo "$BASHPID" > "$d/cgroup.procs"; }; then
+        echo "cannot join cgroup $d" >&2; exit 1
+      fi
     done < "$dir/cgroups"
-    export TERM=dumb                            # plain boot messages in nspawn.log, no colours
-    exec setsid systemd-nspawn --boot --directory="$dir/root" --machine="$name" \
+    # TERM=dumb: plain boot messages in nspawn.log, no colours
+    exec env TERM=dumb setsid systemd-nspawn --boot --directory="$dir/root" --machine="$name" \
       --register=no --keep-unit --private-network --console=read-only
   ) > "$dir/nspawn.log" 2>&1 < /dev/null &
   npid=$!
@@ -206,7 +251,7 @@ cmd_boot() {
     sleep 0.05
   done
   trap - EXIT
-  log "'$name' is $state: copy $(secs $(( t1 - t0 ))) s, boot $(secs $(( $(now_ms) - t1 ))) s, leader $leader"
+  log "'$name' is $state: root ($(cat "$dir/root-mode")) $(secs $(( t1 - t0 ))) s, boot $(secs $(( $(now_ms) - t1 ))) s, leader $leader"
   if [ "$state" = degraded ]; then
     log "failed units in '$name':"
     nsenter -t "$leader" -a systemctl --failed --no-legend --plain >&2 || true
@@ -215,12 +260,13 @@ cmd_boot() {
 }
 
 boot_failed() {   # EXIT trap of a boot that did not reach running/degraded
-  local rc=$? name=$1 dir=$2
+  local rc=$? name=$BOOTING_NAME dir=$BOOTING_DIR
   [ $rc -ne 0 ] || rc=1
   log "boot of '$name' failed; last lines of $dir/nspawn.log:"
   tail -n 30 "$dir/nspawn.log" 2>/dev/null | tr -d '\r' | sed 's/^/  | /' >&2 || true
   if [ "${CONVERGE_KEEP_FAILED:-0}" = 1 ]; then
-    local npid; npid=$(recorded_pid "$dir/nspawn.pid" 2>/dev/null) && kill -TERM "$npid" 2>/dev/null || true
+    local npid
+    if npid=$(recorded_pid "$dir/nspawn.pid"); then kill -TERM "$npid" 2>/dev/null || true; fi
     log "kept $dir (CONVERGE_KEEP_FAILED=1); remove it with: $0 poweroff $name"
   else
     teardown "$dir" || true

@@ -7,8 +7,9 @@
 #   tool                      package
 #   mmdebstrap                mmdebstrap (+ debian-archive-keyring to verify the bookworm mirror)
 #   systemd-nspawn            systemd-container
-#   nsenter, setsid, flock    util-linux
-#   findmnt, mount            mount (mmdebstrap mounts /proc,/sys,/dev while it builds)
+#   nsenter, setsid, flock,   util-linux
+#   findmnt, mountpoint
+#   mount, umount             mount (overlay roots; mmdebstrap mounts /proc,/sys,/dev in its chroot)
 #   ip                        iproute2
 #   ps                        procps
 #   ssh, ssh-keygen           openssh-client
@@ -43,7 +44,8 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}" >/dev/null
 
-for t in mmdebstrap systemd-nspawn nsenter setsid flock findmnt ip ps ssh ssh-keygen curl sha256sum; do
+for t in mmdebstrap systemd-nspawn nsenter setsid flock findmnt mountpoint mount ip ps ssh ssh-keygen curl \
+         sha256sum; do
   command -v "$t" >/dev/null || { log "still missing after install: $t"; exit 1; }
 done
 log "done"

@@ -61,10 +61,15 @@ remove_tree() {
   rm -rf --one-file-system -- "$d"
 }
 
+# True while a container of container.sh has the rootfs $1 as the read-only layer of its overlay:
+# it must then be neither changed nor deleted.
+in_use() { findmnt -rn -t overlay -o OPTIONS | tr ',' '\n' | grep -qxF "lowerdir=$1"; }
+
 prune_others() {
   local d
   for d in "$CACHE"/rootfs-*; do
-    [ -d "$d" ] && [ "$d" != "$ROOTFS" ] || continue
+    if [ ! -d "$d" ] || [ "$d" = "$ROOTFS" ]; then continue; fi
+    if in_use "$d"; then log "not pruning $d: a running container uses it"; continue; fi
     log "pruning $d"; remove_tree "$d"
   done
 }
@@ -117,11 +122,15 @@ for d in "$CACHE"/.build-*; do
   log "removing stale $d"; remove_tree "$d"
 done
 
-[ -f "$SSH_KEY" ] && [ -f "$SSH_KEY.pub" ] ||
-  { rm -f "$SSH_KEY" "$SSH_KEY.pub"; ssh-keygen -q -t ed25519 -N '' -C converge-e2e -f "$SSH_KEY"; }
+if [ ! -f "$SSH_KEY" ] || [ ! -f "$SSH_KEY.pub" ]; then
+  rm -f "$SSH_KEY" "$SSH_KEY.pub"
+  ssh-keygen -q -t ed25519 -N '' -C converge-e2e -f "$SSH_KEY"
+fi
 
 if [ -f "$ROOTFS/etc/converge-e2e-rootfs" ] && ! cache_ok; then
-  log "re-authorizing the current ssh key in $ROOTFS"   # the key pair was deleted and regenerated
+  # the key pair was deleted and regenerated
+  ! in_use "$ROOTFS" || die "the ssh key changed while containers use $ROOTFS: power them off first"
+  log "re-authorizing the current ssh key in $ROOTFS"
   authorize_key "$ROOTFS"
 fi
 

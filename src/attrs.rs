@@ -27,26 +27,50 @@ impl<'a> Attrs<'a> {
         templates: &'a Templates,
         errors: &'a mut Vec<PlaybookError>,
     ) -> Attrs<'a> {
-        Attrs { entries, kind, templates, errors, known: vec![kind] }
+        Attrs {
+            entries,
+            kind,
+            templates,
+            errors,
+            known: vec![kind],
+        }
     }
 
     /// The raw node of `key`, marking the key as known.
     pub fn node(&mut self, key: &'static str) -> Option<&'a Node> {
         self.known.push(key);
-        self.entries.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
+        self.entries
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v)
     }
 
     pub fn templates(&self) -> &'a Templates {
         self.templates
     }
 
-    pub fn error(&mut self, span: Span, message: impl Into<String>, label: impl Into<String>, help: impl Into<String>) {
-        let error = self.templates.source().error(span, message, label).help(help);
+    pub fn error(
+        &mut self,
+        span: Span,
+        message: impl Into<String>,
+        label: impl Into<String>,
+        help: impl Into<String>,
+    ) {
+        let error = self
+            .templates
+            .source()
+            .error(span, message, label)
+            .help(help);
         self.errors.push(error);
     }
 
     fn wrong_type(&mut self, key: &str, node: &Node, expected: &str, help: &str) {
-        self.error(node.span, format!("`{key}` must be {expected}, not {}", node.type_name()), format!("expected {expected}"), help);
+        self.error(
+            node.span,
+            format!("`{key}` must be {expected}, not {}", node.type_name()),
+            format!("expected {expected}"),
+            help,
+        );
     }
 
     /// A string attribute, rendered as a template.
@@ -58,10 +82,19 @@ impl<'a> Attrs<'a> {
     /// A node that must be a string, rendered as a template.
     pub fn render_string(&mut self, key: &str, node: &Node) -> Option<String> {
         match &node.value {
-            Value::String(text) => self.templates.render(text, node.span).map_err(|e| self.errors.push(e)).ok(),
+            Value::String(text) => self
+                .templates
+                .render(text, node.span)
+                .map_err(|e| self.errors.push(e))
+                .ok(),
             Value::Int(_) | Value::Float(_) | Value::Bool(_) => {
                 let written = node.source(&self.templates.source().text).to_owned();
-                self.wrong_type(key, node, "a string", &format!("quote it: `{key}: \"{written}\"`"));
+                self.wrong_type(
+                    key,
+                    node,
+                    "a string",
+                    &format!("quote it: `{key}: \"{written}\"`"),
+                );
                 None
             }
             _ => {
@@ -81,7 +114,12 @@ impl<'a> Attrs<'a> {
                 "false" | "False" => Some(false),
                 other => {
                     let other = other.to_owned();
-                    self.error(node.span, format!("`{key}` must be true or false, not `{other}`"), "expected a boolean", "write true or false");
+                    self.error(
+                        node.span,
+                        format!("`{key}` must be true or false, not `{other}`"),
+                        "expected a boolean",
+                        "write true or false",
+                    );
                     None
                 }
             },
@@ -101,7 +139,12 @@ impl<'a> Attrs<'a> {
                 let text = self.render_string(key, node)?;
                 let parsed = text.trim().parse().ok();
                 if parsed.is_none() {
-                    self.error(node.span, format!("`{key}` must be a whole number, not `{text}`"), "expected a number", "write a number such as 1001");
+                    self.error(
+                        node.span,
+                        format!("`{key}` must be a whole number, not `{text}`"),
+                        "expected a number",
+                        "write a number such as 1001",
+                    );
                 }
                 parsed
             }
@@ -116,7 +159,9 @@ impl<'a> Attrs<'a> {
     pub fn mode(&mut self, key: &'static str) -> Option<Mode> {
         let node = self.node(key)?;
         let text = match &node.value {
-            Value::Int(_) | Value::Float(_) => node.source(&self.templates.source().text).to_owned(),
+            Value::Int(_) | Value::Float(_) => {
+                node.source(&self.templates.source().text).to_owned()
+            }
             Value::String(_) => self.render_string(key, node)?,
             _ => {
                 self.wrong_type(key, node, "a mode", "write an octal mode such as \"0644\"");
@@ -141,20 +186,42 @@ impl<'a> Attrs<'a> {
     pub fn absolute_path(&mut self, key: &str, node: &Node) -> Option<PathBuf> {
         let text = self.render_string(key, node)?;
         if !text.starts_with('/') {
-            self.error(node.span, format!("`{text}` is not an absolute path"), "expected a path starting with /", "write the full path, such as /etc/app.conf");
+            self.error(
+                node.span,
+                format!("`{text}` is not an absolute path"),
+                "expected a path starting with /",
+                "write the full path, such as /etc/app.conf",
+            );
             return None;
         }
-        Some(PathBuf::from(text.trim_end_matches('/').to_owned()).components().collect())
+        Some(
+            PathBuf::from(text.trim_end_matches('/').to_owned())
+                .components()
+                .collect(),
+        )
     }
 
     /// A list of strings; a single string counts as a list of one.
     pub fn strings(&mut self, key: &'static str) -> Vec<(String, Span)> {
-        let Some(node) = self.node(key) else { return Vec::new() };
+        let Some(node) = self.node(key) else {
+            return Vec::new();
+        };
         match &node.value {
-            Value::Seq(items) => items.iter().filter_map(|item| Some((self.render_string(key, item)?, item.span))).collect(),
-            Value::String(_) => self.render_string(key, node).map(|s| vec![(s, node.span)]).unwrap_or_default(),
+            Value::Seq(items) => items
+                .iter()
+                .filter_map(|item| Some((self.render_string(key, item)?, item.span)))
+                .collect(),
+            Value::String(_) => self
+                .render_string(key, node)
+                .map(|s| vec![(s, node.span)])
+                .unwrap_or_default(),
             _ => {
-                self.wrong_type(key, node, "a list of strings", "write a list such as [a, b]");
+                self.wrong_type(
+                    key,
+                    node,
+                    "a list of strings",
+                    "write a list such as [a, b]",
+                );
                 Vec::new()
             }
         }
@@ -165,24 +232,42 @@ impl<'a> Attrs<'a> {
     pub fn argv(&mut self, key: &'static str) -> Option<Vec<String>> {
         let node = self.node(key)?;
         let argv = match &node.value {
-            Value::Seq(items) => items.iter().map(|item| self.render_string(key, item)).collect::<Option<Vec<_>>>()?,
+            Value::Seq(items) => items
+                .iter()
+                .map(|item| self.render_string(key, item))
+                .collect::<Option<Vec<_>>>()?,
             Value::String(_) => {
                 let line = self.render_string(key, node)?;
                 match shell_words::split(&line) {
                     Ok(words) => words,
                     Err(e) => {
-                        self.error(node.span, format!("cannot split `{line}` into arguments: {e}"), "unbalanced quotes", "close the quote, or give the arguments as a list");
+                        self.error(
+                            node.span,
+                            format!("cannot split `{line}` into arguments: {e}"),
+                            "unbalanced quotes",
+                            "close the quote, or give the arguments as a list",
+                        );
                         return None;
                     }
                 }
             }
             _ => {
-                self.wrong_type(key, node, "a command", "write a command line or a list of arguments");
+                self.wrong_type(
+                    key,
+                    node,
+                    "a command",
+                    "write a command line or a list of arguments",
+                );
                 return None;
             }
         };
         if argv.is_empty() {
-            self.error(node.span, format!("`{key}` is empty"), "no program to run", "name a program to run");
+            self.error(
+                node.span,
+                format!("`{key}` is empty"),
+                "no program to run",
+                "name a program to run",
+            );
             return None;
         }
         Some(argv)
@@ -190,7 +275,9 @@ impl<'a> Attrs<'a> {
 
     /// `state: present|absent`.
     pub fn state(&mut self) -> State {
-        let Some(node) = self.node("state") else { return State::Present };
+        let Some(node) = self.node("state") else {
+            return State::Present;
+        };
         match self.render_string("state", node).as_deref() {
             Some("present") | None => State::Present,
             Some("absent") => State::Absent,
@@ -200,7 +287,12 @@ impl<'a> Attrs<'a> {
                     Some(s) => format!("did you mean `{s}`?"),
                     None => "write present or absent".into(),
                 };
-                self.error(node.span, format!("unknown state `{other}`"), "expected present or absent", help);
+                self.error(
+                    node.span,
+                    format!("unknown state `{other}`"),
+                    "expected present or absent",
+                    help,
+                );
                 State::Present
             }
         }
@@ -208,15 +300,42 @@ impl<'a> Attrs<'a> {
 
     /// Requires exactly one of `keys` (when `needed`), reporting both at once otherwise.
     pub fn one_of(&mut self, keys: &[&'static str], needed: bool, at: Span) {
-        let present: Vec<&'static str> = keys.iter().copied().filter(|k| self.entries.iter().any(|(n, _)| n.as_str() == Some(k))).collect();
+        let present: Vec<&'static str> = keys
+            .iter()
+            .copied()
+            .filter(|k| self.entries.iter().any(|(n, _)| n.as_str() == Some(k)))
+            .collect();
         if present.len() > 1 {
-            let span = self.entries.iter().find(|(n, _)| n.as_str() == Some(present[1])).map(|(n, _)| n.span).unwrap_or(at);
-            let list = keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
-            self.error(span, format!("`{}` and `{}` cannot both be given", present[0], present[1]), "second source of the same thing", format!("keep one of {list}"));
+            let span = self
+                .entries
+                .iter()
+                .find(|(n, _)| n.as_str() == Some(present[1]))
+                .map(|(n, _)| n.span)
+                .unwrap_or(at);
+            let list = keys
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            self.error(
+                span,
+                format!("`{}` and `{}` cannot both be given", present[0], present[1]),
+                "second source of the same thing",
+                format!("keep one of {list}"),
+            );
         } else if present.is_empty() && needed {
-            let list = keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(" or ");
+            let list = keys
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(" or ");
             let kind = self.kind;
-            self.error(at, format!("this {kind} needs {list}"), "nothing says what it should contain", format!("add {list}, or `state: absent` to remove it"));
+            self.error(
+                at,
+                format!("this {kind} needs {list}"),
+                "nothing says what it should contain",
+                format!("add {list}, or `state: absent` to remove it"),
+            );
         }
     }
 
@@ -225,7 +344,12 @@ impl<'a> Attrs<'a> {
         for (key, _) in self.entries {
             let Some(name) = key.as_str() else {
                 let span = key.span;
-                self.errors.push(self.templates.source().error(span, "a key must be a name", "not a name").help("write the attribute's name"));
+                self.errors.push(
+                    self.templates
+                        .source()
+                        .error(span, "a key must be a name", "not a name")
+                        .help("write the attribute's name"),
+                );
                 continue;
             };
             if self.known.contains(&name) {
@@ -233,6 +357,9 @@ impl<'a> Attrs<'a> {
             }
             let help = match did_you_mean(name, self.known.iter().copied()) {
                 Some(s) => format!("did you mean `{s}`?"),
+                None if crate::resources::KINDS.contains(&name) => {
+                    "a resource has one kind key, the first: start a new list item (`- `) for this one".to_owned()
+                }
                 None => {
                     let mut keys: Vec<&str> = self.known.iter().copied().filter(|k| *k != self.kind).collect();
                     keys.sort_unstable();
@@ -240,7 +367,15 @@ impl<'a> Attrs<'a> {
                     format!("a {} takes: {}", self.kind, keys.join(", "))
                 }
             };
-            let error = self.templates.source().error(key.span, format!("unknown attribute `{name}` for {}", self.kind), "unknown attribute").help(help);
+            let error = self
+                .templates
+                .source()
+                .error(
+                    key.span,
+                    format!("unknown attribute `{name}` for {}", self.kind),
+                    "unknown attribute",
+                )
+                .help(help);
             self.errors.push(error);
         }
     }

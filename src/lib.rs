@@ -14,6 +14,10 @@
 //! The core contract is the [`resource::Resource`] trait (observe / diff / apply); the kinds
 //! live in `resources/`, and `host.rs` is the only door to the machine.
 
+// A playbook error carries its source text for miette; it is built only on the error path and
+// collected into a Vec, so boxing it would buy nothing.
+#![allow(clippy::result_large_err)]
+
 pub mod apply;
 pub mod attrs;
 pub mod cli;
@@ -41,11 +45,20 @@ pub fn run(cli: Cli) -> u8 {
     let mut printer = Printer::new(settings.format, settings.no_color, settings.verbosity);
     let result = match &cli.command {
         Command::Plan { playbook } => commands::plan::run(playbook, &settings, &mut printer),
-        Command::Apply { playbook, check, detailed_exitcode } => {
-            let options = commands::apply::Options { check: *check, detailed_exitcode: *detailed_exitcode };
+        Command::Apply {
+            playbook,
+            check,
+            detailed_exitcode,
+        } => {
+            let options = commands::apply::Options {
+                check: *check,
+                detailed_exitcode: *detailed_exitcode,
+            };
             commands::apply::run(playbook, &options, &settings, &mut printer)
         }
-        Command::Validate { playbook } => commands::validate::run(playbook, &settings, &mut printer),
+        Command::Validate { playbook } => {
+            commands::validate::run(playbook, &settings, &mut printer)
+        }
     };
     result.unwrap_or_else(|error| {
         printer.error(&error);

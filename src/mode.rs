@@ -23,7 +23,9 @@ impl Mode {
         let octal = text.strip_prefix("0o").unwrap_or(text);
         if octal.chars().all(|c| c.is_ascii_digit()) {
             if let Some(bad) = octal.chars().find(|c| *c > '7') {
-                return Err(format!("`{bad}` is not an octal digit: modes are octal, each digit 0 to 7"));
+                return Err(format!(
+                    "`{bad}` is not an octal digit: modes are octal, each digit 0 to 7"
+                ));
             }
             let value = u32::from_str_radix(octal, 8).map_err(|e| e.to_string())?;
             if value > 0o7777 {
@@ -40,7 +42,9 @@ fn symbolic(text: &str) -> Result<Mode, String> {
     let mut mode = 0;
     for clause in text.split(',') {
         let Some((who, perms)) = clause.split_once('=') else {
-            return Err(format!("`{clause}` is neither octal nor a symbolic clause like u=rw"));
+            return Err(format!(
+                "`{clause}` is neither octal nor a symbolic clause like u=rw"
+            ));
         };
         if who.is_empty() || !who.chars().all(|c| "ugoa".contains(c)) {
             return Err(format!("`{who}` should name classes from u, g, o, a"));
@@ -62,7 +66,11 @@ fn symbolic(text: &str) -> Result<Mode, String> {
                     'x' => 1 << shift,
                     's' if class != 'o' => special,
                     't' if class == 'o' => special,
-                    _ => return Err(format!("`{p}` is not a permission for `{class}`: use r, w, x (s for u/g, t for o)")),
+                    _ => {
+                        return Err(format!(
+                            "`{p}` is not a permission for `{class}`: use r, w, x (s for u/g, t for o)"
+                        ));
+                    }
                 };
             }
         }
@@ -88,7 +96,7 @@ mod tests {
         assert_eq!(Mode::parse("u=rw,g=r,o=r"), Ok(Mode(0o644)));
         assert_eq!(Mode::parse("u=rwx,go=rx"), Ok(Mode(0o755)));
         assert_eq!(Mode::parse("a=r"), Ok(Mode(0o444)));
-        assert_eq!(Mode::parse("u=rws,o=t"), Ok(Mode(0o5700)));
+        assert_eq!(Mode::parse("u=rwxs,o=t"), Ok(Mode(0o5700)));
     }
 
     #[test]

@@ -5,11 +5,13 @@
 //! while an owner that exists nowhere is an error before anything is applied.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::resolve::Resolved;
 use crate::resource::{Change, ResourceId};
+use crate::resources::AnyResource;
 use crate::trigger::{self, Trigger};
 
 /// What `apply` would do: the resources that differ, and the triggers they set off.
@@ -97,8 +99,34 @@ pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
     let mut plan = Plan::default();
     // What earlier resources create, by id, for "(created above)" and missing owners.
     let mut created: HashMap<&ResourceId, bool> = HashMap::new();
+    let mut created_dirs: Vec<&Path> = Vec::new();
     for (index, entry) in resolved.entries.iter().enumerate() {
         let changes = entry.resource.plan(host)?;
+        if let Some(parent) = entry
+            .resource
+            .parent_needed()
+            .filter(|_| !changes.is_empty())
+        {
+            let made_above = created_dirs.iter().any(|d| d.starts_with(parent));
+            let exists = host
+                .stat(parent)
+                .map_err(|e| Error::resource_io(&entry.id, "cannot read its directory", e))?
+                .is_some();
+            if !made_above && !exists {
+                return Err(Error::resource(
+                    &entry.id,
+                    format!(
+                        "its directory {} does not exist, and no `directory:` resource before it creates it",
+                        parent.display()
+                    ),
+                ));
+            }
+        }
+        if let (AnyResource::Directory(dir), true) =
+            (&entry.resource, changes.contains(&Change::Create))
+        {
+            created_dirs.push(&dir.path);
+        }
         let mut created_above = Vec::new();
         for need in entry.resource.needs() {
             match created.get(&need) {
@@ -109,17 +137,29 @@ pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
                     let (kind, name) = need.0.split_once(':').unwrap_or(("", &need.0));
                     return Err(Error::resource(
                         &entry.id,
-                        format!("{kind} `{name}` does not exist on the host, and no `{kind}: {name}` resource of this playbook creates it"),
+                        format!(
+                            "{kind} `{name}` does not exist on the host, and no `{kind}: {name}` resource of this playbook creates it"
+                        ),
                     ));
                 }
             }
         }
         created.insert(&entry.id, changes.contains(&Change::Create));
         if !changes.is_empty() {
-            plan.resources.push(ResourcePlan { index, id: entry.id.clone(), changes, sensitive: entry.sensitive, created_above });
+            plan.resources.push(ResourcePlan {
+                index,
+                id: entry.id.clone(),
+                changes,
+                sensitive: entry.sensitive,
+                created_above,
+            });
         }
     }
-    plan.triggers = trigger::collect(plan.resources.iter().map(|r| (&r.id, resolved.entries[r.index].notify.as_slice())));
+    plan.triggers = trigger::collect(
+        plan.resources
+            .iter()
+            .map(|r| (&r.id, resolved.entries[r.index].notify.as_slice())),
+    );
     Ok(plan)
 }
 

@@ -6,8 +6,8 @@
 //! list, and cycles are reported. Every mistake is collected, so the user sees them all at once,
 //! and nothing on the host is read or touched here.
 
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::path::PathBuf;
 
 use crate::attrs::Attrs;
@@ -53,14 +53,34 @@ pub fn resolve(playbook: &Playbook, input: &VarsInput) -> Result<Resolved> {
     let source = &playbook.source;
     let mut errors: Vec<PlaybookError> = Vec::new();
     let Value::Map(top) = &playbook.root.value else {
-        let e = source.error(playbook.root.span, "a playbook must be a mapping", "expected `name`, `vars` and `resources`").help("start the file with `resources:` and a list of resources");
-        return Err(PlaybookErrors { path: source.name.clone(), errors: vec![e] }.into());
+        let e = source
+            .error(
+                playbook.root.span,
+                "a playbook must be a mapping",
+                "expected `name`, `vars` and `resources`",
+            )
+            .help("start the file with `resources:` and a list of resources");
+        return Err(PlaybookErrors {
+            path: source.name.clone(),
+            errors: vec![e],
+        }
+        .into());
     };
     for (key, _) in top {
         let name = key.as_str().unwrap_or_default();
         if !TOP_LEVEL.contains(&name) {
-            let help = did_you_mean(name, TOP_LEVEL.iter().copied()).map(|s| format!("did you mean `{s}`?")).unwrap_or_else(|| "a playbook has `name`, `vars` and `resources`".into());
-            errors.push(source.error(key.span, format!("unknown top-level key `{name}`"), "unknown key").help(help));
+            let help = did_you_mean(name, TOP_LEVEL.iter().copied())
+                .map(|s| format!("did you mean `{s}`?"))
+                .unwrap_or_else(|| "a playbook has `name`, `vars` and `resources`".into());
+            errors.push(
+                source
+                    .error(
+                        key.span,
+                        format!("unknown top-level key `{name}`"),
+                        "unknown key",
+                    )
+                    .help(help),
+            );
         }
     }
 
@@ -70,14 +90,25 @@ pub fn resolve(playbook: &Playbook, input: &VarsInput) -> Result<Resolved> {
         playbook_vars(vars, &overridden, &mut templates, &mut errors);
     }
     let name = match playbook.root.get("name") {
-        Some(node) => node.as_str().map(|n| templates.render(n, node.span).map_err(|e| errors.push(e)).unwrap_or_default()).unwrap_or_default(),
+        Some(node) => node
+            .as_str()
+            .map(|n| {
+                templates
+                    .render(n, node.span)
+                    .map_err(|e| errors.push(e))
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default(),
         None => String::new(),
     };
 
     let mut entries = Vec::new();
     let mut afters: Vec<Vec<(String, Span)>> = Vec::new();
     match playbook.root.get("resources") {
-        Some(Node { value: Value::Seq(items), .. }) => {
+        Some(Node {
+            value: Value::Seq(items),
+            ..
+        }) => {
             for item in items {
                 if let Some((entry, after)) = resolve_entry(item, &templates, &mut errors) {
                     entries.push(entry);
@@ -85,29 +116,64 @@ pub fn resolve(playbook: &Playbook, input: &VarsInput) -> Result<Resolved> {
                 }
             }
         }
-        Some(other) => errors.push(source.error(other.span, format!("`resources` must be a list, not {}", other.type_name()), "expected a list").help("write each resource as a list item starting with `- `")),
+        Some(other) => errors.push(
+            source
+                .error(
+                    other.span,
+                    format!("`resources` must be a list, not {}", other.type_name()),
+                    "expected a list",
+                )
+                .help("write each resource as a list item starting with `- `"),
+        ),
         None => {}
     }
 
     let order = order(&entries, &afters, source, &mut errors);
     if !errors.is_empty() {
-        return Err(PlaybookErrors { path: source.name.clone(), errors }.into());
+        return Err(PlaybookErrors {
+            path: source.name.clone(),
+            errors,
+        }
+        .into());
     }
     let mut slots: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
-    let entries = order.into_iter().map(|i| slots[i].take().expect("each index once")).collect();
-    Ok(Resolved { name, entries, source: source.clone() })
+    let entries = order
+        .into_iter()
+        .map(|i| slots[i].take().expect("each index once"))
+        .collect();
+    Ok(Resolved {
+        name,
+        entries,
+        source: source.clone(),
+    })
 }
 
 /// Sets `--vars-file` and `--var` values; returns their names, which playbook vars do not override.
 fn command_line_vars(input: &VarsInput, templates: &mut Templates) -> Result<BTreeSet<String>> {
     let mut names = BTreeSet::new();
     for path in &input.files {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.clone(),
+            source,
+        })?;
         let file = Source::new(path.display().to_string(), text);
-        let node = parse_yaml(&file).map_err(|e| PlaybookErrors { path: file.name.clone(), errors: vec![e] })?;
+        let node = parse_yaml(&file).map_err(|e| PlaybookErrors {
+            path: file.name.clone(),
+            errors: vec![e],
+        })?;
         let Value::Map(vars) = &node.value else {
-            let e = file.error(node.span, "a vars file must be a mapping of names to values", "not a mapping").help("write `name: value` lines");
-            return Err(PlaybookErrors { path: file.name.clone(), errors: vec![e] }.into());
+            let e = file
+                .error(
+                    node.span,
+                    "a vars file must be a mapping of names to values",
+                    "not a mapping",
+                )
+                .help("write `name: value` lines");
+            return Err(PlaybookErrors {
+                path: file.name.clone(),
+                errors: vec![e],
+            }
+            .into());
         };
         for (key, value) in vars {
             let name = key.as_str().unwrap_or_default().to_owned();
@@ -123,9 +189,23 @@ fn command_line_vars(input: &VarsInput, templates: &mut Templates) -> Result<BTr
 }
 
 /// `vars:` in order; a string var may use the ones above it.
-fn playbook_vars(vars: &Node, overridden: &BTreeSet<String>, templates: &mut Templates, errors: &mut Vec<PlaybookError>) {
+fn playbook_vars(
+    vars: &Node,
+    overridden: &BTreeSet<String>,
+    templates: &mut Templates,
+    errors: &mut Vec<PlaybookError>,
+) {
     let Value::Map(entries) = &vars.value else {
-        errors.push(templates.source().error(vars.span, format!("`vars` must be a mapping, not {}", vars.type_name()), "expected `name: value` lines").help("write one `name: value` per line under `vars:`"));
+        errors.push(
+            templates
+                .source()
+                .error(
+                    vars.span,
+                    format!("`vars` must be a mapping, not {}", vars.type_name()),
+                    "expected `name: value` lines",
+                )
+                .help("write one `name: value` per line under `vars:`"),
+        );
         return;
     };
     for (key, value) in entries {
@@ -148,45 +228,87 @@ fn playbook_vars(vars: &Node, overridden: &BTreeSet<String>, templates: &mut Tem
 }
 
 /// One list item: its kind key, its common attributes, then the kind's own.
-fn resolve_entry(item: &Node, templates: &Templates, errors: &mut Vec<PlaybookError>) -> Option<(Entry, Vec<(String, Span)>)> {
+fn resolve_entry(
+    item: &Node,
+    templates: &Templates,
+    errors: &mut Vec<PlaybookError>,
+) -> Option<(Entry, Vec<(String, Span)>)> {
     let source = templates.source();
     let Value::Map(pairs) = &item.value else {
-        errors.push(source.error(item.span, format!("a resource must be a mapping, not {}", item.type_name()), "expected `kind: name` and attributes").help("write it as `- file: /etc/motd` with its attributes below"));
+        errors.push(
+            source
+                .error(
+                    item.span,
+                    format!("a resource must be a mapping, not {}", item.type_name()),
+                    "expected `kind: name` and attributes",
+                )
+                .help("write it as `- file: /etc/motd` with its attributes below"),
+        );
         return None;
     };
-    let kinds: Vec<&(Node, Node)> = pairs.iter().filter(|(k, _)| k.as_str().is_some_and(|k| KINDS.contains(&k))).collect();
-    let (kind_key, name) = match kinds[..] {
-        [(k, v)] => (k, v),
-        [] => {
-            let first = &pairs.first()?.0;
-            let word = first.as_str().unwrap_or_default();
-            let help = match did_you_mean(word, KINDS.iter().copied()) {
-                Some(kind) => format!("did you mean `{kind}`?"),
-                None => format!("start the entry with one of: {}", KINDS.join(", ")),
-            };
-            errors.push(source.error(first.span, format!("unknown resource kind `{word}`"), "not a kind").help(help));
-            return None;
-        }
-        [_, (second, _), ..] => {
-            errors.push(source.error(second.span, "a resource has exactly one kind key", "second kind").help("split this into two list items, each starting with `- `"));
-            return None;
-        }
-    };
-    let kind = KINDS.iter().copied().find(|k| kind_key.as_str() == Some(k)).expect("matched above");
+    // The first key names the kind; `group` can also be an attribute (of a file, a user).
+    let (kind_key, name) = pairs.first()?;
+    let word = kind_key.as_str().unwrap_or_default();
+    if !KINDS.contains(&word) {
+        let help = match did_you_mean(word, KINDS.iter().copied()) {
+            Some(kind) => format!("did you mean `{kind}`?"),
+            None => format!(
+                "start the entry with its kind, one of: {}",
+                KINDS.join(", ")
+            ),
+        };
+        errors.push(
+            source
+                .error(
+                    kind_key.span,
+                    format!("unknown resource kind `{word}`"),
+                    "not a kind",
+                )
+                .help(help),
+        );
+        return None;
+    }
+    let kind = KINDS
+        .iter()
+        .copied()
+        .find(|k| kind_key.as_str() == Some(k))
+        .expect("matched above");
 
     let mut attrs = Attrs::new(pairs, kind, templates, errors);
     let notify = attrs
         .strings("notify")
         .into_iter()
-        .filter_map(|(text, span)| Notify::parse(&text).map_err(|help| attrs.error(span, format!("cannot understand `notify: {text}`"), "not an action and a unit", help)).ok())
+        .filter_map(|(text, span)| {
+            Notify::parse(&text)
+                .map_err(|help| {
+                    attrs.error(
+                        span,
+                        format!("cannot understand `notify: {text}`"),
+                        "not an action and a unit",
+                        help,
+                    )
+                })
+                .ok()
+        })
         .collect();
     let after = attrs.strings("after");
     let when = match attrs.node("when") {
-        Some(Node { value: Value::Bool(b), .. }) => Some(*b),
+        Some(Node {
+            value: Value::Bool(b),
+            ..
+        }) => Some(*b),
         Some(node) => match &node.value {
-            Value::String(expr) => templates.eval(expr, node.span).map_err(|e| attrs.errors.push(e)).ok(),
+            Value::String(expr) => templates
+                .eval(expr, node.span)
+                .map_err(|e| attrs.errors.push(e))
+                .ok(),
             _ => {
-                attrs.error(node.span, "`when` must be an expression", "expected an expression", "write an expression such as `when: env == \"prod\"`");
+                attrs.error(
+                    node.span,
+                    "`when` must be an expression",
+                    "expected an expression",
+                    "write an expression such as `when: env == \"prod\"`",
+                );
                 None
             }
         },
@@ -199,17 +321,44 @@ fn resolve_entry(item: &Node, templates: &Templates, errors: &mut Vec<PlaybookEr
     if when == Some(false) {
         return None;
     }
-    Some((Entry { id, span: name.span, resource, notify, sensitive }, after))
+    Some((
+        Entry {
+            id,
+            span: name.span,
+            resource,
+            notify,
+            sensitive,
+        },
+        after,
+    ))
 }
 
 /// The apply order: the file's order, moved only as far as the edges require (a stable
 /// topological sort). Reports unknown `after:` ids, duplicates and cycles.
-fn order(entries: &[Entry], afters: &[Vec<(String, Span)>], source: &Source, errors: &mut Vec<PlaybookError>) -> Vec<usize> {
+fn order(
+    entries: &[Entry],
+    afters: &[Vec<(String, Span)>],
+    source: &Source,
+    errors: &mut Vec<PlaybookError>,
+) -> Vec<usize> {
     let mut index: HashMap<&ResourceId, usize> = HashMap::new();
     for (i, entry) in entries.iter().enumerate() {
         if let Some(&first) = index.get(&entry.id) {
-            let line = source.text[..entries[first].span.offset].lines().count().max(1);
-            errors.push(source.error(entry.span, format!("duplicate resource `{}`", entry.id), "defined again here").help(format!("it is first defined on line {line}; merge the two entries")));
+            let line = source.text[..entries[first].span.offset]
+                .lines()
+                .count()
+                .max(1);
+            errors.push(
+                source
+                    .error(
+                        entry.span,
+                        format!("duplicate resource `{}`", entry.id),
+                        "defined again here",
+                    )
+                    .help(format!(
+                        "it is first defined on line {line}; merge the two entries"
+                    )),
+            );
         } else {
             index.insert(&entry.id, i);
         }
@@ -237,7 +386,15 @@ fn order(entries: &[Entry], afters: &[Vec<(String, Span)>], source: &Source, err
                         Some(s) => format!("did you mean `{s}`?"),
                         None => "name a resource of this playbook by its id, such as `file:/etc/app.conf`".into(),
                     };
-                    errors.push(source.error(*span, format!("`after` names `{text}`, which is not in this playbook"), "unknown resource").help(help));
+                    errors.push(
+                        source
+                            .error(
+                                *span,
+                                format!("`after` names `{text}`, which is not in this playbook"),
+                                "unknown resource",
+                            )
+                            .help(help),
+                    );
                 }
             }
         }
@@ -264,7 +421,10 @@ fn order(entries: &[Entry], afters: &[Vec<(String, Span)>], source: &Source, err
             after_of[j].push(i);
         }
     }
-    let mut ready: BinaryHeap<Reverse<usize>> = (0..entries.len()).filter(|&i| waiting[i] == 0).map(Reverse).collect();
+    let mut ready: BinaryHeap<Reverse<usize>> = (0..entries.len())
+        .filter(|&i| waiting[i] == 0)
+        .map(Reverse)
+        .collect();
     let mut order = Vec::with_capacity(entries.len());
     while let Some(Reverse(i)) = ready.pop() {
         order.push(i);
@@ -277,7 +437,11 @@ fn order(entries: &[Entry], afters: &[Vec<(String, Span)>], source: &Source, err
     }
     if order.len() < entries.len() {
         let cycle = find_cycle(&before, &waiting);
-        let names: Vec<String> = cycle.iter().chain(cycle.first()).map(|&i| entries[i].id.to_string()).collect();
+        let names: Vec<String> = cycle
+            .iter()
+            .chain(cycle.first())
+            .map(|&i| entries[i].id.to_string())
+            .collect();
         errors.push(
             source
                 .error(entries[cycle[0]].span, format!("dependency cycle: {}", names.join(" -> ")), "part of a cycle")
@@ -289,11 +453,16 @@ fn order(entries: &[Entry], afters: &[Vec<(String, Span)>], source: &Source, err
 
 /// A cycle among the entries that never became ready, following "must come before" edges.
 fn find_cycle(before: &[BTreeSet<usize>], waiting: &[usize]) -> Vec<usize> {
-    let start = (0..waiting.len()).find(|&i| waiting[i] > 0).expect("a stuck entry");
+    let start = (0..waiting.len())
+        .find(|&i| waiting[i] > 0)
+        .expect("a stuck entry");
     let mut path = vec![start];
     let mut current = start;
     loop {
-        let next = *before[current].iter().find(|&&j| waiting[j] > 0).expect("a stuck entry waits on a stuck entry");
+        let next = *before[current]
+            .iter()
+            .find(|&&j| waiting[j] > 0)
+            .expect("a stuck entry waits on a stuck entry");
         if let Some(pos) = path.iter().position(|&p| p == next) {
             let mut cycle = path[pos..].to_vec();
             cycle.reverse();

@@ -35,7 +35,11 @@ impl Command {
         let onlyif = attrs.argv("onlyif");
         let cwd = attrs.path("cwd");
         let guards = ["creates", "unless", "onlyif"];
-        if creates.is_none() && unless.is_none() && onlyif.is_none() && !guards.iter().any(|g| attrs.node(g).is_some()) {
+        if creates.is_none()
+            && unless.is_none()
+            && onlyif.is_none()
+            && !guards.iter().any(|g| attrs.node(g).is_some())
+        {
             attrs.error(
                 at,
                 "a command needs `creates`, `unless` or `onlyif`",
@@ -43,7 +47,13 @@ impl Command {
                 "say when it is done: `creates: /path/it/makes`, or a check such as `unless: test -e /path`",
             );
         }
-        Some(Command { argv: argv?, creates, unless, onlyif, cwd })
+        Some(Command {
+            argv: argv?,
+            creates,
+            unless,
+            onlyif,
+            cwd,
+        })
     }
 
     fn id(&self) -> String {
@@ -57,7 +67,13 @@ impl Command {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .status()
-            .map_err(|e| Error::resource_io(self.id(), format!("cannot run the check `{}`", shell_words::join(argv)), e))?;
+            .map_err(|e| {
+                Error::resource_io(
+                    self.id(),
+                    format!("cannot run the check `{}`", shell_words::join(argv)),
+                    e,
+                )
+            })?;
         Ok(status.success())
     }
 }
@@ -67,20 +83,23 @@ impl Resource for Command {
 
     fn observe(&self, host: &Host) -> Result<CommandActual> {
         if let Some(path) = &self.creates {
-            let exists = host.stat(path).map_err(|e| Error::resource_io(self.id(), "cannot check `creates`", e))?.is_some();
+            let exists = host
+                .stat(path)
+                .map_err(|e| Error::resource_io(self.id(), "cannot check `creates`", e))?
+                .is_some();
             if exists {
                 return Ok(CommandActual::NotNeeded);
             }
         }
-        if let Some(unless) = &self.unless {
-            if self.check(host, unless)? {
-                return Ok(CommandActual::NotNeeded);
-            }
+        if let Some(unless) = &self.unless
+            && self.check(host, unless)?
+        {
+            return Ok(CommandActual::NotNeeded);
         }
-        if let Some(onlyif) = &self.onlyif {
-            if !self.check(host, onlyif)? {
-                return Ok(CommandActual::NotNeeded);
-            }
+        if let Some(onlyif) = &self.onlyif
+            && !self.check(host, onlyif)?
+        {
+            return Ok(CommandActual::NotNeeded);
         }
         let reason = match (&self.creates, &self.unless, &self.onlyif) {
             (Some(path), _, _) => format!("{} does not exist", path.display()),
@@ -93,7 +112,9 @@ impl Resource for Command {
 
     fn diff(&self, actual: &CommandActual) -> Vec<Change> {
         match actual {
-            CommandActual::Needed(reason) => vec![Change::Run { reason: reason.clone() }],
+            CommandActual::Needed(reason) => vec![Change::Run {
+                reason: reason.clone(),
+            }],
             CommandActual::NotNeeded => vec![],
         }
     }
@@ -106,10 +127,15 @@ impl Resource for Command {
         let output = command
             .stdin(std::process::Stdio::null())
             .output()
-            .map_err(|e| Error::resource_io(self.id(), format!("cannot run `{}`", self.argv[0]), e))?;
+            .map_err(|e| {
+                Error::resource_io(self.id(), format!("cannot run `{}`", self.argv[0]), e)
+            })?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
-            return Err(Error::resource(self.id(), format!("failed ({}): {}", output.status, stderr.trim())));
+            return Err(Error::resource(
+                self.id(),
+                format!("failed ({}): {}", output.status, stderr.trim()),
+            ));
         }
         Ok(())
     }
@@ -121,8 +147,19 @@ mod tests {
 
     #[test]
     fn runs_only_when_needed() {
-        let c = Command { argv: vec!["true".into()], creates: Some("/x".into()), unless: None, onlyif: None, cwd: None };
+        let c = Command {
+            argv: vec!["true".into()],
+            creates: Some("/x".into()),
+            unless: None,
+            onlyif: None,
+            cwd: None,
+        };
         assert_eq!(c.diff(&CommandActual::NotNeeded), vec![]);
-        assert_eq!(c.diff(&CommandActual::Needed("/x does not exist".into())), vec![Change::Run { reason: "/x does not exist".into() }]);
+        assert_eq!(
+            c.diff(&CommandActual::Needed("/x does not exist".into())),
+            vec![Change::Run {
+                reason: "/x does not exist".into()
+            }]
+        );
     }
 }

@@ -1,0 +1,122 @@
+//! Exit codes and flags: --check, --detailed-exitcode, the lock, --help.
+
+use std::process::{Command, Stdio};
+
+use crate::support::Test;
+
+const PLAYBOOK: &str = "resources:\n  - file: /etc/motd\n    content: \"hi\\n\"\n";
+
+#[test]
+fn detailed_exitcode_says_whether_something_changed() {
+    let test = Test::new().playbook(PLAYBOOK);
+    test.run_args(&[
+        "apply",
+        "{playbook}",
+        "--root",
+        "{root}",
+        "--detailed-exitcode",
+    ])
+    .code(2);
+    test.run_args(&[
+        "apply",
+        "{playbook}",
+        "--root",
+        "{root}",
+        "--detailed-exitcode",
+    ])
+    .code(0);
+}
+
+#[test]
+fn check_is_a_plan() {
+    let test = Test::new().playbook(PLAYBOOK);
+    let run = test
+        .run_args(&["apply", "{playbook}", "--root", "{root}", "--check"])
+        .code(0);
+    assert!(run.stdout.contains("Plan: 1 to create"), "{}", run.stdout);
+    test.expect_absent("/etc/motd");
+    test.run_args(&[
+        "apply",
+        "{playbook}",
+        "--root",
+        "{root}",
+        "--check",
+        "--detailed-exitcode",
+    ])
+    .code(2);
+}
+
+#[test]
+fn quiet_prints_only_the_summary() {
+    let test = Test::new().playbook(PLAYBOOK);
+    let run = test
+        .run_args(&["apply", "{playbook}", "--root", "{root}", "-q"])
+        .success();
+    assert_eq!(
+        run.stdout,
+        "Plan: 1 to create, 0 to update, 0 to remove; 0 triggers.\nApply complete: 1 created, 0 updated, 0 removed; 0 triggers run.\n"
+    );
+}
+
+#[test]
+fn a_second_run_waits_for_no_one_it_says_who_holds_the_lock() {
+    let test = Test::new().playbook(PLAYBOOK);
+    // util-linux flock holds the same kind of lock on the root directory.
+    let mut holder = Command::new("flock")
+        .arg("-o")
+        .arg(test.root())
+        .args(["sleep", "30"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("flock(1)");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let run = test.apply().code(1);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert!(
+        run.stderr.contains("another converge run holds the lock"),
+        "{}",
+        run.stderr
+    );
+    test.expect_absent("/etc/motd");
+    test.apply().success();
+}
+
+#[test]
+fn missing_playbook_is_a_clear_error() {
+    let run = Test::new().run_args(&["plan", "nope.yml"]).code(1);
+    assert!(
+        run.stderr.contains("cannot read nope.yml") && run.stderr.contains("No such file"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn no_color_when_not_a_terminal() {
+    let test = Test::new().playbook(PLAYBOOK);
+    let run = test.plan().code(2);
+    assert!(!run.stdout.contains('\x1b'), "{}", run.stdout);
+}
+
+#[test]
+fn help_names_every_command() {
+    let run = Test::new().run_args(&["--help"]).success();
+    for word in [
+        "plan",
+        "apply",
+        "validate",
+        "--root",
+        "--var",
+        "--vars-file",
+        "--output",
+        "--no-color",
+        "Exit codes",
+    ] {
+        assert!(
+            run.stdout.contains(word),
+            "--help lacks {word}:\n{}",
+            run.stdout
+        );
+    }
+}

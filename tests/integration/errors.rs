@@ -1,0 +1,130 @@
+//! Every kind of playbook mistake, rendered as the user sees it: file, line, column, a label on
+//! the offending YAML and a help line. And nothing on the host is touched.
+
+use crate::support::Test;
+
+fn error_of(yaml: &str) -> String {
+    let test = Test::new().playbook(yaml);
+    let run = test.validate().code(1);
+    assert_eq!(
+        run.stdout, "",
+        "nothing on stdout when the playbook is wrong"
+    );
+    run.err()
+}
+
+#[test]
+fn bad_yaml() {
+    insta::assert_snapshot!(error_of(
+        "resources:\n  - file: /etc/motd\n    content: [unclosed\n"
+    ));
+}
+
+#[test]
+fn unknown_kind() {
+    insta::assert_snapshot!(error_of(
+        "resources:\n  - fiel: /etc/motd\n    content: hi\n"
+    ));
+}
+
+#[test]
+fn misspelled_attribute() {
+    insta::assert_snapshot!(error_of(
+        "resources:\n  - file: /etc/motd\n    content: hi\n    ownr: root\n"
+    ));
+}
+
+#[test]
+fn unknown_attribute_lists_the_known_ones() {
+    insta::assert_snapshot!(error_of(
+        "resources:\n  - directory: /srv/app\n    recursive: true\n"
+    ));
+}
+
+#[test]
+fn wrong_type() {
+    insta::assert_snapshot!(error_of(
+        "resources:\n  - file: /etc/motd\n    content: [a, b]\n  - user: app\n    uid: lots\n"
+    ));
+}
+
+#[test]
+fn bad_mode() {
+    insta::assert_snapshot!(error_of(
+        "resources:\n  - file: /etc/motd\n    content: hi\n    mode: 0999\n"
+    ));
+}
+
+#[test]
+fn undefined_variable() {
+    insta::assert_snapshot!(error_of(
+        "vars:\n  user: app\nresources:\n  - file: /home/{{ usr }}/motd\n    content: hi\n"
+    ));
+}
+
+#[test]
+fn duplicate_resource() {
+    insta::assert_snapshot!(error_of(
+        "resources:\n  - file: /etc/motd\n    content: a\n  - file: /etc/motd\n    content: b\n"
+    ));
+}
+
+#[test]
+fn dependency_cycle() {
+    insta::assert_snapshot!(error_of(
+        "resources:\n  - file: /etc/a\n    content: a\n    after: [\"file:/etc/b\"]\n  - file: /etc/b\n    content: b\n    after: [\"file:/etc/a\"]\n"
+    ));
+}
+
+#[test]
+fn missing_template_file() {
+    insta::assert_snapshot!(error_of(
+        "resources:\n  - file: /etc/app.conf\n    template: templates/app.conf.j2\n"
+    ));
+}
+
+#[test]
+fn undefined_variable_inside_a_template_file_points_into_it() {
+    let test = Test::new()
+        .playbook(
+            "vars:\n  port: 80\nresources:\n  - file: /etc/app.conf\n    template: app.conf.j2\n",
+        )
+        .file(
+            "app.conf.j2",
+            "[server]\nport = {{ port }}\nhost = {{ hostname }}\n",
+        );
+    insta::assert_snapshot!(test.validate().code(1).err());
+}
+
+#[test]
+fn unknown_after_and_bad_notify() {
+    insta::assert_snapshot!(error_of(
+        "resources:\n  - file: /etc/a\n    content: a\n    after: [\"file:/etc/bb\"]\n  - file: /etc/b\n    content: b\n    notify: [\"bounce nginx\"]\n"
+    ));
+}
+
+#[test]
+fn command_without_a_guard() {
+    insta::assert_snapshot!(error_of("resources:\n  - command: make install\n"));
+}
+
+#[test]
+fn validate_reports_every_mistake_at_once() {
+    let err = error_of(
+        "resources:\n  - file: /etc/motd\n    ownr: root\n    content: hi\n  - directory: srv\n  - file: /etc/x\n    content: x\n    mode: \"0999\"\n  - user: app\n    shell: 5\n",
+    );
+    assert!(err.contains("4 errors in the playbook"), "{err}");
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn apply_of_a_wrong_playbook_touches_nothing() {
+    let test = Test::new().playbook("resources:\n  - file: /etc/good\n    content: fine\n  - file: /etc/bad\n    content: x\n    mode: \"0999\"\n");
+    let run = test.apply().code(1);
+    assert!(run.stderr.contains("not a valid mode"), "{}", run.stderr);
+    let entries: Vec<_> = std::fs::read_dir(test.host_path("/etc")).unwrap().collect();
+    assert!(
+        entries.is_empty(),
+        "the root's /etc must stay empty, found {entries:?}"
+    );
+}

@@ -1,0 +1,220 @@
+//! file, directory and symlink against a real filesystem: content, modes, real owners, and a
+//! second apply that changes nothing (same inode, same mtime).
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+
+use crate::support::{Test, ids_of, is_root};
+
+#[test]
+fn apply_writes_content_template_and_source() {
+    let test = Test::new()
+        .playbook(
+            "vars:\n  name: demo\n  port: 8000\nresources:\n  - directory: /etc/demo\n  - file: /etc/demo/inline.conf\n    content: \"name={{ name }}\\n\"\n  - file: /etc/demo/rendered.conf\n    template: templates/app.conf.j2\n  - file: /etc/demo/copied.bin\n    source: files/raw.txt\n",
+        )
+        .file("templates/app.conf.j2", "{% for i in range(2) %}worker{{ i }}\n{% endfor %}port = {{ port }}\n")
+        .file("files/raw.txt", "{{ not rendered }}\n");
+    test.apply().success();
+    test.expect_file("/etc/demo/inline.conf", "name=demo\n")
+        .expect_file("/etc/demo/rendered.conf", "worker0\nworker1\nport = 8000\n")
+        .expect_file("/etc/demo/copied.bin", "{{ not rendered }}\n");
+}
+
+#[test]
+fn modes_are_octal_as_written() {
+    let test = Test::new().playbook(
+        "resources:\n  - file: /a\n    content: a\n    mode: 0640\n  - file: /b\n    content: b\n    mode: \"u=rw,g=r,o=\"\n  - file: /c\n    content: c\n  - directory: /d\n    mode: \"2750\"\n  - directory: /e\n",
+    );
+    test.apply().success();
+    let me = (
+        fs::metadata("/proc/self").unwrap().uid(),
+        fs::metadata("/proc/self").unwrap().gid(),
+    );
+    test.expect_stat("/a", 0o640, me.0, me.1)
+        .expect_stat("/b", 0o640, me.0, me.1)
+        .expect_stat("/c", 0o644, me.0, me.1);
+    test.expect_stat("/d", 0o2750, me.0, me.1)
+        .expect_stat("/e", 0o755, me.0, me.1);
+}
+
+#[test]
+fn real_owners_and_groups() {
+    if !is_root() {
+        return;
+    }
+    let test = Test::new().with_accounts().playbook(
+        "resources:\n  - directory: /srv/www\n    owner: www-data\n    group: www-data\n    mode: \"0750\"\n  - file: /srv/www/index.html\n    content: hi\n    owner: nobody\n    group: www-data\n    mode: \"0640\"\n",
+    );
+    test.apply().success();
+    let (www, www_gid) = ids_of("www-data");
+    let (nobody, _) = ids_of("nobody");
+    test.expect_stat("/srv/www", 0o750, www, www_gid)
+        .expect_stat("/srv/www/index.html", 0o640, nobody, www_gid);
+
+    // Drift: a hand chown and chmod is planned as an update and put back.
+    std::os::unix::fs::chown(test.host_path("/srv/www/index.html"), Some(0), Some(0)).unwrap();
+    let run = test.plan().code(2);
+    assert!(
+        run.stdout.contains("owner: root -> nobody")
+            && run.stdout.contains("group: root -> www-data"),
+        "{}",
+        run.stdout
+    );
+    test.apply().success();
+    test.expect_stat("/srv/www/index.html", 0o640, nobody, www_gid);
+}
+
+#[test]
+fn second_apply_changes_nothing_on_disk() {
+    let test = Test::new().playbook("resources:\n  - directory: /srv\n  - file: /srv/a\n    content: a\n  - symlink: /srv/link\n    target: a\n");
+    test.apply().success();
+    let stat = |p: &str| {
+        let m = fs::symlink_metadata(test.host_path(p)).unwrap();
+        (m.ino(), m.mtime(), m.mtime_nsec(), m.ctime_nsec())
+    };
+    let before = [stat("/srv"), stat("/srv/a"), stat("/srv/link")];
+    let run = test.apply().success();
+    assert!(
+        run.stdout
+            .starts_with("No changes. The host matches the playbook."),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(before, [stat("/srv"), stat("/srv/a"), stat("/srv/link")]);
+}
+
+#[test]
+fn content_drift_is_rewritten_and_the_diff_shown() {
+    let test = Test::new()
+        .playbook("resources:\n  - file: /etc/motd\n    content: \"welcome\\n\"\n")
+        .host_file("/etc/motd", "hacked\n");
+    let run = test.apply().success();
+    assert!(
+        run.stdout.contains("-hacked\n") && run.stdout.contains("+welcome\n"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("file:/etc/motd: updated"),
+        "{}",
+        run.stdout
+    );
+    test.expect_file("/etc/motd", "welcome\n");
+}
+
+#[test]
+fn absent_removes_files_directories_and_links() {
+    let test = Test::new()
+        .playbook("resources:\n  - file: /etc/old\n    state: absent\n  - directory: /var/cache/old\n    state: absent\n  - symlink: /etc/nginx/sites-enabled/default\n    state: absent\n")
+        .host_file("/etc/old", "x")
+        .host_file("/var/cache/old/inside/file", "x");
+    fs::create_dir_all(test.host_path("/etc/nginx/sites-enabled")).unwrap();
+    std::os::unix::fs::symlink(
+        "/etc/nginx/sites-available/default",
+        test.host_path("/etc/nginx/sites-enabled/default"),
+    )
+    .unwrap();
+    let run = test.apply().success();
+    assert!(
+        run.stdout
+            .contains("Apply complete: 0 created, 0 updated, 3 removed"),
+        "{}",
+        run.stdout
+    );
+    test.expect_absent("/etc/old")
+        .expect_absent("/var/cache/old")
+        .expect_absent("/etc/nginx/sites-enabled/default");
+    test.plan().code(0);
+}
+
+#[test]
+fn symlinks_are_repointed_and_never_replace_files() {
+    let test = Test::new().playbook("resources:\n  - symlink: /etc/current\n    target: /opt/v2\n");
+    fs::create_dir_all(test.host_path("/etc")).unwrap();
+    std::os::unix::fs::symlink("/opt/v1", test.host_path("/etc/current")).unwrap();
+    let run = test.apply().success();
+    assert!(
+        run.stdout.contains("target: /opt/v1 -> /opt/v2"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        fs::read_link(test.host_path("/etc/current"))
+            .unwrap()
+            .to_str(),
+        Some("/opt/v2")
+    );
+
+    let blocked = Test::new()
+        .playbook("resources:\n  - symlink: /etc/current\n    target: /opt/v2\n")
+        .host_file("/etc/current", "a file");
+    let run = blocked.apply().code(1);
+    assert!(
+        run.stderr.contains("is a file, not a symlink"),
+        "{}",
+        run.stderr
+    );
+    blocked.expect_file("/etc/current", "a file");
+}
+
+#[test]
+fn a_file_whose_directory_is_missing_fails_with_a_hint() {
+    let test = Test::new().playbook("resources:\n  - file: /nowhere/app.conf\n    content: x\n");
+    let run = test.plan().code(1);
+    assert!(
+        run.stderr.contains("its directory /nowhere does not exist"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn variables_from_the_command_line_win() {
+    let test = Test::new()
+        .playbook("vars:\n  env: dev\n  greeting: \"hello {{ env }}\"\nresources:\n  - file: /etc/env\n    content: \"{{ greeting }} {{ region }}\\n\"\n  - file: /etc/prod-only\n    content: x\n    when: env == \"prod\"\n")
+        .file("vars.yml", "region: eu\nenv: staging\n");
+    test.run_args(&[
+        "apply",
+        "{playbook}",
+        "--root",
+        "{root}",
+        "--vars-file",
+        "vars.yml",
+    ])
+    .success();
+    test.expect_file("/etc/env", "hello staging eu\n")
+        .expect_absent("/etc/prod-only");
+    test.run_args(&[
+        "apply",
+        "{playbook}",
+        "--root",
+        "{root}",
+        "--vars-file",
+        "vars.yml",
+        "--var",
+        "env=prod",
+    ])
+    .success();
+    test.expect_file("/etc/env", "hello prod eu\n")
+        .expect_file("/etc/prod-only", "x");
+}
+
+#[test]
+fn parent_directories_are_ordered_first() {
+    let test = Test::new().playbook("resources:\n  - file: /srv/app/conf/app.ini\n    content: x\n  - directory: /srv/app/conf\n  - directory: /srv/app\n    mode: \"0700\"\n");
+    let run = test.apply().success();
+    let order: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.ends_with(": created"))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "directory:/srv/app: created",
+            "directory:/srv/app/conf: created",
+            "file:/srv/app/conf/app.ini: created"
+        ]
+    );
+    test.expect_file("/srv/app/conf/app.ini", "x");
+}

@@ -1,0 +1,13 @@
+//! Integration tests: the real `converge` binary against a temporary `--root`, one module per
+//! topic (ripgrep's layout: one test binary).
+
+mod support;
+
+mod accounts;
+mod atomicity;
+mod cli;
+mod commands;
+mod convergence;
+mod errors;
+mod files;
+mod plan_output;

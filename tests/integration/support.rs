@@ -1,0 +1,211 @@
+//! `Test`: a fluent builder around the real binary, a playbook folder and an offline root.
+//!
+//! ```ignore
+//! Test::new().playbook("resources: ...").apply().success().expect_file("/etc/motd", "hi\n");
+//! ```
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Test {
+    pub dir: tempfile::TempDir,
+}
+
+/// What a run printed and how it exited, with temp paths replaced by `[TMP]`.
+pub struct Run {
+    pub stdout: String,
+    pub stderr: String,
+    pub code: i32,
+    test_dir: PathBuf,
+}
+
+impl Test {
+    pub fn new() -> Test {
+        let dir = tempfile::Builder::new()
+            .prefix("converge-test")
+            .tempdir()
+            .expect("a temp dir");
+        // Like any root filesystem, it has an /etc.
+        fs::create_dir_all(dir.path().join("root/etc")).unwrap();
+        Test {
+            dir,
+            args: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    /// The offline root that `--root` points at.
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    /// A path of the offline root (`/etc/motd` -> TMP/root/etc/motd).
+    pub fn host_path(&self, path: &str) -> PathBuf {
+        self.root().join(path.trim_start_matches('/'))
+    }
+
+    pub fn playbook_path(&self) -> PathBuf {
+        self.dir.path().join("playbook.yml")
+    }
+
+    pub fn playbook(self, yaml: &str) -> Test {
+        self.file("playbook.yml", yaml)
+    }
+
+    /// A file beside the playbook (a template, a source file, a vars file).
+    pub fn file(self, relative: &str, content: &str) -> Test {
+        let path = self.dir.path().join(relative);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, content).unwrap();
+        self
+    }
+
+    /// A file that is on the host before converge runs.
+    pub fn host_file(self, path: &str, content: &str) -> Test {
+        let path = self.host_path(path);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, content).unwrap();
+        self
+    }
+
+    /// Copies the build machine's account files into the root, so that its users (root,
+    /// nobody, www-data) exist there, as in any Debian image.
+    pub fn with_accounts(self) -> Test {
+        fs::create_dir_all(self.host_path("/etc")).unwrap();
+        for file in ["passwd", "group", "shadow", "gshadow"] {
+            let _ = fs::copy(
+                Path::new("/etc").join(file),
+                self.host_path(&format!("/etc/{file}")),
+            );
+        }
+        self
+    }
+
+    /// The binary with the given arguments; `{playbook}` and `{root}` are filled in.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_converge"));
+        let playbook = self.playbook_path().display().to_string();
+        let root = self.root().display().to_string();
+        command.args(
+            args.iter()
+                .map(|a| a.replace("{playbook}", &playbook).replace("{root}", &root)),
+        );
+        command.env_remove("NO_COLOR").current_dir(self.dir.path());
+        command
+    }
+
+    pub fn run_args(&self, args: &[&str]) -> Run {
+        let output = self
+            .command(args)
+            .output()
+            .expect("the converge binary runs");
+        Run {
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            code: output.status.code().unwrap_or(-1),
+            test_dir: self.dir.path().to_path_buf(),
+        }
+    }
+
+    pub fn plan(&self) -> Run {
+        self.run_args(&["plan", "{playbook}", "--root", "{root}"])
+    }
+
+    pub fn apply(&self) -> Run {
+        self.run_args(&["apply", "{playbook}", "--root", "{root}"])
+    }
+
+    pub fn validate(&self) -> Run {
+        self.run_args(&["validate", "{playbook}"])
+    }
+
+    /// Asserts a file's content in the root after a run.
+    pub fn expect_file(&self, path: &str, content: &str) -> &Test {
+        let actual =
+            fs::read_to_string(self.host_path(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(actual, content, "content of {path}");
+        self
+    }
+
+    /// Asserts mode, uid and gid as stat(2) reports them.
+    pub fn expect_stat(&self, path: &str, mode: u32, uid: u32, gid: u32) -> &Test {
+        let meta =
+            fs::symlink_metadata(self.host_path(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(
+            meta.mode() & 0o7777,
+            mode,
+            "mode of {path}: {:o}",
+            meta.mode() & 0o7777
+        );
+        assert_eq!((meta.uid(), meta.gid()), (uid, gid), "owner of {path}");
+        self
+    }
+
+    pub fn expect_absent(&self, path: &str) -> &Test {
+        assert!(
+            fs::symlink_metadata(self.host_path(path)).is_err(),
+            "{path} should not exist"
+        );
+        self
+    }
+}
+
+impl Run {
+    pub fn success(self) -> Run {
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    pub fn code(self, code: i32) -> Run {
+        assert_eq!(
+            self.code, code,
+            "exit code\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// stdout with the test's temp dir as `[TMP]`, for snapshots.
+    pub fn out(&self) -> String {
+        self.stdout
+            .replace(&self.test_dir.display().to_string(), "[TMP]")
+    }
+
+    /// stderr with the test's temp dir as `[TMP]`, for snapshots.
+    pub fn err(&self) -> String {
+        self.stderr
+            .replace(&self.test_dir.display().to_string(), "[TMP]")
+    }
+}
+
+/// Tests that create users or chown need root; CI runs as root. Elsewhere they say so and pass.
+pub fn is_root() -> bool {
+    let root = nix_is_root();
+    if !root {
+        eprintln!("skipped: needs root (CI runs the tests as root)");
+    }
+    root
+}
+
+fn nix_is_root() -> bool {
+    fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+/// uid and gid of a user of the build machine.
+pub fn ids_of(user: &str) -> (u32, u32) {
+    let passwd = fs::read_to_string("/etc/passwd").unwrap();
+    let line = passwd
+        .lines()
+        .find(|l| l.starts_with(&format!("{user}:")))
+        .unwrap_or_else(|| panic!("no user {user}"));
+    let f: Vec<&str> = line.split(':').collect();
+    (f[2].parse().unwrap(), f[3].parse().unwrap())
+}
