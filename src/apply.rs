@@ -16,12 +16,7 @@ pub struct Applied {
     pub resources: Vec<ResourcePlan>,
 }
 
-pub fn apply(
-    resolved: &Resolved,
-    plan: &Plan,
-    host: &Host,
-    printer: &mut Printer,
-) -> Result<Applied> {
+pub fn apply(resolved: &Resolved, plan: &Plan, host: &Host, printer: &mut Printer) -> Result<Applied> {
     let mut applied = Applied::default();
     for planned in &plan.resources {
         let entry = &resolved.entries[planned.index];
@@ -31,9 +26,7 @@ pub fn apply(
                 return Ok(false);
             }
             if now != planned.changes {
-                return Err(Error::Drift {
-                    id: planned.id.to_string(),
-                });
+                return Err(Error::Drift { id: planned.id.to_string() });
             }
             entry.resource.apply(&planned.changes, host)?;
             Ok(true)

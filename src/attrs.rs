@@ -27,40 +27,21 @@ impl<'a> Attrs<'a> {
         templates: &'a Templates,
         errors: &'a mut Vec<PlaybookError>,
     ) -> Attrs<'a> {
-        Attrs {
-            entries,
-            kind,
-            templates,
-            errors,
-            known: vec![kind],
-        }
+        Attrs { entries, kind, templates, errors, known: vec![kind] }
     }
 
     /// The raw node of `key`, marking the key as known.
     pub fn node(&mut self, key: &'static str) -> Option<&'a Node> {
         self.known.push(key);
-        self.entries
-            .iter()
-            .find(|(k, _)| k.as_str() == Some(key))
-            .map(|(_, v)| v)
+        self.entries.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
     }
 
     pub fn templates(&self) -> &'a Templates {
         self.templates
     }
 
-    pub fn error(
-        &mut self,
-        span: Span,
-        message: impl Into<String>,
-        label: impl Into<String>,
-        help: impl Into<String>,
-    ) {
-        let error = self
-            .templates
-            .source()
-            .error(span, message, label)
-            .help(help);
+    pub fn error(&mut self, span: Span, message: impl Into<String>, label: impl Into<String>, help: impl Into<String>) {
+        let error = self.templates.source().error(span, message, label).help(help);
         self.errors.push(error);
     }
 
@@ -82,19 +63,10 @@ impl<'a> Attrs<'a> {
     /// A node that must be a string, rendered as a template.
     pub fn render_string(&mut self, key: &str, node: &Node) -> Option<String> {
         match &node.value {
-            Value::String(text) => self
-                .templates
-                .render(text, node.span)
-                .map_err(|e| self.errors.push(e))
-                .ok(),
+            Value::String(text) => self.templates.render(text, node.span).map_err(|e| self.errors.push(e)).ok(),
             Value::Int(_) | Value::Float(_) | Value::Bool(_) => {
                 let written = node.source(&self.templates.source().text).to_owned();
-                self.wrong_type(
-                    key,
-                    node,
-                    "a string",
-                    &format!("quote it: `{key}: \"{written}\"`"),
-                );
+                self.wrong_type(key, node, "a string", &format!("quote it: `{key}: \"{written}\"`"));
                 None
             }
             _ => {
@@ -159,9 +131,7 @@ impl<'a> Attrs<'a> {
     pub fn mode(&mut self, key: &'static str) -> Option<Mode> {
         let node = self.node(key)?;
         let text = match &node.value {
-            Value::Int(_) | Value::Float(_) => {
-                node.source(&self.templates.source().text).to_owned()
-            }
+            Value::Int(_) | Value::Float(_) => node.source(&self.templates.source().text).to_owned(),
             Value::String(_) => self.render_string(key, node)?,
             _ => {
                 self.wrong_type(key, node, "a mode", "write an octal mode such as \"0644\"");
@@ -171,7 +141,12 @@ impl<'a> Attrs<'a> {
         match Mode::parse(&text) {
             Ok(mode) => Some(mode),
             Err(why) => {
-                self.error(node.span, format!("`{text}` is not a valid mode"), why, "write an octal mode such as \"0644\" or a symbolic one such as \"u=rw,g=r,o=r\"");
+                self.error(
+                    node.span,
+                    format!("`{text}` is not a valid mode"),
+                    why,
+                    "write an octal mode such as \"0644\" or a symbolic one such as \"u=rw,g=r,o=r\"",
+                );
                 None
             }
         }
@@ -194,11 +169,7 @@ impl<'a> Attrs<'a> {
             );
             return None;
         }
-        Some(
-            PathBuf::from(text.trim_end_matches('/').to_owned())
-                .components()
-                .collect(),
-        )
+        Some(PathBuf::from(text.trim_end_matches('/').to_owned()).components().collect())
     }
 
     /// A list of strings; a single string counts as a list of one.
@@ -207,21 +178,12 @@ impl<'a> Attrs<'a> {
             return Vec::new();
         };
         match &node.value {
-            Value::Seq(items) => items
-                .iter()
-                .filter_map(|item| Some((self.render_string(key, item)?, item.span)))
-                .collect(),
-            Value::String(_) => self
-                .render_string(key, node)
-                .map(|s| vec![(s, node.span)])
-                .unwrap_or_default(),
+            Value::Seq(items) => {
+                items.iter().filter_map(|item| Some((self.render_string(key, item)?, item.span))).collect()
+            }
+            Value::String(_) => self.render_string(key, node).map(|s| vec![(s, node.span)]).unwrap_or_default(),
             _ => {
-                self.wrong_type(
-                    key,
-                    node,
-                    "a list of strings",
-                    "write a list such as [a, b]",
-                );
+                self.wrong_type(key, node, "a list of strings", "write a list such as [a, b]");
                 Vec::new()
             }
         }
@@ -232,10 +194,7 @@ impl<'a> Attrs<'a> {
     pub fn argv(&mut self, key: &'static str) -> Option<Vec<String>> {
         let node = self.node(key)?;
         let argv = match &node.value {
-            Value::Seq(items) => items
-                .iter()
-                .map(|item| self.render_string(key, item))
-                .collect::<Option<Vec<_>>>()?,
+            Value::Seq(items) => items.iter().map(|item| self.render_string(key, item)).collect::<Option<Vec<_>>>()?,
             Value::String(_) => {
                 let line = self.render_string(key, node)?;
                 match shell_words::split(&line) {
@@ -252,22 +211,12 @@ impl<'a> Attrs<'a> {
                 }
             }
             _ => {
-                self.wrong_type(
-                    key,
-                    node,
-                    "a command",
-                    "write a command line or a list of arguments",
-                );
+                self.wrong_type(key, node, "a command", "write a command line or a list of arguments");
                 return None;
             }
         };
         if argv.is_empty() {
-            self.error(
-                node.span,
-                format!("`{key}` is empty"),
-                "no program to run",
-                "name a program to run",
-            );
+            self.error(node.span, format!("`{key}` is empty"), "no program to run", "name a program to run");
             return None;
         }
         Some(argv)
@@ -287,12 +236,7 @@ impl<'a> Attrs<'a> {
                     Some(s) => format!("did you mean `{s}`?"),
                     None => "write present or absent".into(),
                 };
-                self.error(
-                    node.span,
-                    format!("unknown state `{other}`"),
-                    "expected present or absent",
-                    help,
-                );
+                self.error(node.span, format!("unknown state `{other}`"), "expected present or absent", help);
                 State::Present
             }
         }
@@ -300,23 +244,12 @@ impl<'a> Attrs<'a> {
 
     /// Requires exactly one of `keys` (when `needed`), reporting both at once otherwise.
     pub fn one_of(&mut self, keys: &[&'static str], needed: bool, at: Span) {
-        let present: Vec<&'static str> = keys
-            .iter()
-            .copied()
-            .filter(|k| self.entries.iter().any(|(n, _)| n.as_str() == Some(k)))
-            .collect();
+        let present: Vec<&'static str> =
+            keys.iter().copied().filter(|k| self.entries.iter().any(|(n, _)| n.as_str() == Some(k))).collect();
         if present.len() > 1 {
-            let span = self
-                .entries
-                .iter()
-                .find(|(n, _)| n.as_str() == Some(present[1]))
-                .map(|(n, _)| n.span)
-                .unwrap_or(at);
-            let list = keys
-                .iter()
-                .map(|k| format!("`{k}`"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let span =
+                self.entries.iter().find(|(n, _)| n.as_str() == Some(present[1])).map(|(n, _)| n.span).unwrap_or(at);
+            let list = keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
             self.error(
                 span,
                 format!("`{}` and `{}` cannot both be given", present[0], present[1]),
@@ -324,11 +257,7 @@ impl<'a> Attrs<'a> {
                 format!("keep one of {list}"),
             );
         } else if present.is_empty() && needed {
-            let list = keys
-                .iter()
-                .map(|k| format!("`{k}`"))
-                .collect::<Vec<_>>()
-                .join(" or ");
+            let list = keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(" or ");
             let kind = self.kind;
             self.error(
                 at,
@@ -370,11 +299,7 @@ impl<'a> Attrs<'a> {
             let error = self
                 .templates
                 .source()
-                .error(
-                    key.span,
-                    format!("unknown attribute `{name}` for {}", self.kind),
-                    "unknown attribute",
-                )
+                .error(key.span, format!("unknown attribute `{name}` for {}", self.kind), "unknown attribute")
                 .help(help);
             self.errors.push(error);
         }

@@ -107,17 +107,10 @@ impl Global {
     pub fn settings(&self) -> Settings {
         Settings {
             root: self.root.clone(),
-            vars: VarsInput {
-                vars: self.vars.clone(),
-                files: self.vars_files.clone(),
-            },
+            vars: VarsInput { vars: self.vars.clone(), files: self.vars_files.clone() },
             format: self.output,
             no_color: self.no_color,
-            verbosity: if self.quiet {
-                -1
-            } else {
-                self.verbose.min(3) as i8
-            },
+            verbosity: if self.quiet { -1 } else { self.verbose.min(3) as i8 },
         }
     }
 }

@@ -19,19 +19,11 @@ pub struct Source {
 
 impl Source {
     pub fn new(name: impl Into<String>, text: impl Into<Arc<str>>) -> Source {
-        Source {
-            name: name.into(),
-            text: text.into(),
-        }
+        Source { name: name.into(), text: text.into() }
     }
 
     /// An error about the text under `span`.
-    pub fn error(
-        &self,
-        span: Span,
-        message: impl Into<String>,
-        label: impl Into<String>,
-    ) -> PlaybookError {
+    pub fn error(&self, span: Span, message: impl Into<String>, label: impl Into<String>) -> PlaybookError {
         PlaybookError {
             message: message.into(),
             src: NamedSource::new(self.name.clone(), self.text.to_string()),
@@ -43,18 +35,9 @@ impl Source {
 
     /// The byte offset of a 1-based line and column (as parsers report them).
     pub fn offset_of(&self, line: usize, column: usize) -> usize {
-        let line_start: usize = self
-            .text
-            .split_inclusive('\n')
-            .take(line.saturating_sub(1))
-            .map(str::len)
-            .sum();
+        let line_start: usize = self.text.split_inclusive('\n').take(line.saturating_sub(1)).map(str::len).sum();
         let rest = &self.text[line_start.min(self.text.len())..];
-        let col: usize = rest
-            .chars()
-            .take(column.saturating_sub(1))
-            .map(char::len_utf8)
-            .sum();
+        let col: usize = rest.chars().take(column.saturating_sub(1)).map(char::len_utf8).sum();
         (line_start + col).min(self.text.len())
     }
 }
@@ -112,9 +95,7 @@ pub enum Error {
     },
 
     #[error("{id}: the host changed between plan and apply")]
-    #[diagnostic(help(
-        "something else is changing this host; run `converge apply` again to see a fresh plan"
-    ))]
+    #[diagnostic(help("something else is changing this host; run `converge apply` again to see a fresh plan"))]
     Drift { id: String },
 
     #[error("another converge run holds the lock {}", path.display())]
@@ -127,33 +108,18 @@ pub enum Error {
 
 impl Error {
     pub fn resource(id: impl ToString, message: impl Into<String>) -> Error {
-        Error::Resource {
-            id: id.to_string(),
-            message: message.into(),
-            source: None,
-        }
+        Error::Resource { id: id.to_string(), message: message.into(), source: None }
     }
 
-    pub fn resource_io(
-        id: impl ToString,
-        message: impl Into<String>,
-        source: std::io::Error,
-    ) -> Error {
-        Error::Resource {
-            id: id.to_string(),
-            message: message.into(),
-            source: Some(source),
-        }
+    pub fn resource_io(id: impl ToString, message: impl Into<String>, source: std::io::Error) -> Error {
+        Error::Resource { id: id.to_string(), message: message.into(), source: Some(source) }
     }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (levenshtein(word, c), c))
@@ -169,9 +135,7 @@ fn levenshtein(a: &str, b: &str) -> usize {
         let mut diag = row[0];
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
-            let next = (row[j + 1] + 1)
-                .min(row[j] + 1)
-                .min(diag + usize::from(ca != *cb));
+            let next = (row[j + 1] + 1).min(row[j] + 1).min(diag + usize::from(ca != *cb));
             diag = row[j + 1];
             row[j + 1] = next;
         }

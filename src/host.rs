@@ -76,10 +76,7 @@ struct Accounts {
 impl Host {
     /// The live host (`root` None) or an offline root directory.
     pub fn new(root: Option<PathBuf>) -> Host {
-        Host {
-            root,
-            accounts: Mutex::default(),
-        }
+        Host { root, accounts: Mutex::default() }
     }
 
     /// The offline root, if this is one.
@@ -111,20 +108,12 @@ impl Host {
         } else {
             FileKind::Other
         };
-        Ok(Some(Stat {
-            kind,
-            mode: Mode(meta.mode() & 0o7777),
-            uid: meta.uid(),
-            gid: meta.gid(),
-        }))
+        Ok(Some(Stat { kind, mode: Mode(meta.mode() & 0o7777), uid: meta.uid(), gid: meta.gid() }))
     }
 
     /// Reads a regular file without following a symlink in its last component.
     pub fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(self.path(path))?;
+        let mut file = OpenOptions::new().read(true).custom_flags(nix::libc::O_NOFOLLOW).open(self.path(path))?;
         let mut bytes = Vec::new();
         io::Read::read_to_end(&mut file, &mut bytes)?;
         Ok(bytes)
@@ -137,14 +126,7 @@ impl Host {
     /// Replaces `path` atomically: a temporary file beside it is created with its final mode,
     /// chowned, written and fsynced, then renamed over the target, and the directory fsynced.
     /// A reader (or a crash) sees the old file or the new one, never a part.
-    pub fn write_atomic(
-        &self,
-        path: &Path,
-        content: &[u8],
-        mode: Mode,
-        uid: u32,
-        gid: u32,
-    ) -> io::Result<()> {
+    pub fn write_atomic(&self, path: &Path, content: &[u8], mode: Mode, uid: u32, gid: u32) -> io::Result<()> {
         let target = self.path(path);
         let tmp = temp_beside(&target);
         let written = (|| {
@@ -190,8 +172,7 @@ impl Host {
         let link = self.path(path);
         let tmp = temp_beside(&link);
         std::os::unix::fs::symlink(target, &tmp)?;
-        let done = std::os::unix::fs::lchown(&tmp, Some(uid), Some(gid))
-            .and_then(|()| fs::rename(&tmp, &link));
+        let done = std::os::unix::fs::lchown(&tmp, Some(uid), Some(gid)).and_then(|()| fs::rename(&tmp, &link));
         if done.is_err() {
             let _ = fs::remove_file(&tmp);
         }
@@ -241,15 +222,9 @@ impl Host {
         }
         let found = match &self.root {
             Some(_) => self.passwd()?.into_iter().find(|u| u.name == name),
-            None => nix::unistd::User::from_name(name)
-                .map_err(io::Error::from)?
-                .map(user_entry),
+            None => nix::unistd::User::from_name(name).map_err(io::Error::from)?.map(user_entry),
         };
-        self.accounts
-            .lock()
-            .unwrap()
-            .users
-            .insert(name.to_owned(), found.clone());
+        self.accounts.lock().unwrap().users.insert(name.to_owned(), found.clone());
         Ok(found)
     }
 
@@ -259,15 +234,9 @@ impl Host {
         }
         let found = match &self.root {
             Some(_) => self.group_file()?.into_iter().find(|g| g.name == name),
-            None => nix::unistd::Group::from_name(name)
-                .map_err(io::Error::from)?
-                .map(group_entry),
+            None => nix::unistd::Group::from_name(name).map_err(io::Error::from)?.map(group_entry),
         };
-        self.accounts
-            .lock()
-            .unwrap()
-            .groups
-            .insert(name.to_owned(), found.clone());
+        self.accounts.lock().unwrap().groups.insert(name.to_owned(), found.clone());
         Ok(found)
     }
 
@@ -277,21 +246,11 @@ impl Host {
             return Ok(name.clone());
         }
         let found = match &self.root {
-            Some(_) => self
-                .passwd()?
-                .into_iter()
-                .find(|u| u.uid == uid)
-                .map(|u| u.name),
-            None => nix::unistd::User::from_uid(uid.into())
-                .map_err(io::Error::from)?
-                .map(|u| u.name),
+            Some(_) => self.passwd()?.into_iter().find(|u| u.uid == uid).map(|u| u.name),
+            None => nix::unistd::User::from_uid(uid.into()).map_err(io::Error::from)?.map(|u| u.name),
         };
         let name = found.unwrap_or_else(|| format!("#{uid}"));
-        self.accounts
-            .lock()
-            .unwrap()
-            .user_names
-            .insert(uid, name.clone());
+        self.accounts.lock().unwrap().user_names.insert(uid, name.clone());
         Ok(name)
     }
 
@@ -301,21 +260,11 @@ impl Host {
             return Ok(name.clone());
         }
         let found = match &self.root {
-            Some(_) => self
-                .group_file()?
-                .into_iter()
-                .find(|g| g.gid == gid)
-                .map(|g| g.name),
-            None => nix::unistd::Group::from_gid(gid.into())
-                .map_err(io::Error::from)?
-                .map(|g| g.name),
+            Some(_) => self.group_file()?.into_iter().find(|g| g.gid == gid).map(|g| g.name),
+            None => nix::unistd::Group::from_gid(gid.into()).map_err(io::Error::from)?.map(|g| g.name),
         };
         let name = found.unwrap_or_else(|| format!("#{gid}"));
-        self.accounts
-            .lock()
-            .unwrap()
-            .group_names
-            .insert(gid, name.clone());
+        self.accounts.lock().unwrap().group_names.insert(gid, name.clone());
         Ok(name)
     }
 
@@ -329,11 +278,7 @@ impl Host {
                 parse_group(&fs::read_to_string("/etc/group")?)
             }
         };
-        Ok(groups
-            .into_iter()
-            .filter(|g| g.members.iter().any(|m| m == user))
-            .map(|g| g.name)
-            .collect())
+        Ok(groups.into_iter().filter(|g| g.members.iter().any(|m| m == user)).map(|g| g.name).collect())
     }
 
     /// Forgets looked-up accounts: called after a resource added or changed one.
@@ -343,16 +288,12 @@ impl Host {
 
     /// The uid of a user by name, for applying an owner.
     pub fn uid(&self, name: &str) -> io::Result<u32> {
-        self.user(name)?
-            .map(|u| u.uid)
-            .ok_or_else(|| not_found("user", name))
+        self.user(name)?.map(|u| u.uid).ok_or_else(|| not_found("user", name))
     }
 
     /// The gid of a group by name, for applying a group.
     pub fn gid(&self, name: &str) -> io::Result<u32> {
-        self.group(name)?
-            .map(|g| g.gid)
-            .ok_or_else(|| not_found("group", name))
+        self.group(name)?.map(|g| g.gid).ok_or_else(|| not_found("group", name))
     }
 
     /// DIR/etc/passwd. root (uid 0) exists on every Linux system, so an offline root that has
@@ -374,21 +315,14 @@ impl Host {
     fn group_file(&self) -> io::Result<Vec<GroupEntry>> {
         let mut groups = parse_group(&read_or_empty(&self.path(Path::new("/etc/group")))?);
         if !groups.iter().any(|g| g.gid == 0) {
-            groups.push(GroupEntry {
-                name: "root".into(),
-                gid: 0,
-                members: vec![],
-            });
+            groups.push(GroupEntry { name: "root".into(), gid: 0, members: vec![] });
         }
         Ok(groups)
     }
 }
 
 fn not_found(what: &str, name: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::NotFound,
-        format!("{what} `{name}` does not exist"),
-    )
+    io::Error::new(io::ErrorKind::NotFound, format!("{what} `{name}` does not exist"))
 }
 
 fn read_or_empty(path: &Path) -> io::Result<String> {
@@ -409,11 +343,7 @@ fn user_entry(u: nix::unistd::User) -> UserEntry {
 }
 
 fn group_entry(g: nix::unistd::Group) -> GroupEntry {
-    GroupEntry {
-        name: g.name,
-        gid: g.gid.as_raw(),
-        members: g.mem,
-    }
+    GroupEntry { name: g.name, gid: g.gid.as_raw(), members: g.mem }
 }
 
 /// `name:x:uid:gid:gecos:home:shell` lines (passwd(5)).
@@ -440,12 +370,7 @@ fn parse_group(text: &str) -> Vec<GroupEntry> {
             Some(GroupEntry {
                 name: f.first()?.to_string(),
                 gid: f.get(2)?.parse().ok()?,
-                members: f
-                    .get(3)?
-                    .split(',')
-                    .filter(|m| !m.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
+                members: f.get(3)?.split(',').filter(|m| !m.is_empty()).map(str::to_owned).collect(),
             })
         })
         .collect()
@@ -454,10 +379,7 @@ fn parse_group(text: &str) -> Vec<GroupEntry> {
 /// The temporary name beside `target`. Runs hold the lock, so a leftover of this name can only
 /// come from a run that was killed: it is removed first.
 fn temp_beside(target: &Path) -> PathBuf {
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
+    let name = target.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
     let tmp = target.with_file_name(format!(".{name}.converge-tmp"));
     let _ = fs::remove_file(&tmp);
     tmp
@@ -476,9 +398,8 @@ mod tests {
 
     #[test]
     fn account_files_parse() {
-        let users = parse_passwd(
-            "root:x:0:0:root:/root:/bin/bash\nbroken\nwww-data:x:33:33::/var/www:/usr/sbin/nologin\n",
-        );
+        let users =
+            parse_passwd("root:x:0:0:root:/root:/bin/bash\nbroken\nwww-data:x:33:33::/var/www:/usr/sbin/nologin\n");
         assert_eq!(users.len(), 2);
         assert_eq!(users[1].uid, 33);
         assert_eq!(users[1].home, "/var/www");
@@ -490,13 +411,7 @@ mod tests {
     #[test]
     fn paths_resolve_inside_the_root() {
         let host = Host::new(Some(PathBuf::from("/mnt/image")));
-        assert_eq!(
-            host.path(Path::new("/etc/motd")),
-            Path::new("/mnt/image/etc/motd")
-        );
-        assert_eq!(
-            Host::new(None).path(Path::new("/etc/motd")),
-            Path::new("/etc/motd")
-        );
+        assert_eq!(host.path(Path::new("/etc/motd")), Path::new("/mnt/image/etc/motd"));
+        assert_eq!(Host::new(None).path(Path::new("/etc/motd")), Path::new("/etc/motd"));
     }
 }

@@ -45,20 +45,11 @@ pub fn run(cli: Cli) -> u8 {
     let mut printer = Printer::new(settings.format, settings.no_color, settings.verbosity);
     let result = match &cli.command {
         Command::Plan { playbook } => commands::plan::run(playbook, &settings, &mut printer),
-        Command::Apply {
-            playbook,
-            check,
-            detailed_exitcode,
-        } => {
-            let options = commands::apply::Options {
-                check: *check,
-                detailed_exitcode: *detailed_exitcode,
-            };
+        Command::Apply { playbook, check, detailed_exitcode } => {
+            let options = commands::apply::Options { check: *check, detailed_exitcode: *detailed_exitcode };
             commands::apply::run(playbook, &options, &settings, &mut printer)
         }
-        Command::Validate { playbook } => {
-            commands::validate::run(playbook, &settings, &mut printer)
-        }
+        Command::Validate { playbook } => commands::validate::run(playbook, &settings, &mut printer),
     };
     result.unwrap_or_else(|error| {
         printer.error(&error);

@@ -17,32 +17,16 @@ pub struct RunLock {
 pub fn lock(host: &Host) -> Result<RunLock> {
     let (path, file) = match host.root() {
         // `apply --root DIR` into a folder that does not exist yet makes it, as `mkdir -p` would.
-        Some(root) => (
-            root.to_path_buf(),
-            std::fs::create_dir_all(root).and_then(|()| File::open(root)),
-        ),
+        Some(root) => (root.to_path_buf(), std::fs::create_dir_all(root).and_then(|()| File::open(root))),
         None => {
             let path = PathBuf::from("/run/converge.lock");
-            (
-                path.clone(),
-                OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .open(&path),
-            )
+            (path.clone(), OpenOptions::new().create(true).truncate(false).write(true).open(&path))
         }
     };
-    let file = file.map_err(|source| Error::Read {
-        path: path.clone(),
-        source,
-    })?;
+    let file = file.map_err(|source| Error::Read { path: path.clone(), source })?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(lock) => Ok(RunLock { _lock: lock }),
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(Error::Locked { path }),
-        Err((_, errno)) => Err(Error::Read {
-            path,
-            source: errno.into(),
-        }),
+        Err((_, errno)) => Err(Error::Read { path, source: errno.into() }),
     }
 }

@@ -23,9 +23,7 @@ impl Mode {
         let octal = text.strip_prefix("0o").unwrap_or(text);
         if octal.chars().all(|c| c.is_ascii_digit()) {
             if let Some(bad) = octal.chars().find(|c| *c > '7') {
-                return Err(format!(
-                    "`{bad}` is not an octal digit: modes are octal, each digit 0 to 7"
-                ));
+                return Err(format!("`{bad}` is not an octal digit: modes are octal, each digit 0 to 7"));
             }
             let value = u32::from_str_radix(octal, 8).map_err(|e| e.to_string())?;
             if value > 0o7777 {
@@ -42,9 +40,7 @@ fn symbolic(text: &str) -> Result<Mode, String> {
     let mut mode = 0;
     for clause in text.split(',') {
         let Some((who, perms)) = clause.split_once('=') else {
-            return Err(format!(
-                "`{clause}` is neither octal nor a symbolic clause like u=rw"
-            ));
+            return Err(format!("`{clause}` is neither octal nor a symbolic clause like u=rw"));
         };
         if who.is_empty() || !who.chars().all(|c| "ugoa".contains(c)) {
             return Err(format!("`{who}` should name classes from u, g, o, a"));

@@ -102,16 +102,10 @@ pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
     let mut created_dirs: Vec<&Path> = Vec::new();
     for (index, entry) in resolved.entries.iter().enumerate() {
         let changes = entry.resource.plan(host)?;
-        if let Some(parent) = entry
-            .resource
-            .parent_needed()
-            .filter(|_| !changes.is_empty())
-        {
+        if let Some(parent) = entry.resource.parent_needed().filter(|_| !changes.is_empty()) {
             let made_above = created_dirs.iter().any(|d| d.starts_with(parent));
-            let exists = host
-                .stat(parent)
-                .map_err(|e| Error::resource_io(&entry.id, "cannot read its directory", e))?
-                .is_some();
+            let exists =
+                host.stat(parent).map_err(|e| Error::resource_io(&entry.id, "cannot read its directory", e))?.is_some();
             if !made_above && !exists {
                 return Err(Error::resource(
                     &entry.id,
@@ -122,9 +116,7 @@ pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
                 ));
             }
         }
-        if let (AnyResource::Directory(dir), true) =
-            (&entry.resource, changes.contains(&Change::Create))
-        {
+        if let (AnyResource::Directory(dir), true) = (&entry.resource, changes.contains(&Change::Create)) {
             created_dirs.push(&dir.path);
         }
         let mut created_above = Vec::new();
@@ -155,11 +147,8 @@ pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
             });
         }
     }
-    plan.triggers = trigger::collect(
-        plan.resources
-            .iter()
-            .map(|r| (&r.id, resolved.entries[r.index].notify.as_slice())),
-    );
+    plan.triggers =
+        trigger::collect(plan.resources.iter().map(|r| (&r.id, resolved.entries[r.index].notify.as_slice())));
     Ok(plan)
 }
 

@@ -36,15 +36,9 @@ const BOLD: &str = "\x1b[1m";
 
 impl Printer {
     pub fn new(format: Format, no_color: bool, verbosity: i8) -> Printer {
-        let color = !no_color
-            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-            && std::io::stdout().is_terminal();
-        Printer {
-            format,
-            color,
-            verbosity,
-            out: Box::new(std::io::stdout()),
-        }
+        let color =
+            !no_color && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal();
+        Printer { format, color, verbosity, out: Box::new(std::io::stdout()) }
     }
 
     pub fn color(&self) -> bool {
@@ -52,11 +46,7 @@ impl Printer {
     }
 
     fn paint(&self, color: &str, text: &str) -> String {
-        if self.color {
-            format!("{color}{text}{RESET}")
-        } else {
-            text.to_owned()
-        }
+        if self.color { format!("{color}{text}{RESET}") } else { text.to_owned() }
     }
 
     fn line(&mut self, text: impl AsRef<str>) {
@@ -93,11 +83,7 @@ impl Printer {
             }
             self.triggers(&plan.triggers);
         }
-        let summary = format!(
-            "Plan: {}; {}.",
-            counts(plan.counts()),
-            plural(plan.triggers.len(), "trigger")
-        );
+        let summary = format!("Plan: {}; {}.", counts(plan.counts()), plural(plan.triggers.len(), "trigger"));
         self.line(self.paint(BOLD, &summary));
     }
 
@@ -118,20 +104,14 @@ impl Printer {
         };
         self.line(self.paint(color, &head));
         // Attributes first, then the content's diff.
-        let (content, attributes): (Vec<&Change>, Vec<&Change>) = r
-            .changes
-            .iter()
-            .partition(|c| matches!(c, Change::Content { .. }));
+        let (content, attributes): (Vec<&Change>, Vec<&Change>) =
+            r.changes.iter().partition(|c| matches!(c, Change::Content { .. }));
         for change in attributes.into_iter().chain(content) {
             match change {
                 Change::Set { attr, from, to } => {
                     let kind = if *attr == "owner" { "user" } else { "group" };
                     let above = r.created_above.contains(&ResourceId::new(kind, to));
-                    let note = if above && matches!(*attr, "owner" | "group") {
-                        " (created above)"
-                    } else {
-                        ""
-                    };
+                    let note = if above && matches!(*attr, "owner" | "group") { " (created above)" } else { "" };
                     match from.as_deref().filter(|f| !f.is_empty()) {
                         Some(from) => self.line(format!("      {attr}: {from} -> {to}{note}")),
                         None => self.line(format!("      {attr}: {to}{note}")),
@@ -164,18 +144,11 @@ impl Printer {
             let from = from
                 .map(|c| format!("sha256:{} ({} bytes)", c.sha256(), c.0.len()))
                 .unwrap_or_else(|| "nothing".into());
-            return vec![format!(
-                "      content: {from} -> sha256:{} ({} bytes)",
-                to.sha256(),
-                to.0.len()
-            )];
+            return vec![format!("      content: {from} -> sha256:{} ({} bytes)", to.sha256(), to.0.len())];
         };
         let from_name = if from.is_some() { path } else { "/dev/null" };
-        let unified = TextDiff::from_lines(old, new)
-            .unified_diff()
-            .context_radius(3)
-            .header(from_name, path)
-            .to_string();
+        let unified =
+            TextDiff::from_lines(old, new).unified_diff().context_radius(3).header(from_name, path).to_string();
         unified
             .lines()
             .map(|l| {
@@ -195,11 +168,7 @@ impl Printer {
             return;
         }
         self.line("Triggers, in order:");
-        let width = triggers
-            .iter()
-            .map(|t| t.action.to_string().len() + t.unit.len() + 1)
-            .max()
-            .unwrap_or(0);
+        let width = triggers.iter().map(|t| t.action.to_string().len() + t.unit.len() + 1).max().unwrap_or(0);
         for t in triggers {
             let what = format!("{} {}", t.action, t.unit);
             self.line(format!("  {what:width$}   ({})", t.reason()));
@@ -238,9 +207,7 @@ impl Printer {
                     record["why"] = json!(why);
                     self.json(record);
                 }
-                Format::Human if self.verbosity >= 0 => {
-                    self.line(format!("{} {}: skipped ({why})", t.action, t.unit))
-                }
+                Format::Human if self.verbosity >= 0 => self.line(format!("{} {}: skipped ({why})", t.action, t.unit)),
                 Format::Human => {}
             }
         }
@@ -274,11 +241,7 @@ impl Printer {
     pub fn failed_after(&mut self, applied: &Applied, plan: &Plan) {
         if self.format == Format::Human {
             let ids: Vec<String> = applied.resources.iter().map(|r| r.id.to_string()).collect();
-            let done = if ids.is_empty() {
-                "nothing".to_owned()
-            } else {
-                ids.join(", ")
-            };
+            let done = if ids.is_empty() { "nothing".to_owned() } else { ids.join(", ") };
             self.line(format!(
                 "Applied {} of {} before the failure: {done}.",
                 applied.resources.len(),
@@ -289,23 +252,15 @@ impl Printer {
 
     pub fn validated(&mut self, name: &str, resources: usize) {
         match self.format {
-            Format::Json => {
-                self.json(json!({"type": "valid", "name": name, "resources": resources}))
-            }
-            Format::Human => self.line(format!(
-                "The playbook is valid: {}.",
-                plural(resources, "resource")
-            )),
+            Format::Json => self.json(json!({"type": "valid", "name": name, "resources": resources})),
+            Format::Human => self.line(format!("The playbook is valid: {}.", plural(resources, "resource"))),
         }
     }
 
     /// An error, rendered by miette with its source snippet, on stderr.
     pub fn error(&self, error: &dyn miette::Diagnostic) {
-        let theme = if self.color {
-            miette::GraphicalTheme::unicode()
-        } else {
-            miette::GraphicalTheme::unicode_nocolor()
-        };
+        let theme =
+            if self.color { miette::GraphicalTheme::unicode() } else { miette::GraphicalTheme::unicode_nocolor() };
         let mut text = String::new();
         let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(100);
         let _ = handler.render_report(&mut text, error);
@@ -314,18 +269,11 @@ impl Printer {
 }
 
 fn plural(n: usize, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
-    }
+    if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
 }
 
 fn counts(c: Counts) -> String {
-    let mut text = format!(
-        "{} to create, {} to update, {} to remove",
-        c.create, c.update, c.remove
-    );
+    let mut text = format!("{} to create, {} to update, {} to remove", c.create, c.update, c.remove);
     if c.run > 0 {
         text += &format!(", {} to run", c.run);
     }
@@ -333,10 +281,7 @@ fn counts(c: Counts) -> String {
 }
 
 fn done_counts(c: Counts) -> String {
-    let mut text = format!(
-        "{} created, {} updated, {} removed",
-        c.create, c.update, c.remove
-    );
+    let mut text = format!("{} created, {} updated, {} removed", c.create, c.update, c.remove);
     if c.run > 0 {
         text += &format!(", {} ran", c.run);
     }

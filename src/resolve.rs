@@ -54,17 +54,9 @@ pub fn resolve(playbook: &Playbook, input: &VarsInput) -> Result<Resolved> {
     let mut errors: Vec<PlaybookError> = Vec::new();
     let Value::Map(top) = &playbook.root.value else {
         let e = source
-            .error(
-                playbook.root.span,
-                "a playbook must be a mapping",
-                "expected `name`, `vars` and `resources`",
-            )
+            .error(playbook.root.span, "a playbook must be a mapping", "expected `name`, `vars` and `resources`")
             .help("start the file with `resources:` and a list of resources");
-        return Err(PlaybookErrors {
-            path: source.name.clone(),
-            errors: vec![e],
-        }
-        .into());
+        return Err(PlaybookErrors { path: source.name.clone(), errors: vec![e] }.into());
     };
     for (key, _) in top {
         let name = key.as_str().unwrap_or_default();
@@ -72,15 +64,7 @@ pub fn resolve(playbook: &Playbook, input: &VarsInput) -> Result<Resolved> {
             let help = did_you_mean(name, TOP_LEVEL.iter().copied())
                 .map(|s| format!("did you mean `{s}`?"))
                 .unwrap_or_else(|| "a playbook has `name`, `vars` and `resources`".into());
-            errors.push(
-                source
-                    .error(
-                        key.span,
-                        format!("unknown top-level key `{name}`"),
-                        "unknown key",
-                    )
-                    .help(help),
-            );
+            errors.push(source.error(key.span, format!("unknown top-level key `{name}`"), "unknown key").help(help));
         }
     }
 
@@ -92,12 +76,7 @@ pub fn resolve(playbook: &Playbook, input: &VarsInput) -> Result<Resolved> {
     let name = match playbook.root.get("name") {
         Some(node) => node
             .as_str()
-            .map(|n| {
-                templates
-                    .render(n, node.span)
-                    .map_err(|e| errors.push(e))
-                    .unwrap_or_default()
-            })
+            .map(|n| templates.render(n, node.span).map_err(|e| errors.push(e)).unwrap_or_default())
             .unwrap_or_default(),
         None => String::new(),
     };
@@ -105,10 +84,7 @@ pub fn resolve(playbook: &Playbook, input: &VarsInput) -> Result<Resolved> {
     let mut entries = Vec::new();
     let mut afters: Vec<Vec<(String, Span)>> = Vec::new();
     match playbook.root.get("resources") {
-        Some(Node {
-            value: Value::Seq(items),
-            ..
-        }) => {
+        Some(Node { value: Value::Seq(items), .. }) => {
             for item in items {
                 if let Some((entry, after)) = resolve_entry(item, &templates, &mut errors) {
                     entries.push(entry);
@@ -118,11 +94,7 @@ pub fn resolve(playbook: &Playbook, input: &VarsInput) -> Result<Resolved> {
         }
         Some(other) => errors.push(
             source
-                .error(
-                    other.span,
-                    format!("`resources` must be a list, not {}", other.type_name()),
-                    "expected a list",
-                )
+                .error(other.span, format!("`resources` must be a list, not {}", other.type_name()), "expected a list")
                 .help("write each resource as a list item starting with `- `"),
         ),
         None => {}
@@ -130,50 +102,25 @@ pub fn resolve(playbook: &Playbook, input: &VarsInput) -> Result<Resolved> {
 
     let order = order(&entries, &afters, source, &mut errors);
     if !errors.is_empty() {
-        return Err(PlaybookErrors {
-            path: source.name.clone(),
-            errors,
-        }
-        .into());
+        return Err(PlaybookErrors { path: source.name.clone(), errors }.into());
     }
     let mut slots: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
-    let entries = order
-        .into_iter()
-        .map(|i| slots[i].take().expect("each index once"))
-        .collect();
-    Ok(Resolved {
-        name,
-        entries,
-        source: source.clone(),
-    })
+    let entries = order.into_iter().map(|i| slots[i].take().expect("each index once")).collect();
+    Ok(Resolved { name, entries, source: source.clone() })
 }
 
 /// Sets `--vars-file` and `--var` values; returns their names, which playbook vars do not override.
 fn command_line_vars(input: &VarsInput, templates: &mut Templates) -> Result<BTreeSet<String>> {
     let mut names = BTreeSet::new();
     for path in &input.files {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-            path: path.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.clone(), source })?;
         let file = Source::new(path.display().to_string(), text);
-        let node = parse_yaml(&file).map_err(|e| PlaybookErrors {
-            path: file.name.clone(),
-            errors: vec![e],
-        })?;
+        let node = parse_yaml(&file).map_err(|e| PlaybookErrors { path: file.name.clone(), errors: vec![e] })?;
         let Value::Map(vars) = &node.value else {
             let e = file
-                .error(
-                    node.span,
-                    "a vars file must be a mapping of names to values",
-                    "not a mapping",
-                )
+                .error(node.span, "a vars file must be a mapping of names to values", "not a mapping")
                 .help("write `name: value` lines");
-            return Err(PlaybookErrors {
-                path: file.name.clone(),
-                errors: vec![e],
-            }
-            .into());
+            return Err(PlaybookErrors { path: file.name.clone(), errors: vec![e] }.into());
         };
         for (key, value) in vars {
             let name = key.as_str().unwrap_or_default().to_owned();
@@ -252,27 +199,12 @@ fn resolve_entry(
     if !KINDS.contains(&word) {
         let help = match did_you_mean(word, KINDS.iter().copied()) {
             Some(kind) => format!("did you mean `{kind}`?"),
-            None => format!(
-                "start the entry with its kind, one of: {}",
-                KINDS.join(", ")
-            ),
+            None => format!("start the entry with its kind, one of: {}", KINDS.join(", ")),
         };
-        errors.push(
-            source
-                .error(
-                    kind_key.span,
-                    format!("unknown resource kind `{word}`"),
-                    "not a kind",
-                )
-                .help(help),
-        );
+        errors.push(source.error(kind_key.span, format!("unknown resource kind `{word}`"), "not a kind").help(help));
         return None;
     }
-    let kind = KINDS
-        .iter()
-        .copied()
-        .find(|k| kind_key.as_str() == Some(k))
-        .expect("matched above");
+    let kind = KINDS.iter().copied().find(|k| kind_key.as_str() == Some(k)).expect("matched above");
 
     let mut attrs = Attrs::new(pairs, kind, templates, errors);
     let notify = attrs
@@ -281,27 +213,16 @@ fn resolve_entry(
         .filter_map(|(text, span)| {
             Notify::parse(&text)
                 .map_err(|help| {
-                    attrs.error(
-                        span,
-                        format!("cannot understand `notify: {text}`"),
-                        "not an action and a unit",
-                        help,
-                    )
+                    attrs.error(span, format!("cannot understand `notify: {text}`"), "not an action and a unit", help)
                 })
                 .ok()
         })
         .collect();
     let after = attrs.strings("after");
     let when = match attrs.node("when") {
-        Some(Node {
-            value: Value::Bool(b),
-            ..
-        }) => Some(*b),
+        Some(Node { value: Value::Bool(b), .. }) => Some(*b),
         Some(node) => match &node.value {
-            Value::String(expr) => templates
-                .eval(expr, node.span)
-                .map_err(|e| attrs.errors.push(e))
-                .ok(),
+            Value::String(expr) => templates.eval(expr, node.span).map_err(|e| attrs.errors.push(e)).ok(),
             _ => {
                 attrs.error(
                     node.span,
@@ -321,16 +242,7 @@ fn resolve_entry(
     if when == Some(false) {
         return None;
     }
-    Some((
-        Entry {
-            id,
-            span: name.span,
-            resource,
-            notify,
-            sensitive,
-        },
-        after,
-    ))
+    Some((Entry { id, span: name.span, resource, notify, sensitive }, after))
 }
 
 /// The apply order: the file's order, moved only as far as the edges require (a stable
@@ -344,20 +256,11 @@ fn order(
     let mut index: HashMap<&ResourceId, usize> = HashMap::new();
     for (i, entry) in entries.iter().enumerate() {
         if let Some(&first) = index.get(&entry.id) {
-            let line = source.text[..entries[first].span.offset]
-                .lines()
-                .count()
-                .max(1);
+            let line = source.text[..entries[first].span.offset].lines().count().max(1);
             errors.push(
                 source
-                    .error(
-                        entry.span,
-                        format!("duplicate resource `{}`", entry.id),
-                        "defined again here",
-                    )
-                    .help(format!(
-                        "it is first defined on line {line}; merge the two entries"
-                    )),
+                    .error(entry.span, format!("duplicate resource `{}`", entry.id), "defined again here")
+                    .help(format!("it is first defined on line {line}; merge the two entries")),
             );
         } else {
             index.insert(&entry.id, i);
@@ -421,10 +324,7 @@ fn order(
             after_of[j].push(i);
         }
     }
-    let mut ready: BinaryHeap<Reverse<usize>> = (0..entries.len())
-        .filter(|&i| waiting[i] == 0)
-        .map(Reverse)
-        .collect();
+    let mut ready: BinaryHeap<Reverse<usize>> = (0..entries.len()).filter(|&i| waiting[i] == 0).map(Reverse).collect();
     let mut order = Vec::with_capacity(entries.len());
     while let Some(Reverse(i)) = ready.pop() {
         order.push(i);
@@ -437,11 +337,7 @@ fn order(
     }
     if order.len() < entries.len() {
         let cycle = find_cycle(&before, &waiting);
-        let names: Vec<String> = cycle
-            .iter()
-            .chain(cycle.first())
-            .map(|&i| entries[i].id.to_string())
-            .collect();
+        let names: Vec<String> = cycle.iter().chain(cycle.first()).map(|&i| entries[i].id.to_string()).collect();
         errors.push(
             source
                 .error(entries[cycle[0]].span, format!("dependency cycle: {}", names.join(" -> ")), "part of a cycle")
@@ -453,16 +349,11 @@ fn order(
 
 /// A cycle among the entries that never became ready, following "must come before" edges.
 fn find_cycle(before: &[BTreeSet<usize>], waiting: &[usize]) -> Vec<usize> {
-    let start = (0..waiting.len())
-        .find(|&i| waiting[i] > 0)
-        .expect("a stuck entry");
+    let start = (0..waiting.len()).find(|&i| waiting[i] > 0).expect("a stuck entry");
     let mut path = vec![start];
     let mut current = start;
     loop {
-        let next = *before[current]
-            .iter()
-            .find(|&&j| waiting[j] > 0)
-            .expect("a stuck entry waits on a stuck entry");
+        let next = *before[current].iter().find(|&&j| waiting[j] > 0).expect("a stuck entry waits on a stuck entry");
         if let Some(pos) = path.iter().position(|&p| p == next) {
             let mut cycle = path[pos..].to_vec();
             cycle.reverse();

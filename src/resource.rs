@@ -61,11 +61,7 @@ pub enum Change {
     /// The content differs (`from` is None when there is none yet).
     Content { from: Option<Content>, to: Content },
     /// A named attribute differs: mode, owner, shell, symlink target, ...
-    Set {
-        attr: &'static str,
-        from: Option<String>,
-        to: String,
-    },
+    Set { attr: &'static str, from: Option<String>, to: String },
     /// A command will run, and why.
     Run { reason: String },
 }
@@ -132,18 +128,10 @@ impl Ownership {
     pub fn diff(&self, owner: &str, group: &str) -> Vec<Change> {
         let mut changes = Vec::new();
         if let Some(want) = self.owner.as_deref().filter(|w| *w != owner) {
-            changes.push(Change::Set {
-                attr: "owner",
-                from: Some(owner.into()),
-                to: want.into(),
-            });
+            changes.push(Change::Set { attr: "owner", from: Some(owner.into()), to: want.into() });
         }
         if let Some(want) = self.group.as_deref().filter(|w| *w != group) {
-            changes.push(Change::Set {
-                attr: "group",
-                from: Some(group.into()),
-                to: want.into(),
-            });
+            changes.push(Change::Set { attr: "group", from: Some(group.into()), to: want.into() });
         }
         changes
     }

@@ -23,17 +23,9 @@ impl Templates {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         // A unit file or config rendered from a template keeps its final newline.
-        let syntax = minijinja::syntax::SyntaxConfig::builder()
-            .keep_trailing_newline(true)
-            .build();
+        let syntax = minijinja::syntax::SyntaxConfig::builder().keep_trailing_newline(true).build();
         env.set_syntax(syntax.expect("the default delimiters are valid"));
-        Templates {
-            env,
-            vars: BTreeMap::new(),
-            context: Jinja::from(()),
-            source,
-            dir,
-        }
+        Templates { env, vars: BTreeMap::new(), context: Jinja::from(()), source, dir }
     }
 
     /// The playbook text that spans point into.
@@ -56,9 +48,7 @@ impl Templates {
         if !text.contains("{{") && !text.contains("{%") && !text.contains("{#") {
             return Ok(text.to_owned());
         }
-        self.env
-            .render_str(text, &self.context)
-            .map_err(|e| self.explain(&self.source, span, text, e))
+        self.env.render_str(text, &self.context).map_err(|e| self.explain(&self.source, span, text, e))
     }
 
     /// Renders a template file relative to the playbook; errors point into that file.
@@ -66,19 +56,10 @@ impl Templates {
         let text = self.read_text(relative, span)?;
         let file = Source::new(self.dir.join(relative).display().to_string(), text.as_str());
         self.env.render_str(&text, &self.context).map_err(|e| {
-            let at = e
-                .range()
-                .map(|r| Span {
-                    offset: r.start,
-                    len: r.len(),
-                })
-                .unwrap_or_else(|| {
-                    let offset = file.offset_of(e.line().unwrap_or(1), 1);
-                    Span {
-                        offset,
-                        len: text[offset..].find('\n').unwrap_or(text.len() - offset),
-                    }
-                });
+            let at = e.range().map(|r| Span { offset: r.start, len: r.len() }).unwrap_or_else(|| {
+                let offset = file.offset_of(e.line().unwrap_or(1), 1);
+                Span { offset, len: text[offset..].find('\n').unwrap_or(text.len() - offset) }
+            });
             self.explain(&file, at, &text, e)
         })
     }
@@ -90,53 +71,29 @@ impl Templates {
 
     /// Evaluates a `when:` expression.
     pub fn eval(&self, expr: &str, span: Span) -> Result<bool, PlaybookError> {
-        let compiled = self
-            .env
-            .compile_expression(expr)
-            .map_err(|e| self.explain(&self.source, span, expr, e))?;
-        let value = compiled
-            .eval(&self.context)
-            .map_err(|e| self.explain(&self.source, span, expr, e))?;
+        let compiled = self.env.compile_expression(expr).map_err(|e| self.explain(&self.source, span, expr, e))?;
+        let value = compiled.eval(&self.context).map_err(|e| self.explain(&self.source, span, expr, e))?;
         Ok(value.is_true())
     }
 
     fn read_text(&self, relative: &str, span: Span) -> Result<String, PlaybookError> {
-        std::fs::read_to_string(self.dir.join(relative))
-            .map_err(|e| self.missing(relative, span, e))
+        std::fs::read_to_string(self.dir.join(relative)).map_err(|e| self.missing(relative, span, e))
     }
 
     fn missing(&self, relative: &str, span: Span, e: std::io::Error) -> PlaybookError {
         let path = self.dir.join(relative);
         self.source
-            .error(
-                span,
-                format!("cannot read `{}`: {}", path.display(), io_reason(&e)),
-                "this file",
-            )
-            .help(format!(
-                "paths are relative to the playbook's directory, {}",
-                self.dir.display()
-            ))
+            .error(span, format!("cannot read `{}`: {}", path.display(), io_reason(&e)), "this file")
+            .help(format!("paths are relative to the playbook's directory, {}", self.dir.display()))
     }
 
     /// A minijinja error as a playbook error; an undefined variable is named, with a hint.
-    fn explain(
-        &self,
-        source: &Source,
-        span: Span,
-        text: &str,
-        e: minijinja::Error,
-    ) -> PlaybookError {
+    fn explain(&self, source: &Source, span: Span, text: &str, e: minijinja::Error) -> PlaybookError {
         if e.kind() == ErrorKind::UndefinedError {
             let undefined: Vec<String> = self
                 .env
                 .template_from_str(text)
-                .map(|t| {
-                    t.undeclared_variables(false)
-                        .into_iter()
-                        .filter(|v| !self.vars.contains_key(v))
-                        .collect()
-                })
+                .map(|t| t.undeclared_variables(false).into_iter().filter(|v| !self.vars.contains_key(v)).collect())
                 .unwrap_or_default();
             if let Some(name) = undefined.first() {
                 let help = match did_you_mean(name, self.vars.keys().map(String::as_str)) {
@@ -145,21 +102,12 @@ impl Templates {
                     ),
                     None => format!("define `{name}` under `vars:`, or pass --var {name}=VALUE"),
                 };
-                return source
-                    .error(span, format!("undefined variable `{name}`"), "used here")
-                    .help(help);
+                return source.error(span, format!("undefined variable `{name}`"), "used here").help(help);
             }
         }
-        let detail = e
-            .detail()
-            .map(str::to_owned)
-            .unwrap_or_else(|| e.kind().to_string());
+        let detail = e.detail().map(str::to_owned).unwrap_or_else(|| e.kind().to_string());
         source
-            .error(
-                span,
-                format!("template error: {detail}"),
-                "in this template",
-            )
+            .error(span, format!("template error: {detail}"), "in this template")
             .help("see the template syntax at https://docs.rs/minijinja")
     }
 }

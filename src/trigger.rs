@@ -50,9 +50,7 @@ pub struct Notify {
     pub unit: String,
 }
 
-const UNIT_SUFFIXES: &[&str] = &[
-    ".service", ".socket", ".timer", ".target", ".path", ".mount", ".slice", ".scope",
-];
+const UNIT_SUFFIXES: &[&str] = &[".service", ".socket", ".timer", ".target", ".path", ".mount", ".slice", ".scope"];
 
 impl Notify {
     /// Parses "ACTION UNIT"; the error is a help line.
@@ -62,19 +60,12 @@ impl Notify {
             return Err("write an action and a unit, such as \"restart gunicorn.service\"".into());
         };
         let Some(action) = Action::parse(action) else {
-            return Err(format!(
-                "`{action}` is not an action: use restart, reload, start or stop"
-            ));
+            return Err(format!("`{action}` is not an action: use restart, reload, start or stop"));
         };
         if !UNIT_SUFFIXES.iter().any(|s| unit.ends_with(s)) {
-            return Err(format!(
-                "name the unit with its suffix, such as {unit}.service"
-            ));
+            return Err(format!("name the unit with its suffix, such as {unit}.service"));
         }
-        Ok(Notify {
-            action,
-            unit: unit.to_owned(),
-        })
+        Ok(Notify { action, unit: unit.to_owned() })
     }
 }
 
@@ -102,16 +93,11 @@ impl Trigger {
 
 /// The triggers that the changed resources' `notify:` entries set off: one per (action, unit),
 /// in phase order (stop, reload, restart, start), then by unit name, so output is stable.
-pub fn collect<'a>(
-    changed: impl IntoIterator<Item = (&'a ResourceId, &'a [Notify])>,
-) -> Vec<Trigger> {
+pub fn collect<'a>(changed: impl IntoIterator<Item = (&'a ResourceId, &'a [Notify])>) -> Vec<Trigger> {
     let mut triggers: Vec<Trigger> = Vec::new();
     for (id, notifies) in changed {
         for notify in notifies {
-            match triggers
-                .iter_mut()
-                .find(|t| t.action == notify.action && t.unit == notify.unit)
-            {
+            match triggers.iter_mut().find(|t| t.action == notify.action && t.unit == notify.unit) {
                 Some(t) if !t.because.contains(id) => t.because.push(id.clone()),
                 Some(_) => {}
                 None => triggers.push(Trigger {
@@ -134,43 +120,22 @@ mod tests {
     fn parses_and_explains() {
         assert_eq!(
             Notify::parse("restart gunicorn.service"),
-            Ok(Notify {
-                action: Action::Restart,
-                unit: "gunicorn.service".into()
-            })
+            Ok(Notify { action: Action::Restart, unit: "gunicorn.service".into() })
         );
-        assert!(
-            Notify::parse("bounce nginx.service")
-                .unwrap_err()
-                .contains("not an action")
-        );
-        assert!(
-            Notify::parse("reload nginx")
-                .unwrap_err()
-                .contains("nginx.service")
-        );
-        assert!(
-            Notify::parse("nginx.service")
-                .unwrap_err()
-                .contains("an action and a unit")
-        );
+        assert!(Notify::parse("bounce nginx.service").unwrap_err().contains("not an action"));
+        assert!(Notify::parse("reload nginx").unwrap_err().contains("nginx.service"));
+        assert!(Notify::parse("nginx.service").unwrap_err().contains("an action and a unit"));
     }
 
     #[test]
     fn collects_once_per_unit_in_phase_order() {
         let a = ResourceId::new("file", "/a");
         let b = ResourceId::new("file", "/b");
-        let restart = [
-            Notify::parse("restart app.service").unwrap(),
-            Notify::parse("reload nginx.service").unwrap(),
-        ];
+        let restart = [Notify::parse("restart app.service").unwrap(), Notify::parse("reload nginx.service").unwrap()];
         let again = [Notify::parse("restart app.service").unwrap()];
         let triggers = collect([(&a, &restart[..]), (&b, &again[..])]);
         assert_eq!(triggers.len(), 2);
-        assert_eq!(
-            (triggers[0].action, triggers[0].unit.as_str()),
-            (Action::Reload, "nginx.service")
-        );
+        assert_eq!((triggers[0].action, triggers[0].unit.as_str()), (Action::Reload, "nginx.service"));
         assert_eq!(triggers[1].because, vec![a, b]);
         assert_eq!(triggers[1].reason(), "file:/a, file:/b changed");
     }

@@ -70,24 +70,17 @@ impl Node {
 
     /// The node's text exactly as written in the source.
     pub fn source<'t>(&self, text: &'t str) -> &'t str {
-        text.get(self.span.offset..self.span.offset + self.span.len)
-            .unwrap_or("")
+        text.get(self.span.offset..self.span.offset + self.span.len).unwrap_or("")
     }
 
     fn from_spanned(spanned: Spanned<Value>) -> Node {
         let location = spanned.referenced;
         let span = location.span();
         let span = match (span.byte_offset(), span.byte_len()) {
-            (Some(offset), Some(len)) => Span {
-                offset: offset as usize,
-                len: len as usize,
-            },
+            (Some(offset), Some(len)) => Span { offset: offset as usize, len: len as usize },
             _ => Span::default(),
         };
-        Node {
-            span,
-            value: spanned.value,
-        }
+        Node { span, value: spanned.value }
     }
 
     /// A short name of the node's type, for "expected a string, found a list" errors.
@@ -113,10 +106,7 @@ impl Node {
     /// Looks a key up in a mapping node.
     pub fn get(&self, key: &str) -> Option<&Node> {
         match &self.value {
-            Value::Map(entries) => entries
-                .iter()
-                .find(|(k, _)| k.as_str() == Some(key))
-                .map(|(_, v)| v),
+            Value::Map(entries) => entries.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v),
             _ => None,
         }
     }
@@ -151,9 +141,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(Value::Int(v))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
-        i64::try_from(v)
-            .map(Value::Int)
-            .map_err(|_| E::custom("number too large"))
+        i64::try_from(v).map(Value::Int).map_err(|_| E::custom("number too large"))
     }
     fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
         Ok(Value::Float(v))
@@ -189,24 +177,13 @@ mod tests {
         let text = "name: demo\nresources:\n  - file: /etc/motd\n    mode: 0644\n    content: |\n      hi\n";
         let root = Node::parse(text).unwrap();
         let resources = root.get("resources").unwrap();
-        let Value::Seq(items) = &resources.value else {
-            panic!("not a list")
-        };
+        let Value::Seq(items) = &resources.value else { panic!("not a list") };
         let mode = items[0].get("mode").unwrap();
-        assert_eq!(
-            &text[mode.span.offset..mode.span.offset + mode.span.len],
-            "0644"
-        );
+        assert_eq!(&text[mode.span.offset..mode.span.offset + mode.span.len], "0644");
         let file = items[0].get("file").unwrap();
-        assert_eq!(
-            &text[file.span.offset..file.span.offset + file.span.len],
-            "/etc/motd"
-        );
+        assert_eq!(&text[file.span.offset..file.span.offset + file.span.len], "/etc/motd");
         assert_eq!(mode.source(text), "0644");
         let key = Node::parse("y: 1\n").unwrap();
-        assert!(
-            key.get("y").is_some(),
-            "a key is the text as written, not a YAML 1.1 boolean"
-        );
+        assert!(key.get("y").is_some(), "a key is the text as written, not a YAML 1.1 boolean");
     }
 }

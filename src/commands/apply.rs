@@ -14,19 +14,10 @@ pub struct Options {
     pub detailed_exitcode: bool,
 }
 
-pub fn run(
-    path: &Path,
-    options: &Options,
-    settings: &Settings,
-    printer: &mut Printer,
-) -> Result<u8> {
+pub fn run(path: &Path, options: &Options, settings: &Settings, printer: &mut Printer) -> Result<u8> {
     let resolved = super::load_and_resolve(path, settings)?;
     let host = super::host(settings);
-    let _lock = if options.check {
-        None
-    } else {
-        Some(lock(&host)?)
-    };
+    let _lock = if options.check { None } else { Some(lock(&host)?) };
     let plan = plan(&resolved, &host)?;
     printer.plan(&plan);
     if options.check || plan.is_empty() {
@@ -41,11 +32,5 @@ pub fn run(
     };
     printer.triggers_skipped(&plan.triggers, why);
     printer.apply_done(&applied, 0, plan.triggers.len());
-    Ok(
-        if options.detailed_exitcode && !applied.resources.is_empty() {
-            2
-        } else {
-            0
-        },
-    )
+    Ok(if options.detailed_exitcode && !applied.resources.is_empty() { 2 } else { 0 })
 }

@@ -35,10 +35,7 @@ impl Command {
         let onlyif = attrs.argv("onlyif");
         let cwd = attrs.path("cwd");
         let guards = ["creates", "unless", "onlyif"];
-        if creates.is_none()
-            && unless.is_none()
-            && onlyif.is_none()
-            && !guards.iter().any(|g| attrs.node(g).is_some())
+        if creates.is_none() && unless.is_none() && onlyif.is_none() && !guards.iter().any(|g| attrs.node(g).is_some())
         {
             attrs.error(
                 at,
@@ -47,13 +44,7 @@ impl Command {
                 "say when it is done: `creates: /path/it/makes`, or a check such as `unless: test -e /path`",
             );
         }
-        Some(Command {
-            argv: argv?,
-            creates,
-            unless,
-            onlyif,
-            cwd,
-        })
+        Some(Command { argv: argv?, creates, unless, onlyif, cwd })
     }
 
     fn id(&self) -> String {
@@ -68,11 +59,7 @@ impl Command {
             .stderr(std::process::Stdio::null())
             .status()
             .map_err(|e| {
-                Error::resource_io(
-                    self.id(),
-                    format!("cannot run the check `{}`", shell_words::join(argv)),
-                    e,
-                )
+                Error::resource_io(self.id(), format!("cannot run the check `{}`", shell_words::join(argv)), e)
             })?;
         Ok(status.success())
     }
@@ -83,10 +70,8 @@ impl Resource for Command {
 
     fn observe(&self, host: &Host) -> Result<CommandActual> {
         if let Some(path) = &self.creates {
-            let exists = host
-                .stat(path)
-                .map_err(|e| Error::resource_io(self.id(), "cannot check `creates`", e))?
-                .is_some();
+            let exists =
+                host.stat(path).map_err(|e| Error::resource_io(self.id(), "cannot check `creates`", e))?.is_some();
             if exists {
                 return Ok(CommandActual::NotNeeded);
             }
@@ -112,9 +97,7 @@ impl Resource for Command {
 
     fn diff(&self, actual: &CommandActual) -> Vec<Change> {
         match actual {
-            CommandActual::Needed(reason) => vec![Change::Run {
-                reason: reason.clone(),
-            }],
+            CommandActual::Needed(reason) => vec![Change::Run { reason: reason.clone() }],
             CommandActual::NotNeeded => vec![],
         }
     }
@@ -127,15 +110,10 @@ impl Resource for Command {
         let output = command
             .stdin(std::process::Stdio::null())
             .output()
-            .map_err(|e| {
-                Error::resource_io(self.id(), format!("cannot run `{}`", self.argv[0]), e)
-            })?;
+            .map_err(|e| Error::resource_io(self.id(), format!("cannot run `{}`", self.argv[0]), e))?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
-            return Err(Error::resource(
-                self.id(),
-                format!("failed ({}): {}", output.status, stderr.trim()),
-            ));
+            return Err(Error::resource(self.id(), format!("failed ({}): {}", output.status, stderr.trim())));
         }
         Ok(())
     }
@@ -147,19 +125,12 @@ mod tests {
 
     #[test]
     fn runs_only_when_needed() {
-        let c = Command {
-            argv: vec!["true".into()],
-            creates: Some("/x".into()),
-            unless: None,
-            onlyif: None,
-            cwd: None,
-        };
+        let c =
+            Command { argv: vec!["true".into()], creates: Some("/x".into()), unless: None, onlyif: None, cwd: None };
         assert_eq!(c.diff(&CommandActual::NotNeeded), vec![]);
         assert_eq!(
             c.diff(&CommandActual::Needed("/x does not exist".into())),
-            vec![Change::Run {
-                reason: "/x does not exist".into()
-            }]
+            vec![Change::Run { reason: "/x does not exist".into() }]
         );
     }
 }

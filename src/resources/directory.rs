@@ -26,11 +26,7 @@ pub struct Directory {
 #[derive(Debug, Clone, PartialEq)]
 pub enum DirectoryActual {
     Absent,
-    Present {
-        mode: Mode,
-        owner: String,
-        group: String,
-    },
+    Present { mode: Mode, owner: String, group: String },
 }
 
 pub const DEFAULT_MODE: Mode = Mode(0o755);
@@ -38,17 +34,9 @@ pub const DEFAULT_MODE: Mode = Mode(0o755);
 impl Directory {
     pub fn from_attrs(path: PathBuf, attrs: &mut Attrs) -> Option<Directory> {
         let state = attrs.state();
-        let ownership = Ownership {
-            owner: attrs.string("owner"),
-            group: attrs.string("group"),
-        };
+        let ownership = Ownership { owner: attrs.string("owner"), group: attrs.string("group") };
         let mode = attrs.mode("mode");
-        Some(Directory {
-            path,
-            state,
-            ownership,
-            mode,
-        })
+        Some(Directory { path, state, ownership, mode })
     }
 }
 
@@ -64,19 +52,11 @@ impl Resource for Directory {
         if stat.kind != FileKind::Directory {
             return Err(Error::resource(
                 &id,
-                format!(
-                    "{} is {}, not a directory; remove it first",
-                    self.path.display(),
-                    stat.kind.name()
-                ),
+                format!("{} is {}, not a directory; remove it first", self.path.display(), stat.kind.name()),
             ));
         }
         let (owner, group) = observe_owner(host, &stat).map_err(io)?;
-        Ok(DirectoryActual::Present {
-            mode: stat.mode,
-            owner,
-            group,
-        })
+        Ok(DirectoryActual::Present { mode: stat.mode, owner, group })
     }
 
     fn diff(&self, actual: &DirectoryActual) -> Vec<Change> {
@@ -96,11 +76,7 @@ impl Resource for Directory {
             (State::Present, DirectoryActual::Present { mode, owner, group }) => {
                 let mut changes = Vec::new();
                 if let Some(want) = self.mode.filter(|m| m != mode) {
-                    changes.push(Change::Set {
-                        attr: "mode",
-                        from: Some(mode.to_string()),
-                        to: want.to_string(),
-                    });
+                    changes.push(Change::Set { attr: "mode", from: Some(mode.to_string()), to: want.to_string() });
                 }
                 changes.extend(self.ownership.diff(owner, group));
                 changes
@@ -111,28 +87,17 @@ impl Resource for Directory {
     fn apply(&self, changes: &[Change], host: &Host) -> Result<()> {
         let id = format!("directory:{}", self.path.display());
         if changes.contains(&Change::Remove) {
-            return host
-                .remove(&self.path)
-                .map_err(|e| Error::resource_io(&id, "cannot remove it", e));
+            return host.remove(&self.path).map_err(|e| Error::resource_io(&id, "cannot remove it", e));
         }
         if changes.contains(&Change::Create) {
             let (uid, gid) = owner_ids(host, &self.ownership, None)
                 .map_err(|e| Error::resource_io(&id, "cannot resolve its owner", e))?;
-            let missing: Vec<_> = self
-                .path
-                .ancestors()
-                .skip(1)
-                .take_while(|p| matches!(host.stat(p), Ok(None)))
-                .collect();
-            let (euid, egid) = (
-                nix::unistd::geteuid().as_raw(),
-                nix::unistd::getegid().as_raw(),
-            );
+            let missing: Vec<_> =
+                self.path.ancestors().skip(1).take_while(|p| matches!(host.stat(p), Ok(None))).collect();
+            let (euid, egid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
             for parent in missing.into_iter().rev() {
                 host.create_dir(parent, DEFAULT_MODE, euid, egid)
-                    .map_err(|e| {
-                        Error::resource_io(&id, format!("cannot create {}", parent.display()), e)
-                    })?;
+                    .map_err(|e| Error::resource_io(&id, format!("cannot create {}", parent.display()), e))?;
             }
             return host
                 .create_dir(&self.path, self.mode.unwrap_or(DEFAULT_MODE), uid, gid)
@@ -151,21 +116,14 @@ mod tests {
         Directory {
             path: "/srv/app".into(),
             state: State::Present,
-            ownership: Ownership {
-                owner: Some("vagrant".into()),
-                group: Some("www-data".into()),
-            },
+            ownership: Ownership { owner: Some("vagrant".into()), group: Some("www-data".into()) },
             mode: Some(Mode(0o2775)),
         }
     }
 
     #[test]
     fn converged() {
-        let actual = DirectoryActual::Present {
-            mode: Mode(0o2775),
-            owner: "vagrant".into(),
-            group: "www-data".into(),
-        };
+        let actual = DirectoryActual::Present { mode: Mode(0o2775), owner: "vagrant".into(), group: "www-data".into() };
         assert_eq!(dir().diff(&actual), vec![]);
     }
 
@@ -173,38 +131,18 @@ mod tests {
     fn created_with_mode_and_owner() {
         let changes = dir().diff(&DirectoryActual::Absent);
         assert_eq!(changes[0], Change::Create);
-        assert!(changes.contains(&Change::Set {
-            attr: "mode",
-            from: None,
-            to: "2775".into()
-        }));
-        assert!(changes.contains(&Change::Set {
-            attr: "group",
-            from: Some(String::new()),
-            to: "www-data".into()
-        }));
+        assert!(changes.contains(&Change::Set { attr: "mode", from: None, to: "2775".into() }));
+        assert!(changes.contains(&Change::Set { attr: "group", from: Some(String::new()), to: "www-data".into() }));
     }
 
     #[test]
     fn group_and_mode_drift() {
-        let actual = DirectoryActual::Present {
-            mode: Mode(0o755),
-            owner: "vagrant".into(),
-            group: "root".into(),
-        };
+        let actual = DirectoryActual::Present { mode: Mode(0o755), owner: "vagrant".into(), group: "root".into() };
         assert_eq!(
             dir().diff(&actual),
             vec![
-                Change::Set {
-                    attr: "mode",
-                    from: Some("0755".into()),
-                    to: "2775".into()
-                },
-                Change::Set {
-                    attr: "group",
-                    from: Some("root".into()),
-                    to: "www-data".into()
-                },
+                Change::Set { attr: "mode", from: Some("0755".into()), to: "2775".into() },
+                Change::Set { attr: "group", from: Some("root".into()), to: "www-data".into() },
             ]
         );
     }
@@ -214,11 +152,7 @@ mod tests {
         let mut d = dir();
         d.state = State::Absent;
         assert_eq!(d.diff(&DirectoryActual::Absent), vec![]);
-        let actual = DirectoryActual::Present {
-            mode: Mode(0o755),
-            owner: "root".into(),
-            group: "root".into(),
-        };
+        let actual = DirectoryActual::Present { mode: Mode(0o755), owner: "root".into(), group: "root".into() };
         assert_eq!(d.diff(&actual), vec![Change::Remove]);
     }
 }

@@ -28,12 +28,7 @@ pub struct File {
 #[derive(Debug, Clone, PartialEq)]
 pub enum FileActual {
     Absent,
-    Present {
-        content: Content,
-        mode: Mode,
-        owner: String,
-        group: String,
-    },
+    Present { content: Content, mode: Mode, owner: String, group: String },
 }
 
 pub const DEFAULT_MODE: Mode = Mode(0o644);
@@ -44,42 +39,21 @@ impl File {
         let inline = attrs.string("content");
         let template = attrs.node("template").and_then(|node| {
             let relative = attrs.render_string("template", node)?;
-            attrs
-                .templates()
-                .render_file(&relative, node.span)
-                .map_err(|e| attrs.errors.push(e))
-                .ok()
+            attrs.templates().render_file(&relative, node.span).map_err(|e| attrs.errors.push(e)).ok()
         });
         let source = attrs.node("source").and_then(|node| {
             let relative = attrs.render_string("source", node)?;
-            attrs
-                .templates()
-                .read_bytes(&relative, node.span)
-                .map_err(|e| attrs.errors.push(e))
-                .ok()
+            attrs.templates().read_bytes(&relative, node.span).map_err(|e| attrs.errors.push(e)).ok()
         });
-        attrs.one_of(
-            &["content", "template", "source"],
-            state == State::Present,
-            at,
-        );
-        let ownership = Ownership {
-            owner: attrs.string("owner"),
-            group: attrs.string("group"),
-        };
+        attrs.one_of(&["content", "template", "source"], state == State::Present, at);
+        let ownership = Ownership { owner: attrs.string("owner"), group: attrs.string("group") };
         let mode = attrs.mode("mode");
         let content = match (inline, template, source) {
             (Some(text), _, _) | (None, Some(text), _) => Some(Content::from(text.as_str())),
             (None, None, Some(bytes)) => Some(Content::from(bytes)),
             (None, None, None) => None,
         };
-        Some(File {
-            path,
-            state,
-            content,
-            ownership,
-            mode,
-        })
+        Some(File { path, state, content, ownership, mode })
     }
 }
 
@@ -87,8 +61,7 @@ impl Resource for File {
     type Actual = FileActual;
 
     fn observe(&self, host: &Host) -> Result<FileActual> {
-        let io =
-            |e| Error::resource_io(format!("file:{}", self.path.display()), "cannot read it", e);
+        let io = |e| Error::resource_io(format!("file:{}", self.path.display()), "cannot read it", e);
         let Some(stat) = host.stat(&self.path).map_err(io)? else {
             return Ok(FileActual::Absent);
         };
@@ -113,12 +86,7 @@ impl Resource for File {
         }
         let content = Content::from(host.read(&self.path).map_err(io)?);
         let (owner, group) = observe_owner(host, &stat).map_err(io)?;
-        Ok(FileActual::Present {
-            content,
-            mode: stat.mode,
-            owner,
-            group,
-        })
+        Ok(FileActual::Present { content, mode: stat.mode, owner, group })
     }
 
     fn diff(&self, actual: &FileActual) -> Vec<Change> {
@@ -127,13 +95,7 @@ impl Resource for File {
             (State::Absent, FileActual::Present { .. }, _) => vec![Change::Remove],
             (State::Present, _, None) => vec![],
             (State::Present, FileActual::Absent, Some(to)) => {
-                let mut changes = vec![
-                    Change::Create,
-                    Change::Content {
-                        from: None,
-                        to: to.clone(),
-                    },
-                ];
+                let mut changes = vec![Change::Create, Change::Content { from: None, to: to.clone() }];
                 changes.push(Change::Set {
                     attr: "mode",
                     from: None,
@@ -142,29 +104,13 @@ impl Resource for File {
                 changes.extend(self.ownership.diff("", ""));
                 changes
             }
-            (
-                State::Present,
-                FileActual::Present {
-                    content,
-                    mode,
-                    owner,
-                    group,
-                },
-                Some(to),
-            ) => {
+            (State::Present, FileActual::Present { content, mode, owner, group }, Some(to)) => {
                 let mut changes = Vec::new();
                 if content != to {
-                    changes.push(Change::Content {
-                        from: Some(content.clone()),
-                        to: to.clone(),
-                    });
+                    changes.push(Change::Content { from: Some(content.clone()), to: to.clone() });
                 }
                 if let Some(want) = self.mode.filter(|m| m != mode) {
-                    changes.push(Change::Set {
-                        attr: "mode",
-                        from: Some(mode.to_string()),
-                        to: want.to_string(),
-                    });
+                    changes.push(Change::Set { attr: "mode", from: Some(mode.to_string()), to: want.to_string() });
                 }
                 changes.extend(self.ownership.diff(owner, group));
                 changes
@@ -183,36 +129,20 @@ impl Resource for File {
             return host.remove(&self.path).map_err(io("cannot remove it"));
         }
         let current = host.stat(&self.path).map_err(io("cannot read it"))?;
-        if let (Some(content), true) = (
-            &self.content,
-            changes.iter().any(|c| matches!(c, Change::Content { .. })),
-        ) {
-            let mode = self
-                .mode
-                .or(current.as_ref().map(|s| s.mode))
-                .unwrap_or(DEFAULT_MODE);
-            let (uid, gid) = owner_ids(host, &self.ownership, current.as_ref())
-                .map_err(io("cannot resolve its owner"))?;
+        if let (Some(content), true) = (&self.content, changes.iter().any(|c| matches!(c, Change::Content { .. }))) {
+            let mode = self.mode.or(current.as_ref().map(|s| s.mode)).unwrap_or(DEFAULT_MODE);
+            let (uid, gid) =
+                owner_ids(host, &self.ownership, current.as_ref()).map_err(io("cannot resolve its owner"))?;
             let parent = self.path.parent().unwrap_or(&self.path);
-            if host
-                .stat(parent)
-                .map_err(io("cannot read its directory"))?
-                .is_none()
-            {
+            if host.stat(parent).map_err(io("cannot read its directory"))?.is_none() {
                 return Err(Error::resource(
                     &id,
-                    format!(
-                        "its directory {} does not exist; add a `directory:` resource for it",
-                        parent.display()
-                    ),
+                    format!("its directory {} does not exist; add a `directory:` resource for it", parent.display()),
                 ));
             }
-            return host
-                .write_atomic(&self.path, &content.0, mode, uid, gid)
-                .map_err(io("cannot write it"));
+            return host.write_atomic(&self.path, &content.0, mode, uid, gid).map_err(io("cannot write it"));
         }
-        apply_attributes(host, &self.path, changes, &self.ownership)
-            .map_err(io("cannot change its attributes"))
+        apply_attributes(host, &self.path, changes, &self.ownership).map_err(io("cannot change its attributes"))
     }
 }
 
@@ -230,18 +160,11 @@ pub fn apply_attributes(
             _ => None,
         })
     };
-    let mut mode = set("mode")
-        .map(Mode::parse)
-        .transpose()
-        .map_err(std::io::Error::other)?;
+    let mut mode = set("mode").map(Mode::parse).transpose().map_err(std::io::Error::other)?;
     if set("owner").is_some() || set("group").is_some() {
         let before = host.stat(path)?.map(|s| s.mode);
-        let uid = set("owner")
-            .map(|_| host.uid(ownership.owner.as_deref().unwrap_or_default()))
-            .transpose()?;
-        let gid = set("group")
-            .map(|_| host.gid(ownership.group.as_deref().unwrap_or_default()))
-            .transpose()?;
+        let uid = set("owner").map(|_| host.uid(ownership.owner.as_deref().unwrap_or_default())).transpose()?;
+        let gid = set("group").map(|_| host.gid(ownership.group.as_deref().unwrap_or_default())).transpose()?;
         host.chown(path, uid, gid)?;
         mode = mode.or(before.filter(|m| m.0 & 0o6000 != 0));
     }
@@ -260,10 +183,7 @@ mod tests {
             path: "/etc/motd".into(),
             state: State::Present,
             content: Some(Content::from(content)),
-            ownership: Ownership {
-                owner: Some("www-data".into()),
-                group: None,
-            },
+            ownership: Ownership { owner: Some("www-data".into()), group: None },
             mode: Some(Mode(0o640)),
         }
     }
@@ -279,33 +199,16 @@ mod tests {
 
     #[test]
     fn converged_file_has_no_changes() {
-        assert_eq!(
-            file("hi\n").diff(&present("hi\n", 0o640, "www-data")),
-            vec![]
-        );
+        assert_eq!(file("hi\n").diff(&present("hi\n", 0o640, "www-data")), vec![]);
     }
 
     #[test]
     fn missing_file_is_created_with_its_attributes() {
         let changes = file("hi\n").diff(&FileActual::Absent);
         assert_eq!(changes[0], Change::Create);
-        assert_eq!(
-            changes[1],
-            Change::Content {
-                from: None,
-                to: Content::from("hi\n")
-            }
-        );
-        assert!(changes.contains(&Change::Set {
-            attr: "mode",
-            from: None,
-            to: "0640".into()
-        }));
-        assert!(changes.contains(&Change::Set {
-            attr: "owner",
-            from: Some(String::new()),
-            to: "www-data".into()
-        }));
+        assert_eq!(changes[1], Change::Content { from: None, to: Content::from("hi\n") });
+        assert!(changes.contains(&Change::Set { attr: "mode", from: None, to: "0640".into() }));
+        assert!(changes.contains(&Change::Set { attr: "owner", from: Some(String::new()), to: "www-data".into() }));
     }
 
     #[test]
@@ -314,15 +217,8 @@ mod tests {
         assert_eq!(
             changes,
             vec![
-                Change::Content {
-                    from: Some(Content::from("old\n")),
-                    to: Content::from("new\n")
-                },
-                Change::Set {
-                    attr: "mode",
-                    from: Some("0644".into()),
-                    to: "0640".into()
-                },
+                Change::Content { from: Some(Content::from("old\n")), to: Content::from("new\n") },
+                Change::Set { attr: "mode", from: Some("0644".into()), to: "0640".into() },
             ]
         );
     }

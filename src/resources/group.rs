@@ -20,12 +20,7 @@ impl Group {
         let state = attrs.state();
         let gid = attrs.u32("gid");
         let system = attrs.bool("system").unwrap_or(false);
-        Some(Group {
-            name,
-            state,
-            gid,
-            system,
-        })
+        Some(Group { name, state, gid, system })
     }
 }
 
@@ -33,8 +28,7 @@ impl Resource for Group {
     type Actual = Option<GroupEntry>;
 
     fn observe(&self, host: &Host) -> Result<Option<GroupEntry>> {
-        host.group(&self.name)
-            .map_err(|e| Error::resource_io(format!("group:{}", self.name), "cannot look it up", e))
+        host.group(&self.name).map_err(|e| Error::resource_io(format!("group:{}", self.name), "cannot look it up", e))
     }
 
     fn diff(&self, actual: &Option<GroupEntry>) -> Vec<Change> {
@@ -43,19 +37,13 @@ impl Resource for Group {
             (State::Absent, Some(_)) => vec![Change::Remove],
             (State::Present, None) => {
                 let mut changes = vec![Change::Create];
-                changes.extend(self.gid.map(|gid| Change::Set {
-                    attr: "gid",
-                    from: None,
-                    to: gid.to_string(),
-                }));
+                changes.extend(self.gid.map(|gid| Change::Set { attr: "gid", from: None, to: gid.to_string() }));
                 changes
             }
             (State::Present, Some(found)) => match self.gid {
-                Some(gid) if gid != found.gid => vec![Change::Set {
-                    attr: "gid",
-                    from: Some(found.gid.to_string()),
-                    to: gid.to_string(),
-                }],
+                Some(gid) if gid != found.gid => {
+                    vec![Change::Set { attr: "gid", from: Some(found.gid.to_string()), to: gid.to_string() }]
+                }
                 _ => vec![],
             },
         }
@@ -77,8 +65,8 @@ impl Resource for Group {
             args.extend(["--gid".into(), gid.to_string()]);
         }
         args.push(self.name.clone());
-        let done = run_tool(host, program, &args)
-            .map_err(|message| Error::resource(format!("group:{}", self.name), message));
+        let done =
+            run_tool(host, program, &args).map_err(|message| Error::resource(format!("group:{}", self.name), message));
         host.forget_accounts();
         done
     }
@@ -89,30 +77,17 @@ mod tests {
     use super::*;
 
     fn group(gid: Option<u32>) -> Group {
-        Group {
-            name: "app".into(),
-            state: State::Present,
-            gid,
-            system: true,
-        }
+        Group { name: "app".into(), state: State::Present, gid, system: true }
     }
 
     #[test]
     fn diffs() {
-        let found = Some(GroupEntry {
-            name: "app".into(),
-            gid: 990,
-            members: vec![],
-        });
+        let found = Some(GroupEntry { name: "app".into(), gid: 990, members: vec![] });
         assert_eq!(group(None).diff(&found), vec![]);
         assert_eq!(group(Some(990)).diff(&found), vec![]);
         assert_eq!(
             group(Some(991)).diff(&found),
-            vec![Change::Set {
-                attr: "gid",
-                from: Some("990".into()),
-                to: "991".into()
-            }]
+            vec![Change::Set { attr: "gid", from: Some("990".into()), to: "991".into() }]
         );
         assert_eq!(group(None).diff(&None), vec![Change::Create]);
         let mut absent = group(None);

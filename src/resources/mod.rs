@@ -53,11 +53,7 @@ macro_rules! each_kind {
 
 impl AnyResource {
     /// Builds a resource of `kind` from its entry; errors go into `attrs`.
-    pub fn from_attrs(
-        kind: &'static str,
-        name: &Node,
-        attrs: &mut Attrs,
-    ) -> Option<(ResourceId, AnyResource)> {
+    pub fn from_attrs(kind: &'static str, name: &Node, attrs: &mut Attrs) -> Option<(ResourceId, AnyResource)> {
         // The kind's attributes are read even when its name is wrong, so that every mistake
         // of the entry is reported, and none of its keys is taken for an unknown one.
         let resource = match kind {
@@ -71,9 +67,7 @@ impl AnyResource {
                 let placeholder = path.clone().unwrap_or_default();
                 let resource = match kind {
                     "file" => AnyResource::File(File::from_attrs(placeholder, at, attrs)?),
-                    "directory" => {
-                        AnyResource::Directory(Directory::from_attrs(placeholder, attrs)?)
-                    }
+                    "directory" => AnyResource::Directory(Directory::from_attrs(placeholder, attrs)?),
                     _ => AnyResource::Symlink(Symlink::from_attrs(placeholder, at, attrs)?),
                 };
                 path.map(|_| resource)?
@@ -118,16 +112,8 @@ impl AnyResource {
     /// `directory` makes its missing parents itself).
     pub fn parent_needed(&self) -> Option<&Path> {
         match self {
-            AnyResource::File(File {
-                path,
-                state: crate::resource::State::Present,
-                ..
-            })
-            | AnyResource::Symlink(Symlink {
-                path,
-                state: crate::resource::State::Present,
-                ..
-            }) => path.parent(),
+            AnyResource::File(File { path, state: crate::resource::State::Present, .. })
+            | AnyResource::Symlink(Symlink { path, state: crate::resource::State::Present, .. }) => path.parent(),
             _ => None,
         }
     }
@@ -136,19 +122,12 @@ impl AnyResource {
     pub fn needs(&self) -> Vec<ResourceId> {
         let ownership = |o: &Ownership| {
             let users = o.owner.iter().map(|u| ResourceId::new("user", u));
-            users
-                .chain(o.group.iter().map(|g| ResourceId::new("group", g)))
-                .collect()
+            users.chain(o.group.iter().map(|g| ResourceId::new("group", g))).collect()
         };
         match self {
             AnyResource::File(r) => ownership(&r.ownership),
             AnyResource::Directory(r) => ownership(&r.ownership),
-            AnyResource::User(r) => r
-                .group
-                .iter()
-                .chain(&r.groups)
-                .map(|g| ResourceId::new("group", g))
-                .collect(),
+            AnyResource::User(r) => r.group.iter().chain(&r.groups).map(|g| ResourceId::new("group", g)).collect(),
             AnyResource::Symlink(_) | AnyResource::Group(_) | AnyResource::Command(_) => Vec::new(),
         }
     }
@@ -169,22 +148,14 @@ pub fn observe_owner(host: &Host, stat: &Stat) -> std::io::Result<(String, Strin
 }
 
 /// The uid and gid to give a file: the desired ones by name, else what it has, else ours.
-pub fn owner_ids(
-    host: &Host,
-    ownership: &Ownership,
-    current: Option<&Stat>,
-) -> std::io::Result<(u32, u32)> {
+pub fn owner_ids(host: &Host, ownership: &Ownership, current: Option<&Stat>) -> std::io::Result<(u32, u32)> {
     let uid = match &ownership.owner {
         Some(name) => host.uid(name)?,
-        None => current
-            .map(|s| s.uid)
-            .unwrap_or_else(|| nix::unistd::geteuid().as_raw()),
+        None => current.map(|s| s.uid).unwrap_or_else(|| nix::unistd::geteuid().as_raw()),
     };
     let gid = match &ownership.group {
         Some(name) => host.gid(name)?,
-        None => current
-            .map(|s| s.gid)
-            .unwrap_or_else(|| nix::unistd::getegid().as_raw()),
+        None => current.map(|s| s.gid).unwrap_or_else(|| nix::unistd::getegid().as_raw()),
     };
     Ok((uid, gid))
 }
@@ -196,20 +167,12 @@ pub fn run_tool(host: &Host, program: &str, args: &[String]) -> Result<(), Strin
     if let Some(root) = host.root() {
         command.arg("--root").arg(absolute(root));
     }
-    let output = command
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    let output = command.args(args).output().map_err(|e| format!("cannot run {program}: {e}"))?;
     if output.status.success() {
         return Ok(());
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
-    Err(format!(
-        "{program} {} failed ({}): {}",
-        shell_words::join(args),
-        output.status,
-        stderr.trim()
-    ))
+    Err(format!("{program} {} failed ({}): {}", shell_words::join(args), output.status, stderr.trim()))
 }
 
 fn absolute(path: &Path) -> PathBuf {

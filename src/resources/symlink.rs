@@ -25,19 +25,11 @@ pub enum SymlinkActual {
 }
 
 impl Symlink {
-    pub fn from_attrs(
-        path: PathBuf,
-        at: crate::yaml_node::Span,
-        attrs: &mut Attrs,
-    ) -> Option<Symlink> {
+    pub fn from_attrs(path: PathBuf, at: crate::yaml_node::Span, attrs: &mut Attrs) -> Option<Symlink> {
         let state = attrs.state();
         let target = attrs.string("target");
         attrs.one_of(&["target"], state == State::Present, at);
-        Some(Symlink {
-            path,
-            state,
-            target,
-        })
+        Some(Symlink { path, state, target })
     }
 }
 
@@ -53,17 +45,11 @@ impl Resource for Symlink {
         if stat.kind != FileKind::Symlink {
             return Err(Error::resource(
                 &id,
-                format!(
-                    "{} is {}, not a symlink; remove it first",
-                    self.path.display(),
-                    stat.kind.name()
-                ),
+                format!("{} is {}, not a symlink; remove it first", self.path.display(), stat.kind.name()),
             ));
         }
         let target = host.read_link(&self.path).map_err(io)?;
-        Ok(SymlinkActual::Link {
-            target: target.to_string_lossy().into_owned(),
-        })
+        Ok(SymlinkActual::Link { target: target.to_string_lossy().into_owned() })
     }
 
     fn diff(&self, actual: &SymlinkActual) -> Vec<Change> {
@@ -71,21 +57,10 @@ impl Resource for Symlink {
             (State::Absent, SymlinkActual::Absent, _) | (State::Present, _, None) => vec![],
             (State::Absent, SymlinkActual::Link { .. }, _) => vec![Change::Remove],
             (State::Present, SymlinkActual::Absent, Some(to)) => {
-                vec![
-                    Change::Create,
-                    Change::Set {
-                        attr: "target",
-                        from: None,
-                        to: to.clone(),
-                    },
-                ]
+                vec![Change::Create, Change::Set { attr: "target", from: None, to: to.clone() }]
             }
             (State::Present, SymlinkActual::Link { target }, Some(to)) if target != to => {
-                vec![Change::Set {
-                    attr: "target",
-                    from: Some(target.clone()),
-                    to: to.clone(),
-                }]
+                vec![Change::Set { attr: "target", from: Some(target.clone()), to: to.clone() }]
             }
             (State::Present, SymlinkActual::Link { .. }, Some(_)) => vec![],
         }
@@ -94,19 +69,13 @@ impl Resource for Symlink {
     fn apply(&self, changes: &[Change], host: &Host) -> Result<()> {
         let id = format!("symlink:{}", self.path.display());
         if changes.contains(&Change::Remove) {
-            return host
-                .remove(&self.path)
-                .map_err(|e| Error::resource_io(&id, "cannot remove it", e));
+            return host.remove(&self.path).map_err(|e| Error::resource_io(&id, "cannot remove it", e));
         }
         let Some(target) = &self.target else {
             return Ok(());
         };
-        let (uid, gid) = (
-            nix::unistd::geteuid().as_raw(),
-            nix::unistd::getegid().as_raw(),
-        );
-        host.symlink(target.as_ref(), &self.path, uid, gid)
-            .map_err(|e| Error::resource_io(&id, "cannot create it", e))
+        let (uid, gid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+        host.symlink(target.as_ref(), &self.path, uid, gid).map_err(|e| Error::resource_io(&id, "cannot create it", e))
     }
 }
 
@@ -115,36 +84,19 @@ mod tests {
     use super::*;
 
     fn link(to: &str) -> Symlink {
-        Symlink {
-            path: "/etc/nginx/sites-enabled/app".into(),
-            state: State::Present,
-            target: Some(to.into()),
-        }
+        Symlink { path: "/etc/nginx/sites-enabled/app".into(), state: State::Present, target: Some(to.into()) }
     }
 
     #[test]
     fn create_repoint_and_converged() {
         assert_eq!(
             link("/a").diff(&SymlinkActual::Absent),
-            vec![
-                Change::Create,
-                Change::Set {
-                    attr: "target",
-                    from: None,
-                    to: "/a".into()
-                }
-            ]
+            vec![Change::Create, Change::Set { attr: "target", from: None, to: "/a".into() }]
         );
-        let actual = SymlinkActual::Link {
-            target: "/b".into(),
-        };
+        let actual = SymlinkActual::Link { target: "/b".into() };
         assert_eq!(
             link("/a").diff(&actual),
-            vec![Change::Set {
-                attr: "target",
-                from: Some("/b".into()),
-                to: "/a".into()
-            }]
+            vec![Change::Set { attr: "target", from: Some("/b".into()), to: "/a".into() }]
         );
         assert_eq!(link("/b").diff(&actual), vec![]);
     }
@@ -153,12 +105,7 @@ mod tests {
     fn absent() {
         let mut l = link("/a");
         l.state = State::Absent;
-        assert_eq!(
-            l.diff(&SymlinkActual::Link {
-                target: "/a".into()
-            }),
-            vec![Change::Remove]
-        );
+        assert_eq!(l.diff(&SymlinkActual::Link { target: "/a".into() }), vec![Change::Remove]);
         assert_eq!(l.diff(&SymlinkActual::Absent), vec![]);
     }
 }

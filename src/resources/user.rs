@@ -37,26 +37,12 @@ impl User {
         let state = attrs.state();
         let uid = attrs.u32("uid");
         let group = attrs.string("group");
-        let groups = attrs
-            .strings("groups")
-            .into_iter()
-            .map(|(g, _)| g)
-            .collect();
+        let groups = attrs.strings("groups").into_iter().map(|(g, _)| g).collect();
         let home = attrs.string("home");
         let shell = attrs.string("shell");
         let system = attrs.bool("system").unwrap_or(false);
         let create_home = attrs.bool("create_home").unwrap_or(!system);
-        Some(User {
-            name,
-            state,
-            uid,
-            group,
-            groups,
-            home,
-            shell,
-            system,
-            create_home,
-        })
+        Some(User { name, state, uid, group, groups, home, shell, system, create_home })
     }
 }
 
@@ -70,19 +56,12 @@ impl Resource for User {
         };
         let group = host.group_name(entry.gid).map_err(io)?;
         let groups = host.groups_of(&self.name).map_err(io)?;
-        Ok(Some(UserActual {
-            entry,
-            group,
-            groups,
-        }))
+        Ok(Some(UserActual { entry, group, groups }))
     }
 
     fn diff(&self, actual: &Option<UserActual>) -> Vec<Change> {
-        let set = |attr, from: Option<&str>, to: &str| Change::Set {
-            attr,
-            from: from.map(str::to_owned),
-            to: to.to_owned(),
-        };
+        let set =
+            |attr, from: Option<&str>, to: &str| Change::Set { attr, from: from.map(str::to_owned), to: to.to_owned() };
         match (self.state, actual) {
             (State::Absent, None) => vec![],
             (State::Absent, Some(_)) => vec![Change::Remove],
@@ -100,28 +79,15 @@ impl Resource for User {
             (State::Present, Some(actual)) => {
                 let mut changes = Vec::new();
                 if let Some(uid) = self.uid.filter(|uid| *uid != actual.entry.uid) {
-                    changes.push(set(
-                        "uid",
-                        Some(&actual.entry.uid.to_string()),
-                        &uid.to_string(),
-                    ));
+                    changes.push(set("uid", Some(&actual.entry.uid.to_string()), &uid.to_string()));
                 }
                 if let Some(group) = self.group.as_deref().filter(|g| *g != actual.group) {
                     changes.push(set("group", Some(&actual.group), group));
                 }
                 if self.groups.iter().any(|g| !actual.groups.contains(g)) {
                     let mut all = actual.groups.clone();
-                    all.extend(
-                        self.groups
-                            .iter()
-                            .filter(|g| !actual.groups.contains(g))
-                            .cloned(),
-                    );
-                    changes.push(set(
-                        "groups",
-                        Some(&actual.groups.join(",")),
-                        &all.join(","),
-                    ));
+                    all.extend(self.groups.iter().filter(|g| !actual.groups.contains(g)).cloned());
+                    changes.push(set("groups", Some(&actual.groups.join(",")), &all.join(",")));
                 }
                 if let Some(home) = self.home.as_deref().filter(|h| *h != actual.entry.home) {
                     changes.push(set("home", Some(&actual.entry.home), home));
@@ -142,14 +108,7 @@ impl Resource for User {
             if self.system {
                 args.push("--system".into());
             }
-            args.push(
-                if self.create_home {
-                    "--create-home"
-                } else {
-                    "--no-create-home"
-                }
-                .into(),
-            );
+            args.push(if self.create_home { "--create-home" } else { "--no-create-home" }.into());
             if self.group.is_none() {
                 args.push("--user-group".into());
             }
@@ -160,33 +119,25 @@ impl Resource for User {
         for change in changes {
             if let Change::Set { attr, .. } = change {
                 match *attr {
-                    "uid" => {
-                        args.extend(["--uid".into(), self.uid.unwrap_or_default().to_string()])
-                    }
-                    "group" => {
-                        args.extend(["--gid".into(), self.group.clone().unwrap_or_default()])
-                    }
+                    "uid" => args.extend(["--uid".into(), self.uid.unwrap_or_default().to_string()]),
+                    "group" => args.extend(["--gid".into(), self.group.clone().unwrap_or_default()]),
                     "groups" if program == "usermod" => {
                         args.extend(["--append".into(), "--groups".into(), self.groups.join(",")])
                     }
                     "groups" => args.extend(["--groups".into(), self.groups.join(",")]),
                     "home" => args.extend(["--home".into(), self.home.clone().unwrap_or_default()]),
-                    "shell" => {
-                        args.extend(["--shell".into(), self.shell.clone().unwrap_or_default()])
-                    }
+                    "shell" => args.extend(["--shell".into(), self.shell.clone().unwrap_or_default()]),
                     _ => {}
                 }
             }
         }
         // useradd spells it --home-dir; usermod --home.
         if program == "useradd" {
-            args.iter_mut()
-                .filter(|a| *a == "--home")
-                .for_each(|a| *a = "--home-dir".into());
+            args.iter_mut().filter(|a| *a == "--home").for_each(|a| *a = "--home-dir".into());
         }
         args.push(self.name.clone());
-        let done = run_tool(host, program, &args)
-            .map_err(|message| Error::resource(format!("user:{}", self.name), message));
+        let done =
+            run_tool(host, program, &args).map_err(|message| Error::resource(format!("user:{}", self.name), message));
         host.forget_accounts();
         done
     }
@@ -212,13 +163,7 @@ mod tests {
 
     fn actual(group: &str, groups: &[&str], shell: &str) -> Option<UserActual> {
         Some(UserActual {
-            entry: UserEntry {
-                name: "app".into(),
-                uid: 999,
-                gid: 33,
-                home: "/srv/app".into(),
-                shell: shell.into(),
-            },
+            entry: UserEntry { name: "app".into(), uid: 999, gid: 33, home: "/srv/app".into(), shell: shell.into() },
             group: group.into(),
             groups: groups.iter().map(|g| g.to_string()).collect(),
         })
@@ -226,10 +171,7 @@ mod tests {
 
     #[test]
     fn converged_user_with_extra_groups() {
-        assert_eq!(
-            user().diff(&actual("www-data", &["adm", "sudo"], "/bin/bash")),
-            vec![]
-        );
+        assert_eq!(user().diff(&actual("www-data", &["adm", "sudo"], "/bin/bash")), vec![]);
     }
 
     #[test]
@@ -238,16 +180,8 @@ mod tests {
         assert_eq!(
             changes,
             vec![
-                Change::Set {
-                    attr: "groups",
-                    from: Some("adm".into()),
-                    to: "adm,sudo".into()
-                },
-                Change::Set {
-                    attr: "shell",
-                    from: Some("/bin/sh".into()),
-                    to: "/bin/bash".into()
-                },
+                Change::Set { attr: "groups", from: Some("adm".into()), to: "adm,sudo".into() },
+                Change::Set { attr: "shell", from: Some("/bin/sh".into()), to: "/bin/bash".into() },
             ]
         );
     }
@@ -256,17 +190,10 @@ mod tests {
     fn created_and_removed() {
         let changes = user().diff(&None);
         assert_eq!(changes[0], Change::Create);
-        assert!(changes.contains(&Change::Set {
-            attr: "group",
-            from: None,
-            to: "www-data".into()
-        }));
+        assert!(changes.contains(&Change::Set { attr: "group", from: None, to: "www-data".into() }));
         let mut gone = user();
         gone.state = State::Absent;
-        assert_eq!(
-            gone.diff(&actual("www-data", &[], "/bin/bash")),
-            vec![Change::Remove]
-        );
+        assert_eq!(gone.diff(&actual("www-data", &[], "/bin/bash")), vec![Change::Remove]);
         assert_eq!(gone.diff(&None), vec![]);
     }
 }

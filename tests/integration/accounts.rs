@@ -36,24 +36,9 @@ fn users_and_groups_are_created_before_what_they_own() {
     }
     let test = Test::new().with_accounts().playbook(PLAYBOOK);
     let plan = test.plan().code(2);
-    assert!(
-        plan.stdout.contains("owner: app (created above)"),
-        "{}",
-        plan.stdout
-    );
-    let order: Vec<&str> = plan
-        .stdout
-        .lines()
-        .filter(|l| l.starts_with("  + "))
-        .collect();
-    assert_eq!(
-        order,
-        [
-            "  + group:app (create)",
-            "  + user:app (create)",
-            "  + directory:/srv/app (create)"
-        ]
-    );
+    assert!(plan.stdout.contains("owner: app (created above)"), "{}", plan.stdout);
+    let order: Vec<&str> = plan.stdout.lines().filter(|l| l.starts_with("  + ")).collect();
+    assert_eq!(order, ["  + group:app (create)", "  + user:app (create)", "  + directory:/srv/app (create)"]);
 
     test.apply().success();
     let line = passwd_line(&test, "app").expect("app in the root's passwd");
@@ -62,19 +47,11 @@ fn users_and_groups_are_created_before_what_they_own() {
     let uid: u32 = fields[2].parse().unwrap();
     assert!(uid < 1000, "a system user: {uid}");
     let group = fs::read_to_string(test.host_path("/etc/group")).unwrap();
-    assert!(
-        group
-            .lines()
-            .any(|l| l.starts_with("www-data:") && l.ends_with("app")),
-        "{group}"
-    );
+    assert!(group.lines().any(|l| l.starts_with("www-data:") && l.ends_with("app")), "{group}");
     let meta = fs::metadata(test.host_path("/srv/app")).unwrap();
     assert_eq!(meta.uid(), uid);
     assert!(
-        !fs::read_to_string("/etc/passwd")
-            .unwrap()
-            .lines()
-            .any(|l| l.starts_with("app:") && l.contains("/srv/app:")),
+        !fs::read_to_string("/etc/passwd").unwrap().lines().any(|l| l.starts_with("app:") && l.contains("/srv/app:")),
         "the build machine's passwd is untouched"
     );
 
@@ -87,37 +64,25 @@ fn user_changes_are_applied_with_usermod() {
     if !is_root() {
         return;
     }
-    let test = Test::new()
-        .with_accounts()
-        .playbook("resources:\n  - user: app\n    shell: /bin/sh\n");
+    let test = Test::new().with_accounts().playbook("resources:\n  - user: app\n    shell: /bin/sh\n");
     test.apply().success();
-    let test =
-        test.playbook("resources:\n  - user: app\n    shell: /bin/bash\n    groups: [www-data]\n");
+    let test = test.playbook("resources:\n  - user: app\n    shell: /bin/bash\n    groups: [www-data]\n");
     let run = test.apply().success();
-    assert!(
-        run.stdout.contains("shell: /bin/sh -> /bin/bash"),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("shell: /bin/sh -> /bin/bash"), "{}", run.stdout);
     assert!(passwd_line(&test, "app").unwrap().ends_with(":/bin/bash"));
     test.plan().code(0);
 
-    let removed = test.playbook(
-        "resources:\n  - user: app\n    state: absent\n  - group: app\n    state: absent\n",
-    );
+    let removed = test.playbook("resources:\n  - user: app\n    state: absent\n  - group: app\n    state: absent\n");
     removed.apply().success();
     assert!(passwd_line(&removed, "app").is_none());
 }
 
 #[test]
 fn an_owner_that_exists_nowhere_is_an_error_before_anything_changes() {
-    let test = Test::new().playbook("resources:\n  - file: /etc/first\n    content: x\n  - file: /etc/app.conf\n    content: x\n    owner: ghost\n");
-    let run = test.apply().code(1);
-    assert!(
-        run.stderr
-            .contains("user `ghost` does not exist on the host"),
-        "{}",
-        run.stderr
+    let test = Test::new().playbook(
+        "resources:\n  - file: /etc/first\n    content: x\n  - file: /etc/app.conf\n    content: x\n    owner: ghost\n",
     );
+    let run = test.apply().code(1);
+    assert!(run.stderr.contains("user `ghost` does not exist on the host"), "{}", run.stderr);
     test.expect_absent("/etc/first");
 }

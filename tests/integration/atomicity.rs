@@ -29,19 +29,14 @@ fn is_all(path: &std::path::Path, byte: u8) -> bool {
 
 #[test]
 fn killed_during_a_large_write_leaves_old_or_new() {
-    let test = Test::new().playbook(
-        "resources:\n  - file: /data/big.bin\n    source: big.bin\n  - directory: /data\n",
-    );
+    let test = Test::new().playbook("resources:\n  - file: /data/big.bin\n    source: big.bin\n  - directory: /data\n");
     fs::write(test.dir.path().join("big.bin"), vec![b'n'; SIZE]).unwrap();
     fs::create_dir_all(test.host_path("/data")).unwrap();
     let target = test.host_path("/data/big.bin");
     let mut killed_mid_run = 0;
     for delay_ms in [5, 20, 40, 80, 120, 200, 300, 450] {
         fs::write(&target, vec![b'o'; SIZE]).unwrap();
-        let mut child = test
-            .command(&["apply", "{playbook}", "--root", "{root}", "-q"])
-            .spawn()
-            .unwrap();
+        let mut child = test.command(&["apply", "{playbook}", "--root", "{root}", "-q"]).spawn().unwrap();
         std::thread::sleep(Duration::from_millis(delay_ms));
         let _ = child.kill();
         let status = child.wait().unwrap();
@@ -53,20 +48,10 @@ fn killed_during_a_large_write_leaves_old_or_new() {
             "after a kill at {delay_ms} ms the file is neither old nor new"
         );
     }
-    assert!(
-        killed_mid_run > 0,
-        "no run was killed before it finished: make the file bigger"
-    );
+    assert!(killed_mid_run > 0, "no run was killed before it finished: make the file bigger");
     // A killed run may leave its temporary file; the next run replaces it and converges.
     test.apply().success();
     assert!(is_all(&target, b'n'));
-    let leftovers: Vec<_> = fs::read_dir(test.host_path("/data"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(
-        leftovers,
-        ["big.bin"],
-        "no temporary file is left after a complete run"
-    );
+    let leftovers: Vec<_> = fs::read_dir(test.host_path("/data")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers, ["big.bin"], "no temporary file is left after a complete run");
 }

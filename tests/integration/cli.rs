@@ -9,49 +9,23 @@ const PLAYBOOK: &str = "resources:\n  - file: /etc/motd\n    content: \"hi\\n\"\
 #[test]
 fn detailed_exitcode_says_whether_something_changed() {
     let test = Test::new().playbook(PLAYBOOK);
-    test.run_args(&[
-        "apply",
-        "{playbook}",
-        "--root",
-        "{root}",
-        "--detailed-exitcode",
-    ])
-    .code(2);
-    test.run_args(&[
-        "apply",
-        "{playbook}",
-        "--root",
-        "{root}",
-        "--detailed-exitcode",
-    ])
-    .code(0);
+    test.run_args(&["apply", "{playbook}", "--root", "{root}", "--detailed-exitcode"]).code(2);
+    test.run_args(&["apply", "{playbook}", "--root", "{root}", "--detailed-exitcode"]).code(0);
 }
 
 #[test]
 fn check_is_a_plan() {
     let test = Test::new().playbook(PLAYBOOK);
-    let run = test
-        .run_args(&["apply", "{playbook}", "--root", "{root}", "--check"])
-        .code(0);
+    let run = test.run_args(&["apply", "{playbook}", "--root", "{root}", "--check"]).code(0);
     assert!(run.stdout.contains("Plan: 1 to create"), "{}", run.stdout);
     test.expect_absent("/etc/motd");
-    test.run_args(&[
-        "apply",
-        "{playbook}",
-        "--root",
-        "{root}",
-        "--check",
-        "--detailed-exitcode",
-    ])
-    .code(2);
+    test.run_args(&["apply", "{playbook}", "--root", "{root}", "--check", "--detailed-exitcode"]).code(2);
 }
 
 #[test]
 fn quiet_prints_only_the_summary() {
     let test = Test::new().playbook(PLAYBOOK);
-    let run = test
-        .run_args(&["apply", "{playbook}", "--root", "{root}", "-q"])
-        .success();
+    let run = test.run_args(&["apply", "{playbook}", "--root", "{root}", "-q"]).success();
     assert_eq!(
         run.stdout,
         "Plan: 1 to create, 0 to update, 0 to remove; 0 triggers.\nApply complete: 1 created, 0 updated, 0 removed; 0 triggers run.\n"
@@ -73,11 +47,7 @@ fn a_second_run_waits_for_no_one_it_says_who_holds_the_lock() {
     let run = test.apply().code(1);
     holder.kill().unwrap();
     holder.wait().unwrap();
-    assert!(
-        run.stderr.contains("another converge run holds the lock"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("another converge run holds the lock"), "{}", run.stderr);
     test.expect_absent("/etc/motd");
     test.apply().success();
 }
@@ -85,11 +55,7 @@ fn a_second_run_waits_for_no_one_it_says_who_holds_the_lock() {
 #[test]
 fn missing_playbook_is_a_clear_error() {
     let run = Test::new().run_args(&["plan", "nope.yml"]).code(1);
-    assert!(
-        run.stderr.contains("cannot read nope.yml") && run.stderr.contains("No such file"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("cannot read nope.yml") && run.stderr.contains("No such file"), "{}", run.stderr);
 }
 
 #[test]
@@ -102,21 +68,8 @@ fn no_color_when_not_a_terminal() {
 #[test]
 fn help_names_every_command() {
     let run = Test::new().run_args(&["--help"]).success();
-    for word in [
-        "plan",
-        "apply",
-        "validate",
-        "--root",
-        "--var",
-        "--vars-file",
-        "--output",
-        "--no-color",
-        "Exit codes",
-    ] {
-        assert!(
-            run.stdout.contains(word),
-            "--help lacks {word}:\n{}",
-            run.stdout
-        );
+    for word in ["plan", "apply", "validate", "--root", "--var", "--vars-file", "--output", "--no-color", "Exit codes"]
+    {
+        assert!(run.stdout.contains(word), "--help lacks {word}:\n{}", run.stdout);
     }
 }

@@ -9,18 +9,10 @@ fn runs_once_because_of_creates() {
     }
     let test = Test::new();
     let marker = test.dir.path().join("marker");
-    let yaml = format!(
-        "resources:\n  - command: touch {}\n    creates: {}\n",
-        marker.display(),
-        marker.display()
-    );
+    let yaml = format!("resources:\n  - command: touch {}\n    creates: {}\n", marker.display(), marker.display());
     let test = test.playbook(&yaml);
     let run = test.run_args(&["apply", "{playbook}"]).success();
-    assert!(
-        run.stdout.contains("(run: ") && run.stdout.contains("does not exist)"),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("(run: ") && run.stdout.contains("does not exist)"), "{}", run.stdout);
     assert!(marker.exists());
     let run = test.run_args(&["apply", "{playbook}"]).success();
     assert!(run.stdout.starts_with("No changes."), "{}", run.stdout);
@@ -55,13 +47,6 @@ fn a_failing_command_fails_the_run_with_its_message() {
         "resources:\n  - command: [sh, -c, 'echo broken pipe >&2; exit 3']\n    creates: {}/never\n",
         test.dir.path().display()
     );
-    let run = test
-        .playbook(&yaml)
-        .run_args(&["apply", "{playbook}"])
-        .code(1);
-    assert!(
-        run.stderr.contains("broken pipe") && run.stderr.contains("exit status: 3"),
-        "{}",
-        run.stderr
-    );
+    let run = test.playbook(&yaml).run_args(&["apply", "{playbook}"]).code(1);
+    assert!(run.stderr.contains("broken pipe") && run.stderr.contains("exit status: 3"), "{}", run.stderr);
 }

@@ -31,9 +31,7 @@ fn every_example_playbook_converges() {
     playbooks.sort();
     assert!(!playbooks.is_empty());
     for playbook in playbooks {
-        let needs_root = fs::read_to_string(&playbook)
-            .unwrap()
-            .contains("# needs: root");
+        let needs_root = fs::read_to_string(&playbook).unwrap().contains("# needs: root");
         if needs_root && !is_root() {
             continue;
         }
@@ -48,17 +46,12 @@ fn every_example_playbook_converges() {
                 .unwrap();
             (
                 output.status.code(),
-                String::from_utf8_lossy(&output.stdout).into_owned()
-                    + &String::from_utf8_lossy(&output.stderr),
+                String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr),
             )
         };
         let (code, out) = run(&["apply"]);
         assert_eq!(code, Some(0), "{}: first apply\n{out}", playbook.display());
-        assert!(
-            out.contains("Apply complete"),
-            "{}: {out}",
-            playbook.display()
-        );
+        assert!(out.contains("Apply complete"), "{}: {out}", playbook.display());
 
         let (code, out) = run(&["plan"]);
         assert_eq!(
@@ -74,11 +67,6 @@ fn every_example_playbook_converges() {
         assert_eq!(code, Some(0), "{}: third apply\n{out}", playbook.display());
         let mut after = BTreeMap::new();
         snapshot(&test.root(), &mut after);
-        assert_eq!(
-            before,
-            after,
-            "{}: the third apply touched files",
-            playbook.display()
-        );
+        assert_eq!(before, after, "{}: the third apply touched files", playbook.display());
     }
 }

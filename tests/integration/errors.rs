@@ -6,39 +6,28 @@ use crate::support::Test;
 fn error_of(yaml: &str) -> String {
     let test = Test::new().playbook(yaml);
     let run = test.validate().code(1);
-    assert_eq!(
-        run.stdout, "",
-        "nothing on stdout when the playbook is wrong"
-    );
+    assert_eq!(run.stdout, "", "nothing on stdout when the playbook is wrong");
     run.err()
 }
 
 #[test]
 fn bad_yaml() {
-    insta::assert_snapshot!(error_of(
-        "resources:\n  - file: /etc/motd\n    content: [unclosed\n"
-    ));
+    insta::assert_snapshot!(error_of("resources:\n  - file: /etc/motd\n    content: [unclosed\n"));
 }
 
 #[test]
 fn unknown_kind() {
-    insta::assert_snapshot!(error_of(
-        "resources:\n  - fiel: /etc/motd\n    content: hi\n"
-    ));
+    insta::assert_snapshot!(error_of("resources:\n  - fiel: /etc/motd\n    content: hi\n"));
 }
 
 #[test]
 fn misspelled_attribute() {
-    insta::assert_snapshot!(error_of(
-        "resources:\n  - file: /etc/motd\n    content: hi\n    ownr: root\n"
-    ));
+    insta::assert_snapshot!(error_of("resources:\n  - file: /etc/motd\n    content: hi\n    ownr: root\n"));
 }
 
 #[test]
 fn unknown_attribute_lists_the_known_ones() {
-    insta::assert_snapshot!(error_of(
-        "resources:\n  - directory: /srv/app\n    recursive: true\n"
-    ));
+    insta::assert_snapshot!(error_of("resources:\n  - directory: /srv/app\n    recursive: true\n"));
 }
 
 #[test]
@@ -50,9 +39,7 @@ fn wrong_type() {
 
 #[test]
 fn bad_mode() {
-    insta::assert_snapshot!(error_of(
-        "resources:\n  - file: /etc/motd\n    content: hi\n    mode: 0999\n"
-    ));
+    insta::assert_snapshot!(error_of("resources:\n  - file: /etc/motd\n    content: hi\n    mode: 0999\n"));
 }
 
 #[test]
@@ -78,21 +65,14 @@ fn dependency_cycle() {
 
 #[test]
 fn missing_template_file() {
-    insta::assert_snapshot!(error_of(
-        "resources:\n  - file: /etc/app.conf\n    template: templates/app.conf.j2\n"
-    ));
+    insta::assert_snapshot!(error_of("resources:\n  - file: /etc/app.conf\n    template: templates/app.conf.j2\n"));
 }
 
 #[test]
 fn undefined_variable_inside_a_template_file_points_into_it() {
     let test = Test::new()
-        .playbook(
-            "vars:\n  port: 80\nresources:\n  - file: /etc/app.conf\n    template: app.conf.j2\n",
-        )
-        .file(
-            "app.conf.j2",
-            "[server]\nport = {{ port }}\nhost = {{ hostname }}\n",
-        );
+        .playbook("vars:\n  port: 80\nresources:\n  - file: /etc/app.conf\n    template: app.conf.j2\n")
+        .file("app.conf.j2", "[server]\nport = {{ port }}\nhost = {{ hostname }}\n");
     insta::assert_snapshot!(test.validate().code(1).err());
 }
 
@@ -119,12 +99,11 @@ fn validate_reports_every_mistake_at_once() {
 
 #[test]
 fn apply_of_a_wrong_playbook_touches_nothing() {
-    let test = Test::new().playbook("resources:\n  - file: /etc/good\n    content: fine\n  - file: /etc/bad\n    content: x\n    mode: \"0999\"\n");
+    let test = Test::new().playbook(
+        "resources:\n  - file: /etc/good\n    content: fine\n  - file: /etc/bad\n    content: x\n    mode: \"0999\"\n",
+    );
     let run = test.apply().code(1);
     assert!(run.stderr.contains("not a valid mode"), "{}", run.stderr);
     let entries: Vec<_> = std::fs::read_dir(test.host_path("/etc")).unwrap().collect();
-    assert!(
-        entries.is_empty(),
-        "the root's /etc must stay empty, found {entries:?}"
-    );
+    assert!(entries.is_empty(), "the root's /etc must stay empty, found {entries:?}");
 }

@@ -26,15 +26,9 @@ fn modes_are_octal_as_written() {
         "resources:\n  - file: /a\n    content: a\n    mode: 0640\n  - file: /b\n    content: b\n    mode: \"u=rw,g=r,o=\"\n  - file: /c\n    content: c\n  - directory: /d\n    mode: \"2750\"\n  - directory: /e\n",
     );
     test.apply().success();
-    let me = (
-        fs::metadata("/proc/self").unwrap().uid(),
-        fs::metadata("/proc/self").unwrap().gid(),
-    );
-    test.expect_stat("/a", 0o640, me.0, me.1)
-        .expect_stat("/b", 0o640, me.0, me.1)
-        .expect_stat("/c", 0o644, me.0, me.1);
-    test.expect_stat("/d", 0o2750, me.0, me.1)
-        .expect_stat("/e", 0o755, me.0, me.1);
+    let me = (fs::metadata("/proc/self").unwrap().uid(), fs::metadata("/proc/self").unwrap().gid());
+    test.expect_stat("/a", 0o640, me.0, me.1).expect_stat("/b", 0o640, me.0, me.1).expect_stat("/c", 0o644, me.0, me.1);
+    test.expect_stat("/d", 0o2750, me.0, me.1).expect_stat("/e", 0o755, me.0, me.1);
 }
 
 #[test]
@@ -48,15 +42,13 @@ fn real_owners_and_groups() {
     test.apply().success();
     let (www, www_gid) = ids_of("www-data");
     let (nobody, _) = ids_of("nobody");
-    test.expect_stat("/srv/www", 0o750, www, www_gid)
-        .expect_stat("/srv/www/index.html", 0o640, nobody, www_gid);
+    test.expect_stat("/srv/www", 0o750, www, www_gid).expect_stat("/srv/www/index.html", 0o640, nobody, www_gid);
 
     // Drift: a hand chown and chmod is planned as an update and put back.
     std::os::unix::fs::chown(test.host_path("/srv/www/index.html"), Some(0), Some(0)).unwrap();
     let run = test.plan().code(2);
     assert!(
-        run.stdout.contains("owner: root -> nobody")
-            && run.stdout.contains("group: root -> www-data"),
+        run.stdout.contains("owner: root -> nobody") && run.stdout.contains("group: root -> www-data"),
         "{}",
         run.stdout
     );
@@ -66,7 +58,9 @@ fn real_owners_and_groups() {
 
 #[test]
 fn second_apply_changes_nothing_on_disk() {
-    let test = Test::new().playbook("resources:\n  - directory: /srv\n  - file: /srv/a\n    content: a\n  - symlink: /srv/link\n    target: a\n");
+    let test = Test::new().playbook(
+        "resources:\n  - directory: /srv\n  - file: /srv/a\n    content: a\n  - symlink: /srv/link\n    target: a\n",
+    );
     test.apply().success();
     let stat = |p: &str| {
         let m = fs::symlink_metadata(test.host_path(p)).unwrap();
@@ -74,12 +68,7 @@ fn second_apply_changes_nothing_on_disk() {
     };
     let before = [stat("/srv"), stat("/srv/a"), stat("/srv/link")];
     let run = test.apply().success();
-    assert!(
-        run.stdout
-            .starts_with("No changes. The host matches the playbook."),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.starts_with("No changes. The host matches the playbook."), "{}", run.stdout);
     assert_eq!(before, [stat("/srv"), stat("/srv/a"), stat("/srv/link")]);
 }
 
@@ -89,16 +78,8 @@ fn content_drift_is_rewritten_and_the_diff_shown() {
         .playbook("resources:\n  - file: /etc/motd\n    content: \"welcome\\n\"\n")
         .host_file("/etc/motd", "hacked\n");
     let run = test.apply().success();
-    assert!(
-        run.stdout.contains("-hacked\n") && run.stdout.contains("+welcome\n"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains("file:/etc/motd: updated"),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("-hacked\n") && run.stdout.contains("+welcome\n"), "{}", run.stdout);
+    assert!(run.stdout.contains("file:/etc/motd: updated"), "{}", run.stdout);
     test.expect_file("/etc/motd", "welcome\n");
 }
 
@@ -115,15 +96,8 @@ fn absent_removes_files_directories_and_links() {
     )
     .unwrap();
     let run = test.apply().success();
-    assert!(
-        run.stdout
-            .contains("Apply complete: 0 created, 0 updated, 3 removed"),
-        "{}",
-        run.stdout
-    );
-    test.expect_absent("/etc/old")
-        .expect_absent("/var/cache/old")
-        .expect_absent("/etc/nginx/sites-enabled/default");
+    assert!(run.stdout.contains("Apply complete: 0 created, 0 updated, 3 removed"), "{}", run.stdout);
+    test.expect_absent("/etc/old").expect_absent("/var/cache/old").expect_absent("/etc/nginx/sites-enabled/default");
     test.plan().code(0);
 }
 
@@ -133,27 +107,14 @@ fn symlinks_are_repointed_and_never_replace_files() {
     fs::create_dir_all(test.host_path("/etc")).unwrap();
     std::os::unix::fs::symlink("/opt/v1", test.host_path("/etc/current")).unwrap();
     let run = test.apply().success();
-    assert!(
-        run.stdout.contains("target: /opt/v1 -> /opt/v2"),
-        "{}",
-        run.stdout
-    );
-    assert_eq!(
-        fs::read_link(test.host_path("/etc/current"))
-            .unwrap()
-            .to_str(),
-        Some("/opt/v2")
-    );
+    assert!(run.stdout.contains("target: /opt/v1 -> /opt/v2"), "{}", run.stdout);
+    assert_eq!(fs::read_link(test.host_path("/etc/current")).unwrap().to_str(), Some("/opt/v2"));
 
     let blocked = Test::new()
         .playbook("resources:\n  - symlink: /etc/current\n    target: /opt/v2\n")
         .host_file("/etc/current", "a file");
     let run = blocked.apply().code(1);
-    assert!(
-        run.stderr.contains("is a file, not a symlink"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("is a file, not a symlink"), "{}", run.stderr);
     blocked.expect_file("/etc/current", "a file");
 }
 
@@ -161,11 +122,7 @@ fn symlinks_are_repointed_and_never_replace_files() {
 fn a_file_whose_directory_is_missing_fails_with_a_hint() {
     let test = Test::new().playbook("resources:\n  - file: /nowhere/app.conf\n    content: x\n");
     let run = test.plan().code(1);
-    assert!(
-        run.stderr.contains("its directory /nowhere does not exist"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("its directory /nowhere does not exist"), "{}", run.stderr);
 }
 
 #[test]
@@ -173,48 +130,21 @@ fn variables_from_the_command_line_win() {
     let test = Test::new()
         .playbook("vars:\n  env: dev\n  greeting: \"hello {{ env }}\"\nresources:\n  - file: /etc/env\n    content: \"{{ greeting }} {{ region }}\\n\"\n  - file: /etc/prod-only\n    content: x\n    when: env == \"prod\"\n")
         .file("vars.yml", "region: eu\nenv: staging\n");
-    test.run_args(&[
-        "apply",
-        "{playbook}",
-        "--root",
-        "{root}",
-        "--vars-file",
-        "vars.yml",
-    ])
-    .success();
-    test.expect_file("/etc/env", "hello staging eu\n")
-        .expect_absent("/etc/prod-only");
-    test.run_args(&[
-        "apply",
-        "{playbook}",
-        "--root",
-        "{root}",
-        "--vars-file",
-        "vars.yml",
-        "--var",
-        "env=prod",
-    ])
-    .success();
-    test.expect_file("/etc/env", "hello prod eu\n")
-        .expect_file("/etc/prod-only", "x");
+    test.run_args(&["apply", "{playbook}", "--root", "{root}", "--vars-file", "vars.yml"]).success();
+    test.expect_file("/etc/env", "hello staging eu\n").expect_absent("/etc/prod-only");
+    test.run_args(&["apply", "{playbook}", "--root", "{root}", "--vars-file", "vars.yml", "--var", "env=prod"])
+        .success();
+    test.expect_file("/etc/env", "hello prod eu\n").expect_file("/etc/prod-only", "x");
 }
 
 #[test]
 fn parent_directories_are_ordered_first() {
     let test = Test::new().playbook("resources:\n  - file: /srv/app/conf/app.ini\n    content: x\n  - directory: /srv/app/conf\n  - directory: /srv/app\n    mode: \"0700\"\n");
     let run = test.apply().success();
-    let order: Vec<&str> = run
-        .stdout
-        .lines()
-        .filter(|l| l.ends_with(": created"))
-        .collect();
+    let order: Vec<&str> = run.stdout.lines().filter(|l| l.ends_with(": created")).collect();
     assert_eq!(
         order,
-        [
-            "directory:/srv/app: created",
-            "directory:/srv/app/conf: created",
-            "file:/srv/app/conf/app.ini: created"
-        ]
+        ["directory:/srv/app: created", "directory:/srv/app/conf: created", "file:/srv/app/conf/app.ini: created"]
     );
     test.expect_file("/srv/app/conf/app.ini", "x");
 }

@@ -46,11 +46,7 @@ fn sensitive_content_never_shows() {
                 run.stdout
             );
         }
-        assert!(
-            run.stdout.contains("file:/etc/secret") || args[0] == "apply",
-            "{}",
-            run.stdout
-        );
+        assert!(run.stdout.contains("file:/etc/secret") || args[0] == "apply", "{}", run.stdout);
     }
     test.expect_file("/etc/secret", "password=hunter2\n");
 }
@@ -61,29 +57,16 @@ fn binary_content_shows_digests() {
         .playbook("resources:\n  - file: /etc/blob\n    source: blob.bin\n")
         .file("blob.bin", "\0\u{1}binary");
     let run = test.plan().code(2);
-    assert!(
-        run.stdout.contains("content: nothing -> sha256:"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        !run.stdout.contains("+++"),
-        "no text diff for binary content:\n{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("content: nothing -> sha256:"), "{}", run.stdout);
+    assert!(!run.stdout.contains("+++"), "no text diff for binary content:\n{}", run.stdout);
 }
 
 #[test]
 fn json_output_has_one_record_per_resource_and_trigger() {
     let test = Test::new().playbook("resources:\n  - file: /etc/a\n    content: \"a\\n\"\n    notify: [\"restart a.service\"]\n  - directory: /srv\n");
-    let run = test
-        .run_args(&["plan", "{playbook}", "--root", "{root}", "--output", "json"])
-        .code(2);
-    let records: Vec<serde_json::Value> = run
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect();
+    let run = test.run_args(&["plan", "{playbook}", "--root", "{root}", "--output", "json"]).code(2);
+    let records: Vec<serde_json::Value> =
+        run.stdout.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
     assert_eq!(records.len(), 4, "{}", run.stdout);
     assert_eq!(records[0]["id"], "file:/etc/a");
     assert_eq!(records[0]["action"], "create");

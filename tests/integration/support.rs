@@ -23,17 +23,10 @@ pub struct Run {
 
 impl Test {
     pub fn new() -> Test {
-        let dir = tempfile::Builder::new()
-            .prefix("converge-test")
-            .tempdir()
-            .expect("a temp dir");
+        let dir = tempfile::Builder::new().prefix("converge-test").tempdir().expect("a temp dir");
         // Like any root filesystem, it has an /etc.
         fs::create_dir_all(dir.path().join("root/etc")).unwrap();
-        Test {
-            dir,
-            args: Vec::new(),
-            env: Vec::new(),
-        }
+        Test { dir }
     }
 
     /// The offline root that `--root` points at.
@@ -75,10 +68,7 @@ impl Test {
     pub fn with_accounts(self) -> Test {
         fs::create_dir_all(self.host_path("/etc")).unwrap();
         for file in ["passwd", "group", "shadow", "gshadow"] {
-            let _ = fs::copy(
-                Path::new("/etc").join(file),
-                self.host_path(&format!("/etc/{file}")),
-            );
+            let _ = fs::copy(Path::new("/etc").join(file), self.host_path(&format!("/etc/{file}")));
         }
         self
     }
@@ -88,19 +78,13 @@ impl Test {
         let mut command = Command::new(env!("CARGO_BIN_EXE_converge"));
         let playbook = self.playbook_path().display().to_string();
         let root = self.root().display().to_string();
-        command.args(
-            args.iter()
-                .map(|a| a.replace("{playbook}", &playbook).replace("{root}", &root)),
-        );
+        command.args(args.iter().map(|a| a.replace("{playbook}", &playbook).replace("{root}", &root)));
         command.env_remove("NO_COLOR").current_dir(self.dir.path());
         command
     }
 
     pub fn run_args(&self, args: &[&str]) -> Run {
-        let output = self
-            .command(args)
-            .output()
-            .expect("the converge binary runs");
+        let output = self.command(args).output().expect("the converge binary runs");
         Run {
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
@@ -123,64 +107,44 @@ impl Test {
 
     /// Asserts a file's content in the root after a run.
     pub fn expect_file(&self, path: &str, content: &str) -> &Test {
-        let actual =
-            fs::read_to_string(self.host_path(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let actual = fs::read_to_string(self.host_path(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
         assert_eq!(actual, content, "content of {path}");
         self
     }
 
     /// Asserts mode, uid and gid as stat(2) reports them.
     pub fn expect_stat(&self, path: &str, mode: u32, uid: u32, gid: u32) -> &Test {
-        let meta =
-            fs::symlink_metadata(self.host_path(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
-        assert_eq!(
-            meta.mode() & 0o7777,
-            mode,
-            "mode of {path}: {:o}",
-            meta.mode() & 0o7777
-        );
+        let meta = fs::symlink_metadata(self.host_path(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(meta.mode() & 0o7777, mode, "mode of {path}: {:o}", meta.mode() & 0o7777);
         assert_eq!((meta.uid(), meta.gid()), (uid, gid), "owner of {path}");
         self
     }
 
     pub fn expect_absent(&self, path: &str) -> &Test {
-        assert!(
-            fs::symlink_metadata(self.host_path(path)).is_err(),
-            "{path} should not exist"
-        );
+        assert!(fs::symlink_metadata(self.host_path(path)).is_err(), "{path} should not exist");
         self
     }
 }
 
 impl Run {
     pub fn success(self) -> Run {
-        assert_eq!(
-            self.code, 0,
-            "expected success\nstdout:\n{}\nstderr:\n{}",
-            self.stdout, self.stderr
-        );
+        assert_eq!(self.code, 0, "expected success\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
         self
     }
 
     pub fn code(self, code: i32) -> Run {
-        assert_eq!(
-            self.code, code,
-            "exit code\nstdout:\n{}\nstderr:\n{}",
-            self.stdout, self.stderr
-        );
+        assert_eq!(self.code, code, "exit code\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
         self
     }
 
     /// stdout with the test's temp dir as `[TMP]`, for snapshots.
     pub fn out(&self) -> String {
-        self.stdout
-            .replace(&self.test_dir.display().to_string(), "[TMP]")
+        self.stdout.replace(&self.test_dir.display().to_string(), "[TMP]")
     }
 
     /// stderr with the test's temp dir as `[TMP]`, for snapshots.
     pub fn err(&self) -> String {
-        self.stderr
-            .replace(&self.test_dir.display().to_string(), "[TMP]")
+        self.stderr.replace(&self.test_dir.display().to_string(), "[TMP]")
     }
 }
 
@@ -194,18 +158,13 @@ pub fn is_root() -> bool {
 }
 
 fn nix_is_root() -> bool {
-    fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false)
+    fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
 }
 
 /// uid and gid of a user of the build machine.
 pub fn ids_of(user: &str) -> (u32, u32) {
     let passwd = fs::read_to_string("/etc/passwd").unwrap();
-    let line = passwd
-        .lines()
-        .find(|l| l.starts_with(&format!("{user}:")))
-        .unwrap_or_else(|| panic!("no user {user}"));
+    let line = passwd.lines().find(|l| l.starts_with(&format!("{user}:"))).unwrap_or_else(|| panic!("no user {user}"));
     let f: Vec<&str> = line.split(':').collect();
     (f[2].parse().unwrap(), f[3].parse().unwrap())
 }
