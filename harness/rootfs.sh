@@ -50,15 +50,25 @@ cache_ok() {
     cmp -s "$SSH_KEY.pub" "$ROOTFS/home/vagrant/.ssh/authorized_keys"
 }
 
-# Delete a directory tree this script made, refusing if anything is mounted below it
-# (mmdebstrap mounts /proc, /sys and /dev in the chroot while it runs).
+mounts_below() { findmnt -rn -o TARGET | grep -F -- "$(realpath -- "$1")/" || true; }
+
+# Delete a directory tree this script made, never across a mount point.
 remove_tree() {
   local d=$1
   [ -e "$d" ] || return 0
-  if findmnt -rn -o TARGET | grep -q -F -- "$(realpath -- "$d")/"; then
-    log "not removing $d: something is still mounted below it"; return 1
-  fi
+  [ -z "$(mounts_below "$d")" ] || { log "not removing $d: something is mounted below it"; return 1; }
   rm -rf --one-file-system -- "$d"
+}
+
+# Delete a half-made build. mmdebstrap mounts /proc, /sys, /dev... in the chroot and, when
+# interrupted, unmounts them a moment after it has exited: wait for that, then detach what is left
+# (these mounts are inside our own temp dir: nobody else uses them).
+remove_build() {
+  local d=$1 i
+  [ -e "$d" ] || return 0
+  for (( i = 0; i < 100; i++ )); do [ -n "$(mounts_below "$d")" ] || break; sleep 0.1; done
+  mounts_below "$d" | sort -r | while IFS= read -r m; do umount -l -- "$m" || true; done
+  remove_tree "$d"
 }
 
 # True while a container of container.sh has the rootfs $1 as the read-only layer of its overlay:
@@ -119,7 +129,7 @@ flock -w 900 9 || die "could not lock $CACHE/.lock within 900 s"
 # We hold the lock, so any .build-* directory is left over from a build that was killed.
 for d in "$CACHE"/.build-*; do
   [ -e "$d" ] || continue
-  log "removing stale $d"; remove_tree "$d"
+  log "removing stale $d"; remove_build "$d"
 done
 
 if [ ! -f "$SSH_KEY" ] || [ ! -f "$SSH_KEY.pub" ]; then
@@ -137,12 +147,18 @@ fi
 if ! cache_ok; then
   BUILD=$(mktemp -d "$CACHE/.build-rootfs-$KEY.XXXXXX")
   chmod 755 "$BUILD"    # mktemp makes it 0700: apt's _apt user could not download into it
-  trap 'remove_tree "$BUILD" || true' EXIT
+  trap 'remove_build "$BUILD" || true' EXIT
   log "building $ROOTFS (mmdebstrap $SUITE, about a minute)"
   start=$(date +%s)
+  # In the background so that a signal to this script reaches mmdebstrap too, which then unmounts
+  # what it mounted in the chroot before the EXIT trap deletes the half-built tree.
   mmdebstrap --mode=root --variant=apt --include="$PKGS" "$SUITE" "$BUILD/root" \
     "deb $MIRROR $SUITE main" "deb $MIRROR $SUITE-updates main" \
-    "deb $SECURITY_MIRROR $SUITE-security main" >&2
+    "deb $SECURITY_MIRROR $SUITE-security main" >&2 &
+  MMDEBSTRAP=$!
+  trap 'kill -INT "$MMDEBSTRAP" 2>/dev/null; wait "$MMDEBSTRAP"; exit 130' INT TERM HUP
+  wait "$MMDEBSTRAP"
+  trap - INT TERM HUP
   configure "$BUILD/root"
   mv -T "$BUILD/root" "$ROOTFS"
   remove_tree "$BUILD"
@@ -152,4 +168,5 @@ fi
 
 [ $prune -eq 0 ] || prune_others
 cache_ok || die "rootfs at $ROOTFS is incomplete"
+log "ready: $ROOTFS"
 echo "$ROOTFS"

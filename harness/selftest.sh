@@ -15,7 +15,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 C=$HERE/container.sh
 RUN=${CONVERGE_RUN_DIR:-/var/tmp/converge-e2e}
-A=selftest-a-$$ B=selftest-b-$$ P1=selftest-p1-$$ P2=selftest-p2-$$
+A=selftest-a-$$ B=selftest-b-$$ P1=selftest-p1-$$ P2=selftest-p2-$$   # fresh names: never ours to reuse
 TMP=$(mktemp -d)
 pass=0 fail=0
 declare -A T
@@ -107,13 +107,15 @@ t=$(now_ms); "$C" poweroff "$A"; T[poweroff_a]=$(( $(now_ms) - t ))
 expect "$B still running after $A's poweroff" running "$C" exec "$B" systemctl is-system-running
 t=$(now_ms); "$C" poweroff "$B"; T[poweroff_b]=$(( $(now_ms) - t ))
 
-# --- two booted at the same moment -----------------------------------------------------------
+# --- two booted at the same moment, the second from a full copy of the rootfs ----------------
 t=$(now_ms)
-"$C" boot "$P1" > "$TMP/p1" 2>&1 & j1=$!
-"$C" boot "$P2" > "$TMP/p2" 2>&1 & j2=$!
+CONVERGE_ROOT_MODE=overlay "$C" boot "$P1" > "$TMP/p1" 2>&1 & j1=$!
+CONVERGE_ROOT_MODE=copy "$C" boot "$P2" > "$TMP/p2" 2>&1 & j2=$!
 r1=0; r2=0; wait $j1 || r1=$?; wait $j2 || r2=$?
 T[boot_parallel_2]=$(( $(now_ms) - t ))
-[ $r1 = 0 ] && [ $r2 = 0 ] && ok "two boots at once" || bad "two boots at once" "$(cat "$TMP/p1" "$TMP/p2")"
+[ $r1 = 0 ] && [ $r2 = 0 ] && ok "two boots at once (overlay and copy)" || bad "two boots at once" "$(cat "$TMP/p1" "$TMP/p2")"
+grep -h "is running" "$TMP/p1" "$TMP/p2" || true
+expect "nginx in the copied root" active "$C" exec "$P2" systemctl is-active nginx
 t=$(now_ms); "$C" poweroff "$P1" & j1=$!; "$C" poweroff "$P2"; wait $j1; T[poweroff_parallel_2]=$(( $(now_ms) - t ))
 
 # --- nothing left behind ---------------------------------------------------------------------

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# No-op apply benchmark (hyperfine): a converged playbook of N files, against reading and hashing
+# the same files with `find -exec sha256sum`, and the example playbook. Run from the repo root:
+#   bench/noop.sh            # 20 and 1000 files, and playbooks/mysite.yml
+# Needs hyperfine (apt-get install hyperfine). Writes only under a temp dir.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --quiet
+bin=$PWD/target/release/converge
+work=$(mktemp -d /tmp/converge-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+playbook() { # N -> a playbook of N files, 10 per directory, of about 1 KiB each
+  local n=$1 out=$work/files-$1.yml
+  {
+    echo "name: $n files"
+    echo "resources:"
+    for ((d = 0; d < (n + 9) / 10; d++)); do
+      echo "  - directory: /srv/bench/d$d"
+      for ((f = d * 10; f < d * 10 + 10 && f < n; f++)); do
+        echo "  - file: /srv/bench/d$d/f$f.conf"
+        echo "    mode: \"0644\""
+        echo "    content: |"
+        for ((l = 0; l < 16; l++)); do echo "      key_$l = value of file $f, line $l, padded to about sixty bytes"; done
+      done
+    done
+  } > "$out"
+  echo "$out"
+}
+
+for n in 20 1000; do
+  pb=$(playbook $n)
+  root=$work/root-$n
+  "$bin" apply "$pb" --root "$root" -q > /dev/null
+  "$bin" plan "$pb" --root "$root" > /dev/null   # exits 0 only when converged
+  hyperfine --warmup 3 --min-runs 20 -N \
+    -n "converge apply, $n files (no-op)" "$bin apply $pb --root $root -q" \
+    -n "find -exec sha256sum, $n files" "find $root/srv -type f -exec sha256sum {} +"
+done
+
+root=$work/root-mysite
+"$bin" apply playbooks/mysite.yml --root "$root" -q > /dev/null
+hyperfine --warmup 3 --min-runs 20 -N -n "converge apply playbooks/mysite.yml (no-op)" "$bin apply playbooks/mysite.yml --root $root -q"
