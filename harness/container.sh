@@ -1,13 +1,13 @@
 #!/bin/bash
 # harness/container.sh: owns the throw-away systemd-nspawn containers of the end-to-end tests:
-# their copies of the rootfs, their nspawn processes, their cgroups and their state, all under
-# ${CONVERGE_RUN_DIR:-/var/tmp/converge-e2e}/NAME. The rootfs itself belongs to rootfs.sh.
+# their root directories, nspawn processes, cgroups and state, all under
+# ${CONVERGE_RUN_DIR:-/var/tmp/converge-e2e}/NAME. The rootfs they start from belongs to rootfs.sh.
 #
-#   container.sh boot NAME             give NAME a fresh root made from the cached rootfs, boot it
-#                                      (systemd as PID 1, its own system bus, loopback-only
-#                                      network), wait until
-#                                      `systemctl is-system-running` says running or degraded,
-#                                      print the leader (the container's PID 1, host pid)
+#   container.sh boot NAME             give NAME a fresh root made from the cached rootfs, boot
+#                                      it (systemd as PID 1, its own system bus, loopback-only
+#                                      network), wait until `systemctl is-system-running` says
+#                                      running or degraded (30 s at most), print the leader pid
+#                                      (the container's PID 1, as the host numbers it)
 #   container.sh exec NAME CMD...      run CMD inside (all namespaces, root, clean environment);
 #                                      stdin/stdout/stderr pass through, exit code propagates
 #   container.sh copy-in NAME SRC DEST copy a host file or directory to the absolute path DEST
@@ -17,11 +17,11 @@
 #   container.sh leader NAME           print the leader pid (e.g. for `nsenter -t PID -n CMD`)
 #   container.sh poweroff NAME         `systemctl poweroff` inside, wait for nspawn to exit, kill
 #                                      the recorded pids only if it has not after a timeout,
-#                                      delete the copy. Succeeds when NAME does not exist.
+#                                      delete its root. Succeeds when NAME does not exist.
 #   container.sh list                  the containers that have state here, and whether they run
 #
-# Several containers may run at once under different NAMEs: each has its own copy, network
-# namespace and cgroup. PID 1 of the host need not be systemd (nspawn runs with --register=no
+# Several containers may run at once under different NAMEs: each has its own root, network
+# namespace and cgroup; boot and poweroff of one NAME are serialized by a lock file. PID 1 of the host need not be systemd (nspawn runs with --register=no
 # --keep-unit). Processes are only ever killed by the pids recorded in the state directory,
 # checked against their start time. Needs root, harness/install-deps.sh and harness/rootfs.sh.
 #
@@ -47,7 +47,7 @@ INNER_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 log() { echo "container: $*" >&2; }
 die() { log "error: $*"; exit 1; }
-usage() { sed -n '2,37p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; }
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}" >&2; }
 now_ms() { local t=${EPOCHREALTIME/[.,]/}; echo $(( t / 1000 )); }
 secs() { printf '%d.%02d' $(( $1 / 1000 )) $(( $1 % 1000 / 10 )); }   # ms -> "s.cc"
 
@@ -170,6 +170,12 @@ teardown() {
 
 state_dir() { check_name "$1"; echo "$RUN/$1"; }
 
+lock_name() {   # $1 NAME: serialize boot/poweroff of one NAME (fd 8, released at exit)
+  mkdir -p "$RUN"
+  exec 8>"$RUN/.$1.lock"
+  flock -w 120 8 || die "another boot or poweroff of '$1' holds $RUN/.$1.lock"
+}
+
 running_leader() {   # $1 NAME -> leader pid, or die with a clear message
   local dir leader
   dir=$(state_dir "$1")
@@ -201,7 +207,7 @@ cmd_boot() {
   [ $# -eq 1 ] || die "usage: $0 boot NAME"
   local name=$1 dir rootfs npid leader state="" t0 t1 deadline
   dir=$(state_dir "$name")
-  mkdir -p "$RUN"
+  lock_name "$name"
   if ! mkdir "$dir" 2>/dev/null; then
     recorded_pid "$dir/nspawn.pid" >/dev/null &&
       die "container '$name' is already running (leader $(cut -d' ' -f1 "$dir/leader.pid" 2>/dev/null))"
@@ -223,6 +229,7 @@ cmd_boot() {
   # The subshell moves itself to the container's own cgroups, then becomes nspawn (setsid does not
   # fork here: a background job of a script is no process group leader), so $! is nspawn's pid.
   (
+    exec 8>&-                                   # nspawn must not hold the lock of NAME
     while IFS= read -r d; do
       if ! { mkdir -p "$d" && echo "$BASHPID" > "$d/cgroup.procs"; }; then
         echo "cannot join cgroup $d" >&2; exit 1
@@ -314,6 +321,8 @@ cmd_poweroff() {
   [ $# -eq 1 ] || die "usage: $0 poweroff NAME"
   local dir t0; dir=$(state_dir "$1")
   [ -d "$dir" ] || { log "no container '$1': nothing to power off"; return 0; }
+  lock_name "$1"
+  [ -d "$dir" ] || { log "'$1' was powered off meanwhile"; return 0; }
   t0=$(now_ms)
   teardown "$dir"
   log "'$1' powered off and removed in $(secs $(( $(now_ms) - t0 ))) s"

@@ -1,6 +1,7 @@
 #!/bin/bash
 # harness/rootfs.sh: owns the cached Debian bookworm root filesystem that every end-to-end test
-# container is copied from, and the ssh key pair that logs into it. Nothing in the checkout.
+# container starts from (container.sh overlays or copies it), and the ssh key pair that logs into
+# it. Nothing of it lives in the checkout.
 #
 #   harness/rootfs.sh            build the rootfs if it is not cached yet; print its path as the
 #                                last line of stdout (everything else goes to stderr)
@@ -33,7 +34,7 @@ prune=0
 case "${1:-}" in
   "") ;;
   --prune) prune=1 ;;
-  -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
+  -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}" >&2; exit 0 ;;
   *) die "unknown argument: $1 (try --help)" ;;
 esac
 

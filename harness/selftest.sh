@@ -11,6 +11,8 @@
 # exit codes propagate; two containers run at once, isolated (units, network, machine id,
 # cgroups); nothing is left behind after poweroff.
 set -euo pipefail
+# `cond && ok ... || bad ...` is meant: ok always succeeds
+# shellcheck disable=SC2015
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 C=$HERE/container.sh

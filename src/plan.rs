@@ -19,6 +19,8 @@ use crate::trigger::{self, Trigger};
 pub struct Plan {
     pub resources: Vec<ResourcePlan>,
     pub triggers: Vec<Trigger>,
+    /// The resources that already match, for `-v`.
+    pub unchanged: Vec<ResourceId>,
 }
 
 /// One resource that differs from the playbook.
@@ -137,7 +139,9 @@ pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
             }
         }
         created.insert(&entry.id, changes.contains(&Change::Create));
-        if !changes.is_empty() {
+        if changes.is_empty() {
+            plan.unchanged.push(entry.id.clone());
+        } else {
             plan.resources.push(ResourcePlan {
                 index,
                 id: entry.id.clone(),

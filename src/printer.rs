@@ -71,6 +71,11 @@ impl Printer {
             self.json(json!({"type": "plan", "create": c.create, "update": c.update, "remove": c.remove, "run": c.run, "triggers": plan.triggers.len()}));
             return;
         }
+        if self.verbosity >= 1 {
+            for id in &plan.unchanged {
+                self.line(format!("  = {id} (no change)"));
+            }
+        }
         if plan.is_empty() {
             self.line("No changes. The host matches the playbook.");
             return;

@@ -36,7 +36,11 @@ fn killed_during_a_large_write_leaves_old_or_new() {
     let mut killed_mid_run = 0;
     for delay_ms in [5, 20, 40, 80, 120, 200, 300, 450] {
         fs::write(&target, vec![b'o'; SIZE]).unwrap();
-        let mut child = test.command(&["apply", "{playbook}", "--root", "{root}", "-q"]).spawn().unwrap();
+        let mut child = test
+            .command(&["apply", "{playbook}", "--root", "{root}", "-q"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(delay_ms));
         let _ = child.kill();
         let status = child.wait().unwrap();

@@ -73,3 +73,10 @@ fn help_names_every_command() {
         assert!(run.stdout.contains(word), "--help lacks {word}:\n{}", run.stdout);
     }
 }
+
+#[test]
+fn verbose_lists_unchanged_resources() {
+    let test = Test::new().playbook(PLAYBOOK).host_file("/etc/motd", "hi\n");
+    let run = test.run_args(&["plan", "{playbook}", "--root", "{root}", "-v"]).code(0);
+    assert_eq!(run.stdout, "  = file:/etc/motd (no change)\nNo changes. The host matches the playbook.\n");
+}
