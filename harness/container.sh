@@ -171,10 +171,17 @@ teardown() {
 state_dir() { check_name "$1"; echo "$RUN/$1"; }
 
 lock_name() {   # $1 NAME: serialize boot/poweroff of one NAME (fd 8, released at exit)
+  local f=$RUN/.$1.lock
   mkdir -p "$RUN"
-  exec 8>"$RUN/.$1.lock"
-  flock -w 120 8 || die "another boot or poweroff of '$1' holds $RUN/.$1.lock"
+  while :; do
+    exec 8>>"$f"
+    flock -w 120 8 || die "another boot or poweroff of '$1' holds $f"
+    # the holder before us may have deleted the file (unlock_name): then lock the new one
+    [ "$(stat -c %d:%i "$f" 2>/dev/null)" != "$(stat -L -c %d:%i "/proc/$$/fd/8")" ] || return 0
+    exec 8>&-
+  done
 }
+unlock_name() { rm -f "$RUN/.$1.lock"; exec 8>&-; }   # $1 NAME: when NAME is gone
 
 running_leader() {   # $1 NAME -> leader pid, or die with a clear message
   local dir leader
@@ -229,7 +236,12 @@ cmd_boot() {
   # The subshell moves itself to the container's own cgroups, then becomes nspawn (setsid does not
   # fork here: a background job of a script is no process group leader), so $! is nspawn's pid.
   (
-    exec 8>&-                                   # nspawn must not hold the lock of NAME
+    # nspawn outlives this script: it must hold neither the lock of NAME (fd 8) nor any pipe the
+    # caller passed down (the caller would wait for its end forever)
+    for fd in /proc/"$BASHPID"/fd/*; do
+      fd=${fd##*/}
+      [ "$fd" -le 2 ] || eval "exec $fd>&-" 2>/dev/null || true
+    done
     while IFS= read -r d; do
       if ! { mkdir -p "$d" && echo "$BASHPID" > "$d/cgroup.procs"; }; then
         echo "cannot join cgroup $d" >&2; exit 1
@@ -277,6 +289,7 @@ boot_failed() {   # EXIT trap of a boot that did not reach running/degraded
     log "kept $dir (CONVERGE_KEEP_FAILED=1); remove it with: $0 poweroff $name"
   else
     teardown "$dir" || true
+    unlock_name "$name"
   fi
   exit "$rc"
 }
@@ -322,9 +335,10 @@ cmd_poweroff() {
   local dir t0; dir=$(state_dir "$1")
   [ -d "$dir" ] || { log "no container '$1': nothing to power off"; return 0; }
   lock_name "$1"
-  [ -d "$dir" ] || { log "'$1' was powered off meanwhile"; return 0; }
+  [ -d "$dir" ] || { unlock_name "$1"; log "'$1' was powered off meanwhile"; return 0; }
   t0=$(now_ms)
   teardown "$dir"
+  unlock_name "$1"
   log "'$1' powered off and removed in $(secs $(( $(now_ms) - t0 ))) s"
 }
 

@@ -1,6 +1,7 @@
 #!/bin/bash
+# shellcheck disable=SC2015  # `cond && ok ... || bad ...` is meant: ok always succeeds
 # harness/selftest.sh: proves, on this machine, that the end-to-end harness works and measures it.
-# Owns only the two or four containers it boots (selftest-*-PID), which it always powers off, and
+# Owns only the four containers it boots (selftest-*-PID), which it always powers off, and
 # a temp dir. Installs the deps and builds the rootfs if needed (about 20 s the first time).
 #
 #   harness/selftest.sh        prints one line per check, the timings, and "selftest: N passed, M failed"
@@ -11,8 +12,6 @@
 # exit codes propagate; two containers run at once, isolated (units, network, machine id,
 # cgroups); nothing is left behind after poweroff.
 set -euo pipefail
-# `cond && ok ... || bad ...` is meant: ok always succeeds
-# shellcheck disable=SC2015
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 C=$HERE/container.sh
@@ -122,7 +121,10 @@ t=$(now_ms); "$C" poweroff "$P1" & j1=$!; "$C" poweroff "$P2"; wait $j1; T[power
 
 # --- nothing left behind ---------------------------------------------------------------------
 left=""
-for n in "$A" "$B" "$P1" "$P2"; do [ ! -e "$RUN/$n" ] || left+=" $RUN/$n"; done
+for n in "$A" "$B" "$P1" "$P2"; do
+  [ ! -e "$RUN/$n" ] || left+=" $RUN/$n"
+  [ ! -e "$RUN/.$n.lock" ] || left+=" $RUN/.$n.lock"
+done
 for p in "$LA" "$LB"; do [ ! -e "/proc/$p" ] || [ "$(cat "/proc/$p/comm" 2>/dev/null)" != systemd ] || left+=" pid $p"; done
 left+=$(findmnt -rn -o TARGET | grep -F "$RUN/selftest-" | tr '\n' ' ' || true)
 left+=$(find /sys/fs/cgroup -mindepth 2 -maxdepth 3 -type d -path '*converge-e2e/selftest-*' 2>/dev/null | tr '\n' ' ' || true)

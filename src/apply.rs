@@ -9,6 +9,8 @@ use crate::host::Host;
 use crate::plan::{Plan, ResourcePlan};
 use crate::printer::Printer;
 use crate::resolve::Resolved;
+use crate::systemd::{JobAction, Systemd};
+use crate::trigger::{Step, Trigger};
 
 /// What an apply did.
 #[derive(Debug, Default)]
@@ -44,4 +46,38 @@ pub fn apply(resolved: &Resolved, plan: &Plan, host: &Host, printer: &mut Printe
         }
     }
     Ok(applied)
+}
+
+/// Runs the triggers through systemd, phase by phase (stop, daemon-reload, reload, restart,
+/// start); the jobs of one phase are enqueued together and each is awaited. Returns how many ran.
+pub fn run_triggers(triggers: &[Trigger], systemd: &Systemd, printer: &mut Printer) -> Result<usize> {
+    let mut ran = 0;
+    let mut phases: Vec<(Step, Vec<&Trigger>)> = Vec::new();
+    for trigger in triggers {
+        match phases.last_mut() {
+            Some((step, group)) if *step == trigger.step => group.push(trigger),
+            _ => phases.push((trigger.step, vec![trigger])),
+        }
+    }
+    for (step, group) in phases {
+        let action = match step {
+            Step::DaemonReload => {
+                systemd.daemon_reload().map_err(|e| Error::Systemd(e.to_string()))?;
+                printer.trigger_ran(group[0]);
+                ran += 1;
+                continue;
+            }
+            Step::Stop => JobAction::Stop,
+            Step::Reload => JobAction::Reload,
+            Step::Restart => JobAction::Restart,
+            Step::Start => JobAction::Start,
+        };
+        let jobs: Vec<(JobAction, String)> = group.iter().filter_map(|t| Some((action, t.unit.clone()?))).collect();
+        systemd.run_jobs(&jobs).map_err(|e| Error::Systemd(e.to_string()))?;
+        for trigger in group {
+            printer.trigger_ran(trigger);
+            ran += 1;
+        }
+    }
+    Ok(ran)
 }

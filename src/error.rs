@@ -63,6 +63,27 @@ impl PlaybookError {
     }
 }
 
+/// Something in a playbook that works but is likely to hurt; printed, never fatal.
+#[derive(Debug, Error, Diagnostic)]
+#[error("{message}")]
+#[diagnostic(severity(Warning))]
+pub struct PlaybookWarning {
+    pub message: String,
+    #[source_code]
+    pub src: NamedSource<String>,
+    #[label("{label}")]
+    pub span: SourceSpan,
+    pub label: String,
+    #[help]
+    pub help: Option<String>,
+}
+
+impl From<PlaybookError> for PlaybookWarning {
+    fn from(e: PlaybookError) -> PlaybookWarning {
+        PlaybookWarning { message: e.message, src: e.src, span: e.span, label: e.label, help: e.help }
+    }
+}
+
 /// Every mistake found in a playbook: `validate` reports them all at once.
 #[derive(Debug, Error, Diagnostic)]
 #[error("{path}: {} error{} in the playbook; nothing was changed", errors.len(), if errors.len() == 1 { "" } else { "s" })]
@@ -101,6 +122,9 @@ pub enum Error {
     #[error("another converge run holds the lock {}", path.display())]
     #[diagnostic(help("wait for it to finish, or check that no converge process is left running"))]
     Locked { path: PathBuf },
+
+    #[error("systemd: {0}")]
+    Systemd(String),
 
     #[error("{message}")]
     Usage { message: String },

@@ -11,9 +11,11 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
+use crate::error::{Error, Result};
 use crate::mode::Mode;
+use crate::systemd::{Systemd, UnitStatus};
 
 /// What `lstat` says about a path (symlinks are never followed).
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +65,11 @@ pub struct Host {
     root: Option<PathBuf>,
     /// Looked-up accounts, by name and by id; cleared when a resource changes accounts.
     accounts: Mutex<Accounts>,
+    /// The system bus connection to systemd, made on first use; None without a bus and always
+    /// under an offline root.
+    systemd: OnceLock<Option<Systemd>>,
+    /// Unit statuses read from systemd, by name; cleared when a resource changes units.
+    units: Mutex<HashMap<String, UnitStatus>>,
 }
 
 #[derive(Default)]
@@ -76,7 +83,7 @@ struct Accounts {
 impl Host {
     /// The live host (`root` None) or an offline root directory.
     pub fn new(root: Option<PathBuf>) -> Host {
-        Host { root, accounts: Mutex::default() }
+        Host { root, accounts: Mutex::default(), systemd: OnceLock::new(), units: Mutex::default() }
     }
 
     /// The offline root, if this is one.
@@ -149,6 +156,11 @@ impl Host {
         sync_parent(&target)
     }
 
+    /// Creates a directory and its missing parents, 0755, owned by whoever runs converge.
+    pub fn create_dirs(&self, path: &Path) -> io::Result<()> {
+        fs::DirBuilder::new().recursive(true).mode(0o755).create(self.path(path))
+    }
+
     pub fn create_dir(&self, path: &Path, mode: Mode, uid: u32, gid: u32) -> io::Result<()> {
         let target = self.path(path);
         fs::DirBuilder::new().mode(0o700).create(&target)?;
@@ -190,6 +202,54 @@ impl Host {
             Err(e) => return Err(e),
         }
         sync_parent(&target)
+    }
+
+    /// systemd over the system bus; None under an offline root or where there is no bus
+    /// (a container, a chroot, a build machine).
+    pub fn systemd(&self) -> Result<Option<&Systemd>> {
+        if self.root.is_some() {
+            return Ok(None);
+        }
+        if let Some(systemd) = self.systemd.get() {
+            return Ok(systemd.as_ref());
+        }
+        let systemd = Systemd::connect().map_err(|e| Error::Systemd(e.to_string()))?;
+        Ok(self.systemd.get_or_init(|| systemd).as_ref())
+    }
+
+    /// Reads the status of many units from systemd at once (concurrently), for `unit_status`.
+    pub fn observe_units(&self, names: &[String]) -> Result<()> {
+        let Some(systemd) = self.systemd()? else { return Ok(()) };
+        let missing: Vec<String> = {
+            let known = self.units.lock().unwrap();
+            names.iter().filter(|n| !known.contains_key(*n)).cloned().collect()
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let statuses = systemd.units(&missing).map_err(|e| Error::Systemd(e.to_string()))?;
+        let mut known = self.units.lock().unwrap();
+        for status in statuses {
+            known.insert(status.name.clone(), status);
+        }
+        Ok(())
+    }
+
+    /// A unit's status as systemd reports it; None without a bus.
+    pub fn unit_status(&self, name: &str) -> Result<Option<UnitStatus>> {
+        if self.systemd()?.is_none() {
+            return Ok(None);
+        }
+        if let Some(status) = self.units.lock().unwrap().get(name) {
+            return Ok(Some(status.clone()));
+        }
+        self.observe_units(&[name.to_owned()])?;
+        Ok(self.units.lock().unwrap().get(name).cloned())
+    }
+
+    /// Forgets unit statuses: called after a resource changed a unit.
+    pub fn forget_units(&self) {
+        self.units.lock().unwrap().clear();
     }
 
     /// A host tool (`useradd`, `groupadd`, ...) that the caller gives `--root` itself.

@@ -24,6 +24,7 @@ pub mod cli;
 pub mod commands;
 pub mod error;
 pub mod host;
+pub mod journal;
 pub mod lock;
 pub mod mode;
 pub mod plan;
@@ -32,8 +33,10 @@ pub mod printer;
 pub mod resolve;
 pub mod resource;
 pub mod resources;
+pub mod systemd;
 pub mod template;
 pub mod trigger;
+pub mod unit_file;
 pub mod yaml_node;
 
 use cli::{Cli, Command};

@@ -9,10 +9,14 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::host::Host;
+use crate::journal::{self, Pending};
 use crate::resolve::Resolved;
 use crate::resource::{Change, ResourceId};
 use crate::resources::AnyResource;
-use crate::trigger::{self, Trigger};
+use crate::resources::SystemdUnit;
+use crate::resources::systemd_unit::observed_state;
+use crate::systemd::UnitStatus;
+use crate::trigger::{self, Action as TriggerAction, Observed, Request, Trigger, UnitFacts};
 
 /// What `apply` would do: the resources that differ, and the triggers they set off.
 #[derive(Debug, Default)]
@@ -21,6 +25,10 @@ pub struct Plan {
     pub triggers: Vec<Trigger>,
     /// The resources that already match, for `-v`.
     pub unchanged: Vec<ResourceId>,
+    /// What the triggers are decided from, for the journal: this run's and an interrupted one's.
+    pub pending: Pending,
+    /// Unit state could not be read: no system bus and no offline root.
+    pub units_unobserved: bool,
 }
 
 /// One resource that differs from the playbook.
@@ -99,6 +107,17 @@ impl Plan {
 
 pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
     let mut plan = Plan::default();
+    // One concurrent read of every unit the run may touch, instead of one round trip each.
+    let mut unit_names: Vec<String> =
+        resolved.entries.iter().flat_map(|e| e.notify.iter().map(|n| n.unit.clone())).collect();
+    unit_names.extend(resolved.entries.iter().filter_map(|e| match &e.resource {
+        AnyResource::Unit(u) => Some(u.name.clone()),
+        _ => None,
+    }));
+    if !unit_names.is_empty() {
+        host.observe_units(&unit_names)?;
+        plan.units_unobserved = host.root().is_none() && host.systemd()?.is_none();
+    }
     // What earlier resources create, by id, for "(created above)" and missing owners.
     let mut created: HashMap<&ResourceId, bool> = HashMap::new();
     let mut created_dirs: Vec<&Path> = Vec::new();
@@ -151,8 +170,10 @@ pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
             });
         }
     }
-    plan.triggers =
-        trigger::collect(plan.resources.iter().map(|r| (&r.id, resolved.entries[r.index].notify.as_slice())));
+    plan.pending = pending(resolved, &plan);
+    let interrupted = journal::load(host)?;
+    plan.pending.merge(&interrupted);
+    plan.triggers = decide_triggers(resolved, &plan, &interrupted, host)?;
     Ok(plan)
 }
 
@@ -163,4 +184,98 @@ fn exists(host: &Host, id: &ResourceId) -> Result<bool> {
         Some(("group", name)) => host.group(name).map_err(io)?.is_some(),
         _ => true,
     })
+}
+
+/// The trigger inputs of this run: units whose files change, and what changed resources ask for.
+fn pending(resolved: &Resolved, plan: &Plan) -> Pending {
+    let mut pending = Pending::default();
+    for r in &plan.resources {
+        let entry = &resolved.entries[r.index];
+        let reason = format!("{} changed", r.id);
+        for notify in &entry.notify {
+            pending.requests.push((notify.action, notify.unit.clone(), reason.clone()));
+        }
+        if let AnyResource::Unit(unit) = &entry.resource
+            && r.changes.iter().any(|c| matches!(c, Change::Content { .. } | Change::Create | Change::Remove))
+        {
+            pending.changed_units.push(unit.name.clone());
+        }
+    }
+    let changed: Vec<&ResourceId> = plan.resources.iter().map(|r| &r.id).collect();
+    for entry in &resolved.entries {
+        let AnyResource::Unit(unit) = &entry.resource else { continue };
+        let restarts = unit.restart_triggers.iter().map(|(id, _)| (TriggerAction::Restart, id));
+        for (action, id) in restarts.chain(unit.reload_triggers.iter().map(|(id, _)| (TriggerAction::Reload, id))) {
+            if changed.contains(&id) {
+                pending.requests.push((action, unit.name.clone(), format!("{id} changed")));
+            }
+        }
+    }
+    pending
+}
+
+/// Gathers the facts of every unit involved and asks `trigger::decide`.
+fn decide_triggers(resolved: &Resolved, plan: &Plan, interrupted: &Pending, host: &Host) -> Result<Vec<Trigger>> {
+    let mut facts: Vec<UnitFacts> = Vec::new();
+    for (index, entry) in resolved.entries.iter().enumerate() {
+        let AnyResource::Unit(unit) = &entry.resource else { continue };
+        let changes =
+            plan.resources.iter().find(|r| r.index == index).map(|r| r.changes.as_slice()).unwrap_or_default();
+        let status = host.unit_status(&unit.name)?;
+        facts.push(UnitFacts {
+            managed: true,
+            files_changed: plan.pending.changed_units.contains(&unit.name),
+            enablement_changed: changes.iter().any(|c| matches!(c, Change::Set { attr: "enabled" | "masked", .. })),
+            removed: changes.contains(&Change::Remove),
+            want_active: unit.active,
+            on_change: unit.on_change,
+            ..unit_facts(unit, status.as_ref())
+        });
+    }
+    let mut requests: Vec<Request> = plan.pending.requests().collect();
+    for request in &mut requests {
+        if interrupted.requests().any(|r| r == *request) {
+            request.reason += " (in a run that did not finish)";
+        }
+    }
+    for request in &requests {
+        if !facts.iter().any(|f| f.name == request.unit) {
+            let status = host.unit_status(&request.unit)?;
+            let unmanaged = SystemdUnit { name: request.unit.clone(), ..SystemdUnit::unmanaged() };
+            facts.push(unit_facts(&unmanaged, status.as_ref()));
+        }
+    }
+    Ok(trigger::decide(&facts, &requests))
+}
+
+/// What a unit's file (as it will be) and systemd's status say, for the decision.
+fn unit_facts(unit: &SystemdUnit, status: Option<&UnitStatus>) -> UnitFacts {
+    let parsed = unit.parsed();
+    let (runtime_dirs, runtime_preserve) = match (&parsed, status) {
+        (Some(file), _) => file.runtime_directories(),
+        (None, Some(s)) => (
+            s.runtime_directory.iter().map(|d| format!("/run/{d}")).collect(),
+            matches!(s.runtime_directory_preserve.as_str(), "yes" | "restart"),
+        ),
+        (None, None) => (Vec::new(), false),
+    };
+    let listen_paths = match (&parsed, status) {
+        (Some(file), _) => file.listen_paths(),
+        (None, Some(s)) => s.listen.iter().map(|(_, a)| a.clone()).filter(|a| a.starts_with('/')).collect(),
+        (None, None) => Vec::new(),
+    };
+    UnitFacts {
+        name: unit.name.clone(),
+        observed: status.map(|s| Observed {
+            active: observed_state(s).2,
+            need_daemon_reload: s.need_daemon_reload,
+            triggers: s.triggers.clone(),
+            can_reload: s.can_reload,
+        }),
+        listen_paths,
+        runtime_dirs,
+        runtime_preserve,
+        sockets: parsed.as_ref().map(|f| f.list("Service", "Sockets")).unwrap_or_default(),
+        ..UnitFacts::default()
+    }
 }

@@ -4,6 +4,7 @@
 //! deterministic: no timestamps, no PIDs, in playbook order.
 
 use std::io::{IsTerminal, Write};
+use std::path::Path;
 
 use serde_json::json;
 use similar::TextDiff;
@@ -122,11 +123,11 @@ impl Printer {
                         None => self.line(format!("      {attr}: {to}{note}")),
                     }
                 }
-                Change::Content { from, to } => {
+                Change::Content { file, from, to } => {
                     let text = if r.sensitive {
                         vec!["      content: (sensitive, not shown)".to_owned()]
                     } else {
-                        self.content(r, from.as_ref(), to)
+                        self.content(r, file.as_deref(), from.as_ref(), to)
                     };
                     for l in text {
                         self.line(l);
@@ -139,8 +140,10 @@ impl Printer {
     }
 
     /// A unified diff for text, digests for binary or big content.
-    fn content(&self, r: &ResourcePlan, from: Option<&Content>, to: &Content) -> Vec<String> {
-        let path = r.id.0.split_once(':').map(|(_, p)| p).unwrap_or(&r.id.0);
+    fn content(&self, r: &ResourcePlan, file: Option<&Path>, from: Option<&Content>, to: &Content) -> Vec<String> {
+        let own = r.id.0.split_once(':').map(|(_, p)| p).unwrap_or(&r.id.0);
+        let file = file.map(|f| f.display().to_string());
+        let path = file.as_deref().unwrap_or(own);
         let old = match from {
             None => Some(""),
             Some(content) => content.as_text(),
@@ -173,10 +176,9 @@ impl Printer {
             return;
         }
         self.line("Triggers, in order:");
-        let width = triggers.iter().map(|t| t.action.to_string().len() + t.unit.len() + 1).max().unwrap_or(0);
+        let width = triggers.iter().map(|t| t.to_string().len()).max().unwrap_or(0);
         for t in triggers {
-            let what = format!("{} {}", t.action, t.unit);
-            self.line(format!("  {what:width$}   ({})", t.reason()));
+            self.line(format!("  {:width$}   ({})", t.to_string(), t.reason));
         }
         self.line("");
     }
@@ -202,6 +204,19 @@ impl Printer {
         }
     }
 
+    /// A trigger that ran.
+    pub fn trigger_ran(&mut self, trigger: &Trigger) {
+        match self.format {
+            Format::Json => {
+                let mut record = trigger_json(trigger);
+                record["type"] = json!("trigger-ran");
+                self.json(record);
+            }
+            Format::Human if self.verbosity >= 0 => self.line(format!("{trigger}: done")),
+            Format::Human => {}
+        }
+    }
+
     /// Triggers that were not run, and why.
     pub fn triggers_skipped(&mut self, triggers: &[Trigger], why: &str) {
         for t in triggers {
@@ -212,7 +227,7 @@ impl Printer {
                     record["why"] = json!(why);
                     self.json(record);
                 }
-                Format::Human if self.verbosity >= 0 => self.line(format!("{} {}: skipped ({why})", t.action, t.unit)),
+                Format::Human if self.verbosity >= 0 => self.line(format!("{t}: skipped ({why})")),
                 Format::Human => {}
             }
         }
@@ -262,6 +277,13 @@ impl Printer {
         }
     }
 
+    /// Warnings about the playbook, on stderr.
+    pub fn warnings(&self, warnings: &[crate::error::PlaybookWarning]) {
+        for warning in warnings {
+            self.error(warning);
+        }
+    }
+
     /// An error, rendered by miette with its source snippet, on stderr.
     pub fn error(&self, error: &dyn miette::Diagnostic) {
         let theme =
@@ -300,13 +322,13 @@ fn resource_json(r: &ResourcePlan) -> serde_json::Value {
         .filter_map(|c| match c {
             Change::Set { attr, from, to } => Some(json!({"attr": attr, "from": from, "to": to})),
             Change::Content { .. } if r.sensitive => Some(json!({"attr": "content", "sensitive": true})),
-            Change::Content { from, to } => {
+            Change::Content { file, from, to } => {
                 let diff = match (from.as_ref().map(|f| f.as_text()), to.as_text()) {
                     (Some(Some(old)), Some(new)) => Some(TextDiff::from_lines(old, new).unified_diff().context_radius(3).to_string()),
                     (None, Some(new)) => Some(TextDiff::from_lines("", new).unified_diff().context_radius(3).to_string()),
                     _ => None,
                 };
-                Some(json!({"attr": "content", "from_sha256": from.as_ref().map(Content::sha256), "to_sha256": to.sha256(), "diff": diff}))
+                Some(json!({"attr": "content", "file": file, "from_sha256": from.as_ref().map(Content::sha256), "to_sha256": to.sha256(), "diff": diff}))
             }
             Change::Run { reason } => Some(json!({"attr": "run", "reason": reason})),
             Change::Create | Change::Remove => None,
@@ -316,5 +338,5 @@ fn resource_json(r: &ResourcePlan) -> serde_json::Value {
 }
 
 fn trigger_json(t: &Trigger) -> serde_json::Value {
-    json!({"type": "trigger", "action": t.action, "unit": t.unit, "because": t.because})
+    json!({"type": "trigger", "step": t.step, "unit": t.unit, "reason": t.reason})
 }

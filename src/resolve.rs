@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::path::PathBuf;
 
 use crate::attrs::Attrs;
-use crate::error::{Error, PlaybookError, PlaybookErrors, Result, Source, did_you_mean};
+use crate::error::{Error, PlaybookError, PlaybookErrors, PlaybookWarning, Result, Source, did_you_mean};
 use crate::playbook::{Playbook, parse_yaml};
 use crate::resource::ResourceId;
 use crate::resources::{AnyResource, KINDS};
@@ -45,6 +45,7 @@ pub struct Resolved {
     pub name: String,
     pub entries: Vec<Entry>,
     pub source: Source,
+    pub warnings: Vec<PlaybookWarning>,
 }
 
 const TOP_LEVEL: &[&str] = &["name", "vars", "resources"];
@@ -105,8 +106,9 @@ pub fn resolve(playbook: &Playbook, input: &VarsInput) -> Result<Resolved> {
         return Err(PlaybookErrors { path: source.name.clone(), errors }.into());
     }
     let mut slots: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
-    let entries = order.into_iter().map(|i| slots[i].take().expect("each index once")).collect();
-    Ok(Resolved { name, entries, source: source.clone() })
+    let entries: Vec<Entry> = order.into_iter().map(|i| slots[i].take().expect("each index once")).collect();
+    let warnings = socket_layout_warnings(&entries, source);
+    Ok(Resolved { name, entries, source: source.clone(), warnings })
 }
 
 /// Sets `--vars-file` and `--var` values; returns their names, which playbook vars do not override.
@@ -301,6 +303,22 @@ fn order(
                 }
             }
         }
+        if let AnyResource::Unit(unit) = &entry.resource {
+            for (id, span) in unit.restart_triggers.iter().chain(&unit.reload_triggers) {
+                if !index.contains_key(id) {
+                    let ids: Vec<&str> = index.keys().map(|id| id.0.as_str()).collect();
+                    let help = match did_you_mean(&id.0, ids) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => "name a resource of this playbook by its id, such as `virtualenv:/srv/venv`".into(),
+                    };
+                    errors.push(
+                        source
+                            .error(*span, format!("`{}` is not a resource of this playbook", id.0), "unknown resource")
+                            .help(help),
+                    );
+                }
+            }
+        }
         for need in entry.resource.needs() {
             if let Some(&j) = index.get(&need) {
                 before[i].insert(j);
@@ -362,4 +380,42 @@ fn find_cycle(before: &[BTreeSet<usize>], waiting: &[usize]) -> Vec<usize> {
         path.push(next);
         current = next;
     }
+}
+
+/// The seed's trap (DESIGN.md section 4, rule 4): a socket listening inside its service's
+/// `RuntimeDirectory=`, which systemd removes when the service stops, taking the socket file
+/// with it. converge restarts the socket with the service, but a stop by hand still breaks it.
+fn socket_layout_warnings(entries: &[Entry], source: &Source) -> Vec<PlaybookWarning> {
+    let units: Vec<(&Entry, &crate::resources::SystemdUnit)> = entries
+        .iter()
+        .filter_map(|e| match &e.resource {
+            AnyResource::Unit(u) => Some((e, u)),
+            _ => None,
+        })
+        .collect();
+    let mut warnings = Vec::new();
+    for (entry, socket) in units.iter().filter(|(_, u)| u.name.ends_with(".socket")) {
+        let Some(socket_file) = socket.parsed() else { continue };
+        let by_name = socket.name.replace(".socket", ".service");
+        for (_, service) in &units {
+            let Some(service_file) = service.parsed() else { continue };
+            let paired = service.name == by_name || service_file.list("Service", "Sockets").contains(&socket.name);
+            let (dirs, preserved) = service_file.runtime_directories();
+            if !paired || preserved {
+                continue;
+            }
+            for path in socket_file.listen_paths() {
+                if let Some(dir) = dirs.iter().find(|d| path.starts_with(&format!("{d}/"))) {
+                    let warning = source
+                        .error(entry.span, format!("{} listens on {path}, inside {}'s RuntimeDirectory {dir}", socket.name, service.name), "socket inside a RuntimeDirectory")
+                        .help(format!(
+                            "systemd removes {dir} when {} stops, and the socket file with it; converge restarts {} with the service, but a `systemctl stop` by hand leaves a dead socket. Add `RuntimeDirectoryPreserve=yes` to {}, or listen outside {dir} (e.g. /run/{}.sock)",
+                            service.name, socket.name, service.name, socket.name.trim_end_matches(".socket")
+                        ));
+                    warnings.push(warning.into());
+                }
+            }
+        }
+    }
+    warnings
 }

@@ -58,8 +58,9 @@ pub enum Change {
     Create,
     /// The thing exists and will be removed.
     Remove,
-    /// The content differs (`from` is None when there is none yet).
-    Content { from: Option<Content>, to: Content },
+    /// The content differs (`from` is None when there is none yet). `file` names the file when
+    /// the resource has several (a unit's drop-ins); None is the resource's own path.
+    Content { file: Option<std::path::PathBuf>, from: Option<Content>, to: Content },
     /// A named attribute differs: mode, owner, shell, symlink target, ...
     Set { attr: &'static str, from: Option<String>, to: String },
     /// A command will run, and why.

@@ -2,9 +2,11 @@
 
 use std::path::Path;
 
-use crate::apply::apply;
+use crate::apply::{apply, run_triggers};
 use crate::cli::Settings;
+use crate::error::Error;
 use crate::error::Result;
+use crate::journal;
 use crate::lock::lock;
 use crate::plan::plan;
 use crate::printer::Printer;
@@ -15,7 +17,7 @@ pub struct Options {
 }
 
 pub fn run(path: &Path, options: &Options, settings: &Settings, printer: &mut Printer) -> Result<u8> {
-    let resolved = super::load_and_resolve(path, settings)?;
+    let resolved = super::load_and_resolve(path, settings, printer)?;
     let host = super::host(settings);
     let _lock = if options.check { None } else { Some(lock(&host)?) };
     let plan = plan(&resolved, &host)?;
@@ -24,13 +26,31 @@ pub fn run(path: &Path, options: &Options, settings: &Settings, printer: &mut Pr
         let pending = options.detailed_exitcode && !plan.is_empty();
         return Ok(if pending { 2 } else { 0 });
     }
+    let systemd = host.systemd()?;
+    if systemd.is_none() && host.root().is_none() && plan.units_unobserved {
+        return Err(Error::Systemd(
+            "the system bus is not reachable, so unit state cannot be read and units cannot be reloaded or \
+             restarted; run converge on a host booted with systemd, or converge an offline image with --root DIR"
+                .into(),
+        ));
+    }
+    // Rule 6: what the changes trigger is recorded before anything is applied, and cleared only
+    // once the triggers ran, so that a run that stops half way hands them to the next one.
+    let journaled = systemd.is_some() && !plan.pending.is_empty();
+    if journaled {
+        journal::save(&host, &plan.pending)?;
+    }
     let applied = apply(&resolved, &plan, &host, printer)?;
-    let why = if host.root().is_some() {
-        "offline root: no service manager to run it"
-    } else {
-        "systemd triggers are not supported yet"
+    let ran = match systemd {
+        Some(systemd) => run_triggers(&plan.triggers, systemd, printer)?,
+        None => {
+            printer.triggers_skipped(&plan.triggers, "offline root: no service manager to run it");
+            0
+        }
     };
-    printer.triggers_skipped(&plan.triggers, why);
-    printer.apply_done(&applied, 0, plan.triggers.len());
+    if journaled {
+        journal::clear(&host)?;
+    }
+    printer.apply_done(&applied, ran, plan.triggers.len() - ran);
     Ok(if options.detailed_exitcode && !applied.resources.is_empty() { 2 } else { 0 })
 }

@@ -10,12 +10,15 @@ use crate::cli::Settings;
 use crate::error::Result;
 use crate::host::Host;
 use crate::playbook::Playbook;
+use crate::printer::Printer;
 use crate::resolve::{Resolved, resolve};
 
 /// load -> resolve: the stages every command starts with.
-fn load_and_resolve(path: &Path, settings: &Settings) -> Result<Resolved> {
+fn load_and_resolve(path: &Path, settings: &Settings, printer: &Printer) -> Result<Resolved> {
     let playbook = Playbook::load(path)?;
-    resolve(&playbook, &settings.vars)
+    let resolved = resolve(&playbook, &settings.vars)?;
+    printer.warnings(&resolved.warnings);
+    Ok(resolved)
 }
 
 fn host(settings: &Settings) -> Host {

@@ -8,7 +8,7 @@ use crate::plan::plan;
 use crate::printer::Printer;
 
 pub fn run(path: &Path, settings: &Settings, printer: &mut Printer) -> Result<u8> {
-    let resolved = super::load_and_resolve(path, settings)?;
+    let resolved = super::load_and_resolve(path, settings, printer)?;
     let host = super::host(settings);
     let plan = plan(&resolved, &host)?;
     printer.plan(&plan);

@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::printer::Printer;
 
 pub fn run(path: &Path, settings: &Settings, printer: &mut Printer) -> Result<u8> {
-    let resolved = super::load_and_resolve(path, settings)?;
+    let resolved = super::load_and_resolve(path, settings, printer)?;
     printer.validated(&resolved.name, resolved.entries.len());
     Ok(0)
 }

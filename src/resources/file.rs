@@ -95,7 +95,7 @@ impl Resource for File {
             (State::Absent, FileActual::Present { .. }, _) => vec![Change::Remove],
             (State::Present, _, None) => vec![],
             (State::Present, FileActual::Absent, Some(to)) => {
-                let mut changes = vec![Change::Create, Change::Content { from: None, to: to.clone() }];
+                let mut changes = vec![Change::Create, Change::Content { file: None, from: None, to: to.clone() }];
                 changes.push(Change::Set {
                     attr: "mode",
                     from: None,
@@ -107,7 +107,7 @@ impl Resource for File {
             (State::Present, FileActual::Present { content, mode, owner, group }, Some(to)) => {
                 let mut changes = Vec::new();
                 if content != to {
-                    changes.push(Change::Content { from: Some(content.clone()), to: to.clone() });
+                    changes.push(Change::Content { file: None, from: Some(content.clone()), to: to.clone() });
                 }
                 if let Some(want) = self.mode.filter(|m| m != mode) {
                     changes.push(Change::Set { attr: "mode", from: Some(mode.to_string()), to: want.to_string() });
@@ -206,7 +206,7 @@ mod tests {
     fn missing_file_is_created_with_its_attributes() {
         let changes = file("hi\n").diff(&FileActual::Absent);
         assert_eq!(changes[0], Change::Create);
-        assert_eq!(changes[1], Change::Content { from: None, to: Content::from("hi\n") });
+        assert_eq!(changes[1], Change::Content { file: None, from: None, to: Content::from("hi\n") });
         assert!(changes.contains(&Change::Set { attr: "mode", from: None, to: "0640".into() }));
         assert!(changes.contains(&Change::Set { attr: "owner", from: Some(String::new()), to: "www-data".into() }));
     }
@@ -217,7 +217,7 @@ mod tests {
         assert_eq!(
             changes,
             vec![
-                Change::Content { from: Some(Content::from("old\n")), to: Content::from("new\n") },
+                Change::Content { file: None, from: Some(Content::from("old\n")), to: Content::from("new\n") },
                 Change::Set { attr: "mode", from: Some("0644".into()), to: "0640".into() },
             ]
         );

@@ -7,6 +7,7 @@ pub mod directory;
 pub mod file;
 pub mod group;
 pub mod symlink;
+pub mod systemd_unit;
 pub mod user;
 
 use std::path::{Path, PathBuf};
@@ -22,10 +23,11 @@ pub use directory::Directory;
 pub use file::File;
 pub use group::Group;
 pub use symlink::Symlink;
+pub use systemd_unit::SystemdUnit;
 pub use user::User;
 
 /// Every kind key a playbook entry can start with.
-pub const KINDS: &[&str] = &["file", "directory", "symlink", "user", "group", "command"];
+pub const KINDS: &[&str] = &["file", "directory", "symlink", "user", "group", "command", "unit"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum AnyResource {
@@ -35,6 +37,7 @@ pub enum AnyResource {
     User(User),
     Group(Group),
     Command(Command),
+    Unit(SystemdUnit),
 }
 
 /// Calls the same method on whichever kind it is.
@@ -47,6 +50,7 @@ macro_rules! each_kind {
             AnyResource::User($r) => $body,
             AnyResource::Group($r) => $body,
             AnyResource::Command($r) => $body,
+            AnyResource::Unit($r) => $body,
         }
     };
 }
@@ -81,6 +85,11 @@ impl AnyResource {
                 };
                 account.map(|_| resource)?
             }
+            "unit" => {
+                let unit = attrs.render_string(kind, name);
+                let resource = SystemdUnit::from_attrs(unit.clone().unwrap_or_default(), name.span, attrs)?;
+                unit.map(|_| AnyResource::Unit(resource))?
+            }
             _ => unreachable!("unknown kind {kind}"),
         };
         Some((resource.id(), resource))
@@ -94,6 +103,7 @@ impl AnyResource {
             AnyResource::User(r) => ResourceId::new("user", &r.name),
             AnyResource::Group(r) => ResourceId::new("group", &r.name),
             AnyResource::Command(r) => ResourceId::new("command", &shell_words::join(&r.argv)),
+            AnyResource::Unit(r) => r.id(),
         }
     }
 
@@ -104,7 +114,7 @@ impl AnyResource {
             AnyResource::Directory(r) => Some(&r.path),
             AnyResource::Symlink(r) => Some(&r.path),
             AnyResource::Command(r) => r.creates.as_deref(),
-            AnyResource::User(_) | AnyResource::Group(_) => None,
+            AnyResource::User(_) | AnyResource::Group(_) | AnyResource::Unit(_) => None,
         }
     }
 
@@ -128,7 +138,9 @@ impl AnyResource {
             AnyResource::File(r) => ownership(&r.ownership),
             AnyResource::Directory(r) => ownership(&r.ownership),
             AnyResource::User(r) => r.group.iter().chain(&r.groups).map(|g| ResourceId::new("group", g)).collect(),
-            AnyResource::Symlink(_) | AnyResource::Group(_) | AnyResource::Command(_) => Vec::new(),
+            AnyResource::Symlink(_) | AnyResource::Group(_) | AnyResource::Command(_) | AnyResource::Unit(_) => {
+                Vec::new()
+            }
         }
     }
 

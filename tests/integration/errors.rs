@@ -107,3 +107,33 @@ fn apply_of_a_wrong_playbook_touches_nothing() {
     let entries: Vec<_> = std::fs::read_dir(test.host_path("/etc")).unwrap().collect();
     assert!(entries.is_empty(), "the root's /etc must stay empty, found {entries:?}");
 }
+
+#[test]
+fn socket_inside_the_services_runtime_directory_is_a_warning() {
+    let yaml = "resources:
+  - unit: gunicorn.socket
+    content: |
+      [Socket]
+      ListenStream=/run/gunicorn/socket
+  - unit: gunicorn.service
+    content: |
+      [Service]
+      RuntimeDirectory=gunicorn
+      ExecStart=/srv/venv/bin/gunicorn --bind unix:/run/gunicorn/socket app.wsgi
+";
+    let run = Test::new().playbook(yaml).validate().success();
+    assert_eq!(run.stdout, "The playbook is valid: 2 resources.\n");
+    insta::assert_snapshot!(run.err());
+    // With RuntimeDirectoryPreserve=yes it validates without a word.
+    let fixed =
+        yaml.replace("RuntimeDirectory=gunicorn\n", "RuntimeDirectory=gunicorn\n      RuntimeDirectoryPreserve=yes\n");
+    let run = Test::new().playbook(&fixed).validate().success();
+    assert_eq!(run.stderr, "");
+}
+
+#[test]
+fn restart_triggers_name_resources_of_the_playbook() {
+    insta::assert_snapshot!(error_of(
+        "resources:\n  - directory: /srv/venv\n  - unit: app.service\n    content: \"[Service]\\nExecStart=/bin/true\\n\"\n    restart_triggers: [\"directory:/srv/venvv\"]\n"
+    ));
+}

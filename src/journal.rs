@@ -1,0 +1,80 @@
+//! The pending-trigger journal (DESIGN.md section 4, rule 6): before anything is applied, the
+//! run writes what its changes will trigger to `/var/lib/converge/pending-triggers.json`, and
+//! clears it once the triggers ran. A run that fails or is killed half way leaves it behind, and
+//! the next run fires those triggers even though the files no longer differ (Ansible loses
+//! these handlers).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::host::Host;
+use crate::mode::Mode;
+use crate::trigger::{Action, Request};
+
+pub const PATH: &str = "/var/lib/converge/pending-triggers.json";
+
+/// What a run's changes trigger: the inputs of the decision, not its outcome, so that the next
+/// run decides again with what systemd then reports.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pending {
+    /// Units whose files changed.
+    pub changed_units: Vec<String>,
+    /// Triggers asked for by changed resources: (action, unit, reason).
+    pub requests: Vec<(Action, String, String)>,
+}
+
+impl Pending {
+    pub fn is_empty(&self) -> bool {
+        self.changed_units.is_empty() && self.requests.is_empty()
+    }
+
+    pub fn requests(&self) -> impl Iterator<Item = Request> + '_ {
+        self.requests.iter().map(|(action, unit, reason)| Request {
+            action: *action,
+            unit: unit.clone(),
+            reason: reason.clone(),
+        })
+    }
+
+    /// Adds what another run left, without duplicates.
+    pub fn merge(&mut self, other: &Pending) {
+        for unit in &other.changed_units {
+            if !self.changed_units.contains(unit) {
+                self.changed_units.push(unit.clone());
+            }
+        }
+        for request in &other.requests {
+            if !self.requests.contains(request) {
+                self.requests.push(request.clone());
+            }
+        }
+    }
+}
+
+/// What an interrupted run left; empty when there is nothing (or under an offline root).
+pub fn load(host: &Host) -> Result<Pending> {
+    if host.root().is_some() {
+        return Ok(Pending::default());
+    }
+    match host.read(Path::new(PATH)) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            Error::resource(PATH, format!("cannot understand the pending-trigger journal ({e}); remove it to go on"))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Pending::default()),
+        Err(e) => Err(Error::Read { path: PATH.into(), source: e }),
+    }
+}
+
+pub fn save(host: &Host, pending: &Pending) -> Result<()> {
+    let io = |e| Error::resource_io(PATH, "cannot write the pending-trigger journal", e);
+    let path = Path::new(PATH);
+    host.create_dirs(path.parent().expect("a directory")).map_err(io)?;
+    let json = serde_json::to_vec_pretty(pending).expect("plain data serializes");
+    host.write_atomic(path, &json, Mode(0o600), 0, 0).map_err(io)
+}
+
+pub fn clear(host: &Host) -> Result<()> {
+    host.remove(Path::new(PATH)).map_err(|e| Error::resource_io(PATH, "cannot clear the pending-trigger journal", e))
+}

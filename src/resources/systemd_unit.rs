@@ -1,0 +1,527 @@
+//! `unit`: a systemd unit: its file in /etc/systemd/system (from `content` or `template`), its
+//! drop-ins, and its state: `enabled`, `active`, `masked`.
+//!
+//! What it does: writes the unit file and drop-ins atomically, enables, disables, masks or
+//! unmasks it (over D-Bus, or with the `[Install]` symlinks under `--root`, as
+//! `systemctl --root` does). Starting, stopping and restarting are triggers: they run after every
+//! file of the run is written and after the one `daemon-reload` (see trigger.rs).
+//! Without `content` it manages only the state of a unit that a package installed
+//! (`unit: nginx.service` with `enabled: true`). `state: absent` stops, disables and removes it.
+//! Why: systemd does not reload unit files by itself; converge knows which units changed and does
+//! what a human forgets.
+
+use std::path::{Path, PathBuf};
+
+use crate::attrs::Attrs;
+use crate::error::{Error, Result};
+use crate::host::{FileKind, Host};
+use crate::mode::Mode;
+use crate::resource::{Change, Content, Resource, ResourceId, State};
+use crate::systemd::UnitStatus;
+use crate::trigger::{OnChange, UNIT_SUFFIXES};
+use crate::unit_file::UnitFile;
+use crate::yaml_node::{Span, Value};
+
+pub const UNIT_DIR: &str = "/etc/systemd/system";
+/// Where packages put their units (a `unit` without content).
+const PACKAGE_UNIT_DIRS: &[&str] = &["/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SystemdUnit {
+    pub name: String,
+    pub state: State,
+    /// The unit file; None manages only the state of a unit installed by a package.
+    pub content: Option<Content>,
+    /// Drop-ins by file name, sorted (`NAME.d/override.conf`).
+    pub dropins: Vec<(String, Content)>,
+    pub enabled: Option<bool>,
+    pub active: Option<bool>,
+    pub masked: Option<bool>,
+    pub on_change: OnChange,
+    /// Ids of resources whose change restarts (reloads) this unit, with where they are named.
+    pub restart_triggers: Vec<(ResourceId, Span)>,
+    pub reload_triggers: Vec<(ResourceId, Span)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnitActual {
+    /// The unit file in /etc/systemd/system (None: absent).
+    pub file: Option<Content>,
+    /// The current content of each desired drop-in.
+    pub dropins: Vec<Option<Content>>,
+    /// Whether it is enabled and masked; None when that could not be read (no bus, no root).
+    pub enabled: Option<bool>,
+    pub masked: Option<bool>,
+    /// Whether it runs; None without a bus.
+    pub active: Option<bool>,
+}
+
+impl SystemdUnit {
+    pub fn from_attrs(name: String, at: Span, attrs: &mut Attrs) -> Option<SystemdUnit> {
+        let state = attrs.state();
+        let inline = attrs.string("content");
+        let template = attrs.node("template").and_then(|node| {
+            let relative = attrs.render_string("template", node)?;
+            attrs.templates().render_file(&relative, node.span).map_err(|e| attrs.errors.push(e)).ok()
+        });
+        attrs.one_of(&["content", "template"], false, at);
+        let mut dropins = Vec::new();
+        if let Some(node) = attrs.node("dropins") {
+            match &node.value {
+                Value::Map(entries) => {
+                    for (key, value) in entries {
+                        let file = key.as_str().unwrap_or_default().to_owned();
+                        if !file.ends_with(".conf") || file.contains('/') {
+                            attrs.error(
+                                key.span,
+                                format!("`{file}` is not a drop-in name"),
+                                "expected NAME.conf",
+                                "name drop-ins like `override.conf`: systemd reads only *.conf files",
+                            );
+                        }
+                        if let Some(text) = attrs.render_string("dropins", value) {
+                            dropins.push((file, Content::from(text.as_str())));
+                        }
+                    }
+                }
+                _ => attrs.error(
+                    node.span,
+                    "`dropins` must be a mapping of file names to contents",
+                    "expected `name.conf: content`",
+                    "write `dropins: {override.conf: \"[Service]\\n...\"}`",
+                ),
+            }
+        }
+        dropins.sort_by(|a, b| a.0.cmp(&b.0));
+        let enabled = attrs.bool("enabled");
+        let active = attrs.bool("active");
+        let masked = attrs.bool("masked");
+        let on_change = match attrs.node("on_change") {
+            None => OnChange::Restart,
+            Some(node) => match attrs.render_string("on_change", node).as_deref() {
+                Some("restart") | None => OnChange::Restart,
+                Some("reload") => OnChange::Reload,
+                Some("none") => OnChange::None,
+                Some(other) => {
+                    let other = other.to_owned();
+                    attrs.error(
+                        node.span,
+                        format!("unknown on_change `{other}`"),
+                        "expected restart, reload or none",
+                        "write restart, reload or none",
+                    );
+                    OnChange::Restart
+                }
+            },
+        };
+        let ids =
+            |attrs: &mut Attrs, key| attrs.strings(key).into_iter().map(|(id, span)| (ResourceId(id), span)).collect();
+        let restart_triggers = ids(attrs, "restart_triggers");
+        let reload_triggers = ids(attrs, "reload_triggers");
+
+        if !UNIT_SUFFIXES.iter().any(|s| name.ends_with(s)) || name.contains('/') {
+            attrs.error(
+                at,
+                format!("`{name}` is not a unit name"),
+                "expected NAME.service, NAME.socket, ...",
+                format!("name the unit with its type, such as {name}.service"),
+            );
+        }
+        let content = inline.or(template).map(|text| Content::from(text.as_str()));
+        if masked == Some(true) && (content.is_some() || active == Some(true) || enabled == Some(true)) {
+            attrs.error(
+                at,
+                "a masked unit cannot have content, be enabled or be active",
+                "contradicting attributes",
+                "masking links the unit to /dev/null: drop `masked: true` or the other attributes",
+            );
+        }
+        Some(SystemdUnit {
+            name,
+            state,
+            content,
+            dropins,
+            enabled,
+            active,
+            masked,
+            on_change,
+            restart_triggers,
+            reload_triggers,
+        })
+    }
+
+    /// A unit that the playbook does not manage (named only by a trigger).
+    pub fn unmanaged() -> SystemdUnit {
+        SystemdUnit {
+            name: String::new(),
+            state: State::Present,
+            content: None,
+            dropins: Vec::new(),
+            enabled: None,
+            active: None,
+            masked: None,
+            on_change: OnChange::Restart,
+            restart_triggers: Vec::new(),
+            reload_triggers: Vec::new(),
+        }
+    }
+
+    pub fn id(&self) -> ResourceId {
+        ResourceId::new("unit", &self.name)
+    }
+
+    pub fn path(&self) -> PathBuf {
+        Path::new(UNIT_DIR).join(&self.name)
+    }
+
+    fn dropin_path(&self, file: &str) -> PathBuf {
+        Path::new(UNIT_DIR).join(format!("{}.d", self.name)).join(file)
+    }
+
+    /// The unit as it will be: its content with drop-ins applied, for trigger decisions and the
+    /// layout warning. None for a package's unit.
+    pub fn parsed(&self) -> Option<UnitFile> {
+        let text = self.content.as_ref()?.as_text()?;
+        Some(UnitFile::with_dropins(text, self.dropins.iter().filter_map(|(_, c)| c.as_text())))
+    }
+
+    /// Whether it is enabled, by the `[Install]` symlinks under an offline root.
+    fn enabled_offline(&self, host: &Host) -> std::io::Result<Option<bool>> {
+        let links = self.install_links(host)?;
+        if links.is_empty() {
+            return Ok(None); // static: nothing to enable
+        }
+        for (link, _) in &links {
+            if host.stat(link)?.is_none() {
+                return Ok(Some(false));
+            }
+        }
+        Ok(Some(true))
+    }
+
+    /// The symlinks that `systemctl enable` makes for this unit: `WantedBy=` and `RequiredBy=`
+    /// targets' `.wants`/`.requires` entries, and `Alias=` names; with the path they point at.
+    fn install_links(&self, host: &Host) -> std::io::Result<Vec<(PathBuf, PathBuf)>> {
+        let (unit_path, text) = match &self.content {
+            Some(content) => (self.path(), content.as_text().unwrap_or_default().to_owned()),
+            None => match self.package_unit(host)? {
+                Some((path, text)) => (path, text),
+                None => return Ok(Vec::new()),
+            },
+        };
+        let unit = UnitFile::with_dropins(&text, self.dropins.iter().filter_map(|(_, c)| c.as_text()));
+        let dir = Path::new(UNIT_DIR);
+        let mut links = Vec::new();
+        for target in unit.list("Install", "WantedBy") {
+            links.push((dir.join(format!("{target}.wants")).join(&self.name), unit_path.clone()));
+        }
+        for target in unit.list("Install", "RequiredBy") {
+            links.push((dir.join(format!("{target}.requires")).join(&self.name), unit_path.clone()));
+        }
+        for alias in unit.list("Install", "Alias") {
+            links.push((dir.join(alias), unit_path.clone()));
+        }
+        Ok(links)
+    }
+
+    /// A package's unit file: where it is and what it says.
+    fn package_unit(&self, host: &Host) -> std::io::Result<Option<(PathBuf, String)>> {
+        for dir in PACKAGE_UNIT_DIRS {
+            let path = Path::new(dir).join(&self.name);
+            if host.stat(&path)?.is_some_and(|s| s.kind == FileKind::File) {
+                return Ok(Some((path.clone(), String::from_utf8_lossy(&host.read(&path)?).into_owned())));
+            }
+        }
+        Ok(None)
+    }
+
+    fn masked_offline(&self, host: &Host) -> std::io::Result<bool> {
+        Ok(host.stat(&self.path())?.is_some_and(|s| s.kind == FileKind::Symlink)
+            && host.read_link(&self.path())?.as_os_str() == "/dev/null")
+    }
+
+    fn read_optional(host: &Host, path: &Path) -> std::io::Result<Option<Content>> {
+        match host.stat(path)? {
+            Some(stat) if stat.kind == FileKind::File => Ok(Some(Content::from(host.read(path)?))),
+            _ => Ok(None),
+        }
+    }
+
+    fn error(&self, message: impl Into<String>, e: std::io::Error) -> Error {
+        Error::resource_io(self.id(), message, e)
+    }
+
+    fn set_enabled_offline(&self, host: &Host, enable: bool) -> std::io::Result<()> {
+        for (link, target) in self.install_links(host)? {
+            if enable {
+                host.create_dirs(link.parent().expect("links live in a directory"))?;
+                host.symlink(&target, &link, 0, 0)?;
+            } else {
+                host.remove(&link)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What systemd's unit status says about enablement and activity.
+pub fn observed_state(status: &UnitStatus) -> (Option<bool>, bool, bool) {
+    let file_state = status.unit_file_state.as_str();
+    let enabled = match file_state {
+        "enabled" | "enabled-runtime" | "alias" => Some(true),
+        "disabled" => Some(false),
+        _ => None, // static, indirect, generated, transient: nothing to enable
+    };
+    let masked = file_state.starts_with("masked") || status.load_state == "masked";
+    let active = matches!(status.active_state.as_str(), "active" | "activating" | "reloading");
+    (enabled, masked, active)
+}
+
+impl Resource for SystemdUnit {
+    type Actual = UnitActual;
+
+    fn observe(&self, host: &Host) -> Result<UnitActual> {
+        let io = |e| self.error("cannot read it", e);
+        let file = if self.content.is_some() || self.state == State::Absent {
+            Self::read_optional(host, &self.path()).map_err(io)?
+        } else {
+            None
+        };
+        let mut dropins = Vec::new();
+        for (name, _) in &self.dropins {
+            dropins.push(Self::read_optional(host, &self.dropin_path(name)).map_err(io)?);
+        }
+        let (enabled, masked, active) = match host.unit_status(&self.name)? {
+            Some(status) => {
+                let (enabled, masked, active) = observed_state(&status);
+                (enabled, Some(masked), Some(active))
+            }
+            None if host.root().is_some() => {
+                (self.enabled_offline(host).map_err(io)?, Some(self.masked_offline(host).map_err(io)?), None)
+            }
+            None => (None, None, None),
+        };
+        Ok(UnitActual { file, dropins, enabled, masked, active })
+    }
+
+    fn diff(&self, actual: &UnitActual) -> Vec<Change> {
+        let flag = |attr, from: Option<bool>, to: bool| Change::Set {
+            attr,
+            from: from.map(|b| b.to_string()),
+            to: to.to_string(),
+        };
+        if self.state == State::Absent {
+            let exists = actual.file.is_some() || actual.enabled == Some(true);
+            return if exists { vec![Change::Remove] } else { vec![] };
+        }
+        let mut changes = Vec::new();
+        if let Some(to) = &self.content
+            && actual.file.as_ref() != Some(to)
+        {
+            if actual.file.is_none() {
+                changes.push(Change::Create);
+            }
+            changes.push(Change::Content { file: Some(self.path()), from: actual.file.clone(), to: to.clone() });
+        }
+        for ((name, to), from) in self.dropins.iter().zip(&actual.dropins) {
+            if from.as_ref() != Some(to) {
+                changes.push(Change::Content {
+                    file: Some(self.dropin_path(name)),
+                    from: from.clone(),
+                    to: to.clone(),
+                });
+            }
+        }
+        if let Some(want) = self.masked
+            && actual.masked.is_some_and(|m| m != want)
+        {
+            changes.push(flag("masked", actual.masked, want));
+        }
+        // A new unit file is not enabled yet, whatever the bus says about the name.
+        let new = actual.file.is_none() && self.content.is_some();
+        match self.enabled {
+            Some(true) if new => changes.push(flag("enabled", None, true)),
+            Some(want) if !new && actual.enabled.is_some_and(|e| e != want) => {
+                changes.push(flag("enabled", actual.enabled, want))
+            }
+            _ => {}
+        }
+        if let (Some(want), Some(now)) = (self.active, actual.active)
+            && want != now
+        {
+            changes.push(Change::Set {
+                attr: "active",
+                from: Some(if now { "active" } else { "inactive" }.into()),
+                to: if want { "active" } else { "inactive" }.into(),
+            });
+        }
+        changes
+    }
+
+    fn apply(&self, changes: &[Change], host: &Host) -> Result<()> {
+        let systemd = host.systemd()?;
+        let names = [self.name.clone()];
+        let dbus = |e: crate::systemd::SystemdError| Error::resource(self.id(), e.to_string());
+        if changes.contains(&Change::Remove) {
+            match systemd {
+                Some(systemd) => systemd.disable(&names).map_err(dbus)?,
+                None => self.set_enabled_offline(host, false).map_err(|e| self.error("cannot disable it", e))?,
+            }
+            for (name, _) in &self.dropins {
+                host.remove(&self.dropin_path(name)).map_err(|e| self.error("cannot remove a drop-in", e))?;
+            }
+            return host.remove(&self.path()).map_err(|e| self.error("cannot remove it", e));
+        }
+        for change in changes {
+            if let Change::Content { file, to, .. } = change {
+                let path = file.clone().unwrap_or_else(|| self.path());
+                host.create_dirs(path.parent().expect("unit files live in a directory"))
+                    .and_then(|()| host.write_atomic(&path, &to.0, Mode(0o644), 0, 0))
+                    .map_err(|e| self.error(format!("cannot write {}", path.display()), e))?;
+            }
+        }
+        for change in changes {
+            let Change::Set { attr, to, .. } = change else { continue };
+            let on = to == "true";
+            match (*attr, systemd) {
+                ("masked", Some(systemd)) => {
+                    if on { systemd.mask(&names) } else { systemd.unmask(&names) }.map_err(dbus)?
+                }
+                ("enabled", Some(systemd)) => {
+                    if on { systemd.enable(&names) } else { systemd.disable(&names) }.map_err(dbus)?
+                }
+                ("masked", None) if on => host
+                    .symlink(Path::new("/dev/null"), &self.path(), 0, 0)
+                    .map_err(|e| self.error("cannot mask it", e))?,
+                ("masked", None) => host.remove(&self.path()).map_err(|e| self.error("cannot unmask it", e))?,
+                ("enabled", None) => {
+                    self.set_enabled_offline(host, on).map_err(|e| self.error("cannot change its enablement", e))?
+                }
+                _ => {} // `active` is a trigger: started or stopped after daemon-reload
+            }
+        }
+        host.forget_units();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit() -> SystemdUnit {
+        SystemdUnit {
+            name: "gunicorn.service".into(),
+            state: State::Present,
+            content: Some(Content::from("[Service]\nExecStart=/bin/true\n")),
+            dropins: vec![("limits.conf".into(), Content::from("[Service]\nLimitNOFILE=4096\n"))],
+            enabled: Some(true),
+            active: Some(true),
+            masked: None,
+            on_change: OnChange::Restart,
+            restart_triggers: vec![],
+            reload_triggers: vec![],
+        }
+    }
+
+    fn converged() -> UnitActual {
+        UnitActual {
+            file: Some(Content::from("[Service]\nExecStart=/bin/true\n")),
+            dropins: vec![Some(Content::from("[Service]\nLimitNOFILE=4096\n"))],
+            enabled: Some(true),
+            masked: Some(false),
+            active: Some(true),
+        }
+    }
+
+    #[test]
+    fn converged_unit_has_no_changes() {
+        assert_eq!(unit().diff(&converged()), vec![]);
+    }
+
+    #[test]
+    fn new_unit_is_created_enabled_and_started() {
+        let actual =
+            UnitActual { file: None, dropins: vec![None], enabled: None, masked: Some(false), active: Some(false) };
+        let changes = unit().diff(&actual);
+        assert_eq!(changes[0], Change::Create);
+        assert!(
+            matches!(&changes[1], Change::Content { file: Some(p), from: None, .. } if p.ends_with("system/gunicorn.service"))
+        );
+        assert!(
+            matches!(&changes[2], Change::Content { file: Some(p), .. } if p.ends_with("gunicorn.service.d/limits.conf"))
+        );
+        assert!(changes.contains(&Change::Set { attr: "enabled", from: None, to: "true".into() }));
+        assert!(changes.contains(&Change::Set { attr: "active", from: Some("inactive".into()), to: "active".into() }));
+    }
+
+    #[test]
+    fn a_changed_dropin_alone() {
+        let mut actual = converged();
+        actual.dropins = vec![Some(Content::from("[Service]\nLimitNOFILE=1024\n"))];
+        let changes = unit().diff(&actual);
+        assert_eq!(changes.len(), 1);
+        assert!(matches!(&changes[0], Change::Content { file: Some(_), from: Some(_), .. }));
+    }
+
+    #[test]
+    fn unknown_state_without_a_bus_is_not_a_change() {
+        let mut actual = converged();
+        actual.enabled = None;
+        actual.active = None;
+        actual.masked = None;
+        assert_eq!(unit().diff(&actual), vec![]);
+    }
+
+    #[test]
+    fn package_unit_state_only() {
+        let mut u = unit();
+        u.content = None;
+        u.dropins.clear();
+        let actual =
+            UnitActual { file: None, dropins: vec![], enabled: Some(false), masked: Some(false), active: Some(true) };
+        assert_eq!(
+            u.diff(&actual),
+            vec![Change::Set { attr: "enabled", from: Some("false".into()), to: "true".into() }]
+        );
+    }
+
+    #[test]
+    fn absent_and_masked() {
+        let mut u = unit();
+        u.state = State::Absent;
+        assert_eq!(u.diff(&converged()), vec![Change::Remove]);
+        let gone = UnitActual {
+            file: None,
+            dropins: vec![None],
+            enabled: Some(false),
+            masked: Some(false),
+            active: Some(false),
+        };
+        assert_eq!(u.diff(&gone), vec![]);
+        let mut m = unit();
+        m.content = None;
+        m.dropins.clear();
+        m.enabled = None;
+        m.active = None;
+        m.masked = Some(true);
+        assert_eq!(
+            m.diff(&converged()),
+            vec![Change::Set { attr: "masked", from: Some("false".into()), to: "true".into() }]
+        );
+    }
+
+    #[test]
+    fn systemd_states() {
+        let status = |file: &str, active: &str| UnitStatus {
+            unit_file_state: file.into(),
+            active_state: active.into(),
+            load_state: "loaded".into(),
+            ..UnitStatus::default()
+        };
+        assert_eq!(observed_state(&status("enabled", "active")), (Some(true), false, true));
+        assert_eq!(observed_state(&status("disabled", "inactive")), (Some(false), false, false));
+        assert_eq!(observed_state(&status("static", "activating")), (None, false, true));
+        assert_eq!(observed_state(&status("masked", "inactive")), (None, true, false));
+    }
+}
