@@ -11,3 +11,4 @@ mod convergence;
 mod errors;
 mod files;
 mod plan_output;
+mod systemd_e2e;

@@ -1,0 +1,282 @@
+//! End-to-end against a real systemd: each test boots a fresh systemd-nspawn container from the
+//! project's Debian rootfs (harness/), puts the freshly built converge in, runs it inside and
+//! asserts on systemd through `systemctl show`, never on converge's own report alone.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::support::is_root;
+
+/// A booted container; powered off when dropped, also when the test panics.
+pub struct Container {
+    name: String,
+}
+
+fn harness(args: &[&str]) -> Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("harness/container.sh");
+    Command::new(script).args(args).output().expect("harness/container.sh runs")
+}
+
+impl Container {
+    /// Boots a container, or None where that cannot work (not root, no systemd-nspawn) outside CI.
+    pub fn boot(test: &str) -> Option<Container> {
+        let possible = is_root() && Path::new("/usr/bin/systemd-nspawn").exists();
+        if !possible {
+            assert!(std::env::var_os("CI").is_none(), "CI must run the systemd tests: run harness/install-deps.sh as root");
+            eprintln!("skipped: needs root and systemd-nspawn (harness/install-deps.sh)");
+            return None;
+        }
+        let name = format!("t-{}-{}", test.replace('_', "-").chars().take(40).collect::<String>(), std::process::id());
+        let out = harness(&["boot", &name]);
+        assert!(out.status.success(), "boot {name}: {}", String::from_utf8_lossy(&out.stderr));
+        let container = Container { name };
+        container.copy_in(Path::new(env!("CARGO_BIN_EXE_converge")), "/usr/local/bin/converge");
+        Some(container)
+    }
+
+    pub fn copy_in(&self, src: &Path, dest: &str) {
+        let out = harness(&["copy-in", &self.name, &src.display().to_string(), dest]);
+        assert!(out.status.success(), "copy-in {dest}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Writes a file inside the container.
+    pub fn write(&self, dest: &str, content: &str) {
+        let tmp = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(tmp.path(), content).unwrap();
+        self.copy_in(tmp.path(), dest);
+    }
+
+    pub fn exec(&self, args: &[&str]) -> Output {
+        let mut all = vec!["exec", &self.name];
+        all.extend_from_slice(args);
+        harness(&all)
+    }
+
+    /// A shell command inside; its stdout, trimmed. Panics when it fails.
+    pub fn sh(&self, script: &str) -> String {
+        let out = self.exec(&["sh", "-c", script]);
+        assert!(out.status.success(), "`{script}` failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// `systemctl show -p PROPERTY --value UNIT`.
+    pub fn show(&self, unit: &str, property: &str) -> String {
+        self.sh(&format!("systemctl show -p {property} --value {unit}"))
+    }
+
+    /// Runs converge inside with a playbook; returns (exit code, stdout, stderr).
+    pub fn converge(&self, args: &[&str], playbook: &str) -> (i32, String, String) {
+        self.write("/root/playbook.yml", playbook);
+        let mut all = vec!["converge"];
+        all.extend_from_slice(args);
+        all.push("/root/playbook.yml");
+        let out = self.exec(&all);
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    /// `converge apply`, which must succeed; its stdout.
+    pub fn apply(&self, playbook: &str) -> String {
+        let (code, out, err) = self.converge(&["apply"], playbook);
+        assert_eq!(code, 0, "apply failed\nstdout:\n{out}\nstderr:\n{err}");
+        out
+    }
+
+    /// What the socket-activated test service answers on its socket.
+    pub fn curl(&self, socket: &str) -> String {
+        self.sh(&format!("curl -sS --max-time 10 --unix-socket {socket} http://localhost/"))
+    }
+
+    /// How many times systemd reloaded its configuration since boot.
+    pub fn daemon_reloads(&self) -> usize {
+        self.sh("journalctl -b --no-pager -o cat _PID=1 | grep -c '^Reloading' || true").parse().unwrap_or(0)
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let out = harness(&["poweroff", &self.name]);
+        if !out.status.success() {
+            eprintln!("poweroff {}: {}", self.name, String::from_utf8_lossy(&out.stderr));
+        }
+    }
+}
+
+/// A small socket-activated HTTP app: it serves on the socket systemd hands it (fd 3) and
+/// answers with its greeting and its InvocationID, so a test sees which instance answered.
+const SERVER: &str = r#"import os, socket
+greeting = os.environ.get("GREETING", "hello")
+server = socket.socket(fileno=3)
+while True:
+    conn, _ = server.accept()
+    conn.recv(4096)
+    body = f"{greeting} from {os.environ.get('INVOCATION_ID', '?')}\n".encode()
+    conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    conn.close()
+"#;
+
+/// The seed's pair: app.socket on /run/app/socket, app.service with RuntimeDirectory=app.
+fn pair(greeting: &str, socket_extra: &str, service_extra: &str) -> String {
+    let server = SERVER.lines().map(|l| format!("      {l}\n")).collect::<String>();
+    format!(
+        "resources:
+  - directory: /srv/app
+  - file: /srv/app/server.py
+    content: |
+{server}
+  - unit: app.socket
+    content: |
+      [Unit]
+      Description=app socket
+      [Socket]
+      ListenStream=/run/app/socket
+      {socket_extra}
+      [Install]
+      WantedBy=sockets.target
+    enabled: true
+    active: true
+  - unit: app.service
+    content: |
+      [Unit]
+      Description=app
+      Requires=app.socket
+      [Service]
+      Environment=GREETING={greeting}
+      RuntimeDirectory=app
+      {service_extra}
+      ExecStart=/usr/bin/python3 /srv/app/server.py
+    restart_triggers: [\"file:/srv/app/server.py\"]
+"
+    )
+}
+
+#[test]
+fn a_new_socket_service_pair_is_enabled_listening_and_activates() {
+    let Some(c) = Container::boot("new-pair") else { return };
+    let out = c.apply(&pair("hello", "", ""));
+    assert!(out.contains("daemon-reload: done"), "{out}");
+    assert_eq!(c.show("app.socket", "UnitFileState"), "enabled");
+    assert_eq!(c.show("app.socket", "ActiveState"), "active");
+    assert_eq!(c.show("app.service", "ActiveState"), "inactive", "socket activation: nothing started the service yet");
+    assert!(c.curl("/run/app/socket").starts_with("hello from "));
+    assert_eq!(c.show("app.service", "ActiveState"), "active", "the connection started the service");
+
+    // A second apply changes nothing and runs no trigger.
+    let invocation = c.show("app.service", "InvocationID");
+    let reloads = c.daemon_reloads();
+    let out = c.apply(&pair("hello", "", ""));
+    assert!(out.starts_with("No changes. The host matches the playbook."), "{out}");
+    assert_eq!(c.show("app.service", "InvocationID"), invocation);
+    assert_eq!(c.daemon_reloads(), reloads);
+}
+
+#[test]
+fn a_changed_service_is_reloaded_once_and_serves_anew() {
+    let Some(c) = Container::boot("service-change") else { return };
+    c.apply(&pair("hello", "", ""));
+    let first = c.curl("/run/app/socket");
+    let reloads = c.daemon_reloads();
+
+    let (code, plan, _) = c.converge(&["plan"], &pair("howdy", "", ""));
+    assert_eq!(code, 2);
+    assert!(plan.contains("-      Environment=GREETING=hello") || plan.contains("-Environment=GREETING=hello"), "{plan}");
+    assert!(plan.contains("stop app.service") && plan.contains("daemon-reload") && plan.contains("restart app.socket"), "{plan}");
+
+    c.apply(&pair("howdy", "", ""));
+    assert_eq!(c.daemon_reloads(), reloads + 1, "exactly one daemon-reload");
+    assert_eq!(c.show("app.service", "NeedDaemonReload"), "no");
+    let second = c.curl("/run/app/socket");
+    assert!(second.starts_with("howdy from "), "the new definition serves: {second}");
+    assert_ne!(first.split(" from ").nth(1), second.split(" from ").nth(1), "a new instance answered");
+}
+
+#[test]
+fn a_changed_socket_is_restarted() {
+    let Some(c) = Container::boot("socket-change") else { return };
+    c.apply(&pair("hello", "", ""));
+    c.curl("/run/app/socket");
+    let inode = c.sh("stat -c %i /run/app/socket");
+    c.apply(&pair("hello", "SocketMode=0660", ""));
+    assert_eq!(c.show("app.socket", "SocketMode"), "0660");
+    assert_ne!(c.sh("stat -c %i /run/app/socket"), inode, "a new listening socket");
+    assert_eq!(c.sh("stat -c %a /run/app/socket"), "660");
+    assert!(c.curl("/run/app/socket").starts_with("hello from "), "the service starts on the next use");
+}
+
+#[test]
+fn a_hand_edit_outside_converge_gets_its_daemon_reload() {
+    let Some(c) = Container::boot("hand-edit") else { return };
+    let with_dropin = pair("hello", "", "").replace(
+        "    restart_triggers:",
+        "    dropins:\n      10-limits.conf: \"[Service]\\nLimitNOFILE=4096\\n\"\n    restart_triggers:",
+    );
+    c.apply(&with_dropin);
+    // Someone adds a drop-in beside converge's (systemd 252 notices new files in an existing .d
+    // directory): the playbook's files still match, but systemd's view is stale.
+    c.sh("printf '[Service]\\nEnvironment=EDITED=1\\n' > /etc/systemd/system/app.service.d/20-hand.conf");
+    assert_eq!(c.show("app.service", "NeedDaemonReload"), "yes");
+    let out = c.apply(&with_dropin);
+    assert!(out.contains("NeedDaemonReload was set by an edit outside converge"), "{out}");
+    assert!(out.contains("daemon-reload: done"), "{out}");
+    assert_eq!(c.show("app.service", "NeedDaemonReload"), "no");
+    assert!(c.show("app.service", "Environment").contains("EDITED=1"));
+
+    // A hand edit of the managed unit file itself is put back, with its daemon-reload.
+    c.sh("sed -i 's/GREETING=hello/GREETING=hacked/' /etc/systemd/system/app.service");
+    let out = c.apply(&with_dropin);
+    assert!(out.contains("-Environment=GREETING=hacked") && out.contains("daemon-reload: done"), "{out}");
+    assert!(c.show("app.service", "Environment").contains("GREETING=hello"));
+}
+
+#[test]
+fn restarting_a_service_whose_runtime_directory_holds_the_socket_leaves_a_live_socket() {
+    let Some(c) = Container::boot("runtime-dir") else { return };
+    c.apply(&pair("hello", "", ""));
+    let first = c.curl("/run/app/socket");
+    // The app's code changes: restart_triggers restarts app.service, whose stop removes /run/app
+    // and the socket file with it; converge restarts app.socket too.
+    let changed = pair("hello", "", "").replace("conn.close()", "conn.close()  # v2");
+    let out = c.apply(&changed);
+    assert!(out.contains("stop app.service: done") && out.contains("restart app.socket: done"), "{out}");
+    let second = c.curl("/run/app/socket");
+    assert!(second.starts_with("hello from "), "{second}");
+    assert_ne!(first, second, "a new instance answered");
+}
+
+#[test]
+fn a_unit_that_fails_to_start_fails_the_run_and_is_named() {
+    let Some(c) = Container::boot("failing-unit") else { return };
+    let playbook = "resources:
+  - unit: broken.service
+    content: |
+      [Service]
+      Type=oneshot
+      ExecStart=/bin/false
+    active: true
+";
+    let (code, out, err) = c.converge(&["apply"], playbook);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("broken.service") && err.contains("failed"), "{err}");
+    assert_eq!(c.show("broken.service", "ActiveState"), "failed");
+}
+
+#[test]
+fn triggers_of_a_killed_run_fire_on_the_next() {
+    let Some(c) = Container::boot("killed-run") else { return };
+    c.apply(&pair("hello", "", ""));
+    c.curl("/run/app/socket");
+    // The last resource kills converge (its parent) after the unit file was written and before
+    // any trigger ran: SIGKILL, no chance to clean up.
+    let killer = "  - command: [sh, -c, 'touch /root/killed; kill -9 $PPID']\n    creates: /root/killed\n";
+    let (code, _, _) = c.converge(&["apply"], &(pair("howdy", "", "") + killer));
+    assert_ne!(code, 0, "converge was killed");
+    assert_eq!(c.show("app.service", "NeedDaemonReload"), "yes", "the unit file changed, no trigger ran");
+    assert!(c.sh("cat /var/lib/converge/pending-triggers.json").contains("app.service"));
+
+    let out = c.apply(&(pair("howdy", "", "") + killer));
+    assert!(out.contains("daemon-reload: done"), "the pending triggers fire although the files match now:\n{out}");
+    assert_eq!(c.show("app.service", "NeedDaemonReload"), "no");
+    assert!(c.curl("/run/app/socket").starts_with("howdy from "));
+    assert!(c.exec(&["test", "-e", "/var/lib/converge/pending-triggers.json"]).status.code() == Some(1), "journal cleared");
+    let out = c.apply(&(pair("howdy", "", "") + killer));
+    assert!(out.starts_with("No changes."), "{out}");
+}
