@@ -69,8 +69,11 @@ impl Printer {
                 self.json(trigger_json(t));
             }
             let c = plan.counts();
-            self.json(json!({"type": "plan", "create": c.create, "update": c.update, "remove": c.remove, "run": c.run, "triggers": plan.triggers.len()}));
+            self.json(json!({"type": "plan", "create": c.create, "update": c.update, "remove": c.remove, "run": c.run, "triggers": plan.triggers.len(), "units_unobserved": plan.units_unobserved}));
             return;
+        }
+        if plan.units_unobserved && self.format == Format::Human {
+            self.line("Unit state could not be read: there is no system bus here. The plan shows file changes only.");
         }
         if self.verbosity >= 1 {
             for id in &plan.unchanged {

@@ -12,3 +12,4 @@ mod errors;
 mod files;
 mod plan_output;
 mod systemd_e2e;
+mod units_offline;

@@ -22,7 +22,10 @@ impl Container {
     pub fn boot(test: &str) -> Option<Container> {
         let possible = is_root() && Path::new("/usr/bin/systemd-nspawn").exists();
         if !possible {
-            assert!(std::env::var_os("CI").is_none(), "CI must run the systemd tests: run harness/install-deps.sh as root");
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must run the systemd tests: run harness/install-deps.sh as root"
+            );
             eprintln!("skipped: needs root and systemd-nspawn (harness/install-deps.sh)");
             return None;
         }
@@ -55,7 +58,12 @@ impl Container {
     /// A shell command inside; its stdout, trimmed. Panics when it fails.
     pub fn sh(&self, script: &str) -> String {
         let out = self.exec(&["sh", "-c", script]);
-        assert!(out.status.success(), "`{script}` failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "`{script}` failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
@@ -71,7 +79,11 @@ impl Container {
         all.extend_from_slice(args);
         all.push("/root/playbook.yml");
         let out = self.exec(&all);
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// `converge apply`, which must succeed; its stdout.
@@ -178,8 +190,14 @@ fn a_changed_service_is_reloaded_once_and_serves_anew() {
 
     let (code, plan, _) = c.converge(&["plan"], &pair("howdy", "", ""));
     assert_eq!(code, 2);
-    assert!(plan.contains("-      Environment=GREETING=hello") || plan.contains("-Environment=GREETING=hello"), "{plan}");
-    assert!(plan.contains("stop app.service") && plan.contains("daemon-reload") && plan.contains("restart app.socket"), "{plan}");
+    assert!(
+        plan.contains("-      Environment=GREETING=hello") || plan.contains("-Environment=GREETING=hello"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("stop app.service") && plan.contains("daemon-reload") && plan.contains("restart app.socket"),
+        "{plan}"
+    );
 
     c.apply(&pair("howdy", "", ""));
     assert_eq!(c.daemon_reloads(), reloads + 1, "exactly one daemon-reload");
@@ -276,7 +294,27 @@ fn triggers_of_a_killed_run_fire_on_the_next() {
     assert!(out.contains("daemon-reload: done"), "the pending triggers fire although the files match now:\n{out}");
     assert_eq!(c.show("app.service", "NeedDaemonReload"), "no");
     assert!(c.curl("/run/app/socket").starts_with("howdy from "));
-    assert!(c.exec(&["test", "-e", "/var/lib/converge/pending-triggers.json"]).status.code() == Some(1), "journal cleared");
+    assert!(
+        c.exec(&["test", "-e", "/var/lib/converge/pending-triggers.json"]).status.code() == Some(1),
+        "journal cleared"
+    );
     let out = c.apply(&(pair("howdy", "", "") + killer));
+    assert!(out.starts_with("No changes."), "{out}");
+}
+
+#[test]
+fn an_absent_unit_is_stopped_disabled_and_removed() {
+    let Some(c) = Container::boot("absent") else { return };
+    c.apply(&pair("hello", "", ""));
+    c.curl("/run/app/socket");
+    let out =
+        c.apply("resources:\n  - unit: app.socket\n    state: absent\n  - unit: app.service\n    state: absent\n");
+    assert!(out.contains("stop app.socket: done") && out.contains("stop app.service: done"), "{out}");
+    assert_eq!(c.show("app.socket", "LoadState"), "not-found");
+    assert_eq!(c.show("app.service", "ActiveState"), "inactive");
+    assert!(c.exec(&["test", "-e", "/etc/systemd/system/sockets.target.wants/app.socket"]).status.code() == Some(1));
+    assert!(c.exec(&["test", "-e", "/etc/systemd/system/app.socket"]).status.code() == Some(1));
+    let out =
+        c.apply("resources:\n  - unit: app.socket\n    state: absent\n  - unit: app.service\n    state: absent\n");
     assert!(out.starts_with("No changes."), "{out}");
 }
