@@ -108,8 +108,11 @@ impl Plan {
 pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
     let mut plan = Plan::default();
     // One concurrent read of every unit the run may touch, instead of one round trip each.
-    let mut unit_names: Vec<String> =
-        resolved.entries.iter().flat_map(|e| e.notify.iter().map(|n| n.unit.clone())).collect();
+    let mut unit_names: Vec<String> = resolved
+        .entries
+        .iter()
+        .flat_map(|e| e.notify.iter().cloned().chain(e.resource.implicit_notify()).map(|n| n.unit))
+        .collect();
     unit_names.extend(resolved.entries.iter().filter_map(|e| match &e.resource {
         AnyResource::Unit(u) => Some(u.name.clone()),
         _ => None,
@@ -192,8 +195,8 @@ fn pending(resolved: &Resolved, plan: &Plan) -> Pending {
     for r in &plan.resources {
         let entry = &resolved.entries[r.index];
         let reason = format!("{} changed", r.id);
-        for notify in &entry.notify {
-            pending.requests.push((notify.action, notify.unit.clone(), reason.clone()));
+        for notify in entry.notify.iter().cloned().chain(entry.resource.implicit_notify()) {
+            pending.requests.push((notify.action, notify.unit, reason.clone()));
         }
         if let AnyResource::Unit(unit) = &entry.resource
             && r.changes.iter().any(|c| matches!(c, Change::Content { .. } | Change::Create | Change::Remove))

@@ -324,6 +324,14 @@ fn order(
                 before[i].insert(j);
             }
         }
+        let packages = entry.resource.needs_packages();
+        if !packages.is_empty() {
+            for (j, other) in entries.iter().enumerate() {
+                if other.resource.packages().iter().any(|p| packages.contains(&p.as_str())) {
+                    before[i].insert(j);
+                }
+            }
+        }
         if let Some(path) = entry.resource.path() {
             for parent in path.ancestors().skip(1) {
                 if let Some(&j) = dirs.get(parent) {

@@ -2,10 +2,12 @@
 //! build it from its attributes, what it needs first (for ordering), and how to plan and apply it.
 //! Each kind lives in a file of its own and implements [`Resource`].
 
+pub mod apt;
 pub mod command;
 pub mod directory;
 pub mod file;
 pub mod group;
+pub mod nginx_site;
 pub mod symlink;
 pub mod systemd_unit;
 pub mod user;
@@ -18,16 +20,18 @@ use crate::host::{Host, Stat};
 use crate::resource::{Change, Ownership, Resource, ResourceId};
 use crate::yaml_node::Node;
 
+pub use apt::Apt;
 pub use command::Command;
 pub use directory::Directory;
 pub use file::File;
 pub use group::Group;
+pub use nginx_site::NginxSite;
 pub use symlink::Symlink;
 pub use systemd_unit::SystemdUnit;
 pub use user::User;
 
 /// Every kind key a playbook entry can start with.
-pub const KINDS: &[&str] = &["file", "directory", "symlink", "user", "group", "command", "unit"];
+pub const KINDS: &[&str] = &["file", "directory", "symlink", "user", "group", "command", "unit", "apt", "nginx_site"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum AnyResource {
@@ -38,6 +42,8 @@ pub enum AnyResource {
     Group(Group),
     Command(Command),
     Unit(SystemdUnit),
+    Apt(Apt),
+    NginxSite(NginxSite),
 }
 
 /// Calls the same method on whichever kind it is.
@@ -51,6 +57,8 @@ macro_rules! each_kind {
             AnyResource::Group($r) => $body,
             AnyResource::Command($r) => $body,
             AnyResource::Unit($r) => $body,
+            AnyResource::Apt($r) => $body,
+            AnyResource::NginxSite($r) => $body,
         }
     };
 }
@@ -90,6 +98,12 @@ impl AnyResource {
                 let resource = SystemdUnit::from_attrs(unit.clone().unwrap_or_default(), name.span, attrs)?;
                 unit.map(|_| AnyResource::Unit(resource))?
             }
+            "apt" => AnyResource::Apt(Apt::from_attrs(name, attrs)?),
+            "nginx_site" => {
+                let site = attrs.render_string(kind, name);
+                let resource = NginxSite::from_attrs(site.clone().unwrap_or_default(), name.span, attrs)?;
+                site.map(|_| AnyResource::NginxSite(resource))?
+            }
             _ => unreachable!("unknown kind {kind}"),
         };
         Some((resource.id(), resource))
@@ -104,6 +118,8 @@ impl AnyResource {
             AnyResource::Group(r) => ResourceId::new("group", &r.name),
             AnyResource::Command(r) => ResourceId::new("command", &shell_words::join(&r.argv)),
             AnyResource::Unit(r) => r.id(),
+            AnyResource::Apt(r) => r.id(),
+            AnyResource::NginxSite(r) => r.id(),
         }
     }
 
@@ -114,7 +130,11 @@ impl AnyResource {
             AnyResource::Directory(r) => Some(&r.path),
             AnyResource::Symlink(r) => Some(&r.path),
             AnyResource::Command(r) => r.creates.as_deref(),
-            AnyResource::User(_) | AnyResource::Group(_) | AnyResource::Unit(_) => None,
+            AnyResource::User(_)
+            | AnyResource::Group(_)
+            | AnyResource::Unit(_)
+            | AnyResource::Apt(_)
+            | AnyResource::NginxSite(_) => None,
         }
     }
 
@@ -138,9 +158,41 @@ impl AnyResource {
             AnyResource::File(r) => ownership(&r.ownership),
             AnyResource::Directory(r) => ownership(&r.ownership),
             AnyResource::User(r) => r.group.iter().chain(&r.groups).map(|g| ResourceId::new("group", g)).collect(),
-            AnyResource::Symlink(_) | AnyResource::Group(_) | AnyResource::Command(_) | AnyResource::Unit(_) => {
-                Vec::new()
-            }
+            AnyResource::Symlink(_)
+            | AnyResource::Group(_)
+            | AnyResource::Command(_)
+            | AnyResource::Unit(_)
+            | AnyResource::Apt(_)
+            | AnyResource::NginxSite(_) => Vec::new(),
+        }
+    }
+
+    /// Triggers a change of this resource always sets off, besides its `notify:`: a changed
+    /// nginx site reloads nginx, or starts it when it is not running.
+    pub fn implicit_notify(&self) -> Vec<crate::trigger::Notify> {
+        use crate::trigger::{Action, Notify};
+        match self {
+            AnyResource::NginxSite(_) => [Action::Reload, Action::Start]
+                .into_iter()
+                .map(|action| Notify { action, unit: "nginx.service".into() })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The packages an `apt` resource installs, for "packages before what uses them" ordering.
+    pub fn packages(&self) -> &[String] {
+        match self {
+            AnyResource::Apt(apt) if apt.state == crate::resource::State::Present => &apt.packages,
+            _ => &[],
+        }
+    }
+
+    /// Packages this resource needs installed first: `nginx` for a site.
+    pub fn needs_packages(&self) -> &'static [&'static str] {
+        match self {
+            AnyResource::NginxSite(_) => &["nginx", "nginx-light", "nginx-full", "nginx-extras"],
+            _ => &[],
         }
     }
 

@@ -10,6 +10,8 @@ mod commands;
 mod convergence;
 mod errors;
 mod files;
+mod nginx;
+mod nginx_e2e;
 mod plan_output;
 mod systemd_e2e;
 mod units_offline;

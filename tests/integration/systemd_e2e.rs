@@ -127,7 +127,7 @@ while True:
 "#;
 
 /// The seed's pair: app.socket on /run/app/socket, app.service with RuntimeDirectory=app.
-fn pair(greeting: &str, socket_extra: &str, service_extra: &str) -> String {
+pub fn pair(greeting: &str, socket_extra: &str, service_extra: &str) -> String {
     let server = SERVER.lines().map(|l| format!("      {l}\n")).collect::<String>();
     format!(
         "resources:

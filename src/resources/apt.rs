@@ -1,0 +1,281 @@
+//! `apt`: Debian packages, installed or removed.
+//!
+//! What it does: reads the dpkg status database (/var/lib/dpkg/status) to see what is installed,
+//! so a converged list runs no apt process at all; installs only the missing packages with
+//! `apt-get install -y --no-install-recommends` under `DEBIAN_FRONTEND=noninteractive` (after
+//! `apt-get update` when `update_cache` asks for it and something is to be installed);
+//! `state: absent` removes them (`apt-get remove`). `version` pins one package (`name=version`).
+//! A package that does not exist is an error that names it. Under `--root`, apt-get runs inside
+//! the root (chroot).
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use crate::attrs::Attrs;
+use crate::error::{Error, Result};
+use crate::host::Host;
+use crate::resource::{Change, Resource, ResourceId, State};
+use crate::yaml_node::{Node, Span, Value};
+
+const STATUS: &str = "/var/lib/dpkg/status";
+const LISTS: &str = "/var/lib/apt/lists";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Apt {
+    pub packages: Vec<String>,
+    pub state: State,
+    /// Only with a single package.
+    pub version: Option<String>,
+    pub update_cache: UpdateCache,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateCache {
+    Never,
+    Always,
+    /// When the package lists are older than this.
+    OlderThan(Duration),
+}
+
+/// Installed versions of the wanted packages (None: not installed), in order; and whether the
+/// package lists are stale for `update_cache`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AptActual {
+    pub installed: Vec<Option<String>>,
+}
+
+impl Apt {
+    pub fn from_attrs(name: &Node, attrs: &mut Attrs) -> Option<Apt> {
+        let packages: Vec<String> = match &name.value {
+            Value::Seq(items) => items.iter().filter_map(|item| attrs.render_string("apt", item)).collect(),
+            _ => attrs.render_string("apt", name).into_iter().collect(),
+        };
+        let state = attrs.state();
+        let version = attrs.string("version");
+        let update_cache = match attrs.node("update_cache") {
+            None | Some(Node { value: Value::Bool(false), .. }) => UpdateCache::Never,
+            Some(Node { value: Value::Bool(true), .. }) => UpdateCache::Always,
+            Some(Node { value: Value::Int(seconds), .. }) if *seconds >= 0 => {
+                UpdateCache::OlderThan(Duration::from_secs(*seconds as u64))
+            }
+            Some(node) => {
+                attrs.error(
+                    node.span,
+                    "`update_cache` must be true, false or a number of seconds",
+                    "expected true or seconds",
+                    "write `update_cache: true`, or `update_cache: 3600` to update lists older than an hour",
+                );
+                UpdateCache::Never
+            }
+        };
+        for (package, span) in packages.iter().zip(spans(name)) {
+            let valid = package.len() >= 2
+                && package.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && package.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
+            if !valid {
+                attrs.error(
+                    span,
+                    format!("`{package}` is not a Debian package name"),
+                    "not a package name",
+                    "package names are lowercase letters, digits and + - . (such as python3-venv)",
+                );
+            }
+        }
+        if packages.is_empty() {
+            attrs.error(
+                name.span,
+                "`apt` names no package",
+                "empty",
+                "write `apt: nginx` or `apt: [nginx, python3-venv]`",
+            );
+        }
+        if version.is_some() && packages.len() != 1 {
+            attrs.error(
+                name.span,
+                "`version` needs a single package",
+                "several packages",
+                "give the pinned package an entry of its own",
+            );
+        }
+        Some(Apt { packages, state, version, update_cache })
+    }
+
+    pub fn id(&self) -> ResourceId {
+        ResourceId::new("apt", &self.packages.join(","))
+    }
+
+    fn lists_stale(&self, host: &Host) -> bool {
+        match self.update_cache {
+            UpdateCache::Never => false,
+            UpdateCache::Always => true,
+            UpdateCache::OlderThan(max) => {
+                let modified = std::fs::metadata(host.path(Path::new(LISTS))).and_then(|m| m.modified());
+                modified.ok().and_then(|m| SystemTime::now().duration_since(m).ok()).is_none_or(|age| age > max)
+            }
+        }
+    }
+
+    fn apt_get(&self, host: &Host, args: &[&str]) -> Result<()> {
+        let mut argv = vec!["apt-get"];
+        argv.extend_from_slice(args);
+        let output = host
+            .command(&argv)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .env("LC_ALL", "C")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| Error::resource_io(self.id(), "cannot run apt-get", e))?;
+        if output.status.success() {
+            return Ok(());
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let missing: Vec<&str> =
+            stderr.lines().filter_map(|l| l.strip_prefix("E: Unable to locate package ")).collect();
+        let message = match missing[..] {
+            [] => format!("apt-get {} failed ({}):\n{}", args.join(" "), output.status, stderr.trim()),
+            _ => format!(
+                "no such package: {} (apt-get: Unable to locate package; check the name, or add `update_cache: true`)",
+                missing.join(", ")
+            ),
+        };
+        Err(Error::resource(self.id(), message))
+    }
+}
+
+/// The spans of the package names, for errors.
+fn spans(name: &Node) -> Vec<Span> {
+    match &name.value {
+        Value::Seq(items) => items.iter().map(|i| i.span).collect(),
+        _ => vec![name.span],
+    }
+}
+
+/// The installed version of each package in the dpkg status database (deb-control(5) stanzas;
+/// installed means `Status: install ok installed`).
+pub fn installed_versions(status: &str, packages: &[String]) -> Vec<Option<String>> {
+    let mut found: Vec<Option<String>> = vec![None; packages.len()];
+    for stanza in status.split("\n\n") {
+        let field = |name: &str| stanza.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
+        let (Some(package), Some(state), Some(version)) = (field("Package:"), field("Status:"), field("Version:"))
+        else {
+            continue;
+        };
+        if state == "install ok installed"
+            && let Some(i) = packages.iter().position(|p| p == package)
+        {
+            found[i] = Some(version.to_owned());
+        }
+    }
+    found
+}
+
+impl Resource for Apt {
+    type Actual = AptActual;
+
+    fn observe(&self, host: &Host) -> Result<AptActual> {
+        let status = match host.read(Path::new(STATUS)) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(Error::resource_io(self.id(), "cannot read the dpkg status database", e)),
+        };
+        Ok(AptActual { installed: installed_versions(&status, &self.packages) })
+    }
+
+    fn diff(&self, actual: &AptActual) -> Vec<Change> {
+        let mut changes = Vec::new();
+        for (package, installed) in self.packages.iter().zip(&actual.installed) {
+            let change = match (self.state, installed, &self.version) {
+                (State::Present, None, version) => Some((None, version.clone().unwrap_or_else(|| "install".into()))),
+                (State::Present, Some(have), Some(want)) if have != want => Some((Some(have.clone()), want.clone())),
+                (State::Absent, Some(have), _) => Some((Some(have.clone()), "remove".into())),
+                _ => None,
+            };
+            if let Some((from, to)) = change {
+                changes.push(Change::Set { attr: "package", from, to: format!("{package}: {to}") });
+            }
+        }
+        if self.state == State::Absent && !changes.is_empty() {
+            changes.insert(0, Change::Remove);
+        }
+        changes
+    }
+
+    fn apply(&self, changes: &[Change], host: &Host) -> Result<()> {
+        let wanted: Vec<String> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Set { attr: "package", to, .. } => to.split_once(':').map(|(p, _)| p.to_owned()),
+                _ => None,
+            })
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let result = if self.state == State::Absent {
+            let mut args = vec!["remove", "-y"];
+            args.extend(wanted.iter().map(String::as_str));
+            self.apt_get(host, &args)
+        } else {
+            if self.lists_stale(host) {
+                self.apt_get(host, &["update", "-q"])?;
+            }
+            let specs: Vec<String> = match &self.version {
+                Some(version) => wanted.iter().map(|p| format!("{p}={version}")).collect(),
+                None => wanted,
+            };
+            let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+            args.extend(specs.iter().map(String::as_str));
+            self.apt_get(host, &args)
+        };
+        host.forget_units();
+        host.forget_accounts();
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATUS_DB: &str = "Package: nginx\nStatus: install ok installed\nVersion: 1.22.1-9\n\nPackage: curl\nStatus: deinstall ok config-files\nVersion: 7.88\n\nPackage: python3-venv\nStatus: install ok installed\nVersion: 3.11.2-1\n";
+
+    fn apt(packages: &[&str], state: State) -> Apt {
+        Apt {
+            packages: packages.iter().map(|p| p.to_string()).collect(),
+            state,
+            version: None,
+            update_cache: UpdateCache::Never,
+        }
+    }
+
+    #[test]
+    fn reads_the_status_database() {
+        let packages = ["nginx".to_owned(), "curl".to_owned(), "python3-venv".to_owned(), "ghost".to_owned()];
+        assert_eq!(
+            installed_versions(STATUS_DB, &packages),
+            [Some("1.22.1-9".into()), None, Some("3.11.2-1".into()), None]
+        );
+    }
+
+    #[test]
+    fn only_missing_packages_are_installed() {
+        let a = apt(&["nginx", "curl"], State::Present);
+        let actual = AptActual { installed: vec![Some("1.22.1-9".into()), None] };
+        assert_eq!(a.diff(&actual), vec![Change::Set { attr: "package", from: None, to: "curl: install".into() }]);
+        assert_eq!(a.diff(&AptActual { installed: vec![Some("1".into()), Some("2".into())] }), vec![]);
+    }
+
+    #[test]
+    fn pinned_versions_and_removal() {
+        let mut pinned = apt(&["nginx"], State::Present);
+        pinned.version = Some("1.22.1-10".into());
+        let actual = AptActual { installed: vec![Some("1.22.1-9".into())] };
+        assert_eq!(
+            pinned.diff(&actual),
+            vec![Change::Set { attr: "package", from: Some("1.22.1-9".into()), to: "nginx: 1.22.1-10".into() }]
+        );
+        let gone = apt(&["nginx"], State::Absent);
+        assert_eq!(gone.diff(&actual)[0], Change::Remove);
+        assert_eq!(gone.diff(&AptActual { installed: vec![None] }), vec![]);
+    }
+}

@@ -1,0 +1,118 @@
+//! nginx and apt on a real system (a booted container): a site proxying to a socket-activated
+//! app serves through nginx, a broken edit is refused while the old site keeps serving, a change
+//! reloads nginx once; apt installs from a local repository and a converged list runs no apt.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::systemd_e2e::{Container, pair};
+
+fn site(body: &str) -> String {
+    format!(
+        "  - nginx_site: app\n    remove_default: true\n    content: |\n      server {{\n          listen 80;\n{body}      }}\n"
+    )
+}
+
+const PROXY: &str = "          location / { proxy_pass http://unix:/run/app/socket; }\n";
+
+/// What nginx serves on port 80, once it says `expected`: a reload is graceful, so the old
+/// workers answer for a moment after systemd's reload job is done.
+fn serves(c: &Container, args: &str, expected: &str) -> String {
+    let mut last = String::new();
+    for _ in 0..50 {
+        last = c.sh(&format!("curl -sS --max-time 10 {args} http://127.0.0.1/ || true"));
+        if last.contains(expected) {
+            return last;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("nginx never served {expected:?}; last answer:\n{last}");
+}
+
+fn master_and_workers(c: &Container) -> (String, String) {
+    let master = c.sh("cat /run/nginx.pid");
+    let workers = c.sh(&format!("pgrep -P {master} | sort | tr '\\n' ' '"));
+    (master, workers)
+}
+
+#[test]
+fn nginx_serves_the_app_refuses_a_broken_edit_and_reloads_once() {
+    let Some(c) = Container::boot("nginx") else { return };
+    let playbook = pair("hello", "", "") + &site(PROXY);
+    let out = c.apply(&playbook);
+    assert!(out.contains("reload nginx.service: done"), "{out}");
+    serves(&c, "", "hello from ");
+    assert_eq!(c.exec(&["test", "-e", "/etc/nginx/sites-enabled/default"]).status.code(), Some(1));
+
+    // A broken edit: refused, rolled back, nothing reloaded, the old site still serves.
+    std::thread::sleep(std::time::Duration::from_millis(500)); // the first reload's old workers leave
+    let (master, workers) = master_and_workers(&c);
+    let broken = pair("hello", "", "") + &site("          locaton / { }\n");
+    let (code, out, err) = c.converge(&["apply"], &broken);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("unknown directive \"locaton\""), "{err}");
+    assert_eq!(master_and_workers(&c), (master.clone(), workers.clone()), "nginx was not touched");
+    assert!(c.sh("curl -sS --max-time 10 http://127.0.0.1/").starts_with("hello from "));
+
+    // A good change: one reload; the master stays, the workers are new.
+    let changed = pair("hello", "", "") + &site(&format!("          add_header X-Converge yes;\n{PROXY}"));
+    let out = c.apply(&changed);
+    assert_eq!(out.matches("reload nginx.service: done").count(), 1, "{out}");
+    serves(&c, "-i", "X-Converge: yes");
+    let (master_after, workers_after) = master_and_workers(&c);
+    assert_eq!(master_after, master, "a reload keeps the master");
+    assert_ne!(workers_after, workers, "a reload replaces the workers");
+    assert!(c.apply(&changed).starts_with("No changes."));
+}
+
+/// Builds a tiny .deb and a flat apt repository of it on the host.
+fn local_repository(dir: &Path) {
+    let pkg = dir.join("build/converge-hello");
+    std::fs::create_dir_all(pkg.join("DEBIAN")).unwrap();
+    std::fs::create_dir_all(pkg.join("usr/share/converge-hello")).unwrap();
+    std::fs::write(pkg.join("DEBIAN/control"), "Package: converge-hello\nVersion: 1.0\nArchitecture: all\nMaintainer: converge <converge@localhost>\nDescription: a test package\n").unwrap();
+    std::fs::write(pkg.join("usr/share/converge-hello/README"), "hello\n").unwrap();
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let built = Command::new("dpkg-deb")
+        .args(["--build", "--root-owner-group"])
+        .arg(&pkg)
+        .arg(repo.join("converge-hello_1.0_all.deb"))
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let packages = Command::new("dpkg-scanpackages").arg(".").current_dir(&repo).output().unwrap();
+    assert!(packages.status.success(), "{}", String::from_utf8_lossy(&packages.stderr));
+    std::fs::write(repo.join("Packages"), packages.stdout).unwrap();
+}
+
+#[test]
+fn apt_installs_what_is_missing_and_nothing_when_converged() {
+    let Some(c) = Container::boot("apt") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    local_repository(dir.path());
+    c.copy_in(&dir.path().join("repo"), "/srv/repo");
+    // Only the local repository: the container has no network.
+    c.sh("echo 'deb [trusted=yes] file:/srv/repo ./' > /etc/apt/sources.list && rm -rf /etc/apt/sources.list.d/*");
+    // Every apt-get call is logged: the converged run must make none.
+    c.sh("mv /usr/bin/apt-get /usr/bin/apt-get.real && printf '#!/bin/sh\\necho \"$@\" >> /root/apt-calls\\nexec /usr/bin/apt-get.real \"$@\"\\n' > /usr/bin/apt-get && chmod 755 /usr/bin/apt-get");
+
+    let playbook = "resources:\n  - apt: [converge-hello, nginx]\n    update_cache: true\n";
+    let out = c.apply(playbook);
+    assert!(out.contains("package: converge-hello: install"), "{out}");
+    assert!(!out.contains("package: nginx"), "nginx is installed already: {out}");
+    assert_eq!(c.sh("cat /usr/share/converge-hello/README"), "hello");
+    let calls = c.sh("cat /root/apt-calls");
+    assert!(
+        calls.contains("update") && calls.contains("install -y -q --no-install-recommends converge-hello"),
+        "{calls}"
+    );
+
+    let out = c.apply(playbook);
+    assert!(out.starts_with("No changes."), "{out}");
+    assert_eq!(c.sh("cat /root/apt-calls"), calls, "a converged run spawns no apt process");
+
+    let (code, out, err) = c.converge(&["apply"], "resources:\n  - apt: converge-helo\n");
+    assert_eq!(code, 1, "{out}");
+    assert!(err.contains("no such package: converge-helo"), "{err}");
+}
