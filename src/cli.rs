@@ -48,6 +48,11 @@ pub enum Command {
         #[arg(long)]
         detailed_exitcode: bool,
     },
+    /// List the modules a playbook can `use:` (shipped ones and the playbook's own modules/), with their parameters.
+    Modules {
+        /// A playbook whose modules/ folder to include (default: the current directory's).
+        playbook: Option<PathBuf>,
+    },
     /// Check the playbook (YAML, attributes, variables, templates, ids, order) and report every mistake; touches nothing.
     Validate {
         /// The playbook (YAML).

@@ -27,6 +27,7 @@ pub mod host;
 pub mod journal;
 pub mod lock;
 pub mod mode;
+pub mod module;
 pub mod plan;
 pub mod playbook;
 pub mod printer;
@@ -53,6 +54,7 @@ pub fn run(cli: Cli) -> u8 {
             commands::apply::run(playbook, &options, &settings, &mut printer)
         }
         Command::Validate { playbook } => commands::validate::run(playbook, &settings, &mut printer),
+        Command::Modules { playbook } => commands::modules::run(playbook.as_deref(), &mut printer),
     };
     result.unwrap_or_else(|error| {
         printer.error(&error);

@@ -280,6 +280,34 @@ impl Printer {
         }
     }
 
+    /// The modules a playbook can use, with their parameters.
+    pub fn modules(&mut self, modules: &[crate::module::Module]) {
+        let default_of = |m: &crate::module::Module, p: &crate::module::Param| {
+            p.default.as_ref().map(|d| d.source(&m.source.text).trim().to_owned())
+        };
+        if self.format == Format::Json {
+            for m in modules {
+                let params: Vec<serde_json::Value> = m
+                    .params
+                    .iter()
+                    .map(|p| json!({"name": p.name, "type": p.kind.name(), "default": default_of(m, p), "description": p.description}))
+                    .collect();
+                self.json(json!({"type": "module", "name": m.name, "origin": m.origin, "description": m.description, "params": params}));
+            }
+            return;
+        }
+        for m in modules {
+            self.line(format!("{} ({})", self.paint(BOLD, &m.name), m.origin));
+            self.line(format!("  {}", m.description));
+            let width = m.params.iter().map(|p| p.name.len()).max().unwrap_or(0);
+            for p in &m.params {
+                let default = default_of(m, p).map(|d| format!("default {d}")).unwrap_or_else(|| "required".into());
+                self.line(format!("  {:width$}  {:6}  {:26}  {}", p.name, p.kind.name(), default, p.description));
+            }
+            self.line("");
+        }
+    }
+
     /// Warnings about the playbook, on stderr.
     pub fn warnings(&self, warnings: &[crate::error::PlaybookWarning]) {
         for warning in warnings {

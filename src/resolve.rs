@@ -87,7 +87,12 @@ pub fn resolve(playbook: &Playbook, input: &VarsInput) -> Result<Resolved> {
     match playbook.root.get("resources") {
         Some(Node { value: Value::Seq(items), .. }) => {
             for item in items {
-                if let Some((entry, after)) = resolve_entry(item, &templates, &mut errors) {
+                if item.as_map_first_key() == Some("use") {
+                    for (entry, after) in use_module(item, &templates, &mut errors) {
+                        entries.push(entry);
+                        afters.push(after);
+                    }
+                } else if let Some((entry, after)) = resolve_entry(item, &templates, &mut errors) {
                     entries.push(entry);
                     afters.push(after);
                 }
@@ -174,6 +179,44 @@ fn playbook_vars(
         };
         templates.set_var(name, rendered);
     }
+}
+
+/// A `use: MODULE` item: the module's resources, resolved with its parameters. Their spans point
+/// at the `use:` line, so that ordering errors land in the playbook.
+fn use_module(item: &Node, templates: &Templates, errors: &mut Vec<PlaybookError>) -> Vec<(Entry, Vec<(String, Span)>)> {
+    let Value::Map(pairs) = &item.value else { return Vec::new() };
+    for (key, _) in pairs {
+        let word = key.as_str().unwrap_or_default();
+        if !["use", "with", "when"].contains(&word) {
+            let help = did_you_mean(word, ["with", "when"]).map(|s| format!("did you mean `{s}`?"));
+            let help = help.unwrap_or_else(|| "a `use:` entry takes `with:` (the module's parameters) and `when:`".into());
+            errors.push(templates.source().error(key.span, format!("unknown key `{word}` in a `use:` entry"), "unknown key").help(help));
+        }
+    }
+    if let Some(when) = item.get("when") {
+        let keep = match &when.value {
+            Value::Bool(b) => *b,
+            Value::String(expr) => templates.eval(expr, when.span).map_err(|e| errors.push(e)).unwrap_or(false),
+            _ => true,
+        };
+        if !keep {
+            return Vec::new();
+        }
+    }
+    let name = item.get("use").expect("a use entry");
+    let Some((module, scope)) = crate::module::expand(name, item.get("with"), templates, errors) else { return Vec::new() };
+    let at = crate::module::use_span(item);
+    let mut resolved = Vec::new();
+    for node in module.resources() {
+        if node.as_map_first_key() == Some("use") {
+            let e = scope.source().error(node.span, "a module cannot use another module", "nested `use:`");
+            errors.push(e.help("list the resources here instead"));
+        } else if let Some((mut entry, after)) = resolve_entry(node, &scope, errors) {
+            entry.span = at;
+            resolved.push((entry, after));
+        }
+    }
+    resolved
 }
 
 /// One list item: its kind key, its common attributes, then the kind's own.

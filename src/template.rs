@@ -28,6 +28,11 @@ impl Templates {
         Templates { env, vars: BTreeMap::new(), context: Jinja::from(()), source, dir }
     }
 
+    /// Templates for a module: the same variables, another source text and directory.
+    pub fn child(&self, source: Source, dir: PathBuf) -> Templates {
+        Templates { env: self.env.clone(), vars: self.vars.clone(), context: self.context.clone(), source, dir }
+    }
+
     /// The playbook text that spans point into.
     pub fn source(&self) -> &Source {
         &self.source

@@ -103,6 +103,14 @@ impl Node {
         }
     }
 
+    /// The first key of a mapping node.
+    pub fn as_map_first_key(&self) -> Option<&str> {
+        match &self.value {
+            Value::Map(entries) => entries.first()?.0.as_str(),
+            _ => None,
+        }
+    }
+
     /// Looks a key up in a mapping node.
     pub fn get(&self, key: &str) -> Option<&Node> {
         match &self.value {

@@ -201,12 +201,10 @@ impl Resource for NginxSite {
                 to: to.clone(),
             });
         }
+        let new = actual.content.is_none() && !actual.enabled;
         if actual.enabled != self.enabled {
-            changes.push(Change::Set {
-                attr: "enabled",
-                from: Some(actual.enabled.to_string()),
-                to: self.enabled.to_string(),
-            });
+            let from = (!new).then(|| actual.enabled.to_string());
+            changes.push(Change::Set { attr: "enabled", from, to: self.enabled.to_string() });
         }
         if self.remove_default && actual.default_enabled {
             changes.push(Change::Set { attr: "default site", from: Some("enabled".into()), to: "removed".into() });
@@ -277,7 +275,7 @@ mod tests {
         let fresh = SiteActual { content: None, enabled: false, default_enabled: true };
         let changes = site().diff(&fresh);
         assert_eq!(changes[0], Change::Create);
-        assert!(changes.contains(&Change::Set { attr: "enabled", from: Some("false".into()), to: "true".into() }));
+        assert!(changes.contains(&Change::Set { attr: "enabled", from: None, to: "true".into() }));
         assert!(changes.contains(&Change::Set {
             attr: "default site",
             from: Some("enabled".into()),

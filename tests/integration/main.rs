@@ -10,6 +10,7 @@ mod commands;
 mod convergence;
 mod errors;
 mod files;
+mod modules;
 mod nginx;
 mod nginx_e2e;
 mod plan_output;

@@ -1,0 +1,68 @@
+//! Modules: typed parameters in, resources out; shipped in the binary, overridable by the
+//! playbook's own modules/ folder; listed by `converge modules`.
+
+use crate::support::Test;
+
+#[test]
+fn shipped_modules_expand_into_resources() {
+    let test = Test::new().playbook(
+        "resources:
+  - use: nginx-proxy
+    with:
+      name: mysite
+      upstream: unix:/run/gunicorn.sock
+      listen: 8080
+      static_dir: /srv/mysite/static
+",
+    );
+    let run = test.run_args(&["plan", "{playbook}", "--root", "{root}", "-q"]).code(2);
+    assert_eq!(run.stdout, "Plan: 1 to create, 1 to update, 0 to remove; 1 trigger.\n");
+    let run = test.plan();
+    for line in ["listen 8080;", "alias /srv/mysite/static/;", "proxy_pass http://unix:/run/gunicorn.sock;"] {
+        assert!(
+            run.stdout.lines().any(|l| l.trim_start().starts_with('+') && l.contains(line)),
+            "{line}:\n{}",
+            run.stdout
+        );
+    }
+}
+
+#[test]
+fn parameter_mistakes_point_at_the_use_site() {
+    let test = Test::new().playbook(
+        "resources:
+  - use: gunicorn
+    with:
+      user: www-data
+      app_dir: /srv/app
+      wsgi: app:application
+      workers: many
+      timout: 30
+  - use: nginx-prox
+",
+    );
+    insta::assert_snapshot!(test.validate().code(1).err());
+}
+
+#[test]
+fn a_playbook_module_overrides_a_shipped_one_and_is_listed() {
+    let test = Test::new()
+        .playbook("resources:\n  - use: nginx-proxy\n    with: {greeting: hi}\n")
+        .file(
+            "modules/nginx-proxy.yml",
+            "description: my own\nparams:\n  greeting:\n    type: string\n    description: what to say\nresources:\n  - file: /etc/greeting\n    content: \"{{ greeting }}\\n\"\n",
+        )
+        .file("modules/motd.yml", "description: a message of the day\nparams:\n  text: {type: string, default: hello}\nresources:\n  - file: /etc/motd\n    content: \"{{ text }}\\n\"\n");
+    test.apply().success();
+    test.expect_file("/etc/greeting", "hi\n");
+    let run = test.run_args(&["modules", "{playbook}"]).success();
+    assert!(run.stdout.contains("gunicorn (shipped)"), "{}", run.stdout);
+    assert!(run.out().contains("nginx-proxy ([TMP]/modules/nginx-proxy.yml)\n  my own"), "{}", run.stdout);
+    assert!(run.stdout.contains("  text  string  default hello"), "{}", run.stdout);
+}
+
+#[test]
+fn converge_modules_lists_parameters() {
+    let run = Test::new().run_args(&["modules"]).success();
+    insta::assert_snapshot!(run.stdout);
+}
