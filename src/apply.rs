@@ -1,8 +1,11 @@
-//! `apply`: make the planned changes, resource by resource, in order.
+//! `apply`: make the changes, resource by resource, in order.
 //!
-//! Each resource is observed again right before it is written: if the host no longer matches
-//! what was planned, the run stops instead of writing over someone else's change. A failure
-//! stops the run; what was applied before it stays applied, and the error says so.
+//! Each resource is observed again right before it is written, and what differs then is what is
+//! applied: an earlier resource of the same run may have changed what a later one sees (apt
+//! installing nginx creates its default site, which a later `nginx_site` removes), so once
+//! anything was applied, the resources planned as unchanged are observed again too. When the fresh
+//! diff differs from the plan, the output says so. A failure stops the run; what was applied
+//! before it stays applied, and the error says so.
 
 use crate::error::{Error, Result};
 use crate::host::Host;
@@ -20,25 +23,32 @@ pub struct Applied {
 
 pub fn apply(resolved: &Resolved, plan: &Plan, host: &Host, printer: &mut Printer) -> Result<Applied> {
     let mut applied = Applied::default();
-    for planned in &plan.resources {
-        let entry = &resolved.entries[planned.index];
+    for (index, entry) in resolved.entries.iter().enumerate() {
+        let planned = plan.resources.iter().find(|r| r.index == index);
+        if planned.is_none() && applied.resources.is_empty() {
+            continue;
+        }
         let result = (|| {
             let now = entry.resource.plan(host)?;
-            if now.is_empty() {
-                return Ok(false);
+            if !now.is_empty() {
+                entry.resource.apply(&now, host)?;
             }
-            if now != planned.changes {
-                return Err(Error::Drift { id: planned.id.to_string() });
-            }
-            entry.resource.apply(&planned.changes, host)?;
-            Ok(true)
+            Ok(now)
         })();
         match result {
-            Ok(true) => {
-                printer.applied(planned);
-                applied.resources.push(planned.clone());
+            Ok(now) if now.is_empty() => {}
+            Ok(now) => {
+                let done = ResourcePlan {
+                    index,
+                    id: entry.id.clone(),
+                    changes: now,
+                    sensitive: entry.sensitive,
+                    created_above: planned.map(|p| p.created_above.clone()).unwrap_or_default(),
+                };
+                let as_planned = planned.is_some_and(|p| p.changes == done.changes);
+                printer.applied(&done, as_planned);
+                applied.resources.push(done);
             }
-            Ok(false) => {}
             Err(e) => {
                 printer.failed_after(&applied, plan);
                 return Err(e);

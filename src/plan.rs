@@ -173,11 +173,18 @@ pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
             });
         }
     }
-    plan.pending = pending(resolved, &plan);
-    let interrupted = journal::load(host)?;
-    plan.pending.merge(&interrupted);
-    plan.triggers = decide_triggers(resolved, &plan, &interrupted, host)?;
+    (plan.pending, plan.triggers) = triggers(resolved, &plan.resources, host)?;
     Ok(plan)
+}
+
+/// The triggers that `changed` resources set off, with what an interrupted run left pending:
+/// decided at plan time from the planned changes, and again after apply from the real ones.
+pub fn triggers(resolved: &Resolved, changed: &[ResourcePlan], host: &Host) -> Result<(Pending, Vec<Trigger>)> {
+    let mut pending = pending(resolved, changed);
+    let interrupted = journal::load(host)?;
+    pending.merge(&interrupted);
+    let triggers = decide_triggers(resolved, changed, &pending, &interrupted, host)?;
+    Ok((pending, triggers))
 }
 
 fn exists(host: &Host, id: &ResourceId) -> Result<bool> {
@@ -190,9 +197,9 @@ fn exists(host: &Host, id: &ResourceId) -> Result<bool> {
 }
 
 /// The trigger inputs of this run: units whose files change, and what changed resources ask for.
-fn pending(resolved: &Resolved, plan: &Plan) -> Pending {
+fn pending(resolved: &Resolved, changed: &[ResourcePlan]) -> Pending {
     let mut pending = Pending::default();
-    for r in &plan.resources {
+    for r in changed {
         let entry = &resolved.entries[r.index];
         let reason = format!("{} changed", r.id);
         for notify in entry.notify.iter().cloned().chain(entry.resource.implicit_notify()) {
@@ -204,7 +211,7 @@ fn pending(resolved: &Resolved, plan: &Plan) -> Pending {
             pending.changed_units.push(unit.name.clone());
         }
     }
-    let changed: Vec<&ResourceId> = plan.resources.iter().map(|r| &r.id).collect();
+    let changed: Vec<&ResourceId> = changed.iter().map(|r| &r.id).collect();
     for entry in &resolved.entries {
         let AnyResource::Unit(unit) = &entry.resource else { continue };
         let restarts = unit.restart_triggers.iter().map(|(id, _)| (TriggerAction::Restart, id));
@@ -218,16 +225,21 @@ fn pending(resolved: &Resolved, plan: &Plan) -> Pending {
 }
 
 /// Gathers the facts of every unit involved and asks `trigger::decide`.
-fn decide_triggers(resolved: &Resolved, plan: &Plan, interrupted: &Pending, host: &Host) -> Result<Vec<Trigger>> {
+fn decide_triggers(
+    resolved: &Resolved,
+    changed: &[ResourcePlan],
+    pending: &Pending,
+    interrupted: &Pending,
+    host: &Host,
+) -> Result<Vec<Trigger>> {
     let mut facts: Vec<UnitFacts> = Vec::new();
     for (index, entry) in resolved.entries.iter().enumerate() {
         let AnyResource::Unit(unit) = &entry.resource else { continue };
-        let changes =
-            plan.resources.iter().find(|r| r.index == index).map(|r| r.changes.as_slice()).unwrap_or_default();
+        let changes = changed.iter().find(|r| r.index == index).map(|r| r.changes.as_slice()).unwrap_or_default();
         let status = host.unit_status(&unit.name)?;
         facts.push(UnitFacts {
             managed: true,
-            files_changed: plan.pending.changed_units.contains(&unit.name),
+            files_changed: pending.changed_units.contains(&unit.name),
             enablement_changed: changes.iter().any(|c| matches!(c, Change::Set { attr: "enabled" | "masked", .. })),
             removed: changes.contains(&Change::Remove),
             want_active: unit.active,
@@ -235,7 +247,7 @@ fn decide_triggers(resolved: &Resolved, plan: &Plan, interrupted: &Pending, host
             ..unit_facts(unit, status.as_ref())
         });
     }
-    let mut requests: Vec<Request> = plan.pending.requests().collect();
+    let mut requests: Vec<Request> = pending.requests().collect();
     for request in &mut requests {
         if interrupted.requests().any(|r| r == *request) {
             request.reason += " (in a run that did not finish)";

@@ -187,11 +187,12 @@ impl Printer {
     }
 
     /// One resource applied, as it happens.
-    pub fn applied(&mut self, r: &ResourcePlan) {
+    pub fn applied(&mut self, r: &ResourcePlan, as_planned: bool) {
         match self.format {
             Format::Json => {
                 let mut record = resource_json(r);
                 record["type"] = json!("applied");
+                record["as_planned"] = json!(as_planned);
                 self.json(record);
             }
             Format::Human if self.verbosity >= 0 => {
@@ -201,7 +202,13 @@ impl Printer {
                     Action::Remove => "removed",
                     Action::Run => "ran",
                 };
-                self.line(format!("{}: {done}", r.id));
+                if as_planned {
+                    self.line(format!("{}: {done}", r.id));
+                } else {
+                    // An earlier resource of this run (or someone else) changed it since the plan.
+                    self.line(format!("{}: {done} (it changed since the plan:)", r.id));
+                    self.resource(r);
+                }
             }
             Format::Human => {}
         }

@@ -41,16 +41,18 @@ pub fn run(path: &Path, options: &Options, settings: &Settings, printer: &mut Pr
         journal::save(&host, &plan.pending)?;
     }
     let applied = apply(&resolved, &plan, &host, printer)?;
+    // Decided again from what was really applied (usually what was planned).
+    let (_, triggers) = crate::plan::triggers(&resolved, &applied.resources, &host)?;
     let ran = match systemd {
-        Some(systemd) => run_triggers(&plan.triggers, systemd, printer)?,
+        Some(systemd) => run_triggers(&triggers, systemd, printer)?,
         None => {
-            printer.triggers_skipped(&plan.triggers, "offline root: no service manager to run it");
+            printer.triggers_skipped(&triggers, "offline root: no service manager to run it");
             0
         }
     };
     if journaled {
         journal::clear(&host)?;
     }
-    printer.apply_done(&applied, ran, plan.triggers.len() - ran);
+    printer.apply_done(&applied, ran, triggers.len() - ran);
     Ok(if options.detailed_exitcode && !applied.resources.is_empty() { 2 } else { 0 })
 }

@@ -52,21 +52,23 @@ fn a_failing_command_fails_the_run_with_its_message() {
 }
 
 #[test]
-fn apply_stops_when_the_host_changed_since_the_plan() {
+fn apply_writes_what_differs_when_the_host_changed_since_the_plan() {
     if !is_root() {
         return;
     }
-    // The command, applied first, rewrites a file that a later resource manages: that file no
-    // longer looks as planned, so converge stops instead of writing over it.
+    // The command, applied first, rewrites a file that a later resource manages: converge
+    // observes it again before writing, applies what differs now, and says it changed.
     let test = Test::new();
     let dir = test.dir.path().display().to_string();
-    std::fs::write(test.dir.path().join("managed"), "planned\n").unwrap();
+    std::fs::write(test.dir.path().join("managed"), "wanted\n").unwrap();
     let yaml = format!(
         "resources:\n  - command: [sh, -c, 'echo surprise > {dir}/managed; touch {dir}/done']\n    creates: {dir}/done\n  - file: {dir}/managed\n    content: \"wanted\\n\"\n"
     );
     let test = test.playbook(&yaml);
-    let run = test.run_args(&["apply", "{playbook}"]).code(1);
-    assert!(run.stderr.contains("the host changed between plan and apply"), "{}", run.stderr);
-    assert!(run.stdout.contains("Applied 1 of 2 before the failure: command:"), "{}", run.stdout);
-    assert_eq!(std::fs::read_to_string(test.dir.path().join("managed")).unwrap(), "surprise\n");
+    let run = test.run_args(&["apply", "{playbook}"]).success();
+    assert!(run.stdout.contains("Plan: 0 to create, 0 to update, 0 to remove, 1 to run"), "{}", run.stdout);
+    assert!(run.stdout.contains("/managed: updated (it changed since the plan:)"), "{}", run.stdout);
+    assert!(run.stdout.contains("-surprise"), "{}", run.stdout);
+    assert_eq!(std::fs::read_to_string(test.dir.path().join("managed")).unwrap(), "wanted\n");
+    test.run_args(&["plan", "{playbook}"]).code(0);
 }
