@@ -36,6 +36,8 @@ pub enum Command {
     Plan {
         /// The playbook (YAML).
         playbook: PathBuf,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Make the host match the playbook, then run the triggers its changes set off.
     Apply {
@@ -47,6 +49,11 @@ pub enum Command {
         /// Exit 2 when something changed (0 when nothing did).
         #[arg(long)]
         detailed_exitcode: bool,
+        /// Wait up to SECONDS for another run's lock instead of exiting at once.
+        #[arg(long, value_name = "SECONDS", env = "CONVERGE_LOCK_WAIT", default_value_t = 0)]
+        lock_wait: u64,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// List the modules a playbook can `use:` (shipped ones and the playbook's own modules/), with their parameters.
     Modules {
@@ -89,6 +96,43 @@ pub struct Global {
     /// Say less: only the summary line and errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+}
+
+/// `plan` and `apply` on other machines, over SSH (remote/).
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Remote hosts (over SSH)")]
+#[command(group(clap::ArgGroup::new("targets").multiple(true).args(["hosts", "inventory"])))]
+pub struct RemoteArgs {
+    /// Converge this machine over SSH instead of the local one (repeatable); a name of --inventory selects that host.
+    #[arg(long = "host", value_name = "[USER@]HOST[:PORT]")]
+    pub hosts: Vec<String>,
+
+    /// The hosts to converge, from a YAML inventory: hosts, groups, their vars and SSH settings.
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+
+    /// Only the inventory's hosts that match: host or group names, globs (`web*`), comma-separated; `!` excludes.
+    #[arg(long, value_name = "PATTERN", requires = "inventory")]
+    pub limit: Option<String>,
+
+    /// How many hosts to converge at the same time.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
+    pub forks: u16,
+
+    /// An OpenSSH config file for every host (ssh -F FILE), such as `vagrant ssh-config` prints.
+    #[arg(long, value_name = "FILE", requires = "targets")]
+    pub ssh_config: Option<PathBuf>,
+
+    /// Run converge as root on the target through `sudo -n` (no password prompt).
+    #[arg(long = "become", requires = "targets")]
+    pub become_root: bool,
+}
+
+impl RemoteArgs {
+    /// Whether the command runs on other machines.
+    pub fn any(&self) -> bool {
+        !self.hosts.is_empty() || self.inventory.is_some()
+    }
 }
 
 fn parse_var(text: &str) -> Result<(String, String), String> {

@@ -31,6 +31,7 @@ pub mod module;
 pub mod plan;
 pub mod playbook;
 pub mod printer;
+pub mod remote;
 pub mod resolve;
 pub mod resource;
 pub mod resources;
@@ -48,9 +49,20 @@ pub fn run(cli: Cli) -> u8 {
     let settings = cli.global.settings();
     let mut printer = Printer::new(settings.format, settings.no_color, settings.verbosity);
     let result = match &cli.command {
-        Command::Plan { playbook } => commands::plan::run(playbook, &settings, &mut printer),
-        Command::Apply { playbook, check, detailed_exitcode } => {
-            let options = commands::apply::Options { check: *check, detailed_exitcode: *detailed_exitcode };
+        Command::Plan { playbook, remote } if remote.any() => {
+            commands::remote::run(playbook, commands::remote::Mode::Plan, remote, &settings, &mut printer)
+        }
+        Command::Apply { playbook, check, detailed_exitcode, remote, .. } if remote.any() => {
+            let mode = commands::remote::Mode::Apply { check: *check, detailed_exitcode: *detailed_exitcode };
+            commands::remote::run(playbook, mode, remote, &settings, &mut printer)
+        }
+        Command::Plan { playbook, .. } => commands::plan::run(playbook, &settings, &mut printer),
+        Command::Apply { playbook, check, detailed_exitcode, lock_wait, .. } => {
+            let options = commands::apply::Options {
+                check: *check,
+                detailed_exitcode: *detailed_exitcode,
+                lock_wait: std::time::Duration::from_secs(*lock_wait),
+            };
             commands::apply::run(playbook, &options, &settings, &mut printer)
         }
         Command::Validate { playbook } => commands::validate::run(playbook, &settings, &mut printer),

@@ -3,6 +3,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 
@@ -14,7 +15,8 @@ pub struct RunLock {
     _lock: Flock<File>,
 }
 
-pub fn lock(host: &Host) -> Result<RunLock> {
+/// Takes the lock, waiting up to `wait` for another run to finish (`--lock-wait`).
+pub fn lock(host: &Host, wait: Duration) -> Result<RunLock> {
     let (path, file) = match host.root() {
         // `apply --root DIR` into a folder that does not exist yet makes it, as `mkdir -p` would.
         Some(root) => (root.to_path_buf(), std::fs::create_dir_all(root).and_then(|()| File::open(root))),
@@ -23,10 +25,17 @@ pub fn lock(host: &Host) -> Result<RunLock> {
             (path.clone(), OpenOptions::new().create(true).truncate(false).write(true).open(&path))
         }
     };
-    let file = file.map_err(|source| Error::Read { path: path.clone(), source })?;
-    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => Ok(RunLock { _lock: lock }),
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(Error::Locked { path }),
-        Err((_, errno)) => Err(Error::Read { path, source: errno.into() }),
+    let mut file = file.map_err(|source| Error::Read { path: path.clone(), source })?;
+    let deadline = Instant::now() + wait;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(RunLock { _lock: lock }),
+            Err((back, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
+                file = back;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Err(Error::Locked { path }),
+            Err((_, errno)) => return Err(Error::Read { path, source: errno.into() }),
+        }
     }
 }

@@ -14,6 +14,9 @@ use crate::plan::{Action, Counts, Plan, ResourcePlan};
 use crate::resource::{Change, Content, ResourceId};
 use crate::trigger::Trigger;
 
+// Remote runs: records that other hosts' engines sent back, prefixed by host.
+mod remote;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     Human,

@@ -2,6 +2,7 @@
 //! variables; `template:` files are rendered the same way. An undefined variable is an error,
 //! never an empty string.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -71,7 +72,9 @@ impl Templates {
 
     /// Reads a file relative to the playbook, for `source:`.
     pub fn read_bytes(&self, relative: &str, span: Span) -> Result<Vec<u8>, PlaybookError> {
-        std::fs::read(self.dir.join(relative)).map_err(|e| self.missing(relative, span, e))
+        let bytes = std::fs::read(self.dir.join(relative)).map_err(|e| self.missing(relative, span, e))?;
+        note_read(&self.dir, relative, &bytes);
+        Ok(bytes)
     }
 
     /// Evaluates a `when:` expression.
@@ -82,7 +85,9 @@ impl Templates {
     }
 
     fn read_text(&self, relative: &str, span: Span) -> Result<String, PlaybookError> {
-        std::fs::read_to_string(self.dir.join(relative)).map_err(|e| self.missing(relative, span, e))
+        let text = std::fs::read_to_string(self.dir.join(relative)).map_err(|e| self.missing(relative, span, e))?;
+        note_read(&self.dir, relative, text.as_bytes());
+        Ok(text)
     }
 
     fn missing(&self, relative: &str, span: Span, e: std::io::Error) -> PlaybookError {
@@ -115,6 +120,34 @@ impl Templates {
             .error(span, format!("template error: {detail}"), "in this template")
             .help("see the template syntax at https://docs.rs/minijinja")
     }
+}
+
+/// A file that a `template:` or `source:` read, relative to `dir` (the playbook's or a module's).
+#[derive(Debug, Clone)]
+pub struct FileRead {
+    pub dir: PathBuf,
+    pub relative: String,
+    pub bytes: Vec<u8>,
+}
+
+thread_local! {
+    static READS: RefCell<Option<Vec<FileRead>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` (a resolve) and returns every file it read through templates, so that `--host` can
+/// send exactly those files to the target (remote/bundle.rs).
+pub fn record_reads<T>(f: impl FnOnce() -> T) -> (T, Vec<FileRead>) {
+    READS.with(|r| r.replace(Some(Vec::new())));
+    let value = f();
+    (value, READS.with(|r| r.take()).unwrap_or_default())
+}
+
+fn note_read(dir: &Path, relative: &str, bytes: &[u8]) {
+    READS.with(|r| {
+        if let Some(reads) = r.borrow_mut().as_mut() {
+            reads.push(FileRead { dir: dir.to_path_buf(), relative: relative.to_owned(), bytes: bytes.to_vec() });
+        }
+    });
 }
 
 fn io_reason(e: &std::io::Error) -> String {

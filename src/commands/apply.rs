@@ -14,12 +14,14 @@ use crate::printer::Printer;
 pub struct Options {
     pub check: bool,
     pub detailed_exitcode: bool,
+    /// How long to wait for another run's lock.
+    pub lock_wait: std::time::Duration,
 }
 
 pub fn run(path: &Path, options: &Options, settings: &Settings, printer: &mut Printer) -> Result<u8> {
     let resolved = super::load_and_resolve(path, settings, printer)?;
     let host = super::host(settings);
-    let _lock = if options.check { None } else { Some(lock(&host)?) };
+    let _lock = if options.check { None } else { Some(lock(&host, options.lock_wait)?) };
     let plan = plan(&resolved, &host)?;
     printer.plan(&plan);
     if options.check || plan.is_empty() {

@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod modules;
 pub mod plan;
+pub mod remote;
 pub mod validate;
 
 use std::path::Path;

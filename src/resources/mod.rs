@@ -11,6 +11,7 @@ pub mod nginx_site;
 pub mod symlink;
 pub mod systemd_unit;
 pub mod user;
+pub mod virtualenv;
 
 use std::path::{Path, PathBuf};
 
@@ -29,9 +30,11 @@ pub use nginx_site::NginxSite;
 pub use symlink::Symlink;
 pub use systemd_unit::SystemdUnit;
 pub use user::User;
+pub use virtualenv::Virtualenv;
 
 /// Every kind key a playbook entry can start with.
-pub const KINDS: &[&str] = &["file", "directory", "symlink", "user", "group", "command", "unit", "apt", "nginx_site"];
+pub const KINDS: &[&str] =
+    &["file", "directory", "symlink", "user", "group", "command", "unit", "apt", "nginx_site", "virtualenv"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum AnyResource {
@@ -44,6 +47,7 @@ pub enum AnyResource {
     Unit(SystemdUnit),
     Apt(Apt),
     NginxSite(NginxSite),
+    Virtualenv(Virtualenv),
 }
 
 /// Calls the same method on whichever kind it is.
@@ -59,6 +63,7 @@ macro_rules! each_kind {
             AnyResource::Unit($r) => $body,
             AnyResource::Apt($r) => $body,
             AnyResource::NginxSite($r) => $body,
+            AnyResource::Virtualenv($r) => $body,
         }
     };
 }
@@ -104,6 +109,11 @@ impl AnyResource {
                 let resource = NginxSite::from_attrs(site.clone().unwrap_or_default(), name.span, attrs)?;
                 site.map(|_| AnyResource::NginxSite(resource))?
             }
+            "virtualenv" => {
+                let path = attrs.absolute_path(kind, name);
+                let resource = Virtualenv::from_attrs(path.clone().unwrap_or_default(), attrs)?;
+                path.map(|_| AnyResource::Virtualenv(resource))?
+            }
             _ => unreachable!("unknown kind {kind}"),
         };
         Some((resource.id(), resource))
@@ -120,6 +130,7 @@ impl AnyResource {
             AnyResource::Unit(r) => r.id(),
             AnyResource::Apt(r) => r.id(),
             AnyResource::NginxSite(r) => r.id(),
+            AnyResource::Virtualenv(r) => ResourceId::new("virtualenv", &r.path.to_string_lossy()),
         }
     }
 
@@ -130,6 +141,7 @@ impl AnyResource {
             AnyResource::Directory(r) => Some(&r.path),
             AnyResource::Symlink(r) => Some(&r.path),
             AnyResource::Command(r) => r.creates.as_deref(),
+            AnyResource::Virtualenv(r) => Some(&r.path),
             AnyResource::User(_)
             | AnyResource::Group(_)
             | AnyResource::Unit(_)
@@ -143,7 +155,8 @@ impl AnyResource {
     pub fn parent_needed(&self) -> Option<&Path> {
         match self {
             AnyResource::File(File { path, state: crate::resource::State::Present, .. })
-            | AnyResource::Symlink(Symlink { path, state: crate::resource::State::Present, .. }) => path.parent(),
+            | AnyResource::Symlink(Symlink { path, state: crate::resource::State::Present, .. })
+            | AnyResource::Virtualenv(Virtualenv { path, state: crate::resource::State::Present, .. }) => path.parent(),
             _ => None,
         }
     }
@@ -157,6 +170,7 @@ impl AnyResource {
         match self {
             AnyResource::File(r) => ownership(&r.ownership),
             AnyResource::Directory(r) => ownership(&r.ownership),
+            AnyResource::Virtualenv(r) => ownership(&r.ownership),
             AnyResource::User(r) => r.group.iter().chain(&r.groups).map(|g| ResourceId::new("group", g)).collect(),
             AnyResource::Symlink(_)
             | AnyResource::Group(_)
@@ -192,6 +206,7 @@ impl AnyResource {
     pub fn needs_packages(&self) -> &'static [&'static str] {
         match self {
             AnyResource::NginxSite(_) => &["nginx", "nginx-light", "nginx-full", "nginx-extras"],
+            AnyResource::Virtualenv(_) => &["python3", "python3-venv", "python3-pip"],
             _ => &[],
         }
     }

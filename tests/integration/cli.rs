@@ -44,10 +44,12 @@ fn a_second_run_waits_for_no_one_it_says_who_holds_the_lock() {
         .spawn()
         .expect("flock(1)");
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let run = test.apply().code(1);
+    let output = test.command(&["apply", "{playbook}", "--root", "{root}"]).env("CONVERGE_LOCK_WAIT", "0").output().unwrap();
     holder.kill().unwrap();
     holder.wait().unwrap();
-    assert!(run.stderr.contains("another converge run holds the lock"), "{}", run.stderr);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr.contains("another converge run holds the lock"), "{stderr}");
     test.expect_absent("/etc/motd");
     test.apply().success();
 }

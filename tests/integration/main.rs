@@ -14,5 +14,8 @@ mod modules;
 mod nginx;
 mod nginx_e2e;
 mod plan_output;
+mod remote;
+mod scenario_e2e;
 mod systemd_e2e;
 mod units_offline;
+mod virtualenv;

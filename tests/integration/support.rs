@@ -79,7 +79,8 @@ impl Test {
         let playbook = self.playbook_path().display().to_string();
         let root = self.root().display().to_string();
         command.args(args.iter().map(|a| a.replace("{playbook}", &playbook).replace("{root}", &root)));
-        command.env_remove("NO_COLOR").current_dir(self.dir.path());
+        // Tests that apply to the live host share /run/converge.lock: wait for each other.
+        command.env_remove("NO_COLOR").env("CONVERGE_LOCK_WAIT", "300").current_dir(self.dir.path());
         command
     }
 

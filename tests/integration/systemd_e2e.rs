@@ -37,6 +37,11 @@ impl Container {
         Some(container)
     }
 
+    /// The container's name for harness/container.sh.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     pub fn copy_in(&self, src: &Path, dest: &str) {
         let out = harness(&["copy-in", &self.name, &src.display().to_string(), dest]);
         assert!(out.status.success(), "copy-in {dest}: {}", String::from_utf8_lossy(&out.stderr));

@@ -1,0 +1,202 @@
+//! `converge plan|apply PLAYBOOK --host ...` / `--inventory FILE`: targets -> resolve here, per
+//! target (every mistake reported before any host is contacted) -> bundles -> the fleet
+//! converges, `--forks` at a time, each host streaming its records back -> summary, exit code.
+//! The machinery is in remote/.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::cli::{RemoteArgs, Settings};
+use crate::error::{Error, Result};
+use crate::playbook::Playbook;
+use crate::printer::Printer;
+use crate::remote::binary::Binary;
+use crate::remote::bundle::Bundle;
+use crate::remote::interrupt;
+use crate::remote::inventory::Inventory;
+use crate::remote::report::{Mode as HostMode, Status};
+use crate::remote::session::Event;
+use crate::remote::target::Target;
+use crate::remote::{Fleet, Host, PrivateDir};
+use crate::resolve::{VarsInput, resolve};
+use crate::template::record_reads;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Plan,
+    Apply { check: bool, detailed_exitcode: bool },
+}
+
+pub fn run(path: &Path, mode: Mode, args: &RemoteArgs, settings: &Settings, printer: &mut Printer) -> Result<u8> {
+    // Before any thread exists, so that every thread leaves the signals to the watcher.
+    interrupt::watch();
+    let targets = targets(args)?;
+    let dir =
+        PrivateDir::new().map_err(|e| Error::Usage { message: format!("cannot create a temporary directory: {e}") })?;
+    let hosts = match prepare(path, &targets, settings, dir.path(), printer)? {
+        Some(hosts) => hosts,
+        None => return Ok(1),
+    };
+    let binary = Binary::current()?;
+    let host_mode = match mode {
+        Mode::Plan | Mode::Apply { check: true, .. } => HostMode::Plan,
+        Mode::Apply { check: false, .. } => HostMode::Apply,
+    };
+    let fleet = Fleet {
+        hosts: &hosts,
+        binary: &binary,
+        mode: host_mode,
+        root: settings.root.as_deref(),
+        ssh_config: args.ssh_config.as_deref(),
+        become_root: args.become_root,
+        forks: usize::from(args.forks),
+        dir: dir.path(),
+    };
+
+    let width = targets.iter().map(|t| t.name.chars().count()).max().unwrap_or(0);
+    let label = |i: usize| format!("{:width$} | ", targets[i].name);
+    // A plan is shown whole (its resources, triggers and closing line); what an apply does is
+    // shown as it happens.
+    let mut pending: Vec<Vec<Value>> = vec![Vec::new(); hosts.len()];
+    let reports = fleet.converge(|event, report| match event {
+        Event::Record { host, record } => match record["type"].as_str() {
+            Some("resource" | "trigger") => pending[*host].push(record.clone()),
+            Some("plan") => {
+                pending[*host].push(record.clone());
+                let block = std::mem::take(&mut pending[*host]);
+                printer.host_records(&label(*host), &targets[*host].name, &block);
+            }
+            _ => printer.host_records(&label(*host), &targets[*host].name, std::slice::from_ref(record)),
+        },
+        Event::Text { host, line } => printer.host_text(&label(*host), &targets[*host].name, line),
+        Event::Uploaded { host, path, bytes } => {
+            printer.host_binary(&label(*host), &targets[*host].name, path, Some(*bytes))
+        }
+        Event::Cached { host, path } => printer.host_binary(&label(*host), &targets[*host].name, path, None),
+        Event::Done { host, .. } => {
+            // A plan cut short (the engine failed half way) is shown as far as it came.
+            let block = std::mem::take(&mut pending[*host]);
+            if !block.is_empty() {
+                printer.host_records(&label(*host), &targets[*host].name, &block);
+            }
+            printer.host_done(&label(*host), report, host_mode);
+        }
+    });
+    printer.hosts_summary(&reports, host_mode);
+
+    let statuses: Vec<Status> = reports.iter().map(|r| r.status(host_mode)).collect();
+    if statuses.contains(&Status::Interrupted) {
+        return Ok(130);
+    }
+    if statuses.iter().any(|s| matches!(s, Status::Failed(_))) {
+        return Ok(1);
+    }
+    let pending = statuses.contains(&Status::Pending);
+    let changed = statuses.contains(&Status::Changed);
+    Ok(match mode {
+        Mode::Plan => u8::from(pending) * 2,
+        Mode::Apply { check: true, detailed_exitcode } => u8::from(detailed_exitcode && pending) * 2,
+        Mode::Apply { check: false, detailed_exitcode } => u8::from(detailed_exitcode && changed) * 2,
+    })
+}
+
+/// The hosts of `--host` and `--inventory`, narrowed by `--limit`, each once.
+fn targets(args: &RemoteArgs) -> Result<Vec<Target>> {
+    let inventory = args.inventory.as_deref().map(Inventory::load).transpose()?;
+    let mut targets: Vec<Target> = Vec::new();
+    match &inventory {
+        Some(inventory) => {
+            let limited = match &args.limit {
+                Some(pattern) => inventory.limit(pattern)?,
+                None => inventory.hosts.clone(),
+            };
+            if args.hosts.is_empty() {
+                targets = limited.clone();
+            }
+            for spec in &args.hosts {
+                match inventory.hosts.iter().find(|h| h.name == *spec) {
+                    Some(host) if limited.contains(host) => targets.push(host.clone()),
+                    Some(_) => {}
+                    None => targets.push(Target::parse(spec).map_err(|message| Error::Usage { message })?),
+                }
+            }
+        }
+        None => {
+            for spec in &args.hosts {
+                targets.push(Target::parse(spec).map_err(|message| Error::Usage { message })?);
+            }
+        }
+    }
+    let mut seen = Vec::new();
+    targets.retain(|t| {
+        let new = !seen.contains(&t.name);
+        seen.push(t.name.clone());
+        new
+    });
+    if targets.is_empty() {
+        return Err(Error::Usage { message: "no host to converge: --limit left none of the inventory's hosts".into() });
+    }
+    Ok(targets)
+}
+
+/// Resolves the playbook for each target, with its variables, and builds its bundle. Mistakes
+/// are printed (each once, naming the hosts when not all of them have it); None then.
+fn prepare(
+    path: &Path,
+    targets: &[Target],
+    settings: &Settings,
+    dir: &Path,
+    printer: &mut Printer,
+) -> Result<Option<Vec<Host>>> {
+    let playbook = Playbook::load(path)?;
+    let mut user_files = Vec::new();
+    for file in &settings.vars.files {
+        user_files.push(std::fs::read(file).map_err(|source| Error::Read { path: file.clone(), source })?);
+    }
+    let cli_vars: serde_json::Map<String, Value> =
+        settings.vars.vars.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+
+    let mut hosts = Vec::new();
+    let mut failures: BTreeMap<String, (Error, Vec<String>)> = BTreeMap::new();
+    let mut warned = false;
+    for (i, target) in targets.iter().enumerate() {
+        // vars files, in order of precedence: the inventory's, the user's, the --var values.
+        let mut vars_files: Vec<Vec<u8>> = Vec::new();
+        let mut input = VarsInput { vars: settings.vars.vars.clone(), files: settings.vars.files.clone() };
+        if !target.vars.is_empty() {
+            let text = serde_json::to_vec(&target.vars).expect("JSON values serialize");
+            let local = dir.join(format!("inventory-vars-{i}.yml"));
+            std::fs::write(&local, &text).map_err(|source| Error::Read { path: local.clone(), source })?;
+            input.files.insert(0, local);
+            vars_files.push(text);
+        }
+        vars_files.extend(user_files.iter().cloned());
+        if !cli_vars.is_empty() {
+            vars_files.push(serde_json::to_vec(&cli_vars).expect("JSON values serialize"));
+        }
+        let (resolved, reads) = record_reads(|| resolve(&playbook, &input));
+        match resolved {
+            Ok(resolved) => {
+                if !warned {
+                    printer.warnings(&resolved.warnings);
+                    warned = true;
+                }
+                let bundle = Bundle::new(path, &playbook.source.text, &reads, vars_files)?;
+                hosts.push(Host { target: target.clone(), bundle, resources: resolved.entries.len() });
+            }
+            Err(error) => {
+                let key = format!("{error:?}");
+                failures.entry(key).or_insert_with(|| (error, Vec::new())).1.push(target.name.clone());
+            }
+        }
+    }
+    if failures.is_empty() {
+        return Ok(Some(hosts));
+    }
+    for (error, names) in failures.values() {
+        printer.hosts_error(error, names, names.len() == targets.len());
+    }
+    Ok(None)
+}

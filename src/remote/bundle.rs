@@ -1,0 +1,225 @@
+//! `Bundle`: what a target needs to run a playbook exactly as it was resolved here.
+//!
+//! The playbook is resolved on this machine first (so every mistake points at the local YAML
+//! and nothing is sent when there is one); the resolve records each file that a `template:` or
+//! `source:` read (template.rs, `record_reads`). The bundle holds exactly those files, the
+//! playbook's own `modules/*.yml`, the playbook's text and the variables, laid out as a tar:
+//!
+//! ```text
+//! tree/<the playbook's directory>/site.yml     the playbook, byte for byte
+//! tree/<the playbook's directory>/templates/…  every file it read, at its place relative to it
+//! tree/shared/…                                files reached through `../` keep their place too
+//! vars/0.yml, vars/1.yml, …                    inventory vars, each --vars-file, the --var values
+//! ```
+//!
+//! `tree/` is rooted at the deepest directory that holds the playbook and every file it read,
+//! so `../shared/x.j2` resolves on the target as it does here. The target runs the same binary
+//! (the same sha256) on the same inputs, so its resolve renders the same resources; vars files
+//! are given to it in order, so the precedence stays `vars:` < inventory < `--vars-file` <
+//! `--var`. An absolute `template:` or `source:` path is refused: the target would read its own
+//! file of that name, not this machine's.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::template::FileRead;
+
+use super::tar::Tar;
+
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    /// The playbook's directory inside the bundle (`tree/...`): where the target runs it.
+    pub dir: PathBuf,
+    /// The playbook's file name.
+    pub playbook: String,
+    /// Files under `tree/`, by their path in the bundle.
+    files: Vec<(PathBuf, Arc<[u8]>)>,
+    /// The vars files, in order of precedence (later wins).
+    vars: Vec<Arc<[u8]>>,
+}
+
+impl Bundle {
+    /// The bundle of a playbook at `path` (its text as loaded), the files its resolve read, and
+    /// the vars files' contents in order.
+    pub fn new(path: &Path, text: &str, reads: &[FileRead], vars: Vec<Vec<u8>>) -> Result<Bundle> {
+        let playbook = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| Error::Usage {
+                message: format!("{}: the playbook's file name is not UTF-8", path.display()),
+            })?
+            .to_owned();
+        let parent = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = canonical(parent)?;
+
+        let mut files: Vec<(PathBuf, Arc<[u8]>)> = vec![(dir.join(&playbook), Arc::from(text.as_bytes()))];
+        let mut add = |path: PathBuf, bytes: &[u8]| {
+            if !files.iter().any(|(p, _)| *p == path) {
+                files.push((path, Arc::from(bytes)));
+            }
+        };
+        // The playbook's own modules: module.rs reads `modules/NAME.yml` beside the playbook.
+        if let Ok(entries) = std::fs::read_dir(dir.join("modules")) {
+            let mut modules: Vec<PathBuf> = entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "yml") && p.is_file())
+                .collect();
+            modules.sort();
+            for module in modules {
+                let bytes = std::fs::read(&module).map_err(|source| Error::Read { path: module.clone(), source })?;
+                add(module, &bytes);
+            }
+        }
+        for read in reads {
+            if Path::new(&read.relative).is_absolute() {
+                return Err(Error::Usage {
+                    message: format!(
+                        "`{}` is an absolute path: with --host, converge sends the files a playbook reads to the \
+                         target, and only paths relative to the playbook keep their meaning there; write it \
+                         relative to {}",
+                        read.relative,
+                        dir.display()
+                    ),
+                });
+            }
+            add(normalize(&canonical(&read.dir)?.join(&read.relative)), &read.bytes);
+        }
+
+        let root = files.iter().fold(dir.clone(), |common, (path, _)| common_ancestor(&common, path));
+        let inside = |path: &Path| Path::new("tree").join(path.strip_prefix(&root).expect("under the common root"));
+        Ok(Bundle {
+            dir: inside(&dir),
+            playbook,
+            files: files.iter().map(|(path, bytes)| (inside(path), bytes.clone())).collect(),
+            vars: vars.into_iter().map(Arc::from).collect(),
+        })
+    }
+
+    /// The vars files' paths relative to the bundle's top, in order.
+    pub fn vars_files(&self) -> Vec<String> {
+        (0..self.vars.len()).map(|i| format!("vars/{i}.yml")).collect()
+    }
+
+    /// The paths of the files under `tree/`, for tests and `-v`.
+    pub fn paths(&self) -> Vec<&Path> {
+        self.files.iter().map(|(p, _)| p.as_path()).collect()
+    }
+
+    /// Writes the bundle as a tar stream.
+    pub fn write_tar(&self, out: impl std::io::Write) -> std::io::Result<()> {
+        let mut tar = Tar::new(out);
+        let mut dirs: Vec<&Path> = Vec::new();
+        let vars: Vec<(PathBuf, &Arc<[u8]>)> =
+            self.vars_files().into_iter().map(PathBuf::from).zip(&self.vars).collect();
+        let all = self.files.iter().map(|(p, b)| (p, b)).chain(vars.iter().map(|(p, b)| (p, *b)));
+        for (path, bytes) in all {
+            // Each directory before what is inside it, once.
+            let mut parents: Vec<&Path> = path.ancestors().skip(1).filter(|a| !a.as_os_str().is_empty()).collect();
+            parents.reverse();
+            for parent in parents {
+                if !dirs.contains(&parent) {
+                    tar.directory(parent.as_os_str().as_bytes())?;
+                    dirs.push(parent);
+                }
+            }
+            tar.file(path.as_os_str().as_bytes(), bytes)?;
+        }
+        tar.finish()?;
+        Ok(())
+    }
+
+    /// The size of the tar stream, in bytes.
+    pub fn size(&self) -> usize {
+        let mut counter = Counter(0);
+        self.write_tar(&mut counter).expect("counting cannot fail");
+        counter.0
+    }
+}
+
+struct Counter(usize);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn canonical(dir: &Path) -> Result<PathBuf> {
+    std::fs::canonicalize(dir).map_err(|source| Error::Read { path: dir.to_owned(), source })
+}
+
+/// `a/b/../c` -> `a/c`, without touching the disk (the path was read already).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn common_ancestor(a: &Path, b: &Path) -> PathBuf {
+    a.components().zip(b.components()).take_while(|(x, y)| x == y).map(|(x, _)| x).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(dir: &Path, relative: &str, text: &str) -> FileRead {
+        FileRead { dir: dir.to_owned(), relative: relative.into(), bytes: text.as_bytes().to_vec() }
+    }
+
+    #[test]
+    fn files_keep_their_place_relative_to_the_playbook() {
+        let top = tempfile::tempdir().unwrap();
+        let site = top.path().join("site");
+        std::fs::create_dir_all(site.join("modules")).unwrap();
+        std::fs::write(site.join("modules/web.yml"), "resources: []\n").unwrap();
+        std::fs::write(site.join("modules/notes.txt"), "not a module\n").unwrap();
+        std::fs::create_dir_all(top.path().join("shared")).unwrap();
+        let reads = [
+            read(&site, "templates/app.j2", "app"),
+            read(&site, "../shared/motd", "motd"),
+            read(&site, "templates/./app.j2", "app"),
+        ];
+        let bundle = Bundle::new(&site.join("site.yml"), "resources: []\n", &reads, vec![b"{}".to_vec()]).unwrap();
+        assert_eq!(bundle.dir, Path::new("tree/site"));
+        assert_eq!(bundle.playbook, "site.yml");
+        let paths: Vec<&str> = bundle.paths().iter().map(|p| p.to_str().unwrap()).collect();
+        assert_eq!(
+            paths,
+            ["tree/site/site.yml", "tree/site/modules/web.yml", "tree/site/templates/app.j2", "tree/shared/motd"]
+        );
+        assert_eq!(bundle.vars_files(), ["vars/0.yml"]);
+        assert_eq!(bundle.size() % 10240, 0);
+    }
+
+    #[test]
+    fn a_playbook_alone_sits_at_the_top_of_the_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = Bundle::new(&dir.path().join("p.yml"), "x: 1\n", &[], Vec::new()).unwrap();
+        assert_eq!(bundle.dir, Path::new("tree"));
+        assert_eq!(bundle.paths(), [Path::new("tree/p.yml")]);
+    }
+
+    #[test]
+    fn absolute_paths_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let reads = [read(dir.path(), "/etc/motd", "motd")];
+        let e = Bundle::new(&dir.path().join("p.yml"), "", &reads, Vec::new()).unwrap_err().to_string();
+        assert!(e.contains("`/etc/motd` is an absolute path"), "{e}");
+    }
+}

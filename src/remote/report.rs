@@ -1,0 +1,189 @@
+//! `HostReport`: what happened on one host, counted from the records its engine sent back; the
+//! summary table's row and the run's exit code are read from these.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// What a run asks of each host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A dry run: the host's plan, with diffs.
+    Plan,
+    /// Converge the host.
+    Apply,
+}
+
+/// How a host's run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The engine ran on the target and exited with `code` (0 done, 2 changes pending, 1 failed);
+    /// `stderr` is what it said there.
+    Ran { code: i32, stderr: String },
+    /// ssh could not connect or log in.
+    Unreachable(String),
+    /// Something before the engine failed: sudo, the architecture, the upload.
+    Failed(String),
+    /// Ctrl-C: stopped, or never started.
+    Interrupted,
+}
+
+/// The records of one host's engine, counted.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Tally {
+    /// Resources with changes in the plan.
+    pub planned: usize,
+    /// Triggers in the plan.
+    pub triggers_planned: usize,
+    /// Resources applied.
+    pub applied: usize,
+    pub triggers_ran: usize,
+    pub triggers_skipped: usize,
+    /// The engine got as far as its plan.
+    pub plan_seen: bool,
+}
+
+impl Tally {
+    pub fn record(&mut self, record: &Value) {
+        match record["type"].as_str() {
+            Some("resource") => self.planned += 1,
+            Some("trigger") => self.triggers_planned += 1,
+            Some("applied") => self.applied += 1,
+            Some("trigger-ran") => self.triggers_ran += 1,
+            Some("trigger-skipped") => self.triggers_skipped += 1,
+            Some("plan") => self.plan_seen = true,
+            _ => {}
+        }
+    }
+}
+
+/// Where a host stands at the end.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Status {
+    /// It matches the playbook, and nothing was changed.
+    Converged,
+    /// apply changed it.
+    Changed,
+    /// plan: changes are pending.
+    Pending,
+    Failed(String),
+    Interrupted,
+}
+
+#[derive(Debug, Clone)]
+pub struct HostReport {
+    pub name: String,
+    /// How many resources the playbook has for this host (resolved here).
+    pub resources: usize,
+    pub tally: Tally,
+    pub outcome: Outcome,
+    pub elapsed: Duration,
+}
+
+impl HostReport {
+    pub fn status(&self, mode: Mode) -> Status {
+        match &self.outcome {
+            Outcome::Unreachable(reason) => Status::Failed(format!("unreachable: {reason}")),
+            Outcome::Failed(reason) => Status::Failed(reason.clone()),
+            Outcome::Interrupted => Status::Interrupted,
+            Outcome::Ran { code, stderr } => match (mode, code) {
+                (Mode::Plan, 0) | (Mode::Apply, 0) if self.tally.applied == 0 && self.tally.triggers_ran == 0 => {
+                    if mode == Mode::Plan && self.tally.planned > 0 { Status::Pending } else { Status::Converged }
+                }
+                (Mode::Apply, 0) => Status::Changed,
+                (Mode::Plan, 2) => Status::Pending,
+                (_, code) => Status::Failed(reason(stderr).unwrap_or_else(|| format!("converge exited with {code}"))),
+            },
+        }
+    }
+
+    /// Resources that already matched the playbook; None when the engine did not get as far
+    /// as its plan.
+    pub fn ok(&self) -> Option<usize> {
+        let differed = self.tally.planned.max(self.tally.applied);
+        self.tally.plan_seen.then(|| self.resources.saturating_sub(differed))
+    }
+
+    /// Resources changed (apply) or to change (plan).
+    pub fn changed(&self, mode: Mode) -> usize {
+        match mode {
+            Mode::Plan => self.tally.planned,
+            Mode::Apply => self.tally.applied,
+        }
+    }
+
+    /// 1 when the host failed: a resource, a trigger, or the host itself.
+    pub fn failed(&self, mode: Mode) -> usize {
+        usize::from(matches!(self.status(mode), Status::Failed(_)))
+    }
+
+    pub fn triggers(&self, mode: Mode) -> usize {
+        match mode {
+            Mode::Plan => self.tally.triggers_planned,
+            Mode::Apply => self.tally.triggers_ran,
+        }
+    }
+}
+
+/// The line that says why, out of what ssh or the engine wrote on stderr: the engine's error
+/// (miette's `×` line), else the last line that is not ssh's known-hosts chatter.
+pub fn reason(stderr: &str) -> Option<String> {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("Warning: Permanently added"))
+        .collect();
+    let line = lines.iter().find(|l| l.starts_with('×')).or(lines.last())?;
+    Some(line.trim_start_matches('×').trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn report(outcome: Outcome, records: &[Value]) -> HostReport {
+        let mut tally = Tally::default();
+        records.iter().for_each(|r| tally.record(r));
+        HostReport { name: "web1".into(), resources: 5, tally, outcome, elapsed: Duration::ZERO }
+    }
+
+    #[test]
+    fn statuses_and_counts() {
+        let ran = |code| Outcome::Ran { code, stderr: String::new() };
+        let plan = [json!({"type": "resource"}), json!({"type": "trigger"}), json!({"type": "plan"})];
+        let r = report(ran(2), &plan);
+        assert_eq!(r.status(Mode::Plan), Status::Pending);
+        assert_eq!((r.ok(), r.changed(Mode::Plan), r.failed(Mode::Plan), r.triggers(Mode::Plan)), (Some(4), 1, 0, 1));
+
+        let applied = [plan.as_slice(), &[json!({"type": "applied"}), json!({"type": "trigger-ran"})]].concat();
+        let r = report(ran(0), &applied);
+        assert_eq!(r.status(Mode::Apply), Status::Changed);
+        assert_eq!((r.ok(), r.changed(Mode::Apply), r.triggers(Mode::Apply)), (Some(4), 1, 1));
+
+        assert_eq!(report(ran(0), &[json!({"type": "plan"})]).status(Mode::Apply), Status::Converged);
+        assert_eq!(report(ran(0), &[json!({"type": "plan"})]).status(Mode::Plan), Status::Converged);
+
+        let failed =
+            report(Outcome::Ran { code: 1, stderr: "  × file:/x: cannot write\n  ╰─▶ denied\n".into() }, &plan);
+        assert_eq!(failed.status(Mode::Apply), Status::Failed("file:/x: cannot write".into()));
+        assert_eq!((failed.ok(), failed.failed(Mode::Apply)), (Some(4), 1));
+        let early = report(Outcome::Ran { code: 1, stderr: "  × another converge run holds the lock\n".into() }, &[]);
+        assert_eq!((early.ok(), early.failed(Mode::Apply)), (None, 1));
+
+        let down = report(Outcome::Unreachable("ssh: connect to host h port 22: Connection refused".into()), &[]);
+        assert_eq!(
+            down.status(Mode::Apply),
+            Status::Failed("unreachable: ssh: connect to host h port 22: Connection refused".into())
+        );
+        assert_eq!(down.ok(), None);
+    }
+
+    #[test]
+    fn reasons() {
+        let ssh = "Warning: Permanently added '10.0.0.1' (ED25519) to the list of known hosts.\r\nsudo: a password is required\n";
+        assert_eq!(reason(ssh).as_deref(), Some("sudo: a password is required"));
+        assert_eq!(reason("\n  \n"), None);
+    }
+}

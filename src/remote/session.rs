@@ -1,0 +1,301 @@
+//! `Session`: converge one host over ssh, in three steps over one multiplexed connection.
+//!
+//! 1. **Probe** (`sh -c`): the target's OS and `uname -m`, and whether this very binary is in its
+//!    cache: `/var/cache/converge/SHA256/converge` for root, `~/.cache/converge/SHA256/converge`
+//!    for another user (`sudo -n` makes it root's with --become).
+//! 2. **Upload**, only when it is not: the bytes stream over ssh's stdin into a temporary file
+//!    beside its place, whose size and sha256 are checked before it is made executable and
+//!    renamed in, so a cut connection never leaves a truncated binary where the next run would
+//!    trust it. The cache directory is private (umask 077).
+//! 3. **Run**: the bundle streams over stdin into a fresh private directory (`mktemp -d`,
+//!    `tar -x`), the engine runs there as `converge plan|apply PLAYBOOK --output json` with the
+//!    bundle's vars files, its stdout comes back one JSON record per line, and the directory is
+//!    removed when it ends. Our end keeps ssh's stdin open until then: when it closes (Ctrl-C
+//!    here, or the connection dropped), the script stops the engine with SIGTERM. Nothing from
+//!    the playbook is on the remote command line (where `ps` would show it): only paths this
+//!    module makes, each quoted.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::io::PipeWriter;
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+use shell_words::quote;
+
+use super::binary::{Binary, arch_of_uname};
+use super::bundle::Bundle;
+use super::interrupt::{self, Exit};
+use super::report::{Mode, Outcome, reason};
+use super::ssh::Ssh;
+use super::target::Target;
+
+/// What a session reports as it goes.
+#[derive(Debug)]
+pub enum Event {
+    /// The binary was sent to the host.
+    Uploaded {
+        host: usize,
+        path: String,
+        bytes: u64,
+    },
+    /// The binary was there already.
+    Cached {
+        host: usize,
+        path: String,
+    },
+    /// A record of the engine's `--output json`.
+    Record {
+        host: usize,
+        record: serde_json::Value,
+    },
+    /// A line of the engine's stdout that is not a record (a login script's chatter, say).
+    Text {
+        host: usize,
+        line: String,
+    },
+    Done {
+        host: usize,
+        outcome: Outcome,
+        elapsed: Duration,
+    },
+}
+
+/// One host's run.
+pub struct Session<'a> {
+    pub host: usize,
+    pub target: &'a Target,
+    pub bundle: &'a Bundle,
+    pub binary: &'a Binary,
+    pub mode: Mode,
+    /// `--root DIR` on the target.
+    pub root: Option<&'a Path>,
+    pub ssh_config: Option<&'a Path>,
+    /// The master connection's socket.
+    pub control: PathBuf,
+    pub sudo: bool,
+}
+
+/// Why a step stopped the session.
+type Stop = Outcome;
+
+impl Session<'_> {
+    /// Runs the three steps; every event, `Done` last, goes to `events`.
+    pub fn run(&self, events: &Sender<Event>) {
+        let start = Instant::now();
+        let outcome = if interrupt::interrupted() {
+            Outcome::Interrupted
+        } else {
+            let ssh = Ssh::new(self.target, self.ssh_config, self.control.clone(), self.sudo);
+            let outcome = self.steps(&ssh, events).unwrap_or_else(|stop| stop);
+            ssh.close();
+            if interrupt::interrupted() && !matches!(outcome, Outcome::Ran { code: 0 | 2, .. }) {
+                Outcome::Interrupted
+            } else {
+                outcome
+            }
+        };
+        let _ = events.send(Event::Done { host: self.host, outcome, elapsed: start.elapsed() });
+    }
+
+    fn steps(&self, ssh: &Ssh, events: &Sender<Event>) -> Result<Outcome, Stop> {
+        let binary = self.probe(ssh)?;
+        match binary {
+            Probed { present: true, path } => {
+                let _ = events.send(Event::Cached { host: self.host, path });
+            }
+            Probed { present: false, path } => {
+                self.upload(ssh)?;
+                let _ = events.send(Event::Uploaded { host: self.host, path, bytes: self.binary.size });
+            }
+        }
+        let host = self.host;
+        let (status, stderr) = exchange(
+            ssh,
+            &self.run_script(),
+            |stdin| self.bundle.write_tar(stdin),
+            Stdin::Hold,
+            |line| {
+                let event = match serde_json::from_str::<serde_json::Value>(&line) {
+                    Ok(record) if record.get("type").is_some() => Event::Record { host, record },
+                    _ => Event::Text { host, line },
+                };
+                let _ = events.send(event);
+            },
+        )
+        .map_err(|e| Outcome::Failed(format!("cannot run ssh: {e}")))?;
+        match status.0 {
+            Some(255) => Err(Outcome::Unreachable(lost(&stderr))),
+            Some(code) => Ok(Outcome::Ran { code, stderr }),
+            None => Err(Outcome::Failed("ssh was killed".into())),
+        }
+    }
+
+    fn prelude(&self) -> String {
+        format!(
+            "if [ \"$(id -u)\" = 0 ]; then base=/var/cache/converge; else base=\"${{XDG_CACHE_HOME:-$HOME/.cache}}/converge\"; fi; bin=\"$base\"/{}/converge",
+            quote(&self.binary.sha256)
+        )
+    }
+
+    fn probe(&self, ssh: &Ssh) -> Result<Probed, Stop> {
+        let script = format!(
+            "{}; printf 'converge-probe os=%s\\n' \"$(uname -s)\"; printf 'converge-probe arch=%s\\n' \"$(uname -m)\"; \
+             printf 'converge-probe bin=%s\\n' \"$bin\"; if [ -x \"$bin\" ]; then echo converge-probe present; fi",
+            self.prelude()
+        );
+        let mut lines = Vec::new();
+        let (status, stderr) = exchange(ssh, &script, |_| Ok(()), Stdin::Close, |line| lines.push(line))
+            .map_err(|e| Outcome::Failed(format!("cannot run ssh: {e}")))?;
+        match status.0 {
+            Some(0) => {}
+            Some(255) => return Err(Outcome::Unreachable(lost(&stderr))),
+            _ => {
+                let why = reason(&stderr).unwrap_or_else(|| format!("the probe failed ({status})"));
+                return Err(Outcome::Failed(why));
+            }
+        }
+        let field = |name: &str| {
+            lines
+                .iter()
+                .find_map(|l| l.strip_prefix("converge-probe ")?.strip_prefix(name)?.strip_prefix('='))
+                .map(str::to_owned)
+        };
+        let (Some(os), Some(machine), Some(path)) = (field("os"), field("arch"), field("bin")) else {
+            return Err(Outcome::Failed("the target's shell did not answer the probe (is it a POSIX system?)".into()));
+        };
+        if os != "Linux" {
+            return Err(Outcome::Failed(format!("the target runs {os}; converge provisions Linux hosts")));
+        }
+        let here = std::env::consts::ARCH;
+        if arch_of_uname(&machine) != here {
+            return Err(Outcome::Failed(format!(
+                "the target is {machine} and this converge is built for {here}: run a converge built for \
+                 {machine} (cargo build --release --target {machine}-unknown-linux-gnu)"
+            )));
+        }
+        let present = lines.iter().any(|l| l == "converge-probe present");
+        Ok(Probed { present, path })
+    }
+
+    fn upload(&self, ssh: &Ssh) -> Result<(), Stop> {
+        let sha = quote(&self.binary.sha256);
+        let size = self.binary.size;
+        let script = format!(
+            "set -e; umask 077; {prelude}; mkdir -p \"${{bin%/*}}\"; tmp=$(mktemp \"${{bin%/*}}/.upload.XXXXXX\"); \
+             trap 'rm -f \"$tmp\"' EXIT; cat >\"$tmp\"; size=$(wc -c <\"$tmp\" | tr -d ' '); \
+             [ \"$size\" = {size} ] || {{ echo \"the upload stopped after $size of {size} bytes\" >&2; exit 1; }}; \
+             if command -v sha256sum >/dev/null 2>&1; then sum=$(sha256sum <\"$tmp\"); sum=${{sum%% *}}; \
+             [ \"$sum\" = {sha} ] || {{ echo \"the uploaded binary's sha256 is $sum, not {sha}\" >&2; exit 1; }}; fi; \
+             chmod 755 \"$tmp\"; mv -f \"$tmp\" \"$bin\"; trap - EXIT",
+            prelude = self.prelude()
+        );
+        let path = self.binary.path.clone();
+        let (status, stderr) = exchange(
+            ssh,
+            &script,
+            |stdin| {
+                let mut file = std::fs::File::open(&path)?;
+                std::io::copy(&mut file, stdin).map(|_| ())
+            },
+            Stdin::Close,
+            |_| {},
+        )
+        .map_err(|e| Outcome::Failed(format!("cannot upload converge: {e}")))?;
+        match status.0 {
+            Some(0) => Ok(()),
+            Some(255) => Err(Outcome::Unreachable(lost(&stderr))),
+            _ => Err(Outcome::Failed(format!(
+                "uploading converge failed: {}",
+                reason(&stderr).unwrap_or_else(|| status.to_string())
+            ))),
+        }
+    }
+
+    fn run_script(&self) -> String {
+        let mut args = vec![
+            match self.mode {
+                Mode::Plan => "plan",
+                Mode::Apply => "apply",
+            }
+            .to_owned(),
+            quote(&self.bundle.playbook).into_owned(),
+            "--output json --no-color".to_owned(),
+        ];
+        if let Some(root) = self.root {
+            args.push(format!("--root {}", quote(&root.to_string_lossy())));
+        }
+        for file in self.bundle.vars_files() {
+            args.push(format!("--vars-file \"$work\"/{}", quote(&file)));
+        }
+        format!(
+            "umask 077; {prelude}; work=$(mktemp -d \"${{TMPDIR:-/tmp}}/converge.XXXXXX\") || exit 1; \
+             trap 'rm -rf \"$work\"' EXIT; \
+             tar -x -o -f - -C \"$work\" || {{ echo 'converge: the bundle could not be unpacked on the target' >&2; exit 1; }}; \
+             cd \"$work\"/{dir} || exit 1; exec 3<&0; \"$bin\" {args} </dev/null 3<&- & engine=$!; \
+             {{ while read -r _; do :; done; kill -TERM \"$engine\"; }} <&3 >/dev/null 2>&1 & watch=$!; \
+             exec 3<&-; wait \"$engine\"; status=$?; kill \"$watch\" 2>/dev/null; exit $status",
+            prelude = self.prelude(),
+            dir = quote(&self.bundle.dir.to_string_lossy()),
+            args = args.join(" "),
+        )
+    }
+}
+
+struct Probed {
+    present: bool,
+    path: String,
+}
+
+/// What ssh said when it lost the host (exit 255).
+fn lost(stderr: &str) -> String {
+    reason(stderr)
+        .unwrap_or_else(|| "ssh exited with 255 and said nothing (does the ssh config set LogLevel QUIET?)".into())
+}
+
+/// Whether stdin stays open once `input` wrote it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stdin {
+    Close,
+    /// Open until the remote command ends: its end of file tells the target we are gone.
+    Hold,
+}
+
+/// Runs `script` on the host: `input` writes its stdin, `line` gets each line of its stdout
+/// as it comes; returns the exit status and stderr.
+fn exchange(
+    ssh: &Ssh,
+    script: &str,
+    input: impl FnOnce(&mut PipeWriter) -> std::io::Result<()> + Send,
+    keep: Stdin,
+    mut line: impl FnMut(String),
+) -> std::io::Result<(Exit, String)> {
+    let mut child = interrupt::spawn(&ssh.argv(script))?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let stderr = std::thread::scope(|s| {
+        // A target that stops reading (it failed early) is not an error here: its exit status
+        // and stderr say what happened.
+        let writer = s.spawn(move || {
+            let _ = input(&mut stdin);
+            let _ = stdin.flush();
+            (keep == Stdin::Hold).then_some(stdin)
+        });
+        let err = s.spawn(move || {
+            let mut text = Vec::new();
+            let _ = stderr.read_to_end(&mut text);
+            String::from_utf8_lossy(&text).into_owned()
+        });
+        for l in BufReader::new(stdout).split(b'\n') {
+            match l {
+                Ok(bytes) => line(String::from_utf8_lossy(&bytes).trim_end_matches('\r').to_owned()),
+                Err(_) => break,
+            }
+        }
+        drop(writer.join());
+        err.join().unwrap_or_default()
+    });
+    let status = interrupt::wait(child)?;
+    Ok((status, stderr))
+}

@@ -1,0 +1,432 @@
+//! Remote hosts over SSH, end to end: this machine's converge and ssh client provision real
+//! systemd containers (harness/), each running its own sshd. One target is reached on its
+//! loopback by running converge inside the container's network namespace (`nsenter -n`); a
+//! fleet through a network namespace the test creates, with a veth pair into each container and
+//! addresses in 10.231.0.0/16 that exist only inside those namespaces.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use crate::systemd_e2e::Container;
+
+const PLAYBOOK: &str = "vars:
+  greeting: hello
+  role: none
+resources:
+  - directory: /srv/remote
+  - file: /srv/remote/motd
+    template: templates/motd.j2
+    mode: \"0640\"
+  - file: /srv/remote/blob
+    source: ../shared/blob.bin
+";
+
+fn key() -> PathBuf {
+    let cache = std::env::var_os("CONVERGE_CACHE").unwrap_or_else(|| "/var/cache/converge-e2e".into());
+    Path::new(&cache).join("ssh/id_ed25519")
+}
+
+fn harness(args: &[&str]) -> Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("harness/container.sh");
+    Command::new(script).args(args).output().expect("harness/container.sh runs")
+}
+
+/// The host pid of a container's PID 1: its namespaces are reachable through it.
+fn leader(c: &Container) -> String {
+    let out = harness(&["leader", c.name()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A playbook folder: the playbook in `site/`, a template beside it, a source file reached
+/// through `../`, and an ssh config for the containers (never the user's own).
+struct Site {
+    dir: tempfile::TempDir,
+}
+
+impl Site {
+    fn new() -> Site {
+        let dir = tempfile::Builder::new().prefix("converge-remote").tempdir().unwrap();
+        let site = Site { dir };
+        site.write("site/site.yml", PLAYBOOK);
+        site.write("site/templates/motd.j2", "{{ greeting }} from {{ role }}\n");
+        std::fs::create_dir_all(site.path("shared")).unwrap();
+        std::fs::write(site.path("shared/blob.bin"), (0..=255u8).cycle().take(3000).collect::<Vec<u8>>()).unwrap();
+        site.write(
+            "ssh_config",
+            &format!(
+                "Host *\n  User root\n  IdentityFile {}\n  IdentitiesOnly yes\n  StrictHostKeyChecking no\n  \
+                 UserKnownHostsFile /dev/null\n  LogLevel ERROR\n",
+                key().display()
+            ),
+        );
+        site
+    }
+
+    fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    fn write(&self, relative: &str, text: &str) {
+        let path = self.path(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    fn playbook(&self) -> String {
+        self.path("site/site.yml").display().to_string()
+    }
+}
+
+/// What a run of converge printed and how it exited.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    took: Duration,
+}
+
+impl Run {
+    fn expect(self, code: i32) -> Run {
+        assert_eq!(self.code, code, "exit code\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    /// The `host` records of `--output json`, by host name.
+    fn hosts(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|r| r["type"] == "host")
+            .collect()
+    }
+}
+
+/// Runs `converge ARGS` in the network namespace of `netns` (`nsenter --net=PATH`).
+fn converge(netns: &str, args: &[&str]) -> Run {
+    let start = Instant::now();
+    let out = Command::new("nsenter")
+        .arg(format!("--net={netns}"))
+        .arg(env!("CARGO_BIN_EXE_converge"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("nsenter runs");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        took: start.elapsed(),
+    }
+}
+
+/// A network namespace of the test's own, with a veth pair into each container: the namespace
+/// has 10.231.N.1, container N has 10.231.N.2. Deleted when dropped (the veths go with it).
+struct Net {
+    name: String,
+}
+
+impl Net {
+    fn new(test: &str, containers: &[&Container]) -> Net {
+        let name = format!("cvr-{test}-{}", std::process::id());
+        let ip = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().expect("ip runs");
+            assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        };
+        ip(&["netns", "add", &name]);
+        let net = Net { name };
+        for (i, c) in containers.iter().enumerate() {
+            let leader = leader(c);
+            let here = format!("h{i}");
+            // Both ends are created inside their namespaces: no name ever appears on the host.
+            ip(&["link", "add", &here, "netns", &net.name, "type", "veth", "peer", "name", "cv0", "netns", &leader]);
+            ip(&["-n", &net.name, "addr", "add", &format!("10.231.{i}.1/24"), "dev", &here]);
+            ip(&["-n", &net.name, "link", "set", &here, "up"]);
+            let inside = |args: &[&str]| {
+                let out = Command::new("nsenter").args(["-t", &leader, "-n", "ip"]).args(args).output().unwrap();
+                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            };
+            inside(&["addr", "add", &format!("10.231.{i}.2/24"), "dev", "cv0"]);
+            inside(&["link", "set", "cv0", "up"]);
+        }
+        net
+    }
+
+    fn path(&self) -> String {
+        format!("/run/netns/{}", self.name)
+    }
+
+    fn address(i: usize) -> String {
+        format!("10.231.{i}.2")
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+    }
+}
+
+/// `n` booted containers, or None where containers cannot run (outside CI).
+fn boot(test: &str, n: usize) -> Option<Vec<Container>> {
+    (0..n).map(|i| Container::boot(&format!("remote-{test}-{i}"))).collect()
+}
+
+/// `stat` of the cached binary inside a container: inode and mtime (ns).
+fn cached_binary(c: &Container, dir: &str) -> String {
+    c.sh(&format!("stat -c '%n %i %.9Y' {dir}/*/converge"))
+}
+
+#[test]
+fn a_first_apply_uploads_converge_and_a_second_does_not() {
+    let Some(c) = Container::boot("remote-upload") else { return };
+    let site = Site::new();
+    let netns = format!("/proc/{}/ns/net", leader(&c));
+    let config = site.path("ssh_config").display().to_string();
+    let args = ["apply", &site.playbook(), "--host", "root@127.0.0.1", "--ssh-config", &config];
+
+    let first = converge(&netns, &args).expect(0);
+    assert!(first.stdout.contains("root@127.0.0.1 | uploaded converge ("), "{}", first.stdout);
+    assert!(first.stdout.contains("/var/cache/converge/"), "{}", first.stdout);
+    assert!(first.stdout.contains("root@127.0.0.1 | file:/srv/remote/motd: created"), "{}", first.stdout);
+    assert!(first.stdout.contains("1 host: 1 changed."), "{}", first.stdout);
+    assert_eq!(c.sh("cat /srv/remote/motd"), "hello from none");
+    assert_eq!(c.sh("stat -c %a /srv/remote/motd"), "640");
+    assert_eq!(c.sh("sha256sum < /srv/remote/blob"), sha256_of(&site.path("shared/blob.bin")) + "  -");
+    let cached = cached_binary(&c, "/var/cache/converge");
+    assert!(cached.ends_with(&format!("{}", "")), "{cached}");
+    assert_eq!(c.sh("ls /tmp | grep -c '^converge\\.' || true"), "0", "the bundle's directory is removed");
+
+    let second = converge(&netns, &args).expect(0);
+    assert!(!second.stdout.contains("uploaded"), "{}", second.stdout);
+    assert!(second.stdout.contains("root@127.0.0.1 | No changes. The host matches the playbook."), "{}", second.stdout);
+    assert_eq!(cached_binary(&c, "/var/cache/converge"), cached, "the cached binary was not written again");
+    // -v says where it found it.
+    let third = converge(&netns, &[&args[..], &["-v"]].concat()).expect(0);
+    assert!(third.stdout.contains("converge is there already: /var/cache/converge/"), "{}", third.stdout);
+}
+
+fn sha256_of(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_owned()
+}
+
+#[test]
+fn a_no_op_fleet_run_changes_nothing_anywhere() {
+    let Some(cs) = boot("noop", 3) else { return };
+    let net = Net::new("noop", &cs.iter().collect::<Vec<_>>());
+    let site = Site::new();
+    let config = site.path("ssh_config").display().to_string();
+    let hosts: Vec<String> = (0..3).map(Net::address).collect();
+    let mut args: Vec<&str> = vec!["apply", "--ssh-config", &config, "--detailed-exitcode"];
+    for h in &hosts {
+        args.extend(["--host", h]);
+    }
+    let playbook = site.playbook();
+    args.insert(1, &playbook);
+
+    let first = converge(&net.path(), &args).expect(2);
+    assert!(first.stdout.contains("3 hosts: 3 changed."), "{}", first.stdout);
+    let inodes: Vec<String> = cs.iter().map(|c| c.sh("stat -c '%i %.9Y' /srv/remote/motd /srv/remote/blob")).collect();
+
+    let second = converge(&net.path(), &args).expect(0);
+    for h in &hosts {
+        assert!(second.stdout.contains(&format!("{h} | No changes. The host matches the playbook.")), "{}", second.stdout);
+    }
+    assert!(second.stdout.contains("3 hosts: 3 converged."), "{}", second.stdout);
+    let after: Vec<String> = cs.iter().map(|c| c.sh("stat -c '%i %.9Y' /srv/remote/motd /srv/remote/blob")).collect();
+    assert_eq!(after, inodes, "nothing was rewritten");
+
+    // The same, as records: every host converged, nothing changed, nothing failed.
+    args.extend(["--output", "json"]);
+    let json = converge(&net.path(), &args).expect(0);
+    let records = json.hosts();
+    assert_eq!(records.len(), 3, "{}", json.stdout);
+    for r in records {
+        assert_eq!((r["status"].as_str(), r["changed"].as_u64(), r["failed"].as_u64()), (Some("converged"), Some(0), Some(0)), "{r}");
+        assert_eq!(r["ok"], 3, "{r}");
+    }
+}
+
+#[test]
+fn one_host_down_the_others_converge() {
+    let Some(cs) = boot("down", 3) else { return };
+    let net = Net::new("down", &cs.iter().collect::<Vec<_>>());
+    // Host 1's sshd is stopped: its port is closed.
+    cs[1].sh("systemctl stop ssh.service ssh.socket 2>/dev/null; systemctl stop ssh.service; true");
+    let site = Site::new();
+    let config = site.path("ssh_config").display().to_string();
+    let hosts: Vec<String> = (0..3).map(Net::address).collect();
+    let playbook = site.playbook();
+    let run = converge(
+        &net.path(),
+        &["apply", &playbook, "--ssh-config", &config, "--host", &hosts[0], "--host", &hosts[1], "--host", &hosts[2]],
+    )
+    .expect(1);
+    let down = &hosts[1];
+    assert!(
+        run.stdout.contains(&format!("{down} | failed: unreachable: ssh: connect to host {down} port 22: Connection refused")),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("3 hosts: 2 changed, 1 failed."), "{}", run.stdout);
+    let row = run.stdout.lines().find(|l| l.starts_with(down.as_str()) && l.contains("unreachable")).unwrap();
+    assert!(row.contains("Connection refused"), "{row}");
+    assert_eq!(cs[0].sh("cat /srv/remote/motd"), "hello from none");
+    assert_eq!(cs[2].sh("cat /srv/remote/motd"), "hello from none");
+    assert_eq!(cs[1].sh("test -e /srv/remote && echo there || echo absent"), "absent");
+}
+
+#[test]
+fn a_plan_shows_each_hosts_diff_from_an_inventory() {
+    let Some(cs) = boot("plan", 2) else { return };
+    let net = Net::new("plan", &cs.iter().collect::<Vec<_>>());
+    for c in &cs {
+        c.sh("mkdir -p /srv/remote && printf 'hello from old\\n' > /srv/remote/motd && chmod 640 /srv/remote/motd");
+    }
+    let site = Site::new();
+    site.write(
+        "inventory.yml",
+        &format!(
+            "vars: {{greeting: hi}}
+hosts:
+  web: {{address: {}, vars: {{role: web}}}}
+  db:  {{address: {}}}
+  spare: {{address: 10.231.99.2}}
+groups:
+  db-servers: {{hosts: [db], vars: {{role: db}}}}
+",
+            Net::address(0),
+            Net::address(1)
+        ),
+    );
+    let inventory = site.path("inventory.yml").display().to_string();
+    let config = site.path("ssh_config").display().to_string();
+    let playbook = site.playbook();
+    let run = converge(
+        &net.path(),
+        &["plan", &playbook, "--inventory", &inventory, "--limit", "web,db-servers", "--ssh-config", &config],
+    )
+    .expect(2);
+    let out = &run.stdout;
+    for (host, role) in [("web", "web"), ("db ", "db")] {
+        let lines = [
+            format!("{host} |   ~ file:/srv/remote/motd (update)"),
+            format!("{host} |       --- /srv/remote/motd"),
+            format!("{host} |       -hello from old"),
+            format!("{host} |       +hi from {role}"),
+            format!("{host} |   + file:/srv/remote/blob (create)"),
+            format!("{host} | Plan: 1 to create, 1 to update, 0 to remove; 0 triggers."),
+        ];
+        for line in lines {
+            assert!(out.lines().any(|l| l == line), "{line:?} in\n{out}");
+        }
+    }
+    assert!(!out.contains("spare"), "--limit leaves it out:\n{out}");
+    assert!(out.contains("2 hosts: 2 with changes pending."), "{out}");
+    // A plan changes nothing.
+    for c in &cs {
+        assert_eq!(c.sh("cat /srv/remote/motd; test -e /srv/remote/blob || echo no blob"), "hello from old\nno blob");
+    }
+}
+
+#[test]
+fn ssh_config_as_vagrant_prints_it_and_become() {
+    let Some(c) = Container::boot("remote-vagrant") else { return };
+    let site = Site::new();
+    // `vagrant ssh-config` output, as is.
+    site.write(
+        "vagrant-ssh-config",
+        &format!(
+            "Host default
+  HostName 127.0.0.1
+  User vagrant
+  Port 22
+  UserKnownHostsFile /dev/null
+  StrictHostKeyChecking no
+  PasswordAuthentication no
+  IdentityFile {}
+  IdentitiesOnly yes
+  LogLevel FATAL
+",
+            key().display()
+        ),
+    );
+    let netns = format!("/proc/{}/ns/net", leader(&c));
+    let config = site.path("vagrant-ssh-config").display().to_string();
+    let playbook = site.playbook();
+    let base = ["--ssh-config", config.as_str(), "--host", "default"];
+
+    // As vagrant, a plan reads the host; its converge is cached in vagrant's home.
+    let plan = converge(&netns, &[&["plan", playbook.as_str()], &base[..]].concat()).expect(2);
+    assert!(plan.stdout.contains("default | uploaded converge ("), "{}", plan.stdout);
+    assert!(plan.stdout.contains("/home/vagrant/.cache/converge/"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("default |   + file:/srv/remote/motd (create)"), "{}", plan.stdout);
+
+    // apply needs root: without --become it fails on the target, with its reason.
+    let denied = converge(&netns, &[&["apply", playbook.as_str()], &base[..]].concat()).expect(1);
+    assert!(denied.stdout.contains("default | failed:"), "{}", denied.stdout);
+    assert!(denied.stdout.contains("Permission denied"), "{}", denied.stdout);
+
+    // --become: sudo -n as root; the files are root's.
+    let applied = converge(&netns, &[&["apply", playbook.as_str(), "--become"], &base[..]].concat()).expect(0);
+    assert!(applied.stdout.contains("/var/cache/converge/"), "root's cache: {}", applied.stdout);
+    assert!(applied.stdout.contains("default | Apply complete: 3 created"), "{}", applied.stdout);
+    assert_eq!(c.sh("stat -c '%U %a' /srv/remote/motd"), "root 640");
+    let again = converge(&netns, &[&["apply", playbook.as_str(), "--become"], &base[..]].concat()).expect(0);
+    assert!(again.stdout.contains("default | No changes. The host matches the playbook."), "{}", again.stdout);
+    assert!(!again.stdout.contains("uploaded"), "{}", again.stdout);
+}
+
+#[test]
+fn an_interrupt_stops_the_engine_on_the_target_between_steps() {
+    let Some(c) = Container::boot("remote-interrupt") else { return };
+    let site = Site::new();
+    site.write(
+        "site/slow.yml",
+        "resources:
+  - command: [/bin/sh, -c, 'sleep 3; touch /srv/first']
+    creates: /srv/first
+  - command: [touch, /srv/second]
+    creates: /srv/second
+",
+    );
+    let netns = format!("/proc/{}/ns/net", leader(&c));
+    let config = site.path("ssh_config").display().to_string();
+    let slow = site.path("site/slow.yml").display().to_string();
+    // Cache the binary first, so that the interrupt lands while the engine runs.
+    converge(&netns, &["plan", &slow, "--host", "root@127.0.0.1", "--ssh-config", &config]).expect(2);
+
+    let start = Instant::now();
+    let child = Command::new("nsenter")
+        .arg(format!("--net={netns}"))
+        .arg(env!("CARGO_BIN_EXE_converge"))
+        .args(["apply", &slow, "--host", "root@127.0.0.1", "--ssh-config", &config])
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the engine to be running the first command.
+    while c.sh("pgrep -f 'sleep 3' >/dev/null && echo yes || echo no") != "yes" {
+        assert!(start.elapsed() < Duration::from_secs(20), "the engine did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(130), "{stdout}");
+    assert!(start.elapsed() < Duration::from_secs(3), "Ctrl-C does not wait for the target: {:?}", start.elapsed());
+    assert!(stdout.contains("1 host: 1 interrupted."), "{stdout}");
+
+    // The command that was running finishes on its own; the engine is gone, nothing after it ran.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(c.sh("ls /srv"), "first");
+    assert_eq!(c.sh("pgrep -c -f '/converge apply' || true"), "0");
+    assert_eq!(c.sh("ls /tmp | grep -c '^converge\\.' || true"), "0", "the bundle's directory is removed");
+    // The next run does the rest.
+    let rest = converge(&netns, &["apply", &slow, "--host", "root@127.0.0.1", "--ssh-config", &config]).expect(0);
+    assert!(rest.stdout.contains("command:touch /srv/second: ran"), "{}", rest.stdout);
+    assert!(rest.took < Duration::from_secs(30));
+}

@@ -1,0 +1,165 @@
+//! The mission, end to end, in a fresh container booted with systemd: playbooks/gunicorn.yml takes
+//! a machine without nginx, gunicorn or the venv to a site that nginx serves from gunicorn, in one
+//! apply; a second apply changes nothing and spawns no apt, python or systemctl process; edits,
+//! broken edits, hand edits and a killed run are all handled. Offline: nginx comes from a local
+//! apt repository and gunicorn from wheels, both fetched beforehand by harness/artifacts.sh.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::systemd_e2e::Container;
+
+const PAGE: &str = "Hello from gunicorn, set up by converge.";
+const OFFLINE: [&str; 4] = ["--var", "wheels=/srv/wheels", "--var", "offline=true"];
+
+fn artifacts() -> PathBuf {
+    let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("harness/artifacts.sh"))
+        .output()
+        .expect("harness/artifacts.sh");
+    assert!(out.status.success(), "harness/artifacts.sh: {}", String::from_utf8_lossy(&out.stderr));
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).lines().last().expect("a path").trim())
+}
+
+/// A fresh machine for the scenario: no nginx (offered by a local repository), the wheels and the
+/// repository's playbooks copied in.
+fn machine(test: &str) -> Option<Container> {
+    let c = Container::boot(test)?;
+    let artifacts = artifacts();
+    c.sh("apt-get purge -y -q nginx nginx-common >/dev/null 2>&1; rm -rf /etc/nginx /etc/apt/sources.list.d/*");
+    c.copy_in(&artifacts.join("debs"), "/srv/debs");
+    c.copy_in(&artifacts.join("wheels"), "/srv/wheels");
+    c.copy_in(&Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks"), "/root/playbooks");
+    c.sh("echo 'deb [trusted=yes] file:/srv/debs ./' > /etc/apt/sources.list && apt-get update -q >/dev/null");
+    assert_eq!(c.exec(&["test", "-e", "/usr/sbin/nginx"]).status.code(), Some(1), "the machine starts without nginx");
+    Some(c)
+}
+
+/// `converge ARGS PLAYBOOK` inside, offline; (exit code, stdout, stderr).
+fn converge(c: &Container, args: &[&str], playbook: &str, vars: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["converge"];
+    all.extend_from_slice(args);
+    all.push(playbook);
+    all.extend_from_slice(&OFFLINE);
+    all.extend_from_slice(vars);
+    let out = c.exec(&all);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn apply(c: &Container, playbook: &str, vars: &[&str]) -> String {
+    let (code, out, err) = converge(c, &["apply"], playbook, vars);
+    assert_eq!(code, 0, "apply {playbook} {vars:?}\nstdout:\n{out}\nstderr:\n{err}");
+    out
+}
+
+/// nginx's answer on port 80, and gunicorn's on its socket, are the app's page. nginx reloads
+/// gracefully: its old workers may answer for a moment after the reload job is done.
+fn serves(c: &Container, socket: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut through_nginx = c.sh("curl -sS --max-time 10 http://127.0.0.1/");
+    while through_nginx != PAGE && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        through_nginx = c.sh("curl -sS --max-time 10 http://127.0.0.1/");
+    }
+    assert_eq!(through_nginx, PAGE, "through nginx");
+    let direct = c.sh(&format!("curl -sS --max-time 10 --unix-socket {socket} http://localhost/"));
+    assert_eq!(direct, PAGE, "on gunicorn's socket");
+}
+
+/// Every later call of apt-get, systemctl or the Python interpreter is logged to /root/spawned.
+fn log_spawns(c: &Container) {
+    for program in ["/usr/bin/apt-get", "/usr/bin/systemctl", "/usr/bin/python3.11"] {
+        c.sh(&format!(
+            "mv {program} {program}.real && printf '#!/bin/sh\\necho \"{program} $*\" >> /root/spawned\\nexec {program}.real \"$@\"\\n' > {program} && chmod 755 {program}"
+        ));
+    }
+    c.sh("touch /root/spawned");
+}
+
+#[test]
+fn one_apply_from_nothing_then_nothing() {
+    let Some(c) = machine("scenario-fresh") else { return };
+    let started = Instant::now();
+    let out = apply(&c, "/root/playbooks/gunicorn.yml", &[]);
+    let first = started.elapsed();
+    assert!(out.contains("package: nginx: install") && out.contains("virtualenv:/home/vagrant/.venvs/mysite"), "{out}");
+    serves(&c, "/run/gunicorn/socket");
+    assert_eq!(
+        c.sh("find /home/vagrant/.venvs/mysite ! -user vagrant | wc -l"),
+        "0",
+        "every file of the venv is vagrant's"
+    );
+    assert_eq!(c.show("gunicorn.socket", "UnitFileState"), "enabled");
+
+    log_spawns(&c);
+    let started = Instant::now();
+    let out = apply(&c, "/root/playbooks/gunicorn.yml", &[]);
+    let second = started.elapsed();
+    assert!(out.starts_with("No changes. The host matches the playbook."), "{out}");
+    assert!(!out.contains(": done"), "no trigger ran: {out}");
+    assert_eq!(c.sh("cat /root/spawned"), "", "the no-op apply spawned apt, python or systemctl");
+    serves(&c, "/run/gunicorn/socket");
+    eprintln!("scenario timings (container): first apply {first:?}, no-op apply {second:?}");
+}
+
+#[test]
+fn edits_broken_edits_hand_edits_and_a_killed_run() {
+    let Some(c) = machine("scenario-edits") else { return };
+    let playbook = "/root/playbooks/gunicorn.yml";
+    apply(&c, playbook, &[]);
+    serves(&c, "/run/gunicorn/socket");
+
+    // A new worker count: the plan shows the unit's diff and the triggers; the apply serves from
+    // the new service, without a single failed request after it.
+    let (code, plan, _) = converge(&c, &["plan"], playbook, &["--var", "workers=5"]);
+    assert_eq!(code, 2, "{plan}");
+    assert!(plan.contains("--workers 3 --pid") && plan.contains("--workers 5 --pid"), "{plan}");
+    assert!(plan.contains("daemon-reload") && plan.contains("stop gunicorn.service"), "{plan}");
+    apply(&c, playbook, &["--var", "workers=5"]);
+    let codes = c.sh("for i in $(seq 20); do curl -s -o /dev/null -w '%{http_code} ' http://127.0.0.1/; done");
+    assert_eq!(codes.split_whitespace().filter(|code| *code != "200").count(), 0, "{codes}");
+    assert!(c.sh("ps -eo args | grep -c '[g]unicorn --workers 5'").parse::<u32>().unwrap() > 0);
+
+    // A broken nginx edit is refused, and the site keeps serving.
+    let (code, out, err) =
+        converge(&c, &["apply"], playbook, &["--var", "workers=5", "--var", "server_name=localhost; bogus"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(err.contains("nginx rejected the configuration") && err.contains("bogus"), "{err}");
+    serves(&c, "/run/gunicorn/socket");
+
+    // A hand edit of gunicorn.service is detected, put back, and systemd reloaded.
+    c.sh("sed -i 's/--workers 5/--workers 2/' /etc/systemd/system/gunicorn.service");
+    let out = apply(&c, playbook, &["--var", "workers=5"]);
+    assert!(out.contains("daemon-reload: done"), "{out}");
+    assert_eq!(c.show("gunicorn.service", "NeedDaemonReload"), "no");
+    serves(&c, "/run/gunicorn/socket");
+
+    // Killed between the file writes and the triggers, then run again: everything serves.
+    let killed = c.sh("cat /root/playbooks/gunicorn.yml")
+        + "\n  - command: [sh, -c, 'touch /root/killed; kill -9 $PPID']\n    creates: /root/killed\n";
+    c.write("/root/playbooks/killed.yml", &killed);
+    let (code, _, _) = converge(&c, &["apply"], "/root/playbooks/killed.yml", &["--var", "workers=7"]);
+    assert_ne!(code, 0, "converge was killed");
+    assert_eq!(c.show("gunicorn.service", "NeedDaemonReload"), "yes", "the unit changed and no trigger ran");
+    let out = apply(&c, "/root/playbooks/killed.yml", &["--var", "workers=7"]);
+    assert!(out.contains("daemon-reload: done"), "{out}");
+    serves(&c, "/run/gunicorn/socket");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.sh("ps -eo args | grep -c '[g]unicorn --workers 7' || true") == "0" {
+        assert!(Instant::now() < deadline, "gunicorn never ran with 7 workers");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_modules_playbook_serves_too() {
+    let Some(c) = machine("scenario-modules") else { return };
+    apply(&c, "/root/playbooks/gunicorn-modules.yml", &[]);
+    serves(&c, "/run/gunicorn.sock");
+    let out = apply(&c, "/root/playbooks/gunicorn-modules.yml", &[]);
+    assert!(out.starts_with("No changes."), "{out}");
+}
