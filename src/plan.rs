@@ -92,8 +92,15 @@ impl Plan {
     }
 
     pub fn counts(&self) -> Counts {
+        Counts::of(&self.resources)
+    }
+}
+
+impl Counts {
+    /// How many of `resources` each action touches.
+    pub fn of(resources: &[ResourcePlan]) -> Counts {
         let mut counts = Counts::default();
-        for r in &self.resources {
+        for r in resources {
             match r.action() {
                 Action::Create => counts.create += 1,
                 Action::Update => counts.update += 1,

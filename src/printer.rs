@@ -248,15 +248,7 @@ impl Printer {
 
     /// The closing line of an apply.
     pub fn apply_done(&mut self, applied: &Applied, triggers_run: usize, triggers_skipped: usize) {
-        let mut counts = Counts::default();
-        for r in &applied.resources {
-            match r.action() {
-                Action::Create => counts.create += 1,
-                Action::Update => counts.update += 1,
-                Action::Remove => counts.remove += 1,
-                Action::Run => counts.run += 1,
-            }
-        }
+        let counts = Counts::of(&applied.resources);
         match self.format {
             Format::Json => self.json(json!({"type": "apply", "create": counts.create, "update": counts.update, "remove": counts.remove, "run": counts.run, "triggers": triggers_run, "triggers_skipped": triggers_skipped})),
             Format::Human => {

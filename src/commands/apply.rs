@@ -38,13 +38,18 @@ pub fn run(path: &Path, options: &Options, settings: &Settings, printer: &mut Pr
     }
     // Rule 6: what the changes trigger is recorded before anything is applied, and cleared only
     // once the triggers ran, so that a run that stops half way hands them to the next one.
-    let journaled = systemd.is_some() && !plan.pending.is_empty();
+    let mut journaled = systemd.is_some() && !plan.pending.is_empty();
     if journaled {
         journal::save(&host, &plan.pending)?;
     }
     let applied = apply(&resolved, &plan, &host, printer)?;
-    // Decided again from what was really applied (usually what was planned).
-    let (_, triggers) = crate::plan::triggers(&resolved, &applied.resources, &host)?;
+    // Decided again from what was really applied (usually what was planned), and journaled
+    // again when that differs.
+    let (pending, triggers) = crate::plan::triggers(&resolved, &applied.resources, &host)?;
+    if systemd.is_some() && !pending.is_empty() && pending != plan.pending {
+        journal::save(&host, &pending)?;
+        journaled = true;
+    }
     let ran = match systemd {
         Some(systemd) => run_triggers(&triggers, systemd, printer)?,
         None => {
