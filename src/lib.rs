@@ -52,8 +52,12 @@ pub fn run(cli: Cli) -> u8 {
         Command::Plan { playbook, remote } if remote.any() => {
             commands::remote::run(playbook, commands::remote::Mode::Plan, remote, &settings, &mut printer)
         }
-        Command::Apply { playbook, check, detailed_exitcode, remote, .. } if remote.any() => {
-            let mode = commands::remote::Mode::Apply { check: *check, detailed_exitcode: *detailed_exitcode };
+        Command::Apply { playbook, check, detailed_exitcode, lock_wait, remote } if remote.any() => {
+            let mode = commands::remote::Mode::Apply {
+                check: *check,
+                detailed_exitcode: *detailed_exitcode,
+                lock_wait: *lock_wait,
+            };
             commands::remote::run(playbook, mode, remote, &settings, &mut printer)
         }
         Command::Plan { playbook, .. } => commands::plan::run(playbook, &settings, &mut printer),

@@ -26,7 +26,12 @@ use crate::template::record_reads;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Plan,
-    Apply { check: bool, detailed_exitcode: bool },
+    /// `lock_wait`: seconds the target's engine waits for another run's lock.
+    Apply {
+        check: bool,
+        detailed_exitcode: bool,
+        lock_wait: u64,
+    },
 }
 
 pub fn run(path: &Path, mode: Mode, args: &RemoteArgs, settings: &Settings, printer: &mut Printer) -> Result<u8> {
@@ -52,6 +57,10 @@ pub fn run(path: &Path, mode: Mode, args: &RemoteArgs, settings: &Settings, prin
         ssh_config: args.ssh_config.as_deref(),
         become_root: args.become_root,
         forks: usize::from(args.forks),
+        lock_wait: match mode {
+            Mode::Apply { lock_wait, .. } => lock_wait,
+            Mode::Plan => 0,
+        },
         dir: dir.path(),
     };
 
@@ -97,8 +106,8 @@ pub fn run(path: &Path, mode: Mode, args: &RemoteArgs, settings: &Settings, prin
     let changed = statuses.contains(&Status::Changed);
     Ok(match mode {
         Mode::Plan => u8::from(pending) * 2,
-        Mode::Apply { check: true, detailed_exitcode } => u8::from(detailed_exitcode && pending) * 2,
-        Mode::Apply { check: false, detailed_exitcode } => u8::from(detailed_exitcode && changed) * 2,
+        Mode::Apply { check: true, detailed_exitcode, .. } => u8::from(detailed_exitcode && pending) * 2,
+        Mode::Apply { check: false, detailed_exitcode, .. } => u8::from(detailed_exitcode && changed) * 2,
     })
 }
 

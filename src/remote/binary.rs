@@ -18,21 +18,13 @@ pub struct Binary {
 
 impl Binary {
     /// This executable. Its digest is remembered in the user's cache, keyed by the file's
-    /// device, inode, size, mtime and ctime: hashing a debug build (150 MB) takes seconds.
+    /// device, inode, size and mtime (a rebuild writes a new file): hashing a debug build
+    /// (150 MB) takes seconds.
     pub fn current() -> Result<Binary> {
         let path = PathBuf::from("/proc/self/exe");
         let key = std::fs::metadata(&path).ok().map(|m| {
             use std::os::unix::fs::MetadataExt;
-            format!(
-                "{} {} {} {}.{} {}.{}",
-                m.dev(),
-                m.ino(),
-                m.size(),
-                m.mtime(),
-                m.mtime_nsec(),
-                m.ctime(),
-                m.ctime_nsec()
-            )
+            format!("{} {} {} {}.{}", m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec())
         });
         let memo = digest_memo();
         if let (Some(key), Some(memo)) = (&key, &memo)

@@ -7,11 +7,14 @@
 //! targets (--host, --inventory, --limit)
 //! resolve the playbook for each target         (errors point at the local YAML; a playbook
 //!   with its vars, recording the files read      with any stops the run before any host)
-//! bundle: playbook + those files + vars  --->  probe: OS, uname -m, is converge SHA cached?
-//! this binary, only when it is not there --->  upload: temp file, size + sha256 checked, rename
-//! bundle as a tar stream over stdin      --->  run: tar -x in a private temp dir;
-//!                                               converge plan|apply --output json
-//! render each record, prefixed by host   <---  one JSON record per line
+//! bundle: playbook + those files + vars
+//! bundle as a tar stream over stdin      --->  is converge SHA256 in the cache? if so:
+//!                                                tar -x in a private temp dir;
+//!                                                converge plan|apply --output json
+//! render each record, prefixed by host   <---    one JSON record per line
+//!                                              if not: OS and uname -m
+//! (only then) check them, send this binary -->  temp file, size + sha256 checked, rename;
+//!                                              then the run again
 //! summary table, exit code
 //! ```
 //!
@@ -20,7 +23,7 @@
 //!   D-Bus jobs. Done over ssh round trips that would be slow and would lose the engine's
 //!   guarantees (atomic writes, the lock, the trigger journal). So converge sends itself (one
 //!   Rust binary that needs only the C library: no Python or agent on the target), and the
-//!   target needs only `sh`, `tar`, `mktemp` and an sshd. See `session.rs` for the three steps.
+//!   target needs only `sh`, `tar`, `mktemp` and an sshd. See `session.rs` for the steps.
 //! - **The bundle** (`bundle.rs`) carries what the target's resolve reads: the playbook text,
 //!   exactly the template/source files the local resolve read, the playbook's modules and the
 //!   variables as vars files. It is resolved here first so that mistakes are reported against
@@ -79,6 +82,8 @@ pub struct Fleet<'a> {
     /// `--become` for every host (an inventory can set it per host too).
     pub become_root: bool,
     pub forks: usize,
+    /// `apply --lock-wait SECONDS` on each target.
+    pub lock_wait: u64,
     /// The run's private directory (ssh's control sockets).
     pub dir: &'a Path,
 }
@@ -118,6 +123,7 @@ impl Fleet<'_> {
                             ssh_config: self.ssh_config,
                             control: self.dir.join(format!("{i}.ssh")),
                             sudo: self.become_root || host.target.become_root,
+                            lock_wait: self.lock_wait,
                         };
                         session.run(&sender);
                     }

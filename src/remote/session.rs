@@ -1,23 +1,28 @@
-//! `Session`: converge one host over ssh, in three steps over one multiplexed connection.
+//! `Session`: converge one host over ssh, over one multiplexed connection.
 //!
-//! 1. **Probe** (`sh -c`): the target's OS and `uname -m`, and whether this very binary is in its
-//!    cache: `/var/cache/converge/SHA256/converge` for root, `~/.cache/converge/SHA256/converge`
-//!    for another user (`sudo -n` makes it root's with --become).
-//! 2. **Upload**, only when it is not: the bytes stream over ssh's stdin into a temporary file
-//!    beside its place, whose size and sha256 are checked before it is made executable and
-//!    renamed in, so a cut connection never leaves a truncated binary where the next run would
-//!    trust it. The cache directory is private (umask 077).
-//! 3. **Run**: the bundle streams over stdin into a fresh private directory (`mktemp -d`,
-//!    `tar -x`), the engine runs there as `converge plan|apply PLAYBOOK --output json` with the
-//!    bundle's vars files, its stdout comes back one JSON record per line, and the directory is
-//!    removed when it ends. Our end keeps ssh's stdin open until then: when it closes (Ctrl-C
-//!    here, or the connection dropped), the script stops the engine with SIGTERM. Nothing from
-//!    the playbook is on the remote command line (where `ps` would show it): only paths this
-//!    module makes, each quoted.
+//! - **Probe and run**, one session: the run script first looks for this very binary in the
+//!   target's cache (`/var/cache/converge/SHA256/converge` for root, `~/.cache/converge/...`
+//!   for another user; `sudo -n` makes it root's with --become). When it is there, the bundle
+//!   streams over stdin into a fresh private directory (`mktemp -d`, `tar -x`), the engine runs
+//!   there as `converge plan|apply PLAYBOOK --output json` with the bundle's vars files, its
+//!   stdout comes back one JSON record per line, and the directory is removed when it ends.
+//!   When it is not, the script says so with the target's OS and `uname -m`, and stops.
+//! - **Upload**, only then, after the OS and architecture were checked here: the bytes stream
+//!   over ssh's stdin into a temporary file beside their place, whose size and sha256 are
+//!   checked before it is made executable and renamed in, so a cut connection never leaves a
+//!   truncated binary where the next run would trust it. The cache directory is private
+//!   (umask 077). Then the run script again.
+//!
+//! Our end keeps ssh's stdin open while the engine runs: when it closes (Ctrl-C here, or the
+//! connection dropped), the script stops the engine with SIGTERM. The script itself then ignores
+//! SIGPIPE: dash reports a job killed by a signal ("Terminated") on stderr, which is gone by
+//! then, and would die of it before removing its directory. Nothing from the playbook is
+//! on the remote command line (where `ps` would show it): only paths this module makes, each
+//! quoted.
 
+use std::io::PipeWriter;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::io::PipeWriter;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
@@ -74,13 +79,15 @@ pub struct Session<'a> {
     /// The master connection's socket.
     pub control: PathBuf,
     pub sudo: bool,
+    /// `apply --lock-wait SECONDS`.
+    pub lock_wait: u64,
 }
 
 /// Why a step stopped the session.
 type Stop = Outcome;
 
 impl Session<'_> {
-    /// Runs the three steps; every event, `Done` last, goes to `events`.
+    /// Converges the host; every event, `Done` last, goes to `events`.
     pub fn run(&self, events: &Sender<Event>) {
         let start = Instant::now();
         let outcome = if interrupt::interrupted() {
@@ -99,71 +106,15 @@ impl Session<'_> {
     }
 
     fn steps(&self, ssh: &Ssh, events: &Sender<Event>) -> Result<Outcome, Stop> {
-        let binary = self.probe(ssh)?;
-        match binary {
-            Probed { present: true, path } => {
-                let _ = events.send(Event::Cached { host: self.host, path });
-            }
-            Probed { present: false, path } => {
-                self.upload(ssh)?;
-                let _ = events.send(Event::Uploaded { host: self.host, path, bytes: self.binary.size });
-            }
-        }
-        let host = self.host;
-        let (status, stderr) = exchange(
-            ssh,
-            &self.run_script(),
-            |stdin| self.bundle.write_tar(stdin),
-            Stdin::Hold,
-            |line| {
-                let event = match serde_json::from_str::<serde_json::Value>(&line) {
-                    Ok(record) if record.get("type").is_some() => Event::Record { host, record },
-                    _ => Event::Text { host, line },
-                };
-                let _ = events.send(event);
-            },
-        )
-        .map_err(|e| Outcome::Failed(format!("cannot run ssh: {e}")))?;
-        match status.0 {
-            Some(255) => Err(Outcome::Unreachable(lost(&stderr))),
-            Some(code) => Ok(Outcome::Ran { code, stderr }),
-            None => Err(Outcome::Failed("ssh was killed".into())),
-        }
-    }
-
-    fn prelude(&self) -> String {
-        format!(
-            "if [ \"$(id -u)\" = 0 ]; then base=/var/cache/converge; else base=\"${{XDG_CACHE_HOME:-$HOME/.cache}}/converge\"; fi; bin=\"$base\"/{}/converge",
-            quote(&self.binary.sha256)
-        )
-    }
-
-    fn probe(&self, ssh: &Ssh) -> Result<Probed, Stop> {
-        let script = format!(
-            "{}; printf 'converge-probe os=%s\\n' \"$(uname -s)\"; printf 'converge-probe arch=%s\\n' \"$(uname -m)\"; \
-             printf 'converge-probe bin=%s\\n' \"$bin\"; if [ -x \"$bin\" ]; then echo converge-probe present; fi",
-            self.prelude()
-        );
-        let mut lines = Vec::new();
-        let (status, stderr) = exchange(ssh, &script, |_| Ok(()), Stdin::Close, |line| lines.push(line))
-            .map_err(|e| Outcome::Failed(format!("cannot run ssh: {e}")))?;
-        match status.0 {
-            Some(0) => {}
-            Some(255) => return Err(Outcome::Unreachable(lost(&stderr))),
-            _ => {
-                let why = reason(&stderr).unwrap_or_else(|| format!("the probe failed ({status})"));
-                return Err(Outcome::Failed(why));
-            }
-        }
+        // Usually converge is there already, and one session probes and runs.
+        let probe = match self.run_engine(ssh, events, true)? {
+            Engine::Ran(outcome) => return Ok(outcome),
+            Engine::Missing(probe) => probe,
+        };
         let field = |name: &str| {
-            lines
-                .iter()
-                .find_map(|l| l.strip_prefix("converge-probe ")?.strip_prefix(name)?.strip_prefix('='))
-                .map(str::to_owned)
+            probe.iter().find_map(|l| l.strip_prefix(name)?.strip_prefix('=')).map(str::to_owned).unwrap_or_default()
         };
-        let (Some(os), Some(machine), Some(path)) = (field("os"), field("arch"), field("bin")) else {
-            return Err(Outcome::Failed("the target's shell did not answer the probe (is it a POSIX system?)".into()));
-        };
+        let (os, machine, path) = (field("os"), field("arch"), field("bin"));
         if os != "Linux" {
             return Err(Outcome::Failed(format!("the target runs {os}; converge provisions Linux hosts")));
         }
@@ -174,8 +125,63 @@ impl Session<'_> {
                  {machine} (cargo build --release --target {machine}-unknown-linux-gnu)"
             )));
         }
-        let present = lines.iter().any(|l| l == "converge-probe present");
-        Ok(Probed { present, path })
+        self.upload(ssh)?;
+        let _ = events.send(Event::Uploaded { host: self.host, path, bytes: self.binary.size });
+        match self.run_engine(ssh, events, false)? {
+            Engine::Ran(outcome) => Ok(outcome),
+            Engine::Missing(_) => Err(Outcome::Failed(
+                "converge was uploaded but cannot be run there (is the cache directory on a noexec filesystem?)".into(),
+            )),
+        }
+    }
+
+    /// The run script: the probe, then (when converge is there) the engine on the bundle.
+    /// `announce`: say that converge was found.
+    fn run_engine(&self, ssh: &Ssh, events: &Sender<Event>, announce: bool) -> Result<Engine, Stop> {
+        let host = self.host;
+        let mut probe: Vec<String> = Vec::new();
+        let (status, stderr) = exchange(
+            ssh,
+            &self.run_script(),
+            |stdin| self.bundle.write_tar(stdin),
+            Stdin::Hold,
+            |line| {
+                if let Some(field) = line.strip_prefix("converge-probe ") {
+                    if field == "present" && announce {
+                        let path = probe.iter().find_map(|l| l.strip_prefix("bin=")).unwrap_or_default().to_owned();
+                        let _ = events.send(Event::Cached { host, path });
+                    }
+                    probe.push(field.to_owned());
+                    return;
+                }
+                let event = match serde_json::from_str::<serde_json::Value>(&line) {
+                    Ok(record) if record.get("type").is_some() => Event::Record { host, record },
+                    _ => Event::Text { host, line },
+                };
+                let _ = events.send(event);
+            },
+        )
+        .map_err(|e| Outcome::Failed(format!("cannot run ssh: {e}")))?;
+        if probe.iter().any(|l| l == "missing") {
+            return Ok(Engine::Missing(probe));
+        }
+        match status.0 {
+            Some(255) => Err(Outcome::Unreachable(lost(&stderr))),
+            // Before the probe answered: sudo refused, or no POSIX shell.
+            Some(code) if !probe.iter().any(|l| l == "present") => Err(Outcome::Failed(
+                reason(&stderr)
+                    .unwrap_or_else(|| format!("the target's shell did not run the probe (exit status {code})")),
+            )),
+            Some(code) => Ok(Engine::Ran(Outcome::Ran { code, stderr })),
+            None => Err(Outcome::Failed("ssh was killed".into())),
+        }
+    }
+
+    fn prelude(&self) -> String {
+        format!(
+            "if [ \"$(id -u)\" = 0 ]; then base=/var/cache/converge; else base=\"${{XDG_CACHE_HOME:-$HOME/.cache}}/converge\"; fi; bin=\"$base\"/{}/converge",
+            quote(&self.binary.sha256)
+        )
     }
 
     fn upload(&self, ssh: &Ssh) -> Result<(), Stop> {
@@ -222,6 +228,9 @@ impl Session<'_> {
             quote(&self.bundle.playbook).into_owned(),
             "--output json --no-color".to_owned(),
         ];
+        if self.mode == Mode::Apply && self.lock_wait > 0 {
+            args.push(format!("--lock-wait {}", self.lock_wait));
+        }
         if let Some(root) = self.root {
             args.push(format!("--root {}", quote(&root.to_string_lossy())));
         }
@@ -229,12 +238,16 @@ impl Session<'_> {
             args.push(format!("--vars-file \"$work\"/{}", quote(&file)));
         }
         format!(
-            "umask 077; {prelude}; work=$(mktemp -d \"${{TMPDIR:-/tmp}}/converge.XXXXXX\") || exit 1; \
+            "umask 077; {prelude}; printf 'converge-probe bin=%s\\n' \"$bin\"; \
+             if [ -x \"$bin\" ]; then echo converge-probe present; else echo converge-probe missing; \
+             printf 'converge-probe os=%s\\n' \"$(uname -s)\"; printf 'converge-probe arch=%s\\n' \"$(uname -m)\"; exit 0; fi; \
+             work=$(mktemp -d \"${{TMPDIR:-/tmp}}/converge.XXXXXX\") || exit 1; \
              trap 'rm -rf \"$work\"' EXIT; \
              tar -x -o -f - -C \"$work\" || {{ echo 'converge: the bundle could not be unpacked on the target' >&2; exit 1; }}; \
              cd \"$work\"/{dir} || exit 1; exec 3<&0; \"$bin\" {args} </dev/null 3<&- & engine=$!; \
              {{ while read -r _; do :; done; kill -TERM \"$engine\"; }} <&3 >/dev/null 2>&1 & watch=$!; \
-             exec 3<&-; wait \"$engine\"; status=$?; kill \"$watch\" 2>/dev/null; exit $status",
+             exec 3<&-; trap '' PIPE; trap 'exit 143' HUP TERM; \
+             wait \"$engine\"; status=$?; kill \"$watch\" 2>/dev/null; exit $status",
             prelude = self.prelude(),
             dir = quote(&self.bundle.dir.to_string_lossy()),
             args = args.join(" "),
@@ -242,15 +255,18 @@ impl Session<'_> {
     }
 }
 
-struct Probed {
-    present: bool,
-    path: String,
+/// What the run script did: ran the engine, or found converge missing (with the probe's
+/// `os=`, `arch=`, `bin=` answers).
+enum Engine {
+    Ran(Outcome),
+    Missing(Vec<String>),
 }
 
 /// What ssh said when it lost the host (exit 255).
 fn lost(stderr: &str) -> String {
-    reason(stderr)
-        .unwrap_or_else(|| "ssh exited with 255 and said nothing (does the ssh config set LogLevel QUIET?)".into())
+    reason(stderr).unwrap_or_else(|| {
+        "ssh exited with 255 and said nothing (does the ssh config set LogLevel FATAL or QUIET?)".into()
+    })
 }
 
 /// Whether stdin stays open once `input` wrote it.

@@ -43,12 +43,19 @@ fn leader(c: &Container) -> String {
 /// through `../`, and an ssh config for the containers (never the user's own).
 struct Site {
     dir: tempfile::TempDir,
+    /// A hard link to the converge under test, so that a rebuild during the test (another
+    /// cargo in the same tree) does not swap the binary between two runs.
+    bin: PathBuf,
 }
 
 impl Site {
     fn new() -> Site {
-        let dir = tempfile::Builder::new().prefix("converge-remote").tempdir().unwrap();
-        let site = Site { dir };
+        let dir = tempfile::Builder::new().prefix("converge-remote").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let bin = dir.path().join("converge");
+        if std::fs::hard_link(env!("CARGO_BIN_EXE_converge"), &bin).is_err() {
+            std::fs::copy(env!("CARGO_BIN_EXE_converge"), &bin).unwrap();
+        }
+        let site = Site { dir, bin };
         site.write("site/site.yml", PLAYBOOK);
         site.write("site/templates/motd.j2", "{{ greeting }} from {{ role }}\n");
         std::fs::create_dir_all(site.path("shared")).unwrap();
@@ -104,11 +111,11 @@ impl Run {
 }
 
 /// Runs `converge ARGS` in the network namespace of `netns` (`nsenter --net=PATH`).
-fn converge(netns: &str, args: &[&str]) -> Run {
+fn converge(site: &Site, netns: &str, args: &[&str]) -> Run {
     let start = Instant::now();
     let out = Command::new("nsenter")
         .arg(format!("--net={netns}"))
-        .arg(env!("CARGO_BIN_EXE_converge"))
+        .arg(&site.bin)
         .args(args)
         .env("NO_COLOR", "1")
         .output()
@@ -186,7 +193,7 @@ fn a_first_apply_uploads_converge_and_a_second_does_not() {
     let config = site.path("ssh_config").display().to_string();
     let args = ["apply", &site.playbook(), "--host", "root@127.0.0.1", "--ssh-config", &config];
 
-    let first = converge(&netns, &args).expect(0);
+    let first = converge(&site, &netns, &args).expect(0);
     assert!(first.stdout.contains("root@127.0.0.1 | uploaded converge ("), "{}", first.stdout);
     assert!(first.stdout.contains("/var/cache/converge/"), "{}", first.stdout);
     assert!(first.stdout.contains("root@127.0.0.1 | file:/srv/remote/motd: created"), "{}", first.stdout);
@@ -195,15 +202,15 @@ fn a_first_apply_uploads_converge_and_a_second_does_not() {
     assert_eq!(c.sh("stat -c %a /srv/remote/motd"), "640");
     assert_eq!(c.sh("sha256sum < /srv/remote/blob"), sha256_of(&site.path("shared/blob.bin")) + "  -");
     let cached = cached_binary(&c, "/var/cache/converge");
-    assert!(cached.ends_with(&format!("{}", "")), "{cached}");
+    assert!(cached.starts_with("/var/cache/converge/") && cached.contains("/converge "), "{cached}");
     assert_eq!(c.sh("ls /tmp | grep -c '^converge\\.' || true"), "0", "the bundle's directory is removed");
 
-    let second = converge(&netns, &args).expect(0);
+    let second = converge(&site, &netns, &args).expect(0);
     assert!(!second.stdout.contains("uploaded"), "{}", second.stdout);
     assert!(second.stdout.contains("root@127.0.0.1 | No changes. The host matches the playbook."), "{}", second.stdout);
     assert_eq!(cached_binary(&c, "/var/cache/converge"), cached, "the cached binary was not written again");
     // -v says where it found it.
-    let third = converge(&netns, &[&args[..], &["-v"]].concat()).expect(0);
+    let third = converge(&site, &netns, &[&args[..], &["-v"]].concat()).expect(0);
     assert!(third.stdout.contains("converge is there already: /var/cache/converge/"), "{}", third.stdout);
 }
 
@@ -219,20 +226,23 @@ fn a_no_op_fleet_run_changes_nothing_anywhere() {
     let site = Site::new();
     let config = site.path("ssh_config").display().to_string();
     let hosts: Vec<String> = (0..3).map(Net::address).collect();
-    let mut args: Vec<&str> = vec!["apply", "--ssh-config", &config, "--detailed-exitcode"];
+    let playbook = site.playbook();
+    let mut args: Vec<&str> = vec!["apply", &playbook, "--ssh-config", &config, "--detailed-exitcode"];
     for h in &hosts {
         args.extend(["--host", h]);
     }
-    let playbook = site.playbook();
-    args.insert(1, &playbook);
 
-    let first = converge(&net.path(), &args).expect(2);
+    let first = converge(&site, &net.path(), &args).expect(2);
     assert!(first.stdout.contains("3 hosts: 3 changed."), "{}", first.stdout);
     let inodes: Vec<String> = cs.iter().map(|c| c.sh("stat -c '%i %.9Y' /srv/remote/motd /srv/remote/blob")).collect();
 
-    let second = converge(&net.path(), &args).expect(0);
+    let second = converge(&site, &net.path(), &args).expect(0);
     for h in &hosts {
-        assert!(second.stdout.contains(&format!("{h} | No changes. The host matches the playbook.")), "{}", second.stdout);
+        assert!(
+            second.stdout.contains(&format!("{h} | No changes. The host matches the playbook.")),
+            "{}",
+            second.stdout
+        );
     }
     assert!(second.stdout.contains("3 hosts: 3 converged."), "{}", second.stdout);
     let after: Vec<String> = cs.iter().map(|c| c.sh("stat -c '%i %.9Y' /srv/remote/motd /srv/remote/blob")).collect();
@@ -240,11 +250,15 @@ fn a_no_op_fleet_run_changes_nothing_anywhere() {
 
     // The same, as records: every host converged, nothing changed, nothing failed.
     args.extend(["--output", "json"]);
-    let json = converge(&net.path(), &args).expect(0);
+    let json = converge(&site, &net.path(), &args).expect(0);
     let records = json.hosts();
     assert_eq!(records.len(), 3, "{}", json.stdout);
     for r in records {
-        assert_eq!((r["status"].as_str(), r["changed"].as_u64(), r["failed"].as_u64()), (Some("converged"), Some(0), Some(0)), "{r}");
+        assert_eq!(
+            (r["status"].as_str(), r["changed"].as_u64(), r["failed"].as_u64()),
+            (Some("converged"), Some(0), Some(0)),
+            "{r}"
+        );
         assert_eq!(r["ok"], 3, "{r}");
     }
 }
@@ -254,19 +268,22 @@ fn one_host_down_the_others_converge() {
     let Some(cs) = boot("down", 3) else { return };
     let net = Net::new("down", &cs.iter().collect::<Vec<_>>());
     // Host 1's sshd is stopped: its port is closed.
-    cs[1].sh("systemctl stop ssh.service ssh.socket 2>/dev/null; systemctl stop ssh.service; true");
+    cs[1].sh("systemctl stop ssh.socket ssh.service");
     let site = Site::new();
     let config = site.path("ssh_config").display().to_string();
     let hosts: Vec<String> = (0..3).map(Net::address).collect();
     let playbook = site.playbook();
     let run = converge(
+        &site,
         &net.path(),
         &["apply", &playbook, "--ssh-config", &config, "--host", &hosts[0], "--host", &hosts[1], "--host", &hosts[2]],
     )
     .expect(1);
     let down = &hosts[1];
     assert!(
-        run.stdout.contains(&format!("{down} | failed: unreachable: ssh: connect to host {down} port 22: Connection refused")),
+        run.stdout.contains(&format!(
+            "{down} | failed: unreachable: ssh: connect to host {down} port 22: Connection refused"
+        )),
         "{}",
         run.stdout
     );
@@ -305,6 +322,7 @@ groups:
     let config = site.path("ssh_config").display().to_string();
     let playbook = site.playbook();
     let run = converge(
+        &site,
         &net.path(),
         &["plan", &playbook, "--inventory", &inventory, "--limit", "web,db-servers", "--ssh-config", &config],
     )
@@ -359,22 +377,22 @@ fn ssh_config_as_vagrant_prints_it_and_become() {
     let base = ["--ssh-config", config.as_str(), "--host", "default"];
 
     // As vagrant, a plan reads the host; its converge is cached in vagrant's home.
-    let plan = converge(&netns, &[&["plan", playbook.as_str()], &base[..]].concat()).expect(2);
+    let plan = converge(&site, &netns, &[&["plan", playbook.as_str()], &base[..]].concat()).expect(2);
     assert!(plan.stdout.contains("default | uploaded converge ("), "{}", plan.stdout);
     assert!(plan.stdout.contains("/home/vagrant/.cache/converge/"), "{}", plan.stdout);
     assert!(plan.stdout.contains("default |   + file:/srv/remote/motd (create)"), "{}", plan.stdout);
 
     // apply needs root: without --become it fails on the target, with its reason.
-    let denied = converge(&netns, &[&["apply", playbook.as_str()], &base[..]].concat()).expect(1);
+    let denied = converge(&site, &netns, &[&["apply", playbook.as_str()], &base[..]].concat()).expect(1);
     assert!(denied.stdout.contains("default | failed:"), "{}", denied.stdout);
     assert!(denied.stdout.contains("Permission denied"), "{}", denied.stdout);
 
     // --become: sudo -n as root; the files are root's.
-    let applied = converge(&netns, &[&["apply", playbook.as_str(), "--become"], &base[..]].concat()).expect(0);
+    let applied = converge(&site, &netns, &[&["apply", playbook.as_str(), "--become"], &base[..]].concat()).expect(0);
     assert!(applied.stdout.contains("/var/cache/converge/"), "root's cache: {}", applied.stdout);
     assert!(applied.stdout.contains("default | Apply complete: 3 created"), "{}", applied.stdout);
     assert_eq!(c.sh("stat -c '%U %a' /srv/remote/motd"), "root 640");
-    let again = converge(&netns, &[&["apply", playbook.as_str(), "--become"], &base[..]].concat()).expect(0);
+    let again = converge(&site, &netns, &[&["apply", playbook.as_str(), "--become"], &base[..]].concat()).expect(0);
     assert!(again.stdout.contains("default | No changes. The host matches the playbook."), "{}", again.stdout);
     assert!(!again.stdout.contains("uploaded"), "{}", again.stdout);
 }
@@ -396,12 +414,12 @@ fn an_interrupt_stops_the_engine_on_the_target_between_steps() {
     let config = site.path("ssh_config").display().to_string();
     let slow = site.path("site/slow.yml").display().to_string();
     // Cache the binary first, so that the interrupt lands while the engine runs.
-    converge(&netns, &["plan", &slow, "--host", "root@127.0.0.1", "--ssh-config", &config]).expect(2);
+    converge(&site, &netns, &["plan", &slow, "--host", "root@127.0.0.1", "--ssh-config", &config]).expect(2);
 
     let start = Instant::now();
     let child = Command::new("nsenter")
         .arg(format!("--net={netns}"))
-        .arg(env!("CARGO_BIN_EXE_converge"))
+        .arg(&site.bin)
         .args(["apply", &slow, "--host", "root@127.0.0.1", "--ssh-config", &config])
         .env("NO_COLOR", "1")
         .stdout(std::process::Stdio::piped())
@@ -409,24 +427,103 @@ fn an_interrupt_stops_the_engine_on_the_target_between_steps() {
         .spawn()
         .unwrap();
     // Wait for the engine to be running the first command.
-    while c.sh("pgrep -f 'sleep 3' >/dev/null && echo yes || echo no") != "yes" {
+    while c.sh("pgrep -x sleep >/dev/null && echo yes || echo no") != "yes" {
         assert!(start.elapsed() < Duration::from_secs(20), "the engine did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
+    let signalled = Instant::now();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(130), "{stdout}");
-    assert!(start.elapsed() < Duration::from_secs(3), "Ctrl-C does not wait for the target: {:?}", start.elapsed());
+    let took = signalled.elapsed();
+    assert!(took < Duration::from_secs(2), "Ctrl-C does not wait for the target: {took:?}");
     assert!(stdout.contains("1 host: 1 interrupted."), "{stdout}");
 
-    // The command that was running finishes on its own; the engine is gone, nothing after it ran.
-    std::thread::sleep(Duration::from_secs(4));
+    // The command that was running finishes on its own; the engine is gone, nothing after it ran,
+    // and the bundle's directory is removed.
+    let settled = Instant::now();
+    while c.sh("test -e /srv/first && ! ls /tmp | grep -q '^converge\\.' && echo yes || echo no") != "yes" {
+        let state = c.sh("ls /srv /tmp; ps -eo pid,ppid,args");
+        assert!(settled.elapsed() < Duration::from_secs(15), "the target did not settle:\n{state}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     assert_eq!(c.sh("ls /srv"), "first");
-    assert_eq!(c.sh("pgrep -c -f '/converge apply' || true"), "0");
-    assert_eq!(c.sh("ls /tmp | grep -c '^converge\\.' || true"), "0", "the bundle's directory is removed");
+    assert_eq!(c.sh("pgrep -c -f '^/var/cache/converge/.*/converge apply' || true"), "0");
     // The next run does the rest.
-    let rest = converge(&netns, &["apply", &slow, "--host", "root@127.0.0.1", "--ssh-config", &config]).expect(0);
+    let rest =
+        converge(&site, &netns, &["apply", &slow, "--host", "root@127.0.0.1", "--ssh-config", &config]).expect(0);
     assert!(rest.stdout.contains("command:touch /srv/second: ran"), "{}", rest.stdout);
     assert!(rest.took < Duration::from_secs(30));
+}
+
+// Without containers: what happens before any connection, and a host that ssh cannot reach. The
+// ssh config makes every connection attempt run `false` instead of opening a socket, so these
+// tests send nothing anywhere and need no root.
+
+fn offline(site: &Site, args: &[&str]) -> Run {
+    site.write("offline_ssh_config", "Host *\n  ProxyCommand /bin/false\n  LogLevel ERROR\n");
+    let config = site.path("offline_ssh_config").display().to_string();
+    let start = Instant::now();
+    let out = Command::new(&site.bin)
+        .args(args)
+        .args(["--ssh-config", &config])
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("converge runs");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        took: start.elapsed(),
+    }
+}
+
+#[test]
+fn a_playbook_mistake_stops_the_run_before_any_host() {
+    let site = Site::new();
+    site.write("site/templates/motd.j2", "{{ greeting }} from {{ rol }}\n");
+    let run = offline(&site, &["apply", &site.playbook(), "--host", "web1", "--host", "web2"]).expect(1);
+    assert!(run.stderr.contains("undefined variable `rol`"), "{}", run.stderr);
+    assert!(run.stderr.contains("motd.j2"), "the error points into the local template:\n{}", run.stderr);
+    assert_eq!(run.stdout, "", "no host was contacted");
+}
+
+#[test]
+fn an_unreachable_host_is_reported_with_ssh_s_reason() {
+    let site = Site::new();
+    let run = offline(&site, &["plan", &site.playbook(), "--host", "deploy@web1:2222"]).expect(1);
+    assert!(run.stdout.contains("deploy@web1:2222 | failed: unreachable: "), "{}", run.stdout);
+    assert!(run.stdout.contains("1 host: 1 failed."), "{}", run.stdout);
+    assert!(run.took < Duration::from_secs(10));
+
+    let json = offline(&site, &["plan", &site.playbook(), "--host", "web1", "--output", "json"]).expect(1);
+    let hosts = json.hosts();
+    assert_eq!(hosts.len(), 1, "{}", json.stdout);
+    assert_eq!(hosts[0]["host"], "web1");
+    assert_eq!(hosts[0]["status"], "failed");
+    assert!(hosts[0]["reason"].as_str().unwrap().starts_with("unreachable: "), "{}", hosts[0]);
+}
+
+#[test]
+fn mistakes_in_hosts_and_inventories_are_explained() {
+    let site = Site::new();
+    let run = offline(&site, &["plan", &site.playbook(), "--host", "web1:http"]).expect(1);
+    assert!(run.stderr.contains("--host `web1:http`: the port is not a number"), "{}", run.stderr);
+
+    site.write("inventory.yml", "hosts:\n  web1: {adress: 10.0.0.1}\ngroups:\n  web: {hosts: [web2]}\n");
+    let inventory = site.path("inventory.yml").display().to_string();
+    let run = offline(&site, &["plan", &site.playbook(), "--inventory", &inventory]).expect(1);
+    for text in ["unknown key `adress`", "did you mean `address`?", "group `web` names `web2`", "inventory.yml:2:"] {
+        assert!(run.stderr.contains(text), "{text}:\n{}", run.stderr);
+    }
+
+    site.write("inventory.yml", "hosts:\n  web1: {address: 10.0.0.1}\n");
+    let run = offline(&site, &["plan", &site.playbook(), "--inventory", &inventory, "--limit", "db"]).expect(1);
+    assert!(run.stderr.contains("--limit: `db` matches no host or group of the inventory"), "{}", run.stderr);
+
+    site.write("site/abs.yml", "resources:\n  - file: /etc/motd\n    source: /etc/hostname\n");
+    let abs = site.path("site/abs.yml").display().to_string();
+    let run = offline(&site, &["plan", &abs, "--host", "web1"]).expect(1);
+    assert!(run.stderr.contains("`/etc/hostname` is an absolute path"), "{}", run.stderr);
 }
