@@ -45,10 +45,6 @@ impl Printer {
         Printer { format, color, verbosity, out: Box::new(std::io::stdout()) }
     }
 
-    pub fn color(&self) -> bool {
-        self.color
-    }
-
     fn paint(&self, color: &str, text: &str) -> String {
         if self.color { format!("{color}{text}{RESET}") } else { text.to_owned() }
     }
