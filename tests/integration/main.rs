@@ -19,3 +19,4 @@ mod scenario_e2e;
 mod systemd_e2e;
 mod units_offline;
 mod virtualenv;
+mod vm_e2e;
