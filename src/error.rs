@@ -120,7 +120,9 @@ pub enum Error {
     Drift { id: String },
 
     #[error("another converge run holds the lock {}", path.display())]
-    #[diagnostic(help("wait for it to finish (or let this run wait: --lock-wait SECONDS), or check that no converge process is left running"))]
+    #[diagnostic(help(
+        "wait for it to finish (or let this run wait: --lock-wait SECONDS), or check that no converge process is left running"
+    ))]
     Locked { path: PathBuf },
 
     #[error("systemd: {0}")]

@@ -183,14 +183,24 @@ fn playbook_vars(
 
 /// A `use: MODULE` item: the module's resources, resolved with its parameters. Their spans point
 /// at the `use:` line, so that ordering errors land in the playbook.
-fn use_module(item: &Node, templates: &Templates, errors: &mut Vec<PlaybookError>) -> Vec<(Entry, Vec<(String, Span)>)> {
+fn use_module(
+    item: &Node,
+    templates: &Templates,
+    errors: &mut Vec<PlaybookError>,
+) -> Vec<(Entry, Vec<(String, Span)>)> {
     let Value::Map(pairs) = &item.value else { return Vec::new() };
     for (key, _) in pairs {
         let word = key.as_str().unwrap_or_default();
         if !["use", "with", "when"].contains(&word) {
             let help = did_you_mean(word, ["with", "when"]).map(|s| format!("did you mean `{s}`?"));
-            let help = help.unwrap_or_else(|| "a `use:` entry takes `with:` (the module's parameters) and `when:`".into());
-            errors.push(templates.source().error(key.span, format!("unknown key `{word}` in a `use:` entry"), "unknown key").help(help));
+            let help =
+                help.unwrap_or_else(|| "a `use:` entry takes `with:` (the module's parameters) and `when:`".into());
+            errors.push(
+                templates
+                    .source()
+                    .error(key.span, format!("unknown key `{word}` in a `use:` entry"), "unknown key")
+                    .help(help),
+            );
         }
     }
     if let Some(when) = item.get("when") {
@@ -204,7 +214,9 @@ fn use_module(item: &Node, templates: &Templates, errors: &mut Vec<PlaybookError
         }
     }
     let name = item.get("use").expect("a use entry");
-    let Some((module, scope)) = crate::module::expand(name, item.get("with"), templates, errors) else { return Vec::new() };
+    let Some((module, scope)) = crate::module::expand(name, item.get("with"), templates, errors) else {
+        return Vec::new();
+    };
     let at = crate::module::use_span(item);
     let mut resolved = Vec::new();
     for node in module.resources() {

@@ -44,7 +44,8 @@ fn a_second_run_waits_for_no_one_it_says_who_holds_the_lock() {
         .spawn()
         .expect("flock(1)");
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let output = test.command(&["apply", "{playbook}", "--root", "{root}"]).env("CONVERGE_LOCK_WAIT", "0").output().unwrap();
+    let output =
+        test.command(&["apply", "{playbook}", "--root", "{root}"]).env("CONVERGE_LOCK_WAIT", "0").output().unwrap();
     holder.kill().unwrap();
     holder.wait().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);

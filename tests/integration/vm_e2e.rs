@@ -111,8 +111,8 @@ impl Vm {
         assert!(out.status.success(), "apply {playbook}\nstdout:\n{stdout}\nstderr:\n{stderr}");
         let ms: f64 = stderr
             .lines()
-            .filter_map(|line| line.strip_prefix("converge took ")?.strip_suffix(" ms")?.parse().ok())
-            .last()
+            .rev()
+            .find_map(|line| line.strip_prefix("converge took ")?.strip_suffix(" ms")?.parse().ok())
             .expect("the timing line");
         (stdout, ms / 1000.0)
     }
