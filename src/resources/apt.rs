@@ -18,7 +18,9 @@ use crate::resource::{Change, Resource, ResourceId, State};
 use crate::yaml_node::{Node, Span, Value};
 
 const STATUS: &str = "/var/lib/dpkg/status";
-const LISTS: &str = "/var/lib/apt/lists";
+/// Rewritten by every `apt-get update`; missing on an image whose lists were never fetched. (The
+/// lists directory's own mtime does not change when files inside are replaced.)
+const PKGCACHE: &str = "/var/cache/apt/pkgcache.bin";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Apt {
@@ -109,7 +111,7 @@ impl Apt {
             UpdateCache::Never => false,
             UpdateCache::Always => true,
             UpdateCache::OlderThan(max) => {
-                let modified = std::fs::metadata(host.path(Path::new(LISTS))).and_then(|m| m.modified());
+                let modified = std::fs::metadata(host.path(Path::new(PKGCACHE))).and_then(|m| m.modified());
                 modified.ok().and_then(|m| SystemTime::now().duration_since(m).ok()).is_none_or(|age| age > max)
             }
         }
