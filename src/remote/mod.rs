@@ -117,13 +117,9 @@ impl Fleet<'_> {
                             host: i,
                             target: &host.target,
                             bundle: &host.bundle,
-                            binary: self.binary,
-                            mode: self.mode,
-                            root: self.root,
-                            ssh_config: self.ssh_config,
+                            fleet: self,
                             control: self.dir.join(format!("{i}.ssh")),
                             sudo: self.become_root || host.target.become_root,
-                            lock_wait: self.lock_wait,
                         };
                         session.run(&sender);
                     }

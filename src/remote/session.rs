@@ -22,13 +22,14 @@
 
 use std::io::PipeWriter;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use shell_words::quote;
 
-use super::binary::{Binary, arch_of_uname};
+use super::Fleet;
+use super::binary::arch_of_uname;
 use super::bundle::Bundle;
 use super::interrupt::{self, Exit};
 use super::report::{Mode, Outcome, reason};
@@ -71,16 +72,11 @@ pub struct Session<'a> {
     pub host: usize,
     pub target: &'a Target,
     pub bundle: &'a Bundle,
-    pub binary: &'a Binary,
-    pub mode: Mode,
-    /// `--root DIR` on the target.
-    pub root: Option<&'a Path>,
-    pub ssh_config: Option<&'a Path>,
+    /// What every host of the run shares: binary, mode, --root, ssh config, --lock-wait.
+    pub fleet: &'a Fleet<'a>,
     /// The master connection's socket.
     pub control: PathBuf,
     pub sudo: bool,
-    /// `apply --lock-wait SECONDS`.
-    pub lock_wait: u64,
 }
 
 /// Why a step stopped the session.
@@ -93,7 +89,7 @@ impl Session<'_> {
         let outcome = if interrupt::interrupted() {
             Outcome::Interrupted
         } else {
-            let ssh = Ssh::new(self.target, self.ssh_config, self.control.clone(), self.sudo);
+            let ssh = Ssh::new(self.target, self.fleet.ssh_config, self.control.clone(), self.sudo);
             let outcome = self.steps(&ssh, events).unwrap_or_else(|stop| stop);
             ssh.close();
             if interrupt::interrupted() && !matches!(outcome, Outcome::Ran { code: 0 | 2, .. }) {
@@ -126,7 +122,7 @@ impl Session<'_> {
             )));
         }
         self.upload(ssh)?;
-        let _ = events.send(Event::Uploaded { host: self.host, path, bytes: self.binary.size });
+        let _ = events.send(Event::Uploaded { host: self.host, path, bytes: self.fleet.binary.size });
         match self.run_engine(ssh, events, false)? {
             Engine::Ran(outcome) => Ok(outcome),
             Engine::Missing(_) => Err(Outcome::Failed(
@@ -180,13 +176,13 @@ impl Session<'_> {
     fn prelude(&self) -> String {
         format!(
             "if [ \"$(id -u)\" = 0 ]; then base=/var/cache/converge; else base=\"${{XDG_CACHE_HOME:-$HOME/.cache}}/converge\"; fi; bin=\"$base\"/{}/converge",
-            quote(&self.binary.sha256)
+            quote(&self.fleet.binary.sha256)
         )
     }
 
     fn upload(&self, ssh: &Ssh) -> Result<(), Stop> {
-        let sha = quote(&self.binary.sha256);
-        let size = self.binary.size;
+        let sha = quote(&self.fleet.binary.sha256);
+        let size = self.fleet.binary.size;
         let script = format!(
             "set -e; umask 077; {prelude}; mkdir -p \"${{bin%/*}}\"; tmp=$(mktemp \"${{bin%/*}}/.upload.XXXXXX\"); \
              trap 'rm -f \"$tmp\"' EXIT; cat >\"$tmp\"; size=$(wc -c <\"$tmp\" | tr -d ' '); \
@@ -196,7 +192,7 @@ impl Session<'_> {
              chmod 755 \"$tmp\"; mv -f \"$tmp\" \"$bin\"; trap - EXIT",
             prelude = self.prelude()
         );
-        let path = self.binary.path.clone();
+        let path = self.fleet.binary.path.clone();
         let (status, stderr) = exchange(
             ssh,
             &script,
@@ -220,7 +216,7 @@ impl Session<'_> {
 
     fn run_script(&self) -> String {
         let mut args = vec![
-            match self.mode {
+            match self.fleet.mode {
                 Mode::Plan => "plan",
                 Mode::Apply => "apply",
             }
@@ -228,10 +224,10 @@ impl Session<'_> {
             quote(&self.bundle.playbook).into_owned(),
             "--output json --no-color".to_owned(),
         ];
-        if self.mode == Mode::Apply && self.lock_wait > 0 {
-            args.push(format!("--lock-wait {}", self.lock_wait));
+        if self.fleet.mode == Mode::Apply && self.fleet.lock_wait > 0 {
+            args.push(format!("--lock-wait {}", self.fleet.lock_wait));
         }
-        if let Some(root) = self.root {
+        if let Some(root) = self.fleet.root {
             args.push(format!("--root {}", quote(&root.to_string_lossy())));
         }
         for file in self.bundle.vars_files() {
