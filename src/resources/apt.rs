@@ -111,8 +111,9 @@ impl Apt {
             UpdateCache::Never => false,
             UpdateCache::Always => true,
             UpdateCache::OlderThan(max) => {
-                let modified = std::fs::metadata(host.path(Path::new(PKGCACHE))).and_then(|m| m.modified());
-                modified.ok().and_then(|m| SystemTime::now().duration_since(m).ok()).is_none_or(|age| age > max)
+                let modified = host.stat(Path::new(PKGCACHE)).ok().flatten().map(|s| s.mtime);
+                let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+                modified.is_none_or(|m| now.saturating_sub(m) > max.as_secs() as i64)
             }
         }
     }
@@ -121,9 +122,11 @@ impl Apt {
         let mut argv = vec!["apt-get"];
         argv.extend_from_slice(args);
         let output = host
-            .command(&argv)
+            .program(&argv)
             .env("DEBIAN_FRONTEND", "noninteractive")
             .env("LC_ALL", "C")
+            .network(true)
+            .command()
             .stdin(std::process::Stdio::null())
             .output()
             .map_err(|e| Error::resource_io(self.id(), "cannot run apt-get", e))?;

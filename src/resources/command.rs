@@ -53,7 +53,8 @@ impl Command {
 
     fn check(&self, host: &Host, argv: &[String]) -> Result<bool> {
         let status = host
-            .command(argv)
+            .program(argv)
+            .command()
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -61,6 +62,14 @@ impl Command {
             .map_err(|e| {
                 Error::resource_io(self.id(), format!("cannot run the check `{}`", shell_words::join(argv)), e)
             })?;
+        // Inside a root, unshare(1) runs it, and says 127 when the program is not there: that is
+        // a mistake, as on a live host, not a guard that failed.
+        if host.root().is_some() && status.code() == Some(127) {
+            return Err(Error::resource(
+                self.id(),
+                format!("cannot run the check `{}`: `{}` is not in the root", shell_words::join(argv), argv[0]),
+            ));
+        }
         Ok(status.success())
     }
 }
@@ -103,11 +112,12 @@ impl Resource for Command {
     }
 
     fn apply(&self, _changes: &[Change], host: &Host) -> Result<()> {
-        let mut command = host.command(&self.argv);
+        let mut program = host.program(&self.argv);
         if let Some(cwd) = &self.cwd {
-            command.current_dir(host.path(cwd));
+            program = program.cwd(cwd);
         }
-        let output = command
+        let output = program
+            .command()
             .stdin(std::process::Stdio::null())
             .output()
             .map_err(|e| Error::resource_io(self.id(), format!("cannot run `{}`", self.argv[0]), e))?;

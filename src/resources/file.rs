@@ -146,8 +146,8 @@ impl Resource for File {
     }
 }
 
-/// Applies `mode`, `owner` and `group` changes to an existing file or directory. The owner goes
-/// first: chown(2) clears the setuid and setgid bits, so the mode is set (or set back) after it.
+/// Applies `mode`, `owner` and `group` changes to an existing file or directory, through one fd
+/// of it (`Host::set_attributes`: the owner first, then the mode).
 pub fn apply_attributes(
     host: &Host,
     path: &std::path::Path,
@@ -160,18 +160,13 @@ pub fn apply_attributes(
             _ => None,
         })
     };
-    let mut mode = set("mode").map(Mode::parse).transpose().map_err(std::io::Error::other)?;
-    if set("owner").is_some() || set("group").is_some() {
-        let before = host.stat(path)?.map(|s| s.mode);
-        let uid = set("owner").map(|_| host.uid(ownership.owner.as_deref().unwrap_or_default())).transpose()?;
-        let gid = set("group").map(|_| host.gid(ownership.group.as_deref().unwrap_or_default())).transpose()?;
-        host.chown(path, uid, gid)?;
-        mode = mode.or(before.filter(|m| m.0 & 0o6000 != 0));
+    let mode = set("mode").map(Mode::parse).transpose().map_err(std::io::Error::other)?;
+    let uid = set("owner").map(|_| host.uid(ownership.owner.as_deref().unwrap_or_default())).transpose()?;
+    let gid = set("group").map(|_| host.gid(ownership.group.as_deref().unwrap_or_default())).transpose()?;
+    if uid.is_none() && gid.is_none() && mode.is_none() {
+        return Ok(());
     }
-    match mode {
-        Some(mode) => host.chmod(path, mode),
-        None => Ok(()),
-    }
+    host.set_attributes(path, uid, gid, mode)
 }
 
 #[cfg(test)]

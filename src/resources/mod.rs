@@ -13,7 +13,7 @@ pub mod systemd_unit;
 pub mod user;
 pub mod virtualenv;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::attrs::Attrs;
 use crate::error::Result;
@@ -242,9 +242,9 @@ pub fn owner_ids(host: &Host, ownership: &Ownership, current: Option<&Stat>) -> 
 /// Runs a shadow tool (useradd, groupmod, ...), with `--root` for an offline root; the error is
 /// the tool's own message.
 pub fn run_tool(host: &Host, program: &str, args: &[String]) -> Result<(), String> {
-    let mut command = host.tool(program);
+    let mut command = host.tool(&[program]).env("LC_ALL", "C").command();
     if let Some(root) = host.root() {
-        command.arg("--root").arg(absolute(root));
+        command.arg("--root").arg(root);
     }
     let output = command.args(args).output().map_err(|e| format!("cannot run {program}: {e}"))?;
     if output.status.success() {
@@ -252,8 +252,4 @@ pub fn run_tool(host: &Host, program: &str, args: &[String]) -> Result<(), Strin
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
     Err(format!("{program} {} failed ({}): {}", shell_words::join(args), output.status, stderr.trim()))
-}
-
-fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }

@@ -10,7 +10,6 @@
 //! `state: absent` removes both the file and the link.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::attrs::Attrs;
 use crate::error::{Error, Result};
@@ -129,15 +128,14 @@ pub fn nginx_test(host: &Host) -> Result<Option<String>, String> {
         return Ok(None); // an image without nginx's configuration: nothing to check against
     }
     let mut command = match host.root() {
-        None => Command::new("nginx"),
+        None => host.program(&["nginx"]).command(),
         Some(_) if host.stat(Path::new("/usr/sbin/nginx")).ok().flatten().is_some() => {
-            host.command(&["/usr/sbin/nginx"])
+            host.program(&["/usr/sbin/nginx"]).command()
         }
         Some(root) => {
-            let root = std::path::absolute(root).map_err(|e| e.to_string())?;
-            let mut command = Command::new("nginx");
             // `nginx -t` writes its pid file: keep it out of the root, and remove it below.
             let pid = format!("pid {};", test_pid_file().display());
+            let mut command = host.tool(&["nginx"]).command();
             command.arg("-p").arg(format!("{}/", root.display()));
             command.arg("-c").arg(root.join("etc/nginx/nginx.conf")).args(["-g", &pid]);
             command

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
-use std::io::{IsTerminal, Read};
+use std::io::IsTerminal;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -634,14 +634,14 @@ fn real_path(host: &Host, path: &Path) -> std::io::Result<Result<PathBuf, PathBu
     Ok(Ok(resolved))
 }
 
-/// What `python` is, without running it: a path, or the first executable of that name on PATH
-/// (inside the root under `--root`, where chroot would look).
+/// What `python` is, without running it: a path, or the first executable of that name on the
+/// PATH that converge's programs run with (inside the root under `--root`): the operator's own
+/// PATH (pyenv shims in a home the venv's owner cannot read) plays no part.
 fn find_python(host: &Host, python: &str) -> std::io::Result<WantedPython> {
     let candidates: Vec<PathBuf> = if python.starts_with('/') {
         vec![PathBuf::from(python)]
     } else {
-        let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
-        path.split(':').filter(|d| d.starts_with('/')).map(|d| Path::new(d).join(python)).collect()
+        crate::host::PATH.split(':').map(|d| Path::new(d).join(python)).collect()
     };
     for candidate in candidates {
         let Ok(real) = real_path(host, &candidate)? else { continue };
@@ -650,20 +650,16 @@ fn find_python(host: &Host, python: &str) -> std::io::Result<WantedPython> {
             _ => continue,
         }
         // Only the first bytes: an interpreter binary is megabytes.
-        let mut head = [0u8; 2];
-        let mut file = std::fs::File::open(host.path(&real))?;
-        let read = file.read(&mut head)?;
-        return Ok(if read == 2 && head == *b"#!" { WantedPython::Script(real) } else { WantedPython::Binary(real) });
+        let head = host.head(&real, 2)?;
+        return Ok(if head == b"#!" { WantedPython::Script(real) } else { WantedPython::Binary(real) });
     }
     Ok(WantedPython::NotFound)
 }
 
 /// Entries of a directory (under the root), sorted by name.
 fn list_dir(host: &Host, dir: &Path) -> std::io::Result<Vec<String>> {
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(host.path(dir))? {
-        names.push(entry?.file_name().to_string_lossy().into_owned());
-    }
+    let mut names: Vec<String> =
+        host.read_dir(dir)?.into_iter().map(|(name, _)| name.to_string_lossy().into_owned()).collect();
     names.sort();
     Ok(names)
 }
@@ -850,7 +846,7 @@ impl Virtualenv {
         let had_cfg = host.stat(&self.cfg_path()).map_err(io("cannot read it"))?.is_some();
         if had_cfg {
             host.remove(&aside).map_err(io("cannot clear the place to move the old venv to"))?;
-            std::fs::rename(host.path(&self.path), host.path(&aside)).map_err(io("cannot move the old venv aside"))?;
+            host.rename(&self.path, &aside).map_err(io("cannot move the old venv aside"))?;
         }
         let existed = host.stat(&self.path).map_err(io("cannot read it"))?.is_some();
         let made = (|| {
@@ -905,7 +901,7 @@ impl Virtualenv {
                         }
                     }
                     if had_cfg {
-                        std::fs::rename(host.path(&aside), host.path(&self.path))?;
+                        host.rename(&aside, &self.path)?;
                     }
                     Ok(())
                 })();
@@ -1029,30 +1025,15 @@ impl<'h> Runner<'h> {
     /// Runs `argv`. pip's progress is shown when stderr is a terminal (on stderr: stdout may be
     /// JSON); otherwise its output is kept and the failure carries it. `quiet`: always keep it.
     fn run(&self, argv: &[OsString], quiet: bool) -> Result<(), String> {
-        let mut command = match self.host.root() {
-            Some(root) => {
-                let mut command = self.host.tool("chroot");
-                command.arg(format!("--userspec={}:{}", self.uid, self.gid)).arg(root).args(argv);
-                command
-            }
-            None => {
-                let mut command = std::process::Command::new(&argv[0]);
-                command.args(&argv[1..]);
-                if self.uid != nix::unistd::geteuid().as_raw() || self.gid != nix::unistd::getegid().as_raw() {
-                    // std drops the supplementary groups (setgroups(0)) before setuid.
-                    std::os::unix::process::CommandExt::uid(&mut command, self.uid);
-                    std::os::unix::process::CommandExt::gid(&mut command, self.gid);
-                }
-                command.current_dir("/");
-                command
-            }
-        };
-        command.env("HOME", &self.home).env("PIP_ROOT_USER_ACTION", "ignore").stdin(Stdio::null());
-        if !self.user.is_empty() {
-            command.env("USER", &self.user).env("LOGNAME", &self.user);
-        }
-        // Set for another interpreter, they would break this one.
-        command.env_remove("PYTHONHOME").env_remove("PYTHONPATH");
+        // A clean environment (process.rs): nothing of the operator's PIP_* or PYTHON* settings.
+        let mut command = self
+            .host
+            .program(argv)
+            .user(self.uid, self.gid, &self.user, &self.home)
+            .env("PIP_ROOT_USER_ACTION", "ignore")
+            .network(true)
+            .command();
+        command.stdin(Stdio::null());
         let shown = shell_words::join(argv.iter().map(|a| a.to_string_lossy()));
         let cannot = |e: std::io::Error| format!(": cannot run `{shown}`: {e}");
         if !quiet && std::io::stderr().is_terminal() {

@@ -1,49 +1,27 @@
-//! `Host` is the only door to the machine: file I/O under a root prefix, accounts, and commands.
+//! `Host` is the only door to the machine: its files (`fs.rs`: every path resolved safely from a
+//! directory fd of the root), its accounts, systemd, and the programs converge runs
+//! (`process.rs`: argv, a clean environment, inside the root when there is one).
 //!
 //! With `--root DIR` it is an offline root, as `systemctl --root` and `useradd --root` know it:
-//! paths, user and group names (DIR/etc/passwd, DIR/etc/group) all resolve inside DIR. Without
-//! it, accounts are looked up through NSS (nix), so users from LDAP or sssd count too.
+//! paths, user and group names (DIR/etc/passwd, DIR/etc/group) all resolve inside DIR, and a
+//! symlink inside it resolves as it would after a chroot. Without it, accounts are looked up
+//! through NSS (nix), so users from LDAP or sssd count too.
+
+mod fs;
+mod process;
+
+pub use fs::{FileKind, MAX_READ, Stat, hex};
+pub use process::{PATH, Program};
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::ffi::OsString;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
 use crate::error::{Error, Result};
 use crate::mode::Mode;
 use crate::systemd::{Systemd, UnitStatus};
-
-/// What `lstat` says about a path (symlinks are never followed).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Stat {
-    pub kind: FileKind,
-    pub mode: Mode,
-    pub uid: u32,
-    pub gid: u32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileKind {
-    File,
-    Directory,
-    Symlink,
-    Other,
-}
-
-impl FileKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            FileKind::File => "a file",
-            FileKind::Directory => "a directory",
-            FileKind::Symlink => "a symlink",
-            FileKind::Other => "a special file",
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserEntry {
@@ -62,7 +40,10 @@ pub struct GroupEntry {
 }
 
 pub struct Host {
+    /// The offline root as given (made absolute); None on the live host.
     root: Option<PathBuf>,
+    /// Its files, reached from a directory fd of the root (`/` on the live host).
+    tree: fs::Tree,
     /// Looked-up accounts, by name and by id; cleared when a resource changes accounts.
     accounts: Mutex<Accounts>,
     /// The system bus connection to systemd, made on first use; None without a bus and always
@@ -83,125 +64,126 @@ struct Accounts {
 impl Host {
     /// The live host (`root` None) or an offline root directory.
     pub fn new(root: Option<PathBuf>) -> Host {
-        Host { root, accounts: Mutex::default(), systemd: OnceLock::new(), units: Mutex::default() }
+        let root = root.map(|r| std::path::absolute(&r).unwrap_or(r));
+        let tree = fs::Tree::new(root.as_deref().unwrap_or(Path::new("/")));
+        Host { root, tree, accounts: Mutex::default(), systemd: OnceLock::new(), units: Mutex::default() }
     }
 
-    /// The offline root, if this is one.
+    /// The offline root, if this is one (absolute).
     pub fn root(&self) -> Option<&Path> {
         self.root.as_deref()
     }
 
-    /// Where an absolute path of the playbook lives on this machine.
+    /// Where an absolute path of the playbook lives on this machine: for messages and for tools
+    /// that take a path, never to open it (a symlink on the way could lead anywhere; the methods
+    /// below resolve it safely).
     pub fn path(&self, path: &Path) -> PathBuf {
-        match &self.root {
-            Some(root) => root.join(path.strip_prefix("/").unwrap_or(path)),
-            None => path.to_path_buf(),
-        }
+        self.tree.real(path)
     }
 
+    /// The path as the playbook names it, and the root when there is one: for messages.
+    pub fn shown(&self, path: &Path) -> String {
+        self.tree.shown(path)
+    }
+
+    /// Names a uid in a refusal, from the host's own accounts.
+    fn namer(&self) -> impl Fn(u32) -> String + '_ {
+        |uid| self.user_name(uid).unwrap_or_else(|_| format!("#{uid}"))
+    }
+
+    /// `lstat`: what is at the path itself; None when it (or a directory on the way) is missing.
     pub fn stat(&self, path: &Path) -> io::Result<Option<Stat>> {
-        let meta = match fs::symlink_metadata(self.path(path)) {
-            Ok(meta) => meta,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let ft = meta.file_type();
-        let kind = if ft.is_symlink() {
-            FileKind::Symlink
-        } else if ft.is_dir() {
-            FileKind::Directory
-        } else if ft.is_file() {
-            FileKind::File
-        } else {
-            FileKind::Other
-        };
-        Ok(Some(Stat { kind, mode: Mode(meta.mode() & 0o7777), uid: meta.uid(), gid: meta.gid() }))
+        self.tree.stat(path, &self.namer())
     }
 
-    /// Reads a regular file without following a symlink in its last component.
+    /// Reads a regular file (never a symlink, FIFO or device) of at most [`MAX_READ`] bytes.
     pub fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        let mut file = OpenOptions::new().read(true).custom_flags(nix::libc::O_NOFOLLOW).open(self.path(path))?;
-        let mut bytes = Vec::new();
-        io::Read::read_to_end(&mut file, &mut bytes)?;
-        Ok(bytes)
+        self.tree.read(path, MAX_READ, &self.namer())
+    }
+
+    /// The size and sha256 of a regular file, streamed, whatever its size.
+    pub fn digest(&self, path: &Path) -> io::Result<(u64, String)> {
+        self.tree.digest(path, &self.namer())
+    }
+
+    /// The first bytes (at most `n`) of a regular file.
+    pub fn head(&self, path: &Path, n: u64) -> io::Result<Vec<u8>> {
+        self.tree.head(path, n, &self.namer())
     }
 
     pub fn read_link(&self, path: &Path) -> io::Result<PathBuf> {
-        fs::read_link(self.path(path))
+        self.tree.read_link(path, &self.namer())
     }
 
-    /// Replaces `path` atomically: a temporary file beside it is created with its final mode,
-    /// chowned, written and fsynced, then renamed over the target, and the directory fsynced.
-    /// A reader (or a crash) sees the old file or the new one, never a part.
+    /// The entries of a directory, with what each is (symlinks not followed).
+    pub fn read_dir(&self, path: &Path) -> io::Result<Vec<(OsString, FileKind)>> {
+        self.tree.read_dir(path, &self.namer())
+    }
+
+    /// Replaces `path` atomically: a temporary file beside it (`.cvg.XXXXXXXX`) is created with
+    /// its final owner and mode, written and fsynced, then renamed over the target, and the
+    /// directory fsynced. A reader (or a crash) sees the old file or the new one, never a part.
     pub fn write_atomic(&self, path: &Path, content: &[u8], mode: Mode, uid: u32, gid: u32) -> io::Result<()> {
-        let target = self.path(path);
-        let tmp = temp_beside(&target);
-        let written = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(nix::libc::O_NOFOLLOW)
-                .open(&tmp)?;
-            std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
-            file.set_permissions(fs::Permissions::from_mode(mode.0))?;
-            file.write_all(content)?;
-            file.sync_all()?;
-            fs::rename(&tmp, &target)
-        })();
-        if written.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        written?;
-        sync_parent(&target)
+        self.tree.write_atomic(path, content, mode.0, uid, gid, &self.namer())?;
+        self.forget_written(path);
+        Ok(())
     }
 
     /// Creates a directory and its missing parents, 0755, owned by whoever runs converge.
     pub fn create_dirs(&self, path: &Path) -> io::Result<()> {
-        fs::DirBuilder::new().recursive(true).mode(0o755).create(self.path(path))
+        self.tree.create_dirs(path, &self.namer())
     }
 
+    /// Creates one directory (its parent exists) with its owner and mode.
     pub fn create_dir(&self, path: &Path, mode: Mode, uid: u32, gid: u32) -> io::Result<()> {
-        let target = self.path(path);
-        fs::DirBuilder::new().mode(0o700).create(&target)?;
-        std::os::unix::fs::lchown(&target, Some(uid), Some(gid))?;
-        fs::set_permissions(&target, fs::Permissions::from_mode(mode.0))?;
-        sync_parent(&target)
+        self.tree.create_dir(path, mode.0, uid, gid, &self.namer())
     }
 
-    /// Sets permission bits of a file or directory (callers have checked it is not a symlink).
+    /// Changes owner and group (first), then the mode, of a file or directory, through one fd of
+    /// it: a symlink found there is refused, never followed. chown(2) clears the setuid and
+    /// setgid bits, so they are set back unless a new mode is given.
+    pub fn set_attributes(
+        &self,
+        path: &Path,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        mode: Option<Mode>,
+    ) -> io::Result<()> {
+        self.tree.set_attributes(path, (uid, gid), mode.map(|m| m.0), &self.namer())
+    }
+
+    /// Sets the permission bits of a file or directory (never through a symlink).
     pub fn chmod(&self, path: &Path, mode: Mode) -> io::Result<()> {
-        fs::set_permissions(self.path(path), fs::Permissions::from_mode(mode.0))
+        self.set_attributes(path, None, None, Some(mode))
     }
 
-    /// Changes owner and group of the path itself, never of a symlink's target.
+    /// Changes owner and group of a file or directory (never through a symlink).
     pub fn chown(&self, path: &Path, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
-        std::os::unix::fs::lchown(self.path(path), uid, gid)
+        self.set_attributes(path, uid, gid, None)
     }
 
     /// Points `path` at `target`, replacing whatever is there atomically.
     pub fn symlink(&self, target: &Path, path: &Path, uid: u32, gid: u32) -> io::Result<()> {
-        let link = self.path(path);
-        let tmp = temp_beside(&link);
-        std::os::unix::fs::symlink(target, &tmp)?;
-        let done = std::os::unix::fs::lchown(&tmp, Some(uid), Some(gid)).and_then(|()| fs::rename(&tmp, &link));
-        if done.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        done?;
-        sync_parent(&link)
+        self.tree.symlink(target, path, uid, gid, &self.namer())
+    }
+
+    /// Renames a path to another in the same root.
+    pub fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.tree.rename(from, to, &self.namer())
     }
 
     /// Removes a file or symlink, or a directory with everything in it.
     pub fn remove(&self, path: &Path) -> io::Result<()> {
-        let target = self.path(path);
-        match fs::symlink_metadata(&target) {
-            Ok(meta) if meta.is_dir() => fs::remove_dir_all(&target)?,
-            Ok(_) => fs::remove_file(&target)?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
+        self.tree.remove(path, &self.namer())?;
+        self.forget_written(path);
+        Ok(())
+    }
+
+    /// A write to the account files makes the accounts read so far stale.
+    fn forget_written(&self, path: &Path) {
+        if path.starts_with("/etc") && matches!(path.file_name().and_then(|n| n.to_str()), Some("passwd" | "group")) {
+            self.forget_accounts();
         }
-        sync_parent(&target)
     }
 
     /// systemd over the system bus; None under an offline root or where there is no bus
@@ -250,30 +232,6 @@ impl Host {
     /// Forgets unit statuses: called after a resource changed a unit.
     pub fn forget_units(&self) {
         self.units.lock().unwrap().clear();
-    }
-
-    /// A host tool (`useradd`, `groupadd`, ...) that the caller gives `--root` itself.
-    pub fn tool(&self, program: &str) -> Command {
-        let mut command = Command::new(program);
-        command.env("LC_ALL", "C");
-        command
-    }
-
-    /// A command of the playbook: argv, never a shell string; inside the offline root (chroot)
-    /// when there is one.
-    pub fn command<S: AsRef<OsStr>>(&self, argv: &[S]) -> Command {
-        match &self.root {
-            Some(root) => {
-                let mut command = Command::new("chroot");
-                command.arg(root).args(argv);
-                command
-            }
-            None => {
-                let mut command = Command::new(&argv[0]);
-                command.args(&argv[1..]);
-                command
-            }
-        }
     }
 
     pub fn user(&self, name: &str) -> io::Result<Option<UserEntry>> {
@@ -332,11 +290,9 @@ impl Host {
     pub fn groups_of(&self, user: &str) -> io::Result<Vec<String>> {
         let groups = match &self.root {
             Some(_) => self.group_file()?,
-            None => {
-                // NSS has no "groups of user" call that nix wraps safely; /etc/group holds
-                // what useradd and usermod write.
-                parse_group(&fs::read_to_string("/etc/group")?)
-            }
+            // NSS has no "groups of user" call that nix wraps safely; /etc/group holds what
+            // useradd and usermod write.
+            None => parse_group(&self.account_file("/etc/group")?),
         };
         Ok(groups.into_iter().filter(|g| g.members.iter().any(|m| m == user)).map(|g| g.name).collect())
     }
@@ -359,7 +315,7 @@ impl Host {
     /// DIR/etc/passwd. root (uid 0) exists on every Linux system, so an offline root that has
     /// no account files yet (an empty image) still knows it.
     fn passwd(&self) -> io::Result<Vec<UserEntry>> {
-        let mut users = parse_passwd(&read_or_empty(&self.path(Path::new("/etc/passwd")))?);
+        let mut users = parse_passwd(&self.account_file("/etc/passwd")?);
         if !users.iter().any(|u| u.uid == 0) {
             users.push(UserEntry {
                 name: "root".into(),
@@ -373,7 +329,7 @@ impl Host {
     }
 
     fn group_file(&self) -> io::Result<Vec<GroupEntry>> {
-        let mut groups = parse_group(&read_or_empty(&self.path(Path::new("/etc/group")))?);
+        let mut groups = parse_group(&self.account_file("/etc/group")?);
         if !groups.iter().any(|g| g.gid == 0) {
             groups.push(GroupEntry { name: "root".into(), gid: 0, members: vec![] });
         }
@@ -381,15 +337,20 @@ impl Host {
     }
 }
 
-fn not_found(what: &str, name: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::NotFound, format!("{what} `{name}` does not exist"))
+impl Host {
+    /// An account file of the root, empty when there is none yet. Its walk names owners by
+    /// number: naming them would read this file again.
+    fn account_file(&self, path: &str) -> io::Result<String> {
+        match self.tree.read(Path::new(path), MAX_READ, &|uid| format!("#{uid}")) {
+            Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(String::new()),
+            Err(e) => Err(e),
+        }
+    }
 }
 
-fn read_or_empty(path: &Path) -> io::Result<String> {
-    match fs::read_to_string(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(String::new()),
-        other => other,
-    }
+fn not_found(what: &str, name: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, format!("{what} `{name}` does not exist"))
 }
 
 fn user_entry(u: nix::unistd::User) -> UserEntry {
@@ -436,22 +397,6 @@ fn parse_group(text: &str) -> Vec<GroupEntry> {
         .collect()
 }
 
-/// The temporary name beside `target`. Runs hold the lock, so a leftover of this name can only
-/// come from a run that was killed: it is removed first.
-fn temp_beside(target: &Path) -> PathBuf {
-    let name = target.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-    let tmp = target.with_file_name(format!(".{name}.converge-tmp"));
-    let _ = fs::remove_file(&tmp);
-    tmp
-}
-
-fn sync_parent(path: &Path) -> io::Result<()> {
-    match path.parent() {
-        Some(dir) => File::open(dir)?.sync_all(),
-        None => Ok(()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -472,6 +417,7 @@ mod tests {
     fn paths_resolve_inside_the_root() {
         let host = Host::new(Some(PathBuf::from("/mnt/image")));
         assert_eq!(host.path(Path::new("/etc/motd")), Path::new("/mnt/image/etc/motd"));
+        assert_eq!(host.shown(Path::new("/etc/motd")), "/etc/motd (in the root /mnt/image)");
         assert_eq!(Host::new(None).path(Path::new("/etc/motd")), Path::new("/etc/motd"));
     }
 }

@@ -1,0 +1,151 @@
+//! The programs converge runs: the playbook's commands and guards, and the tools it drives
+//! (apt-get, pip, nginx, useradd...). One way to run each, from here:
+//!
+//! - an argument vector, never a shell string;
+//! - a clean, explicit environment, like sudo's env_reset: `PATH`, `LANG`, and `HOME`, `USER`,
+//!   `LOGNAME` of the user it runs as, plus what the resource sets; nothing of the operator's
+//!   shell (a `PIP_FIND_LINKS` or `PYTHONPATH` there never reaches the host's pip);
+//! - under `--root`, a program of the converged system runs inside the root (chroot, with the
+//!   working directory set after it) and in its own mount, PID, IPC, UTS and network namespaces
+//!   (unshare(1)), so `systemctl stop` or `ufw enable` inside an image cannot change this
+//!   machine; it has no network unless the resource asks for it.
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::{FileKind, Host};
+
+/// sudo's `secure_path`: where Debian keeps its programs.
+pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A program to run, built up and then turned into a `Command`.
+pub struct Program<'h> {
+    host: &'h Host,
+    argv: Vec<OsString>,
+    /// Inside the root (a program of the converged system) or on this machine (a tool that works
+    /// on the root from outside, like `useradd --root`).
+    inside: bool,
+    user: Option<RunAs>,
+    env: Vec<(OsString, OsString)>,
+    cwd: Option<PathBuf>,
+    network: bool,
+}
+
+struct RunAs {
+    uid: u32,
+    gid: u32,
+    name: String,
+    home: String,
+}
+
+impl Host {
+    /// A program of the converged system: a command of the playbook, apt-get, pip, nginx. Under
+    /// `--root` it runs inside the root, in namespaces of its own.
+    pub fn program<S: AsRef<OsStr>>(&self, argv: &[S]) -> Program<'_> {
+        Program::new(self, argv, true)
+    }
+
+    /// A tool of this machine that works on the root from outside (`useradd --root DIR`).
+    pub fn tool<S: AsRef<OsStr>>(&self, argv: &[S]) -> Program<'_> {
+        Program::new(self, argv, false)
+    }
+}
+
+impl<'h> Program<'h> {
+    fn new<S: AsRef<OsStr>>(host: &'h Host, argv: &[S], inside: bool) -> Program<'h> {
+        let argv = argv.iter().map(|a| a.as_ref().to_owned()).collect();
+        Program { host, argv, inside, user: None, env: Vec::new(), cwd: None, network: false }
+    }
+
+    /// Runs it as this user (with this primary group), with their HOME.
+    pub fn user(mut self, uid: u32, gid: u32, name: &str, home: &str) -> Self {
+        self.user = Some(RunAs { uid, gid, name: name.to_owned(), home: home.to_owned() });
+        self
+    }
+
+    pub fn env(mut self, name: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.env.push((name.as_ref().to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
+    /// Its working directory, a path of the root (`/` by default).
+    pub fn cwd(mut self, dir: &Path) -> Self {
+        self.cwd = Some(dir.to_owned());
+        self
+    }
+
+    /// Lets it reach the network under `--root` (package downloads); the live host's programs
+    /// always share the host's network.
+    pub fn network(mut self, network: bool) -> Self {
+        self.network = network;
+        self
+    }
+
+    /// What it runs, for messages.
+    pub fn shown(&self) -> String {
+        shell_words::join(self.argv.iter().map(|a| a.to_string_lossy()))
+    }
+
+    /// The command, ready to spawn.
+    pub fn command(&self) -> Command {
+        let me = nix::unistd::geteuid().as_raw();
+        let cwd = self.cwd.clone().unwrap_or_else(|| PathBuf::from("/"));
+        let mut command = match (self.inside, self.host.root()) {
+            (true, Some(root)) => {
+                let mut command = Command::new("unshare");
+                command.args(["--mount", "--uts", "--ipc", "--pid", "--fork", "--kill-child"]);
+                if !self.network {
+                    command.arg("--net");
+                }
+                if self.host.stat(Path::new("/proc")).ok().flatten().is_some_and(|s| s.kind == FileKind::Directory) {
+                    command.arg("--mount-proc");
+                }
+                if me != 0 {
+                    // Trying converge without root: a user namespace lends the chroot.
+                    command.arg("--map-root-user");
+                }
+                let mut root_arg = OsString::from("--root=");
+                root_arg.push(root);
+                let mut wd_arg = OsString::from("--wd=");
+                wd_arg.push(&cwd);
+                command.arg(root_arg).arg(wd_arg);
+                if let Some(user) = self.user.as_ref().filter(|u| u.uid != 0 && me == 0) {
+                    command.arg(format!("--setgid={}", user.gid)).arg(format!("--setuid={}", user.uid));
+                }
+                command.arg("--").args(&self.argv);
+                command
+            }
+            _ => {
+                let mut command = Command::new(&self.argv[0]);
+                command.args(&self.argv[1..]);
+                if let Some(user) = &self.user
+                    && (user.uid != me || user.gid != nix::unistd::getegid().as_raw())
+                {
+                    // std drops the supplementary groups (setgroups(0)) before setuid.
+                    std::os::unix::process::CommandExt::uid(&mut command, user.uid);
+                    std::os::unix::process::CommandExt::gid(&mut command, user.gid);
+                }
+                command.current_dir(if self.inside { self.host.path(&cwd) } else { cwd });
+                command
+            }
+        };
+        let (name, home) = match &self.user {
+            Some(user) => (user.name.clone(), user.home.clone()),
+            None if me == 0 => ("root".to_owned(), "/root".to_owned()),
+            None => {
+                let user = nix::unistd::User::from_uid(me.into()).ok().flatten();
+                let name = user.as_ref().map(|u| u.name.clone()).unwrap_or_default();
+                (name, user.map(|u| u.dir.to_string_lossy().into_owned()).unwrap_or_else(|| "/".into()))
+            }
+        };
+        command.env_clear().env("PATH", PATH).env("LANG", "C.UTF-8").env("HOME", home);
+        if !name.is_empty() {
+            command.env("USER", &name).env("LOGNAME", &name);
+        }
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        command
+    }
+}
