@@ -4,7 +4,7 @@
 //! stopping, so that `validate` reports every mistake at once. Every key a kind asks for counts
 //! as known; `finish` reports the others as unknown, with the nearest known key as a hint.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::error::{PlaybookError, did_you_mean};
 use crate::mode::Mode;
@@ -158,18 +158,32 @@ impl<'a> Attrs<'a> {
         self.absolute_path(key, node)
     }
 
+    /// An absolute path, normalised (`//`, `.` and a trailing `/` dropped) so that one path is
+    /// always written one way; `..` and NUL bytes are errors.
     pub fn absolute_path(&mut self, key: &str, node: &Node) -> Option<PathBuf> {
         let text = self.render_string(key, node)?;
-        if !text.starts_with('/') {
+        match normal_path(&text) {
+            Ok(path) => Some(path),
+            Err((message, label, help)) => {
+                self.error(node.span, message, label, help);
+                None
+            }
+        }
+    }
+
+    /// The path a resource manages: an absolute path that is not the root itself.
+    pub fn managed_path(&mut self, key: &str, node: &Node) -> Option<PathBuf> {
+        let path = self.absolute_path(key, node)?;
+        if path == Path::new("/") {
             self.error(
                 node.span,
-                format!("`{text}` is not an absolute path"),
-                "expected a path starting with /",
-                "write the full path, such as /etc/app.conf",
+                format!("`/` cannot be a {key}: converge never creates, changes or removes the root itself"),
+                "the root",
+                "name a path below it, such as /srv/app",
             );
             return None;
         }
-        Some(PathBuf::from(text.trim_end_matches('/').to_owned()).components().collect())
+        Some(path)
     }
 
     /// A list of strings; a single string counts as a list of one.
@@ -303,5 +317,72 @@ impl<'a> Attrs<'a> {
                 .help(help);
             self.errors.push(error);
         }
+    }
+}
+
+/// Checks and normalises an absolute path of the playbook: (message, label, help) when it is not
+/// one converge can act on safely.
+pub fn normal_path(text: &str) -> Result<PathBuf, (String, &'static str, &'static str)> {
+    if text.contains('\0') {
+        return Err((
+            format!("`{}` contains a NUL byte", text.escape_debug()),
+            "NUL byte",
+            "a path cannot hold a NUL byte; remove it",
+        ));
+    }
+    if !text.starts_with('/') {
+        return Err((
+            format!("`{text}` is not an absolute path"),
+            "expected a path starting with /",
+            "write the full path, such as /etc/app.conf",
+        ));
+    }
+    let path = Path::new(text);
+    if path.components().any(|c| c == std::path::Component::ParentDir) {
+        return Err((
+            format!("`{text}` has a `..` component"),
+            "`..` in a path",
+            "write the path it means without `..` (a path climbs nowhere: /etc/x/../a is /etc/a)",
+        ));
+    }
+    if let Some(long) = path.components().find(|c| c.as_os_str().len() > 255) {
+        return Err((
+            format!(
+                "`{}` is {} bytes; a file name has at most 255",
+                long.as_os_str().to_string_lossy(),
+                long.as_os_str().len()
+            ),
+            "file name too long",
+            "shorten that part of the path",
+        ));
+    }
+    if text.len() >= 4096 {
+        return Err((
+            format!("the path is {} bytes; Linux paths have at most 4095", text.len()),
+            "path too long",
+            "shorten the path",
+        ));
+    }
+    Ok(path.components().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_normalised_so_duplicates_are_found() {
+        assert_eq!(normal_path("/etc//nginx/./sites/").unwrap(), Path::new("/etc/nginx/sites"));
+        assert_eq!(normal_path("/").unwrap(), Path::new("/"));
+        assert_eq!(normal_path("///").unwrap(), Path::new("/"));
+    }
+
+    #[test]
+    fn paths_that_could_escape_or_lie_are_refused() {
+        for bad in ["/../../x", "/etc/x/../a", "etc/a", "", "/etc/a\0b", "./a"] {
+            assert!(normal_path(bad).is_err(), "{bad:?} was accepted");
+        }
+        assert!(normal_path(&format!("/{}", "a".repeat(256))).is_err());
+        assert!(normal_path(&format!("/{}", "a".repeat(255))).is_ok());
     }
 }

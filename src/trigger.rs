@@ -62,9 +62,6 @@ pub struct Notify {
     pub unit: String,
 }
 
-pub const UNIT_SUFFIXES: &[&str] =
-    &[".service", ".socket", ".timer", ".target", ".path", ".mount", ".automount", ".swap", ".slice", ".scope"];
-
 impl Notify {
     /// Parses "ACTION UNIT"; the error is a help line.
     pub fn parse(text: &str) -> Result<Notify, String> {
@@ -75,8 +72,8 @@ impl Notify {
         let Some(action) = Action::parse(action) else {
             return Err(format!("`{action}` is not an action: use restart, reload, start or stop"));
         };
-        if !UNIT_SUFFIXES.iter().any(|s| unit.ends_with(s)) {
-            return Err(format!("name the unit with its suffix, such as {unit}.service"));
+        if crate::unit_file::check_unit_name(unit).is_err() {
+            return Err(crate::resources::systemd_unit::unit_name_help(unit));
         }
         Ok(Notify { action, unit: unit.to_owned() })
     }

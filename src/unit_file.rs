@@ -3,11 +3,58 @@
 //! `[Install]` section (to enable units under `--root`), a socket's `Listen*=` paths and a
 //! service's `RuntimeDirectory=`, `Sockets=` and `ExecReload=`.
 
-/// A parsed unit file: (section, key, value) in file order. An empty value resets a list
+/// A parsed unit file: (section, key, value, line) in file order. An empty value resets a list
 /// setting, as systemd does (`ExecStart=` before a new `ExecStart=` in a drop-in).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct UnitFile {
-    entries: Vec<(String, String, String)>,
+    entries: Vec<(String, String, String, usize)>,
+}
+
+/// The unit types systemd knows, as name suffixes.
+pub const UNIT_SUFFIXES: &[&str] = &[
+    ".service",
+    ".socket",
+    ".timer",
+    ".target",
+    ".path",
+    ".mount",
+    ".automount",
+    ".swap",
+    ".slice",
+    ".scope",
+    ".device",
+];
+
+/// Checks a unit name the way systemd does (`unit_name_is_valid` in src/basic/unit-name.c): at
+/// most 255 bytes, a known type suffix, and a prefix of `[a-zA-Z0-9:_.\\-]`, either plain
+/// (`app.service`), a template (`app@.service`) or an instance (`app@one.service`; the instance
+/// may hold `@` too). No `/`, so a name can never lead out of a unit directory. The error says
+/// what is wrong.
+pub fn check_unit_name(name: &str) -> Result<(), String> {
+    let valid = |c: char| c.is_ascii_alphanumeric() || ":-_.\\".contains(c);
+    if name.len() > 255 {
+        return Err(format!("is {} bytes; a unit name has at most 255", name.len()));
+    }
+    let Some((prefix, suffix)) = name.rsplit_once('.') else {
+        return Err("has no type suffix such as .service".into());
+    };
+    if !UNIT_SUFFIXES.contains(&format!(".{suffix}").as_str()) {
+        return Err(format!("has no known unit type (`.{suffix}`); use one of {}", UNIT_SUFFIXES.join(", ")));
+    }
+    let (base, instance) = match prefix.split_once('@') {
+        Some((base, instance)) => (base, Some(instance)),
+        None => (prefix, None),
+    };
+    if base.is_empty() {
+        return Err("has an empty name before its suffix or `@`".into());
+    }
+    if let Some(bad) = base.chars().chain(instance.unwrap_or_default().chars()).find(|&c| !valid(c) && c != '@') {
+        return Err(format!("holds `{}`, which systemd does not allow in unit names", bad.escape_debug()));
+    }
+    if base.contains('@') {
+        return Err("holds `@` before its instance".into());
+    }
+    Ok(())
 }
 
 impl UnitFile {
@@ -15,10 +62,14 @@ impl UnitFile {
         let mut entries = Vec::new();
         let mut section = String::new();
         let mut pending = String::new();
-        for raw in text.lines() {
+        let mut first_line = 0;
+        for (number, raw) in text.lines().enumerate() {
             let line = raw.trim();
             if pending.is_empty() && (line.is_empty() || line.starts_with('#') || line.starts_with(';')) {
                 continue;
+            }
+            if pending.is_empty() {
+                first_line = number + 1;
             }
             if let Some(continued) = line.strip_suffix('\\') {
                 pending.push_str(continued);
@@ -29,7 +80,7 @@ impl UnitFile {
             if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
                 section = name.to_owned();
             } else if let Some((key, value)) = line.split_once('=') {
-                entries.push((section.clone(), key.trim().to_owned(), value.trim().to_owned()));
+                entries.push((section.clone(), key.trim().to_owned(), value.trim().to_owned(), first_line));
             }
         }
         UnitFile { entries }
@@ -47,7 +98,7 @@ impl UnitFile {
     /// Every value of `key` in `section`, space-separated words split, with resets applied.
     pub fn list(&self, section: &str, key: &str) -> Vec<String> {
         let mut values = Vec::new();
-        for (s, k, v) in &self.entries {
+        for (s, k, v, _) in &self.entries {
             if s == section && k == key {
                 if v.is_empty() {
                     values.clear();
@@ -59,9 +110,25 @@ impl UnitFile {
         values
     }
 
+    /// Every word of `key` in `section` with the line it is on (resets applied), for errors
+    /// that point at the line.
+    pub fn list_with_lines(&self, section: &str, key: &str) -> Vec<(String, usize)> {
+        let mut values = Vec::new();
+        for (s, k, v, line) in &self.entries {
+            if s == section && k == key {
+                if v.is_empty() {
+                    values.clear();
+                } else {
+                    values.extend(v.split_whitespace().map(|w| (w.to_owned(), *line)));
+                }
+            }
+        }
+        values
+    }
+
     /// The last value of `key` in `section`.
     pub fn last(&self, section: &str, key: &str) -> Option<&str> {
-        self.entries.iter().rev().find(|(s, k, _)| s == section && k == key).map(|(_, _, v)| v.as_str())
+        self.entries.iter().rev().find(|(s, k, ..)| s == section && k == key).map(|(_, _, v, _)| v.as_str())
     }
 
     /// A socket unit's file-system paths (`ListenStream=/run/x.sock` and kin; not ports).
@@ -107,6 +174,37 @@ mod tests {
         );
         assert_eq!(unit.runtime_directories(), (vec!["/run/gunicorn".to_owned()], true));
         assert_eq!(unit.list("Install", "WantedBy"), ["sockets.target"]);
+    }
+
+    #[test]
+    fn unit_names_are_checked_as_systemd_does() {
+        for good in ["app.service", "getty@tty1.service", "echo@.service", "a:b-c_d.e\\x2d.socket", "x@a@b.service"] {
+            assert_eq!(check_unit_name(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "../../../../tmp/victim",
+            "a/b.service",
+            "app",
+            "app.servic",
+            ".service",
+            "@x.service",
+            "a b.service",
+            "-x.service\n",
+        ] {
+            assert!(check_unit_name(bad).is_err(), "{bad:?} was accepted");
+        }
+        assert!(check_unit_name(&format!("{}.service", "a".repeat(250))).is_err());
+    }
+
+    #[test]
+    fn install_words_keep_their_line() {
+        let unit =
+            UnitFile::parse("[Unit]\nDescription=x\n\n[Install]\nWantedBy=a.target \\\n  b.target\nAlias=c.service\n");
+        assert_eq!(
+            unit.list_with_lines("Install", "WantedBy"),
+            [("a.target".to_owned(), 5), ("b.target".to_owned(), 5)]
+        );
+        assert_eq!(unit.list_with_lines("Install", "Alias"), [("c.service".to_owned(), 7)]);
     }
 
     #[test]

@@ -226,6 +226,14 @@ impl Tree {
 
     /// `lstat` of the last component; None when it (or a directory on the way) does not exist.
     pub fn stat(&self, path: &Path, names: Namer) -> io::Result<Option<Stat>> {
+        if path.file_name().is_none() {
+            // The root itself, which exists once something has made it.
+            return match self.root_fd() {
+                Ok((_, stat)) => Ok(Some(Stat::from(&stat))),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            };
+        }
         let place = match self.place(path, names) {
             Ok(place) => place,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),

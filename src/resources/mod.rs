@@ -79,7 +79,7 @@ impl AnyResource {
                 AnyResource::Command(Command::from_attrs(argv, name.span, attrs)?)
             }
             "file" | "directory" | "symlink" => {
-                let path = attrs.absolute_path(kind, name);
+                let path = attrs.managed_path(kind, name);
                 let at = name.span;
                 let placeholder = path.clone().unwrap_or_default();
                 let resource = match kind {
@@ -110,7 +110,7 @@ impl AnyResource {
                 site.map(|_| AnyResource::NginxSite(resource))?
             }
             "virtualenv" => {
-                let path = attrs.absolute_path(kind, name);
+                let path = attrs.managed_path(kind, name);
                 let resource = Virtualenv::from_attrs(path.clone().unwrap_or_default(), attrs)?;
                 path.map(|_| AnyResource::Virtualenv(resource))?
             }

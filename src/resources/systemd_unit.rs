@@ -18,8 +18,8 @@ use crate::host::{FileKind, Host};
 use crate::mode::Mode;
 use crate::resource::{Change, Content, Resource, ResourceId, State};
 use crate::systemd::UnitStatus;
-use crate::trigger::{OnChange, UNIT_SUFFIXES};
-use crate::unit_file::UnitFile;
+use crate::trigger::OnChange;
+use crate::unit_file::{UNIT_SUFFIXES, UnitFile, check_unit_name};
 use crate::yaml_node::{Span, Value};
 
 pub const UNIT_DIR: &str = "/etc/systemd/system";
@@ -119,13 +119,8 @@ impl SystemdUnit {
         let restart_triggers = ids(attrs, "restart_triggers");
         let reload_triggers = ids(attrs, "reload_triggers");
 
-        if !UNIT_SUFFIXES.iter().any(|s| name.ends_with(s)) || name.contains('/') {
-            attrs.error(
-                at,
-                format!("`{name}` is not a unit name"),
-                "expected NAME.service, NAME.socket, ...",
-                format!("name the unit with its type, such as {name}.service"),
-            );
+        if let Err(why) = check_unit_name(&name) {
+            attrs.error(at, format!("`{name}` is not a unit name: it {why}"), "not a unit name", unit_name_help(&name));
         }
         let content = inline.or(template).map(|text| Content::from(text.as_str()));
         if masked == Some(true) && (content.is_some() || active == Some(true) || enabled == Some(true)) {
@@ -199,8 +194,11 @@ impl SystemdUnit {
         Ok(Some(true))
     }
 
-    /// The symlinks that `systemctl enable` makes for this unit: `WantedBy=` and `RequiredBy=`
-    /// targets' `.wants`/`.requires` entries, and `Alias=` names; with the path they point at.
+    /// The symlinks that `systemctl enable` makes for this unit: `WantedBy=`, `RequiredBy=` and
+    /// `UpheldBy=` units' `.wants`/`.requires`/`.upholds` entries, and `Alias=` names; with the
+    /// path they point at. Every name is checked as systemd checks it first (a unit file in an
+    /// image could say `Alias=../../../../tmp/victim`): an invalid one is an error that names
+    /// the file and line, and no link is made or removed.
     fn install_links(&self, host: &Host) -> std::io::Result<Vec<(PathBuf, PathBuf)>> {
         let (unit_path, text) = match &self.content {
             Some(content) => (self.path(), content.as_text().unwrap_or_default().to_owned()),
@@ -211,15 +209,40 @@ impl SystemdUnit {
         };
         let unit = UnitFile::with_dropins(&text, self.dropins.iter().filter_map(|(_, c)| c.as_text()));
         let dir = Path::new(UNIT_DIR);
+        let refuse = |key: &str, word: &str, line: usize, why: String| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "{} (or a drop-in of it), line {line}: `{key}={word}` {why}; converge makes and removes no link for it",
+                    unit_path.display()
+                ),
+            )
+        };
         let mut links = Vec::new();
-        for target in unit.list("Install", "WantedBy") {
-            links.push((dir.join(format!("{target}.wants")).join(&self.name), unit_path.clone()));
+        for (key, dir_suffix) in [("WantedBy", ".wants"), ("RequiredBy", ".requires"), ("UpheldBy", ".upholds")] {
+            for (target, line) in unit.list_with_lines("Install", key) {
+                check_unit_name(&target)
+                    .map_err(|why| refuse(key, &target, line, format!("is not a unit name: it {why}")))?;
+                links.push((dir.join(format!("{target}{dir_suffix}")).join(&self.name), unit_path.clone()));
+            }
         }
-        for target in unit.list("Install", "RequiredBy") {
-            links.push((dir.join(format!("{target}.requires")).join(&self.name), unit_path.clone()));
-        }
-        for alias in unit.list("Install", "Alias") {
+        let own_type = self.name.rsplit_once('.').map(|(_, t)| t);
+        for (alias, line) in unit.list_with_lines("Install", "Alias") {
+            check_unit_name(&alias)
+                .map_err(|why| refuse("Alias", &alias, line, format!("is not a unit name: it {why}")))?;
+            if alias.rsplit_once('.').map(|(_, t)| t) != own_type {
+                return Err(refuse(
+                    "Alias",
+                    &alias,
+                    line,
+                    "has another type than the unit (systemd refuses it)".into(),
+                ));
+            }
             links.push((dir.join(alias), unit_path.clone()));
+        }
+        for (also, line) in unit.list_with_lines("Install", "Also") {
+            check_unit_name(&also)
+                .map_err(|why| refuse("Also", &also, line, format!("is not a unit name: it {why}")))?;
         }
         Ok(links)
     }
@@ -261,6 +284,23 @@ impl SystemdUnit {
             }
         }
         Ok(())
+    }
+}
+
+/// How to name a unit: its suffix corrected (`ssh.servic` -> `ssh.service`) or added.
+pub fn unit_name_help(name: &str) -> String {
+    let types = UNIT_SUFFIXES.iter().map(|s| &s[1..]);
+    let fixed = match name.rsplit_once('.') {
+        Some((base, suffix)) => match crate::error::did_you_mean(suffix, types) {
+            Some(known) => format!("{base}.{known}"),
+            None => format!("{name}.service"),
+        },
+        None => format!("{name}.service"),
+    };
+    if check_unit_name(&fixed).is_ok() {
+        format!("name the unit with its type, such as {fixed}")
+    } else {
+        "a unit name is NAME.TYPE (app.service, app.socket, app@.service) of letters, digits and :-_.\\".into()
     }
 }
 
