@@ -72,7 +72,7 @@ pub fn save(host: &Host, pending: &Pending) -> Result<()> {
     let path = Path::new(PATH);
     host.create_dirs(path.parent().expect("a directory")).map_err(io)?;
     let json = serde_json::to_vec_pretty(pending).expect("plain data serializes");
-    host.write_atomic(path, &json, Mode(0o600), 0, 0).map_err(io)
+    host.write_system_file(path, &json, Mode(0o600)).map_err(io)
 }
 
 pub fn clear(host: &Host) -> Result<()> {

@@ -131,7 +131,7 @@ impl Module {
 /// The module called `name`: the playbook's own `modules/NAME.yml` first, then a shipped one.
 pub fn find(name: &str, playbook_dir: &Path) -> Option<Result<Module, Vec<PlaybookError>>> {
     let own = playbook_dir.join("modules").join(format!("{name}.yml"));
-    if let Ok(text) = std::fs::read_to_string(&own) {
+    if let Ok(text) = crate::host::read_input_text(&own) {
         let source = Source::new(own.display().to_string(), text);
         return Some(Module::parse(name, source, own.display().to_string(), own.parent()?.to_path_buf()));
     }

@@ -133,6 +133,7 @@ pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
     let mut created_dirs: Vec<&Path> = Vec::new();
     for (index, entry) in resolved.entries.iter().enumerate() {
         let changes = entry.resource.plan(host)?;
+        check_may_give(host, &entry.id, &changes)?;
         if let Some(parent) = entry.resource.parent_needed().filter(|_| !changes.is_empty()) {
             let made_above = created_dirs.iter().any(|d| d.starts_with(parent));
             let exists =
@@ -192,6 +193,39 @@ pub fn triggers(resolved: &Resolved, changed: &[ResourcePlan], host: &Host) -> R
     pending.merge(&interrupted);
     let triggers = decide_triggers(resolved, changed, &pending, &interrupted, host)?;
     Ok((pending, triggers))
+}
+
+/// Without root, converge can give a file only to the user running it (and a group they are in):
+/// a resource that asks for another owner is an error before anything is written.
+fn check_may_give(host: &Host, id: &ResourceId, changes: &[Change]) -> Result<()> {
+    if nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let io = |e| Error::resource_io(id, "cannot look up its owner", e);
+    for change in changes {
+        let (attr, name, allowed) = match change {
+            Change::Set { attr: "owner", to, .. } => {
+                let uid = host.user(to).map_err(io)?.map(|u| u.uid);
+                ("owner", to, uid.is_some_and(|uid| host.may_give(Some(uid), None)))
+            }
+            Change::Set { attr: "group", to, .. } => {
+                let gid = host.group(to).map_err(io)?.map(|g| g.gid);
+                ("group", to, gid.is_some_and(|gid| host.may_give(None, Some(gid))))
+            }
+            _ => continue,
+        };
+        if !allowed {
+            return Err(Error::resource(
+                id,
+                format!(
+                    "changing the {attr} to `{name}` needs root (converge runs as uid {}); run it as root, or leave \
+                     `{attr}:` out to try the playbook as yourself",
+                    nix::unistd::geteuid()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn exists(host: &Host, id: &ResourceId) -> Result<bool> {

@@ -16,7 +16,8 @@ pub struct Playbook {
 
 impl Playbook {
     pub fn load(path: &Path) -> Result<Playbook> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
+        let text =
+            crate::host::read_input_text(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
         let source = Source::new(path.display().to_string(), text);
         let root = parse_yaml(&source).map_err(|e| PlaybookErrors { path: source.name.clone(), errors: vec![e] })?;
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();

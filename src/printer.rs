@@ -151,10 +151,9 @@ impl Printer {
             Some(content) => content.as_text(),
         };
         let (Some(old), Some(new)) = (old, to.as_text()) else {
-            let from = from
-                .map(|c| format!("sha256:{} ({} bytes)", c.sha256(), c.0.len()))
-                .unwrap_or_else(|| "nothing".into());
-            return vec![format!("      content: {from} -> sha256:{} ({} bytes)", to.sha256(), to.0.len())];
+            let from =
+                from.map(|c| format!("sha256:{} ({} bytes)", c.sha256(), c.len())).unwrap_or_else(|| "nothing".into());
+            return vec![format!("      content: {from} -> sha256:{} ({} bytes)", to.sha256(), to.len())];
         };
         let from_name = if from.is_some() { path } else { "/dev/null" };
         let unified =

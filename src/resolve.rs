@@ -120,7 +120,7 @@ pub fn resolve(playbook: &Playbook, input: &VarsInput) -> Result<Resolved> {
 fn command_line_vars(input: &VarsInput, templates: &mut Templates) -> Result<BTreeSet<String>> {
     let mut names = BTreeSet::new();
     for path in &input.files {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.clone(), source })?;
+        let text = crate::host::read_input_text(path).map_err(|source| Error::Read { path: path.clone(), source })?;
         let file = Source::new(path.display().to_string(), text);
         let node = parse_yaml(&file).map_err(|e| PlaybookErrors { path: file.name.clone(), errors: vec![e] })?;
         let Value::Map(vars) = &node.value else {

@@ -67,23 +67,50 @@ pub enum Change {
     Run { reason: String },
 }
 
-/// File content, shared cheaply between the desired state, the observation and the plan.
+/// File content, shared cheaply between the desired state, the observation and the plan; or,
+/// for a file on the host too big to read into memory, only its size and sha256 (it can never
+/// equal content of the playbook, which is read into memory).
 #[derive(Clone, PartialEq, Eq)]
-pub struct Content(pub Arc<[u8]>);
+pub enum Content {
+    Bytes(Arc<[u8]>),
+    Large { len: u64, sha256: String },
+}
 
 impl Content {
+    /// The bytes (none for a large file known by its digest).
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Content::Bytes(bytes) => bytes,
+            Content::Large { .. } => &[],
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        match self {
+            Content::Bytes(bytes) => bytes.len() as u64,
+            Content::Large { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn sha256(&self) -> String {
-        let digest = Sha256::digest(&self.0);
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+        match self {
+            Content::Bytes(bytes) => crate::host::hex(&Sha256::digest(bytes)),
+            Content::Large { sha256, .. } => sha256.clone(),
+        }
     }
 
     /// Text that a unified diff can show: UTF-8, no NUL bytes, not too big.
     pub fn as_text(&self) -> Option<&str> {
         const LIMIT: usize = 256 * 1024;
-        if self.0.len() > LIMIT || self.0.contains(&0) {
+        let Content::Bytes(bytes) = self else { return None };
+        if bytes.len() > LIMIT || bytes.contains(&0) {
             return None;
         }
-        std::str::from_utf8(&self.0).ok()
+        std::str::from_utf8(bytes).ok()
     }
 }
 
@@ -91,20 +118,20 @@ impl fmt::Debug for Content {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.as_text() {
             Some(text) if text.len() < 80 => write!(f, "Content({text:?})"),
-            _ => write!(f, "Content({} bytes)", self.0.len()),
+            _ => write!(f, "Content({} bytes)", self.len()),
         }
     }
 }
 
 impl From<&str> for Content {
     fn from(text: &str) -> Content {
-        Content(Arc::from(text.as_bytes()))
+        Content::Bytes(Arc::from(text.as_bytes()))
     }
 }
 
 impl From<Vec<u8>> for Content {
     fn from(bytes: Vec<u8>) -> Content {
-        Content(Arc::from(bytes))
+        Content::Bytes(Arc::from(bytes))
     }
 }
 

@@ -72,7 +72,7 @@ impl Templates {
 
     /// Reads a file relative to the playbook, for `source:`.
     pub fn read_bytes(&self, relative: &str, span: Span) -> Result<Vec<u8>, PlaybookError> {
-        let bytes = std::fs::read(self.dir.join(relative)).map_err(|e| self.missing(relative, span, e))?;
+        let bytes = crate::host::read_input(&self.dir.join(relative)).map_err(|e| self.missing(relative, span, e))?;
         note_read(&self.dir, relative, &bytes);
         Ok(bytes)
     }
@@ -85,7 +85,12 @@ impl Templates {
     }
 
     fn read_text(&self, relative: &str, span: Span) -> Result<String, PlaybookError> {
-        let text = std::fs::read_to_string(self.dir.join(relative)).map_err(|e| self.missing(relative, span, e))?;
+        let bytes = crate::host::read_input(&self.dir.join(relative)).map_err(|e| self.missing(relative, span, e))?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            let e =
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "it is not UTF-8 text; use `source:` for bytes");
+            self.missing(relative, span, e)
+        })?;
         note_read(&self.dir, relative, text.as_bytes());
         Ok(text)
     }

@@ -162,7 +162,7 @@ fn prepare(
     let playbook = Playbook::load(path)?;
     let mut user_files = Vec::new();
     for file in &settings.vars.files {
-        user_files.push(std::fs::read(file).map_err(|source| Error::Read { path: file.clone(), source })?);
+        user_files.push(crate::host::read_input(file).map_err(|source| Error::Read { path: file.clone(), source })?);
     }
     let cli_vars: serde_json::Map<String, Value> =
         settings.vars.vars.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();

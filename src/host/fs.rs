@@ -555,6 +555,38 @@ impl Tree {
     }
 }
 
+/// Reads a file that converge takes as input (a playbook, a template, a `source:`, a vars file):
+/// a regular file (a FIFO would hang the run, a device never end) of at most [`MAX_READ`] bytes.
+pub fn read_input(path: &Path) -> io::Result<Vec<u8>> {
+    let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
+    let fd = nix::fcntl::open(path, flags, Perm::empty()).map_err(io::Error::from)?;
+    let stat = fstat(&fd).map_err(io::Error::from)?;
+    let kind = kind_of(&stat);
+    if kind != FileKind::File {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("it is {}, not a regular file", kind.name())));
+    }
+    let size = stat.st_size as u64;
+    let limit = MAX_READ;
+    let shown = path.display().to_string();
+    if size > limit {
+        return Err(too_big(&shown, size, limit));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    File::from(fd).take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_big(&shown, bytes.len() as u64, limit));
+    }
+    Ok(bytes)
+}
+
+/// [`read_input`] of a text: UTF-8, or an error that says where it stops being.
+pub fn read_input_text(path: &Path) -> io::Result<String> {
+    String::from_utf8(read_input(path)?).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        io::Error::new(io::ErrorKind::InvalidData, format!("it is not UTF-8 text (the byte at offset {at} is not)"))
+    })
+}
+
 /// What `lstat` says about a path (symlinks are never followed).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stat {

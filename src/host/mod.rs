@@ -10,7 +10,7 @@
 mod fs;
 mod process;
 
-pub use fs::{FileKind, MAX_READ, Stat, hex};
+pub use fs::{FileKind, MAX_READ, Stat, hex, read_input, read_input_text};
 pub use process::{PATH, Program};
 
 use std::collections::HashMap;
@@ -86,6 +86,30 @@ impl Host {
         self.tree.shown(path)
     }
 
+    /// Who owns the system's own files that converge writes (unit files, nginx sites, the
+    /// journal): root; or, when someone tries converge without root on a folder of their own,
+    /// that user, since only root can give a file away.
+    pub fn system_owner(&self) -> (u32, u32) {
+        match nix::unistd::geteuid().as_raw() {
+            0 => (0, 0),
+            uid => (uid, nix::unistd::getegid().as_raw()),
+        }
+    }
+
+    /// Whether converge may give files to `uid`:`gid` (root may; another user only to
+    /// themselves, and to a group they are in).
+    pub fn may_give(&self, uid: Option<u32>, gid: Option<u32>) -> bool {
+        let euid = nix::unistd::geteuid().as_raw();
+        if euid == 0 {
+            return true;
+        }
+        let in_group = |g: u32| {
+            g == nix::unistd::getegid().as_raw()
+                || nix::unistd::getgroups().is_ok_and(|groups| groups.iter().any(|x| x.as_raw() == g))
+        };
+        uid.is_none_or(|u| u == euid) && gid.is_none_or(in_group)
+    }
+
     /// Names a uid in a refusal, from the host's own accounts.
     fn namer(&self) -> impl Fn(u32) -> String + '_ {
         |uid| self.user_name(uid).unwrap_or_else(|_| format!("#{uid}"))
@@ -127,6 +151,19 @@ impl Host {
         self.tree.write_atomic(path, content, mode.0, uid, gid, &self.namer())?;
         self.forget_written(path);
         Ok(())
+    }
+
+    /// [`Host::write_atomic`] of a file of the system (a unit, an nginx site, the journal),
+    /// owned by [`Host::system_owner`].
+    pub fn write_system_file(&self, path: &Path, content: &[u8], mode: Mode) -> io::Result<()> {
+        let (uid, gid) = self.system_owner();
+        self.write_atomic(path, content, mode, uid, gid)
+    }
+
+    /// [`Host::symlink`] owned by [`Host::system_owner`].
+    pub fn system_symlink(&self, target: &Path, path: &Path) -> io::Result<()> {
+        let (uid, gid) = self.system_owner();
+        self.symlink(target, path, uid, gid)
     }
 
     /// Creates a directory and its missing parents, 0755, owned by whoever runs converge.

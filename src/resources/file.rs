@@ -84,7 +84,13 @@ impl Resource for File {
                 group: String::new(),
             });
         }
-        let content = Content::from(host.read(&self.path).map_err(io)?);
+        // A file too big to read into memory is compared by its streamed sha256.
+        let content = if stat.size > crate::host::MAX_READ {
+            let (len, sha256) = host.digest(&self.path).map_err(io)?;
+            Content::Large { len, sha256 }
+        } else {
+            Content::from(host.read(&self.path).map_err(io)?)
+        };
         let (owner, group) = observe_owner(host, &stat).map_err(io)?;
         Ok(FileActual::Present { content, mode: stat.mode, owner, group })
     }
@@ -140,7 +146,7 @@ impl Resource for File {
                     format!("its directory {} does not exist; add a `directory:` resource for it", parent.display()),
                 ));
             }
-            return host.write_atomic(&self.path, &content.0, mode, uid, gid).map_err(io("cannot write it"));
+            return host.write_atomic(&self.path, content.bytes(), mode, uid, gid).map_err(io("cannot write it"));
         }
         apply_attributes(host, &self.path, changes, &self.ownership).map_err(io("cannot change its attributes"))
     }

@@ -105,15 +105,15 @@ impl NginxSite {
 
     fn restore(&self, host: &Host, previous: &Previous) -> std::io::Result<()> {
         match &previous.content {
-            Some(bytes) => host.write_atomic(&self.available(), bytes, Mode(0o644), 0, 0)?,
+            Some(bytes) => host.write_system_file(&self.available(), bytes, Mode(0o644))?,
             None => host.remove(&self.available())?,
         }
         match &previous.link {
-            Some(target) => host.symlink(target, &self.enabled_link(), 0, 0)?,
+            Some(target) => host.system_symlink(target, &self.enabled_link())?,
             None => host.remove(&self.enabled_link())?,
         }
         if let Some(target) = &previous.default_link {
-            host.symlink(target, &Path::new(ENABLED).join("default"), 0, 0)?;
+            host.system_symlink(target, &Path::new(ENABLED).join("default"))?;
         }
         Ok(())
     }
@@ -219,12 +219,12 @@ impl Resource for NginxSite {
             }
             if let Some(content) = &self.content {
                 host.create_dirs(Path::new(AVAILABLE))?;
-                host.write_atomic(&self.available(), &content.0, Mode(0o644), 0, 0)?;
+                host.write_system_file(&self.available(), content.bytes(), Mode(0o644))?;
             }
             if self.enabled {
                 host.create_dirs(Path::new(ENABLED))?;
                 // Relative, so that it resolves inside an offline root as on the host.
-                host.symlink(&Path::new("../sites-available").join(&self.name), &self.enabled_link(), 0, 0)?;
+                host.system_symlink(&Path::new("../sites-available").join(&self.name), &self.enabled_link())?;
             } else {
                 host.remove(&self.enabled_link())?;
             }

@@ -278,7 +278,7 @@ impl SystemdUnit {
         for (link, target) in self.install_links(host)? {
             if enable {
                 host.create_dirs(link.parent().expect("links live in a directory"))?;
-                host.symlink(&target, &link, 0, 0)?;
+                host.system_symlink(&target, &link)?;
             } else {
                 host.remove(&link)?;
             }
@@ -416,7 +416,7 @@ impl Resource for SystemdUnit {
             if let Change::Content { file, to, .. } = change {
                 let path = file.clone().unwrap_or_else(|| self.path());
                 host.create_dirs(path.parent().expect("unit files live in a directory"))
-                    .and_then(|()| host.write_atomic(&path, &to.0, Mode(0o644), 0, 0))
+                    .and_then(|()| host.write_system_file(&path, to.bytes(), Mode(0o644)))
                     .map_err(|e| self.error(format!("cannot write {}", path.display()), e))?;
             }
         }
@@ -431,7 +431,7 @@ impl Resource for SystemdUnit {
                     if on { systemd.enable(&names) } else { systemd.disable(&names) }.map_err(dbus)?
                 }
                 ("masked", None) if on => host
-                    .symlink(Path::new("/dev/null"), &self.path(), 0, 0)
+                    .system_symlink(Path::new("/dev/null"), &self.path())
                     .map_err(|e| self.error("cannot mask it", e))?,
                 ("masked", None) => host.remove(&self.path()).map_err(|e| self.error("cannot unmask it", e))?,
                 ("enabled", None) => {

@@ -512,7 +512,7 @@ fn requirements_file(file: &Path, node: &Node, attrs: &mut Attrs, seen: &mut Vec
         return;
     }
     seen.push(file.to_path_buf());
-    let text = match std::fs::read_to_string(file) {
+    let text = match crate::host::read_input_text(file) {
         Ok(text) => text,
         Err(e) => {
             let reason =
