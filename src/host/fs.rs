@@ -110,7 +110,8 @@ impl Tree {
 
     /// Opens the directory `dir` (an absolute path inside the root) by a safe walk; with
     /// `create`, makes the missing directories on the way (0755, owned by whoever runs converge).
-    pub fn open_dir(&self, dir: &Path, create: bool, names: Namer) -> io::Result<OwnedFd> {
+    /// `path` is what messages name: `dir` itself, or the path below it that the caller acts on.
+    pub fn open_dir(&self, dir: &Path, path: &Path, create: bool, names: Namer) -> io::Result<OwnedFd> {
         let (root, root_stat) = self.root_fd()?;
         let mut todo: VecDeque<OsString> = components(dir);
         // The directories entered, below the root.
@@ -122,7 +123,7 @@ impl Tree {
             if name == ".." {
                 if let Some((_, left, left_name)) = stack.pop() {
                     let parent = stack.last().map(|s| s.1).unwrap_or(root_stat);
-                    self.check_step(dir, &left, &left_name, &parent, "..", names)?;
+                    self.check_step(path, &left, &left_name, &parent, "..", names)?;
                     guard = (parent, "..".into());
                 }
                 continue;
@@ -133,15 +134,15 @@ impl Tree {
                 Err(Errno::ENOENT) if create => {
                     match mkdirat(cur, name.as_os_str(), Perm::from_bits_truncate(0o755)) {
                         Ok(()) | Err(Errno::EEXIST) => {}
-                        Err(e) => return Err(errno(e, format!("cannot create {}", self.shown(dir)))),
+                        Err(e) => return Err(errno(e, format!("cannot create {}", self.shown(path)))),
                     }
                     openat(cur, name.as_os_str(), flags, Perm::empty())
                 }
                 other => other,
             }
-            .map_err(|e| errno(e, format!("cannot reach {}: `{}`", self.shown(dir), name.to_string_lossy())))?;
+            .map_err(|e| errno(e, format!("cannot reach {}: `{}`", self.shown(path), name.to_string_lossy())))?;
             let stat = fstat(&child).map_err(io::Error::from)?;
-            self.check_step(dir, &guard.0, &guard.1, &stat, &name, names)?;
+            self.check_step(path, &guard.0, &guard.1, &stat, &name, names)?;
             match kind_of(&stat) {
                 FileKind::Directory => {
                     guard = (stat, name.clone());
@@ -152,7 +153,7 @@ impl Tree {
                     if links > MAX_SYMLINKS {
                         return Err(io::Error::new(
                             io::ErrorKind::InvalidInput,
-                            format!("cannot reach {}: too many symlinks (more than {MAX_SYMLINKS})", self.shown(dir)),
+                            format!("cannot reach {}: too many symlinks (more than {MAX_SYMLINKS})", self.shown(path)),
                         ));
                     }
                     let target = readlinkat(&child, "").map_err(io::Error::from)?;
@@ -160,7 +161,7 @@ impl Tree {
                     if target.as_bytes().starts_with(b"/") {
                         // As after a chroot: an absolute target starts again at the root.
                         stack.clear();
-                        self.check_step(dir, &stat, &name, &root_stat, "/", names)?;
+                        self.check_step(path, &stat, &name, &root_stat, "/", names)?;
                         guard = (root_stat, "/".into());
                     } else {
                         guard = (stat, name);
@@ -173,7 +174,7 @@ impl Tree {
                         io::ErrorKind::NotADirectory,
                         format!(
                             "cannot reach {}: `{}` is {}, not a directory",
-                            self.shown(dir),
+                            self.shown(path),
                             name.to_string_lossy(),
                             kind.name()
                         ),
@@ -221,7 +222,7 @@ impl Tree {
     /// Opens the parent of `path` by a safe walk; the last component is left to the caller.
     pub fn place(&self, path: &Path, names: Namer) -> io::Result<Place> {
         let (parent, name) = split(path)?;
-        Ok(Place { dir: self.open_dir(parent, false, names)?, name: name.to_owned() })
+        Ok(Place { dir: self.open_dir(parent, path, false, names)?, name: name.to_owned() })
     }
 
     /// `lstat` of the last component; None when it (or a directory on the way) does not exist.
@@ -321,7 +322,7 @@ impl Tree {
 
     /// The entries of a directory (not `.` and `..`), with what each is.
     pub fn read_dir(&self, path: &Path, names: Namer) -> io::Result<Vec<(OsString, FileKind)>> {
-        let dir = self.open_dir(path, false, names)?;
+        let dir = self.open_dir(path, path, false, names)?;
         let mut listing =
             Dir::openat(&dir, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Perm::empty())
                 .map_err(|e| errno(e, format!("cannot list {}", self.shown(path))))?;
@@ -390,16 +391,18 @@ impl Tree {
 
     /// Makes `path` and its missing parents (0755, owned by whoever runs converge).
     pub fn create_dirs(&self, path: &Path, names: Namer) -> io::Result<()> {
-        self.open_dir(path, true, names).map(drop)
+        self.open_dir(path, path, true, names).map(drop)
     }
 
     /// Changes the owner (first: chown(2) clears setuid and setgid bits) and then the mode of a
     /// file or directory, through one fd of it: a symlink swapped in is refused, never followed.
+    /// With `links`, a symlink's own owner may be changed (a venv's `bin/python`), never its mode.
     pub fn set_attributes(
         &self,
         path: &Path,
         owner: (Option<u32>, Option<u32>),
         perm: Option<u32>,
+        links: bool,
         names: Namer,
     ) -> io::Result<()> {
         let place = self.place(path, names)?;
@@ -413,7 +416,8 @@ impl Tree {
         .map_err(|e| errno(e, format!("cannot open {shown}")))?;
         let stat = fstat(&fd).map_err(io::Error::from)?;
         let kind = kind_of(&stat);
-        if !matches!(kind, FileKind::File | FileKind::Directory) {
+        let link_owner = links && kind == FileKind::Symlink && perm.is_none();
+        if !matches!(kind, FileKind::File | FileKind::Directory) && !link_owner {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("refused to change {shown}: it is {} now; converge never follows it", kind.name()),

@@ -186,7 +186,7 @@ impl Host {
         gid: Option<u32>,
         mode: Option<Mode>,
     ) -> io::Result<()> {
-        self.tree.set_attributes(path, (uid, gid), mode.map(|m| m.0), &self.namer())
+        self.tree.set_attributes(path, (uid, gid), mode.map(|m| m.0), false, &self.namer())
     }
 
     /// Sets the permission bits of a file or directory (never through a symlink).
@@ -194,9 +194,10 @@ impl Host {
         self.set_attributes(path, None, None, Some(mode))
     }
 
-    /// Changes owner and group of a file or directory (never through a symlink).
+    /// Changes owner and group of the path itself: a file, a directory, or a symlink (its own
+    /// owner, never its target's).
     pub fn chown(&self, path: &Path, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
-        self.set_attributes(path, uid, gid, None)
+        self.tree.set_attributes(path, (uid, gid), None, true, &self.namer())
     }
 
     /// Points `path` at `target`, replacing whatever is there atomically.

@@ -13,6 +13,7 @@ mod files;
 mod modules;
 mod nginx;
 mod nginx_e2e;
+mod paths;
 mod plan_output;
 mod remote;
 mod scenario_e2e;
