@@ -213,6 +213,16 @@ impl Printer {
         }
     }
 
+    /// A site that an interrupted run had left untested, now tested: kept or rolled back.
+    pub fn finished_interrupted(&mut self, f: &crate::resources::nginx_site::Finished) {
+        match self.format {
+            Format::Json => self.json(json!({
+                "type": "finished", "id": f.id.to_string(), "accepted": f.accepted, "message": f.message,
+            })),
+            Format::Human => self.line(finished_text(f)),
+        }
+    }
+
     /// A trigger that ran.
     pub fn trigger_ran(&mut self, trigger: &Trigger) {
         match self.format {
@@ -321,6 +331,16 @@ impl Printer {
         let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(100);
         let _ = handler.render_report(&mut text, error);
         eprint!("{text}");
+    }
+}
+
+/// What `finished_interrupted` says, here and (from its record) for a remote host.
+pub fn finished_text(f: &crate::resources::nginx_site::Finished) -> String {
+    let head = format!("{}: a run was stopped before nginx -t answered;", f.id);
+    if f.accepted {
+        format!("{head} nginx -t accepts it now: kept")
+    } else {
+        format!("{head} nginx -t rejects it: the previous site was put back\n  {}", f.message.replace('\n', "\n  "))
     }
 }
 

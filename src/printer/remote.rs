@@ -46,6 +46,14 @@ impl Printer {
                     }
                 }
                 Some("trigger-ran") => lines.push(format!("{}: done", trigger_name(record))),
+                Some("finished") => {
+                    let finished = crate::resources::nginx_site::Finished {
+                        id: crate::resource::ResourceId(record["id"].as_str().unwrap_or("?").to_owned()),
+                        accepted: record["accepted"] == json!(true),
+                        message: record["message"].as_str().unwrap_or("").to_owned(),
+                    };
+                    lines.extend(super::finished_text(&finished).lines().map(str::to_owned));
+                }
                 Some("trigger-skipped") => {
                     lines.push(format!("{}: skipped ({})", trigger_name(record), record["why"].as_str().unwrap_or("")))
                 }
