@@ -214,6 +214,39 @@ fn a_first_apply_uploads_converge_and_a_second_does_not() {
     assert!(third.stdout.contains("converge is there already: /var/cache/converge/"), "{}", third.stdout);
 }
 
+#[test]
+fn a_cached_binary_that_others_could_have_written_is_uploaded_again() {
+    let Some(c) = Container::boot("remote-trust") else { return };
+    let site = Site::new();
+    let netns = format!("/proc/{}/ns/net", leader(&c));
+    let config = site.path("ssh_config").display().to_string();
+    let args = ["plan", &site.playbook(), "--host", "root@127.0.0.1", "--ssh-config", &config];
+    let first = converge(&site, &netns, &args).expect(2);
+    assert!(first.stdout.contains("uploaded converge ("), "{}", first.stdout);
+    let cached = cached_binary(&c, "/var/cache/converge");
+
+    // Executable, same bytes, but group-writable: not trusted; a fresh copy replaces it.
+    c.sh("chmod g+w /var/cache/converge/*/converge");
+    let run = converge(&site, &netns, &args).expect(2);
+    assert!(run.stdout.contains("not trusting the cached converge: /var/cache/converge/"), "{}", run.stdout);
+    assert!(run.stdout.contains("uploaded converge ("), "{}", run.stdout);
+    assert_ne!(cached_binary(&c, "/var/cache/converge"), cached, "a new file");
+    assert_eq!(c.sh("stat -c '%a %u' /var/cache/converge/*/converge"), "755 0");
+
+    // The cache directory belongs to another user: it is moved aside, and made afresh.
+    c.sh("chown 1000 /var/cache/converge");
+    let run = converge(&site, &netns, &args).expect(2);
+    assert!(run.stdout.contains("not trusting the cached converge: /var/cache/converge is "), "{}", run.stdout);
+    assert!(run.stdout.contains("uploaded converge ("), "{}", run.stdout);
+    assert_eq!(c.sh("stat -c '%u %a' /var/cache/converge"), "0 700");
+    assert_eq!(c.sh("ls -d /var/cache/converge.untrusted.* | wc -l"), "1");
+
+    // Trusted again: not uploaded, and not hashed (the probe reads metadata only).
+    let run = converge(&site, &netns, &args).expect(2);
+    assert!(!run.stdout.contains("uploaded"), "{}", run.stdout);
+    assert!(!run.stdout.contains("not trusting"), "{}", run.stdout);
+}
+
 fn sha256_of(path: &Path) -> String {
     let out = Command::new("sha256sum").arg(path).output().unwrap();
     String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_owned()
