@@ -330,7 +330,8 @@ impl Printer {
         let mut text = String::new();
         let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(100);
         let _ = handler.render_report(&mut text, error);
-        eprint!("{text}");
+        // Not eprint!, which panics when stderr is gone (a remote run whose connection dropped).
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), text.as_bytes());
     }
 }
 

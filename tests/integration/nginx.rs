@@ -145,24 +145,25 @@ fn gated_root(enabled: bool) -> Option<Test> {
     Some(test)
 }
 
-/// Runs `apply` and SIGKILLs it while nginx -t, which it started, is reading the new site.
-fn kill_during_nginx_test(test: &Test) {
+/// Makes gate.conf a FIFO, starts `apply` and returns it once nginx -t, which it started, is
+/// reading the configuration (blocked on the gate), with the gate's writing end: dropping it
+/// lets nginx go on.
+fn apply_held_in_nginx_test(test: &Test) -> (std::process::Child, fs::File) {
     use std::os::unix::fs::OpenOptionsExt;
-    use std::os::unix::process::ExitStatusExt;
     let gate = test.host_path("/etc/nginx/gate.conf");
     fs::remove_file(&gate).unwrap();
     nix::unistd::mkfifo(&gate, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR).unwrap();
     let mut child = test
         .command(&["apply", "{playbook}", "--root", "{root}"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let start = std::time::Instant::now();
     // Opening a FIFO to write without blocking fails (ENXIO) until a reader has it open.
-    let writer = loop {
+    loop {
         match fs::OpenOptions::new().write(true).custom_flags(nix::libc::O_NONBLOCK).open(&gate) {
-            Ok(writer) => break writer,
+            Ok(writer) => return (child, writer),
             Err(e) if e.raw_os_error() == Some(nix::libc::ENXIO) => {
                 if let Ok(Some(status)) = child.try_wait() {
                     panic!("converge ended ({status}) before nginx -t read the configuration");
@@ -172,13 +173,25 @@ fn kill_during_nginx_test(test: &Test) {
             }
             Err(e) => panic!("{e}"),
         }
-    };
+    }
+}
+
+/// gate.conf a plain (empty) file again.
+fn open_gate(test: &Test) {
+    let gate = test.host_path("/etc/nginx/gate.conf");
+    fs::remove_file(&gate).unwrap();
+    fs::write(&gate, "").unwrap();
+}
+
+/// Runs `apply` and SIGKILLs it while nginx -t, which it started, is reading the new site.
+fn kill_during_nginx_test(test: &Test) {
+    use std::os::unix::process::ExitStatusExt;
+    let (mut child, writer) = apply_held_in_nginx_test(test);
     child.kill().unwrap();
     assert_eq!(child.wait().unwrap().signal(), Some(9));
     // nginx reads the end of the gate and finishes its test, which nobody hears.
     drop(writer);
-    fs::remove_file(&gate).unwrap();
-    fs::write(&gate, "").unwrap();
+    open_gate(test);
     let journal = fs::read_to_string(test.host_path(JOURNAL)).expect("the site is journaled before nginx -t");
     assert!(journal.contains("listen 8080"), "the journal has the old site: {journal}");
 }
@@ -243,4 +256,29 @@ fn killed_during_nginx_test_a_broken_site_is_rolled_back_by_the_next_run() {
     let test = test.playbook("resources: []\n");
     let run = test.apply().success();
     assert!(!run.stdout.contains("nginx -t"), "{}", run.stdout);
+}
+
+#[test]
+fn sigterm_during_nginx_test_finishes_the_site_and_starts_nothing_after_it() {
+    let Some(test) = gated_root(true) else { return };
+    let test = test.playbook(&(site(GOOD2) + "  - file: /etc/after\n    content: \"after\\n\"\n"));
+    let (mut child, writer) = apply_held_in_nginx_test(&test);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Still there: it waits for nginx's verdict on the site it wrote.
+    assert!(child.try_wait().unwrap().is_none(), "SIGTERM did not end the run in the middle of its step");
+    drop(writer);
+    let out = child.wait_with_output().unwrap();
+    open_gate(&test);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(128 + 15), "{stdout}{stderr}");
+    assert!(stderr.contains("stopped by SIGTERM: the step in progress was finished"), "{stderr}");
+    assert!(stdout.contains("nginx_site:mysite: updated"), "{stdout}");
+    assert!(stdout.contains("Applied 1 of 2 before the failure: nginx_site:mysite."), "{stdout}");
+    // The site's step is whole: tested, accepted, its journal gone; the file after it untouched.
+    test.expect_file("/etc/nginx/sites-available/mysite", GOOD2).expect_absent(JOURNAL).expect_absent("/etc/after");
+
+    let run = test.apply().success();
+    assert!(run.stdout.contains("file:/etc/after: created"), "{}", run.stdout);
+    assert!(!run.stdout.contains("nginx_site"), "{}", run.stdout);
 }
