@@ -145,11 +145,38 @@ fn gated_root(enabled: bool) -> Option<Test> {
     Some(test)
 }
 
-/// Makes gate.conf a FIFO, starts `apply` and returns it once nginx -t, which it started, is
-/// reading the configuration (blocked on the gate), with the gate's writing end: dropping it
-/// lets nginx go on.
-fn apply_held_in_nginx_test(test: &Test) -> (std::process::Child, fs::File) {
-    use std::os::unix::fs::OpenOptionsExt;
+/// The parent pid and command name of a process, from /proc/PID/stat.
+fn parent_and_name(pid: u32) -> Option<(u32, String)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (head, rest) = stat.rsplit_once(')')?;
+    let name = head.split_once('(')?.1.to_owned();
+    Some((rest.split_whitespace().nth(1)?.parse().ok()?, name))
+}
+
+/// Whether an `nginx` process runs below `ancestor` (its child, or further down).
+fn nginx_below(ancestor: u32) -> bool {
+    fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()).any(|pid| {
+        let Some((mut parent, name)) = parent_and_name(pid) else { return false };
+        if name != "nginx" {
+            return false;
+        }
+        for _ in 0..4 {
+            if parent == ancestor {
+                return true;
+            }
+            parent = match parent_and_name(parent) {
+                Some((p, _)) if p > 1 => p,
+                _ => return false,
+            };
+        }
+        false
+    })
+}
+
+/// Makes gate.conf a FIFO and starts `apply`; returns it once the nginx -t it started is
+/// running. nginx then blocks opening the gate until [`release_nginx`] opens its other end, so
+/// the run is held in the middle of `nginx -t`, for as long as the test likes.
+fn apply_held_in_nginx_test(test: &Test) -> std::process::Child {
     let gate = test.host_path("/etc/nginx/gate.conf");
     fs::remove_file(&gate).unwrap();
     nix::unistd::mkfifo(&gate, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR).unwrap();
@@ -160,16 +187,29 @@ fn apply_held_in_nginx_test(test: &Test) -> (std::process::Child, fs::File) {
         .spawn()
         .unwrap();
     let start = std::time::Instant::now();
-    // Opening a FIFO to write without blocking fails (ENXIO) until a reader has it open.
+    while !nginx_below(child.id()) {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("converge ended ({status}) before it ran nginx -t");
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "nginx -t never started");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child
+}
+
+/// Lets the held nginx go on: opens the gate's writing end once nginx waits on the other (a
+/// FIFO opened without blocking fails with ENXIO until then), and closes it: nginx reads an
+/// empty file and finishes its test.
+fn release_nginx(test: &Test) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let gate = test.host_path("/etc/nginx/gate.conf");
+    let start = std::time::Instant::now();
     loop {
         match fs::OpenOptions::new().write(true).custom_flags(nix::libc::O_NONBLOCK).open(&gate) {
-            Ok(writer) => return (child, writer),
+            Ok(_) => return,
             Err(e) if e.raw_os_error() == Some(nix::libc::ENXIO) => {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!("converge ended ({status}) before nginx -t read the configuration");
-                }
-                assert!(start.elapsed() < std::time::Duration::from_secs(60), "nginx -t never started");
-                std::thread::sleep(std::time::Duration::from_millis(5));
+                assert!(start.elapsed() < std::time::Duration::from_secs(60), "nginx never opened the gate");
+                std::thread::sleep(std::time::Duration::from_millis(2));
             }
             Err(e) => panic!("{e}"),
         }
@@ -186,11 +226,11 @@ fn open_gate(test: &Test) {
 /// Runs `apply` and SIGKILLs it while nginx -t, which it started, is reading the new site.
 fn kill_during_nginx_test(test: &Test) {
     use std::os::unix::process::ExitStatusExt;
-    let (mut child, writer) = apply_held_in_nginx_test(test);
+    let mut child = apply_held_in_nginx_test(test);
     child.kill().unwrap();
     assert_eq!(child.wait().unwrap().signal(), Some(9));
-    // nginx reads the end of the gate and finishes its test, which nobody hears.
-    drop(writer);
+    // nginx finishes its test, which nobody hears.
+    release_nginx(test);
     open_gate(test);
     let journal = fs::read_to_string(test.host_path(JOURNAL)).expect("the site is journaled before nginx -t");
     assert!(journal.contains("listen 8080"), "the journal has the old site: {journal}");
@@ -262,12 +302,16 @@ fn killed_during_nginx_test_a_broken_site_is_rolled_back_by_the_next_run() {
 fn sigterm_during_nginx_test_finishes_the_site_and_starts_nothing_after_it() {
     let Some(test) = gated_root(true) else { return };
     let test = test.playbook(&(site(GOOD2) + "  - file: /etc/after\n    content: \"after\\n\"\n"));
-    let (mut child, writer) = apply_held_in_nginx_test(&test);
+    let mut child = apply_held_in_nginx_test(&test);
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
     // Still there: it waits for nginx's verdict on the site it wrote.
-    assert!(child.try_wait().unwrap().is_none(), "SIGTERM did not end the run in the middle of its step");
-    drop(writer);
+    if let Some(status) = child.try_wait().unwrap() {
+        let out = child.wait_with_output().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        panic!("SIGTERM ended the run in the middle of its step ({status}):\n{stdout}{stderr}");
+    }
+    release_nginx(&test);
     let out = child.wait_with_output().unwrap();
     open_gate(&test);
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
