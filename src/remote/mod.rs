@@ -24,7 +24,7 @@
 //!   D-Bus jobs. Done over ssh round trips that would be slow and would lose the engine's
 //!   guarantees (atomic writes, the lock, the trigger journal). So converge sends itself (one
 //!   Rust binary that needs only the C library: no Python or agent on the target), and the
-//!   target needs only `sh`, `tar`, `mktemp` and an sshd. See `session.rs` for the steps.
+//!   target needs only `sh`, `tar`, `find`, `mktemp` and an sshd. See `session.rs` for the steps.
 //! - **The bundle** (`bundle.rs`) carries what the target's resolve reads: the playbook text,
 //!   exactly the template/source files the local resolve read, the playbook's modules and the
 //!   variables as vars files. It is resolved here first so that mistakes are reported against

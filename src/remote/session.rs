@@ -281,10 +281,11 @@ impl Session<'_> {
 /// The trust rule, as shell functions of `$uid` and `$base`: `unsafe_own PATH...` prints the
 /// first path that is a symlink, not `$uid`'s, or writable by group or others; `unsafe_above`
 /// the first directory above `$base` that is neither root's nor `$uid`'s, or writable by group
-/// or others without the sticky bit. Nothing when all pass. POSIX `find` only (`-prune` keeps
+/// or others without the sticky bit (one that does not exist yet is made by the upload, private).
+/// Nothing when all pass. POSIX `find` only (`-prune` keeps
 /// it from descending), metadata only.
 const TRUST: &str = "unsafe_own() { find \"$@\" -prune \\( -type l -o ! -user \"$uid\" -o -perm -020 -o -perm -002 \\) -print 2>&1 | head -n 1; }; \
-     unsafe_above() { ( p=${base%/*}; set --; while [ -n \"$p\" ]; do set -- \"$@\" \"$p\"; p=${p%/*}; done; set -- \"$@\" /; \
+     unsafe_above() { ( p=${base%/*}; set --; while [ -n \"$p\" ]; do if [ -e \"$p\" ] || [ -L \"$p\" ]; then set -- \"$@\" \"$p\"; fi; p=${p%/*}; done; set -- \"$@\" /; \
      find \"$@\" -prune ! -type l \\( ! -user 0 ! -user \"$uid\" -o \\( -perm -020 -o -perm -002 \\) ! -perm -1000 \\) -print 2>&1 | head -n 1 ); }";
 
 /// What the run script did: ran the engine, or found converge missing (with the probe's
@@ -401,7 +402,9 @@ mod tests {
         std::fs::rename(tmp.path().join("real"), &base).unwrap();
         assert_eq!(verdict(&base), (String::new(), String::new()));
 
-        // Above the cache: root's or the user's, not writable by others unless sticky.
+        // Above the cache: root's or the user's, not writable by others unless sticky; one that
+        // is not there yet is no objection (the upload makes it).
+        assert_eq!(verdict(&tmp.path().join("new/cache/converge")).1, "");
         let cache = tmp.path().join("cache");
         chmod(&cache, 0o777);
         assert_eq!(verdict(&base).1, shown(&cache), "a world-writable parent");
