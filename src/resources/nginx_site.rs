@@ -386,6 +386,41 @@ mod tests {
         assert_eq!(gone.diff(&nothing), vec![]);
     }
 
+    /// A run killed while it put the old site back: the next one finishes that without asking
+    /// nginx, bytes, mode, owner and links as recorded.
+    #[test]
+    fn an_interrupted_rollback_is_finished_as_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::new(Some(dir.path().to_owned()));
+        let (uid, gid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+        host.create_dirs(Path::new(ENABLED)).unwrap();
+        host.create_dirs(Path::new(AVAILABLE)).unwrap();
+        host.write_atomic(&site().available(), b"broken\n", Mode(0o644), uid, gid).unwrap();
+        host.symlink(Path::new("../sites-available/mysite"), &site().enabled_link(), uid, gid).unwrap();
+        let was = SiteInTest {
+            site: "mysite".into(),
+            rolling_back: true,
+            available: Entry::File { content: Bytes::new(b"old\n".to_vec()), mode: 0o640, uid, gid },
+            enabled: Entry::Absent,
+            default: Entry::Link { target: "../sites-available/default".into(), uid, gid },
+        };
+        journal::save_site(&host, &was).unwrap();
+        assert!(site().observe(&host).unwrap().untested);
+
+        let finished = finish_interrupted(&host).unwrap().expect("something to finish");
+        assert!(!finished.accepted);
+        assert_eq!(host.read(&site().available()).unwrap(), b"old\n");
+        assert_eq!(host.stat(&site().available()).unwrap().unwrap().mode, Mode(0o640));
+        assert_eq!(host.stat(&site().enabled_link()).unwrap(), None);
+        assert_eq!(
+            host.read_link(&Path::new(ENABLED).join("default")).unwrap(),
+            Path::new("../sites-available/default")
+        );
+        assert_eq!(journal::load_site(&host).unwrap(), None);
+        assert!(!site().observe(&host).unwrap().untested);
+        assert_eq!(finish_interrupted(&host).unwrap(), None, "finished once");
+    }
+
     #[test]
     fn finds_the_line_nginx_names() {
         let content = Content::from("server {\n  listen 80;\n  locaton / {}\n}\n");
