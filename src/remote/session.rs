@@ -200,7 +200,7 @@ impl Session<'_> {
         let size = self.fleet.binary.size;
         let script = format!(
             "set -e; umask 077; {prelude}; \
-             above=$(unsafe_above); [ -z \"$above\" ] || {{ echo \"converge's cache cannot be made safe: $above is writable by others or not owned by root or uid $uid\" >&2; exit 1; }}; \
+             above=$(unsafe_above); [ -z \"$above\" ] || {{ echo \"converge's cache cannot be made safe: $(first_line \"$above\") is writable by others or not owned by root or uid $uid\" >&2; exit 1; }}; \
              for d in \"$base\" \"$dir\"; do \
                if [ -e \"$d\" ] || [ -L \"$d\" ]; then \
                  if [ ! -d \"$d\" ] || [ -n \"$(unsafe_own \"$d\")\" ]; then mv -f \"$d\" \"$d.untrusted.$(date +%s).$$\"; fi; \
@@ -259,9 +259,8 @@ impl Session<'_> {
         }
         format!(
             "umask 077; {prelude}; printf 'converge-probe bin=%s\\n' \"$bin\"; \
-             untrusted=; if [ -x \"$bin\" ]; then untrusted=$(unsafe_own \"$base\" \"$dir\" \"$bin\"); \
-             [ -n \"$untrusted\" ] || untrusted=$(unsafe_above); \
-             [ -z \"$untrusted\" ] || printf 'converge-probe untrusted=%s\\n' \"$untrusted\"; fi; \
+             untrusted=; if [ -x \"$bin\" ]; then untrusted=$(unsafe_own \"$base\" \"$dir\" \"$bin\"; unsafe_above); \
+             [ -z \"$untrusted\" ] || printf 'converge-probe untrusted=%s\\n' \"$(first_line \"$untrusted\")\"; fi; \
              if [ -x \"$bin\" ] && [ -f \"$bin\" ] && [ -z \"$untrusted\" ]; then echo converge-probe present; else echo converge-probe missing; \
              printf 'converge-probe os=%s\\n' \"$(uname -s)\"; printf 'converge-probe arch=%s\\n' \"$(uname -m)\"; exit 0; fi; \
              work=$(mktemp -d \"${{TMPDIR:-/tmp}}/converge.XXXXXX\") || exit 1; \
@@ -279,14 +278,15 @@ impl Session<'_> {
 }
 
 /// The trust rule, as shell functions of `$uid` and `$base`: `unsafe_own PATH...` prints the
-/// first path that is a symlink, not `$uid`'s, or writable by group or others; `unsafe_above`
-/// the first directory above `$base` that is neither root's nor `$uid`'s, or writable by group
+/// paths that are a symlink, not `$uid`'s, or writable by group or others; `unsafe_above`
+/// the directories above `$base` that is neither root's nor `$uid`'s, or writable by group
 /// or others without the sticky bit (one that does not exist yet is made by the upload, private).
 /// Nothing when all pass. POSIX `find` only (`-prune` keeps
 /// it from descending), metadata only.
-const TRUST: &str = "unsafe_own() { find \"$@\" -prune \\( -type l -o ! -user \"$uid\" -o -perm -020 -o -perm -002 \\) -print 2>&1 | head -n 1; }; \
-     unsafe_above() { ( p=${base%/*}; set --; while [ -n \"$p\" ]; do if [ -e \"$p\" ] || [ -L \"$p\" ]; then set -- \"$@\" \"$p\"; fi; p=${p%/*}; done; set -- \"$@\" /; \
-     find \"$@\" -prune ! -type l \\( ! -user 0 ! -user \"$uid\" -o \\( -perm -020 -o -perm -002 \\) ! -perm -1000 \\) -print 2>&1 | head -n 1 ); }";
+const TRUST: &str = "unsafe_own() { find \"$@\" -prune \\( -type l -o ! -user \"$uid\" -o -perm -020 -o -perm -002 \\) -print 2>&1; }; \
+     unsafe_above() { _p=${base%/*}; set --; while [ -n \"$_p\" ]; do if [ -e \"$_p\" ] || [ -L \"$_p\" ]; then set -- \"$@\" \"$_p\"; fi; _p=${_p%/*}; done; \
+     find \"$@\" / -prune ! -type l \\( ! -user 0 ! -user \"$uid\" -o \\( -perm -020 -o -perm -002 \\) ! -perm -1000 \\) -print 2>&1; }; \
+     first_line() { printf '%s\\n' \"${1%%\"\n\"*}\"; }";
 
 /// What the run script did: ran the engine, or found converge missing (with the probe's
 /// `os=`, `arch=`, `bin=` answers).
@@ -360,7 +360,8 @@ mod tests {
     /// `base` (`above`), run by sh and find as root.
     fn verdict(base: &Path) -> (String, String) {
         let script = format!(
-            "uid=0; base={}; {TRUST}; unsafe_own \"$base\" \"$base/d\" \"$base/d/converge\"; echo --; unsafe_above",
+            "uid=0; base={}; {TRUST}; first_line \"$(unsafe_own \"$base\" \"$base/d\" \"$base/d/converge\")\"; echo --; \
+             first_line \"$(unsafe_above)\"",
             shell_words::quote(&base.to_string_lossy())
         );
         let out = std::process::Command::new("sh").args(["-c", &script]).output().unwrap();
