@@ -96,10 +96,12 @@ pub struct SiteInTest {
     /// nginx rejected it and the previous state is being put back: the next run finishes that
     /// without asking nginx again.
     pub rolling_back: bool,
-    /// What was there before: sites-available/NAME, sites-enabled/NAME, sites-enabled/default.
+    /// What was there before: sites-available/NAME, sites-enabled/NAME, and
+    /// sites-enabled/default when the site removes it (`remove_default`).
     pub available: Entry,
     pub enabled: Entry,
-    pub default: Entry,
+    #[serde(default)]
+    pub default: Option<Entry>,
 }
 
 /// What a path held before a site was written.
@@ -170,13 +172,13 @@ mod tests {
             rolling_back: false,
             available: Entry::File { content: Bytes::new(b"server {}\n".to_vec()), mode: 0o640, uid: 33, gid: 4 },
             enabled: Entry::Link { target: "../sites-available/mysite".into(), uid: 0, gid: 0 },
-            default: Entry::File { content: Bytes::new(vec![0xff, 0, 1]), mode: 0o600, uid: 0, gid: 0 },
+            default: Some(Entry::File { content: Bytes::new(vec![0xff, 0, 1]), mode: 0o600, uid: 0, gid: 0 }),
         };
         let json = serde_json::to_string(&site).unwrap();
         assert!(json.contains(r#""content":"server {}\n""#), "{json}");
         let back: SiteInTest = serde_json::from_str(&json).unwrap();
         assert_eq!(back, site);
-        let Entry::File { content, .. } = &back.default else { panic!() };
+        let Some(Entry::File { content, .. }) = &back.default else { panic!() };
         assert_eq!(content.as_slice(), [0xff, 0, 1]);
         let absent: Entry = serde_json::from_str(r#"{"kind":"absent"}"#).unwrap();
         assert_eq!(absent, Entry::Absent);

@@ -81,7 +81,10 @@ fn put_back(host: &Host, path: &Path, was: &Entry) -> std::io::Result<()> {
 fn restore(host: &Host, was: &SiteInTest) -> std::io::Result<()> {
     put_back(host, &Path::new(AVAILABLE).join(&was.site), &was.available)?;
     put_back(host, &Path::new(ENABLED).join(&was.site), &was.enabled)?;
-    put_back(host, &Path::new(ENABLED).join("default"), &was.default)
+    match &was.default {
+        Some(default) => put_back(host, &Path::new(ENABLED).join("default"), default),
+        None => Ok(()),
+    }
 }
 
 /// What [`finish_interrupted`] did with the site an interrupted run left untested.
@@ -174,7 +177,10 @@ impl NginxSite {
             rolling_back: false,
             available: entry(host, &self.available())?,
             enabled: entry(host, &self.enabled_link())?,
-            default: entry(host, &Path::new(ENABLED).join("default"))?,
+            default: match self.remove_default {
+                true => Some(entry(host, &Path::new(ENABLED).join("default"))?),
+                false => None,
+            },
         })
     }
 }
@@ -402,7 +408,7 @@ mod tests {
             rolling_back: true,
             available: Entry::File { content: Bytes::new(b"old\n".to_vec()), mode: 0o640, uid, gid },
             enabled: Entry::Absent,
-            default: Entry::Link { target: "../sites-available/default".into(), uid, gid },
+            default: Some(Entry::Link { target: "../sites-available/default".into(), uid, gid }),
         };
         journal::save_site(&host, &was).unwrap();
         assert!(site().observe(&host).unwrap().untested);
