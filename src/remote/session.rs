@@ -200,7 +200,7 @@ impl Session<'_> {
         let size = self.fleet.binary.size;
         let script = format!(
             "set -e; umask 077; {prelude}; \
-             above=$(unsafe_above); [ -z \"$above\" ] || {{ echo \"converge's cache cannot be made safe: $(first_line \"$above\") is writable by others or not owned by root or uid $uid\" >&2; exit 1; }}; \
+             above=$(unsafe_above) || :; [ -z \"$above\" ] || {{ echo \"converge's cache cannot be made safe: $(first_line \"$above\") is writable by others or not owned by root or uid $uid\" >&2; exit 1; }}; \
              for d in \"$base\" \"$dir\"; do \
                if [ -e \"$d\" ] || [ -L \"$d\" ]; then \
                  if [ ! -d \"$d\" ] || [ -n \"$(unsafe_own \"$d\")\" ]; then mv -f \"$d\" \"$d.untrusted.$(date +%s).$$\"; fi; \
@@ -279,10 +279,10 @@ impl Session<'_> {
 
 /// The trust rule, as shell functions of `$uid` and `$base`: `unsafe_own PATH...` prints the
 /// paths that are a symlink, not `$uid`'s, or writable by group or others; `unsafe_above`
-/// the directories above `$base` that is neither root's nor `$uid`'s, or writable by group
-/// or others without the sticky bit (one that does not exist yet is made by the upload, private).
-/// Nothing when all pass. POSIX `find` only (`-prune` keeps
-/// it from descending), metadata only.
+/// the directories above `$base` that are neither root's nor `$uid`'s, or writable by group
+/// or others without the sticky bit (one that does not exist yet is no objection: the upload
+/// makes it, private). Nothing when all pass. POSIX `find` only (`-prune` keeps it from
+/// descending), metadata only; `first_line` keeps the first path for a message.
 const TRUST: &str = "unsafe_own() { find \"$@\" -prune \\( -type l -o ! -user \"$uid\" -o -perm -020 -o -perm -002 \\) -print 2>&1; }; \
      unsafe_above() { _p=${base%/*}; set --; while [ -n \"$_p\" ]; do if [ -e \"$_p\" ] || [ -L \"$_p\" ]; then set -- \"$@\" \"$_p\"; fi; _p=${_p%/*}; done; \
      find \"$@\" / -prune ! -type l \\( ! -user 0 ! -user \"$uid\" -o \\( -perm -020 -o -perm -002 \\) ! -perm -1000 \\) -print 2>&1; }; \
