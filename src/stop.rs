@@ -5,8 +5,9 @@
 //! it SIGTERM), and how `systemctl stop` or `timeout` stop a local run.
 //!
 //! The handler only records the signal in an atomic (async-signal-safe); the engine looks at it
-//! between steps. It is installed with SA_RESETHAND, so a second signal has its default action
-//! and ends the run at once. Handlers do not survive `exec`, so a program converge starts (a
+//! between steps. It is installed with SA_RESETHAND, so the same signal a second time has its
+//! default action and ends the run at once (a SIGHUP that comes with the SIGTERM, as when a
+//! connection goes, does not). Handlers do not survive `exec`, so a program converge starts (a
 //! `command`, apt, `nginx -t`) gets the default actions, and the signal mask is left alone. A
 //! signal that was ignored when converge started (SIGINT for a background job of `sh`) stays
 //! ignored.
