@@ -109,8 +109,18 @@ pub struct SiteInTest {
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Entry {
     Absent,
-    File { content: Bytes, mode: u32, uid: u32, gid: u32 },
-    Link { target: std::path::PathBuf, uid: u32, gid: u32 },
+    File {
+        content: Bytes,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    /// A symlink; its target as bytes, since a path need not be UTF-8.
+    Link {
+        target: Bytes,
+        uid: u32,
+        gid: u32,
+    },
 }
 
 /// File content in JSON: text when it is UTF-8 (as nginx configuration is), else its bytes.
@@ -171,7 +181,7 @@ mod tests {
             site: "mysite".into(),
             rolling_back: false,
             available: Entry::File { content: Bytes::new(b"server {}\n".to_vec()), mode: 0o640, uid: 33, gid: 4 },
-            enabled: Entry::Link { target: "../sites-available/mysite".into(), uid: 0, gid: 0 },
+            enabled: Entry::Link { target: Bytes::new(b"../sites-available/mysite".to_vec()), uid: 0, gid: 0 },
             default: Some(Entry::File { content: Bytes::new(vec![0xff, 0, 1]), mode: 0o600, uid: 0, gid: 0 }),
         };
         let json = serde_json::to_string(&site).unwrap();

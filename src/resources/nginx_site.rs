@@ -16,6 +16,7 @@
 //! nginx is asked again, and the site is kept or the recorded one put back, mode and owner too.
 //! Until then `plan` shows the site as not yet tested, never as converged.
 
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -58,7 +59,10 @@ fn entry(host: &Host, path: &Path) -> std::io::Result<Entry> {
         FileKind::File => {
             Entry::File { content: Bytes::new(host.read(path)?), mode: stat.mode.0, uid: stat.uid, gid: stat.gid }
         }
-        FileKind::Symlink => Entry::Link { target: host.read_link(path)?, uid: stat.uid, gid: stat.gid },
+        FileKind::Symlink => {
+            let target = host.read_link(path)?.into_os_string().into_vec();
+            Entry::Link { target: Bytes::new(target), uid: stat.uid, gid: stat.gid }
+        }
         kind => {
             return Err(std::io::Error::other(format!("{} is {}, not a file or a link", path.display(), kind.name())));
         }
@@ -73,7 +77,10 @@ fn put_back(host: &Host, path: &Path, was: &Entry) -> std::io::Result<()> {
     match was {
         Entry::Absent => host.remove(path),
         Entry::File { content, mode, uid, gid } => host.write_atomic(path, content.as_slice(), Mode(*mode), *uid, *gid),
-        Entry::Link { target, uid, gid } => host.symlink(target, path, *uid, *gid),
+        Entry::Link { target, uid, gid } => {
+            let target = PathBuf::from(std::ffi::OsString::from_vec(target.as_slice().to_vec()));
+            host.symlink(&target, path, *uid, *gid)
+        }
     }
 }
 
@@ -408,7 +415,7 @@ mod tests {
             rolling_back: true,
             available: Entry::File { content: Bytes::new(b"old\n".to_vec()), mode: 0o640, uid, gid },
             enabled: Entry::Absent,
-            default: Some(Entry::Link { target: "../sites-available/default".into(), uid, gid }),
+            default: Some(Entry::Link { target: Bytes::new(b"../sites-available/default".to_vec()), uid, gid }),
         };
         journal::save_site(&host, &was).unwrap();
         assert!(site().observe(&host).unwrap().untested);
