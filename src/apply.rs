@@ -28,6 +28,11 @@ pub fn apply(resolved: &Resolved, plan: &Plan, host: &Host, printer: &mut Printe
         if planned.is_none() && applied.resources.is_empty() {
             continue;
         }
+        // A signal stops the run between two resources, never inside one.
+        if let Err(stopped) = Error::check_stop() {
+            printer.failed_after(&applied, plan);
+            return Err(stopped);
+        }
         let result = (|| {
             let now = entry.resource.plan(host)?;
             if !now.is_empty() {
@@ -70,6 +75,7 @@ pub fn run_triggers(triggers: &[Trigger], systemd: &Systemd, printer: &mut Print
         }
     }
     for (step, group) in phases {
+        Error::check_stop()?;
         let action = match step {
             Step::DaemonReload => {
                 systemd.daemon_reload().map_err(|e| Error::Systemd(e.to_string()))?;

@@ -128,6 +128,13 @@ pub enum Error {
     #[error("systemd: {0}")]
     Systemd(String),
 
+    #[error("stopped by {signal}: the step in progress was finished, and nothing after it was started")]
+    #[diagnostic(help(
+        "run `converge apply` again to do the rest; the triggers owed so far are kept in the journal \
+         (/var/lib/converge/pending-triggers.json) and fire then"
+    ))]
+    Stopped { signal: &'static str, number: i32 },
+
     #[error("{message}")]
     Usage { message: String },
 }
@@ -135,6 +142,22 @@ pub enum Error {
 impl Error {
     pub fn resource(id: impl ToString, message: impl Into<String>) -> Error {
         Error::Resource { id: id.to_string(), message: message.into(), source: None }
+    }
+
+    /// The process exit code: 128 + the signal's number for a run stopped by one, else 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Stopped { number, .. } => u8::try_from(128 + number).unwrap_or(1),
+            _ => 1,
+        }
+    }
+
+    /// The run was asked to stop by a signal (see `stop.rs`): an error between two steps.
+    pub fn check_stop() -> Result<()> {
+        match crate::stop::received() {
+            Some(signal) => Err(Error::Stopped { signal: signal.as_str(), number: signal as i32 }),
+            None => Ok(()),
+        }
     }
 
     pub fn resource_io(id: impl ToString, message: impl Into<String>, source: std::io::Error) -> Error {

@@ -35,6 +35,7 @@ pub mod remote;
 pub mod resolve;
 pub mod resource;
 pub mod resources;
+pub mod stop;
 pub mod systemd;
 pub mod template;
 pub mod trigger;
@@ -74,6 +75,6 @@ pub fn run(cli: Cli) -> u8 {
     };
     result.unwrap_or_else(|error| {
         printer.error(&error);
-        1
+        error.exit_code()
     })
 }

@@ -212,6 +212,16 @@ impl Printer {
         }
     }
 
+    /// A site that an interrupted run had left untested, now tested: kept or rolled back.
+    pub fn finished_interrupted(&mut self, f: &crate::resources::nginx_site::Finished) {
+        match self.format {
+            Format::Json => self.json(json!({
+                "type": "finished", "id": f.id.to_string(), "accepted": f.accepted, "message": f.message,
+            })),
+            Format::Human => self.line(finished_text(f)),
+        }
+    }
+
     /// A trigger that ran.
     pub fn trigger_ran(&mut self, trigger: &Trigger) {
         match self.format {
@@ -319,7 +329,18 @@ impl Printer {
         let mut text = String::new();
         let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(100);
         let _ = handler.render_report(&mut text, error);
-        eprint!("{text}");
+        // Not eprint!, which panics when stderr is gone (a remote run whose connection dropped).
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), text.as_bytes());
+    }
+}
+
+/// What `finished_interrupted` says, here and (from its record) for a remote host.
+pub fn finished_text(f: &crate::resources::nginx_site::Finished) -> String {
+    let head = format!("{}: a run was stopped before nginx -t answered;", f.id);
+    if f.accepted {
+        format!("{head} nginx -t accepts it now: kept")
+    } else {
+        format!("{head} nginx -t rejects it: the previous site was put back\n  {}", f.message.replace('\n', "\n  "))
     }
 }
 

@@ -22,6 +22,14 @@ pub fn run(path: &Path, options: &Options, settings: &Settings, printer: &mut Pr
     let resolved = super::load_and_resolve(path, settings, printer)?;
     let host = super::host(settings);
     let _lock = if options.check { None } else { Some(lock(&host, options.lock_wait)?) };
+    if !options.check {
+        crate::stop::catch();
+    }
+    if !options.check
+        && let Some(finished) = crate::resources::nginx_site::finish_interrupted(&host)?
+    {
+        printer.finished_interrupted(&finished);
+    }
     let plan = plan(&resolved, &host)?;
     printer.plan(&plan);
     if options.check || plan.is_empty() {

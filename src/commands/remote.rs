@@ -80,8 +80,8 @@ pub fn run(path: &Path, mode: Mode, args: &RemoteArgs, settings: &Settings, prin
             _ => printer.host_records(&label(*host), &targets[*host].name, std::slice::from_ref(record)),
         },
         Event::Text { host, line } => printer.host_text(&label(*host), &targets[*host].name, line),
-        Event::Uploaded { host, path, bytes } => {
-            printer.host_binary(&label(*host), &targets[*host].name, path, Some(*bytes))
+        Event::Uploaded { host, path, bytes, untrusted } => {
+            printer.host_binary(&label(*host), &targets[*host].name, path, Some((*bytes, untrusted.as_deref())))
         }
         Event::Cached { host, path } => printer.host_binary(&label(*host), &targets[*host].name, path, None),
         Event::Done { host, .. } => {

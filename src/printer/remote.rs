@@ -46,6 +46,14 @@ impl Printer {
                     }
                 }
                 Some("trigger-ran") => lines.push(format!("{}: done", trigger_name(record))),
+                Some("finished") => {
+                    let finished = crate::resources::nginx_site::Finished {
+                        id: crate::resource::ResourceId(record["id"].as_str().unwrap_or("?").to_owned()),
+                        accepted: record["accepted"] == json!(true),
+                        message: record["message"].as_str().unwrap_or("").to_owned(),
+                    };
+                    lines.extend(super::finished_text(&finished).lines().map(str::to_owned));
+                }
                 Some("trigger-skipped") => {
                     lines.push(format!("{}: skipped ({})", trigger_name(record), record["why"].as_str().unwrap_or("")))
                 }
@@ -79,16 +87,24 @@ impl Printer {
         }
     }
 
-    /// converge was sent to the host (`cached`: it was there already).
-    pub fn host_binary(&mut self, label: &str, host: &str, path: &str, uploaded: Option<u64>) {
+    /// converge was sent to the host, with the bytes sent and the cached copy it replaced
+    /// because it was not trusted (None: it was there already).
+    pub fn host_binary(&mut self, label: &str, host: &str, path: &str, uploaded: Option<(u64, Option<&str>)>) {
         match (self.format, uploaded) {
-            (Format::Json, Some(bytes)) => {
-                self.json(json!({"type": "upload", "host": host, "path": path, "bytes": bytes}))
+            (Format::Json, Some((bytes, untrusted))) => {
+                self.json(json!({"type": "upload", "host": host, "path": path, "bytes": bytes, "untrusted": untrusted}))
             }
             (Format::Json, None) => self.json(json!({"type": "cached", "host": host, "path": path})),
-            (Format::Human, Some(bytes)) if self.verbosity >= 0 => {
+            (Format::Human, Some((bytes, untrusted))) if self.verbosity >= 0 => {
                 let mb = bytes as f64 / 1e6;
-                self.host_lines(label, &[format!("uploaded converge ({mb:.1} MB) to {path}")]);
+                let mut lines = Vec::new();
+                if let Some(untrusted) = untrusted {
+                    lines.push(format!(
+                        "not trusting the cached converge: {untrusted} is a symlink, another user's, or writable by others"
+                    ));
+                }
+                lines.push(format!("uploaded converge ({mb:.1} MB) to {path}"));
+                self.host_lines(label, &lines);
             }
             (Format::Human, None) if self.verbosity >= 1 => {
                 self.host_lines(label, &[format!("converge is there already: {path}")]);

@@ -8,7 +8,8 @@
 //! resolve the playbook for each target         (errors point at the local YAML; a playbook
 //!   with its vars, recording the files read      with any stops the run before any host)
 //! bundle: playbook + those files + vars
-//! bundle as a tar stream over stdin      --->  is converge SHA256 in the cache? if so:
+//! bundle as a tar stream over stdin      --->  is converge SHA256 in the cache, and only
+//!                                              its user's to write (find)? if so:
 //!                                                tar -x in a private temp dir;
 //!                                                converge plan|apply --output json
 //! render each record, prefixed by host   <---    one JSON record per line
@@ -23,7 +24,7 @@
 //!   D-Bus jobs. Done over ssh round trips that would be slow and would lose the engine's
 //!   guarantees (atomic writes, the lock, the trigger journal). So converge sends itself (one
 //!   Rust binary that needs only the C library: no Python or agent on the target), and the
-//!   target needs only `sh`, `tar`, `mktemp` and an sshd. See `session.rs` for the steps.
+//!   target needs only `sh`, `tar`, `find`, `mktemp` and an sshd. See `session.rs` for the steps.
 //! - **The bundle** (`bundle.rs`) carries what the target's resolve reads: the playbook text,
 //!   exactly the template/source files the local resolve read, the playbook's modules and the
 //!   variables as vars files. It is resolved here first so that mistakes are reported against
@@ -39,7 +40,7 @@
 //! - **Ctrl-C** (`interrupt.rs`) stops the local ssh processes and closes the master
 //!   connections, skips hosts not yet started and still prints the summary. On each target the
 //!   engine reads nothing but notices the connection go (the run script watches its stdin) and
-//!   is stopped with SIGTERM between two of its atomic steps: every file it wrote is whole (old
+//!   is sent SIGTERM, on which it stops between two of its atomic steps (`stop.rs`): every file it wrote is whole (old
 //!   or new), and the triggers its changes owe are in the journal, which the next run fires. A
 //!   program it had started (a `command`, apt) finishes on its own; nothing after it starts.
 

@@ -7,11 +7,20 @@
 //!   there as `converge plan|apply PLAYBOOK --output json` with the bundle's vars files, its
 //!   stdout comes back one JSON record per line, and the directory is removed when it ends.
 //!   When it is not, the script says so with the target's OS and `uname -m`, and stops.
-//! - **Upload**, only then, after the OS and architecture were checked here: the bytes stream
-//!   over ssh's stdin into a temporary file beside their place, whose size and sha256 are
-//!   checked before it is made executable and renamed in, so a cut connection never leaves a
-//!   truncated binary where the next run would trust it. The cache directory is private
-//!   (umask 077). Then the run script again.
+//! - **Trust**: a cached binary runs only where nobody but the user it runs as can have written
+//!   it: the binary, its directory and the cache directory are that user's, no symlink among
+//!   them, none writable by group or others; every directory above the cache directory is that
+//!   user's or root's and not writable by group or others (unless sticky, like /tmp). One
+//!   `find` per level checks this in the same session as the probe, from metadata alone: the
+//!   binary is not hashed again on each run. Anything else counts as missing, and is uploaded
+//!   again.
+//! - **Upload**, only then, after the OS and architecture were checked here: a cache or
+//!   binary directory that fails the trust rule is moved aside (`NAME.untrusted.TIME.PID`) and
+//!   made afresh, private (umask 077); above it, a directory that fails it stops the host with
+//!   its name. The bytes stream over ssh's stdin into a temporary file beside their place,
+//!   whose size and sha256 are checked before it is made executable and renamed in, so a cut
+//!   connection never leaves a truncated binary where the next run would trust it. Then the
+//!   run script again.
 //!
 //! Our end keeps ssh's stdin open while the engine runs: when it closes (Ctrl-C here, or the
 //! connection dropped), the script stops the engine with SIGTERM. The script itself then ignores
@@ -44,6 +53,8 @@ pub enum Event {
         host: usize,
         path: String,
         bytes: u64,
+        /// The cached copy that was there but not trusted (a path the trust rule refused).
+        untrusted: Option<String>,
     },
     /// The binary was there already.
     Cached {
@@ -111,6 +122,7 @@ impl Session<'_> {
             probe.iter().find_map(|l| l.strip_prefix(name)?.strip_prefix('=')).map(str::to_owned).unwrap_or_default()
         };
         let (os, machine, path) = (field("os"), field("arch"), field("bin"));
+        let untrusted = Some(field("untrusted")).filter(|u| !u.is_empty());
         if os != "Linux" {
             return Err(Outcome::Failed(format!("the target runs {os}; converge provisions Linux hosts")));
         }
@@ -122,7 +134,7 @@ impl Session<'_> {
             )));
         }
         self.upload(ssh)?;
-        let _ = events.send(Event::Uploaded { host: self.host, path, bytes: self.fleet.binary.size });
+        let _ = events.send(Event::Uploaded { host: self.host, path, bytes: self.fleet.binary.size, untrusted });
         match self.run_engine(ssh, events, false)? {
             Engine::Ran(outcome) => Ok(outcome),
             Engine::Missing(_) => Err(Outcome::Failed(
@@ -173,10 +185,13 @@ impl Session<'_> {
         }
     }
 
+    /// Sets `base` (the cache directory), `dir` (this binary's), `bin` and `uid`, and defines
+    /// the trust rule's functions ([`TRUST`]).
     fn prelude(&self) -> String {
         format!(
-            "if [ \"$(id -u)\" = 0 ]; then base=/var/cache/converge; else base=\"${{XDG_CACHE_HOME:-$HOME/.cache}}/converge\"; fi; bin=\"$base\"/{}/converge",
-            quote(&self.fleet.binary.sha256)
+            "uid=$(id -u); if [ \"$uid\" = 0 ]; then base=/var/cache/converge; else base=\"${{XDG_CACHE_HOME:-$HOME/.cache}}/converge\"; fi; \
+             dir=\"$base\"/{sha}; bin=\"$dir\"/converge; {TRUST}",
+            sha = quote(&self.fleet.binary.sha256)
         )
     }
 
@@ -184,7 +199,16 @@ impl Session<'_> {
         let sha = quote(&self.fleet.binary.sha256);
         let size = self.fleet.binary.size;
         let script = format!(
-            "set -e; umask 077; {prelude}; mkdir -p \"${{bin%/*}}\"; tmp=$(mktemp \"${{bin%/*}}/.upload.XXXXXX\"); \
+            "set -e; umask 077; {prelude}; \
+             above=$(unsafe_above) || :; [ -z \"$above\" ] || {{ echo \"converge's cache cannot be made safe: $(first_line \"$above\") is writable by others or not owned by root or uid $uid\" >&2; exit 1; }}; \
+             for d in \"$base\" \"$dir\"; do \
+               if [ -e \"$d\" ] || [ -L \"$d\" ]; then \
+                 if [ ! -d \"$d\" ] || [ -n \"$(unsafe_own \"$d\")\" ]; then mv -f \"$d\" \"$d.untrusted.$(date +%s).$$\"; fi; \
+               fi; \
+               mkdir -p \"$d\"; \
+             done; \
+             if [ -L \"$bin\" ] || {{ [ -e \"$bin\" ] && [ ! -f \"$bin\" ]; }}; then mv -f \"$bin\" \"$bin.untrusted.$(date +%s).$$\"; fi; \
+             tmp=$(mktemp \"$dir/.upload.XXXXXX\"); \
              trap 'rm -f \"$tmp\"' EXIT; cat >\"$tmp\"; size=$(wc -c <\"$tmp\" | tr -d ' '); \
              [ \"$size\" = {size} ] || {{ echo \"the upload stopped after $size of {size} bytes\" >&2; exit 1; }}; \
              if command -v sha256sum >/dev/null 2>&1; then sum=$(sha256sum <\"$tmp\"); sum=${{sum%% *}}; \
@@ -235,7 +259,9 @@ impl Session<'_> {
         }
         format!(
             "umask 077; {prelude}; printf 'converge-probe bin=%s\\n' \"$bin\"; \
-             if [ -x \"$bin\" ]; then echo converge-probe present; else echo converge-probe missing; \
+             untrusted=; if [ -x \"$bin\" ]; then untrusted=$(unsafe_own \"$base\" \"$dir\" \"$bin\"; unsafe_above); \
+             [ -z \"$untrusted\" ] || printf 'converge-probe untrusted=%s\\n' \"$(first_line \"$untrusted\")\"; fi; \
+             if [ -x \"$bin\" ] && [ -f \"$bin\" ] && [ -z \"$untrusted\" ]; then echo converge-probe present; else echo converge-probe missing; \
              printf 'converge-probe os=%s\\n' \"$(uname -s)\"; printf 'converge-probe arch=%s\\n' \"$(uname -m)\"; exit 0; fi; \
              work=$(mktemp -d \"${{TMPDIR:-/tmp}}/converge.XXXXXX\") || exit 1; \
              trap 'rm -rf \"$work\"' EXIT; \
@@ -250,6 +276,17 @@ impl Session<'_> {
         )
     }
 }
+
+/// The trust rule, as shell functions of `$uid` and `$base`: `unsafe_own PATH...` prints the
+/// paths that are a symlink, not `$uid`'s, or writable by group or others; `unsafe_above`
+/// the directories above `$base` that are neither root's nor `$uid`'s, or writable by group
+/// or others without the sticky bit (one that does not exist yet is no objection: the upload
+/// makes it, private). Nothing when all pass. POSIX `find` only (`-prune` keeps it from
+/// descending), metadata only; `first_line` keeps the first path for a message.
+const TRUST: &str = "unsafe_own() { find \"$@\" -prune \\( -type l -o ! -user \"$uid\" -o -perm -020 -o -perm -002 \\) -print 2>&1; }; \
+     unsafe_above() { _p=${base%/*}; set --; while [ -n \"$_p\" ]; do if [ -e \"$_p\" ] || [ -L \"$_p\" ]; then set -- \"$@\" \"$_p\"; fi; _p=${_p%/*}; done; \
+     find \"$@\" / -prune ! -type l \\( ! -user 0 ! -user \"$uid\" -o \\( -perm -020 -o -perm -002 \\) ! -perm -1000 \\) -print 2>&1; }; \
+     first_line() { printf '%s\\n' \"${1%%\"\n\"*}\"; }";
 
 /// What the run script did: ran the engine, or found converge missing (with the probe's
 /// `os=`, `arch=`, `bin=` answers).
@@ -310,4 +347,72 @@ fn exchange(
     });
     let status = interrupt::wait(child)?;
     Ok((status, stderr))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    use super::TRUST;
+
+    /// What the trust rule says about `base/dir/converge` (`own`) and the directories above
+    /// `base` (`above`), run by sh and find as root.
+    fn verdict(base: &Path) -> (String, String) {
+        let script = format!(
+            "uid=0; base={}; {TRUST}; first_line \"$(unsafe_own \"$base\" \"$base/d\" \"$base/d/converge\")\"; echo --; \
+             first_line \"$(unsafe_above)\"",
+            shell_words::quote(&base.to_string_lossy())
+        );
+        let out = std::process::Command::new("sh").args(["-c", &script]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (own, above) = text.split_once("--\n").unwrap();
+        (own.trim().to_owned(), above.trim().to_owned())
+    }
+
+    #[test]
+    fn the_trust_rule() {
+        if !nix::unistd::geteuid().is_root() {
+            assert!(std::env::var_os("CI").is_none(), "CI runs the tests as root");
+            eprintln!("skipped: needs root (chown)");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let chmod = |p: &Path, mode| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+        chmod(tmp.path(), 0o755);
+        let base = tmp.path().join("cache/converge");
+        std::fs::create_dir_all(base.join("d")).unwrap();
+        let bin = base.join("d/converge");
+        std::fs::write(&bin, "").unwrap();
+        chmod(&bin, 0o755);
+        let shown = |p: &Path| p.display().to_string();
+        assert_eq!(verdict(&base), (String::new(), String::new()), "all root's, 0755");
+
+        chmod(&bin, 0o775);
+        assert_eq!(verdict(&base).0, shown(&bin), "group-writable binary");
+        chmod(&bin, 0o757);
+        assert_eq!(verdict(&base).0, shown(&bin), "world-writable binary");
+        chmod(&bin, 0o755);
+        std::os::unix::fs::chown(base.join("d"), Some(1234), None).unwrap();
+        assert_eq!(verdict(&base).0, shown(&base.join("d")), "another user's directory");
+        std::os::unix::fs::chown(base.join("d"), Some(0), None).unwrap();
+        std::fs::rename(&base, tmp.path().join("real")).unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("real"), &base).unwrap();
+        assert_eq!(verdict(&base).0, shown(&base), "a symlink");
+        std::fs::remove_file(&base).unwrap();
+        std::fs::rename(tmp.path().join("real"), &base).unwrap();
+        assert_eq!(verdict(&base), (String::new(), String::new()));
+
+        // Above the cache: root's or the user's, not writable by others unless sticky; one that
+        // is not there yet is no objection (the upload makes it).
+        assert_eq!(verdict(&tmp.path().join("new/cache/converge")).1, "");
+        let cache = tmp.path().join("cache");
+        chmod(&cache, 0o777);
+        assert_eq!(verdict(&base).1, shown(&cache), "a world-writable parent");
+        chmod(&cache, 0o1777);
+        assert_eq!(verdict(&base).1, "", "sticky, like /tmp");
+        chmod(&cache, 0o755);
+        std::os::unix::fs::chown(&cache, Some(1234), None).unwrap();
+        assert_eq!(verdict(&base).1, shown(&cache), "another user's parent");
+    }
 }

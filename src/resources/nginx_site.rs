@@ -8,12 +8,22 @@
 //! run reloads nginx once, through systemd (`ReloadUnit`), or starts it when it is not running.
 //! `remove_default: true` also removes the distribution's `default` site from sites-enabled.
 //! `state: absent` removes both the file and the link.
+//!
+//! Between the write and nginx's verdict the site is recorded in the nginx site journal
+//! (`journal::SITE_PATH`), saved before anything is written, with what to put back: the previous
+//! file's bytes, mode and owner, the previous links (or their absence). A run killed during
+//! `nginx -t` leaves it behind; the next `apply` finishes it first ([`finish_interrupted`]):
+//! nginx is asked again, and the site is kept or the recorded one put back, mode and owner too.
+//! Until then `plan` shows the site as not yet tested, never as converged.
 
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 
 use crate::attrs::Attrs;
 use crate::error::{Error, Result};
 use crate::host::{FileKind, Host};
+use crate::journal::{self, Bytes, Entry, SiteInTest};
 use crate::mode::Mode;
 use crate::resource::{Change, Content, Resource, ResourceId, State};
 use crate::yaml_node::Span;
@@ -36,13 +46,94 @@ pub struct SiteActual {
     /// Whether sites-enabled/NAME exists (a link or a file).
     pub enabled: bool,
     pub default_enabled: bool,
+    /// An interrupted run wrote it and nginx has not yet accepted it (the nginx site journal
+    /// names it).
+    pub untested: bool,
 }
 
-/// What was there before an apply, to put back when nginx rejects the new configuration.
-struct Previous {
-    content: Option<Vec<u8>>,
-    link: Option<PathBuf>,
-    default_link: Option<PathBuf>,
+/// What a path holds now, as the journal records it; a directory or a special file is an error.
+fn entry(host: &Host, path: &Path) -> std::io::Result<Entry> {
+    let Some(stat) = host.stat(path)? else { return Ok(Entry::Absent) };
+    Ok(match stat.kind {
+        FileKind::File => {
+            Entry::File { content: Bytes::new(host.read(path)?), mode: stat.mode.0, uid: stat.uid, gid: stat.gid }
+        }
+        FileKind::Symlink => {
+            let target = host.read_link(path)?.into_os_string().into_vec();
+            Entry::Link { target: Bytes::new(target), uid: stat.uid, gid: stat.gid }
+        }
+        kind => {
+            return Err(std::io::Error::other(format!("{} is {}, not a file or a link", path.display(), kind.name())));
+        }
+    })
+}
+
+/// Puts `was` back at `path`, with its mode and owner; nothing is written where it is there.
+fn put_back(host: &Host, path: &Path, was: &Entry) -> std::io::Result<()> {
+    if entry(host, path).ok().as_ref() == Some(was) {
+        return Ok(());
+    }
+    match was {
+        Entry::Absent => host.remove(path),
+        Entry::File { content, mode, uid, gid } => host.write_atomic(path, content.as_slice(), Mode(*mode), *uid, *gid),
+        Entry::Link { target, uid, gid } => {
+            let target = PathBuf::from(std::ffi::OsString::from_vec(target.as_slice().to_vec()));
+            host.symlink(&target, path, *uid, *gid)
+        }
+    }
+}
+
+/// Puts back what the journal recorded for its site.
+fn restore(host: &Host, was: &SiteInTest) -> std::io::Result<()> {
+    put_back(host, &Path::new(AVAILABLE).join(&was.site), &was.available)?;
+    put_back(host, &Path::new(ENABLED).join(&was.site), &was.enabled)?;
+    match &was.default {
+        Some(default) => put_back(host, &Path::new(ENABLED).join("default"), default),
+        None => Ok(()),
+    }
+}
+
+/// What [`finish_interrupted`] did with the site an interrupted run left untested.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    pub id: ResourceId,
+    /// nginx accepted it; otherwise the previous site was put back.
+    pub accepted: bool,
+    /// nginx's message when it rejected the site.
+    pub message: String,
+}
+
+/// Finishes what an interrupted run left in the nginx site journal: asks `nginx -t` about the
+/// site as it is, and keeps it or puts the recorded one back; then removes the journal. Runs
+/// under the run lock, before anything is planned.
+pub fn finish_interrupted(host: &Host) -> Result<Option<Finished>> {
+    let Some(was) = journal::load_site(host)? else { return Ok(None) };
+    if was.site.is_empty() || was.site.contains('/') || was.site.starts_with('.') {
+        return Err(Error::resource(
+            journal::SITE_PATH,
+            format!("the nginx site journal names `{}`, which is not a site; remove it to go on", was.site),
+        ));
+    }
+    let id = ResourceId::new("nginx_site", &was.site);
+    let io = |what: &'static str| {
+        let id = id.clone();
+        move |e| Error::resource_io(&id, what, e)
+    };
+    let verdict = if was.rolling_back {
+        Err("nginx had rejected it; an interrupted run was putting the previous site back".to_owned())
+    } else {
+        nginx_test(host)
+    };
+    let finished = match verdict {
+        Ok(_) => Finished { id: id.clone(), accepted: true, message: String::new() },
+        Err(message) => {
+            restore(host, &was)
+                .map_err(io("an interrupted run left it untested, and putting the old site back failed"))?;
+            Finished { id: id.clone(), accepted: false, message }
+        }
+    };
+    journal::clear_site(host).map_err(io("cannot remove the nginx site journal"))?;
+    Ok(Some(finished))
 }
 
 impl NginxSite {
@@ -85,37 +176,18 @@ impl NginxSite {
         move |e| Error::resource_io(self.id(), what.clone(), e)
     }
 
-    fn previous(&self, host: &Host) -> std::io::Result<Previous> {
-        let content = match host.stat(&self.available())? {
-            Some(stat) if stat.kind == FileKind::File => Some(host.read(&self.available())?),
-            _ => None,
-        };
-        let link_of = |path: &Path| -> std::io::Result<Option<PathBuf>> {
-            match host.stat(path)? {
-                Some(stat) if stat.kind == FileKind::Symlink => Ok(Some(host.read_link(path)?)),
-                _ => Ok(None),
-            }
-        };
-        Ok(Previous {
-            content,
-            link: link_of(&self.enabled_link())?,
-            default_link: link_of(&Path::new(ENABLED).join("default"))?,
+    /// What is there now, for the journal and for a rollback.
+    fn previous(&self, host: &Host) -> std::io::Result<SiteInTest> {
+        Ok(SiteInTest {
+            site: self.name.clone(),
+            rolling_back: false,
+            available: entry(host, &self.available())?,
+            enabled: entry(host, &self.enabled_link())?,
+            default: match self.remove_default {
+                true => Some(entry(host, &Path::new(ENABLED).join("default"))?),
+                false => None,
+            },
         })
-    }
-
-    fn restore(&self, host: &Host, previous: &Previous) -> std::io::Result<()> {
-        match &previous.content {
-            Some(bytes) => host.write_system_file(&self.available(), bytes, Mode(0o644))?,
-            None => host.remove(&self.available())?,
-        }
-        match &previous.link {
-            Some(target) => host.system_symlink(target, &self.enabled_link())?,
-            None => host.remove(&self.enabled_link())?,
-        }
-        if let Some(target) = &previous.default_link {
-            host.system_symlink(target, &Path::new(ENABLED).join("default"))?;
-        }
-        Ok(())
     }
 }
 
@@ -152,6 +224,9 @@ pub fn nginx_test(host: &Host) -> Result<Option<String>, String> {
     if output.status.success() {
         return Ok(Some(String::new()));
     }
+    if let Some(signal) = output.status.signal() {
+        return Err(format!("nginx -t was killed by signal {signal} before it answered"));
+    }
     Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
 }
 
@@ -172,21 +247,38 @@ impl Resource for NginxSite {
     type Actual = SiteActual;
 
     fn observe(&self, host: &Host) -> Result<SiteActual> {
-        let previous = self.previous(host).map_err(self.io("cannot read it"))?;
+        let content = match host.stat(&self.available()).map_err(self.io("cannot read it"))? {
+            Some(stat) if stat.kind == FileKind::File => {
+                Some(Content::from(host.read(&self.available()).map_err(self.io("cannot read it"))?))
+            }
+            _ => None,
+        };
         let exists = |p: &Path| host.stat(p).map(|s| s.is_some());
         Ok(SiteActual {
-            content: previous.content.map(Content::from),
+            content,
             enabled: exists(&self.enabled_link()).map_err(self.io("cannot read it"))?,
             default_enabled: exists(&Path::new(ENABLED).join("default")).map_err(self.io("cannot read it"))?,
+            untested: journal::load_site(host)?.is_some_and(|s| s.site == self.name),
         })
     }
 
     fn diff(&self, actual: &SiteActual) -> Vec<Change> {
+        let mut changes = Vec::new();
+        if actual.untested {
+            // `apply` finishes the interrupted run's test before anything else.
+            changes.push(Change::Set {
+                attr: "nginx -t",
+                from: Some("not run (a run was stopped before nginx answered)".into()),
+                to: "run, then kept or rolled back".into(),
+            });
+        }
         if self.state == State::Absent {
             let exists = actual.content.is_some() || actual.enabled;
-            return if exists { vec![Change::Remove] } else { vec![] };
+            if exists {
+                changes.insert(0, Change::Remove);
+            }
+            return changes;
         }
-        let mut changes = Vec::new();
         if let Some(to) = &self.content
             && actual.content.as_ref() != Some(to)
         {
@@ -211,7 +303,11 @@ impl Resource for NginxSite {
     }
 
     fn apply(&self, changes: &[Change], host: &Host) -> Result<()> {
-        let previous = self.previous(host).map_err(self.io("cannot read it"))?;
+        // `apply` did this before planning; a site left untested must not become "previous".
+        finish_interrupted(host)?;
+        let mut previous = self.previous(host).map_err(self.io("cannot read it"))?;
+        // Recorded before anything is written: a run killed from here on is finished by the next.
+        journal::save_site(host, &previous).map_err(self.io("cannot write the nginx site journal"))?;
         let written = (|| -> std::io::Result<()> {
             if changes.contains(&Change::Remove) {
                 host.remove(&self.enabled_link())?;
@@ -233,10 +329,19 @@ impl Resource for NginxSite {
             }
             Ok(())
         })();
-        written.map_err(self.io("cannot write it"))?;
+        if let Err(e) = written {
+            // Put back what was written so far; when that fails too, the journal stays for the
+            // next run.
+            if restore(host, &previous).is_ok() {
+                let _ = journal::clear_site(host);
+            }
+            return Err(self.io("cannot write it")(e));
+        }
         if let Err(message) = nginx_test(host) {
-            self.restore(host, &previous)
-                .map_err(self.io("nginx rejected it, and putting the old site back failed"))?;
+            previous.rolling_back = true;
+            let _ = journal::save_site(host, &previous);
+            restore(host, &previous).map_err(self.io("nginx rejected it, and putting the old site back failed"))?;
+            journal::clear_site(host).map_err(self.io("cannot remove the nginx site journal"))?;
             let hint = self.content.as_ref().and_then(|c| named_line(&message, &self.name, c));
             let hint = hint.map(|(n, text)| format!("\n  line {n}: {}", text.trim())).unwrap_or_default();
             return Err(Error::resource(
@@ -247,7 +352,7 @@ impl Resource for NginxSite {
                 ),
             ));
         }
-        Ok(())
+        journal::clear_site(host).map_err(self.io("nginx accepted it, but the nginx site journal cannot be removed"))
     }
 }
 
@@ -267,10 +372,16 @@ mod tests {
 
     #[test]
     fn diffs() {
-        let converged =
-            SiteActual { content: Some(Content::from("server {}\n")), enabled: true, default_enabled: false };
+        let converged = SiteActual {
+            content: Some(Content::from("server {}\n")),
+            enabled: true,
+            default_enabled: false,
+            untested: false,
+        };
         assert_eq!(site().diff(&converged), vec![]);
-        let fresh = SiteActual { content: None, enabled: false, default_enabled: true };
+        let untested = SiteActual { untested: true, ..converged.clone() };
+        assert!(matches!(site().diff(&untested)[..], [Change::Set { attr: "nginx -t", .. }]), "never converged");
+        let fresh = SiteActual { content: None, enabled: false, default_enabled: true, untested: false };
         let changes = site().diff(&fresh);
         assert_eq!(changes[0], Change::Create);
         assert!(changes.contains(&Change::Set { attr: "enabled", from: None, to: "true".into() }));
@@ -282,7 +393,43 @@ mod tests {
         let mut gone = site();
         gone.state = State::Absent;
         assert_eq!(gone.diff(&converged), vec![Change::Remove]);
-        assert_eq!(gone.diff(&SiteActual { content: None, enabled: false, default_enabled: false }), vec![]);
+        let nothing = SiteActual { content: None, enabled: false, default_enabled: false, untested: false };
+        assert_eq!(gone.diff(&nothing), vec![]);
+    }
+
+    /// A run killed while it put the old site back: the next one finishes that without asking
+    /// nginx, bytes, mode, owner and links as recorded.
+    #[test]
+    fn an_interrupted_rollback_is_finished_as_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::new(Some(dir.path().to_owned()));
+        let (uid, gid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+        host.create_dirs(Path::new(ENABLED)).unwrap();
+        host.create_dirs(Path::new(AVAILABLE)).unwrap();
+        host.write_atomic(&site().available(), b"broken\n", Mode(0o644), uid, gid).unwrap();
+        host.symlink(Path::new("../sites-available/mysite"), &site().enabled_link(), uid, gid).unwrap();
+        let was = SiteInTest {
+            site: "mysite".into(),
+            rolling_back: true,
+            available: Entry::File { content: Bytes::new(b"old\n".to_vec()), mode: 0o640, uid, gid },
+            enabled: Entry::Absent,
+            default: Some(Entry::Link { target: Bytes::new(b"../sites-available/default".to_vec()), uid, gid }),
+        };
+        journal::save_site(&host, &was).unwrap();
+        assert!(site().observe(&host).unwrap().untested);
+
+        let finished = finish_interrupted(&host).unwrap().expect("something to finish");
+        assert!(!finished.accepted);
+        assert_eq!(host.read(&site().available()).unwrap(), b"old\n");
+        assert_eq!(host.stat(&site().available()).unwrap().unwrap().mode, Mode(0o640));
+        assert_eq!(host.stat(&site().enabled_link()).unwrap(), None);
+        assert_eq!(
+            host.read_link(&Path::new(ENABLED).join("default")).unwrap(),
+            Path::new("../sites-available/default")
+        );
+        assert_eq!(journal::load_site(&host).unwrap(), None);
+        assert!(!site().observe(&host).unwrap().untested);
+        assert_eq!(finish_interrupted(&host).unwrap(), None, "finished once");
     }
 
     #[test]

@@ -107,3 +107,222 @@ fn installed_packages_are_read_from_the_dpkg_database() {
     let run = test.plan().code(0);
     assert_eq!(run.stdout, "No changes. The host matches the playbook.\n");
 }
+
+// A run killed during `nginx -t`. nginx.conf includes `gate.conf`, which the test makes a FIFO:
+// nginx blocks opening it until the test opens the other end, so the kill lands while nginx is
+// testing the new site, every time. The next plain `apply` must finish that test.
+
+const GATED_CONF: &str = "events {}\nhttp {\n    include gate.conf;\n    include sites-enabled/*;\n}\n";
+const JOURNAL: &str = "/var/lib/converge/nginx-site-in-test.json";
+const GOOD2: &str = "server {\n    listen 8081;\n}\n";
+
+/// A root with a gated nginx.conf and an old site that is not root's and not 0644.
+fn gated_root(enabled: bool) -> Option<Test> {
+    let test = nginx_root()?;
+    if !crate::support::is_root() {
+        return None;
+    }
+    let test = test
+        .host_file("/etc/nginx/nginx.conf", GATED_CONF)
+        .host_file("/etc/nginx/gate.conf", "")
+        .host_file("/etc/nginx/sites-available/mysite", GOOD)
+        .host_file("/etc/nginx/sites-available/default", "server { listen 8082; }\n");
+    let old = test.host_path("/etc/nginx/sites-available/mysite");
+    std::os::unix::fs::chown(&old, Some(1234), Some(2345)).unwrap();
+    fs::set_permissions(&old, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
+    fs::create_dir_all(test.host_path("/etc/nginx/sites-enabled")).unwrap();
+    let link = |name: &str| {
+        std::os::unix::fs::symlink(
+            format!("../sites-available/{name}"),
+            test.host_path(&format!("/etc/nginx/sites-enabled/{name}")),
+        )
+        .unwrap()
+    };
+    link("default");
+    if enabled {
+        link("mysite");
+    }
+    Some(test)
+}
+
+/// The parent pid and command name of a process, from /proc/PID/stat.
+fn parent_and_name(pid: u32) -> Option<(u32, String)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (head, rest) = stat.rsplit_once(')')?;
+    let name = head.split_once('(')?.1.to_owned();
+    Some((rest.split_whitespace().nth(1)?.parse().ok()?, name))
+}
+
+/// Whether an `nginx` process runs below `ancestor` (its child, or further down).
+fn nginx_below(ancestor: u32) -> bool {
+    fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()).any(|pid| {
+        let Some((mut parent, name)) = parent_and_name(pid) else { return false };
+        if name != "nginx" {
+            return false;
+        }
+        for _ in 0..4 {
+            if parent == ancestor {
+                return true;
+            }
+            parent = match parent_and_name(parent) {
+                Some((p, _)) if p > 1 => p,
+                _ => return false,
+            };
+        }
+        false
+    })
+}
+
+/// Makes gate.conf a FIFO and starts `apply`; returns it once the nginx -t it started is
+/// running. nginx then blocks opening the gate until [`release_nginx`] opens its other end, so
+/// the run is held in the middle of `nginx -t`, for as long as the test likes.
+fn apply_held_in_nginx_test(test: &Test) -> std::process::Child {
+    let gate = test.host_path("/etc/nginx/gate.conf");
+    fs::remove_file(&gate).unwrap();
+    nix::unistd::mkfifo(&gate, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR).unwrap();
+    let mut child = test
+        .command(&["apply", "{playbook}", "--root", "{root}"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !nginx_below(child.id()) {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("converge ended ({status}) before it ran nginx -t");
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "nginx -t never started");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child
+}
+
+/// Lets the held nginx go on: opens the gate's writing end once nginx waits on the other (a
+/// FIFO opened without blocking fails with ENXIO until then), and closes it: nginx reads an
+/// empty file and finishes its test.
+fn release_nginx(test: &Test) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let gate = test.host_path("/etc/nginx/gate.conf");
+    let start = std::time::Instant::now();
+    loop {
+        match fs::OpenOptions::new().write(true).custom_flags(nix::libc::O_NONBLOCK).open(&gate) {
+            Ok(_) => return,
+            Err(e) if e.raw_os_error() == Some(nix::libc::ENXIO) => {
+                assert!(start.elapsed() < std::time::Duration::from_secs(60), "nginx never opened the gate");
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// gate.conf a plain (empty) file again.
+fn open_gate(test: &Test) {
+    let gate = test.host_path("/etc/nginx/gate.conf");
+    fs::remove_file(&gate).unwrap();
+    fs::write(&gate, "").unwrap();
+}
+
+/// Runs `apply` and SIGKILLs it while nginx -t, which it started, is reading the new site.
+fn kill_during_nginx_test(test: &Test) {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = apply_held_in_nginx_test(test);
+    child.kill().unwrap();
+    assert_eq!(child.wait().unwrap().signal(), Some(9));
+    // nginx finishes its test, which nobody hears.
+    release_nginx(test);
+    open_gate(test);
+    let journal = fs::read_to_string(test.host_path(JOURNAL)).expect("the site is journaled before nginx -t");
+    assert!(journal.contains("listen 8080"), "the journal has the old site: {journal}");
+}
+
+#[test]
+fn killed_during_nginx_test_a_good_site_is_accepted_by_the_next_run() {
+    let Some(test) = gated_root(true) else { return };
+    let test = test.playbook(&site(GOOD2));
+    kill_during_nginx_test(&test);
+    test.expect_file("/etc/nginx/sites-available/mysite", GOOD2);
+
+    // Written and not yet tested: the plan does not call it converged.
+    let plan = test.plan().code(2);
+    assert!(plan.stdout.contains("nginx -t: not run (a run was stopped before nginx answered)"), "{}", plan.stdout);
+
+    let run = test.apply().success();
+    assert!(
+        run.stdout
+            .contains("nginx_site:mysite: a run was stopped before nginx -t answered; nginx -t accepts it now: kept"),
+        "{}",
+        run.stdout
+    );
+    test.expect_file("/etc/nginx/sites-available/mysite", GOOD2).expect_absent(JOURNAL);
+    test.expect_absent("/etc/nginx/sites-enabled/default");
+    test.plan().code(0);
+}
+
+#[test]
+fn killed_during_nginx_test_a_broken_site_is_rolled_back_by_the_next_run() {
+    // The old site was written by hand, 0640 and not root's, and not enabled; the default site is.
+    let Some(test) = gated_root(false) else { return };
+    let test = test.playbook(&site(BROKEN));
+    kill_during_nginx_test(&test);
+    test.expect_file("/etc/nginx/sites-available/mysite", BROKEN);
+    assert!(test.host_path("/etc/nginx/sites-enabled/mysite").exists());
+    test.expect_absent("/etc/nginx/sites-enabled/default");
+    test.plan().code(2);
+
+    // The interrupted test is finished first (rejected: put back), then the playbook's own
+    // attempt is rejected too.
+    let run = test.apply().code(1);
+    assert!(
+        run.stdout.contains(
+            "nginx_site:mysite: a run was stopped before nginx -t answered; nginx -t rejects it: the previous site was put back"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("unknown directive \"locaton\""), "nginx's message: {}", run.stdout);
+    assert!(run.stderr.contains("nginx rejected the configuration"), "{}", run.stderr);
+    test.expect_file("/etc/nginx/sites-available/mysite", GOOD)
+        .expect_stat("/etc/nginx/sites-available/mysite", 0o640, 1234, 2345)
+        .expect_absent("/etc/nginx/sites-enabled/mysite")
+        .expect_absent(JOURNAL);
+    assert_eq!(
+        fs::read_link(test.host_path("/etc/nginx/sites-enabled/default")).unwrap(),
+        Path::new("../sites-available/default"),
+        "the default site's link is back"
+    );
+
+    // Finished once: a later run has nothing left to finish.
+    let test = test.playbook("resources: []\n");
+    let run = test.apply().success();
+    assert!(!run.stdout.contains("nginx -t"), "{}", run.stdout);
+}
+
+#[test]
+fn sigterm_during_nginx_test_finishes_the_site_and_starts_nothing_after_it() {
+    let Some(test) = gated_root(true) else { return };
+    let test = test.playbook(&(site(GOOD2) + "  - file: /etc/after\n    content: \"after\\n\"\n"));
+    let mut child = apply_held_in_nginx_test(&test);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Still there: it waits for nginx's verdict on the site it wrote.
+    if let Some(status) = child.try_wait().unwrap() {
+        let out = child.wait_with_output().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        panic!("SIGTERM ended the run in the middle of its step ({status}):\n{stdout}{stderr}");
+    }
+    release_nginx(&test);
+    let out = child.wait_with_output().unwrap();
+    open_gate(&test);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(128 + 15), "{stdout}{stderr}");
+    assert!(stderr.contains("stopped by SIGTERM: the step in progress was finished"), "{stderr}");
+    assert!(stdout.contains("nginx_site:mysite: updated"), "{stdout}");
+    assert!(stdout.contains("Applied 1 of 2 before the failure: nginx_site:mysite."), "{stdout}");
+    // The site's step is whole: tested, accepted, its journal gone; the file after it untouched.
+    test.expect_file("/etc/nginx/sites-available/mysite", GOOD2).expect_absent(JOURNAL).expect_absent("/etc/after");
+
+    let run = test.apply().success();
+    assert!(run.stdout.contains("file:/etc/after: created"), "{}", run.stdout);
+    assert!(!run.stdout.contains("nginx_site"), "{}", run.stdout);
+}

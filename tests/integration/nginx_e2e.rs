@@ -116,3 +116,63 @@ fn apt_installs_what_is_missing_and_nothing_when_converged() {
     assert_eq!(code, 1, "{out}");
     assert!(err.contains("no such package: converge-helo"), "{err}");
 }
+
+/// Starts `converge apply` of `playbook` inside, waits until the `nginx -t` it runs is held by
+/// the FIFO /etc/nginx/conf.d/gate.conf (nginx blocks opening it), SIGKILLs converge there, then
+/// lets nginx go on and makes the gate a plain file again.
+fn kill_during_nginx_test(c: &Container, playbook: &str) {
+    c.sh("rm -f /etc/nginx/conf.d/gate.conf && mkfifo /etc/nginx/conf.d/gate.conf");
+    c.write("/root/playbook.yml", playbook);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("harness/container.sh");
+    let mut child = Command::new(script)
+        .args(["exec", c.name(), "converge", "apply", "/root/playbook.yml"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while c.sh("pgrep -f '^nginx -t' >/dev/null && echo held || echo no") != "held" {
+        assert!(child.try_wait().unwrap().is_none(), "converge ended before it ran nginx -t");
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "nginx -t never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    c.sh("kill -9 $(pgrep -x converge)");
+    assert_ne!(child.wait().unwrap().code(), Some(0));
+    // Opening the gate's writing end waits for nginx; closing it gives nginx an empty file.
+    c.sh("exec 3>/etc/nginx/conf.d/gate.conf; exec 3>&-; rm /etc/nginx/conf.d/gate.conf; touch /etc/nginx/conf.d/gate.conf");
+    assert!(c.sh("cat /var/lib/converge/nginx-site-in-test.json").contains("\"site\": \"app\""));
+}
+
+#[test]
+fn a_run_killed_during_nginx_test_is_finished_by_the_next() {
+    let Some(c) = Container::boot("nginx-killed") else { return };
+    let page = |text: &str| format!("resources:\n{}", site(&format!("          return 200 \"{text}\\n\";\n")));
+    c.apply(&page("old"));
+    serves(&c, "", "old");
+
+    // A good site, killed in nginx -t: untested, and the plan says so; the next run tests it,
+    // keeps it, and fires the reload the killed run had journaled.
+    kill_during_nginx_test(&c, &page("new"));
+    assert!(c.sh("cat /var/lib/converge/pending-triggers.json").contains("nginx.service"));
+    let (code, plan, _) = c.converge(&["plan"], &page("new"));
+    assert_eq!(code, 2, "{plan}");
+    assert!(plan.contains("nginx -t: not run (a run was stopped before nginx answered)"), "{plan}");
+    let out = c.apply(&page("new"));
+    assert!(
+        out.contains("nginx_site:app: a run was stopped before nginx -t answered; nginx -t accepts it now: kept"),
+        "{out}"
+    );
+    assert!(out.contains("reload nginx.service: done"), "{out}");
+    serves(&c, "", "new");
+    assert!(c.apply(&page("new")).starts_with("No changes."));
+
+    // A broken site, killed in nginx -t: the next run rolls it back (and refuses it again).
+    let broken = format!("resources:\n{}", site("          locaton / { }\n"));
+    kill_during_nginx_test(&c, &broken);
+    let (code, out, err) = c.converge(&["apply"], &broken);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("nginx -t rejects it: the previous site was put back"), "{out}");
+    assert!(c.sh("cat /etc/nginx/sites-available/app").contains("return 200 \"new\\n\";"));
+    assert_eq!(c.sh("test -e /var/lib/converge/nginx-site-in-test.json || echo gone"), "gone");
+    serves(&c, "", "new");
+}

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::systemd_e2e::Container;
+use crate::systemd_e2e::{Container, pair};
 
 const PLAYBOOK: &str = "vars:
   greeting: hello
@@ -212,6 +212,39 @@ fn a_first_apply_uploads_converge_and_a_second_does_not() {
     // -v says where it found it.
     let third = converge(&site, &netns, &[&args[..], &["-v"]].concat()).expect(0);
     assert!(third.stdout.contains("converge is there already: /var/cache/converge/"), "{}", third.stdout);
+}
+
+#[test]
+fn a_cached_binary_that_others_could_have_written_is_uploaded_again() {
+    let Some(c) = Container::boot("remote-trust") else { return };
+    let site = Site::new();
+    let netns = format!("/proc/{}/ns/net", leader(&c));
+    let config = site.path("ssh_config").display().to_string();
+    let args = ["plan", &site.playbook(), "--host", "root@127.0.0.1", "--ssh-config", &config];
+    let first = converge(&site, &netns, &args).expect(2);
+    assert!(first.stdout.contains("uploaded converge ("), "{}", first.stdout);
+    let cached = cached_binary(&c, "/var/cache/converge");
+
+    // Executable, same bytes, but group-writable: not trusted; a fresh copy replaces it.
+    c.sh("chmod g+w /var/cache/converge/*/converge");
+    let run = converge(&site, &netns, &args).expect(2);
+    assert!(run.stdout.contains("not trusting the cached converge: /var/cache/converge/"), "{}", run.stdout);
+    assert!(run.stdout.contains("uploaded converge ("), "{}", run.stdout);
+    assert_ne!(cached_binary(&c, "/var/cache/converge"), cached, "a new file");
+    assert_eq!(c.sh("stat -c '%a %u' /var/cache/converge/*/converge"), "755 0");
+
+    // The cache directory belongs to another user: it is moved aside, and made afresh.
+    c.sh("chown 1000 /var/cache/converge");
+    let run = converge(&site, &netns, &args).expect(2);
+    assert!(run.stdout.contains("not trusting the cached converge: /var/cache/converge is "), "{}", run.stdout);
+    assert!(run.stdout.contains("uploaded converge ("), "{}", run.stdout);
+    assert_eq!(c.sh("stat -c '%u %a' /var/cache/converge"), "0 700");
+    assert_eq!(c.sh("ls -d /var/cache/converge.untrusted.* | wc -l"), "1");
+
+    // Trusted again: not uploaded, and not hashed (the probe reads metadata only).
+    let run = converge(&site, &netns, &args).expect(2);
+    assert!(!run.stdout.contains("uploaded"), "{}", run.stdout);
+    assert!(!run.stdout.contains("not trusting"), "{}", run.stdout);
 }
 
 fn sha256_of(path: &Path) -> String {
@@ -455,6 +488,43 @@ fn an_interrupt_stops_the_engine_on_the_target_between_steps() {
         converge(&site, &netns, &["apply", &slow, "--host", "root@127.0.0.1", "--ssh-config", &config]).expect(0);
     assert!(rest.stdout.contains("command:touch /srv/second: ran"), "{}", rest.stdout);
     assert!(rest.took < Duration::from_secs(30));
+}
+
+#[test]
+fn sigterm_stops_the_engine_on_the_target_after_its_step_and_keeps_the_journal() {
+    let Some(c) = Container::boot("remote-term") else { return };
+    let site = Site::new();
+    let netns = format!("/proc/{}/ns/net", leader(&c));
+    let config = site.path("ssh_config").display().to_string();
+    let playbook = site.path("site/term.yml").display().to_string();
+    let args = ["apply", &playbook, "--host", "root@127.0.0.1", "--ssh-config", &config];
+    site.write("site/term.yml", &pair("hello", "", ""));
+    converge(&site, &netns, &args).expect(0);
+
+    // The unit file changes (its triggers are journaled first); then a command sends the engine
+    // SIGTERM, as the run script does when the connection goes, and takes a second to finish.
+    let stopper = "  - command: [sh, -c, 'kill -TERM $PPID; sleep 1; touch /root/first']
+    creates: /root/first
+  - command: [touch, /root/second]
+    creates: /root/second
+";
+    site.write("site/term.yml", &(pair("howdy", "", "") + stopper));
+    let run = converge(&site, &netns, &args).expect(1);
+    assert!(run.stdout.contains("stopped by SIGTERM: the step in progress was finished"), "{}", run.stdout);
+    assert!(run.stdout.contains("1 host: 1 failed."), "{}", run.stdout);
+    // The engine waited for the step it was in, started nothing after it, ran no trigger, and
+    // kept the journal.
+    assert_eq!(c.sh("test -e /root/first && echo finished"), "finished");
+    assert_eq!(c.sh("test -e /root/second || echo not started"), "not started");
+    assert_eq!(c.show("app.service", "NeedDaemonReload"), "yes", "no daemon-reload ran");
+    assert!(c.sh("cat /var/lib/converge/pending-triggers.json").contains("app.service"));
+    assert_eq!(c.sh("pgrep -c -f '^/var/cache/converge/.*/converge apply' || true"), "0", "the engine is gone");
+
+    let rest = converge(&site, &netns, &args).expect(0);
+    assert!(rest.stdout.contains("command:touch /root/second: ran"), "{}", rest.stdout);
+    assert!(rest.stdout.contains("daemon-reload: done"), "the journal's triggers fire: {}", rest.stdout);
+    assert_eq!(c.show("app.service", "NeedDaemonReload"), "no");
+    assert_eq!(c.sh("test -e /var/lib/converge/pending-triggers.json || echo cleared"), "cleared");
 }
 
 // Without containers: what happens before any connection, and a host that ssh cannot reach. The
