@@ -1,8 +1,7 @@
 //! The run lock: two applies on one host must not interleave. The live host is locked through
 //! `/run/converge.lock`; an offline root through its own directory, so nothing is added to it.
 
-use std::fs::{File, OpenOptions};
-use std::path::PathBuf;
+use std::fs::File;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -17,14 +16,7 @@ pub struct RunLock {
 
 /// Takes the lock, waiting up to `wait` for another run to finish (`--lock-wait`).
 pub fn lock(host: &Host, wait: Duration) -> Result<RunLock> {
-    let (path, file) = match host.root() {
-        // `apply --root DIR` into a folder that does not exist yet makes it, as `mkdir -p` would.
-        Some(root) => (root.to_path_buf(), std::fs::create_dir_all(root).and_then(|()| File::open(root))),
-        None => {
-            let path = PathBuf::from("/run/converge.lock");
-            (path.clone(), OpenOptions::new().create(true).truncate(false).write(true).open(&path))
-        }
-    };
+    let (path, file) = host.lock_file();
     let mut file = file.map_err(|source| Error::Read { path: path.clone(), source })?;
     let deadline = Instant::now() + wait;
     loop {

@@ -16,6 +16,7 @@ pub use process::{PATH, Program};
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
@@ -221,6 +222,26 @@ impl Host {
     fn forget_written(&self, path: &Path) {
         if path.starts_with("/etc") && matches!(path.file_name().and_then(|n| n.to_str()), Some("passwd" | "group")) {
             self.forget_accounts();
+        }
+    }
+
+    /// What a run locks, and the file to lock it through: `/run/converge.lock` on the live host,
+    /// the root directory itself for an offline root (so nothing is added to an image; an
+    /// `apply --root DIR` into a folder that does not exist yet makes it, as `mkdir -p` would).
+    pub fn lock_file(&self) -> (PathBuf, io::Result<std::fs::File>) {
+        match &self.root {
+            Some(root) => (root.clone(), std::fs::create_dir_all(root).and_then(|()| std::fs::File::open(root))),
+            None => {
+                let path = PathBuf::from("/run/converge.lock");
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .custom_flags(nix::libc::O_NOFOLLOW)
+                    .mode(0o600)
+                    .open(&path);
+                (path, file)
+            }
         }
     }
 

@@ -1,5 +1,7 @@
 //! `command`: argv without a shell, and only when `creates`, `unless` or `onlyif` says so.
 
+use std::process::Command;
+
 use crate::support::{Test, is_root};
 
 #[test]
@@ -71,4 +73,71 @@ fn apply_writes_what_differs_when_the_host_changed_since_the_plan() {
     assert!(run.stdout.contains("-surprise"), "{}", run.stdout);
     assert_eq!(std::fs::read_to_string(test.dir.path().join("managed")).unwrap(), "wanted\n");
     test.run_args(&["plan", "{playbook}"]).code(0);
+}
+
+/// Copies programs of this machine, with the libraries `ldd` names, into an offline root: a
+/// root in which commands can really run.
+fn root_with_programs(test: &Test, programs: &[&str]) {
+    for program in programs {
+        let path = String::from_utf8(
+            Command::new("sh").args(["-c", &format!("command -v {program}")]).output().unwrap().stdout,
+        )
+        .unwrap()
+        .trim()
+        .to_owned();
+        let ldd = String::from_utf8(Command::new("ldd").arg(&path).output().unwrap().stdout).unwrap();
+        let libs = ldd.split_whitespace().filter(|w| w.starts_with('/')).map(str::to_owned);
+        for file in std::iter::once(path.clone()).chain(libs) {
+            let target = test.host_path(&file);
+            std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+            std::fs::copy(&file, &target).unwrap();
+        }
+    }
+    std::fs::create_dir_all(test.host_path("/proc")).unwrap();
+}
+
+/// Under `--root`, a command runs inside the root, in namespaces of its own, with a clean
+/// environment: what it does to the hostname or the network stays there, and the operator's
+/// environment never reaches it.
+#[test]
+fn under_root_commands_run_inside_it_isolated_and_with_a_clean_environment() {
+    if !is_root() {
+        return; // namespaces and chroot need root
+    }
+    let test = Test::new().playbook(
+        "resources:\n  - directory: /work\n  - command: [sh, -c, 'env > /env.txt; hostname converge-inside; hostname > /hostname.txt; cat /proc/net/dev > /net.txt; pwd > /pwd.txt']\n    cwd: /work\n    creates: /env.txt\n",
+    );
+    root_with_programs(&test, &["sh", "env", "hostname", "cat"]);
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let run = test
+        .command(&["apply", "{playbook}", "--root", "{root}"])
+        .env("PIP_FIND_LINKS", "/from/the/operator")
+        .env("PYTHONPATH", "/leak")
+        .env("CONVERGE_TEST_LEAK", "1")
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+
+    let env = std::fs::read_to_string(test.host_path("/env.txt")).unwrap();
+    assert!(env.contains("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"), "{env}");
+    assert!(env.contains("HOME=/root\n") && env.contains("LANG=C.UTF-8\n"), "{env}");
+    for leak in ["PIP_FIND_LINKS", "PYTHONPATH", "CONVERGE_TEST_LEAK"] {
+        assert!(!env.contains(leak), "{leak} leaked:\n{env}");
+    }
+    assert_eq!(std::fs::read_to_string(test.host_path("/hostname.txt")).unwrap().trim(), "converge-inside");
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(),
+        host_name,
+        "this machine's hostname is unchanged"
+    );
+    let net = std::fs::read_to_string(test.host_path("/net.txt")).unwrap();
+    let interfaces: Vec<&str> = net.lines().skip(2).filter_map(|l| l.split(':').next()).map(str::trim).collect();
+    assert_eq!(interfaces, ["lo"], "no network but its own loopback");
+    assert_eq!(std::fs::read_to_string(test.host_path("/pwd.txt")).unwrap().trim(), "/work", "cwd inside the root");
+
+    // A guard whose program is not in the root is an error, as on a live host.
+    let missing = Test::new().playbook("resources:\n  - command: [sh, -c, 'true']\n    unless: [no-such-program]\n");
+    root_with_programs(&missing, &["sh"]);
+    let run = missing.plan().code(1);
+    assert!(run.stderr.contains("cannot run the check `no-such-program`"), "{}", run.stderr);
 }
