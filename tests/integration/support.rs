@@ -74,8 +74,10 @@ impl Test {
     }
 
     /// The binary with the given arguments; `{playbook}` and `{root}` are filled in.
+    /// `CONVERGE_TEST_BIN` runs another build instead (to show that a test fails on an old one).
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_converge"));
+        let binary = std::env::var_os("CONVERGE_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_converge").into());
+        let mut command = Command::new(binary);
         let playbook = self.playbook_path().display().to_string();
         let root = self.root().display().to_string();
         command.args(args.iter().map(|a| a.replace("{playbook}", &playbook).replace("{root}", &root)));
