@@ -245,60 +245,68 @@ fn swapping_a_managed_path_for_a_symlink_never_changes_what_it_points_at() {
     fs::create_dir(&victim_dir).unwrap();
     fs::set_permissions(&victim_dir, fs::Permissions::from_mode(0o700)).unwrap();
 
-    let playbook = |mode: &str, content: &str| {
-        format!(
-            "resources:\n  - directory: /srv/app/d\n    mode: \"{mode}\"\n  - file: /srv/app/f\n    content: {content}\n    mode: \"{mode}\"\n"
-        )
+    // A directory and a file whose mode alone changes on every run: a change of mode is the step
+    // that once followed a symlink (chmod by path after lstat: an old build fails this test).
+    const PAIRS: usize = 1;
+    let playbook = |mode: &str| {
+        let mut yaml = String::from("resources:\n");
+        for i in 0..PAIRS {
+            yaml += &format!("  - directory: /srv/app/d{i}\n    mode: \"{mode}\"\n");
+            yaml += &format!("  - file: /srv/app/f{i}\n    content: app\n    mode: \"{mode}\"\n");
+        }
+        yaml
     };
-    let test = Test::new().with_accounts().playbook(&playbook("0755", "a"));
+    let test = Test::new().with_accounts().playbook(&playbook("0755"));
     let app = test.host_path("/srv/app");
     fs::create_dir_all(&app).unwrap();
     test.apply().success();
-    // The app user owns all of it, and has two symlinks ready: one to a file of root's outside
-    // the root, one (relative, climbing) to a directory of root's.
-    symlink(&victim_file, app.join("sf")).unwrap();
-    symlink(
-        format!("{}{}", "../".repeat(20), victim_dir.display().to_string().trim_start_matches('/')),
-        app.join("sd"),
-    )
-    .unwrap();
-    for entry in ["", "d", "f", "sf", "sd"] {
-        std::os::unix::fs::lchown(app.join(entry), Some(nobody), Some(nogroup)).unwrap();
+    // The app user owns all of it, and has symlinks ready: to a file of root's outside the root,
+    // and (relative, climbing) to a directory of root's.
+    let climb = format!("{}{}", "../".repeat(20), victim_dir.display().to_string().trim_start_matches('/'));
+    std::os::unix::fs::lchown(&app, Some(nobody), Some(nogroup)).unwrap();
+    for i in 0..PAIRS {
+        symlink(&victim_file, app.join(format!("sf{i}"))).unwrap();
+        symlink(&climb, app.join(format!("sd{i}"))).unwrap();
+        for entry in ["d", "f", "sf", "sd"] {
+            std::os::unix::fs::lchown(app.join(format!("{entry}{i}")), Some(nobody), Some(nogroup)).unwrap();
+        }
     }
 
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let swapper = {
-        let stop = stop.clone();
-        let app = app.clone();
-        std::thread::spawn(move || {
-            let dir = fs::File::open(&app).unwrap();
-            let mut swaps = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                for (a, b) in [("d", "sd"), ("f", "sf")] {
+    // One swap at a time, so that most runs get as far as the change itself: first the
+    // directory, then the file, each swapped in a tight loop while converge applies.
+    for (managed, link) in [("d0", "sd0"), ("f0", "sf0")] {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let swapper = {
+            let stop = stop.clone();
+            let app = app.clone();
+            std::thread::spawn(move || {
+                let dir = fs::File::open(&app).unwrap();
+                let mut swaps = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let flags = nix::fcntl::RenameFlags::RENAME_EXCHANGE;
-                    if nix::fcntl::renameat2(&dir, a, &dir, b, flags).is_ok() {
+                    if nix::fcntl::renameat2(&dir, managed, &dir, link, flags).is_ok() {
                         swaps += 1;
                     }
                 }
-            }
-            swaps
-        })
-    };
-    let deadline = Instant::now() + Duration::from_secs(6);
-    let mut runs = 0;
-    while Instant::now() < deadline {
-        let (mode, content) = if runs % 2 == 0 { ("0777", "b") } else { ("0750", "c") };
-        fs::write(test.playbook_path(), playbook(mode, content)).unwrap();
-        let _ = test.apply(); // refusals are expected; only what happens outside matters
-        runs += 1;
+                swaps
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let (mut runs, mut applied) = (0, 0);
+        while Instant::now() < deadline {
+            fs::write(test.playbook_path(), playbook(if runs % 2 == 0 { "0777" } else { "0750" })).unwrap();
+            // Refusals are expected; only what happens outside the managed paths matters.
+            applied += (test.apply().code == 0) as u32;
+            runs += 1;
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let swaps = swapper.join().unwrap();
+        assert!(applied > 20 && swaps > 1000, "the race ran: {applied} of {runs} applies, {swaps} swaps of {managed}");
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let swaps = swapper.join().unwrap();
-    assert!(runs > 20 && swaps > 1000, "the race ran: {runs} applies, {swaps} swaps");
 
     let meta = fs::metadata(&victim_file).unwrap();
     assert_eq!((meta.mode() & 0o7777, meta.uid(), meta.gid()), (0o600, 0, 0), "the file the symlink points at");
-    assert_eq!(fs::read_to_string(&victim_file).unwrap(), "secret");
+    assert_eq!(fs::read_to_string(&victim_file).unwrap(), "secret", "its content");
     let meta = fs::metadata(&victim_dir).unwrap();
     assert_eq!((meta.mode() & 0o7777, meta.uid(), meta.gid()), (0o700, 0, 0), "the directory the symlink points at");
     assert_eq!(fs::read_dir(&victim_dir).unwrap().count(), 0, "nothing was written into it");
