@@ -144,6 +144,25 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Text from the playbook or the host made safe for a terminal: control characters other than
+/// newline and tab are shown escaped (`\x1b`), so that no byte of a file or a name can move the
+/// cursor, retitle the window or clear the screen.
+pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| (c.is_control() && c != '\n' && c != '\t') || c == '\u{2028}' || c == '\u{2029}';
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            c if !unsafe_char(c) => out.push(c),
+            c if (c as u32) < 0x100 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
 pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
@@ -179,6 +198,13 @@ mod tests {
         assert_eq!(did_you_mean("ownr", keys), Some("owner"));
         assert_eq!(did_you_mean("contnet", keys), Some("content"));
         assert_eq!(did_you_mean("colour", keys), None);
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escape("plain\ttext\n"), "plain\ttext\n");
+        assert_eq!(escape("\x1b]0;title\x07\x1b[2J"), "\\x1b]0;title\\x07\\x1b[2J");
+        assert_eq!(escape("cr\rdel\x7f\u{9b}"), "cr\\x0ddel\\x7f\\x9b");
     }
 
     #[test]

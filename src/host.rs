@@ -265,7 +265,7 @@ impl Host {
         match &self.root {
             Some(root) => {
                 let mut command = Command::new("chroot");
-                command.arg(root).args(argv);
+                command.arg("--").arg(root).args(argv);
                 command
             }
             None => {

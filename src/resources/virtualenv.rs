@@ -945,6 +945,7 @@ impl Virtualenv {
                 argv.push("--no-index".into());
             }
             argv.extend(self.pip_args.iter().map(OsString::from));
+            argv.push("--".into());
             argv.extend(install.iter().map(OsString::from));
             runner.run(&argv, false).map_err(|m| Error::resource(self.id(), format!("pip install failed {m}")))?;
             if self.exact {
@@ -959,6 +960,7 @@ impl Virtualenv {
             argv.push("uninstall".into());
             argv.extend(quiet.iter().cloned());
             argv.push("--yes".into());
+            argv.push("--".into());
             argv.extend(uninstall.iter().map(OsString::from));
             runner.run(&argv, false).map_err(|m| Error::resource(self.id(), format!("pip uninstall failed {m}")))?;
         }
@@ -1032,7 +1034,7 @@ impl<'h> Runner<'h> {
         let mut command = match self.host.root() {
             Some(root) => {
                 let mut command = self.host.tool("chroot");
-                command.arg(format!("--userspec={}:{}", self.uid, self.gid)).arg(root).args(argv);
+                command.arg(format!("--userspec={}:{}", self.uid, self.gid)).arg("--").arg(root).args(argv);
                 command
             }
             None => {

@@ -15,6 +15,7 @@ mod nginx;
 mod nginx_e2e;
 mod plan_output;
 mod remote;
+mod safety;
 mod scenario_e2e;
 mod systemd_e2e;
 mod units_offline;
