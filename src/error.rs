@@ -33,6 +33,11 @@ impl Source {
         }
     }
 
+    /// The 1-based line of a byte offset.
+    pub fn line_of(&self, offset: usize) -> usize {
+        self.text.get(..offset).unwrap_or(&self.text).matches('\n').count() + 1
+    }
+
     /// The byte offset of a 1-based line and column (as parsers report them).
     pub fn offset_of(&self, line: usize, column: usize) -> usize {
         let line_start: usize = self.text.split_inclusive('\n').take(line.saturating_sub(1)).map(str::len).sum();

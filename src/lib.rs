@@ -31,6 +31,7 @@ pub mod module;
 pub mod plan;
 pub mod playbook;
 pub mod printer;
+pub mod redact;
 pub mod remote;
 pub mod resolve;
 pub mod resource;

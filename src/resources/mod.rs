@@ -135,6 +135,17 @@ impl AnyResource {
         }
     }
 
+    /// The text it writes (a file's, a site's, a unit's), for what `sensitive` hides.
+    pub fn content(&self) -> Option<String> {
+        let content = match self {
+            AnyResource::File(r) => r.content.as_ref(),
+            AnyResource::NginxSite(r) => r.content.as_ref(),
+            AnyResource::Unit(r) => r.content.as_ref(),
+            _ => None,
+        }?;
+        Some(String::from_utf8_lossy(&content.0).into_owned())
+    }
+
     /// The path it manages, for "parent directory first" ordering.
     pub fn path(&self) -> Option<&Path> {
         match self {

@@ -56,3 +56,118 @@ fn names_that_would_reach_a_tool_as_options_are_refused() {
         assert!(err.contains(expected), "missing {expected:?} in\n{err}");
     }
 }
+
+const SECRET: &str = "Tok3n-Qz9-secret";
+
+/// Every kind, with the secret planted in each attribute that takes a value.
+fn secret_playbook() -> String {
+    r#"secrets:
+  token: "Tok3n-Qz9-secret"
+vars:
+  url: "https://u:{{ token }}@pypi.example/simple"
+resources:
+  - file: /etc/app.conf
+    content: "password={{ token }}\n"
+  - directory: "/srv/{{ token }}"
+  - file: /etc/plain.conf
+    content: "literal Tok3n-Qz9-secret\n"
+    sensitive: true
+  - symlink: /etc/app.link
+    target: "/srv/{{ token }}"
+  - command: "mysql -p{{ token }} -e 'select 1'"
+    creates: "/var/lib/{{ token }}"
+    environment:
+      PGPASSWORD: "{{ token }}"
+  - command: ["/bin/echo", "Tok3n-Qz9-secret"]
+    name: literal-echo
+    creates: /var/lib/echoed
+    sensitive: true
+  - user: app
+    home: "/home/{{ token }}"
+    shell: "/bin/{{ token }}"
+  - group: appgroup
+    gid: "{{ '4242' if token else '1' }}"
+  - nginx_site: mysite
+    content: "server { listen 80; # {{ token }}\n}\n"
+  - unit: app.service
+    content: "[Service]\nExecStart=/bin/app --token {{ token }}\n"
+  - virtualenv: /srv/venv
+    packages: [requests]
+    index_url: "{{ url }}"
+    extra_index_urls: ["{{ url }}"]
+    pip_args: "--trusted-host {{ token }}"
+  - apt: curl
+    version: "{{ '1.0' if token else '2.0' }}"
+"#
+    .to_owned()
+}
+
+fn assert_hidden(what: &str, text: &str) {
+    assert!(!text.contains(SECRET) && !text.contains("Qz9"), "{what} shows the secret:\n{text}");
+}
+
+#[test]
+fn a_secret_reaches_no_output() {
+    let test = Test::new().with_accounts().playbook(&secret_playbook());
+    for args in [
+        &["plan", "{playbook}", "--root", "{root}", "-v"][..],
+        &["plan", "{playbook}", "--root", "{root}", "-vv", "--output", "json"],
+        &["validate", "{playbook}"],
+        &["validate", "{playbook}", "--output", "json"],
+    ] {
+        let run = test.run_args(args);
+        assert!(run.code == 0 || run.code == 2, "{args:?}\n{}\n{}", run.stdout, run.stderr);
+        assert_hidden(&format!("stdout of {args:?}"), &run.stdout);
+        assert_hidden(&format!("stderr of {args:?}"), &run.stderr);
+    }
+    let run = test.run_args(&["plan", "{playbook}", "--root", "{root}", "-v"]);
+    // The non-secret names stay, the rest is hidden; a command without `name:` by its line.
+    for shown in [
+        "file:/etc/app.conf",
+        "content: (sensitive value changed)",
+        "directory:(sensitive, line 8)",
+        "command:(sensitive, line 14)",
+        "symlink:/etc/app.link",
+        "command:literal-echo (run: (sensitive guard))",
+        "user:app",
+        "home: (sensitive value changed)",
+        "nginx_site:mysite",
+    ] {
+        assert!(run.stdout.contains(shown), "missing {shown:?} in\n{}", run.stdout);
+    }
+}
+
+#[test]
+fn a_secret_variable_from_the_command_line_or_a_file_is_hidden_too() {
+    let test = Test::new()
+        .file("secrets.yml", "db_password: Tok3n-Qz9-secret\n")
+        .playbook("resources:\n  - file: /etc/db.conf\n    content: \"{{ db_password }} {{ other }}\\n\"\n  - file: \"/etc/{{ other }}\"\n    content: x\n");
+    for flags in [
+        &["--secrets-file", "secrets.yml", "--secret-var", "other=An0ther-secret"][..],
+        &["--secret-var", "db_password=Tok3n-Qz9-secret", "--secret-var", "other=An0ther-secret"],
+    ] {
+        let mut args = vec!["plan", "{playbook}", "--root", "{root}", "-v"];
+        args.extend_from_slice(flags);
+        let run = test.run_args(&args).code(2);
+        assert_hidden("plan", &run.stdout);
+        assert!(!run.stdout.contains("An0ther"), "{}", run.stdout);
+        assert!(run.stdout.contains("file:/etc/db.conf (create)"), "{}", run.stdout);
+        assert!(run.stdout.contains("file:(sensitive, line 4) (create)"), "{}", run.stdout);
+    }
+}
+
+#[test]
+fn an_error_of_a_sensitive_resource_shows_no_value() {
+    // The guard's program is missing from the root: an error, which names the program only.
+    let test = Test::new().playbook(
+        "resources:\n  - command: [\"/bin/db-tool\", \"--password\", \"Tok3n-Qz9-secret\"]\n    unless: [\"/bin/db-check\", \"Tok3n-Qz9-secret\"]\n    sensitive: true\n",
+    );
+    let run = test.plan().code(1);
+    assert!(run.stderr.contains("command:(sensitive, line 2)") && run.stderr.contains("db-check"), "{}", run.stderr);
+    assert_hidden("the error", &run.stderr);
+    // And a playbook error near a secret shows its place, not its value.
+    let test = Test::new().playbook("secrets:\n  token: Tok3n-Qz9-secret\nresourcs: []\n");
+    let run = test.validate().code(1);
+    assert!(run.stderr.contains("token: (sensitive)"), "{}", run.stderr);
+    assert_hidden("the error", &run.stderr);
+}
