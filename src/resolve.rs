@@ -313,8 +313,14 @@ fn use_module(
         if node.as_map_first_key() == Some("use") {
             let e = scope.source().error(node.span, "a module cannot use another module", "nested `use:`");
             errors.push(e.help("list the resources here instead"));
-        } else if let Some((mut entry, after)) = resolve_entry(node, &scope, errors, skipped) {
+        } else if let Some((mut entry, mut after)) = resolve_entry(node, &scope, errors, skipped) {
+            // Ordering errors are reported against the playbook: every span at the `use:` line
+            // (a span into the module's text would point past the playbook's end).
             entry.span = at;
+            after.iter_mut().for_each(|(_, span)| *span = at);
+            if let AnyResource::Unit(unit) = &mut entry.resource {
+                unit.restart_triggers.iter_mut().chain(&mut unit.reload_triggers).for_each(|(_, span)| *span = at);
+            }
             resolved.push((entry, after));
         }
     }

@@ -171,3 +171,97 @@ fn an_error_of_a_sensitive_resource_shows_no_value() {
     assert!(run.stderr.contains("token: (sensitive)"), "{}", run.stderr);
     assert_hidden("the error", &run.stderr);
 }
+
+#[test]
+fn an_undefined_variable_in_when_is_an_error_that_names_it() {
+    for when in ["envirnoment", "enviroment == \"prod\"", "not envirnoment"] {
+        let yaml = format!(
+            "vars:\n  environment: prod\nresources:\n  - file: /etc/motd\n    content: hi\n    when: {}\n",
+            serde_json::to_string(when).unwrap()
+        );
+        let run = Test::new().playbook(&yaml).validate().code(1);
+        let err = run.err();
+        let name = if when.contains("enviroment") { "enviroment" } else { "envirnoment" };
+        assert!(err.contains(&format!("undefined variable `{name}`")), "{when}: {err}");
+        assert!(err.contains("did you mean `environment`?"), "{when}: {err}");
+        assert!(err.contains("playbook.yml:6:11"), "at the `when:` value: {err}");
+        assert!(!err.contains("pass --var"), "no secret on the command line: {err}");
+    }
+    // Asking about it is fine.
+    let yaml = "resources:\n  - file: /etc/motd\n    content: hi\n    when: debug is defined and debug\n";
+    Test::new().playbook(yaml).validate().success();
+}
+
+#[test]
+fn values_mean_what_ansible_users_expect() {
+    let test = Test::new()
+        .file("vars.yml", "wrokers: 4\n")
+        .playbook(
+            "vars:\n  workers: 2\nresources:\n  - file: /etc/a\n    content: \"{{ version }} {{ workers }}\"\n    when: flag\n  - file: /etc/b\n    content: b\n    when: \"'false' | bool\"\n  - file: /etc/c\n    content: c\n    when: \"'yes' | bool and not flag\"\n",
+        );
+    let run = test.run_args(&[
+        "plan",
+        "{playbook}",
+        "--root",
+        "{root}",
+        "-v",
+        "--var",
+        "flag=false",
+        "--var",
+        "version=1.10",
+        "--vars-file",
+        "vars.yml",
+    ]);
+    let run = run.code(2);
+    assert!(run.stdout.contains("file:/etc/a (skipped: when flag is false)"), "{}", run.stdout);
+    assert!(run.stdout.contains("file:/etc/b (skipped: when \"'false' | bool\" is false)"), "{}", run.stdout);
+    assert!(run.stdout.contains("+ file:/etc/c (create)"), "{}", run.stdout);
+    assert!(run.stderr.contains("variable `wrokers` is not used"), "{}", run.stderr);
+    assert!(run.stderr.contains("did you mean `workers`?"), "{}", run.stderr);
+    let run = test.run_args(&["plan", "{playbook}", "--root", "{root}", "--var", "flag=true", "--var", "version=1.10"]);
+    assert!(run.code(2).stdout.contains("+1.10 2"), "a string stays a string");
+    // A value the bool filter cannot read is an error, not a guess.
+    let run = Test::new()
+        .playbook("resources:\n  - file: /etc/a\n    content: a\n    when: \"'maybe' | bool\"\n")
+        .validate()
+        .code(1);
+    assert!(run.stderr.contains("`maybe` is not a boolean"), "{}", run.stderr);
+}
+
+#[test]
+fn bytes_from_the_host_reach_the_terminal_escaped() {
+    let test = Test::new().host_file("/etc/motd", "hello \x1b]0;owned\x07\x1b[2J\rX\n").playbook(
+        "resources:\n  - file: /etc/motd\n    content: \"hello\\n\"\n  - file: \"/etc/\\e[31mred\"\n    content: x\n",
+    );
+    let run = test.plan().code(2);
+    assert!(
+        !run.stdout.contains('\x1b') && !run.stdout.contains('\x07') && !run.stdout.contains('\r'),
+        "{:?}",
+        run.stdout
+    );
+    assert!(run.stdout.contains(r"-hello \x1b]0;owned\x07\x1b[2J\x0d"), "{}", run.stdout);
+    assert!(run.stdout.contains(r"file:/etc/\x1b[31mred"), "{}", run.stdout);
+    // JSON escapes them as JSON does.
+    let run = test.run_args(&["plan", "{playbook}", "--root", "{root}", "--output", "json"]).code(2);
+    assert!(!run.stdout.contains('\x1b') && run.stdout.contains(r"\u001b]0;owned\u0007"), "{}", run.stdout);
+    // And errors too.
+    let run = Test::new().playbook("resources:\n  - file: \"\\e]0;x\\arel\"\n    content: x\n").validate().code(1);
+    assert!(
+        !run.stderr.contains('\x1b') && run.stderr.contains(r"`\x1b]0;x\x07rel` is not an absolute path"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_wrong_id_given_to_a_module_is_reported_at_the_use_line() {
+    let run = Test::new()
+        .playbook(
+            "resources:\n  - use: gunicorn\n    with: {user: app, app_dir: /srv/app, venv: /srv/wrong, wsgi: \"app:app\"}\n",
+        )
+        .validate()
+        .code(1);
+    let err = run.err();
+    assert!(!err.contains("OutOfBounds") && !err.contains("Failed to read"), "{err}");
+    assert!(err.contains("playbook.yml:2:10"), "{err}");
+}
