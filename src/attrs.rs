@@ -150,6 +150,11 @@ impl<'a> Attrs<'a> {
 
     /// A file mode: "0644", a bare 0644 (read as the octal it looks like), or "u=rw,g=r,o=r".
     pub fn mode(&mut self, key: &'static str) -> Option<Mode> {
+        self.mode_for(key, false)
+    }
+
+    /// A mode for a file or (`dir`) a directory, which `X` makes a difference for.
+    pub fn mode_for(&mut self, key: &'static str, dir: bool) -> Option<Mode> {
         let node = self.node(key)?;
         let text = match &node.value {
             Value::Int(_) | Value::Float(_) => node.source(&self.templates.source().text).to_owned(),
@@ -159,7 +164,7 @@ impl<'a> Attrs<'a> {
                 return None;
             }
         };
-        match Mode::parse(&text) {
+        match Mode::parse_for(&text, dir) {
             Ok(mode) => Some(mode),
             Err(why) => {
                 self.error(

@@ -35,7 +35,7 @@ impl Directory {
     pub fn from_attrs(path: PathBuf, attrs: &mut Attrs) -> Option<Directory> {
         let state = attrs.state();
         let ownership = Ownership { owner: attrs.string("owner"), group: attrs.string("group") };
-        let mode = attrs.mode("mode");
+        let mode = attrs.mode_for("mode", true);
         Some(Directory { path, state, ownership, mode })
     }
 }
