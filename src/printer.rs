@@ -329,8 +329,15 @@ impl Printer {
         }
     }
 
-    /// An error, rendered by miette with its source snippet, on stderr.
-    pub fn error(&self, error: &dyn miette::Diagnostic) {
+    /// An error, rendered by miette with its source snippet, on stderr; with `--output json`,
+    /// also one record per mistake on stdout, so that a program never has to parse text.
+    pub fn error(&self, error: &(dyn miette::Diagnostic + 'static)) {
+        if self.format == Format::Json {
+            let mut out = std::io::stdout().lock();
+            for record in error_records(error) {
+                let _ = writeln!(out, "{}", crate::redact::apply(&record.to_string()));
+            }
+        }
         let theme =
             if self.color { miette::GraphicalTheme::unicode() } else { miette::GraphicalTheme::unicode_nocolor() };
         let mut text = String::new();
@@ -339,6 +346,58 @@ impl Printer {
         let text = crate::redact::apply(&text);
         eprint!("{}", terminal_safe(&text, self.color));
     }
+}
+
+/// The JSON records of an error (one per mistake of a playbook) or a warning: `type` (error or
+/// warning), `kind` (playbook, resource, read, drift, locked, systemd, usage), `message`, and
+/// where it points (`file`, `line`, `column`, 1-based) and `help` when it has them.
+pub fn error_records(error: &(dyn miette::Diagnostic + 'static)) -> Vec<serde_json::Value> {
+    records(error, (error as &dyn std::error::Error).downcast_ref::<crate::error::Error>())
+}
+
+fn records(error: &dyn miette::Diagnostic, typed: Option<&crate::error::Error>) -> Vec<serde_json::Value> {
+    if let Some(related) = error.related() {
+        let records: Vec<serde_json::Value> = related.flat_map(|e| records(e, None)).collect();
+        if !records.is_empty() {
+            return records;
+        }
+    }
+    let warning = error.severity() == Some(miette::Severity::Warning);
+    let kind = match typed {
+        Some(crate::error::Error::Playbook(_)) | None => "playbook",
+        Some(crate::error::Error::Read { .. }) => "read",
+        Some(crate::error::Error::Resource { .. }) => "resource",
+        Some(crate::error::Error::Drift { .. }) => "drift",
+        Some(crate::error::Error::Locked { .. }) => "locked",
+        Some(crate::error::Error::Systemd(_)) => "systemd",
+        Some(crate::error::Error::Usage { .. }) => "usage",
+    };
+    let mut message = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(c) = cause {
+        message = format!("{message}: {c}");
+        cause = c.source();
+    }
+    let mut record = json!({
+        "type": if warning { "warning" } else { "error" },
+        "kind": kind,
+        "message": message,
+        "file": null, "line": null, "column": null,
+        "help": error.help().map(|h| h.to_string()),
+    });
+    if let Some(crate::error::Error::Resource { id, .. } | crate::error::Error::Drift { id }) = typed {
+        record["id"] = json!(id);
+    }
+    let label = error.labels().and_then(|mut labels| labels.next());
+    if let (Some(label), Some(source)) = (label, error.source_code()) {
+        if let Ok(contents) = source.read_span(label.inner(), 0, 0) {
+            record["file"] = json!(contents.name());
+            record["line"] = json!(contents.line() + 1);
+            record["column"] = json!(contents.column() + 1);
+        }
+        record["label"] = json!(label.label());
+    }
+    vec![record]
 }
 
 /// A sensitive resource still shows the attributes that name things (mode, owner, ...) when

@@ -187,7 +187,7 @@ impl Printer {
     }
 
     /// A playbook mistake, found while resolving it for `hosts` (all of them when `all`).
-    pub fn hosts_error(&mut self, error: &dyn miette::Diagnostic, hosts: &[String], all: bool) {
+    pub fn hosts_error(&mut self, error: &(dyn miette::Diagnostic + 'static), hosts: &[String], all: bool) {
         self.error(error);
         if !all {
             eprintln!(

@@ -265,3 +265,37 @@ fn a_wrong_id_given_to_a_module_is_reported_at_the_use_line() {
     assert!(!err.contains("OutOfBounds") && !err.contains("Failed to read"), "{err}");
     assert!(err.contains("playbook.yml:2:10"), "{err}");
 }
+
+fn json_records(stdout: &str) -> Vec<serde_json::Value> {
+    stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
+}
+
+#[test]
+fn with_output_json_errors_and_warnings_are_records_on_stdout() {
+    let test = Test::new().playbook("resources:\n  - file: /etc/x\n    contnet: hi\n    content: hi\n");
+    let run = test.run_args(&["validate", "{playbook}", "--output", "json"]).code(1);
+    let records = json_records(&run.stdout);
+    assert_eq!(records.len(), 1, "{}", run.stdout);
+    let r = &records[0];
+    assert_eq!((r["type"].as_str(), r["kind"].as_str()), (Some("error"), Some("playbook")));
+    assert_eq!(r["message"], "unknown attribute `contnet` for file");
+    assert_eq!((r["line"].as_u64(), r["column"].as_u64()), (Some(3), Some(5)));
+    assert!(r["file"].as_str().unwrap().ends_with("playbook.yml"));
+    assert_eq!(r["help"], "did you mean `content`?");
+    assert!(run.stderr.contains("unknown attribute"), "the text stays on stderr");
+
+    // A warning, then the plan.
+    let test = Test::new().file("v.yml", "unused_one: 1\n").playbook("resources:\n  - file: /etc/x\n    content: hi\n");
+    let run = test.run_args(&["plan", "{playbook}", "--root", "{root}", "--output", "json", "--vars-file", "v.yml"]);
+    let records = json_records(&run.code(2).stdout);
+    assert_eq!(records[0]["type"], "warning");
+    assert_eq!(records[0]["message"], "variable `unused_one` is not used by the playbook");
+    assert_eq!(records.last().unwrap()["type"], "plan");
+
+    // A host error names its resource.
+    let test = Test::new().playbook("resources:\n  - command: [/bin/nothere]\n    unless: [/bin/nothere-either]\n");
+    let run = test.run_args(&["plan", "{playbook}", "--root", "{root}", "--output", "json"]).code(1);
+    let records = json_records(&run.stdout);
+    assert_eq!(records[0]["kind"], "resource");
+    assert_eq!(records[0]["id"], "command:/bin/nothere");
+}
