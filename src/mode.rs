@@ -224,7 +224,7 @@ mod tests {
                     std::fs::write(&path, "").unwrap();
                 }
                 use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0)).unwrap();
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o000)).unwrap();
                 let mut chmod = std::process::Command::new("chmod");
                 chmod.arg("--").arg(form).arg(&path);
                 // chmod leaves the umask's bits alone when no class is named: run it with 0.
