@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use crate::attrs::Attrs;
 use crate::error::{Error, PlaybookError, PlaybookErrors, PlaybookWarning, Result, Source, did_you_mean};
 use crate::playbook::{Playbook, parse_yaml};
+
 use crate::resource::ResourceId;
 use crate::resources::{AnyResource, KINDS};
 use crate::template::{Templates, to_jinja};
@@ -187,8 +188,7 @@ fn command_line_vars(
     let mut places = Vec::new();
     let files = input.files.iter().map(|p| (p, false)).chain(input.secret_files.iter().map(|p| (p, true)));
     for (path, secret) in files {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.clone(), source })?;
-        let file = Source::new(path.display().to_string(), text);
+        let file = crate::playbook::read_source(path)?;
         let node = parse_yaml(&file).map_err(|e| PlaybookErrors { path: file.name.clone(), errors: vec![e] })?;
         let Value::Map(vars) = &node.value else {
             let e = file

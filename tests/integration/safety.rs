@@ -299,3 +299,31 @@ fn with_output_json_errors_and_warnings_are_records_on_stdout() {
     assert_eq!(records[0]["kind"], "resource");
     assert_eq!(records[0]["id"], "command:/bin/nothere");
 }
+
+#[test]
+fn validate_catches_what_used_to_slip_through() {
+    let run = Test::new().playbook("resources:\n  - {}\n  - file: /etc/motd\n    content: hi\n").validate().code(1);
+    assert!(run.stderr.contains("an empty resource") && run.stderr.contains("playbook.yml:2:5"), "{}", run.stderr);
+
+    let test = Test::new();
+    std::fs::write(test.playbook_path(), b"resources:\n  - file: /etc/caf\xe9\n    content: x\n").unwrap();
+    let run = test.validate().code(1);
+    assert!(run.stderr.contains("byte 0xe9") && run.stderr.contains("playbook.yml:2:19"), "{}", run.stderr);
+
+    let long = "x".repeat(200_000);
+    let run = Test::new()
+        .playbook(&format!("resources:\n  - file: /etc/motd\n    content: {long}\n    ownr: root\n"))
+        .validate()
+        .code(1);
+    assert!(run.stderr.len() < 4000 && run.stderr.contains("playbook.yml:4:5"), "{} bytes", run.stderr.len());
+    let run = Test::new()
+        .playbook(&format!("resources:\n  - file: /etc/motd\n    content: hi\n    mode: \"{long}\"\n"))
+        .validate()
+        .code(1);
+    assert!(
+        run.stderr.len() < 4000 && run.stderr.contains("playbook.yml:4:11"),
+        "{} bytes:\n{}",
+        run.stderr.len(),
+        &run.stderr[..run.stderr.len().min(3000)]
+    );
+}
