@@ -66,6 +66,15 @@ impl Entry {
             return error;
         }
         match error {
+            // nginx quotes what it refuses (a token, a line): none of it is shown.
+            Error::Resource { message, source, .. } if matches!(self.resource, AnyResource::NginxSite(_)) => {
+                let first = message.split(':').next().unwrap_or_default().to_owned();
+                Error::Resource {
+                    id: self.id.0.clone(),
+                    message: format!("{first} (nginx's message is not shown: the site is sensitive)"),
+                    source,
+                }
+            }
             Error::Resource { message, source, .. } => Error::Resource {
                 id: self.id.0.clone(),
                 message: crate::redact::apply_with(&message, &self.secrets),
