@@ -18,8 +18,9 @@ pub struct Attrs<'a> {
     templates: &'a Templates,
     pub errors: &'a mut Vec<PlaybookError>,
     known: Vec<&'static str>,
-    /// Every value rendered for this entry, by key: what `sensitive: true` hides.
-    pub rendered: Vec<(String, String)>,
+    /// Every value rendered for this entry, by key, with the variables it used: what
+    /// `sensitive: true` hides. Variables a `template:` used come with an empty key.
+    pub rendered: Vec<(String, String, std::collections::BTreeSet<String>)>,
 }
 
 impl<'a> Attrs<'a> {
@@ -66,6 +67,7 @@ impl<'a> Attrs<'a> {
     pub fn render_string(&mut self, key: &str, node: &Node) -> Option<String> {
         match &node.value {
             Value::String(text) => {
+                self.note_stray();
                 let rendered = self.templates.render(text, node.span).map_err(|e| self.errors.push(e)).ok()?;
                 self.checked(node, key, rendered)
             }
@@ -93,8 +95,18 @@ impl<'a> Attrs<'a> {
             );
             return None;
         }
-        self.rendered.push((key.to_owned(), value.clone()));
+        let vars = self.templates.take_used();
+        self.rendered.push((key.to_owned(), value.clone(), vars));
         Some(value)
+    }
+
+    /// Variables used since the last rendered value, by something else (a `template:` file, a
+    /// `when:`): kept with no key, so that they count as values.
+    pub fn note_stray(&mut self) {
+        let vars = self.templates.take_used();
+        if !vars.is_empty() {
+            self.rendered.push((String::new(), String::new(), vars));
+        }
     }
 
     /// A boolean: `true`/`false`, or a template that renders to one of them.
@@ -226,6 +238,7 @@ impl<'a> Attrs<'a> {
                 Ok(words) => {
                     let mut argv = Vec::with_capacity(words.len());
                     for word in words {
+                        self.note_stray();
                         let rendered = self.templates.render(&word, node.span).map_err(|e| self.errors.push(e)).ok()?;
                         argv.push(self.checked(node, key, rendered)?);
                     }

@@ -219,6 +219,7 @@ pub fn expand(
     let mut scope = templates.child(module.source.clone(), module.dir.clone());
     let before = errors.len();
     for param in &module.params {
+        templates.take_used();
         let value = match given.iter().find(|(k, _)| k.as_str() == Some(&param.name)) {
             Some((_, node)) => typed(param, node, templates, source, errors),
             None => match &param.default {
@@ -242,8 +243,12 @@ pub fn expand(
                 }
             },
         };
-        if let Some(value) = value {
-            scope.set_var(param.name.clone(), value);
+        // A parameter made from a secret variable is secret in the module too.
+        let secret = templates.take_used().iter().any(|v| templates.is_secret(v));
+        match value {
+            Some(value) if secret => scope.set_secret(param.name.clone(), value),
+            Some(value) => scope.set_var(param.name.clone(), value),
+            None => {}
         }
     }
     (errors.len() == before).then_some((module, scope))

@@ -8,9 +8,9 @@
 use std::borrow::Cow;
 use std::sync::RwLock;
 
-/// Shorter values are hidden structurally but not searched for in text: replacing every "ab"
+/// Shorter values are hidden structurally but not searched for in text: replacing every "yes"
 /// of the output would make it unreadable and tell an onlooker the value anyway.
-pub const MIN_LEN: usize = 3;
+pub const MIN_LEN: usize = 4;
 
 pub const MASK: &str = "(sensitive)";
 
@@ -67,10 +67,10 @@ mod tests {
     #[test]
     fn secrets_are_replaced_everywhere() {
         add("hunter2-secret");
-        add("ab");
+        add("abc");
         add("tok\"en\\x");
         assert_eq!(apply("pw=hunter2-secret; again hunter2-secret"), "pw=(sensitive); again (sensitive)");
-        assert_eq!(apply("ab stays: too short"), "ab stays: too short");
+        assert_eq!(apply("abc stays: too short"), "abc stays: too short");
         assert_eq!(apply(r#"{"v":"tok\"en\\x"}"#), r#"{"v":"(sensitive)"}"#);
         assert_eq!(apply_with("echo line-of-content", &["line-of-content".into()]), "echo (sensitive)");
     }

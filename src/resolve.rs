@@ -327,6 +327,11 @@ fn use_module(
             // (a span into the module's text would point past the playbook's end).
             entry.span = at;
             after.iter_mut().for_each(|(_, span)| *span = at);
+            if let Some((kind, _)) = entry.id.0.split_once(":(sensitive, line ") {
+                let line = templates.source().line_of(at.offset);
+                let n = resolved.len() + 1;
+                entry.id = ResourceId(format!("{kind}:(sensitive, line {line}, {} #{n})", module.name));
+            }
             if let AnyResource::Unit(unit) = &mut entry.resource {
                 unit.restart_triggers.iter_mut().chain(&mut unit.reload_triggers).for_each(|(_, span)| *span = at);
             }
@@ -406,21 +411,25 @@ fn resolve_entry(
         },
         None => Some(true),
     };
+    // What `when:` used names no value of the resource.
+    let when_vars = templates.take_used();
+    attrs.rendered.push(("when".into(), String::new(), when_vars));
     let sensitive = attrs.bool("sensitive").unwrap_or(false);
     let built = AnyResource::from_attrs(kind, name, &mut attrs);
+    attrs.note_stray();
     let rendered = std::mem::take(&mut attrs.rendered);
     attrs.finish();
     let (mut id, resource) = built?;
+    let used: BTreeSet<String> = rendered.iter().flat_map(|(_, _, vars)| vars.iter().cloned()).collect();
+    let sensitive = sensitive || used.iter().any(|v| templates.is_secret(v));
+    let mut secrets = Vec::new();
+    if sensitive {
+        (id, secrets) = hide(kind, id, &resource, &rendered, templates, source.line_of(name.span.offset));
+    }
     if when == Some(false) {
         let expr = attrs_when(pairs).map(|n| n.source(&source.text).to_owned()).unwrap_or_default();
         skipped.push((id.0, expr));
         return None;
-    }
-    let used = templates.take_used();
-    let sensitive = sensitive || used.iter().any(|v| templates.is_secret(v));
-    let mut secrets = Vec::new();
-    if sensitive {
-        (id, secrets) = hide(kind, id, &resource, &rendered, &used, templates, source.line_of(name.span.offset));
     }
     Some((Entry { id, span: name.span, resource, notify, sensitive, secrets }, after))
 }
@@ -463,38 +472,38 @@ pub const NOT_SECRET: &[&str] = &[
     "reload_triggers",
 ];
 
-/// What a sensitive entry hides: the values of the variables it uses and of its attributes (its
-/// name aside, unless that holds a secret; a command's program aside). Those are added to the
-/// global redaction list; the entry's own list also has every line of its content, for its own
-/// error messages (nginx quoting the line it refused). Its id becomes `kind:(sensitive, line N)`
-/// when the name would show a secret (a command without `name:` always).
+/// What a sensitive entry hides: the values of its attributes and of the variables they use
+/// (those of its name aside, unless they are secret; a command's program aside, and what names
+/// things: NOT_SECRET). Those are added to the global redaction list; the entry's own list also
+/// has every line of its content, for its own error messages. Its id becomes `kind:(sensitive, line N)` when the name would
+/// show a secret (a command without `name:` always).
 fn hide(
     kind: &str,
     id: ResourceId,
     resource: &AnyResource,
-    rendered: &[(String, String)],
-    used: &BTreeSet<String>,
+    rendered: &[(String, String, BTreeSet<String>)],
     templates: &Templates,
     line: usize,
 ) -> (ResourceId, Vec<String>) {
-    let mut global: Vec<String> = used.iter().flat_map(|v| templates.var_texts(v)).collect();
     let programs: Vec<&str> = match resource {
         AnyResource::Command(c) => {
             [Some(&c.argv), c.unless.as_ref(), c.onlyif.as_ref()].into_iter().flatten().map(|a| a[0].as_str()).collect()
         }
         _ => Vec::new(),
     };
-    for (key, value) in rendered {
+    let mut global = Vec::new();
+    let mut own = Vec::new();
+    for (key, value, vars) in rendered {
         let name_key = key == kind && kind != "command";
+        let values = std::iter::once(value.clone()).chain(vars.iter().flat_map(|v| templates.var_texts(v)));
         if !name_key && !NOT_SECRET.contains(&key.as_str()) && !programs.contains(&value.as_str()) {
-            global.push(value.clone());
+            global.extend(values);
         }
     }
     for value in &global {
         crate::redact::add(value);
     }
-    let mut own = global;
-    own.extend(rendered.iter().filter(|(k, _)| k == "content").flat_map(|(_, v)| v.lines().map(str::to_owned)));
+    own.extend(global);
     if let Some(content) = resource.content() {
         own.extend(content.lines().map(str::to_owned));
     }

@@ -98,6 +98,11 @@ resources:
     pip_args: "--trusted-host {{ token }}"
   - apt: curl
     version: "{{ '1.0' if token else '2.0' }}"
+  - use: nginx-proxy
+    with: {name: proxied, upstream: "{{ token }}.example:8000"}
+  - command: "echo {{ token }}"
+    creates: /x
+    when: false
 "#
     .to_owned()
 }
@@ -132,6 +137,8 @@ fn a_secret_reaches_no_output() {
         "user:app",
         "home: (sensitive value changed)",
         "nginx_site:mysite",
+        "command:(sensitive, line 40) (skipped: when false is false)",
+        "nginx_site:proxied (create)",
     ] {
         assert!(run.stdout.contains(shown), "missing {shown:?} in\n{}", run.stdout);
     }
