@@ -95,9 +95,12 @@ impl Module {
                 let kind_word = spec.get("type").and_then(Node::as_str).unwrap_or("string");
                 let Some(kind) = ParamType::parse(kind_word) else {
                     errors.push(
-                        source
-                            .error(spec.span, format!("unknown parameter type `{kind_word}`"), "not a type")
-                            .help("use string, int, bool or list"),
+                        source.error(spec.span, format!("unknown parameter type `{kind_word}`"), "not a type").help(
+                            match did_you_mean(kind_word, ["string", "int", "bool", "list"]) {
+                                Some(close) => format!("did you mean `{close}`?"),
+                                None => "use string, int, bool or list".to_owned(),
+                            },
+                        ),
                     );
                     continue;
                 };

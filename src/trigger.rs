@@ -73,13 +73,27 @@ impl Notify {
             return Err("write an action and a unit, such as \"restart gunicorn.service\"".into());
         };
         let Some(action) = Action::parse(action) else {
-            return Err(format!("`{action}` is not an action: use restart, reload, start or stop"));
+            let close = crate::error::did_you_mean(action, ["restart", "reload", "start", "stop"]);
+            let close = close.map(|c| format!("did you mean `{c}`? ")).unwrap_or_default();
+            return Err(format!("{close}`{action}` is not an action: use restart, reload, start or stop"));
         };
         if !UNIT_SUFFIXES.iter().any(|s| unit.ends_with(s)) {
-            return Err(format!("name the unit with its suffix, such as {unit}.service"));
+            return Err(format!("name the unit with its suffix, such as {}", unit_suggestion(unit)));
         }
         Ok(Notify { action, unit: unit.to_owned() })
     }
+}
+
+/// The unit a name without a known suffix likely means: a misspelt suffix corrected
+/// (`ssh.servic` -> `ssh.service`), else `.service` added; never a second suffix.
+pub fn unit_suggestion(name: &str) -> String {
+    if let Some((stem, suffix)) = name.rsplit_once('.')
+        && !stem.is_empty()
+        && let Some(close) = crate::error::did_you_mean(suffix, UNIT_SUFFIXES.iter().map(|s| &s[1..]))
+    {
+        return format!("{stem}.{close}");
+    }
+    format!("{name}.service")
 }
 
 impl fmt::Display for Notify {
@@ -364,6 +378,14 @@ impl Decision<'_> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn unit_suggestions_never_double_the_suffix() {
+        assert_eq!(super::unit_suggestion("ssh.servic"), "ssh.service");
+        assert_eq!(super::unit_suggestion("app.sokcet"), "app.socket");
+        assert_eq!(super::unit_suggestion("nginx"), "nginx.service");
+        assert_eq!(super::unit_suggestion("my.app"), "my.app.service");
+    }
+
     use super::*;
 
     fn unit(name: &str) -> UnitFacts {

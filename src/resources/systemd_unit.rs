@@ -108,7 +108,10 @@ impl SystemdUnit {
                         node.span,
                         format!("unknown on_change `{other}`"),
                         "expected restart, reload or none",
-                        "write restart, reload or none",
+                        match crate::error::did_you_mean(&other, ["restart", "reload", "none"]) {
+                            Some(close) => format!("did you mean `{close}`?"),
+                            None => "write restart, reload or none".to_owned(),
+                        },
                     );
                     OnChange::Restart
                 }
