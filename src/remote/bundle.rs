@@ -223,6 +223,21 @@ mod tests {
     }
 
     #[test]
+    fn secret_variables_travel_as_secrets_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = Bundle::new(&dir.path().join("p.yml"), "x: 1\n", &[], vec![b"{}".to_vec()])
+            .unwrap()
+            .with_secrets(vec![b"{\"token\": \"s3cret\"}".to_vec()]);
+        assert_eq!(bundle.secrets_files(), ["secrets/0.yml"]);
+        let mut tar = Vec::new();
+        bundle.write_tar(&mut tar).unwrap();
+        let mut archive = ::tar::Archive::new(tar.as_slice());
+        let names: Vec<String> =
+            archive.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect();
+        assert!(names.iter().any(|n| n == "secrets/0.yml"), "{names:?}");
+    }
+
+    #[test]
     fn a_playbook_alone_sits_at_the_top_of_the_tree() {
         let dir = tempfile::tempdir().unwrap();
         let bundle = Bundle::new(&dir.path().join("p.yml"), "x: 1\n", &[], Vec::new()).unwrap();
