@@ -89,7 +89,7 @@ pub struct Global {
     #[arg(long = "secrets-file", global = true, value_name = "FILE")]
     pub secrets_files: Vec<PathBuf>,
 
-    /// Output format.
+    /// Output format; with json, errors and warnings are JSON records on stdout too.
     #[arg(long, global = true, value_enum, default_value = "human")]
     pub output: Format,
 
@@ -97,7 +97,7 @@ pub struct Global {
     #[arg(long, global = true)]
     pub no_color: bool,
 
-    /// Say more (unchanged resources too).
+    /// Say more (unchanged resources, and those a `when:` skipped).
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
 

@@ -1,6 +1,7 @@
 //! `resolve`: a loaded playbook becomes an ordered list of typed resources.
 //!
-//! Variables are merged (`vars:` < `--vars-file` < `--var`), every string is rendered, each entry
+//! Variables are merged (`secrets:`, `vars:` < `--vars-file`/`--secrets-file` < `--var`/`--secret-var`;
+//! a secret one makes every resource using it sensitive), every string is rendered, each entry
 //! is built by its kind, ids are checked for duplicates, `after:` and the automatic edges (a
 //! parent directory before what is inside it, a user or group before what it owns) order the
 //! list, and cycles are reported. Every mistake is collected, so the user sees them all at once,

@@ -334,3 +334,23 @@ fn validate_catches_what_used_to_slip_through() {
         &run.stderr[..run.stderr.len().min(3000)]
     );
 }
+
+#[test]
+fn apply_shows_no_secret_even_when_a_tool_echoes_it() {
+    if !crate::support::is_root() {
+        return; // without --root, apply takes /run/converge.lock
+    }
+    let test = Test::new();
+    let dir = test.dir.path().display().to_string();
+    let yaml = format!(
+        "secrets:\n  token: Tok3n-Qz9-secret\nresources:\n  - file: {dir}/app.conf\n    content: \"password={{{{ token }}}}\\n\"\n  - command: [sh, -c, 'echo \"refused: $0\" >&2; exit 3', '{{{{ token }}}}']\n    creates: {dir}/never\n"
+    );
+    let test = test.playbook(&yaml);
+    for output in ["human", "json"] {
+        let run = test.run_args(&["apply", "{playbook}", "--output", output, "-v"]).code(1);
+        assert_hidden("stdout of apply", &run.stdout);
+        assert_hidden("stderr of apply", &run.stderr);
+        assert!(run.stderr.contains("refused: (sensitive)"), "{}", run.stderr);
+    }
+    assert_eq!(std::fs::read_to_string(test.dir.path().join("app.conf")).unwrap(), format!("password={SECRET}\n"));
+}
