@@ -257,6 +257,10 @@ fn playbook_vars(
     for (key, value) in entries {
         let name = key.as_str().unwrap_or_default().to_owned();
         if overridden.contains(&name) {
+            // A name declared under `secrets:` stays secret whichever file or flag gives it.
+            if secret {
+                templates.mark_secret(&name);
+            }
             continue;
         }
         templates.take_used();

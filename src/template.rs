@@ -71,6 +71,13 @@ impl Templates {
         self.set_var(name, value);
     }
 
+    /// Makes an already defined variable secret.
+    pub fn mark_secret(&mut self, name: &str) {
+        if let Some(value) = self.vars.get(name).cloned() {
+            self.set_secret(name.to_owned(), value);
+        }
+    }
+
     pub fn is_secret(&self, name: &str) -> bool {
         self.secret.contains(name)
     }

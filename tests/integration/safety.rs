@@ -157,10 +157,21 @@ fn a_secret_variable_from_the_command_line_or_a_file_is_hidden_too() {
         args.extend_from_slice(flags);
         let run = test.run_args(&args).code(2);
         assert_hidden("plan", &run.stdout);
+        assert!(!run.stderr.contains("not used"), "a secrets file is not checked for unused names: {}", run.stderr);
         assert!(!run.stdout.contains("An0ther"), "{}", run.stdout);
         assert!(run.stdout.contains("file:/etc/db.conf (create)"), "{}", run.stdout);
         assert!(run.stdout.contains("file:(sensitive, line 4) (create)"), "{}", run.stdout);
     }
+}
+
+#[test]
+fn a_name_declared_secret_stays_secret_when_a_vars_file_gives_it() {
+    let test = Test::new().file("prod.yml", "db_password: Tok3n-Qz9-secret\n").playbook(
+        "secrets:\n  db_password: \"\"\nresources:\n  - file: /etc/db.conf\n    content: \"{{ db_password }}\\n\"\n",
+    );
+    let run = test.run_args(&["plan", "{playbook}", "--root", "{root}", "--vars-file", "prod.yml"]).code(2);
+    assert_hidden("plan", &run.stdout);
+    assert!(run.stdout.contains("content: (sensitive value changed)"), "{}", run.stdout);
 }
 
 #[test]
