@@ -239,7 +239,18 @@ impl<'a> Attrs<'a> {
                     let mut argv = Vec::with_capacity(words.len());
                     for word in words {
                         self.note_stray();
-                        let rendered = self.templates.render(&word, node.span).map_err(|e| self.errors.push(e)).ok()?;
+                        let rendered = self
+                            .templates
+                            .render(&word, node.span)
+                            .map_err(|e| {
+                                let e = if word.contains("{%") && e.message.starts_with("template error") {
+                                    e.help("a string command is split into words before rendering, and a `{% ... %}` block must open and close within one word; or give the command as a list")
+                                } else {
+                                    e
+                                };
+                                self.errors.push(e)
+                            })
+                            .ok()?;
                         argv.push(self.checked(node, key, rendered)?);
                     }
                     argv
