@@ -14,7 +14,6 @@ use std::path::PathBuf;
 use crate::attrs::Attrs;
 use crate::error::{Error, PlaybookError, PlaybookErrors, PlaybookWarning, Result, Source, did_you_mean};
 use crate::playbook::{Playbook, parse_yaml};
-
 use crate::resource::ResourceId;
 use crate::resources::{AnyResource, KINDS};
 use crate::template::{Templates, to_jinja};

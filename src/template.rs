@@ -92,11 +92,6 @@ impl Templates {
         self.used.borrow().all.clone()
     }
 
-    /// The names of the variables defined.
-    pub fn var_names(&self) -> impl Iterator<Item = &str> {
-        self.vars.keys().map(String::as_str)
-    }
-
     /// The string leaves of a variable's value (a list's items, a mapping's values).
     pub fn var_texts(&self, name: &str) -> Vec<String> {
         self.vars.get(name).map(leaves).unwrap_or_default()
