@@ -365,3 +365,12 @@ fn apply_shows_no_secret_even_when_a_tool_echoes_it() {
     }
     assert_eq!(std::fs::read_to_string(test.dir.path().join("app.conf")).unwrap(), format!("password={SECRET}\n"));
 }
+
+#[test]
+fn a_usage_mistake_is_a_json_record_too() {
+    let run = Test::new().run_args(&["plan", "--output", "json"]).code(2);
+    let records = json_records(&run.stdout);
+    assert_eq!(records[0]["kind"], "usage", "{}", run.stdout);
+    assert!(records[0]["message"].as_str().unwrap().contains("<PLAYBOOK>"), "{}", run.stdout);
+    assert!(run.stderr.contains("required arguments"), "the text stays on stderr");
+}
