@@ -36,7 +36,7 @@ fn a_variable_in_a_string_command_is_exactly_one_argument() {
 #[test]
 fn names_that_would_reach_a_tool_as_options_are_refused() {
     let test = Test::new().playbook(
-        "vars:\n  evil: \"-ou0\"\nresources:\n  - user: \"{{ evil }}\"\n  - user: \"\"\n  - group: \"a,b\"\n  - user: app\n    group: \"--help\"\n    groups: [sudo, \"x y\"]\n    shell: \"/bin/sh:0\"\n    home: relative\n  - apt: [\"-oDebug::pkgDPkgPm=1\", nginx]\n  - apt: curl\n    version: \"1.0 -o\"\n  - file: \"/etc/a\\0b\"\n    content: x\n",
+        "vars:\n  evil: \"-ou0\"\nresources:\n  - user: \"{{ evil }}\"\n  - user: \"\"\n  - group: \"a,b\"\n  - user: app\n    group: \"--help\"\n    groups: [sudo, \"x y\"]\n    shell: \"/bin/sh:0\"\n    home: relative\n  - apt: [\"-oDebug::pkgDPkgPm=1\", nginx]\n  - apt: curl\n    version: \"1.0 -o\"\n  - file: \"/etc/a\\0b\"\n    content: x\n  - virtualenv: /srv/v\n    packages: [\"-rhttp://evil/r.txt\", \"--index-url=http://evil\"]\n  - nginx_site: ../../etc/cron.d/x\n    content: x\n",
     );
     let run = test.validate().code(1);
     let err = run.err();
@@ -51,7 +51,10 @@ fn names_that_would_reach_a_tool_as_options_are_refused() {
         "`-oDebug::pkgDPkgPm=1` is not a Debian package name",
         "`1.0 -o` is not a Debian version",
         "`file` contains a NUL byte",
-        "10 errors in the playbook",
+        "`-rhttp://evil/r.txt` is not a valid requirement",
+        "`--index-url=http://evil` is not a valid requirement",
+        "`../../etc/cron.d/x` is not a site name",
+        "13 errors in the playbook",
     ] {
         assert!(err.contains(expected), "missing {expected:?} in\n{err}");
     }
