@@ -84,6 +84,24 @@ fn symbolic(text: &str, mut mode: u32, dir: bool) -> Result<u32, String> {
             let mut value = 0;
             let mut copy = None;
             let mut if_any_x = false;
+            // `=640`, `+755`, `-111`: an octal operand, only without classes and last in its clause.
+            if bytes.get(i).is_some_and(u8::is_ascii_digit) {
+                let digits: String = clause[i..].chars().take_while(char::is_ascii_digit).collect();
+                let octal = u32::from_str_radix(&digits, 8).ok().filter(|v| *v <= ALL);
+                let (Some(octal), 0, true) = (octal, affected, i + digits.len() == bytes.len()) else {
+                    return Err(format!(
+                        "`{clause}`: an octal number after {} needs no classes before it, at most four octal digits, and nothing after it",
+                        op as char
+                    ));
+                };
+                match op {
+                    b'=' => mode = octal,
+                    b'+' => mode |= octal,
+                    _ => mode &= !octal,
+                }
+                i = bytes.len();
+                continue;
+            }
             match bytes.get(i) {
                 Some(b'u') => copy = Some(0o700),
                 Some(b'g') => copy = Some(0o070),
@@ -163,6 +181,8 @@ mod tests {
         assert!(Mode::parse("rw-r--r--").unwrap_err().contains("symbolic"));
         assert!(Mode::parse("u=rq").unwrap_err().contains("`q`"));
         assert!(Mode::parse("u").unwrap_err().contains("symbolic"));
+        assert!(Mode::parse("u=644").unwrap_err().contains("octal number"));
+        assert!(Mode::parse("=9").unwrap_err().contains("octal number"));
         assert!(Mode::parse("").unwrap_err().contains("empty"));
     }
 
