@@ -109,6 +109,33 @@ impl<'a> Attrs<'a> {
         }
     }
 
+    /// `owner` and `group` of a file: names of existing accounts, so not held to useradd's
+    /// rules (a Debian image has `Debian-exim`), but never empty, an option, a list or a path.
+    pub fn ownership(&mut self) -> crate::resource::Ownership {
+        let name = |attrs: &mut Attrs, key: &'static str| {
+            let node = attrs.node(key)?;
+            let name = attrs.render_string(key, node)?;
+            let bad = name.is_empty()
+                || name.starts_with('-')
+                || name.chars().any(|c| c.is_whitespace() || c.is_control() || ":,/".contains(c));
+            if bad {
+                let shown = crate::error::escape(&name).into_owned();
+                let what = if key == "owner" { "user" } else { "group" };
+                attrs.error(
+                    node.span,
+                    format!("`{shown}` is not a {what} name"),
+                    "not a name",
+                    format!("name an existing {what} (or one a `{what}:` resource of the playbook creates)"),
+                );
+                return None;
+            }
+            Some(name)
+        };
+        let owner = name(self, "owner");
+        let group = name(self, "group");
+        crate::resource::Ownership { owner, group }
+    }
+
     /// A boolean: `true`/`false`, or a template that renders to one of them.
     pub fn bool(&mut self, key: &'static str) -> Option<bool> {
         let node = self.node(key)?;

@@ -144,7 +144,7 @@ impl Virtualenv {
             }),
             None => Some("python3".to_owned()),
         };
-        let ownership = Ownership { owner: attrs.string("owner"), group: attrs.string("group") };
+        let ownership = attrs.ownership();
         let mut requirements = Vec::new();
         for (text, span) in attrs.strings("packages") {
             match Wanted::parse(&text) {

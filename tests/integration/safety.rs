@@ -36,7 +36,7 @@ fn a_variable_in_a_string_command_is_exactly_one_argument() {
 #[test]
 fn names_that_would_reach_a_tool_as_options_are_refused() {
     let test = Test::new().playbook(
-        "vars:\n  evil: \"-ou0\"\nresources:\n  - user: \"{{ evil }}\"\n  - user: \"\"\n  - group: \"a,b\"\n  - user: app\n    group: \"--help\"\n    groups: [sudo, \"x y\"]\n    shell: \"/bin/sh:0\"\n    home: relative\n  - apt: [\"-oDebug::pkgDPkgPm=1\", nginx]\n  - apt: curl\n    version: \"1.0 -o\"\n  - file: \"/etc/a\\0b\"\n    content: x\n  - virtualenv: /srv/v\n    packages: [\"-rhttp://evil/r.txt\", \"--index-url=http://evil\"]\n  - nginx_site: ../../etc/cron.d/x\n    content: x\n",
+        "vars:\n  evil: \"-ou0\"\nresources:\n  - user: \"{{ evil }}\"\n  - user: \"\"\n  - group: \"a,b\"\n  - user: app\n    group: \"--help\"\n    groups: [sudo, \"x y\"]\n    shell: \"/bin/sh:0\"\n    home: relative\n  - apt: [\"-oDebug::pkgDPkgPm=1\", nginx]\n  - apt: curl\n    version: \"1.0 -o\"\n  - file: \"/etc/a\\0b\"\n    content: x\n  - directory: /srv/d\n    owner: \"\"\n    group: \"-g0\"\n  - virtualenv: /srv/v\n    packages: [\"-rhttp://evil/r.txt\", \"--index-url=http://evil\"]\n  - nginx_site: ../../etc/cron.d/x\n    content: x\n",
     );
     let run = test.validate().code(1);
     let err = run.err();
@@ -54,7 +54,9 @@ fn names_that_would_reach_a_tool_as_options_are_refused() {
         "`-rhttp://evil/r.txt` is not a valid requirement",
         "`--index-url=http://evil` is not a valid requirement",
         "`../../etc/cron.d/x` is not a site name",
-        "13 errors in the playbook",
+        "`` is not a user name",
+        "`-g0` is not a group name",
+        "15 errors in the playbook",
     ] {
         assert!(err.contains(expected), "missing {expected:?} in\n{err}");
     }
