@@ -127,7 +127,7 @@ impl SystemdUnit {
                 at,
                 format!("`{name}` is not a unit name"),
                 "expected NAME.service, NAME.socket, ...",
-                format!("name the unit with its type, such as {name}.service"),
+                format!("name the unit with its type, such as {}", crate::trigger::unit_suggestion(&name)),
             );
         }
         let content = inline.or(template).map(|text| Content::from(text.as_str()));

@@ -379,3 +379,13 @@ fn a_usage_mistake_is_a_json_record_too() {
     assert!(records[0]["message"].as_str().unwrap().contains("<PLAYBOOK>"), "{}", run.stdout);
     assert!(run.stderr.contains("required arguments"), "the text stays on stderr");
 }
+
+#[test]
+fn a_unit_name_suggestion_never_adds_a_second_suffix() {
+    let run = Test::new()
+        .playbook("resources:\n  - unit: ssh.servic\n    enabled: true\n  - file: /etc/x\n    content: x\n    notify: [\"restart ssh.servic\"]\n")
+        .validate()
+        .code(1);
+    assert_eq!(run.stderr.matches("such as ssh.service\n").count(), 2, "{}", run.stderr);
+    assert!(!run.stderr.contains("ssh.servic.service"), "{}", run.stderr);
+}
