@@ -341,7 +341,9 @@ impl Printer {
         let theme =
             if self.color { miette::GraphicalTheme::unicode() } else { miette::GraphicalTheme::unicode_nocolor() };
         let mut text = String::new();
-        let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(100);
+        // Wrapping could cut a secret in two, where the search for it would miss it.
+        let width = if crate::redact::any() { usize::MAX / 4 } else { 100 };
+        let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(width);
         let _ = handler.render_report(&mut text, error);
         let text = crate::redact::apply(&text);
         eprint!("{}", terminal_safe(&text, self.color));

@@ -34,6 +34,11 @@ pub fn add(value: &str) {
     secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
 }
 
+/// Whether there is any secret to search for.
+pub fn any() -> bool {
+    !SECRETS.read().unwrap_or_else(|e| e.into_inner()).is_empty()
+}
+
 /// `text` with every secret value replaced by `(sensitive)`.
 pub fn apply(text: &str) -> Cow<'_, str> {
     let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());

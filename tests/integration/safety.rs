@@ -389,3 +389,14 @@ fn a_unit_name_suggestion_never_adds_a_second_suffix() {
     assert_eq!(run.stderr.matches("such as ssh.service\n").count(), 2, "{}", run.stderr);
     assert!(!run.stderr.contains("ssh.servic.service"), "{}", run.stderr);
 }
+
+#[test]
+fn a_long_secret_in_an_error_is_not_wrapped_out_of_sight() {
+    let secret = "Qz9".repeat(60);
+    let test = Test::new().file("s.yml", &format!("token: {secret}\n")).playbook(
+        "resources:\n  - command: [/bin/nothere, \"{{ token }}\"]\n    creates: /x\n  - file: \"{{ token }}\"\n    content: x\n",
+    );
+    let run = test.run_args(&["validate", "{playbook}", "--secrets-file", "s.yml"]).code(1);
+    assert!(run.stderr.contains("is not an absolute path"), "{}", run.stderr);
+    assert!(!run.stderr.contains("Qz9"), "{}", run.stderr);
+}
