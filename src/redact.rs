@@ -16,8 +16,16 @@ pub const MASK: &str = "(sensitive)";
 
 static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
 
-/// Adds a secret value (and its JSON-escaped spelling, as JSON records show it).
+/// Adds a secret value (and its JSON-escaped spelling, as JSON records show it). Each line of a
+/// value of several lines (a key, a certificate) is a secret too: output shows it line by line.
 pub fn add(value: &str) {
+    if value.contains('\n') {
+        value.lines().for_each(add_one);
+    }
+    add_one(value);
+}
+
+fn add_one(value: &str) {
     let value = value.trim();
     if value.len() < MIN_LEN {
         return;
@@ -77,6 +85,8 @@ mod tests {
         assert_eq!(apply("pw=hunter2-secret; again hunter2-secret"), "pw=(sensitive); again (sensitive)");
         assert_eq!(apply("abc stays: too short"), "abc stays: too short");
         assert_eq!(apply(r#"{"v":"tok\"en\\x"}"#), r#"{"v":"(sensitive)"}"#);
+        add("-----BEGIN KEY-----\nMIIEvQIBADANBg\n-----END KEY-----\n");
+        assert_eq!(apply("  │ MIIEvQIBADANBg"), "  │ (sensitive)");
         assert_eq!(apply_with("echo line-of-content", &["line-of-content".into()]), "echo (sensitive)");
     }
 }
