@@ -423,9 +423,15 @@ fn resolve_entry(
     attrs.note_stray();
     let rendered = std::mem::take(&mut attrs.rendered);
     attrs.finish();
-    let (mut id, resource) = built?;
     let used: BTreeSet<String> = rendered.iter().flat_map(|(_, _, vars)| vars.iter().cloned()).collect();
     let sensitive = sensitive || used.iter().any(|v| templates.is_secret(v));
+    let Some((mut id, resource)) = built else {
+        // Its mistakes are printed with the playbook around them: still hide its values.
+        if sensitive {
+            hide_values(kind, None, &rendered, templates);
+        }
+        return None;
+    };
     let mut secrets = Vec::new();
     if sensitive {
         (id, secrets) = hide(kind, id, &resource, &rendered, templates, source.line_of(name.span.offset));
@@ -489,25 +495,7 @@ fn hide(
     templates: &Templates,
     line: usize,
 ) -> (ResourceId, Vec<String>) {
-    let programs: Vec<&str> = match resource {
-        AnyResource::Command(c) => {
-            [Some(&c.argv), c.unless.as_ref(), c.onlyif.as_ref()].into_iter().flatten().map(|a| a[0].as_str()).collect()
-        }
-        _ => Vec::new(),
-    };
-    let mut global = Vec::new();
-    let mut own = Vec::new();
-    for (key, value, vars) in rendered {
-        let name_key = key == kind && kind != "command";
-        let values = std::iter::once(value.clone()).chain(vars.iter().flat_map(|v| templates.var_texts(v)));
-        if !name_key && !NOT_SECRET.contains(&key.as_str()) && !programs.contains(&value.as_str()) {
-            global.extend(values);
-        }
-    }
-    for value in &global {
-        crate::redact::add(value);
-    }
-    own.extend(global);
+    let mut own = hide_values(kind, Some(resource), rendered, templates);
     if let Some(content) = resource.content() {
         own.extend(content.lines().map(str::to_owned));
     }
@@ -519,6 +507,33 @@ fn hide(
         id
     };
     (id, own)
+}
+
+/// Adds the values of a sensitive entry to the redaction list (see `hide`), and returns them.
+fn hide_values(
+    kind: &str,
+    resource: Option<&AnyResource>,
+    rendered: &[(String, String, BTreeSet<String>)],
+    templates: &Templates,
+) -> Vec<String> {
+    let programs: Vec<&str> = match resource {
+        Some(AnyResource::Command(c)) => {
+            [Some(&c.argv), c.unless.as_ref(), c.onlyif.as_ref()].into_iter().flatten().map(|a| a[0].as_str()).collect()
+        }
+        _ => Vec::new(),
+    };
+    let mut values = Vec::new();
+    for (key, value, vars) in rendered {
+        let name_key = key == kind && kind != "command";
+        if !name_key && !NOT_SECRET.contains(&key.as_str()) && !programs.contains(&value.as_str()) {
+            values.push(value.clone());
+            values.extend(vars.iter().flat_map(|v| templates.var_texts(v)));
+        }
+    }
+    for value in &values {
+        crate::redact::add(value);
+    }
+    values
 }
 
 /// The apply order: the file's order, moved only as far as the edges require (a stable

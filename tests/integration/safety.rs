@@ -400,3 +400,19 @@ fn a_long_secret_in_an_error_is_not_wrapped_out_of_sight() {
     assert!(run.stderr.contains("is not an absolute path"), "{}", run.stderr);
     assert!(!run.stderr.contains("Qz9"), "{}", run.stderr);
 }
+
+#[test]
+fn a_mistake_next_to_a_sensitive_value_does_not_show_it() {
+    for extra in ["    ownr: root\n", "    mode: \"0999\"\n", ""] {
+        let content = "    content: \"password=Tok3n-Qz9-secret\"\n";
+        // The content next to the mistake, where the snippet shows it.
+        let yaml = if extra.is_empty() {
+            format!("resources:\n  - file: relative/path\n{content}    sensitive: true\n")
+        } else {
+            format!("resources:\n  - file: /etc/db.conf\n    sensitive: true\n{content}{extra}")
+        };
+        let run = Test::new().playbook(&yaml).validate().code(1);
+        assert!(run.stderr.contains("content: \"(sensitive)\""), "{}", run.stderr);
+        assert_hidden("the error", &run.stderr);
+    }
+}
