@@ -139,7 +139,8 @@ fn environment(attrs: &mut Attrs) -> Vec<(String, String)> {
 fn program_exists(host: &Host, program: &str) -> bool {
     let exists = |path: &str| host.stat(std::path::Path::new(path)).ok().flatten().is_some();
     if program.contains('/') {
-        return exists(program);
+        // A relative path is relative to `cwd`, which chroot resolves itself.
+        return !program.starts_with('/') || exists(program);
     }
     let path =
         std::env::var("PATH").unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
