@@ -84,9 +84,10 @@ impl<'a> Attrs<'a> {
     }
 
     /// Every rendered value passes here: a NUL byte can reach no path, name or argument (the
-    /// kernel would cut the string there), and the values are kept for `sensitive`.
+    /// kernel would cut the string there; file content may hold one), and the values are kept
+    /// for `sensitive`.
     fn checked(&mut self, node: &Node, key: &str, value: String) -> Option<String> {
-        if value.contains('\0') {
+        if value.contains('\0') && key != "content" {
             self.error(
                 node.span,
                 format!("`{key}` contains a NUL byte"),
