@@ -314,3 +314,37 @@ pub fn to_jinja(node: &Node) -> Jinja {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(text: &str) -> Result<String, PlaybookError> {
+        let mut t = Templates::new(Source::new("p.yml", text), PathBuf::from("."));
+        t.set_var("flag".into(), Jinja::from(false));
+        t.render(text, Span { offset: 0, len: text.len() })
+    }
+
+    #[test]
+    fn the_bool_filter_follows_ansibles_truth_table() {
+        for (value, want) in [
+            ("'false'", "false"),
+            ("'False'", "false"),
+            ("'no'", "false"),
+            ("'off'", "false"),
+            ("'0'", "false"),
+            ("''", "false"),
+            ("0", "false"),
+            ("flag", "false"),
+            ("'true'", "true"),
+            ("'Yes'", "true"),
+            ("'on'", "true"),
+            ("'1'", "true"),
+            ("1", "true"),
+            ("true", "true"),
+        ] {
+            assert_eq!(render(&format!("{{{{ {value} | bool }}}}")).unwrap().to_lowercase(), want, "{value}");
+        }
+        assert!(render("{{ 'maybe' | bool }}").unwrap_err().message.contains("`maybe` is not a boolean"));
+    }
+}
