@@ -387,8 +387,12 @@ fn records(error: &dyn miette::Diagnostic, typed: Option<&crate::error::Error>) 
         "file": null, "line": null, "column": null,
         "help": error.help().map(|h| h.to_string()),
     });
-    if let Some(crate::error::Error::Resource { id, .. } | crate::error::Error::Drift { id }) = typed {
-        record["id"] = json!(id);
+    match typed {
+        Some(crate::error::Error::Resource { id, .. } | crate::error::Error::Drift { id }) => record["id"] = json!(id),
+        Some(crate::error::Error::Read { path, .. } | crate::error::Error::Locked { path }) => {
+            record["file"] = json!(path)
+        }
+        _ => {}
     }
     let label = error.labels().and_then(|mut labels| labels.next());
     if let (Some(label), Some(source)) = (label, error.source_code()) {
