@@ -1057,7 +1057,9 @@ impl<'h> Runner<'h> {
         command.env_remove("PYTHONHOME").env_remove("PYTHONPATH");
         let shown = shell_words::join(argv.iter().map(|a| a.to_string_lossy()));
         let cannot = |e: std::io::Error| format!(": cannot run `{shown}`: {e}");
-        if !quiet && std::io::stderr().is_terminal() {
+        // With secrets about, pip's output is kept and shown only through the printer, which
+        // hides them (pip would print an index URL's token, or a requirement given as a secret).
+        if !quiet && !crate::redact::any() && std::io::stderr().is_terminal() {
             let stderr = std::io::stderr().as_fd().try_clone_to_owned().map_err(cannot)?;
             let status = command.stdout(Stdio::from(stderr)).stderr(Stdio::inherit()).status().map_err(cannot)?;
             return if status.success() { Ok(()) } else { Err(format!("({status}); its output is above")) };
