@@ -39,7 +39,8 @@ pub fn apply(resolved: &Resolved, plan: &Plan, host: &Host, printer: &mut Printe
                 entry.resource.apply(&now, host)?;
             }
             Ok(now)
-        })();
+        })()
+        .map_err(|e| entry.own_error(e));
         match result {
             Ok(now) if now.is_empty() => {}
             Ok(now) => {

@@ -18,6 +18,9 @@ pub struct Attrs<'a> {
     templates: &'a Templates,
     pub errors: &'a mut Vec<PlaybookError>,
     known: Vec<&'static str>,
+    /// Every value rendered for this entry, by key, with the variables it used: what
+    /// `sensitive: true` hides. Variables a `template:` used come with an empty key.
+    pub rendered: Vec<(String, String, std::collections::BTreeSet<String>)>,
 }
 
 impl<'a> Attrs<'a> {
@@ -27,7 +30,7 @@ impl<'a> Attrs<'a> {
         templates: &'a Templates,
         errors: &'a mut Vec<PlaybookError>,
     ) -> Attrs<'a> {
-        Attrs { entries, kind, templates, errors, known: vec![kind] }
+        Attrs { entries, kind, templates, errors, known: vec![kind], rendered: Vec::new() }
     }
 
     /// The raw node of `key`, marking the key as known.
@@ -63,7 +66,11 @@ impl<'a> Attrs<'a> {
     /// A node that must be a string, rendered as a template.
     pub fn render_string(&mut self, key: &str, node: &Node) -> Option<String> {
         match &node.value {
-            Value::String(text) => self.templates.render(text, node.span).map_err(|e| self.errors.push(e)).ok(),
+            Value::String(text) => {
+                self.note_stray();
+                let rendered = self.templates.render(text, node.span).map_err(|e| self.errors.push(e)).ok()?;
+                self.checked(node, key, rendered)
+            }
             Value::Int(_) | Value::Float(_) | Value::Bool(_) => {
                 let written = node.source(&self.templates.source().text).to_owned();
                 self.wrong_type(key, node, "a string", &format!("quote it: `{key}: \"{written}\"`"));
@@ -74,6 +81,60 @@ impl<'a> Attrs<'a> {
                 None
             }
         }
+    }
+
+    /// Every rendered value passes here: a NUL byte can reach no path, name or argument (the
+    /// kernel would cut the string there; file content may hold one), and the values are kept
+    /// for `sensitive`.
+    fn checked(&mut self, node: &Node, key: &str, value: String) -> Option<String> {
+        if value.contains('\0') && key != "content" {
+            self.error(
+                node.span,
+                format!("`{key}` contains a NUL byte"),
+                "NUL byte",
+                "a path, a name or an argument cannot hold a NUL byte; remove it",
+            );
+            return None;
+        }
+        let vars = self.templates.take_used();
+        self.rendered.push((key.to_owned(), value.clone(), vars));
+        Some(value)
+    }
+
+    /// Variables used since the last rendered value, by something else (a `template:` file, a
+    /// `when:`): kept with no key, so that they count as values.
+    pub fn note_stray(&mut self) {
+        let vars = self.templates.take_used();
+        if !vars.is_empty() {
+            self.rendered.push((String::new(), String::new(), vars));
+        }
+    }
+
+    /// `owner` and `group` of a file: names of existing accounts, so not held to useradd's
+    /// rules (a Debian image has `Debian-exim`), but never empty, an option, a list or a path.
+    pub fn ownership(&mut self) -> crate::resource::Ownership {
+        let name = |attrs: &mut Attrs, key: &'static str| {
+            let node = attrs.node(key)?;
+            let name = attrs.render_string(key, node)?;
+            let bad = name.is_empty()
+                || name.starts_with('-')
+                || name.chars().any(|c| c.is_whitespace() || c.is_control() || ":,/".contains(c));
+            if bad {
+                let shown = crate::error::escape(&name).into_owned();
+                let what = if key == "owner" { "user" } else { "group" };
+                attrs.error(
+                    node.span,
+                    format!("`{shown}` is not a {what} name"),
+                    "not a name",
+                    format!("name an existing {what} (or one a `{what}:` resource of the playbook creates)"),
+                );
+                return None;
+            }
+            Some(name)
+        };
+        let owner = name(self, "owner");
+        let group = name(self, "group");
+        crate::resource::Ownership { owner, group }
     }
 
     /// A boolean: `true`/`false`, or a template that renders to one of them.
@@ -129,6 +190,11 @@ impl<'a> Attrs<'a> {
 
     /// A file mode: "0644", a bare 0644 (read as the octal it looks like), or "u=rw,g=r,o=r".
     pub fn mode(&mut self, key: &'static str) -> Option<Mode> {
+        self.mode_for(key, false)
+    }
+
+    /// A mode for a file or (`dir`) a directory, which `X` makes a difference for.
+    pub fn mode_for(&mut self, key: &'static str, dir: bool) -> Option<Mode> {
         let node = self.node(key)?;
         let text = match &node.value {
             Value::Int(_) | Value::Float(_) => node.source(&self.templates.source().text).to_owned(),
@@ -138,7 +204,7 @@ impl<'a> Attrs<'a> {
                 return None;
             }
         };
-        match Mode::parse(&text) {
+        match Mode::parse_for(&text, dir) {
             Ok(mode) => Some(mode),
             Err(why) => {
                 self.error(
@@ -203,33 +269,51 @@ impl<'a> Attrs<'a> {
         }
     }
 
-    /// A command line: a list (argv as it is) or a string split as a shell would split it,
-    /// without ever running a shell.
+    /// A command line: a list (each item one argument) or a string, split into words as a shell
+    /// would split it (without ever running a shell) *before* any template is rendered, so that a
+    /// variable is always exactly one argument, whatever it holds (spaces, quotes, `;`).
     pub fn argv(&mut self, key: &'static str) -> Option<Vec<String>> {
         let node = self.node(key)?;
         let argv = match &node.value {
             Value::Seq(items) => items.iter().map(|item| self.render_string(key, item)).collect::<Option<Vec<_>>>()?,
-            Value::String(_) => {
-                let line = self.render_string(key, node)?;
-                match shell_words::split(&line) {
-                    Ok(words) => words,
-                    Err(e) => {
-                        self.error(
-                            node.span,
-                            format!("cannot split `{line}` into arguments: {e}"),
-                            "unbalanced quotes",
-                            "close the quote, or give the arguments as a list",
-                        );
-                        return None;
+            Value::String(line) => match split_words(line) {
+                Ok(words) => {
+                    let mut argv = Vec::with_capacity(words.len());
+                    for word in words {
+                        self.note_stray();
+                        let rendered = self
+                            .templates
+                            .render(&word, node.span)
+                            .map_err(|e| {
+                                let e = if word.contains("{%") && e.message.starts_with("template error") {
+                                    e.help("a string command is split into words before rendering, and a `{% ... %}` block must open and close within one word; or give the command as a list")
+                                } else {
+                                    e
+                                };
+                                self.errors.push(e)
+                            })
+                            .ok()?;
+                        argv.push(self.checked(node, key, rendered)?);
                     }
+                    argv
                 }
-            }
+                Err(why) => {
+                    let line = crate::error::escape(line);
+                    self.error(
+                        node.span,
+                        format!("cannot split `{line}` into arguments: {why}"),
+                        "unbalanced quotes",
+                        "close the quote, or give the arguments as a list",
+                    );
+                    return None;
+                }
+            },
             _ => {
                 self.wrong_type(key, node, "a command", "write a command line or a list of arguments");
                 return None;
             }
         };
-        if argv.is_empty() {
+        if argv.is_empty() || argv[0].is_empty() {
             self.error(node.span, format!("`{key}` is empty"), "no program to run", "name a program to run");
             return None;
         }
@@ -366,6 +450,82 @@ pub fn normal_path(text: &str) -> Result<PathBuf, (String, &'static str, &'stati
     Ok(path.components().collect())
 }
 
+/// Splits a command line into words as a POSIX shell would (quotes, backslashes), keeping each
+/// template tag (`{{ ... }}`, `{% ... %}`, `{# ... #}`) whole and uninterpreted, so that the words
+/// are rendered one by one afterwards. No expansion of any kind happens.
+pub fn split_words(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut chars = line.char_indices().peekable();
+    // None: unquoted; Some('\'') or Some('"').
+    let mut quote: Option<char> = None;
+    while let Some((at, c)) = chars.next() {
+        if c == '{' && matches!(line[at + 1..].chars().next(), Some('{' | '%' | '#')) {
+            let close = match line.as_bytes()[at + 1] {
+                b'{' => "}}",
+                b'%' => "%}",
+                _ => "#}",
+            };
+            let end = line[at + 2..]
+                .find(close)
+                .map(|i| at + 2 + i + 2)
+                .ok_or_else(|| format!("`{}` is never closed with `{close}`", &line[at..at + 2]))?;
+            word.push_str(&line[at..end]);
+            in_word = true;
+            while chars.peek().is_some_and(|(i, _)| *i < end) {
+                chars.next();
+            }
+            continue;
+        }
+        match (quote, c) {
+            (Some('\''), '\'') => quote = None,
+            (Some('\''), c) => word.push(c),
+            (Some('"'), '"') => quote = None,
+            (Some('"'), '\\') => match chars.peek().map(|(_, n)| *n) {
+                Some(n @ ('"' | '\\' | '$' | '`')) => {
+                    word.push(n);
+                    chars.next();
+                }
+                Some('\n') => {
+                    chars.next();
+                }
+                _ => word.push('\\'),
+            },
+            (Some(_), c) => word.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (None, '\\') => match chars.next() {
+                Some((_, '\n')) => {}
+                Some((_, n)) => {
+                    word.push(n);
+                    in_word = true;
+                }
+                None => return Err("it ends with a lone backslash".into()),
+            },
+            (None, c) if c == ' ' || c == '\t' || c == '\n' => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            (None, c) => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if let Some(q) = quote {
+        return Err(format!("a {} quote is never closed", if q == '"' { "double" } else { "single" }));
+    }
+    if in_word {
+        words.push(word);
+    }
+    Ok(words)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,5 +544,28 @@ mod tests {
         }
         assert!(normal_path(&format!("/{}", "a".repeat(256))).is_err());
         assert!(normal_path(&format!("/{}", "a".repeat(255))).is_ok());
+    }
+
+    fn split(line: &str) -> Vec<String> {
+        split_words(line).unwrap()
+    }
+
+    #[test]
+    fn splits_like_a_shell() {
+        assert_eq!(split("touch /srv/a  /srv/b"), ["touch", "/srv/a", "/srv/b"]);
+        assert_eq!(split(r#"echo 'a b' "c \"d\"" e\ f"#), ["echo", "a b", "c \"d\"", "e f"]);
+        assert_eq!(split("a '' b"), ["a", "", "b"]);
+        assert_eq!(split("  "), Vec::<String>::new());
+        assert!(split_words("echo 'open").unwrap_err().contains("single quote"));
+        assert!(split_words("echo \"open").unwrap_err().contains("double quote"));
+    }
+
+    #[test]
+    fn template_tags_stay_whole() {
+        assert_eq!(split("touch /srv/{{ name }}"), ["touch", "/srv/{{ name }}"]);
+        assert_eq!(split("echo {{ x | default('a b') }} y"), ["echo", "{{ x | default('a b') }}", "y"]);
+        assert_eq!(split("run {% if a %}-v{% endif %}"), ["run", "{% if a %}-v{% endif %}"]);
+        assert_eq!(split("'{{ a }}' \"{{ b }}\""), ["{{ a }}", "{{ b }}"]);
+        assert!(split_words("echo {{ a").unwrap_err().contains("never closed"));
     }
 }

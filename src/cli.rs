@@ -73,7 +73,7 @@ pub struct Global {
     #[arg(long, global = true, value_name = "DIR")]
     pub root: Option<PathBuf>,
 
-    /// Set a variable (overrides the playbook's `vars:` and --vars-file).
+    /// Set a variable (overrides the playbook's `vars:` and --vars-file); `true` and `false` are booleans, anything else a string.
     #[arg(long = "var", global = true, value_name = "NAME=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
 
@@ -81,7 +81,15 @@ pub struct Global {
     #[arg(long = "vars-file", global = true, value_name = "FILE")]
     pub vars_files: Vec<PathBuf>,
 
-    /// Output format.
+    /// Set a secret variable: its value is hidden from every output, and each resource using it is sensitive. Other users can see a command line (ps): prefer --secrets-file.
+    #[arg(long = "secret-var", global = true, value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub secret_vars: Vec<(String, String)>,
+
+    /// Read secret variables from a YAML file (like --vars-file, every value secret).
+    #[arg(long = "secrets-file", global = true, value_name = "FILE")]
+    pub secrets_files: Vec<PathBuf>,
+
+    /// Output format; with json, errors and warnings are JSON records on stdout too.
     #[arg(long, global = true, value_enum, default_value = "human")]
     pub output: Format,
 
@@ -89,7 +97,7 @@ pub struct Global {
     #[arg(long, global = true)]
     pub no_color: bool,
 
-    /// Say more (unchanged resources too).
+    /// Say more (unchanged resources, and those a `when:` skipped).
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
 
@@ -156,7 +164,12 @@ impl Global {
     pub fn settings(&self) -> Settings {
         Settings {
             root: self.root.clone(),
-            vars: VarsInput { vars: self.vars.clone(), files: self.vars_files.clone() },
+            vars: VarsInput {
+                vars: self.vars.clone(),
+                files: self.vars_files.clone(),
+                secret_vars: self.secret_vars.clone(),
+                secret_files: self.secrets_files.clone(),
+            },
             format: self.output,
             no_color: self.no_color,
             verbosity: if self.quiet { -1 } else { self.verbose.min(3) as i8 },

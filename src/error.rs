@@ -22,15 +22,22 @@ impl Source {
         Source { name: name.into(), text: text.into() }
     }
 
-    /// An error about the text under `span`.
+    /// An error about the text under `span`. Its snippet shows long lines cut around the
+    /// error (a 200 KB line is not printed whole); line and column stay those of the file.
     pub fn error(&self, span: Span, message: impl Into<String>, label: impl Into<String>) -> PlaybookError {
+        let (src, span) = Snippet::new(&self.name, &self.text, span);
         PlaybookError {
-            message: message.into(),
-            src: NamedSource::new(self.name.clone(), self.text.to_string()),
+            message: shorten(message.into()),
+            src,
             span: span.into(),
-            label: label.into(),
+            label: shorten(label.into()),
             help: None,
         }
+    }
+
+    /// The 1-based line of a byte offset.
+    pub fn line_of(&self, offset: usize) -> usize {
+        self.text.get(..offset).unwrap_or(&self.text).matches('\n').count() + 1
     }
 
     /// The byte offset of a 1-based line and column (as parsers report them).
@@ -42,13 +49,128 @@ impl Source {
     }
 }
 
+/// A message that quotes a value of a 200 KB line quotes its start and end only.
+fn shorten(text: String) -> String {
+    const KEEP: usize = 120;
+    if text.len() <= 3 * KEEP {
+        return text;
+    }
+    let mut head = KEEP;
+    while !text.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = text.len() - KEEP / 2;
+    while !text.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!("{}…({} bytes left out)…{}", &text[..head], tail - head, &text[tail..])
+}
+
+/// The text an error shows: the source, with each line longer than `LONG` cut to a window
+/// (around the error on its own line), and the columns it reports those of the whole line.
+#[derive(Debug)]
+pub struct Snippet {
+    inner: NamedSource<String>,
+    /// For each cut line: where its text starts in the cut text, where it ends, and how many
+    /// bytes were left out before the window (less the `…` that marks them).
+    cuts: Vec<(usize, usize, usize)>,
+}
+
+const LONG: usize = 200;
+const WINDOW: usize = 80;
+
+impl Snippet {
+    fn new(name: &str, text: &str, span: Span) -> (Snippet, Span) {
+        if !text.split('\n').any(|l| l.len() > LONG) {
+            let inner = NamedSource::new(name, text.to_owned());
+            return (Snippet { inner, cuts: Vec::new() }, span);
+        }
+        let floor = |s: &str, mut i: usize| {
+            i = i.min(s.len());
+            while !s.is_char_boundary(i) {
+                i -= 1;
+            }
+            i
+        };
+        let mut out = String::with_capacity(text.len().min(64 * 1024));
+        let mut cuts = Vec::new();
+        let mut new_span = span;
+        let mut start = 0;
+        for line in text.split_inclusive('\n') {
+            let end = start + line.len();
+            let body = line.trim_end_matches('\n');
+            let here = (start..=start + body.len()).contains(&span.offset);
+            if body.len() <= LONG {
+                if here {
+                    new_span.offset = out.len() + (span.offset - start);
+                }
+                out.push_str(line);
+            } else {
+                let (from, to) = if here {
+                    let at = span.offset - start;
+                    (floor(body, at.saturating_sub(WINDOW)), floor(body, at + span.len.min(WINDOW) + WINDOW))
+                } else {
+                    (0, floor(body, WINDOW))
+                };
+                let line_start = out.len();
+                if from > 0 {
+                    out.push('…');
+                }
+                if here {
+                    new_span.offset = out.len() + (span.offset - start - from);
+                    new_span.len = span.len.min(to - (span.offset - start).min(to));
+                }
+                out.push_str(&body[from..to]);
+                if to < body.len() {
+                    out.push('…');
+                }
+                // miette counts columns in bytes.
+                let marker = if from > 0 { '…'.len_utf8() } else { 0 };
+                cuts.push((line_start, out.len(), from - marker));
+                if line.ends_with('\n') {
+                    out.push('\n');
+                }
+            }
+            start = end;
+        }
+        (Snippet { inner: NamedSource::new(name, out), cuts }, new_span)
+    }
+
+    pub fn name(&self) -> &str {
+        self.inner.name()
+    }
+}
+
+impl miette::SourceCode for Snippet {
+    fn read_span<'a>(
+        &'a self,
+        span: &SourceSpan,
+        before: usize,
+        after: usize,
+    ) -> Result<Box<dyn miette::SpanContents<'a> + 'a>, miette::MietteError> {
+        let contents = self.inner.read_span(span, before, after)?;
+        let at = contents.span().offset();
+        let Some((_, _, shift)) = self.cuts.iter().find(|(s, e, _)| (*s..=*e).contains(&at)) else {
+            return Ok(contents);
+        };
+        Ok(Box::new(miette::MietteSpanContents::new_named(
+            self.inner.name().to_owned(),
+            contents.data(),
+            *contents.span(),
+            contents.line(),
+            contents.column() + shift,
+            contents.line_count(),
+        )))
+    }
+}
+
 /// One mistake in a playbook, pointing at the YAML that causes it.
 #[derive(Debug, Error, Diagnostic)]
 #[error("{message}")]
 pub struct PlaybookError {
     pub message: String,
     #[source_code]
-    pub src: NamedSource<String>,
+    pub src: Snippet,
     #[label("{label}")]
     pub span: SourceSpan,
     pub label: String,
@@ -58,7 +180,7 @@ pub struct PlaybookError {
 
 impl PlaybookError {
     pub fn help(mut self, help: impl Into<String>) -> PlaybookError {
-        self.help = Some(help.into());
+        self.help = Some(shorten(help.into()));
         self
     }
 }
@@ -70,7 +192,7 @@ impl PlaybookError {
 pub struct PlaybookWarning {
     pub message: String,
     #[source_code]
-    pub src: NamedSource<String>,
+    pub src: Snippet,
     #[label("{label}")]
     pub span: SourceSpan,
     pub label: String,
@@ -167,6 +289,25 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Text from the playbook or the host made safe for a terminal: control characters other than
+/// newline and tab are shown escaped (`\x1b`), so that no byte of a file or a name can move the
+/// cursor, retitle the window or clear the screen.
+pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| (c.is_control() && c != '\n' && c != '\t') || c == '\u{2028}' || c == '\u{2029}';
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            c if !unsafe_char(c) => out.push(c),
+            c if (c as u32) < 0x100 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
 pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
@@ -177,19 +318,28 @@ pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str
         .map(|(_, c)| c)
 }
 
+/// Edit distance counting a swap of two neighbours as one edit (optimal string alignment):
+/// `debgu` is one edit from `debug`, as a typo is.
 fn levenshtein(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diag = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let next = (row[j + 1] + 1).min(row[j] + 1).min(diag + usize::from(ca != *cb));
-            diag = row[j + 1];
-            row[j + 1] = next;
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
         }
     }
-    row[b.len()]
+    d[a.len()][b.len()]
 }
 
 #[cfg(test)]
@@ -202,6 +352,33 @@ mod tests {
         assert_eq!(did_you_mean("ownr", keys), Some("owner"));
         assert_eq!(did_you_mean("contnet", keys), Some("content"));
         assert_eq!(did_you_mean("colour", keys), None);
+        assert_eq!(did_you_mean("debgu", ["debug", "dbg"]), Some("debug"));
+        assert_eq!(did_you_mean("wrokers", ["workers"]), Some("workers"));
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escape("plain\ttext\n"), "plain\ttext\n");
+        assert_eq!(escape("\x1b]0;title\x07\x1b[2J"), "\\x1b]0;title\\x07\\x1b[2J");
+        assert_eq!(escape("cr\rdel\x7f\u{9b}"), "cr\\x0ddel\\x7f\\x9b");
+    }
+
+    #[test]
+    fn long_lines_are_cut_around_the_error() {
+        let long = format!("key: {}BAD{}\n", "a".repeat(100_000), "b".repeat(100_000));
+        let text = format!("first: 1\n{long}{}\nlast: 2\n", "c".repeat(5000));
+        let src = Source::new("p.yml", text.as_str());
+        let offset = text.find("BAD").unwrap();
+        let e = src.error(Span { offset, len: 3 }, "bad value", "here");
+        let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor());
+        let mut out = String::new();
+        handler.render_report(&mut out, &e).unwrap();
+        assert!(out.len() < 2000, "{} bytes", out.len());
+        assert!(out.contains("[p.yml:2:100006]"), "{out}");
+        assert!(out.contains("2 │ …aaaa") && out.contains("aaaaBADbbbb"), "{out}");
+        use miette::SourceCode;
+        let at = e.src.read_span(&e.span, 0, 0).unwrap();
+        assert_eq!((at.line(), at.column()), (1, 100_005));
     }
 
     #[test]

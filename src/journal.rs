@@ -71,7 +71,9 @@ pub fn save(host: &Host, pending: &Pending) -> Result<()> {
     let io = |e| Error::resource_io(PATH, "cannot write the pending-trigger journal", e);
     let path = Path::new(PATH);
     host.create_dirs(path.parent().expect("a directory")).map_err(io)?;
-    let json = serde_json::to_vec_pretty(pending).expect("plain data serializes");
+    let json = serde_json::to_string_pretty(pending).expect("plain data serializes");
+    // Reasons name resources; a secret has no place on disk either.
+    let json = crate::redact::apply(&json).into_owned().into_bytes();
     host.write_system_file(path, &json, Mode(0o600)).map_err(io)
 }
 

@@ -12,7 +12,9 @@
 //! ```
 //!
 //! The core contract is the [`resource::Resource`] trait (observe / diff / apply); the kinds
-//! live in `resources/`, and `host.rs` is the only door to the machine.
+//! live in `resources/`, and `host.rs` is the only door to the machine. Every byte written to
+//! the terminal, stdout or the journal passes `redact.rs` (secret values replaced) and, for a
+//! terminal, `printer::terminal_safe` (control characters escaped).
 
 // A playbook error carries its source text for miette; it is built only on the error path and
 // collected into a Vec, so boxing it would buy nothing.
@@ -31,6 +33,7 @@ pub mod module;
 pub mod plan;
 pub mod playbook;
 pub mod printer;
+pub mod redact;
 pub mod remote;
 pub mod resolve;
 pub mod resource;

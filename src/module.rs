@@ -95,9 +95,12 @@ impl Module {
                 let kind_word = spec.get("type").and_then(Node::as_str).unwrap_or("string");
                 let Some(kind) = ParamType::parse(kind_word) else {
                     errors.push(
-                        source
-                            .error(spec.span, format!("unknown parameter type `{kind_word}`"), "not a type")
-                            .help("use string, int, bool or list"),
+                        source.error(spec.span, format!("unknown parameter type `{kind_word}`"), "not a type").help(
+                            match did_you_mean(kind_word, ["string", "int", "bool", "list"]) {
+                                Some(close) => format!("did you mean `{close}`?"),
+                                None => "use string, int, bool or list".to_owned(),
+                            },
+                        ),
                     );
                     continue;
                 };
@@ -219,6 +222,7 @@ pub fn expand(
     let mut scope = templates.child(module.source.clone(), module.dir.clone());
     let before = errors.len();
     for param in &module.params {
+        templates.take_used();
         let value = match given.iter().find(|(k, _)| k.as_str() == Some(&param.name)) {
             Some((_, node)) => typed(param, node, templates, source, errors),
             None => match &param.default {
@@ -242,8 +246,12 @@ pub fn expand(
                 }
             },
         };
-        if let Some(value) = value {
-            scope.set_var(param.name.clone(), value);
+        // A parameter made from a secret variable is secret in the module too.
+        let secret = templates.take_used().iter().any(|v| templates.is_secret(v));
+        match value {
+            Some(value) if secret => scope.set_secret(param.name.clone(), value),
+            Some(value) => scope.set_var(param.name.clone(), value),
+            None => {}
         }
     }
     (errors.len() == before).then_some((module, scope))

@@ -29,6 +29,8 @@ pub struct Plan {
     pub pending: Pending,
     /// Unit state could not be read: no system bus and no offline root.
     pub units_unobserved: bool,
+    /// Resources a `when:` left out, and the expression, for `-v`.
+    pub skipped: Vec<(String, String)>,
 }
 
 /// One resource that differs from the playbook.
@@ -113,7 +115,7 @@ impl Counts {
 }
 
 pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
-    let mut plan = Plan::default();
+    let mut plan = Plan { skipped: resolved.skipped.clone(), ..Plan::default() };
     // One concurrent read of every unit the run may touch, instead of one round trip each.
     let mut unit_names: Vec<String> = resolved
         .entries
@@ -132,7 +134,7 @@ pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
     let mut created: HashMap<&ResourceId, bool> = HashMap::new();
     let mut created_dirs: Vec<&Path> = Vec::new();
     for (index, entry) in resolved.entries.iter().enumerate() {
-        let changes = entry.resource.plan(host)?;
+        let changes = entry.resource.plan(host).map_err(|e| entry.own_error(e))?;
         check_may_give(host, &entry.id, &changes)?;
         if let Some(parent) = entry.resource.parent_needed().filter(|_| !changes.is_empty()) {
             let made_above = created_dirs.iter().any(|d| d.starts_with(parent));

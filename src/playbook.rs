@@ -16,12 +16,33 @@ pub struct Playbook {
 
 impl Playbook {
     pub fn load(path: &Path) -> Result<Playbook> {
-        let text =
-            crate::host::read_input_text(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
-        let source = Source::new(path.display().to_string(), text);
+        let source = read_source(path)?;
         let root = parse_yaml(&source).map_err(|e| PlaybookErrors { path: source.name.clone(), errors: vec![e] })?;
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
         Ok(Playbook { path: path.to_owned(), dir, source, root })
+    }
+}
+
+/// Reads a YAML file as text; a file that is not UTF-8 is an error at its first bad byte.
+pub fn read_source(path: &Path) -> Result<Source> {
+    let bytes = crate::host::read_input(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
+    let name = path.display().to_string();
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(Source::new(name, text)),
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            let byte = e.as_bytes()[at];
+            // What is before the bad byte is shown as it is; the rest as lossy text.
+            let source = Source::new(name.clone(), String::from_utf8_lossy(e.as_bytes()).into_owned());
+            let error = source
+                .error(
+                    Span { offset: at, len: 1 },
+                    format!("the file is not UTF-8: byte 0x{byte:02x} here"),
+                    "not UTF-8",
+                )
+                .help("save the file as UTF-8 (iconv -f latin1 -t utf-8, or your editor's encoding setting)");
+            Err(PlaybookErrors { path: name, errors: vec![error] }.into())
+        }
     }
 }
 

@@ -49,17 +49,26 @@ impl Printer {
         if self.color { format!("{color}{text}{RESET}") } else { text.to_owned() }
     }
 
+    /// Every human line passes here: secrets are replaced, and control characters from the
+    /// host or the playbook are escaped (the printer's own colors aside).
     fn line(&mut self, text: impl AsRef<str>) {
-        let _ = writeln!(self.out, "{}", text.as_ref());
+        let text = crate::redact::apply(text.as_ref());
+        let _ = writeln!(self.out, "{}", terminal_safe(&text, self.color));
     }
 
+    /// Every JSON record passes here; serde_json escapes control characters itself.
     fn json(&mut self, value: serde_json::Value) {
-        let _ = writeln!(self.out, "{value}");
+        let _ = writeln!(self.out, "{}", crate::redact::apply(&value.to_string()));
     }
 
     /// The plan: each differing resource with its changes, then the triggers, then a summary.
     pub fn plan(&mut self, plan: &Plan) {
         if self.format == Format::Json {
+            if self.verbosity >= 1 {
+                for (id, when) in &plan.skipped {
+                    self.json(json!({"type": "skipped", "id": id, "when": when}));
+                }
+            }
             for r in &plan.resources {
                 let record = resource_json(r);
                 self.json(record);
@@ -77,6 +86,9 @@ impl Printer {
         if self.verbosity >= 1 {
             for id in &plan.unchanged {
                 self.line(format!("  = {id} (no change)"));
+            }
+            for (id, when) in &plan.skipped {
+                self.line(format!("  ! {id} (skipped: when {when} is false)"));
             }
         }
         if plan.is_empty() {
@@ -107,6 +119,7 @@ impl Printer {
             Change::Run { reason } => Some(reason),
             _ => None,
         }) {
+            Some(_) if r.sensitive => format!("  {symbol} {} (run: {SENSITIVE_GUARD})", r.id),
             Some(reason) => format!("  {symbol} {} (run: {reason})", r.id),
             None => format!("  {symbol} {} ({})", r.id, action.verb()),
         };
@@ -116,6 +129,9 @@ impl Printer {
             r.changes.iter().partition(|c| matches!(c, Change::Content { .. }));
         for change in attributes.into_iter().chain(content) {
             match change {
+                Change::Set { attr, to, .. } if r.sensitive && !shown_when_sensitive(attr, to) => {
+                    self.line(format!("      {attr}: {SENSITIVE_VALUE}"))
+                }
                 Change::Set { attr, from, to } => {
                     let kind = if *attr == "owner" { "user" } else { "group" };
                     let above = r.created_above.contains(&ResourceId::new(kind, to));
@@ -127,7 +143,7 @@ impl Printer {
                 }
                 Change::Content { file, from, to } => {
                     let text = if r.sensitive {
-                        vec!["      content: (sensitive, not shown)".to_owned()]
+                        vec![format!("      content: {SENSITIVE_VALUE}")]
                     } else {
                         self.content(r, file.as_deref(), from.as_ref(), to)
                     };
@@ -322,15 +338,25 @@ impl Printer {
         }
     }
 
-    /// An error, rendered by miette with its source snippet, on stderr.
-    pub fn error(&self, error: &dyn miette::Diagnostic) {
+    /// An error, rendered by miette with its source snippet, on stderr; with `--output json`,
+    /// also one record per mistake on stdout, so that a program never has to parse text.
+    pub fn error(&self, error: &(dyn miette::Diagnostic + 'static)) {
+        if self.format == Format::Json {
+            let mut out = std::io::stdout().lock();
+            for record in error_records(error) {
+                let _ = writeln!(out, "{}", crate::redact::apply(&record.to_string()));
+            }
+        }
         let theme =
             if self.color { miette::GraphicalTheme::unicode() } else { miette::GraphicalTheme::unicode_nocolor() };
         let mut text = String::new();
-        let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(100);
+        // Wrapping could cut a secret in two, where the search for it would miss it.
+        let width = if crate::redact::any() { usize::MAX / 4 } else { 100 };
+        let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(width);
         let _ = handler.render_report(&mut text, error);
+        let text = crate::redact::apply(&text);
         // Not eprint!, which panics when stderr is gone (a remote run whose connection dropped).
-        let _ = std::io::Write::write_all(&mut std::io::stderr(), text.as_bytes());
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), terminal_safe(&text, self.color).as_bytes());
     }
 }
 
@@ -342,6 +368,107 @@ pub fn finished_text(f: &crate::resources::nginx_site::Finished) -> String {
     } else {
         format!("{head} nginx -t rejects it: the previous site was put back\n  {}", f.message.replace('\n', "\n  "))
     }
+}
+
+/// The JSON records of an error (one per mistake of a playbook) or a warning: `type` (error or
+/// warning), `kind` (playbook, resource, read, drift, locked, systemd, usage), `message`, and
+/// where it points (`file`, `line`, `column`, 1-based) and `help` when it has them.
+pub fn error_records(error: &(dyn miette::Diagnostic + 'static)) -> Vec<serde_json::Value> {
+    records(error, (error as &dyn std::error::Error).downcast_ref::<crate::error::Error>())
+}
+
+fn records(error: &dyn miette::Diagnostic, typed: Option<&crate::error::Error>) -> Vec<serde_json::Value> {
+    if let Some(related) = error.related() {
+        let records: Vec<serde_json::Value> = related.flat_map(|e| records(e, None)).collect();
+        if !records.is_empty() {
+            return records;
+        }
+    }
+    let warning = error.severity() == Some(miette::Severity::Warning);
+    let kind = match typed {
+        Some(crate::error::Error::Playbook(_)) | None => "playbook",
+        Some(crate::error::Error::Read { .. }) => "read",
+        Some(crate::error::Error::Resource { .. }) => "resource",
+        Some(crate::error::Error::Drift { .. }) => "drift",
+        Some(crate::error::Error::Locked { .. }) => "locked",
+        Some(crate::error::Error::Systemd(_)) => "systemd",
+        Some(crate::error::Error::Usage { .. }) => "usage",
+        Some(crate::error::Error::Stopped { .. }) => "stopped",
+    };
+    let mut message = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(c) = cause {
+        message = format!("{message}: {c}");
+        cause = c.source();
+    }
+    let mut record = json!({
+        "type": if warning { "warning" } else { "error" },
+        "kind": kind,
+        "message": message,
+        "file": null, "line": null, "column": null,
+        "help": error.help().map(|h| h.to_string()),
+    });
+    match typed {
+        Some(crate::error::Error::Resource { id, .. } | crate::error::Error::Drift { id }) => record["id"] = json!(id),
+        Some(crate::error::Error::Read { path, .. } | crate::error::Error::Locked { path }) => {
+            record["file"] = json!(path)
+        }
+        _ => {}
+    }
+    let label = error.labels().and_then(|mut labels| labels.next());
+    if let (Some(label), Some(source)) = (label, error.source_code()) {
+        if let Ok(contents) = source.read_span(label.inner(), 0, 0) {
+            record["file"] = json!(contents.name());
+            record["line"] = json!(contents.line() + 1);
+            record["column"] = json!(contents.column() + 1);
+        }
+        record["label"] = json!(label.label());
+    }
+    vec![record]
+}
+
+/// A sensitive resource still shows the attributes that name things (mode, owner, ...) when
+/// they hold no secret.
+fn shown_when_sensitive(attr: &str, to: &str) -> bool {
+    crate::resolve::NOT_SECRET.contains(&attr) && crate::redact::apply(to) == to
+}
+
+/// What a sensitive resource shows instead of a value, and instead of its guard.
+pub const SENSITIVE_VALUE: &str = "(sensitive value changed)";
+pub const SENSITIVE_GUARD: &str = "(sensitive guard)";
+
+/// `text` with control characters escaped (`\x1b`) except newline and tab; with `colors`, the
+/// SGR sequences (`ESC [ ... m`) the printer paints with are kept, which can only color text:
+/// never move the cursor, retitle the window or clear the screen.
+pub fn terminal_safe(text: &str, colors: bool) -> std::borrow::Cow<'_, str> {
+    if !colors {
+        return crate::error::escape(text);
+    }
+    if !text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('\x1b') {
+        out.push_str(&crate::error::escape(&rest[..at]));
+        let after = &rest[at + 1..];
+        let sgr = after.strip_prefix('[').and_then(|p| {
+            let end = p.find(|c: char| !(c.is_ascii_digit() || c == ';'))?;
+            (p.as_bytes()[end] == b'm').then_some(end + 2)
+        });
+        match sgr {
+            Some(len) => {
+                out.push_str(&rest[at..at + 1 + len]);
+                rest = &after[len..];
+            }
+            None => {
+                out.push_str("\\x1b");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(&crate::error::escape(rest));
+    std::borrow::Cow::Owned(out)
 }
 
 fn plural(n: usize, what: &str) -> String {
@@ -369,6 +496,12 @@ fn resource_json(r: &ResourcePlan) -> serde_json::Value {
         .changes
         .iter()
         .filter_map(|c| match c {
+            Change::Set { attr, to, .. } if r.sensitive && !shown_when_sensitive(attr, to) => {
+                Some(json!({"attr": attr, "sensitive": true}))
+            }
+            Change::Run { .. } if r.sensitive => {
+                Some(json!({"attr": "run", "reason": SENSITIVE_GUARD, "sensitive": true}))
+            }
             Change::Set { attr, from, to } => Some(json!({"attr": attr, "from": from, "to": to})),
             Change::Content { .. } if r.sensitive => Some(json!({"attr": "content", "sensitive": true})),
             Change::Content { file, from, to } => {
@@ -383,7 +516,7 @@ fn resource_json(r: &ResourcePlan) -> serde_json::Value {
             Change::Create | Change::Remove => None,
         })
         .collect();
-    json!({"type": "resource", "id": r.id, "action": r.action().verb(), "changes": changes, "created_above": r.created_above})
+    json!({"type": "resource", "id": r.id, "action": r.action().verb(), "changes": changes, "created_above": r.created_above, "sensitive": r.sensitive})
 }
 
 fn trigger_json(t: &Trigger) -> serde_json::Value {

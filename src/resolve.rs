@@ -1,6 +1,7 @@
 //! `resolve`: a loaded playbook becomes an ordered list of typed resources.
 //!
-//! Variables are merged (`vars:` < `--vars-file` < `--var`), every string is rendered, each entry
+//! Variables are merged (`secrets:`, `vars:` < `--vars-file`/`--secrets-file` < `--var`/`--secret-var`;
+//! a secret one makes every resource using it sensitive), every string is rendered, each entry
 //! is built by its kind, ids are checked for duplicates, `after:` and the automatic edges (a
 //! parent directory before what is inside it, a user or group before what it owns) order the
 //! list, and cycles are reported. Every mistake is collected, so the user sees them all at once,
@@ -26,6 +27,21 @@ pub struct VarsInput {
     pub vars: Vec<(String, String)>,
     /// `--vars-file FILE`, YAML mappings; later files win.
     pub files: Vec<PathBuf>,
+    /// `--secret-var k=v`: like `--var`, and secret.
+    pub secret_vars: Vec<(String, String)>,
+    /// `--secrets-file FILE`: like `--vars-file`, and every value secret.
+    pub secret_files: Vec<PathBuf>,
+}
+
+/// A `--var` value: `true` and `false` are booleans (so that `when: flag` means what it says);
+/// anything else stays the string it is (`1.10` is not the number 1.1). Typed values come from
+/// a vars file.
+pub fn var_value(text: &str) -> minijinja::Value {
+    match text {
+        "true" => minijinja::Value::from(true),
+        "false" => minijinja::Value::from(false),
+        _ => minijinja::Value::from(text),
+    }
 }
 
 /// One resource of the playbook, ready to plan.
@@ -36,7 +52,38 @@ pub struct Entry {
     pub span: Span,
     pub resource: AnyResource,
     pub notify: Vec<Notify>,
+    /// `sensitive: true`, or it uses a secret variable: its values are shown nowhere.
     pub sensitive: bool,
+    /// What to hide in this entry's own messages (its values, its variables' values).
+    pub secrets: Vec<String>,
+}
+
+impl Entry {
+    /// An error of this entry's resource: a sensitive one is named by its entry's id (which
+    /// hides what its own would show) and its message keeps none of its values.
+    pub fn own_error(&self, error: Error) -> Error {
+        if !self.sensitive {
+            return error;
+        }
+        match error {
+            // nginx quotes what it refuses (a token, a line): none of it is shown.
+            Error::Resource { message, source, .. } if matches!(self.resource, AnyResource::NginxSite(_)) => {
+                let first = message.split(':').next().unwrap_or_default().to_owned();
+                Error::Resource {
+                    id: self.id.0.clone(),
+                    message: format!("{first} (nginx's message is not shown: the site is sensitive)"),
+                    source,
+                }
+            }
+            Error::Resource { message, source, .. } => Error::Resource {
+                id: self.id.0.clone(),
+                message: crate::redact::apply_with(&message, &self.secrets),
+                source,
+            },
+            Error::Drift { .. } => Error::Drift { id: self.id.0.clone() },
+            other => other,
+        }
+    }
 }
 
 /// A resolved playbook: its resources in the order they are applied.
@@ -46,9 +93,11 @@ pub struct Resolved {
     pub entries: Vec<Entry>,
     pub source: Source,
     pub warnings: Vec<PlaybookWarning>,
+    /// Resources a `when:` left out, with the expression, for `plan -v`.
+    pub skipped: Vec<(String, String)>,
 }
 
-const TOP_LEVEL: &[&str] = &["name", "vars", "resources"];
+const TOP_LEVEL: &[&str] = &["name", "vars", "secrets", "resources"];
 
 pub fn resolve(playbook: &Playbook, input: &VarsInput) -> Result<Resolved> {
     let source = &playbook.source;
@@ -70,9 +119,12 @@ pub fn resolve(playbook: &Playbook, input: &VarsInput) -> Result<Resolved> {
     }
 
     let mut templates = Templates::new(source.clone(), playbook.dir.clone());
-    let overridden = command_line_vars(input, &mut templates)?;
+    let (overridden, file_vars) = command_line_vars(input, &mut templates)?;
+    if let Some(secrets) = playbook.root.get("secrets") {
+        playbook_vars(secrets, &overridden, true, &mut templates, &mut errors);
+    }
     if let Some(vars) = playbook.root.get("vars") {
-        playbook_vars(vars, &overridden, &mut templates, &mut errors);
+        playbook_vars(vars, &overridden, false, &mut templates, &mut errors);
     }
     let name = match playbook.root.get("name") {
         Some(node) => node
@@ -84,15 +136,16 @@ pub fn resolve(playbook: &Playbook, input: &VarsInput) -> Result<Resolved> {
 
     let mut entries = Vec::new();
     let mut afters: Vec<Vec<(String, Span)>> = Vec::new();
+    let mut skipped = Vec::new();
     match playbook.root.get("resources") {
         Some(Node { value: Value::Seq(items), .. }) => {
             for item in items {
                 if item.as_map_first_key() == Some("use") {
-                    for (entry, after) in use_module(item, &templates, &mut errors) {
+                    for (entry, after) in use_module(item, &templates, &mut errors, &mut skipped) {
                         entries.push(entry);
                         afters.push(after);
                     }
-                } else if let Some((entry, after)) = resolve_entry(item, &templates, &mut errors) {
+                } else if let Some((entry, after)) = resolve_entry(item, &templates, &mut errors, &mut skipped) {
                     entries.push(entry);
                     afters.push(after);
                 }
@@ -112,16 +165,39 @@ pub fn resolve(playbook: &Playbook, input: &VarsInput) -> Result<Resolved> {
     }
     let mut slots: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
     let entries: Vec<Entry> = order.into_iter().map(|i| slots[i].take().expect("each index once")).collect();
-    let warnings = socket_layout_warnings(&entries, source);
-    Ok(Resolved { name, entries, source: source.clone(), warnings })
+    let mut warnings = socket_layout_warnings(&entries, source);
+    warnings.extend(unused_vars(&file_vars, &templates));
+    Ok(Resolved { name, entries, source: source.clone(), warnings, skipped })
 }
 
-/// Sets `--vars-file` and `--var` values; returns their names, which playbook vars do not override.
-fn command_line_vars(input: &VarsInput, templates: &mut Templates) -> Result<BTreeSet<String>> {
+/// A variable of a vars file (or an inventory) that no template uses is likely a typo.
+fn unused_vars(file_vars: &[(Source, String, Span)], templates: &Templates) -> Vec<PlaybookWarning> {
+    let used = templates.all_used();
+    file_vars
+        .iter()
+        .filter(|(_, name, _)| !used.contains(name))
+        .map(|(file, name, span)| {
+            let help = match did_you_mean(name, used.iter().map(String::as_str)) {
+                Some(close) => format!("did you mean `{close}`? The playbook uses `{close}`"),
+                None => "no template of the playbook uses it; remove it, or use it".to_owned(),
+            };
+            file.error(*span, format!("variable `{name}` is not used by the playbook"), "unused").help(help).into()
+        })
+        .collect()
+}
+
+/// Sets `--vars-file`, `--var`, `--secrets-file` and `--secret-var` values; returns their
+/// names, which playbook vars do not override, and the vars files' names with their places.
+#[allow(clippy::type_complexity)]
+fn command_line_vars(
+    input: &VarsInput,
+    templates: &mut Templates,
+) -> Result<(BTreeSet<String>, Vec<(Source, String, Span)>)> {
     let mut names = BTreeSet::new();
-    for path in &input.files {
-        let text = crate::host::read_input_text(path).map_err(|source| Error::Read { path: path.clone(), source })?;
-        let file = Source::new(path.display().to_string(), text);
+    let mut places = Vec::new();
+    let files = input.files.iter().map(|p| (p, false)).chain(input.secret_files.iter().map(|p| (p, true)));
+    for (path, secret) in files {
+        let file = crate::playbook::read_source(path)?;
         let node = parse_yaml(&file).map_err(|e| PlaybookErrors { path: file.name.clone(), errors: vec![e] })?;
         let Value::Map(vars) = &node.value else {
             let e = file
@@ -131,21 +207,32 @@ fn command_line_vars(input: &VarsInput, templates: &mut Templates) -> Result<BTr
         };
         for (key, value) in vars {
             let name = key.as_str().unwrap_or_default().to_owned();
-            templates.set_var(name.clone(), to_jinja(value));
+            if secret {
+                templates.set_secret(name.clone(), to_jinja(value));
+            } else {
+                templates.set_var(name.clone(), to_jinja(value));
+                places.push((file.clone(), name.clone(), key.span));
+            }
             names.insert(name);
         }
     }
     for (name, value) in &input.vars {
-        templates.set_var(name.clone(), minijinja::Value::from(value.as_str()));
+        templates.set_var(name.clone(), var_value(value));
         names.insert(name.clone());
     }
-    Ok(names)
+    for (name, value) in &input.secret_vars {
+        templates.set_secret(name.clone(), minijinja::Value::from(value.as_str()));
+        names.insert(name.clone());
+    }
+    Ok((names, places))
 }
 
-/// `vars:` in order; a string var may use the ones above it.
+/// `vars:` (or `secrets:`) in order; a string var may use the ones above it. A variable made
+/// from a secret one is secret too.
 fn playbook_vars(
     vars: &Node,
     overridden: &BTreeSet<String>,
+    secret: bool,
     templates: &mut Templates,
     errors: &mut Vec<PlaybookError>,
 ) {
@@ -155,18 +242,27 @@ fn playbook_vars(
                 .source()
                 .error(
                     vars.span,
-                    format!("`vars` must be a mapping, not {}", vars.type_name()),
+                    format!(
+                        "`{}` must be a mapping, not {}",
+                        if secret { "secrets" } else { "vars" },
+                        vars.type_name()
+                    ),
                     "expected `name: value` lines",
                 )
-                .help("write one `name: value` per line under `vars:`"),
+                .help("write one `name: value` per line"),
         );
         return;
     };
     for (key, value) in entries {
         let name = key.as_str().unwrap_or_default().to_owned();
         if overridden.contains(&name) {
+            // A name declared under `secrets:` stays secret whichever file or flag gives it.
+            if secret {
+                templates.mark_secret(&name);
+            }
             continue;
         }
+        templates.take_used();
         let rendered = match &value.value {
             Value::String(text) => match templates.render(text, value.span) {
                 Ok(text) => minijinja::Value::from(text),
@@ -177,7 +273,11 @@ fn playbook_vars(
             },
             _ => to_jinja(value),
         };
-        templates.set_var(name, rendered);
+        if secret || templates.take_used().iter().any(|v| templates.is_secret(v)) {
+            templates.set_secret(name, rendered);
+        } else {
+            templates.set_var(name, rendered);
+        }
     }
 }
 
@@ -187,6 +287,7 @@ fn use_module(
     item: &Node,
     templates: &Templates,
     errors: &mut Vec<PlaybookError>,
+    skipped: &mut Vec<(String, String)>,
 ) -> Vec<(Entry, Vec<(String, Span)>)> {
     let Value::Map(pairs) = &item.value else { return Vec::new() };
     for (key, _) in pairs {
@@ -210,6 +311,8 @@ fn use_module(
             _ => true,
         };
         if !keep {
+            let module = item.get("use").and_then(Node::as_str).unwrap_or_default();
+            skipped.push((format!("use:{module}"), when.source(&templates.source().text).to_owned()));
             return Vec::new();
         }
     }
@@ -223,8 +326,19 @@ fn use_module(
         if node.as_map_first_key() == Some("use") {
             let e = scope.source().error(node.span, "a module cannot use another module", "nested `use:`");
             errors.push(e.help("list the resources here instead"));
-        } else if let Some((mut entry, after)) = resolve_entry(node, &scope, errors) {
+        } else if let Some((mut entry, mut after)) = resolve_entry(node, &scope, errors, skipped) {
+            // Ordering errors are reported against the playbook: every span at the `use:` line
+            // (a span into the module's text would point past the playbook's end).
             entry.span = at;
+            after.iter_mut().for_each(|(_, span)| *span = at);
+            if let Some((kind, _)) = entry.id.0.split_once(":(sensitive, line ") {
+                let line = templates.source().line_of(at.offset);
+                let n = resolved.len() + 1;
+                entry.id = ResourceId(format!("{kind}:(sensitive, line {line}, {} #{n})", module.name));
+            }
+            if let AnyResource::Unit(unit) = &mut entry.resource {
+                unit.restart_triggers.iter_mut().chain(&mut unit.reload_triggers).for_each(|(_, span)| *span = at);
+            }
             resolved.push((entry, after));
         }
     }
@@ -236,6 +350,7 @@ fn resolve_entry(
     item: &Node,
     templates: &Templates,
     errors: &mut Vec<PlaybookError>,
+    skipped: &mut Vec<(String, String)>,
 ) -> Option<(Entry, Vec<(String, Span)>)> {
     let source = templates.source();
     let Value::Map(pairs) = &item.value else {
@@ -251,7 +366,14 @@ fn resolve_entry(
         return None;
     };
     // The first key names the kind; `group` can also be an attribute (of a file, a user).
-    let (kind_key, name) = pairs.first()?;
+    let Some((kind_key, name)) = pairs.first() else {
+        errors.push(
+            source
+                .error(item.span, "an empty resource", "nothing here")
+                .help(format!("start the entry with its kind, one of: {}", KINDS.join(", "))),
+        );
+        return None;
+    };
     let word = kind_key.as_str().unwrap_or_default();
     if !KINDS.contains(&word) {
         let help = match did_you_mean(word, KINDS.iter().copied()) {
@@ -263,6 +385,7 @@ fn resolve_entry(
     }
     let kind = KINDS.iter().copied().find(|k| kind_key.as_str() == Some(k)).expect("matched above");
 
+    templates.take_used();
     let mut attrs = Attrs::new(pairs, kind, templates, errors);
     let notify = attrs
         .strings("notify")
@@ -292,14 +415,125 @@ fn resolve_entry(
         },
         None => Some(true),
     };
+    // What `when:` used names no value of the resource.
+    let when_vars = templates.take_used();
+    attrs.rendered.push(("when".into(), String::new(), when_vars));
     let sensitive = attrs.bool("sensitive").unwrap_or(false);
     let built = AnyResource::from_attrs(kind, name, &mut attrs);
+    attrs.note_stray();
+    let rendered = std::mem::take(&mut attrs.rendered);
     attrs.finish();
-    let (id, resource) = built?;
+    let used: BTreeSet<String> = rendered.iter().flat_map(|(_, _, vars)| vars.iter().cloned()).collect();
+    let sensitive = sensitive || used.iter().any(|v| templates.is_secret(v));
+    let Some((mut id, resource)) = built else {
+        // Its mistakes are printed with the playbook around them: still hide its values.
+        if sensitive {
+            hide_values(kind, None, &rendered, templates);
+        }
+        return None;
+    };
+    let mut secrets = Vec::new();
+    if sensitive {
+        (id, secrets) = hide(kind, id, &resource, &rendered, templates, source.line_of(name.span.offset));
+    }
     if when == Some(false) {
+        let expr = attrs_when(pairs).map(|n| n.source(&source.text).to_owned()).unwrap_or_default();
+        skipped.push((id.0, expr));
         return None;
     }
-    Some((Entry { id, span: name.span, resource, notify, sensitive }, after))
+    Some((Entry { id, span: name.span, resource, notify, sensitive, secrets }, after))
+}
+
+fn attrs_when(pairs: &[(Node, Node)]) -> Option<&Node> {
+    pairs.iter().find(|(k, _)| k.as_str() == Some("when")).map(|(_, v)| v)
+}
+
+/// Attributes that name things rather than hold values: a sensitive resource still shows them.
+pub const NOT_SECRET: &[&str] = &[
+    "owner",
+    "group",
+    "groups",
+    "mode",
+    "state",
+    "notify",
+    "after",
+    "when",
+    "sensitive",
+    "enabled",
+    "system",
+    "create_home",
+    "python",
+    "cwd",
+    "creates",
+    "name",
+    "remove_default",
+    "exact",
+    "no_index",
+    "uid",
+    "gid",
+    "home",
+    "shell",
+    "template",
+    "source",
+    "active",
+    "masked",
+    "on_change",
+    "restart_triggers",
+    "reload_triggers",
+];
+
+/// What a sensitive entry hides: the values of its attributes and of the variables they use
+/// (those of its name aside, unless they are secret; a command's program aside, and what names
+/// things: NOT_SECRET). Those are added to the global redaction list; the entry's own list also
+/// has every line of its content, for its own error messages. Its id becomes `kind:(sensitive, line N)` when the name would
+/// show a secret (a command without `name:` always).
+fn hide(
+    kind: &str,
+    id: ResourceId,
+    resource: &AnyResource,
+    rendered: &[(String, String, BTreeSet<String>)],
+    templates: &Templates,
+    line: usize,
+) -> (ResourceId, Vec<String>) {
+    let mut own = hide_values(kind, Some(resource), rendered, templates);
+    if let Some(content) = resource.content() {
+        own.extend(content.lines().map(str::to_owned));
+    }
+    let named = matches!(resource, AnyResource::Command(c) if c.name.is_some());
+    let shows_secret = crate::redact::apply(&id.0) != id.0;
+    let id = if (kind == "command" && !named) || shows_secret {
+        ResourceId(format!("{kind}:(sensitive, line {line})"))
+    } else {
+        id
+    };
+    (id, own)
+}
+
+/// Adds the values of a sensitive entry to the redaction list (see `hide`), and returns them.
+fn hide_values(
+    kind: &str,
+    resource: Option<&AnyResource>,
+    rendered: &[(String, String, BTreeSet<String>)],
+    templates: &Templates,
+) -> Vec<String> {
+    let programs: Vec<&str> = match resource {
+        Some(AnyResource::Command(c)) => {
+            [Some(&c.argv), c.unless.as_ref(), c.onlyif.as_ref()].into_iter().flatten().map(|a| a[0].as_str()).collect()
+        }
+        _ => Vec::new(),
+    };
+    let mut values = Vec::new();
+    for (key, value, vars) in rendered {
+        let name_key = key == kind && kind != "command";
+        if !name_key && !NOT_SECRET.contains(&key.as_str()) && !programs.contains(&value.as_str()) {
+            values.push(value.clone());
+            values.extend(vars.iter().flat_map(|v| templates.var_texts(v)));
+        }
+    }
+    for value in &values {
+        crate::redact::add(value);
+    }
+    values
 }
 
 /// The apply order: the file's order, moved only as far as the edges require (a stable

@@ -3,8 +3,9 @@
 //! never an empty string.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value as Jinja};
 
@@ -17,6 +18,16 @@ pub struct Templates {
     context: Jinja,
     source: Source,
     dir: PathBuf,
+    /// Variables whose values are secret: every resource that uses one is sensitive.
+    secret: BTreeSet<String>,
+    /// Which variables the templates used: since the last `take_used`, and over the whole run.
+    used: Rc<RefCell<Used>>,
+}
+
+#[derive(Default)]
+struct Used {
+    recent: BTreeSet<String>,
+    all: BTreeSet<String>,
 }
 
 impl Templates {
@@ -26,12 +37,72 @@ impl Templates {
         // A unit file or config rendered from a template keeps its final newline.
         let syntax = minijinja::syntax::SyntaxConfig::builder().keep_trailing_newline(true).build();
         env.set_syntax(syntax.expect("the default delimiters are valid"));
-        Templates { env, vars: BTreeMap::new(), context: Jinja::from(()), source, dir }
+        env.add_filter("bool", ansible_bool);
+        Templates {
+            env,
+            vars: BTreeMap::new(),
+            context: Jinja::from(()),
+            source,
+            dir,
+            secret: BTreeSet::new(),
+            used: Rc::default(),
+        }
     }
 
     /// Templates for a module: the same variables, another source text and directory.
     pub fn child(&self, source: Source, dir: PathBuf) -> Templates {
-        Templates { env: self.env.clone(), vars: self.vars.clone(), context: self.context.clone(), source, dir }
+        Templates {
+            env: self.env.clone(),
+            vars: self.vars.clone(),
+            context: self.context.clone(),
+            source,
+            dir,
+            secret: self.secret.clone(),
+            used: self.used.clone(),
+        }
+    }
+
+    /// Marks a variable secret; its values are hidden from every output from now on.
+    pub fn set_secret(&mut self, name: String, value: Jinja) {
+        for text in leaves(&value) {
+            crate::redact::add(&text);
+        }
+        self.secret.insert(name.clone());
+        self.set_var(name, value);
+    }
+
+    /// Makes an already defined variable secret.
+    pub fn mark_secret(&mut self, name: &str) {
+        if let Some(value) = self.vars.get(name).cloned() {
+            self.set_secret(name.to_owned(), value);
+        }
+    }
+
+    pub fn is_secret(&self, name: &str) -> bool {
+        self.secret.contains(name)
+    }
+
+    /// The variables used since the last call (by an entry's attributes, say).
+    pub fn take_used(&self) -> BTreeSet<String> {
+        std::mem::take(&mut self.used.borrow_mut().recent)
+    }
+
+    /// Every variable any template used so far.
+    pub fn all_used(&self) -> BTreeSet<String> {
+        self.used.borrow().all.clone()
+    }
+
+    /// The string leaves of a variable's value (a list's items, a mapping's values).
+    pub fn var_texts(&self, name: &str) -> Vec<String> {
+        self.vars.get(name).map(leaves).unwrap_or_default()
+    }
+
+    fn note_used(&self, names: impl IntoIterator<Item = String>) {
+        let mut used = self.used.borrow_mut();
+        for name in names {
+            used.all.insert(name.clone());
+            used.recent.insert(name);
+        }
     }
 
     /// The playbook text that spans point into.
@@ -54,13 +125,18 @@ impl Templates {
         if !text.contains("{{") && !text.contains("{%") && !text.contains("{#") {
             return Ok(text.to_owned());
         }
-        self.env.render_str(text, &self.context).map_err(|e| self.explain(&self.source, span, text, e))
+        let template = self.env.template_from_str(text).map_err(|e| self.explain(&self.source, span, text, e))?;
+        self.note_used(template.undeclared_variables(false));
+        template.render(&self.context).map_err(|e| self.explain(&self.source, span, text, e))
     }
 
     /// Renders a template file relative to the playbook; errors point into that file.
     pub fn render_file(&self, relative: &str, span: Span) -> Result<String, PlaybookError> {
         let text = self.read_text(relative, span)?;
         let file = Source::new(self.dir.join(relative).display().to_string(), text.as_str());
+        if let Ok(template) = self.env.template_from_str(&text) {
+            self.note_used(template.undeclared_variables(false));
+        }
         self.env.render_str(&text, &self.context).map_err(|e| {
             let at = e.range().map(|r| Span { offset: r.start, len: r.len() }).unwrap_or_else(|| {
                 let offset = file.offset_of(e.line().unwrap_or(1), 1);
@@ -77,11 +153,39 @@ impl Templates {
         Ok(bytes)
     }
 
-    /// Evaluates a `when:` expression.
+    /// Evaluates a `when:` expression. A variable it names must be defined, unless the
+    /// expression asks about that itself (`x is defined`, `x | default(...)`): a typo never
+    /// silently drops a resource.
     pub fn eval(&self, expr: &str, span: Span) -> Result<bool, PlaybookError> {
         let compiled = self.env.compile_expression(expr).map_err(|e| self.explain(&self.source, span, expr, e))?;
+        let names = compiled.undeclared_variables(false);
+        self.note_used(names.iter().cloned());
+        let asks = expr.contains("defined") || expr.contains("default");
+        let mut undefined: Vec<&String> = names.iter().filter(|n| !self.vars.contains_key(*n)).collect();
+        undefined.sort();
+        if let (Some(name), false) = (undefined.first(), asks) {
+            return Err(self.undefined(&self.source, span, name));
+        }
         let value = compiled.eval(&self.context).map_err(|e| self.explain(&self.source, span, expr, e))?;
+        if value.is_undefined() {
+            return Err(self
+                .source
+                .error(span, "the expression is undefined", "undefined")
+                .help("name a variable that is defined, or ask `x is defined`"));
+        }
         Ok(value.is_true())
+    }
+
+    /// "undefined variable `name`", with the nearest defined name as a hint.
+    fn undefined(&self, source: &Source, span: Span, name: &str) -> PlaybookError {
+        let define = format!(
+            "define `{name}` under `vars:` or in a --vars-file; a secret goes under `secrets:` or in a --secrets-file, never on the command line"
+        );
+        let help = match did_you_mean(name, self.vars.keys().map(String::as_str)) {
+            Some(close) => format!("did you mean `{close}`? Otherwise {define}"),
+            None => define[..1].to_uppercase() + &define[1..],
+        };
+        source.error(span, format!("undefined variable `{name}`"), "used here").help(help)
     }
 
     fn read_text(&self, relative: &str, span: Span) -> Result<String, PlaybookError> {
@@ -111,13 +215,7 @@ impl Templates {
                 .map(|t| t.undeclared_variables(false).into_iter().filter(|v| !self.vars.contains_key(v)).collect())
                 .unwrap_or_default();
             if let Some(name) = undefined.first() {
-                let help = match did_you_mean(name, self.vars.keys().map(String::as_str)) {
-                    Some(close) => format!(
-                        "did you mean `{close}`? Otherwise define `{name}` under `vars:` or pass --var {name}=VALUE"
-                    ),
-                    None => format!("define `{name}` under `vars:`, or pass --var {name}=VALUE"),
-                };
-                return source.error(span, format!("undefined variable `{name}`"), "used here").help(help);
+                return self.undefined(source, span, name);
             }
         }
         let detail = e.detail().map(str::to_owned).unwrap_or_else(|| e.kind().to_string());
@@ -162,6 +260,48 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
+/// The `bool` filter as Ansible reads it: `"false"`, `"no"`, `"off"`, `"0"` are false, and so
+/// is 0; `"true"`, `"yes"`, `"on"`, `"1"` and 1 are true; anything else is an error, not a guess.
+fn ansible_bool(value: Jinja) -> Result<bool, minijinja::Error> {
+    if let Some(b) = value.as_str().map(|s| s.trim().to_ascii_lowercase()) {
+        return match b.as_str() {
+            "true" | "yes" | "on" | "1" | "y" => Ok(true),
+            "false" | "no" | "off" | "0" | "n" | "" => Ok(false),
+            _ => Err(minijinja::Error::new(
+                ErrorKind::InvalidOperation,
+                format!("`{b}` is not a boolean: write true/false, yes/no, on/off or 1/0"),
+            )),
+        };
+    }
+    if value.is_none() || value.is_undefined() {
+        return Ok(false);
+    }
+    if let Ok(n) = f64::try_from(value.clone()) {
+        return Ok(n != 0.0);
+    }
+    Ok(value.is_true())
+}
+
+/// The string leaves of a value: a string, the items of a list, the values of a mapping.
+fn leaves(value: &Jinja) -> Vec<String> {
+    if let Some(text) = value.as_str() {
+        return vec![text.to_owned()];
+    }
+    match value.kind() {
+        minijinja::value::ValueKind::Seq | minijinja::value::ValueKind::Map => {
+            let Ok(items) = value.try_iter() else { return Vec::new() };
+            let is_map = value.kind() == minijinja::value::ValueKind::Map;
+            items
+                .flat_map(|item| {
+                    if is_map { value.get_item(&item).map(|v| leaves(&v)).unwrap_or_default() } else { leaves(&item) }
+                })
+                .collect()
+        }
+        minijinja::value::ValueKind::Undefined | minijinja::value::ValueKind::None => Vec::new(),
+        _ => vec![value.to_string()],
+    }
+}
+
 /// A YAML node as a template value (for `vars:`).
 pub fn to_jinja(node: &Node) -> Jinja {
     match &node.value {
@@ -177,5 +317,39 @@ pub fn to_jinja(node: &Node) -> Jinja {
                 .map(|(k, v)| (k.as_str().unwrap_or_default().to_owned(), to_jinja(v)))
                 .collect::<BTreeMap<_, _>>(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(text: &str) -> Result<String, PlaybookError> {
+        let mut t = Templates::new(Source::new("p.yml", text), PathBuf::from("."));
+        t.set_var("flag".into(), Jinja::from(false));
+        t.render(text, Span { offset: 0, len: text.len() })
+    }
+
+    #[test]
+    fn the_bool_filter_follows_ansibles_truth_table() {
+        for (value, want) in [
+            ("'false'", "false"),
+            ("'False'", "false"),
+            ("'no'", "false"),
+            ("'off'", "false"),
+            ("'0'", "false"),
+            ("''", "false"),
+            ("0", "false"),
+            ("flag", "false"),
+            ("'true'", "true"),
+            ("'Yes'", "true"),
+            ("'on'", "true"),
+            ("'1'", "true"),
+            ("1", "true"),
+            ("true", "true"),
+        ] {
+            assert_eq!(render(&format!("{{{{ {value} | bool }}}}")).unwrap().to_lowercase(), want, "{value}");
+        }
+        assert!(render("{{ 'maybe' | bool }}").unwrap_err().message.contains("`maybe` is not a boolean"));
     }
 }

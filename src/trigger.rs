@@ -70,7 +70,9 @@ impl Notify {
             return Err("write an action and a unit, such as \"restart gunicorn.service\"".into());
         };
         let Some(action) = Action::parse(action) else {
-            return Err(format!("`{action}` is not an action: use restart, reload, start or stop"));
+            let close = crate::error::did_you_mean(action, ["restart", "reload", "start", "stop"]);
+            let close = close.map(|c| format!("did you mean `{c}`? ")).unwrap_or_default();
+            return Err(format!("{close}`{action}` is not an action: use restart, reload, start or stop"));
         };
         if crate::unit_file::check_unit_name(unit).is_err() {
             return Err(crate::resources::systemd_unit::unit_name_help(unit));
@@ -361,6 +363,7 @@ impl Decision<'_> {
 
 #[cfg(test)]
 mod tests {
+
     use super::*;
 
     fn unit(name: &str) -> UnitFacts {

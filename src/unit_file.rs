@@ -57,6 +57,18 @@ pub fn check_unit_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The unit a name without a known suffix likely means: a misspelt suffix corrected
+/// (`ssh.servic` -> `ssh.service`), else `.service` added; never a second suffix.
+pub fn unit_suggestion(name: &str) -> String {
+    if let Some((stem, suffix)) = name.rsplit_once('.')
+        && !stem.is_empty()
+        && let Some(close) = crate::error::did_you_mean(suffix, UNIT_SUFFIXES.iter().map(|s| &s[1..]))
+    {
+        return format!("{stem}.{close}");
+    }
+    format!("{name}.service")
+}
+
 impl UnitFile {
     pub fn parse(text: &str) -> UnitFile {
         let mut entries = Vec::new();
@@ -194,6 +206,14 @@ mod tests {
             assert!(check_unit_name(bad).is_err(), "{bad:?} was accepted");
         }
         assert!(check_unit_name(&format!("{}.service", "a".repeat(250))).is_err());
+    }
+
+    #[test]
+    fn unit_suggestions_never_double_the_suffix() {
+        assert_eq!(unit_suggestion("ssh.servic"), "ssh.service");
+        assert_eq!(unit_suggestion("app.sokcet"), "app.socket");
+        assert_eq!(unit_suggestion("nginx"), "nginx.service");
+        assert_eq!(unit_suggestion("my.app"), "my.app.service");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::remote::report::{Mode as HostMode, Status};
 use crate::remote::session::Event;
 use crate::remote::target::Target;
 use crate::remote::{Fleet, Host, PrivateDir};
-use crate::resolve::{VarsInput, resolve};
+use crate::resolve::resolve;
 use crate::template::record_reads;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,8 +164,28 @@ fn prepare(
     for file in &settings.vars.files {
         user_files.push(crate::host::read_input(file).map_err(|source| Error::Read { path: file.clone(), source })?);
     }
-    let cli_vars: serde_json::Map<String, Value> =
-        settings.vars.vars.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    let cli_vars: serde_json::Map<String, Value> = settings
+        .vars
+        .vars
+        .iter()
+        .map(|(k, v)| {
+            let value = match v.as_str() {
+                "true" => Value::Bool(true),
+                "false" => Value::Bool(false),
+                _ => Value::String(v.clone()),
+            };
+            (k.clone(), value)
+        })
+        .collect();
+    let mut secrets_files = Vec::new();
+    for file in &settings.vars.secret_files {
+        secrets_files.push(std::fs::read(file).map_err(|source| Error::Read { path: file.clone(), source })?);
+    }
+    if !settings.vars.secret_vars.is_empty() {
+        let secret_vars: serde_json::Map<String, Value> =
+            settings.vars.secret_vars.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+        secrets_files.push(serde_json::to_vec(&secret_vars).expect("JSON values serialize"));
+    }
 
     let mut hosts = Vec::new();
     let mut failures: BTreeMap<String, (Error, Vec<String>)> = BTreeMap::new();
@@ -173,7 +193,7 @@ fn prepare(
     for (i, target) in targets.iter().enumerate() {
         // vars files, in order of precedence: the inventory's, the user's, the --var values.
         let mut vars_files: Vec<Vec<u8>> = Vec::new();
-        let mut input = VarsInput { vars: settings.vars.vars.clone(), files: settings.vars.files.clone() };
+        let mut input = settings.vars.clone();
         if !target.vars.is_empty() {
             let text = serde_json::to_vec(&target.vars).expect("JSON values serialize");
             let local = dir.join(format!("inventory-vars-{i}.yml"));
@@ -192,7 +212,8 @@ fn prepare(
                     printer.warnings(&resolved.warnings);
                     warned = true;
                 }
-                let bundle = Bundle::new(path, &playbook.source.text, &reads, vars_files)?;
+                let bundle =
+                    Bundle::new(path, &playbook.source.text, &reads, vars_files)?.with_secrets(secrets_files.clone());
                 hosts.push(Host { target: target.clone(), bundle, resources: resolved.entries.len() });
             }
             Err(error) => {

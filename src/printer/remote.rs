@@ -203,7 +203,7 @@ impl Printer {
     }
 
     /// A playbook mistake, found while resolving it for `hosts` (all of them when `all`).
-    pub fn hosts_error(&mut self, error: &dyn miette::Diagnostic, hosts: &[String], all: bool) {
+    pub fn hosts_error(&mut self, error: &(dyn miette::Diagnostic + 'static), hosts: &[String], all: bool) {
         self.error(error);
         if !all {
             eprintln!(
@@ -273,6 +273,10 @@ impl Printer {
             changes.iter().filter(|c| c["attr"] != "run").partition(|c| c["attr"] == "content");
         for c in attributes {
             let attr = c["attr"].as_str().unwrap_or("?");
+            if c["sensitive"] == json!(true) {
+                lines.push(format!("      {attr}: {}", super::SENSITIVE_VALUE));
+                continue;
+            }
             let to = c["to"].as_str().unwrap_or("");
             let kind = if attr == "owner" { "user" } else { "group" };
             let above = matches!(attr, "owner" | "group") && created_above.contains(&format!("{kind}:{to}").as_str());
@@ -285,7 +289,7 @@ impl Printer {
         let own = id.split_once(':').map(|(_, p)| p).unwrap_or(id);
         for c in content {
             if c["sensitive"] == json!(true) {
-                lines.push("      content: (sensitive, not shown)".into());
+                lines.push(format!("      content: {}", super::SENSITIVE_VALUE));
                 continue;
             }
             let path = c["file"].as_str().unwrap_or(own);

@@ -38,6 +38,9 @@ pub struct Bundle {
     files: Vec<(PathBuf, Arc<[u8]>)>,
     /// The vars files, in order of precedence (later wins).
     vars: Vec<Arc<[u8]>>,
+    /// The secret variables (each --secrets-file, the --secret-var values): given to the
+    /// target's engine as `--secrets-file`, so that it hides them as this machine does.
+    secrets: Vec<Arc<[u8]>>,
 }
 
 impl Bundle {
@@ -95,7 +98,19 @@ impl Bundle {
             playbook,
             files: files.iter().map(|(path, bytes)| (inside(path), bytes.clone())).collect(),
             vars: vars.into_iter().map(Arc::from).collect(),
+            secrets: Vec::new(),
         })
+    }
+
+    /// The same bundle with secret variables files.
+    pub fn with_secrets(mut self, secrets: Vec<Vec<u8>>) -> Bundle {
+        self.secrets = secrets.into_iter().map(Arc::from).collect();
+        self
+    }
+
+    /// The secrets files' paths relative to the bundle's top, in order.
+    pub fn secrets_files(&self) -> Vec<String> {
+        (0..self.secrets.len()).map(|i| format!("secrets/{i}.yml")).collect()
     }
 
     /// The vars files' paths relative to the bundle's top, in order.
@@ -112,8 +127,9 @@ impl Bundle {
     pub fn write_tar(&self, out: impl std::io::Write) -> std::io::Result<()> {
         let mut tar = Tar::new(out);
         let mut dirs: Vec<&Path> = Vec::new();
-        let vars: Vec<(PathBuf, &Arc<[u8]>)> =
+        let mut vars: Vec<(PathBuf, &Arc<[u8]>)> =
             self.vars_files().into_iter().map(PathBuf::from).zip(&self.vars).collect();
+        vars.extend(self.secrets_files().into_iter().map(PathBuf::from).zip(&self.secrets));
         let all = self.files.iter().map(|(p, b)| (p, b)).chain(vars.iter().map(|(p, b)| (p, *b)));
         for (path, bytes) in all {
             // Each directory before what is inside it, once.
@@ -204,6 +220,21 @@ mod tests {
             ["tree/site/site.yml", "tree/site/modules/web.yml", "tree/site/templates/app.j2", "tree/shared/motd"]
         );
         assert_eq!(bundle.vars_files(), ["vars/0.yml"]);
+    }
+
+    #[test]
+    fn secret_variables_travel_as_secrets_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = Bundle::new(&dir.path().join("p.yml"), "x: 1\n", &[], vec![b"{}".to_vec()])
+            .unwrap()
+            .with_secrets(vec![b"{\"token\": \"s3cret\"}".to_vec()]);
+        assert_eq!(bundle.secrets_files(), ["secrets/0.yml"]);
+        let mut tar = Vec::new();
+        bundle.write_tar(&mut tar).unwrap();
+        let mut archive = ::tar::Archive::new(tar.as_slice());
+        let names: Vec<String> =
+            archive.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect();
+        assert!(names.iter().any(|n| n == "secrets/0.yml"), "{names:?}");
     }
 
     #[test]

@@ -257,6 +257,9 @@ impl Session<'_> {
         for file in self.bundle.vars_files() {
             args.push(format!("--vars-file \"$work\"/{}", quote(&file)));
         }
+        for file in self.bundle.secrets_files() {
+            args.push(format!("--secrets-file \"$work\"/{}", quote(&file)));
+        }
         format!(
             "umask 077; {prelude}; printf 'converge-probe bin=%s\\n' \"$bin\"; \
              untrusted=; if [ -x \"$bin\" ]; then untrusted=$(unsafe_own \"$base\" \"$dir\" \"$bin\"; unsafe_above); \

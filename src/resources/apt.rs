@@ -53,7 +53,20 @@ impl Apt {
             _ => attrs.render_string("apt", name).into_iter().collect(),
         };
         let state = attrs.state();
-        let version = attrs.string("version");
+        let version = attrs.node("version").and_then(|node| {
+            let version = attrs.render_string("version", node)?;
+            if !is_debian_version(&version) {
+                let shown = crate::error::escape(&version).into_owned();
+                attrs.error(
+                    node.span,
+                    format!("`{shown}` is not a Debian version"),
+                    "not a version",
+                    "a version is [epoch:]upstream[-revision], starting with a digit, of letters, digits and . + ~ - : (such as 1.22.1-9)",
+                );
+                return None;
+            }
+            Some(version)
+        });
         let update_cache = match attrs.node("update_cache") {
             None | Some(Node { value: Value::Bool(false), .. }) => UpdateCache::Never,
             Some(Node { value: Value::Bool(true), .. }) => UpdateCache::Always,
@@ -75,6 +88,7 @@ impl Apt {
                 && package.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
                 && package.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
             if !valid {
+                let package = crate::error::escape(package);
                 attrs.error(
                     span,
                     format!("`{package}` is not a Debian package name"),
@@ -147,6 +161,24 @@ impl Apt {
     }
 }
 
+/// A version as deb-version(7) spells it: `[epoch:]upstream_version[-debian_revision]`.
+fn is_debian_version(version: &str) -> bool {
+    let (epoch, rest) = match version.split_once(':') {
+        Some((epoch, rest)) => (Some(epoch), rest),
+        None => (None, version),
+    };
+    let epoch_ok = epoch.is_none_or(|e| !e.is_empty() && e.chars().all(|c| c.is_ascii_digit()));
+    let (upstream, revision) = match rest.rsplit_once('-') {
+        Some((upstream, revision)) => (upstream, Some(revision)),
+        None => (rest, None),
+    };
+    let upstream_ok = upstream.starts_with(|c: char| c.is_ascii_digit())
+        && upstream.chars().all(|c| c.is_ascii_alphanumeric() || ".+~-:".contains(c));
+    let revision_ok =
+        revision.is_none_or(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric() || "+.~".contains(c)));
+    epoch_ok && upstream_ok && revision_ok
+}
+
 /// The spans of the package names, for errors.
 fn spans(name: &Node) -> Vec<Span> {
     match &name.value {
@@ -217,7 +249,7 @@ impl Resource for Apt {
             return Ok(());
         }
         let result = if self.state == State::Absent {
-            let mut args = vec!["remove", "-y"];
+            let mut args = vec!["remove", "-y", "--"];
             args.extend(wanted.iter().map(String::as_str));
             self.apt_get(host, &args)
         } else {
@@ -228,7 +260,7 @@ impl Resource for Apt {
                 Some(version) => wanted.iter().map(|p| format!("{p}={version}")).collect(),
                 None => wanted,
             };
-            let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+            let mut args = vec!["install", "-y", "-q", "--no-install-recommends", "--"];
             args.extend(specs.iter().map(String::as_str));
             self.apt_get(host, &args)
         };
@@ -250,6 +282,16 @@ mod tests {
             state,
             version: None,
             update_cache: UpdateCache::Never,
+        }
+    }
+
+    #[test]
+    fn debian_versions() {
+        for good in ["1.22.1-9", "1:2.3", "2.0~rc1-1+deb12u1", "7"] {
+            assert!(is_debian_version(good), "{good}");
+        }
+        for bad in ["", "-1", "a1.0", "1.0 -o", "1:", "1.0-", "1.0/2", "x:1.0"] {
+            assert!(!is_debian_version(bad), "{bad}");
         }
     }
 

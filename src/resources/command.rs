@@ -10,7 +10,7 @@ use crate::attrs::Attrs;
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::resource::{Change, Resource};
-use crate::yaml_node::Span;
+use crate::yaml_node::{Span, Value};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Command {
@@ -19,6 +19,10 @@ pub struct Command {
     pub unless: Option<Vec<String>>,
     pub onlyif: Option<Vec<String>>,
     pub cwd: Option<PathBuf>,
+    /// `name:`, the command's id instead of its argv (`command:NAME`).
+    pub name: Option<String>,
+    /// `environment:`, set for the command and its checks (a secret need not sit in argv).
+    pub environment: Vec<(String, String)>,
 }
 
 /// Whether the command is needed, and why.
@@ -34,6 +38,20 @@ impl Command {
         let unless = attrs.argv("unless");
         let onlyif = attrs.argv("onlyif");
         let cwd = attrs.path("cwd");
+        let name = attrs.node("name").and_then(|node| {
+            let name = attrs.render_string("name", node)?;
+            if name.trim().is_empty() || name.chars().any(char::is_control) {
+                attrs.error(
+                    node.span,
+                    "`name` must be a non-empty line of text",
+                    "not a name",
+                    "name the command, such as `name: create-database`",
+                );
+                return None;
+            }
+            Some(name)
+        });
+        let environment = environment(attrs);
         let guards = ["creates", "unless", "onlyif"];
         if creates.is_none() && unless.is_none() && onlyif.is_none() && !guards.iter().any(|g| attrs.node(g).is_some())
         {
@@ -44,16 +62,35 @@ impl Command {
                 "say when it is done: `creates: /path/it/makes`, or a check such as `unless: test -e /path`",
             );
         }
-        Some(Command { argv: argv?, creates, unless, onlyif, cwd })
+        Some(Command { argv: argv?, creates, unless, onlyif, cwd, name, environment })
     }
 
-    fn id(&self) -> String {
-        format!("command:{}", shell_words::join(&self.argv))
+    pub fn id(&self) -> String {
+        match &self.name {
+            Some(name) => format!("command:{name}"),
+            None => format!("command:{}", shell_words::join(&self.argv)),
+        }
+    }
+
+    /// The command for `argv`, with the environment; the program must exist (under `--root`,
+    /// chroot would only say so in an exit status, which a check would take for "failed").
+    fn prepare<'h>(&self, host: &'h Host, argv: &[String]) -> Result<crate::host::Program<'h>> {
+        if host.root().is_some() && !program_exists(host, &argv[0]) {
+            return Err(Error::resource(
+                self.id(),
+                format!("cannot run `{}`: no such program in the root", crate::error::escape(&argv[0])),
+            ));
+        }
+        let mut program = host.program(argv);
+        for (name, value) in &self.environment {
+            program = program.env(name, value);
+        }
+        Ok(program)
     }
 
     fn check(&self, host: &Host, argv: &[String]) -> Result<bool> {
-        let status = host
-            .program(argv)
+        let status = self
+            .prepare(host, argv)?
             .command()
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
@@ -62,16 +99,54 @@ impl Command {
             .map_err(|e| {
                 Error::resource_io(self.id(), format!("cannot run the check `{}`", shell_words::join(argv)), e)
             })?;
-        // Inside a root, unshare(1) runs it, and says 127 when the program is not there: that is
-        // a mistake, as on a live host, not a guard that failed.
-        if host.root().is_some() && status.code() == Some(127) {
-            return Err(Error::resource(
-                self.id(),
-                format!("cannot run the check `{}`: `{}` is not in the root", shell_words::join(argv), argv[0]),
-            ));
-        }
         Ok(status.success())
     }
+}
+
+/// `environment:`: a mapping of variable names to strings, each rendered.
+fn environment(attrs: &mut Attrs) -> Vec<(String, String)> {
+    let Some(node) = attrs.node("environment") else { return Vec::new() };
+    let Value::Map(entries) = &node.value else {
+        attrs.error(
+            node.span,
+            "`environment` must be a mapping",
+            "expected `NAME: value` lines",
+            "write `environment: {PGPASSWORD: \"{{ db_password }}\"}`",
+        );
+        return Vec::new();
+    };
+    let mut environment = Vec::new();
+    for (key, value) in entries {
+        let name = key.as_str().unwrap_or_default();
+        let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            let shown = crate::error::escape(name).into_owned();
+            attrs.error(
+                key.span,
+                format!("`{shown}` is not an environment variable name"),
+                "not a name",
+                "names are letters, digits and _, not starting with a digit (such as PGPASSWORD)",
+            );
+            continue;
+        }
+        if let Some(value) = attrs.render_string("environment", value) {
+            environment.push((name.to_owned(), value));
+        }
+    }
+    environment
+}
+
+/// Whether `program` exists inside the offline root: a path as it is, a bare name on the PATH
+/// that chroot searches.
+fn program_exists(host: &Host, program: &str) -> bool {
+    let exists = |path: &str| host.stat(std::path::Path::new(path)).ok().flatten().is_some();
+    if program.contains('/') {
+        // A relative path is relative to `cwd`, which chroot resolves itself.
+        return !program.starts_with('/') || exists(program);
+    }
+    // The PATH the program runs with (host/process.rs), not the operator's.
+    crate::host::PATH.split(':').any(|dir| exists(&format!("{dir}/{program}")))
 }
 
 impl Resource for Command {
@@ -112,7 +187,7 @@ impl Resource for Command {
     }
 
     fn apply(&self, _changes: &[Change], host: &Host) -> Result<()> {
-        let mut program = host.program(&self.argv);
+        let mut program = self.prepare(host, &self.argv)?;
         if let Some(cwd) = &self.cwd {
             program = program.cwd(cwd);
         }
@@ -135,8 +210,15 @@ mod tests {
 
     #[test]
     fn runs_only_when_needed() {
-        let c =
-            Command { argv: vec!["true".into()], creates: Some("/x".into()), unless: None, onlyif: None, cwd: None };
+        let c = Command {
+            argv: vec!["true".into()],
+            creates: Some("/x".into()),
+            unless: None,
+            onlyif: None,
+            cwd: None,
+            name: None,
+            environment: vec![],
+        };
         assert_eq!(c.diff(&CommandActual::NotNeeded), vec![]);
         assert_eq!(
             c.diff(&CommandActual::Needed("/x does not exist".into())),

@@ -34,8 +34,8 @@ pub const DEFAULT_MODE: Mode = Mode(0o755);
 impl Directory {
     pub fn from_attrs(path: PathBuf, attrs: &mut Attrs) -> Option<Directory> {
         let state = attrs.state();
-        let ownership = Ownership { owner: attrs.string("owner"), group: attrs.string("group") };
-        let mode = attrs.mode("mode");
+        let ownership = attrs.ownership();
+        let mode = attrs.mode_for("mode", true);
         Some(Directory { path, state, ownership, mode })
     }
 }

@@ -46,7 +46,7 @@ impl File {
             attrs.templates().read_bytes(&relative, node.span).map_err(|e| attrs.errors.push(e)).ok()
         });
         attrs.one_of(&["content", "template", "source"], state == State::Present, at);
-        let ownership = Ownership { owner: attrs.string("owner"), group: attrs.string("group") };
+        let ownership = attrs.ownership();
         let mode = attrs.mode("mode");
         let content = match (inline, template, source) {
             (Some(text), _, _) | (None, Some(text), _) => Some(Content::from(text.as_str())),

@@ -64,6 +64,8 @@ impl Resource for Group {
         if let (true, Some(gid)) = (program != "groupdel", self.gid) {
             args.extend(["--gid".into(), gid.to_string()]);
         }
+        // Options end here: the name is an operand, whatever it looks like.
+        args.push("--".into());
         args.push(self.name.clone());
         let done =
             run_tool(host, program, &args).map_err(|message| Error::resource(format!("group:{}", self.name), message));

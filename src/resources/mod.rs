@@ -91,6 +91,7 @@ impl AnyResource {
             }
             "user" | "group" => {
                 let account = attrs.render_string(kind, name);
+                let account = account.and_then(|n| check_account_name(attrs, kind, &n, name.span).then_some(n));
                 let placeholder = account.clone().unwrap_or_default();
                 let resource = match kind {
                     "user" => AnyResource::User(User::from_attrs(placeholder, attrs)?),
@@ -126,12 +127,23 @@ impl AnyResource {
             AnyResource::Symlink(r) => ResourceId::new("symlink", &r.path.to_string_lossy()),
             AnyResource::User(r) => ResourceId::new("user", &r.name),
             AnyResource::Group(r) => ResourceId::new("group", &r.name),
-            AnyResource::Command(r) => ResourceId::new("command", &shell_words::join(&r.argv)),
+            AnyResource::Command(r) => ResourceId(r.id()),
             AnyResource::Unit(r) => r.id(),
             AnyResource::Apt(r) => r.id(),
             AnyResource::NginxSite(r) => r.id(),
             AnyResource::Virtualenv(r) => ResourceId::new("virtualenv", &r.path.to_string_lossy()),
         }
+    }
+
+    /// The text it writes (a file's, a site's, a unit's), for what `sensitive` hides.
+    pub fn content(&self) -> Option<String> {
+        let content = match self {
+            AnyResource::File(r) => r.content.as_ref(),
+            AnyResource::NginxSite(r) => r.content.as_ref(),
+            AnyResource::Unit(r) => r.content.as_ref(),
+            _ => None,
+        }?;
+        Some(String::from_utf8_lossy(content.bytes()).into_owned())
     }
 
     /// The path it manages, for "parent directory first" ordering.
@@ -237,6 +249,37 @@ pub fn owner_ids(host: &Host, ownership: &Ownership, current: Option<&Stat>) -> 
         None => current.map(|s| s.gid).unwrap_or_else(|| nix::unistd::getegid().as_raw()),
     };
     Ok((uid, gid))
+}
+
+/// Whether `name` can be a user or group name as useradd(8) and groupadd(8) accept it on
+/// Debian (NAME_REGEX `^[a-z_][a-z0-9_-]*[$]?$`, at most 32 characters): never empty, never an
+/// option (`-ou0`), never a list (`a,b`) or a path.
+pub fn account_name_problem(name: &str) -> Option<&'static str> {
+    let body = name.strip_suffix('$').unwrap_or(name);
+    if name.is_empty() {
+        Some("a name cannot be empty")
+    } else if name.len() > 32 {
+        Some("a name has at most 32 characters")
+    } else if !body.starts_with(|c: char| c.is_ascii_lowercase() || c == '_') {
+        Some("a name starts with a lowercase letter or _")
+    } else if !body.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-') {
+        Some("a name holds only lowercase letters, digits, _ and - (and may end with $)")
+    } else {
+        None
+    }
+}
+
+/// Reports `name` (of a user or group, for `what`) when it is not a valid account name.
+pub fn check_account_name(attrs: &mut Attrs, what: &str, name: &str, span: crate::yaml_node::Span) -> bool {
+    let Some(problem) = account_name_problem(name) else { return true };
+    let shown = crate::error::escape(name);
+    attrs.error(
+        span,
+        format!("`{shown}` is not a valid {what} name"),
+        problem,
+        "user and group names follow useradd(8): lowercase letters, digits, _ and -, starting with a letter or _ (such as `app` or `www-data`)",
+    );
+    false
 }
 
 /// Runs a shadow tool (useradd, groupmod, ...), with `--root` for an offline root; the error is

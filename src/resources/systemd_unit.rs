@@ -19,7 +19,7 @@ use crate::mode::Mode;
 use crate::resource::{Change, Content, Resource, ResourceId, State};
 use crate::systemd::UnitStatus;
 use crate::trigger::OnChange;
-use crate::unit_file::{UNIT_SUFFIXES, UnitFile, check_unit_name};
+use crate::unit_file::{UnitFile, check_unit_name};
 use crate::yaml_node::{Span, Value};
 
 pub const UNIT_DIR: &str = "/etc/systemd/system";
@@ -108,7 +108,10 @@ impl SystemdUnit {
                         node.span,
                         format!("unknown on_change `{other}`"),
                         "expected restart, reload or none",
-                        "write restart, reload or none",
+                        match crate::error::did_you_mean(&other, ["restart", "reload", "none"]) {
+                            Some(close) => format!("did you mean `{close}`?"),
+                            None => "write restart, reload or none".to_owned(),
+                        },
                     );
                     OnChange::Restart
                 }
@@ -289,14 +292,7 @@ impl SystemdUnit {
 
 /// How to name a unit: its suffix corrected (`ssh.servic` -> `ssh.service`) or added.
 pub fn unit_name_help(name: &str) -> String {
-    let types = UNIT_SUFFIXES.iter().map(|s| &s[1..]);
-    let fixed = match name.rsplit_once('.') {
-        Some((base, suffix)) => match crate::error::did_you_mean(suffix, types) {
-            Some(known) => format!("{base}.{known}"),
-            None => format!("{name}.service"),
-        },
-        None => format!("{name}.service"),
-    };
+    let fixed = crate::unit_file::unit_suggestion(name);
     if check_unit_name(&fixed).is_ok() {
         format!("name the unit with its type, such as {fixed}")
     } else {

@@ -9,7 +9,7 @@ use crate::attrs::Attrs;
 use crate::error::{Error, Result};
 use crate::host::{Host, UserEntry};
 use crate::resource::{Change, Resource, State};
-use crate::resources::run_tool;
+use crate::resources::{check_account_name, run_tool};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct User {
@@ -36,14 +36,39 @@ impl User {
     pub fn from_attrs(name: String, attrs: &mut Attrs) -> Option<User> {
         let state = attrs.state();
         let uid = attrs.u32("uid");
-        let group = attrs.string("group");
-        let groups = attrs.strings("groups").into_iter().map(|(g, _)| g).collect();
-        let home = attrs.string("home");
-        let shell = attrs.string("shell");
+        let group = attrs.node("group").and_then(|node| {
+            let group = attrs.render_string("group", node)?;
+            check_account_name(attrs, "group", &group, node.span).then_some(group)
+        });
+        let groups = attrs
+            .strings("groups")
+            .into_iter()
+            .filter(|(g, span)| check_account_name(attrs, "group", g, *span))
+            .map(|(g, _)| g)
+            .collect();
+        let home = passwd_path(attrs, "home");
+        let shell = passwd_path(attrs, "shell");
         let system = attrs.bool("system").unwrap_or(false);
         let create_home = attrs.bool("create_home").unwrap_or(!system);
         Some(User { name, state, uid, group, groups, home, shell, system, create_home })
     }
+}
+
+/// `home` or `shell`: an absolute path that fits in a passwd(5) field (no `:`, no newline).
+fn passwd_path(attrs: &mut Attrs, key: &'static str) -> Option<String> {
+    let node = attrs.node(key)?;
+    let path = attrs.render_string(key, node)?;
+    if !path.starts_with('/') || path.contains(':') || path.chars().any(char::is_control) {
+        let shown = crate::error::escape(&path).into_owned();
+        attrs.error(
+            node.span,
+            format!("`{shown}` is not a valid {key}"),
+            "expected an absolute path without `:`",
+            format!("write the full path, such as {}", if key == "home" { "/home/app" } else { "/bin/bash" }),
+        );
+        return None;
+    }
+    Some(path)
 }
 
 impl Resource for User {
@@ -135,6 +160,8 @@ impl Resource for User {
         if program == "useradd" {
             args.iter_mut().filter(|a| *a == "--home").for_each(|a| *a = "--home-dir".into());
         }
+        // Options end here: the name is an operand, whatever it looks like.
+        args.push("--".into());
         args.push(self.name.clone());
         let done =
             run_tool(host, program, &args).map_err(|message| Error::resource(format!("user:{}", self.name), message));

@@ -144,7 +144,7 @@ impl Virtualenv {
             }),
             None => Some("python3".to_owned()),
         };
-        let ownership = Ownership { owner: attrs.string("owner"), group: attrs.string("group") };
+        let ownership = attrs.ownership();
         let mut requirements = Vec::new();
         for (text, span) in attrs.strings("packages") {
             match Wanted::parse(&text) {
@@ -941,6 +941,7 @@ impl Virtualenv {
                 argv.push("--no-index".into());
             }
             argv.extend(self.pip_args.iter().map(OsString::from));
+            argv.push("--".into());
             argv.extend(install.iter().map(OsString::from));
             runner.run(&argv, false).map_err(|m| Error::resource(self.id(), format!("pip install failed {m}")))?;
             if self.exact {
@@ -955,6 +956,7 @@ impl Virtualenv {
             argv.push("uninstall".into());
             argv.extend(quiet.iter().cloned());
             argv.push("--yes".into());
+            argv.push("--".into());
             argv.extend(uninstall.iter().map(OsString::from));
             runner.run(&argv, false).map_err(|m| Error::resource(self.id(), format!("pip uninstall failed {m}")))?;
         }
@@ -1036,7 +1038,9 @@ impl<'h> Runner<'h> {
         command.stdin(Stdio::null());
         let shown = shell_words::join(argv.iter().map(|a| a.to_string_lossy()));
         let cannot = |e: std::io::Error| format!(": cannot run `{shown}`: {e}");
-        if !quiet && std::io::stderr().is_terminal() {
+        // With secrets about, pip's output is kept and shown only through the printer, which
+        // hides them (pip would print an index URL's token, or a requirement given as a secret).
+        if !quiet && !crate::redact::any() && std::io::stderr().is_terminal() {
             let stderr = std::io::stderr().as_fd().try_clone_to_owned().map_err(cannot)?;
             let status = command.stdout(Stdio::from(stderr)).stderr(Stdio::inherit()).status().map_err(cannot)?;
             return if status.success() { Ok(()) } else { Err(format!("({status}); its output is above")) };

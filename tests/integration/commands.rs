@@ -139,5 +139,5 @@ fn under_root_commands_run_inside_it_isolated_and_with_a_clean_environment() {
     let missing = Test::new().playbook("resources:\n  - command: [sh, -c, 'true']\n    unless: [no-such-program]\n");
     root_with_programs(&missing, &["sh"]);
     let run = missing.plan().code(1);
-    assert!(run.stderr.contains("cannot run the check `no-such-program`"), "{}", run.stderr);
+    assert!(run.stderr.contains("cannot run `no-such-program`: no such program in the root"), "{}", run.stderr);
 }

@@ -16,6 +16,7 @@ mod nginx_e2e;
 mod paths;
 mod plan_output;
 mod remote;
+mod safety;
 mod scenario_e2e;
 mod systemd_e2e;
 mod units_offline;

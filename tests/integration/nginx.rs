@@ -326,3 +326,14 @@ fn sigterm_during_nginx_test_finishes_the_site_and_starts_nothing_after_it() {
     assert!(run.stdout.contains("file:/etc/after: created"), "{}", run.stdout);
     assert!(!run.stdout.contains("nginx_site"), "{}", run.stdout);
 }
+
+#[test]
+fn a_refused_sensitive_site_shows_none_of_its_lines() {
+    let Some(test) = nginx_root() else { return };
+    let secret = "server {\n    listen 8080;\n    proxy_set_header_x Authorization \"Bearer Tok3n-Qz9-secret\";\n}\n";
+    let yaml = format!("{}    sensitive: true\n", site(secret));
+    let run = test.playbook(&yaml).apply().code(1);
+    assert!(run.stderr.contains("nginx rejected the configuration"), "{}", run.stderr);
+    assert!(!run.stderr.contains("Qz9") && !run.stderr.contains("proxy_set_header_x"), "{}", run.stderr);
+    assert!(!run.stdout.contains("Qz9"), "{}", run.stdout);
+}

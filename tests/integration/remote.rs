@@ -597,3 +597,27 @@ fn mistakes_in_hosts_and_inventories_are_explained() {
     let run = offline(&site, &["plan", &abs, "--host", "web1"]).expect(1);
     assert!(run.stderr.contains("`/etc/hostname` is an absolute path"), "{}", run.stderr);
 }
+
+#[test]
+fn secret_variables_reach_no_output_of_a_remote_run() {
+    let site = Site::new();
+    site.write("site/secret.yml", "resources:\n  - command: [\"/bin/setpw\", \"{{ token }}\"]\n    creates: /x\n");
+    site.write("secrets.yml", "token: Tok3n-Qz9-remote\n");
+    let playbook = site.path("site/secret.yml").display().to_string();
+    let secrets = site.path("secrets.yml").display().to_string();
+    for output in ["human", "json"] {
+        let args = ["plan", &playbook, "--host", "web1", "--secrets-file", &secrets, "--output", output, "-v"];
+        let run = offline(&site, &args).expect(1);
+        assert!(run.stdout.contains("web1"), "{}", run.stdout);
+        assert!(!run.stdout.contains("Qz9") && !run.stderr.contains("Qz9"), "{}\n{}", run.stdout, run.stderr);
+    }
+    // A mistake next to the secret, before any host is contacted.
+    site.write("site/secret.yml", "secrets:\n  token: Tok3n-Qz9-remote\nresourcs: []\n");
+    let run = offline(&site, &["plan", &playbook, "--host", "web1"]).expect(1);
+    assert!(
+        run.stderr.contains("did you mean `resources`?") && run.stderr.contains("token: (sensitive)"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("Qz9"), "{}", run.stderr);
+}
