@@ -323,16 +323,9 @@ impl Tree {
     /// The entries of a directory (not `.` and `..`), with what each is.
     pub fn read_dir(&self, path: &Path, names: Namer) -> io::Result<Vec<(OsString, FileKind)>> {
         let dir = self.open_dir(path, path, false, names)?;
-        let mut listing =
-            Dir::openat(&dir, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Perm::empty())
-                .map_err(|e| errno(e, format!("cannot list {}", self.shown(path))))?;
+        let (listing, names) =
+            list(&dir, OsStr::new(".")).map_err(|e| errno(e, format!("cannot list {}", self.shown(path))))?;
         let mut entries = Vec::new();
-        let names: Vec<OsString> = listing
-            .iter()
-            .filter_map(|e| e.ok())
-            .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_owned())
-            .filter(|n| n != "." && n != "..")
-            .collect();
         for name in names {
             match fstatat(&listing, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
                 Ok(stat) => entries.push((name, kind_of(&stat))),
@@ -538,18 +531,8 @@ impl Tree {
         if !self.swept.lock().unwrap().insert((stat.st_dev, stat.st_ino)) {
             return;
         }
-        let Ok(mut listing) =
-            Dir::openat(dir, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Perm::empty())
-        else {
-            return;
-        };
-        let stale: Vec<OsString> = listing
-            .iter()
-            .filter_map(|e| e.ok())
-            .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_owned())
-            .filter(|n| is_temp_name(n))
-            .collect();
-        for name in stale {
+        let Ok((listing, names)) = list(dir, OsStr::new(".")) else { return };
+        for name in names.into_iter().filter(|n| is_temp_name(n)) {
             if let Ok(stat) = fstatat(&listing, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
                 && kind_of(&stat) != FileKind::Directory
             {
@@ -667,16 +650,22 @@ fn split(path: &Path) -> io::Result<(&Path, &OsStr)> {
     }
 }
 
-fn remove_tree(parent: &OwnedFd, name: &OsStr) -> nix::Result<()> {
+/// Opens the directory `name` below `dir` (never through a symlink) and lists its entries, not
+/// `.` and `..`.
+fn list(dir: &impl AsFd, name: &OsStr) -> nix::Result<(Dir, Vec<OsString>)> {
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let mut dir = Dir::openat(parent, name, flags, Perm::empty())?;
-    let entries: Vec<OsString> = dir
+    let mut listing = Dir::openat(dir, name, flags, Perm::empty())?;
+    let names = listing
         .iter()
         .filter_map(|e| e.ok())
         .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_owned())
         .filter(|n| n != "." && n != "..")
         .collect();
-    let fd = openat(&dir, ".", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Perm::empty())?;
+    Ok((listing, names))
+}
+
+fn remove_tree(parent: &impl AsFd, name: &OsStr) -> nix::Result<()> {
+    let (fd, entries) = list(parent, name)?;
     for entry in entries {
         match fstatat(&fd, entry.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(stat) if kind_of(&stat) == FileKind::Directory => remove_tree(&fd, &entry)?,

@@ -104,7 +104,7 @@ fn apt_installs_what_is_missing_and_nothing_when_converged() {
     assert_eq!(c.sh("cat /usr/share/converge-hello/README"), "hello");
     let calls = c.sh("cat /root/apt-calls");
     assert!(
-        calls.contains("update") && calls.contains("install -y -q --no-install-recommends converge-hello"),
+        calls.contains("update") && calls.contains("install -y -q --no-install-recommends -- converge-hello"),
         "{calls}"
     );
 

@@ -301,6 +301,12 @@ fn swapping_a_managed_path_for_a_symlink_never_changes_what_it_points_at() {
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let swaps = swapper.join().unwrap();
+        // Stopped at any moment: put the managed one back in its place for the next phase.
+        if fs::symlink_metadata(app.join(managed)).unwrap().file_type().is_symlink() {
+            let flags = nix::fcntl::RenameFlags::RENAME_EXCHANGE;
+            let dir = fs::File::open(&app).unwrap();
+            nix::fcntl::renameat2(&dir, managed, &dir, link, flags).unwrap();
+        }
         assert!(applied > 20 && swaps > 1000, "the race ran: {applied} of {runs} applies, {swaps} swaps of {managed}");
     }
 
