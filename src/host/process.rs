@@ -4,7 +4,8 @@
 //! - an argument vector, never a shell string;
 //! - a clean, explicit environment, like sudo's env_reset: `PATH`, `LANG`, and `HOME`, `USER`,
 //!   `LOGNAME` of the user it runs as, plus what the resource sets; nothing of the operator's
-//!   shell (a `PIP_FIND_LINKS` or `PYTHONPATH` there never reaches the host's pip);
+//!   shell (a `PIP_FIND_LINKS` or `PYTHONPATH` there never reaches the host's pip), but for the
+//!   proxy settings (`http_proxy`, `https_proxy`, `no_proxy`...) of programs that download;
 //! - under `--root`, a program of the converged system runs inside the root (chroot, with the
 //!   working directory set after it) and in its own mount, PID, IPC, UTS and network namespaces
 //!   (unshare(1)), so `systemctl stop` or `ufw enable` inside an image cannot change this
@@ -18,6 +19,10 @@ use super::{FileKind, Host};
 
 /// sudo's `secure_path`: where Debian keeps its programs.
 pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The proxy settings a program that downloads keeps from converge's own environment.
+const PROXY: &[&str] =
+    &["http_proxy", "https_proxy", "no_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY"];
 
 /// A program to run, built up and then turned into a `Command`.
 pub struct Program<'h> {
@@ -75,8 +80,8 @@ impl<'h> Program<'h> {
         self
     }
 
-    /// Lets it reach the network under `--root` (package downloads); the live host's programs
-    /// always share the host's network.
+    /// Lets it reach the network under `--root` (package downloads; the live host's programs
+    /// always share the host's network), and keeps the operator's proxy settings.
     pub fn network(mut self, network: bool) -> Self {
         self.network = network;
         self
@@ -142,6 +147,13 @@ impl<'h> Program<'h> {
         command.env_clear().env("PATH", PATH).env("LANG", "C.UTF-8").env("HOME", home);
         if !name.is_empty() {
             command.env("USER", &name).env("LOGNAME", &name);
+        }
+        if self.network {
+            for key in PROXY {
+                if let Some(value) = std::env::var_os(key) {
+                    command.env(key, value);
+                }
+            }
         }
         for (key, value) in &self.env {
             command.env(key, value);
