@@ -14,12 +14,59 @@ fn detailed_exitcode_says_whether_something_changed() {
 }
 
 #[test]
-fn check_is_a_plan() {
+fn check_is_a_plan_and_exits_like_it() {
     let test = Test::new().playbook(PLAYBOOK);
-    let run = test.run_args(&["apply", "{playbook}", "--root", "{root}", "--check"]).code(0);
+    let run = test.run_args(&["apply", "{playbook}", "--root", "{root}", "--check"]).code(2);
     assert!(run.stdout.contains("Plan: 1 to create"), "{}", run.stdout);
     test.expect_absent("/etc/motd");
     test.run_args(&["apply", "{playbook}", "--root", "{root}", "--check", "--detailed-exitcode"]).code(2);
+    test.plan().code(2);
+    test.apply().success();
+    test.run_args(&["apply", "{playbook}", "--root", "{root}", "--check"]).code(0);
+    test.plan().code(0);
+    let broken = Test::new().playbook("resources:\n  - file: relative\n");
+    broken.run_args(&["apply", "{playbook}", "--root", "{root}", "--check"]).code(1);
+}
+
+/// Every example of `converge --help`, run as written (in order, from the repository's folder,
+/// its scratch root swapped for a temporary one), exits as its comment says.
+#[test]
+fn every_help_example_works_as_written() {
+    let test = Test::new();
+    let help = test.run_args(&["--help"]).success().stdout;
+    let examples: Vec<&str> = help
+        .lines()
+        .skip_while(|line| !line.starts_with("Examples"))
+        .skip(1)
+        .take_while(|line| !line.trim().is_empty())
+        .collect();
+    assert!(examples.len() >= 4, "too few examples in --help:\n{help}");
+    let scratch = test.dir.path().join("demo");
+    for example in examples {
+        let (command, comment) = example.split_once('#').unwrap_or((example, ""));
+        let words = shell_words::split(command).unwrap();
+        assert_eq!(words[0], "converge", "{example}");
+        let args: Vec<String> =
+            words[1..].iter().map(|w| w.replace("/tmp/converge-demo", &scratch.display().to_string())).collect();
+        let expected = match comment.split_once("(exit ") {
+            Some((_, rest)) => rest[..1].parse::<i32>().unwrap(),
+            None => 0,
+        };
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_converge"))
+            .args(&args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(expected),
+            "`{example}` exited {:?}:\n{}{}",
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    assert!(scratch.join("etc/systemd/system/gunicorn.service").is_file(), "the examples' apply wrote nothing");
 }
 
 #[test]
