@@ -316,7 +316,7 @@ impl Printer {
                     self.line(format!("{head}{default}"));
                 } else {
                     let first = lines.next().unwrap_or_default();
-                    self.line(format!("{head}{default:DEFAULT_COLUMN$}  {first}").trim_end().to_owned());
+                    self.line(format!("{head}{default:DEFAULT_COLUMN$}  {first}").trim_end());
                 }
                 for line in lines {
                     self.line(format!("{indent}{line}"));
