@@ -70,6 +70,19 @@ pub enum Command {
         /// The playbook (YAML).
         playbook: PathBuf,
     },
+    /// Print a shell completion script (bash: `converge completions bash > /etc/bash_completion.d/converge`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page, in roff (`converge man | man -l -`, or save it as converge.1).
+    Man {
+        /// A command's own page instead (`converge man apply` is converge-apply(1)).
+        command: Option<String>,
+    },
+    /// Print the JSON Schema (draft 2020-12) of playbooks and modules, for editors.
+    Schema,
 }
 
 #[derive(Debug, Args)]

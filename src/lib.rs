@@ -25,6 +25,7 @@ pub mod commands;
 pub mod error;
 pub mod host;
 pub mod journal;
+pub mod kinds;
 pub mod lock;
 pub mod mode;
 pub mod module;
@@ -35,6 +36,7 @@ pub mod remote;
 pub mod resolve;
 pub mod resource;
 pub mod resources;
+pub mod schema;
 pub mod systemd;
 pub mod template;
 pub mod trigger;
@@ -71,6 +73,9 @@ pub fn run(cli: Cli) -> u8 {
         }
         Command::Validate { playbook } => commands::validate::run(playbook, &settings, &mut printer),
         Command::Modules { playbook } => commands::modules::run(playbook.as_deref(), &mut printer),
+        Command::Completions { shell } => commands::docs::completions(*shell),
+        Command::Man { command } => commands::docs::man(command.as_deref()),
+        Command::Schema => commands::docs::schema(),
     };
     result.unwrap_or_else(|error| {
         printer.error(&error);

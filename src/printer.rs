@@ -120,6 +120,11 @@ impl Printer {
                     let kind = if *attr == "owner" { "user" } else { "group" };
                     let above = r.created_above.contains(&ResourceId::new(kind, to));
                     let note = if above && matches!(*attr, "owner" | "group") { " (created above)" } else { "" };
+                    // A user's groups: which are added and which removed, not only both lists.
+                    let note = match (*attr, from.as_deref()) {
+                        ("groups", Some(from)) => groups_note(from, to),
+                        _ => note.to_owned(),
+                    };
                     match from.as_deref().filter(|f| !f.is_empty()) {
                         Some(from) => self.line(format!("      {attr}: {from} -> {to}{note}")),
                         None => self.line(format!("      {attr}: {to}{note}")),
@@ -342,6 +347,16 @@ impl Printer {
         let _ = handler.render_report(&mut text, error);
         eprint!("{text}");
     }
+}
+
+/// " (+added, -removed)" between two comma-separated lists of groups.
+fn groups_note(from: &str, to: &str) -> String {
+    let list = |s: &str| s.split(',').filter(|g| !g.is_empty()).map(str::to_owned).collect::<Vec<_>>();
+    let (from, to) = (list(from), list(to));
+    let added = to.iter().filter(|g| !from.contains(g)).map(|g| format!("+{g}"));
+    let removed = from.iter().filter(|g| !to.contains(g)).map(|g| format!("-{g}"));
+    let words: Vec<String> = added.chain(removed).collect();
+    if words.is_empty() { String::new() } else { format!(" ({})", words.join(", ")) }
 }
 
 /// The width `converge modules` keeps its lines within.
