@@ -16,6 +16,7 @@ mod nginx_e2e;
 mod plan_output;
 mod remote;
 mod scenario_e2e;
+mod schema;
 mod systemd_e2e;
 mod units_offline;
 mod virtualenv;
