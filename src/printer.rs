@@ -107,7 +107,7 @@ impl Printer {
             Change::Run { reason } => Some(reason),
             _ => None,
         }) {
-            Some(reason) => format!("  {symbol} {} (run: {reason})", r.id),
+            Some(reason) => format!("  {symbol} {} (runs: {reason})", r.id),
             None => format!("  {symbol} {} ({})", r.id, action.verb()),
         };
         self.line(self.paint(color, &head));
