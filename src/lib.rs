@@ -32,6 +32,7 @@ pub mod module;
 pub mod plan;
 pub mod playbook;
 pub mod printer;
+pub mod progress;
 pub mod remote;
 pub mod resolve;
 pub mod resource;
@@ -50,6 +51,7 @@ use printer::Printer;
 pub fn run(cli: Cli) -> u8 {
     let settings = cli.global.settings();
     let mut printer = Printer::new(settings.format, settings.no_color, settings.verbosity);
+    progress::configure(settings.format == printer::Format::Human, settings.verbosity);
     let result = match &cli.command {
         Command::Plan { playbook, remote } if remote.any() => {
             commands::remote::run(playbook, commands::remote::Mode::Plan, remote, &settings, &mut printer)

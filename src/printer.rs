@@ -50,7 +50,8 @@ impl Printer {
     }
 
     fn line(&mut self, text: impl AsRef<str>) {
-        let _ = writeln!(self.out, "{}", text.as_ref());
+        let out = &mut self.out;
+        crate::progress::suspend(|| writeln!(out, "{}", text.as_ref())).ok();
     }
 
     fn json(&mut self, value: serde_json::Value) {

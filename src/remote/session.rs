@@ -193,6 +193,11 @@ impl Session<'_> {
             prelude = self.prelude()
         );
         let path = self.fleet.binary.path.clone();
+        let _spinner = crate::progress::spinner(format!(
+            "{}: uploading converge ({:.1} MB)",
+            self.target.name,
+            size as f64 / 1_000_000.0
+        ));
         let (status, stderr) = exchange(
             ssh,
             &script,

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
-use std::io::{IsTerminal, Read};
+use std::io::Read;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -1124,7 +1124,7 @@ impl<'h> Runner<'h> {
         command.env_remove("PYTHONHOME").env_remove("PYTHONPATH");
         let shown = shell_words::join(argv.iter().map(|a| a.to_string_lossy()));
         let cannot = |e: std::io::Error| format!(": cannot run `{shown}`: {e}");
-        if !quiet && std::io::stderr().is_terminal() {
+        if !quiet && crate::progress::stream_tool_output() {
             let stderr = std::io::stderr().as_fd().try_clone_to_owned().map_err(cannot)?;
             let status = command.stdout(Stdio::from(stderr)).stderr(Stdio::inherit()).status().map_err(cannot)?;
             return if status.success() { Ok(()) } else { Err(format!("({status}); its output is above")) };

@@ -130,3 +130,37 @@ fn verbose_lists_unchanged_resources() {
     let run = test.run_args(&["plan", "{playbook}", "--root", "{root}", "-v"]).code(0);
     assert_eq!(run.stdout, "  = file:/etc/motd (no change)\nNo changes. The host matches the playbook.\n");
 }
+
+/// A long step shows a spinner line on a terminal only: under a pseudo-terminal (util-linux
+/// `script`) with human output, not with `--output json`, and not into a pipe.
+#[test]
+fn spinners_on_a_terminal_only() {
+    let playbook = "resources:\n  - unit: x.service\n    content: \"[Service]\\nExecStart=/bin/true\\n\"\n";
+    let spinner = "unit:x.service (systemd)";
+    let in_a_terminal = |extra: &str| {
+        let test = Test::new().playbook(playbook);
+        let line = format!(
+            "{} apply {} --root {} {extra}",
+            env!("CARGO_BIN_EXE_converge"),
+            test.playbook_path().display(),
+            test.root().display()
+        );
+        let output = Command::new("script").args(["-qec", &line, "/dev/null"]).output();
+        match output {
+            Ok(output) => Some(String::from_utf8_lossy(&output.stdout).into_owned()),
+            Err(e) if std::env::var_os("CI").is_some() => panic!("util-linux script(1) is needed here: {e}"),
+            Err(_) => None,
+        }
+    };
+    let Some(human) = in_a_terminal("") else {
+        eprintln!("skipped: no script(1) to give converge a terminal");
+        return;
+    };
+    assert!(human.contains(spinner), "no spinner in:\n{human}");
+    assert!(human.contains("Apply complete"), "{human}");
+    let json = in_a_terminal("--output json").unwrap();
+    assert!(!json.contains(spinner), "a spinner with --output json:\n{json}");
+    let test = Test::new().playbook(playbook);
+    let piped = test.apply().success();
+    assert!(!piped.stdout.contains(spinner) && !piped.stderr.contains(spinner), "{}{}", piped.stdout, piped.stderr);
+}
