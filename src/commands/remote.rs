@@ -44,7 +44,7 @@ pub fn run(path: &Path, mode: Mode, args: &RemoteArgs, settings: &Settings, prin
         Some(hosts) => hosts,
         None => return Ok(1),
     };
-    let binary = Binary::current()?;
+    let binary = Binary::for_upload()?;
     let host_mode = match mode {
         Mode::Plan | Mode::Apply { check: true, .. } => HostMode::Plan,
         Mode::Apply { check: false, .. } => HostMode::Apply,

@@ -121,6 +121,19 @@ impl Session<'_> {
                  {machine} (cargo build --release --target {machine}-unknown-linux-gnu)"
             )));
         }
+        if let Some(needed) = self.fleet.binary.glibc {
+            let has = super::binary::parse_glibc(&field("libc"));
+            if has.is_none_or(|has| has < needed) {
+                let has = has.map(|(a, b)| format!("glibc {a}.{b}")).unwrap_or_else(|| "no glibc".to_owned());
+                return Err(Outcome::Failed(format!(
+                    "the target has {has}, and this converge is linked dynamically against glibc {}.{} so it \
+                     would not start there; build a static converge, which --host then uploads instead: {}",
+                    needed.0,
+                    needed.1,
+                    super::binary::static_build_hint()
+                )));
+            }
+        }
         self.upload(ssh)?;
         let _ = events.send(Event::Uploaded { host: self.host, path, bytes: self.fleet.binary.size });
         match self.run_engine(ssh, events, false)? {
@@ -241,7 +254,8 @@ impl Session<'_> {
         format!(
             "umask 077; {prelude}; printf 'converge-probe bin=%s\\n' \"$bin\"; \
              if [ -x \"$bin\" ]; then echo converge-probe present; else echo converge-probe missing; \
-             printf 'converge-probe os=%s\\n' \"$(uname -s)\"; printf 'converge-probe arch=%s\\n' \"$(uname -m)\"; exit 0; fi; \
+             printf 'converge-probe os=%s\\n' \"$(uname -s)\"; printf 'converge-probe arch=%s\\n' \"$(uname -m)\"; \
+             printf 'converge-probe libc=%s\\n' \"$(getconf GNU_LIBC_VERSION 2>/dev/null)\"; exit 0; fi; \
              work=$(mktemp -d \"${{TMPDIR:-/tmp}}/converge.XXXXXX\") || exit 1; \
              trap 'rm -rf \"$work\"' EXIT; \
              tar -x -o -f - -C \"$work\" || {{ echo 'converge: the bundle could not be unpacked on the target' >&2; exit 1; }}; \
