@@ -22,16 +22,16 @@ quietly() { "$@" 2>"$log" || { cat "$log" >&2; echo "demo.sh: failed: $*" >&2; e
 
 phase "installing the harness's Debian packages (first time: ~10 s; then: instant)"
 quietly harness/install-deps.sh; took
-phase "building converge (cargo build --release; first time: ~2 to 5 min; then: seconds)"
+phase "building converge (cargo build --release; first time: ~5 min on 2 idle cores; then: seconds)"
 cargo build --release; took
-phase "building the container image with mmdebstrap (first time: ~1 min; then: cached)"
+phase "building the container image with mmdebstrap (first time: 1 to 3 min; then: cached)"
 quietly harness/rootfs.sh >/dev/null; took
 phase "downloading nginx's .debs and gunicorn's wheels for the offline container (first time: ~10 s; then: cached)"
 artifacts=$(quietly harness/artifacts.sh | tail -n 1); took
 name=converge-demo-$$
-phase "booting a throw-away systemd container (~1 s)"
+phase "booting a throw-away systemd container, copying converge, the playbooks and the packages in (~5 s)"
 quietly harness/container.sh boot "$name" > /dev/null
-trap 'rm -f "$log"; harness/container.sh poweroff "$name" >/dev/null' EXIT
+trap 'rm -f "$log"; harness/container.sh poweroff "$name" >/dev/null 2>&1' EXIT
 inside() { harness/container.sh exec "$name" "$@"; }
 harness/container.sh copy-in "$name" target/release/converge /usr/local/bin/converge
 harness/container.sh copy-in "$name" playbooks /root/playbooks
@@ -43,7 +43,7 @@ inside sh -c "apt-get purge -y -q nginx nginx-common >/dev/null 2>&1; rm -rf /et
 took
 
 vars=(--var wheels=/srv/wheels --var offline=true)
-phase "converge apply playbooks/gunicorn.yml (first run, from nothing: ~6 s)"
+phase "converge apply playbooks/gunicorn.yml (first run, from nothing: 6 to 15 s)"
 inside converge apply /root/playbooks/gunicorn.yml "${vars[@]}"
 for _ in $(seq 50); do page=$(inside curl -sS http://127.0.0.1/) && [ "$page" != "${page#Hello}" ] && break; sleep 0.1; done
 took
