@@ -27,7 +27,11 @@ pub fn man(command: Option<&str>) -> Result<u8> {
                 return Err(Error::Usage { message: format!("no command `{name}`; commands: {}", names.join(", ")) });
             };
             let page = format!("converge-{}", sub.get_name());
-            sub.clone().name(page.clone()).bin_name(format!("converge {}", sub.get_name())).display_name(page)
+            sub.clone()
+                .name(page.clone())
+                .bin_name(format!("converge {}", sub.get_name()))
+                .display_name(page)
+                .version(env!("CARGO_PKG_VERSION"))
         }
     };
     let mut out = Vec::new();

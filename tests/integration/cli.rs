@@ -164,3 +164,32 @@ fn spinners_on_a_terminal_only() {
     let piped = test.apply().success();
     assert!(!piped.stdout.contains(spinner) && !piped.stderr.contains(spinner), "{}{}", piped.stdout, piped.stderr);
 }
+
+/// Completions for each shell name every command; the man pages are roff, one per command.
+#[test]
+fn completions_and_man_pages() {
+    let test = Test::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let run = test.run_args(&["completions", shell]).success();
+        for word in ["plan", "apply", "validate", "modules", "schema", "--lock-wait", "--root"] {
+            // fish writes long options as `-l lock-wait`.
+            assert!(run.stdout.contains(word.trim_start_matches('-')), "{shell} completions lack {word}");
+        }
+    }
+    test.run_args(&["completions", "tcsh"]).code(2);
+    let page = test.run_args(&["man"]).success().stdout;
+    assert!(page.starts_with(".ie") || page.contains(".TH converge 1"), "{page}");
+    assert!(page.contains("converge\\-apply(1)") || page.contains("converge-apply(1)"), "{page}");
+    let apply = test.run_args(&["man", "apply"]).success().stdout;
+    assert!(apply.contains(".TH converge-apply 1") || apply.contains(".TH converge\\-apply 1"), "{apply}");
+    assert!(apply.contains("lock\\-wait"), "{apply}");
+    let run = test.run_args(&["man", "nope"]).code(1);
+    assert!(run.stderr.contains("no command `nope`"), "{}", run.stderr);
+    // Where man(1) is installed, it renders the page.
+    if let Ok(mut man) = Command::new("man").args(["-l", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn() {
+        use std::io::Write;
+        man.stdin.take().unwrap().write_all(page.as_bytes()).unwrap();
+        let out = man.wait_with_output().unwrap();
+        assert!(String::from_utf8_lossy(&out.stdout).contains("SYNOPSIS"));
+    }
+}
