@@ -22,7 +22,7 @@ quietly() { "$@" 2>"$log" || { cat "$log" >&2; echo "demo.sh: failed: $*" >&2; e
 
 phase "installing the harness's Debian packages (first time: ~10 s; then: instant)"
 quietly harness/install-deps.sh; took
-phase "building converge (cargo build --release; first time: ~5 min on 2 idle cores; then: seconds)"
+phase "building converge (cargo build --release; first time: ~5 min on 2 idle cores; then: a second, or minutes after a change)"
 cargo build --release; took
 phase "building the container image with mmdebstrap (first time: 1 to 3 min; then: cached)"
 quietly harness/rootfs.sh >/dev/null; took
@@ -43,7 +43,7 @@ inside sh -c "apt-get purge -y -q nginx nginx-common >/dev/null 2>&1; rm -rf /et
 took
 
 vars=(--var wheels=/srv/wheels --var offline=true)
-phase "converge apply playbooks/gunicorn.yml (first run, from nothing: 6 to 15 s)"
+phase "converge apply playbooks/gunicorn.yml (first run, from nothing: 6 s on an idle machine, 30 s on a busy one)"
 inside converge apply /root/playbooks/gunicorn.yml "${vars[@]}"
 for _ in $(seq 50); do page=$(inside curl -sS http://127.0.0.1/) && [ "$page" != "${page#Hello}" ] && break; sleep 0.1; done
 took
