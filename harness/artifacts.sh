@@ -9,6 +9,7 @@ if [ -f "$cache/.complete" ]; then
   echo "$cache"
   exit 0
 fi
+mkdir -p "${cache%/*}"      # the first of the harness scripts to need the cache makes it
 tmp=$(mktemp -d "${cache%/*}/.artifacts.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/wheels" "$tmp/debs"

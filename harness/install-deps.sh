@@ -15,12 +15,14 @@
 #   ssh, ssh-keygen           openssh-client
 #   curl                      curl
 #   sha256sum, cp, timeout    coreutils
+#   pip download              python3-pip (artifacts.sh: gunicorn's wheels)
+#   dpkg-scanpackages         dpkg-dev (artifacts.sh: the local apt repository of nginx's .debs)
 #
 # Needs root. Usage: harness/install-deps.sh
 set -euo pipefail
 
 PKGS=(mmdebstrap debian-archive-keyring systemd-container util-linux mount iproute2 procps
-      openssh-client curl coreutils)
+      openssh-client curl coreutils python3-pip dpkg-dev)
 
 log() { echo "install-deps: $*" >&2; }
 
@@ -45,7 +47,7 @@ apt-get install -y -qq --no-install-recommends \
   -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}" >/dev/null
 
 for t in mmdebstrap systemd-nspawn nsenter setsid flock findmnt mountpoint mount ip ps ssh ssh-keygen curl \
-         sha256sum; do
+         sha256sum dpkg-scanpackages; do
   command -v "$t" >/dev/null || { log "still missing after install: $t"; exit 1; }
 done
 log "done"

@@ -11,7 +11,9 @@ use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::plan::{Plan, ResourcePlan};
 use crate::printer::Printer;
+use crate::progress;
 use crate::resolve::Resolved;
+use crate::resources::AnyResource;
 use crate::systemd::{JobAction, Systemd};
 use crate::trigger::{Step, Trigger};
 
@@ -36,6 +38,8 @@ pub fn apply(resolved: &Resolved, plan: &Plan, host: &Host, printer: &mut Printe
         let result = (|| {
             let now = entry.resource.plan(host)?;
             if !now.is_empty() {
+                let _spinner =
+                    slow_step(&entry.resource).map(|what| progress::spinner(format!("{} ({what})", entry.id)));
                 entry.resource.apply(&now, host)?;
             }
             Ok(now)
@@ -64,6 +68,17 @@ pub fn apply(resolved: &Resolved, plan: &Plan, host: &Host, printer: &mut Printe
     Ok(applied)
 }
 
+/// What a resource's apply waits for, when that can take seconds: worth a spinner.
+fn slow_step(resource: &AnyResource) -> Option<&'static str> {
+    match resource {
+        AnyResource::Apt(_) => Some("apt-get"),
+        AnyResource::Virtualenv(_) => Some("python -m venv, pip"),
+        AnyResource::NginxSite(_) => Some("nginx -t"),
+        AnyResource::Unit(_) => Some("systemd"),
+        _ => None,
+    }
+}
+
 /// Runs the triggers through systemd, phase by phase (stop, daemon-reload, reload, restart,
 /// start); the jobs of one phase are enqueued together and each is awaited. Returns how many ran.
 pub fn run_triggers(triggers: &[Trigger], systemd: &Systemd, printer: &mut Printer) -> Result<usize> {
@@ -79,7 +94,9 @@ pub fn run_triggers(triggers: &[Trigger], systemd: &Systemd, printer: &mut Print
         Error::check_stop()?;
         let action = match step {
             Step::DaemonReload => {
+                let spinner = progress::spinner("systemctl daemon-reload");
                 systemd.daemon_reload().map_err(|e| Error::Systemd(e.to_string()))?;
+                drop(spinner);
                 printer.trigger_ran(group[0]);
                 ran += 1;
                 continue;
@@ -90,7 +107,10 @@ pub fn run_triggers(triggers: &[Trigger], systemd: &Systemd, printer: &mut Print
             Step::Start => JobAction::Start,
         };
         let jobs: Vec<(JobAction, String)> = group.iter().filter_map(|t| Some((action, t.unit.clone()?))).collect();
+        let units: Vec<&str> = jobs.iter().map(|(_, unit)| unit.as_str()).collect();
+        let spinner = progress::spinner(format!("systemctl {action} {}", units.join(" ")));
         systemd.run_jobs(&jobs).map_err(|e| Error::Systemd(e.to_string()))?;
+        drop(spinner);
         for trigger in group {
             printer.trigger_ran(trigger);
             ran += 1;

@@ -1,8 +1,8 @@
 //! `Attrs`: typed access to one resource entry's attributes, for the kinds' constructors.
 //!
 //! Each getter renders templates, checks the type and records a labelled error instead of
-//! stopping, so that `validate` reports every mistake at once. Every key a kind asks for counts
-//! as known; `finish` reports the others as unknown, with the nearest known key as a hint.
+//! stopping, so that `validate` reports every mistake at once. The keys a kind accepts are its row
+//! of `kinds.rs`; `finish` reports the others as unknown, with the nearest known key as a hint.
 
 use std::path::{Path, PathBuf};
 
@@ -15,12 +15,16 @@ use crate::yaml_node::{Node, Span, Value};
 pub struct Attrs<'a> {
     entries: &'a [(Node, Node)],
     kind: &'static str,
+    /// The kind's attributes (`kinds.rs`): the keys it accepts.
+    table: &'static crate::kinds::Kind,
     templates: &'a Templates,
     pub errors: &'a mut Vec<PlaybookError>,
+    /// The keys read so far, to check the table against what the constructor reads.
     known: Vec<&'static str>,
     /// Every value rendered for this entry, by key, with the variables it used: what
     /// `sensitive: true` hides. Variables a `template:` used come with an empty key.
     pub rendered: Vec<(String, String, std::collections::BTreeSet<String>)>,
+    errors_before: usize,
 }
 
 impl<'a> Attrs<'a> {
@@ -30,11 +34,18 @@ impl<'a> Attrs<'a> {
         templates: &'a Templates,
         errors: &'a mut Vec<PlaybookError>,
     ) -> Attrs<'a> {
-        Attrs { entries, kind, templates, errors, known: vec![kind], rendered: Vec::new() }
+        let table = crate::kinds::kind(kind).unwrap_or_else(|| panic!("kind {kind} is not in kinds::KINDS"));
+        let errors_before = errors.len();
+        Attrs { entries, kind, table, templates, errors, known: vec![kind], rendered: Vec::new(), errors_before }
     }
 
-    /// The raw node of `key`, marking the key as known.
+    /// The raw node of `key`, marking the key as read.
     pub fn node(&mut self, key: &'static str) -> Option<&'a Node> {
+        debug_assert!(
+            key == self.kind || crate::kinds::attr_of(self.table, key).is_some(),
+            "{} reads `{key}`, which src/kinds.rs does not list for it",
+            self.kind
+        );
         self.known.push(key);
         self.entries.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
     }
@@ -366,8 +377,22 @@ impl<'a> Attrs<'a> {
         }
     }
 
-    /// Reports every key that the kind did not ask for.
+    /// Reports every key that the kind's table (`kinds.rs`) does not list.
     pub fn finish(self) {
+        // The table and the constructor agree: an entry without mistakes was read whole.
+        if self.errors.len() == self.errors_before {
+            for attr in self.table.attrs.iter().chain(crate::kinds::COMMON) {
+                debug_assert!(
+                    self.known.contains(&attr.name),
+                    "src/kinds.rs lists `{}` for {}, which its constructor never reads",
+                    attr.name,
+                    self.kind
+                );
+            }
+        }
+        let known: Vec<&'static str> = std::iter::once(self.kind)
+            .chain(self.table.attrs.iter().chain(crate::kinds::COMMON).map(|a| a.name))
+            .collect();
         for (key, _) in self.entries {
             let Some(name) = key.as_str() else {
                 let span = key.span;
@@ -379,16 +404,16 @@ impl<'a> Attrs<'a> {
                 );
                 continue;
             };
-            if self.known.contains(&name) {
+            if known.contains(&name) {
                 continue;
             }
-            let help = match did_you_mean(name, self.known.iter().copied()) {
+            let help = match did_you_mean(name, known.iter().copied()) {
                 Some(s) => format!("did you mean `{s}`?"),
                 None if crate::resources::KINDS.contains(&name) => {
                     "a resource has one kind key, the first: start a new list item (`- `) for this one".to_owned()
                 }
                 None => {
-                    let mut keys: Vec<&str> = self.known.iter().copied().filter(|k| *k != self.kind).collect();
+                    let mut keys: Vec<&str> = known.iter().copied().filter(|k| *k != self.kind).collect();
                     keys.sort_unstable();
                     keys.dedup();
                     format!("a {} takes: {}", self.kind, keys.join(", "))

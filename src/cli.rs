@@ -22,13 +22,18 @@ pub struct Cli {
     pub global: Global,
 }
 
-const EXAMPLES: &str = "Examples:
-  converge plan playbooks/static-site.yml --root /tmp/demo     # what would change
-  converge apply playbooks/static-site.yml --root /tmp/demo    # change it; a second run changes nothing
-  converge validate playbooks/static-site.yml                  # every mistake at once, touches nothing
+/// The help's examples; a test (tests/integration/cli.rs) runs each of them, in this order, from
+/// the repository's folder, and expects the exit code each comment gives (0 when it gives none).
+pub const EXAMPLES: &str = "Examples (from the repository's folder; a --root folder needs no systemd):
+  converge validate playbooks/mysite.yml                         # every mistake at once; touches nothing
+  converge plan playbooks/mysite.yml --root /tmp/converge-demo   # what would change (exit 2: pending)
+  converge apply playbooks/mysite.yml --root /tmp/converge-demo  # make it so; prints what changed
+  converge plan playbooks/mysite.yml --root /tmp/converge-demo   # converged: nothing to do (exit 0)
+  converge plan playbooks/mysite.yml --root /tmp/converge-demo --var workers=5   # a diff (exit 2)
+  converge modules                                               # the modules a playbook can `use:`
 
-Exit codes: plan 0 = converged, 2 = changes pending, 1 = error; apply 0 = success (2 with
---detailed-exitcode when something changed), 1 = error.";
+Exit codes: plan and apply --check 0 = converged, 2 = changes pending, 1 = error; apply 0 =
+success (2 with --detailed-exitcode when something changed), 1 = error.";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -43,7 +48,7 @@ pub enum Command {
     Apply {
         /// The playbook (YAML).
         playbook: PathBuf,
-        /// Only show what would change, like `plan`.
+        /// Only show what would change, like `plan` (and exit like it: 2 when changes are pending).
         #[arg(long)]
         check: bool,
         /// Exit 2 when something changed (0 when nothing did).
@@ -65,6 +70,19 @@ pub enum Command {
         /// The playbook (YAML).
         playbook: PathBuf,
     },
+    /// Print a shell completion script (bash: `converge completions bash > /etc/bash_completion.d/converge`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page, in roff (`converge man | man -l -`, or save it as converge.1).
+    Man {
+        /// A command's own page instead (`converge man apply` is converge-apply(1)).
+        command: Option<String>,
+    },
+    /// Print the JSON Schema (draft 2020-12) of playbooks and modules, for editors.
+    Schema,
 }
 
 #[derive(Debug, Args)]

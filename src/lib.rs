@@ -27,17 +27,20 @@ pub mod commands;
 pub mod error;
 pub mod host;
 pub mod journal;
+pub mod kinds;
 pub mod lock;
 pub mod mode;
 pub mod module;
 pub mod plan;
 pub mod playbook;
 pub mod printer;
+pub mod progress;
 pub mod redact;
 pub mod remote;
 pub mod resolve;
 pub mod resource;
 pub mod resources;
+pub mod schema;
 pub mod stop;
 pub mod systemd;
 pub mod template;
@@ -52,6 +55,7 @@ use printer::Printer;
 pub fn run(cli: Cli) -> u8 {
     let settings = cli.global.settings();
     let mut printer = Printer::new(settings.format, settings.no_color, settings.verbosity);
+    progress::configure(settings.format == printer::Format::Human, settings.verbosity);
     let result = match &cli.command {
         Command::Plan { playbook, remote } if remote.any() => {
             commands::remote::run(playbook, commands::remote::Mode::Plan, remote, &settings, &mut printer)
@@ -75,6 +79,9 @@ pub fn run(cli: Cli) -> u8 {
         }
         Command::Validate { playbook } => commands::validate::run(playbook, &settings, &mut printer),
         Command::Modules { playbook } => commands::modules::run(playbook.as_deref(), &mut printer),
+        Command::Completions { shell } => commands::docs::completions(*shell),
+        Command::Man { command } => commands::docs::man(command.as_deref()),
+        Command::Schema => commands::docs::schema(),
     };
     result.unwrap_or_else(|error| {
         printer.error(&error);

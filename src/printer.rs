@@ -53,7 +53,9 @@ impl Printer {
     /// host or the playbook are escaped (the printer's own colors aside).
     fn line(&mut self, text: impl AsRef<str>) {
         let text = crate::redact::apply(text.as_ref());
-        let _ = writeln!(self.out, "{}", terminal_safe(&text, self.color));
+        let text = terminal_safe(&text, self.color);
+        let out = &mut self.out;
+        crate::progress::suspend(|| writeln!(out, "{text}")).ok();
     }
 
     /// Every JSON record passes here; serde_json escapes control characters itself.
@@ -119,8 +121,8 @@ impl Printer {
             Change::Run { reason } => Some(reason),
             _ => None,
         }) {
-            Some(_) if r.sensitive => format!("  {symbol} {} (run: {SENSITIVE_GUARD})", r.id),
-            Some(reason) => format!("  {symbol} {} (run: {reason})", r.id),
+            Some(_) if r.sensitive => format!("  {symbol} {} (runs: {SENSITIVE_GUARD})", r.id),
+            Some(reason) => format!("  {symbol} {} (runs: {reason})", r.id),
             None => format!("  {symbol} {} ({})", r.id, action.verb()),
         };
         self.line(self.paint(color, &head));
@@ -136,6 +138,11 @@ impl Printer {
                     let kind = if *attr == "owner" { "user" } else { "group" };
                     let above = r.created_above.contains(&ResourceId::new(kind, to));
                     let note = if above && matches!(*attr, "owner" | "group") { " (created above)" } else { "" };
+                    // A user's groups: which are added and which removed, not only both lists.
+                    let note = match (*attr, from.as_deref()) {
+                        ("groups", Some(from)) => groups_note(from, to),
+                        _ => note.to_owned(),
+                    };
                     match from.as_deref().filter(|f| !f.is_empty()) {
                         Some(from) => self.line(format!("      {attr}: {from} -> {to}{note}")),
                         None => self.line(format!("      {attr}: {to}{note}")),
@@ -305,27 +312,47 @@ impl Printer {
 
     /// The modules a playbook can use, with their parameters.
     pub fn modules(&mut self, modules: &[crate::module::Module]) {
-        let default_of = |m: &crate::module::Module, p: &crate::module::Param| {
-            p.default.as_ref().map(|d| d.source(&m.source.text).trim().to_owned())
-        };
         if self.format == Format::Json {
             for m in modules {
                 let params: Vec<serde_json::Value> = m
                     .params
                     .iter()
-                    .map(|p| json!({"name": p.name, "type": p.kind.name(), "default": default_of(m, p), "description": p.description}))
+                    .map(|p| {
+                        let default = p.default.as_ref().map(crate::yaml_node::Node::to_json);
+                        json!({"name": p.name, "type": p.kind.name(), "default": default, "description": p.description})
+                    })
                     .collect();
                 self.json(json!({"type": "module", "name": m.name, "origin": m.origin, "description": m.description, "params": params}));
             }
             return;
         }
+        // Columns: name, type, default, description; the description wraps so that a line stays
+        // within MODULES_WIDTH, and a default wider than its column gets a line of its own.
+        const DEFAULT_COLUMN: usize = 24;
         for m in modules {
             self.line(format!("{} ({})", self.paint(BOLD, &m.name), m.origin));
-            self.line(format!("  {}", m.description));
+            for line in wrap(&m.description, MODULES_WIDTH - 2) {
+                self.line(format!("  {line}"));
+            }
             let width = m.params.iter().map(|p| p.name.len()).max().unwrap_or(0);
+            let indent = " ".repeat(2 + width + 2 + 6 + 2 + DEFAULT_COLUMN + 2);
+            let description_width = MODULES_WIDTH.saturating_sub(indent.len()).max(30);
             for p in &m.params {
-                let default = default_of(m, p).map(|d| format!("default {d}")).unwrap_or_else(|| "required".into());
-                self.line(format!("  {:width$}  {:6}  {:26}  {}", p.name, p.kind.name(), default, p.description));
+                let default = match &p.default {
+                    Some(d) => format!("default {}", d.source(&m.source.text).trim()),
+                    None => "required".into(),
+                };
+                let head = format!("  {:width$}  {:6}  ", p.name, p.kind.name());
+                let mut lines = wrap(&p.description, description_width).into_iter();
+                if default.chars().count() > DEFAULT_COLUMN {
+                    self.line(format!("{head}{default}"));
+                } else {
+                    let first = lines.next().unwrap_or_default();
+                    self.line(format!("{head}{default:DEFAULT_COLUMN$}  {first}").trim_end());
+                }
+                for line in lines {
+                    self.line(format!("{indent}{line}"));
+                }
             }
             self.line("");
         }
@@ -469,6 +496,38 @@ pub fn terminal_safe(text: &str, colors: bool) -> std::borrow::Cow<'_, str> {
     }
     out.push_str(&crate::error::escape(rest));
     std::borrow::Cow::Owned(out)
+}
+
+/// " (+added, -removed)" between two comma-separated lists of groups.
+fn groups_note(from: &str, to: &str) -> String {
+    let list = |s: &str| s.split(',').filter(|g| !g.is_empty()).map(str::to_owned).collect::<Vec<_>>();
+    let (from, to) = (list(from), list(to));
+    let added = to.iter().filter(|g| !from.contains(g)).map(|g| format!("+{g}"));
+    let removed = from.iter().filter(|g| !to.contains(g)).map(|g| format!("-{g}"));
+    let words: Vec<String> = added.chain(removed).collect();
+    if words.is_empty() { String::new() } else { format!(" ({})", words.join(", ")) }
+}
+
+/// The width `converge modules` keeps its lines within.
+const MODULES_WIDTH: usize = 100;
+
+/// Splits `text` into lines of at most `width` characters, at spaces (a longer word stays whole).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
 }
 
 fn plural(n: usize, what: &str) -> String {

@@ -84,6 +84,33 @@ impl Node {
     }
 
     /// A short name of the node's type, for "expected a string, found a list" errors.
+    /// The node as JSON, with its YAML types (what `converge modules --output json` gives as a
+    /// default, and what the schema tests validate). Keys become strings; a float that JSON
+    /// cannot hold (NaN, infinity) becomes null.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match &self.value {
+            Value::Null => J::Null,
+            Value::Bool(b) => J::Bool(*b),
+            Value::Int(n) => J::from(*n),
+            Value::Float(f) => serde_json::Number::from_f64(*f).map(J::Number).unwrap_or(J::Null),
+            Value::String(s) => J::String(s.clone()),
+            Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
+            Value::Map(entries) => J::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| {
+                        let key = match &k.value {
+                            Value::String(s) => s.clone(),
+                            other => format!("{other:?}"),
+                        };
+                        (key, v.to_json())
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
     pub fn type_name(&self) -> &'static str {
         match self.value {
             Value::Null => "nothing (null)",

@@ -32,9 +32,12 @@ pub fn run(path: &Path, options: &Options, settings: &Settings, printer: &mut Pr
     }
     let plan = plan(&resolved, &host)?;
     printer.plan(&plan);
-    if options.check || plan.is_empty() {
-        let pending = options.detailed_exitcode && !plan.is_empty();
-        return Ok(if pending { 2 } else { 0 });
+    // `--check` is `plan`: 2 while changes are pending, whatever --detailed-exitcode says.
+    if options.check {
+        return Ok(if plan.is_empty() { 0 } else { 2 });
+    }
+    if plan.is_empty() {
+        return Ok(0);
     }
     let systemd = host.systemd()?;
     if systemd.is_none() && host.root().is_none() && plan.units_unobserved {

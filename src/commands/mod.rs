@@ -1,6 +1,7 @@
 //! One file per subcommand; each sequences the pipeline's stages and returns the exit code.
 
 pub mod apply;
+pub mod docs;
 pub mod modules;
 pub mod plan;
 pub mod remote;

@@ -44,7 +44,7 @@ pub fn run(path: &Path, mode: Mode, args: &RemoteArgs, settings: &Settings, prin
         Some(hosts) => hosts,
         None => return Ok(1),
     };
-    let binary = Binary::current()?;
+    let binary = Binary::for_upload()?;
     let host_mode = match mode {
         Mode::Plan | Mode::Apply { check: true, .. } => HostMode::Plan,
         Mode::Apply { check: false, .. } => HostMode::Apply,
@@ -105,8 +105,7 @@ pub fn run(path: &Path, mode: Mode, args: &RemoteArgs, settings: &Settings, prin
     let pending = statuses.contains(&Status::Pending);
     let changed = statuses.contains(&Status::Changed);
     Ok(match mode {
-        Mode::Plan => u8::from(pending) * 2,
-        Mode::Apply { check: true, detailed_exitcode, .. } => u8::from(detailed_exitcode && pending) * 2,
+        Mode::Plan | Mode::Apply { check: true, .. } => u8::from(pending) * 2,
         Mode::Apply { check: false, detailed_exitcode, .. } => u8::from(detailed_exitcode && changed) * 2,
     })
 }

@@ -263,7 +263,7 @@ impl Printer {
         };
         let changes = r["changes"].as_array().cloned().unwrap_or_default();
         let head = match changes.iter().find(|c| c["attr"] == "run") {
-            Some(run) => format!("  {symbol} {id} (run: {})", run["reason"].as_str().unwrap_or("")),
+            Some(run) => format!("  {symbol} {id} (runs: {})", run["reason"].as_str().unwrap_or("")),
             None => format!("  {symbol} {id} ({action})"),
         };
         lines.push(self.paint(color, &head));

@@ -14,9 +14,44 @@ pub struct Binary {
     /// Lowercase hex.
     pub sha256: String,
     pub size: u64,
+    /// The newest glibc symbol version it needs (`(2, 38)`); None for a static binary, which
+    /// runs on any Linux of its architecture.
+    pub glibc: Option<(u32, u32)>,
+}
+
+/// The Rust target of a static converge for this architecture.
+pub fn static_target() -> String {
+    format!("{}-unknown-linux-musl", std::env::consts::ARCH)
+}
+
+/// How to build the static binary, for messages and the README.
+pub fn static_build_hint() -> String {
+    let target = static_target();
+    format!("rustup target add {target} && cargo build --release --target {target}")
 }
 
 impl Binary {
+    /// What `--host` uploads: a static converge, which runs on any Linux of its architecture.
+    /// That is this executable when it is static (built for the musl target); otherwise a
+    /// static build of the same checkout (`target/ARCH-unknown-linux-musl/release/converge`
+    /// beside `target/{debug,release}/converge`, when it is not older than this one), or
+    /// `$CONVERGE_UPLOAD_BINARY`. Failing those, this dynamically linked executable, with the
+    /// glibc it needs: `Session` checks the target's before uploading it.
+    pub fn for_upload() -> Result<Binary> {
+        if let Some(path) = std::env::var_os("CONVERGE_UPLOAD_BINARY").filter(|p| !p.is_empty()) {
+            let binary = Binary::at(PathBuf::from(path))?;
+            return Ok(binary);
+        }
+        let current = Binary::current()?;
+        if current.glibc.is_none() {
+            return Ok(current);
+        }
+        if let Some(sibling) = static_sibling() {
+            return Binary::at(sibling);
+        }
+        Ok(current)
+    }
+
     /// This executable. Its digest is remembered in the user's cache, keyed by the file's
     /// device, inode, size and mtime (a rebuild writes a new file): hashing a debug build
     /// (150 MB) takes seconds.
@@ -35,7 +70,8 @@ impl Binary {
             && sha256.bytes().all(|b| b.is_ascii_hexdigit())
         {
             let size = key.split(' ').nth(2).and_then(|s| s.parse().ok()).unwrap_or(0);
-            return Ok(Binary { path, sha256: sha256.to_owned(), size });
+            let glibc = glibc_needed(&path).map_err(|source| Error::Read { path: path.clone(), source })?;
+            return Ok(Binary { path, sha256: sha256.to_owned(), size, glibc });
         }
         let binary = Binary::at(path)?;
         if let (Some(key), Some(memo)) = (key, memo) {
@@ -60,8 +96,93 @@ impl Binary {
             size += n as u64;
         }
         let sha256 = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
-        Ok(Binary { path, sha256, size })
+        let glibc = glibc_needed(&path).map_err(read)?;
+        Ok(Binary { path, sha256, size, glibc })
     }
+}
+
+/// A static build beside this executable: `target/ARCH-unknown-linux-musl/release/converge`
+/// for `target/{debug,release}/converge`, when it is static and not older than this one.
+fn static_sibling() -> Option<PathBuf> {
+    let exe = std::fs::canonicalize("/proc/self/exe").ok()?;
+    let target_dir = exe.parent()?.parent()?;
+    let candidate = target_dir.join(static_target()).join("release").join("converge");
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if modified(&candidate)? < modified(&exe)? {
+        return None;
+    }
+    matches!(glibc_needed(&candidate), Ok(None)).then_some(candidate)
+}
+
+/// Whether an ELF file asks for a program interpreter (`PT_INTERP`: the dynamic loader), and if
+/// so the newest `GLIBC_2.x` version it needs (from `.gnu.version_r`). None: statically linked.
+/// Reads only the headers and the version tables, not the whole (debug: 150 MB) file.
+pub fn glibc_needed(path: &std::path::Path) -> std::io::Result<Option<(u32, u32)>> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path)?;
+    let read = |offset: u64, len: usize| -> std::io::Result<Vec<u8>> {
+        let mut buffer = vec![0; len];
+        file.read_exact_at(&mut buffer, offset)?;
+        Ok(buffer)
+    };
+    let u16_of = |b: &[u8], o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
+    let u32_of = |b: &[u8], o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
+    let u64_of = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+    if file.metadata()?.len() < 64 {
+        return Ok(Some((2, 0)));
+    }
+    let header = read(0, 64)?;
+    if &header[..4] != b"\x7fELF" || header[4] != 2 || header[5] != 1 {
+        // Not an ELF64 little-endian file: say it needs some glibc, so that targets are checked.
+        return Ok(Some((2, 0)));
+    }
+    let (phoff, phentsize, phnum) = (u64_of(&header, 0x20), u16_of(&header, 0x36), u16_of(&header, 0x38));
+    let programs = read(phoff, usize::from(phentsize) * usize::from(phnum))?;
+    let interp = (0..usize::from(phnum)).any(|i| u32_of(&programs, i * usize::from(phentsize)) == 3);
+    if !interp {
+        return Ok(None);
+    }
+    let (shoff, shentsize, shnum) = (u64_of(&header, 0x28), usize::from(u16_of(&header, 0x3a)), u16_of(&header, 0x3c));
+    let sections = read(shoff, shentsize * usize::from(shnum))?;
+    let section = |i: usize| {
+        let s = &sections[i * shentsize..];
+        (u32_of(s, 4), u64_of(s, 24), u64_of(s, 32) as usize, u32_of(s, 40) as usize, u32_of(s, 44))
+    };
+    let mut newest = (2, 0);
+    for i in 0..usize::from(shnum) {
+        let (kind, offset, size, link, count) = section(i);
+        if kind != 0x6fff_fffe || link >= usize::from(shnum) {
+            continue; // not SHT_GNU_verneed
+        }
+        let needs = read(offset, size)?;
+        let (_, str_offset, str_size, _, _) = section(link);
+        let strings = read(str_offset, str_size)?;
+        let name = |at: usize| strings.get(at..).map(|s| s.split(|&b| b == 0).next().unwrap_or_default());
+        let mut entry = 0usize;
+        for _ in 0..count {
+            let (aux_count, mut aux) = (u16_of(&needs, entry + 2), entry + u32_of(&needs, entry + 8) as usize);
+            for _ in 0..aux_count {
+                if let Some(version) = name(u32_of(&needs, aux + 8) as usize)
+                    .and_then(|n| std::str::from_utf8(n).ok())
+                    .and_then(|n| n.strip_prefix("GLIBC_2."))
+                    .and_then(|minor| minor.split('.').next()?.parse::<u32>().ok())
+                {
+                    newest = newest.max((2, version));
+                }
+                aux += u32_of(&needs, aux + 12) as usize;
+            }
+            entry += u32_of(&needs, entry + 12) as usize;
+        }
+    }
+    Ok(Some(newest))
+}
+
+/// `getconf GNU_LIBC_VERSION` as the probe reports it ("glibc 2.36") -> (2, 36).
+pub fn parse_glibc(text: &str) -> Option<(u32, u32)> {
+    let version = text.trim().strip_prefix("glibc ")?;
+    let (major, minor) = version.split_once('.')?;
+    let minor: String = minor.chars().take_while(char::is_ascii_digit).collect();
+    Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
 /// `$XDG_CACHE_HOME/converge/self-sha256` (or `~/.cache/...`).
@@ -106,6 +227,30 @@ mod tests {
         let binary = Binary::at(file.path().to_owned()).unwrap();
         assert_eq!(binary.sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert_eq!(binary.size, 3);
+    }
+
+    #[test]
+    fn glibc_of_this_test_binary_and_of_the_probe() {
+        // The test binary is linked like converge: dynamically (gnu target) or statically (musl).
+        let needed = glibc_needed(std::path::Path::new("/proc/self/exe")).unwrap();
+        if cfg!(target_env = "gnu") {
+            // Every Rust std of this toolchain needs at least glibc 2.17.
+            assert!(needed.is_some_and(|v| v >= (2, 17)), "{needed:?}");
+        } else {
+            assert_eq!(needed, None);
+        }
+        // As binutils reads it, when it is there.
+        if let Ok(out) = std::process::Command::new("objdump").args(["-T", "/proc/self/exe"]).output() {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let newest = text
+                .split("GLIBC_2.")
+                .skip(1)
+                .filter_map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse::<u32>().ok())
+                .max();
+            assert_eq!(needed, newest.map(|minor| (2, minor)), "objdump -T says {newest:?}");
+        }
+        assert_eq!(parse_glibc("glibc 2.36\n"), Some((2, 36)));
+        assert_eq!(parse_glibc(""), None);
     }
 
     #[test]

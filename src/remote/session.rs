@@ -133,6 +133,19 @@ impl Session<'_> {
                  {machine} (cargo build --release --target {machine}-unknown-linux-gnu)"
             )));
         }
+        if let Some(needed) = self.fleet.binary.glibc {
+            let has = super::binary::parse_glibc(&field("libc"));
+            if has.is_none_or(|has| has < needed) {
+                let has = has.map(|(a, b)| format!("glibc {a}.{b}")).unwrap_or_else(|| "no glibc".to_owned());
+                return Err(Outcome::Failed(format!(
+                    "the target has {has}, and this converge is linked dynamically against glibc {}.{} so it \
+                     would not start there; build a static converge, which --host then uploads instead: {}",
+                    needed.0,
+                    needed.1,
+                    super::binary::static_build_hint()
+                )));
+            }
+        }
         self.upload(ssh)?;
         let _ = events.send(Event::Uploaded { host: self.host, path, bytes: self.fleet.binary.size, untrusted });
         match self.run_engine(ssh, events, false)? {
@@ -217,6 +230,11 @@ impl Session<'_> {
             prelude = self.prelude()
         );
         let path = self.fleet.binary.path.clone();
+        let _spinner = crate::progress::spinner(format!(
+            "{}: uploading converge ({:.1} MB)",
+            self.target.name,
+            size as f64 / 1_000_000.0
+        ));
         let (status, stderr) = exchange(
             ssh,
             &script,
@@ -265,7 +283,8 @@ impl Session<'_> {
              untrusted=; if [ -x \"$bin\" ]; then untrusted=$(unsafe_own \"$base\" \"$dir\" \"$bin\"; unsafe_above); \
              [ -z \"$untrusted\" ] || printf 'converge-probe untrusted=%s\\n' \"$(first_line \"$untrusted\")\"; fi; \
              if [ -x \"$bin\" ] && [ -f \"$bin\" ] && [ -z \"$untrusted\" ]; then echo converge-probe present; else echo converge-probe missing; \
-             printf 'converge-probe os=%s\\n' \"$(uname -s)\"; printf 'converge-probe arch=%s\\n' \"$(uname -m)\"; exit 0; fi; \
+             printf 'converge-probe os=%s\\n' \"$(uname -s)\"; printf 'converge-probe arch=%s\\n' \"$(uname -m)\"; \
+             printf 'converge-probe libc=%s\\n' \"$(getconf GNU_LIBC_VERSION 2>/dev/null)\"; exit 0; fi; \
              work=$(mktemp -d \"${{TMPDIR:-/tmp}}/converge.XXXXXX\") || exit 1; \
              trap 'rm -rf \"$work\"' EXIT; \
              tar -x -o -f - -C \"$work\" || {{ echo 'converge: the bundle could not be unpacked on the target' >&2; exit 1; }}; \

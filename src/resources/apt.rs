@@ -135,15 +135,28 @@ impl Apt {
     fn apt_get(&self, host: &Host, args: &[&str]) -> Result<()> {
         let mut argv = vec!["apt-get"];
         argv.extend_from_slice(args);
-        let output = host
-            .program(&argv)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .env("LC_ALL", "C")
-            .network(true)
-            .command()
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|e| Error::resource_io(self.id(), "cannot run apt-get", e))?;
+        let mut command =
+            host.program(&argv).env("DEBIAN_FRONTEND", "noninteractive").env("LC_ALL", "C").network(true).command();
+        command.stdin(std::process::Stdio::null());
+        // With -v on a terminal, apt-get's own output streams (to stderr: stdout is converge's).
+        if crate::progress::stream_tool_output() {
+            use std::os::fd::AsFd;
+            let cannot = |e| Error::resource_io(self.id(), "cannot run apt-get", e);
+            let stderr = std::io::stderr().as_fd().try_clone_to_owned().map_err(cannot)?;
+            let status = command
+                .stdout(std::process::Stdio::from(stderr))
+                .stderr(std::process::Stdio::inherit())
+                .status()
+                .map_err(cannot)?;
+            if status.success() {
+                return Ok(());
+            }
+            return Err(Error::resource(
+                self.id(),
+                format!("apt-get {} failed ({status}); its output is above", args.join(" ")),
+            ));
+        }
+        let output = command.output().map_err(|e| Error::resource_io(self.id(), "cannot run apt-get", e))?;
         if output.status.success() {
             return Ok(());
         }

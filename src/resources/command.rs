@@ -88,7 +88,8 @@ impl Command {
         Ok(program)
     }
 
-    fn check(&self, host: &Host, argv: &[String]) -> Result<bool> {
+    /// Runs a guard; its exit status.
+    fn check(&self, host: &Host, argv: &[String]) -> Result<std::process::ExitStatus> {
         let status = self
             .prepare(host, argv)?
             .command()
@@ -99,7 +100,7 @@ impl Command {
             .map_err(|e| {
                 Error::resource_io(self.id(), format!("cannot run the check `{}`", shell_words::join(argv)), e)
             })?;
-        Ok(status.success())
+        Ok(status)
     }
 }
 
@@ -160,22 +161,27 @@ impl Resource for Command {
                 return Ok(CommandActual::NotNeeded);
             }
         }
-        if let Some(unless) = &self.unless
-            && self.check(host, unless)?
-        {
-            return Ok(CommandActual::NotNeeded);
+        // Why it runs, as the plan says it: "(runs: `test -e /x` exited 1)". A guard that exits
+        // non-zero is the guard doing its job, so the words are its exit status, never "failed".
+        let mut why = Vec::new();
+        if let Some(unless) = &self.unless {
+            let status = self.check(host, unless)?;
+            if status.success() {
+                return Ok(CommandActual::NotNeeded);
+            }
+            why.push(format!("`{}` {}", shell_words::join(unless), exited(status)));
         }
-        if let Some(onlyif) = &self.onlyif
-            && !self.check(host, onlyif)?
-        {
-            return Ok(CommandActual::NotNeeded);
+        if let Some(onlyif) = &self.onlyif {
+            let status = self.check(host, onlyif)?;
+            if !status.success() {
+                return Ok(CommandActual::NotNeeded);
+            }
+            why.push(format!("`{}` {}", shell_words::join(onlyif), exited(status)));
         }
-        let reason = match (&self.creates, &self.unless, &self.onlyif) {
-            (Some(path), _, _) => format!("{} does not exist", path.display()),
-            (None, Some(unless), _) => format!("`{}` failed", shell_words::join(unless)),
-            (None, None, Some(onlyif)) => format!("`{}` succeeded", shell_words::join(onlyif)),
-            (None, None, None) => "no guard".into(),
-        };
+        if let Some(path) = &self.creates {
+            why.insert(0, format!("{} does not exist", path.display()));
+        }
+        let reason = if why.is_empty() { "no guard".to_owned() } else { why.join(", ") };
         Ok(CommandActual::Needed(reason))
     }
 
@@ -201,6 +207,16 @@ impl Resource for Command {
             return Err(Error::resource(self.id(), format!("failed ({}): {}", output.status, stderr.trim())));
         }
         Ok(())
+    }
+}
+
+/// "exited 1", or "was killed by signal 9".
+fn exited(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited {code}"),
+        (None, Some(signal)) => format!("was killed by signal {signal}"),
+        (None, None) => status.to_string(),
     }
 }
 

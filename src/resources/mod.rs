@@ -32,9 +32,8 @@ pub use systemd_unit::SystemdUnit;
 pub use user::User;
 pub use virtualenv::Virtualenv;
 
-/// Every kind key a playbook entry can start with.
-pub const KINDS: &[&str] =
-    &["file", "directory", "symlink", "user", "group", "command", "unit", "apt", "nginx_site", "virtualenv"];
+/// Every kind key a playbook entry can start with (the names of `kinds::KINDS`).
+pub const KINDS: &[&str] = &crate::kinds::names::<{ crate::kinds::KINDS.len() }>();
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum AnyResource {

@@ -1,8 +1,10 @@
 //! `user`: a user account, created and changed with the shadow tools (useradd, usermod, userdel),
 //! which take `--root` for an offline root; observed through NSS (nix) or DIR/etc/passwd.
 //!
-//! `groups` lists supplementary groups the user must be in; groups it is in besides those are
-//! left alone (`usermod --append`), so a playbook never takes `sudo` away by omission.
+//! `groups` lists supplementary groups the user must be in. With `append: true` (the default, as
+//! Ansible's `append`) the groups it is in besides those are left alone (`usermod --append`), so
+//! a playbook never takes `sudo` away by omission; with `append: false` the list is exact and
+//! converge removes the user from the others (`usermod --groups`). The plan shows both.
 //! `state: absent` removes the account but keeps its home directory.
 
 use crate::attrs::Attrs;
@@ -19,6 +21,8 @@ pub struct User {
     /// The primary group.
     pub group: Option<String>,
     pub groups: Vec<String>,
+    /// Add `groups` to the user's others (true), or make them exactly `groups` (false).
+    pub append: bool,
     pub home: Option<String>,
     pub shell: Option<String>,
     pub system: bool,
@@ -48,9 +52,10 @@ impl User {
             .collect();
         let home = passwd_path(attrs, "home");
         let shell = passwd_path(attrs, "shell");
+        let append = attrs.bool("append").unwrap_or(true);
         let system = attrs.bool("system").unwrap_or(false);
         let create_home = attrs.bool("create_home").unwrap_or(!system);
-        Some(User { name, state, uid, group, groups, home, shell, system, create_home })
+        Some(User { name, state, uid, group, groups, append, home, shell, system, create_home })
     }
 }
 
@@ -109,8 +114,13 @@ impl Resource for User {
                 if let Some(group) = self.group.as_deref().filter(|g| *g != actual.group) {
                     changes.push(set("group", Some(&actual.group), group));
                 }
-                if self.groups.iter().any(|g| !actual.groups.contains(g)) {
-                    let mut all = actual.groups.clone();
+                let missing = self.groups.iter().any(|g| !actual.groups.contains(g));
+                let extra = !self.append && actual.groups.iter().any(|g| !self.groups.contains(g));
+                if missing || extra {
+                    let mut all: Vec<String> = actual.groups.clone();
+                    if !self.append {
+                        all.retain(|g| self.groups.contains(g));
+                    }
                     all.extend(self.groups.iter().filter(|g| !actual.groups.contains(g)).cloned());
                     changes.push(set("groups", Some(&actual.groups.join(",")), &all.join(",")));
                 }
@@ -146,7 +156,7 @@ impl Resource for User {
                 match *attr {
                     "uid" => args.extend(["--uid".into(), self.uid.unwrap_or_default().to_string()]),
                     "group" => args.extend(["--gid".into(), self.group.clone().unwrap_or_default()]),
-                    "groups" if program == "usermod" => {
+                    "groups" if program == "usermod" && self.append => {
                         args.extend(["--append".into(), "--groups".into(), self.groups.join(",")])
                     }
                     "groups" => args.extend(["--groups".into(), self.groups.join(",")]),
@@ -181,6 +191,7 @@ mod tests {
             uid: None,
             group: Some("www-data".into()),
             groups: vec!["sudo".into()],
+            append: true,
             home: Some("/srv/app".into()),
             shell: Some("/bin/bash".into()),
             system: true,
@@ -210,6 +221,20 @@ mod tests {
                 Change::Set { attr: "groups", from: Some("adm".into()), to: "adm,sudo".into() },
                 Change::Set { attr: "shell", from: Some("/bin/sh".into()), to: "/bin/bash".into() },
             ]
+        );
+    }
+
+    #[test]
+    fn append_false_makes_the_list_exact() {
+        let exact = User { append: false, ..user() };
+        assert_eq!(exact.diff(&actual("www-data", &["sudo"], "/bin/bash")), vec![]);
+        assert_eq!(
+            exact.diff(&actual("www-data", &["adm", "sudo", "docker"], "/bin/bash")),
+            vec![Change::Set { attr: "groups", from: Some("adm,sudo,docker".into()), to: "sudo".into() }]
+        );
+        assert_eq!(
+            exact.diff(&actual("www-data", &["adm"], "/bin/bash")),
+            vec![Change::Set { attr: "groups", from: Some("adm".into()), to: "sudo".into() }]
         );
     }
 

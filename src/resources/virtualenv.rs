@@ -11,7 +11,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
-use std::io::IsTerminal;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -634,14 +633,17 @@ fn real_path(host: &Host, path: &Path) -> std::io::Result<Result<PathBuf, PathBu
     Ok(Ok(resolved))
 }
 
-/// What `python` is, without running it: a path, or the first executable of that name on the
-/// PATH that converge's programs run with (inside the root under `--root`): the operator's own
-/// PATH (pyenv shims in a home the venv's owner cannot read) plays no part.
-fn find_python(host: &Host, python: &str) -> std::io::Result<WantedPython> {
+/// The PATH of a fresh login, where a name is looked up for another user than converge's own:
+/// the PATH converge's programs run with (host/process.rs).
+pub const SYSTEM_PATH: &str = crate::host::PATH;
+
+/// What `python` is, without running it: a path, or the first executable of that name on
+/// `search` (a PATH; inside the root under `--root`, where chroot would look).
+fn find_python(host: &Host, python: &str, search: &str) -> std::io::Result<WantedPython> {
     let candidates: Vec<PathBuf> = if python.starts_with('/') {
         vec![PathBuf::from(python)]
     } else {
-        crate::host::PATH.split(':').map(|d| Path::new(d).join(python)).collect()
+        search.split(':').filter(|d| d.starts_with('/')).map(|d| Path::new(d).join(python)).collect()
     };
     for candidate in candidates {
         let Ok(real) = real_path(host, &candidate)? else { continue };
@@ -708,7 +710,8 @@ impl Resource for Virtualenv {
             group,
             python_version: cfg.get("version").or_else(|| cfg.get("version_info")).cloned(),
             implementation: cfg.get("implementation").cloned(),
-            wanted_python: find_python(host, &self.python).map_err(io("cannot look up its python"))?,
+            wanted_python: find_python(host, &self.python, &self.search_path(host))
+                .map_err(io("cannot look up its python"))?,
             platform: Platform {
                 machine: std::env::consts::ARCH.to_owned(),
                 release: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned(),
@@ -864,6 +867,20 @@ impl Virtualenv {
                     ));
                 }
             };
+            if let Some(why) = runner.cannot_execute(&python).map_err(io("cannot check its python"))? {
+                return Err(Error::resource(
+                    &id,
+                    format!(
+                        "{}, which {} cannot execute ({why}); a virtualenv's interpreter runs as the venv's \
+                         owner: give it one every user can run, such as `python: /usr/bin/python3`",
+                        match Path::new(&self.python) == python {
+                            true => format!("`python: {}` is that file", self.python),
+                            false => format!("`python: {}` is {}", self.python, python.display()),
+                        },
+                        runner.who(),
+                    ),
+                ));
+            }
             let argv = [python.into_os_string(), "-m".into(), "venv".into(), self.path.clone().into_os_string()];
             runner
                 .run(&argv, true)
@@ -914,7 +931,21 @@ impl Virtualenv {
     }
 
     fn wanted_python(&self, host: &Host) -> Result<WantedPython> {
-        find_python(host, &self.python).map_err(|e| Error::resource_io(self.id(), "cannot look up its python", e))
+        find_python(host, &self.python, &self.search_path(host))
+            .map_err(|e| Error::resource_io(self.id(), "cannot look up its python", e))
+    }
+
+    /// Where a bare `python: NAME` is looked up: as its owner would find it. That is converge's
+    /// own PATH only when the venv belongs to whoever runs converge; for another owner (and
+    /// inside a `--root`) it is the system PATH, since a PATH such as root's with pyenv shims
+    /// first names interpreters the owner cannot run.
+    fn search_path(&self, host: &Host) -> String {
+        let me = nix::unistd::User::from_uid(nix::unistd::geteuid()).ok().flatten().map(|u| u.name);
+        let another_owner = self.ownership.owner.as_ref().is_some_and(|owner| Some(owner) != me.as_ref());
+        match std::env::var("PATH") {
+            Ok(path) if host.root().is_none() && !another_owner => path,
+            _ => SYSTEM_PATH.to_owned(),
+        }
     }
 
     /// `pip install` what is missing, then `pip uninstall` what is extraneous (`exact`): what
@@ -1024,6 +1055,44 @@ impl<'h> Runner<'h> {
         Ok(Runner { host, uid, gid, user, home })
     }
 
+    /// The owner as the messages name it.
+    fn who(&self) -> String {
+        if self.user.is_empty() { format!("uid {}", self.uid) } else { format!("its owner {}", self.user) }
+    }
+
+    /// Why this runner cannot execute `program` (a path under the root), or None when it can: every
+    /// directory on the way needs search (x) permission and the file execute permission, for
+    /// the runner's uid and gid (the processes it starts have no supplementary groups).
+    fn cannot_execute(&self, program: &Path) -> std::io::Result<Option<String>> {
+        let mut paths: Vec<&Path> = program.ancestors().skip(1).collect();
+        paths.reverse();
+        paths.push(program);
+        for path in paths {
+            let Some(stat) = self.host.stat(path)? else {
+                return Ok(Some(format!("{} does not exist", path.display())));
+            };
+            let bits = match () {
+                _ if self.uid == 0 => {
+                    if stat.kind == FileKind::Directory || stat.mode.0 & 0o111 != 0 {
+                        continue;
+                    }
+                    0
+                }
+                _ if stat.uid == self.uid => (stat.mode.0 >> 6) & 7,
+                _ if stat.gid == self.gid => (stat.mode.0 >> 3) & 7,
+                _ => stat.mode.0 & 7,
+            };
+            if bits & 1 == 0 {
+                let what = if stat.kind == FileKind::Directory { "search" } else { "execute" };
+                let owner = crate::resources::observe_owner(self.host, &stat)
+                    .map(|(u, g)| format!("{u}:{g}"))
+                    .unwrap_or_else(|_| format!("{}:{}", stat.uid, stat.gid));
+                return Ok(Some(format!("no {what} permission on {} ({owner}, {})", path.display(), stat.mode)));
+            }
+        }
+        Ok(None)
+    }
+
     /// Runs `argv`. pip's progress is shown when stderr is a terminal (on stderr: stdout may be
     /// JSON); otherwise its output is kept and the failure carries it. `quiet`: always keep it.
     fn run(&self, argv: &[OsString], quiet: bool) -> Result<(), String> {
@@ -1040,7 +1109,7 @@ impl<'h> Runner<'h> {
         let cannot = |e: std::io::Error| format!(": cannot run `{shown}`: {e}");
         // With secrets about, pip's output is kept and shown only through the printer, which
         // hides them (pip would print an index URL's token, or a requirement given as a secret).
-        if !quiet && !crate::redact::any() && std::io::stderr().is_terminal() {
+        if !quiet && !crate::redact::any() && crate::progress::stream_tool_output() {
             let stderr = std::io::stderr().as_fd().try_clone_to_owned().map_err(cannot)?;
             let status = command.stdout(Stdio::from(stderr)).stderr(Stdio::inherit()).status().map_err(cannot)?;
             return if status.success() { Ok(()) } else { Err(format!("({status}); its output is above")) };

@@ -86,3 +86,45 @@ fn an_owner_that_exists_nowhere_is_an_error_before_anything_changes() {
     assert!(run.stderr.contains("user `ghost` does not exist on the host"), "{}", run.stderr);
     test.expect_absent("/etc/first");
 }
+
+/// `append: true` (the default) adds groups and keeps the others; `append: false` makes the list
+/// exact; the plan names the groups added and removed.
+#[test]
+fn groups_append_or_exact_and_the_plan_says_which_groups_change() {
+    if !is_root() {
+        return;
+    }
+    let playbook = |groups: &str, append: &str| {
+        format!(
+            "resources:\n  - group: g1\n  - group: g2\n  - group: g3\n  - user: app\n    groups: [{groups}]\n{append}"
+        )
+    };
+    let test = Test::new().with_accounts().playbook(&playbook("g1, g2", ""));
+    test.apply().success();
+    let members = |test: &Test| -> Vec<String> {
+        let group = fs::read_to_string(test.host_path("/etc/group")).unwrap();
+        let mut names: Vec<String> = group
+            .lines()
+            .filter(|l| l.starts_with('g') && l.split(':').nth(3).unwrap_or("").split(',').any(|m| m == "app"))
+            .map(|l| l.split(':').next().unwrap().to_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(members(&test), ["g1", "g2"]);
+
+    // Appending g3: g1 and g2 stay.
+    fs::write(test.playbook_path(), playbook("g3", "")).unwrap();
+    let plan = test.plan().code(2);
+    assert!(plan.stdout.contains("groups: g1,g2 -> g1,g2,g3 (+g3)"), "{}", plan.stdout);
+    test.apply().success();
+    assert_eq!(members(&test), ["g1", "g2", "g3"]);
+
+    // Exactly g2 and g3: g1 goes.
+    fs::write(test.playbook_path(), playbook("g2, g3", "    append: false\n")).unwrap();
+    let plan = test.plan().code(2);
+    assert!(plan.stdout.contains("groups: g1,g2,g3 -> g2,g3 (-g1)"), "{}", plan.stdout);
+    test.apply().success();
+    assert_eq!(members(&test), ["g2", "g3"]);
+    test.plan().code(0);
+}

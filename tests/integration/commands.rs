@@ -14,7 +14,7 @@ fn runs_once_because_of_creates() {
     let yaml = format!("resources:\n  - command: touch {}\n    creates: {}\n", marker.display(), marker.display());
     let test = test.playbook(&yaml);
     let run = test.run_args(&["apply", "{playbook}"]).success();
-    assert!(run.stdout.contains("(run: ") && run.stdout.contains("does not exist)"), "{}", run.stdout);
+    assert!(run.stdout.contains("(runs: ") && run.stdout.contains("does not exist)"), "{}", run.stdout);
     assert!(marker.exists());
     let run = test.run_args(&["apply", "{playbook}"]).success();
     assert!(run.stdout.starts_with("No changes."), "{}", run.stdout);
@@ -33,6 +33,11 @@ fn unless_and_onlyif_guard_and_no_shell_is_involved() {
         out = out.display()
     );
     let test = test.playbook(&yaml);
+    // A guard's non-zero exit is the guard working: the plan gives its status, not "failed".
+    let plan = test.run_args(&["plan", "{playbook}"]).code(2);
+    let guard = format!("(runs: `test -e {}` exited 1)", out.display());
+    assert!(plan.stdout.contains(&guard), "no {guard} in:\n{}", plan.stdout);
+    assert!(!plan.stdout.contains("failed"), "{}", plan.stdout);
     test.run_args(&["apply", "{playbook}"]).success();
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "a; $HOME");
     assert!(!test.dir.path().join("out-never").exists());

@@ -18,6 +18,7 @@ mod plan_output;
 mod remote;
 mod safety;
 mod scenario_e2e;
+mod schema;
 mod systemd_e2e;
 mod units_offline;
 mod virtualenv;

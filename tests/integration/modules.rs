@@ -66,3 +66,22 @@ fn converge_modules_lists_parameters() {
     let run = Test::new().run_args(&["modules"]).success();
     insta::assert_snapshot!(run.stdout);
 }
+
+#[test]
+fn modules_stay_within_100_columns_and_json_defaults_keep_their_types() {
+    let run = Test::new().run_args(&["modules"]).success();
+    for line in run.stdout.lines() {
+        assert!(line.chars().count() <= 100, "a line wider than 100 columns:\n{line}");
+    }
+    let run = Test::new().run_args(&["modules", "--output", "json"]).success();
+    let records: Vec<serde_json::Value> = run.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let param = |module: &str, name: &str| {
+        let m = records.iter().find(|r| r["name"] == module).unwrap();
+        m["params"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap()["default"].clone()
+    };
+    assert_eq!(param("gunicorn", "workers"), serde_json::json!(3));
+    assert_eq!(param("nginx-proxy", "listen"), serde_json::json!(80));
+    assert_eq!(param("nginx-proxy", "remove_default"), serde_json::json!(true));
+    assert_eq!(param("nginx-proxy", "static_dir"), serde_json::json!(""));
+    assert_eq!(param("gunicorn", "user"), serde_json::Value::Null);
+}

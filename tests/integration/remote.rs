@@ -621,3 +621,103 @@ fn secret_variables_reach_no_output_of_a_remote_run() {
     );
     assert!(!run.stderr.contains("Qz9"), "{}", run.stderr);
 }
+
+/// The static build (target/ARCH-unknown-linux-musl/release/converge, which .ci/run builds), or
+/// None where it was not built (outside CI).
+pub fn static_binary() -> Option<PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let path = target.join(format!("{}-unknown-linux-musl/release/converge", std::env::consts::ARCH));
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "no {}: .ci/run builds it (rustup target add ...-musl; cargo build --release --target ...)",
+        path.display()
+    );
+    eprintln!("skipped: no static build at {}", path.display());
+    None
+}
+
+/// A target whose glibc is older than the one this (dynamically linked) converge needs: its
+/// `getconf` says glibc 2.17. Nothing is uploaded and the error says how to build a static
+/// converge; the static one, given, converges it.
+#[test]
+fn a_dynamic_converge_is_not_sent_to_an_older_glibc_but_a_static_one_is() {
+    let Some(c) = Container::boot("remote-glibc") else { return };
+    let needed = converge::remote::binary::glibc_needed(Path::new(env!("CARGO_BIN_EXE_converge"))).unwrap();
+    if needed.is_none() {
+        eprintln!("skipped: this converge is static already");
+        return;
+    }
+    c.write(
+        "/usr/local/bin/getconf",
+        "#!/bin/sh\n[ \"$1\" = GNU_LIBC_VERSION ] && echo 'glibc 2.17' && exit 0\nexec /usr/bin/getconf \"$@\"\n",
+    );
+    c.sh("chmod 755 /usr/local/bin/getconf");
+    let site = Site::new();
+    let netns = format!("/proc/{}/ns/net", leader(&c));
+    let config = site.path("ssh_config").display().to_string();
+    let args = ["apply", &site.playbook(), "--host", "root@127.0.0.1", "--ssh-config", &config];
+
+    let refused = converge(&site, &netns, &args).expect(1);
+    let said = format!("{}{}", refused.stdout, refused.stderr);
+    assert!(said.contains("the target has glibc 2.17"), "{said}");
+    assert!(said.contains("cargo build --release --target x86_64-unknown-linux-musl"), "{said}");
+    assert_eq!(c.sh("ls /var/cache/converge 2>/dev/null | wc -l"), "0", "something was uploaded");
+
+    let Some(static_binary) = static_binary() else { return };
+    let out = Command::new("nsenter")
+        .arg(format!("--net={netns}"))
+        .arg(&site.bin)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("CONVERGE_UPLOAD_BINARY", &static_binary)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("uploaded converge ("), "{stdout}");
+    assert_eq!(c.sh("cat /srv/remote/motd"), "hello from none");
+}
+
+/// The static build has no program interpreter (ldd, file) and runs in a root that has no libc
+/// at all: only itself and a playbook, which it converges into a folder there.
+#[test]
+fn the_static_binary_runs_in_a_root_without_libc() {
+    let Some(binary) = static_binary() else { return };
+    assert_eq!(converge::remote::binary::glibc_needed(&binary).unwrap(), None);
+    let ldd = Command::new("ldd").arg(&binary).output().expect("ldd (libc-bin)");
+    let said = String::from_utf8_lossy(&ldd.stdout).to_string() + &String::from_utf8_lossy(&ldd.stderr);
+    assert!(said.contains("not a dynamic executable") || said.contains("statically linked"), "ldd: {said}");
+    if let Ok(file) = Command::new("file").arg("-L").arg(&binary).output() {
+        let said = String::from_utf8_lossy(&file.stdout);
+        assert!(said.contains("statically linked") || said.contains("static-pie linked"), "file: {said}");
+    }
+    if !crate::support::is_root() {
+        eprintln!("skipped: chroot needs root");
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    std::fs::copy(&binary, root.path().join("converge")).unwrap();
+    std::fs::write(
+        root.path().join("site.yml"),
+        "resources:\n  - directory: /etc\n  - file: /etc/motd\n    content: \"no libc here\\n\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir(root.path().join("target")).unwrap();
+    let listing: Vec<String> = std::fs::read_dir(root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!listing.iter().any(|n| n == "lib" || n == "lib64" || n == "usr"), "{listing:?}");
+    let out = Command::new("chroot")
+        .arg(root.path())
+        .args(["/converge", "apply", "/site.yml", "--root", "/target"])
+        .output()
+        .expect("chroot runs");
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(root.path().join("target/etc/motd")).unwrap(), "no libc here\n");
+}

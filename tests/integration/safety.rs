@@ -138,7 +138,7 @@ fn a_secret_reaches_no_output() {
         "directory:(sensitive, line 8)",
         "command:(sensitive, line 14)",
         "symlink:/etc/app.link",
-        "command:literal-echo (run: (sensitive guard))",
+        "command:literal-echo (runs: (sensitive guard))",
         "user:app",
         "home: (sensitive value changed)",
         "nginx_site:mysite",

@@ -88,11 +88,34 @@ impl Test {
 
     pub fn run_args(&self, args: &[&str]) -> Run {
         let output = self.command(args).output().expect("the converge binary runs");
+        // A playbook that converge accepts is valid against `converge schema` too.
+        if matches!(args.first(), Some(&("plan" | "apply" | "validate"))) && matches!(output.status.code(), Some(0 | 2))
+        {
+            self.check_against_schema();
+        }
         Run {
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
             code: output.status.code().unwrap_or(-1),
             test_dir: self.dir.path().to_path_buf(),
+        }
+    }
+
+    /// Asserts that the playbook and the modules of its `modules/` folder are valid against the
+    /// schema.
+    fn check_against_schema(&self) {
+        let mut files = vec![self.playbook_path()];
+        if let Ok(dir) = fs::read_dir(self.dir.path().join("modules")) {
+            files.extend(dir.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "yml")));
+        }
+        for file in files {
+            let Ok(text) = fs::read_to_string(&file) else { continue };
+            let errors = schema_errors(&text);
+            assert!(
+                errors.is_empty(),
+                "converge accepts {} but the schema does not: {errors:#?}\n{text}",
+                file.display()
+            );
         }
     }
 
@@ -172,4 +195,14 @@ pub fn ids_of(user: &str) -> (u32, u32) {
     let line = passwd.lines().find(|l| l.starts_with(&format!("{user}:"))).unwrap_or_else(|| panic!("no user {user}"));
     let f: Vec<&str> = line.split(':').collect();
     (f[2].parse().unwrap(), f[3].parse().unwrap())
+}
+
+/// What the JSON Schema of `converge schema` finds wrong with a playbook or module (YAML text),
+/// checked by the jsonschema crate; empty when it is valid.
+pub fn schema_errors(yaml: &str) -> Vec<String> {
+    static VALIDATOR: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    let validator =
+        VALIDATOR.get_or_init(|| jsonschema::draft202012::new(&converge::schema::schema()).expect("a valid schema"));
+    let instance = converge::yaml_node::Node::parse(yaml).expect("YAML").to_json();
+    validator.iter_errors(&instance).map(|e| format!("{} at {}", e, e.instance_path())).collect()
 }

@@ -495,3 +495,50 @@ fn under_root_the_venv_is_made_inside_it_with_chroot_and_triggers_its_unit() {
     assert_eq!(installed(&venv), ["demo_pkg-2.0.dist-info", "helper-1.5.dist-info"]);
     test.plan().code(0);
 }
+
+/// As root with a private interpreter first on PATH (pyenv's shims under /root are the common
+/// case), a venv of another owner is made with the python3 that owner would find on the system
+/// PATH; named by its path, the private one is an error that says the owner cannot execute it and
+/// what to write instead.
+#[test]
+fn the_interpreter_is_found_as_its_owner_would_and_one_it_cannot_run_is_named() {
+    if !is_root() {
+        return;
+    }
+    let _one = one_at_a_time();
+    let user = TempUser::new();
+    let test = Test::new();
+    fs::set_permissions(test.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let private = test.dir.path().join("private");
+    fs::create_dir(&private).unwrap();
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).unwrap();
+    let log = test.dir.path().join("private-python.log");
+    logging_wrapper(&private.join("python3"), Path::new("/usr/bin/python3"), &log);
+    let path = format!("{}:{}", private.display(), std::env::var("PATH").unwrap_or_default());
+
+    let venv = test.dir.path().join("venv");
+    let test = test.playbook(&format!("resources:\n  - virtualenv: {}\n    owner: {}\n", venv.display(), user.name));
+    let output = test.command(&["apply", "{playbook}"]).env("PATH", &path).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(!log.exists(), "converge ran the private python3 for another owner");
+    assert!(venv.join("bin/python").exists());
+    assert_owned_by(&venv, (user.uid, user.gid));
+
+    let other = test.dir.path().join("venv2");
+    let yaml = format!(
+        "resources:\n  - virtualenv: {}\n    owner: {}\n    python: {}\n",
+        other.display(),
+        user.name,
+        private.join("python3").display()
+    );
+    let test = test.playbook(&yaml);
+    let run = test.run_args(&["apply", "{playbook}"]).code(1);
+    // The message as words, without miette's line breaks.
+    let said: String = run.stderr.replace("\n  │ ", "").split_whitespace().collect();
+    let expected =
+        format!("which its owner {} cannot execute (no search permission on {}", user.name, private.display());
+    let expected: String = expected.split_whitespace().collect();
+    assert!(said.contains(&expected), "no `{expected}` in:\n{}", run.stderr);
+    assert!(said.contains("`python:/usr/bin/python3`"), "{}", run.stderr);
+    assert!(!other.exists(), "nothing is left of the failed venv");
+}
