@@ -12,7 +12,8 @@ use crate::host::Host;
 use crate::plan::{Plan, ResourcePlan};
 use crate::printer::Printer;
 use crate::resolve::Resolved;
-use crate::systemd::{JobAction, Systemd};
+use crate::systemd::{Job, JobAction, Systemd, SystemdError};
+use std::time::Duration;
 use crate::trigger::{Step, Trigger};
 
 /// What an apply did.
@@ -64,8 +65,16 @@ pub fn apply(resolved: &Resolved, plan: &Plan, host: &Host, printer: &mut Printe
 }
 
 /// Runs the triggers through systemd, phase by phase (stop, daemon-reload, reload, restart,
-/// start); the jobs of one phase are enqueued together and each is awaited. Returns how many ran.
-pub fn run_triggers(triggers: &[Trigger], systemd: &Systemd, printer: &mut Printer) -> Result<usize> {
+/// start); the jobs of one phase are enqueued together and each is awaited, and a service
+/// started or restarted is watched for `settle(unit)` (see `Systemd::run_jobs`). A job or start
+/// that fails ends the run with the unit's last journal lines. Returns how many ran.
+pub fn run_triggers(
+    triggers: &[Trigger],
+    systemd: &Systemd,
+    settle: &dyn Fn(&str) -> Duration,
+    host: &Host,
+    printer: &mut Printer,
+) -> Result<usize> {
     let mut ran = 0;
     let mut phases: Vec<(Step, Vec<&Trigger>)> = Vec::new();
     for trigger in triggers {
@@ -88,12 +97,51 @@ pub fn run_triggers(triggers: &[Trigger], systemd: &Systemd, printer: &mut Print
             Step::Restart => JobAction::Restart,
             Step::Start => JobAction::Start,
         };
-        let jobs: Vec<(JobAction, String)> = group.iter().filter_map(|t| Some((action, t.unit.clone()?))).collect();
-        systemd.run_jobs(&jobs).map_err(|e| Error::Systemd(e.to_string()))?;
+        let jobs: Vec<Job> = group
+            .iter()
+            .filter_map(|t| {
+                let unit = t.unit.clone()?;
+                Some(Job { action, settle: settle(&unit), unit })
+            })
+            .collect();
+        systemd.run_jobs(&jobs).map_err(|e| failed(e, host))?;
         for trigger in group {
             printer.trigger_ran(trigger);
             ran += 1;
         }
     }
     Ok(ran)
+}
+
+/// The error of a failed job or start, with the unit's last lines in the journal, which usually
+/// say why it died.
+fn failed(error: SystemdError, host: &Host) -> Error {
+    let mut message = error.to_string();
+    if let Some(unit) = error.failed_unit() {
+        let lines = journal_lines(host, unit);
+        if !lines.is_empty() {
+            message += &format!("\nits last journal lines (journalctl --unit {unit} -n {JOURNAL_LINES}):");
+            for line in lines {
+                message += &format!("\n  {line}");
+            }
+        }
+    }
+    Error::Systemd(message)
+}
+
+/// How many journal lines a failure shows.
+const JOURNAL_LINES: usize = 10;
+
+/// `journalctl --unit UNIT -n 10`, after `journalctl --sync` so that what systemd logged about
+/// the failure is in. Nothing when the journal cannot be read: the error stands without it.
+fn journal_lines(host: &Host, unit: &str) -> Vec<String> {
+    let _ = host.program(&["journalctl", "--sync"]).command().output();
+    let n = JOURNAL_LINES.to_string();
+    let argv = ["journalctl", "--unit", unit, "-n", &n, "--no-pager", "--no-hostname", "--quiet", "--output", "short-iso"];
+    match host.program(&argv).env("LC_ALL", "C").command().output() {
+        Ok(out) if out.status.success() => {
+            String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+        }
+        _ => Vec::new(),
+    }
 }

@@ -29,7 +29,12 @@ pub struct Plan {
     pub pending: Pending,
     /// Unit state could not be read: no system bus and no offline root.
     pub units_unobserved: bool,
+    /// Why the triggers will not run (an offline root has no service manager), as apply says.
+    pub triggers_skipped: Option<&'static str>,
 }
+
+/// Why apply skips the triggers under `--root`.
+pub const OFFLINE_ROOT: &str = "offline root: no service manager to run it";
 
 /// One resource that differs from the playbook.
 #[derive(Debug, Clone, PartialEq)]
@@ -182,6 +187,7 @@ pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
         }
     }
     (plan.pending, plan.triggers) = triggers(resolved, &plan.resources, host)?;
+    plan.triggers_skipped = host.root().map(|_| OFFLINE_ROOT);
     Ok(plan)
 }
 
@@ -278,8 +284,13 @@ fn decide_triggers(
         let AnyResource::Unit(unit) = &entry.resource else { continue };
         let changes = changed.iter().find(|r| r.index == index).map(|r| r.changes.as_slice()).unwrap_or_default();
         let status = host.unit_status(&unit.name)?;
+        let instances = match crate::unit_file::is_template(&unit.name) {
+            true => host.running_instances(&unit.name)?,
+            false => Vec::new(),
+        };
         facts.push(UnitFacts {
             managed: true,
+            instances,
             files_changed: pending.changed_units.contains(&unit.name),
             enablement_changed: changes.iter().any(|c| matches!(c, Change::Set { attr: "enabled" | "masked", .. })),
             removed: changes.contains(&Change::Remove),
@@ -292,6 +303,15 @@ fn decide_triggers(
     for request in &mut requests {
         if interrupted.requests().any(|r| r == *request) {
             request.reason += " (in a run that did not finish)";
+        }
+    }
+    // The running instances of managed templates, which a template's change restarts.
+    let instances: Vec<String> = facts.iter().flat_map(|f| f.instances.clone()).collect();
+    for instance in instances {
+        if !facts.iter().any(|f| f.name == instance) {
+            let status = host.unit_status(&instance)?;
+            let unmanaged = SystemdUnit { name: instance.clone(), ..SystemdUnit::unmanaged() };
+            facts.push(unit_facts(&unmanaged, status.as_ref()));
         }
     }
     for request in &requests {
