@@ -13,8 +13,8 @@ use crate::plan::{Plan, ResourcePlan};
 use crate::printer::Printer;
 use crate::resolve::Resolved;
 use crate::systemd::{Job, JobAction, Systemd, SystemdError};
-use std::time::Duration;
 use crate::trigger::{Step, Trigger};
+use std::time::Duration;
 
 /// What an apply did.
 #[derive(Debug, Default)]
@@ -137,11 +137,10 @@ const JOURNAL_LINES: usize = 10;
 fn journal_lines(host: &Host, unit: &str) -> Vec<String> {
     let _ = host.program(&["journalctl", "--sync"]).command().output();
     let n = JOURNAL_LINES.to_string();
-    let argv = ["journalctl", "--unit", unit, "-n", &n, "--no-pager", "--no-hostname", "--quiet", "--output", "short-iso"];
+    let argv =
+        ["journalctl", "--unit", unit, "-n", &n, "--no-pager", "--no-hostname", "--quiet", "--output", "short-iso"];
     match host.program(&argv).env("LC_ALL", "C").command().output() {
-        Ok(out) if out.status.success() => {
-            String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
-        }
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect(),
         _ => Vec::new(),
     }
 }

@@ -96,8 +96,7 @@ impl Printer {
             self.triggers(&plan.triggers, plan.triggers_skipped);
         }
         let skipped = if plan.triggers_skipped.is_some() && !plan.triggers.is_empty() { " (skipped)" } else { "" };
-        let summary =
-            format!("Plan: {}; {}{skipped}.", counts(plan.counts()), plural(plan.triggers.len(), "trigger"));
+        let summary = format!("Plan: {}; {}{skipped}.", counts(plan.counts()), plural(plan.triggers.len(), "trigger"));
         self.line(self.paint(BOLD, &summary));
     }
 

@@ -642,7 +642,8 @@ impl Systemd {
             if watch.failed.is_none() && restarts == 0 {
                 continue;
             }
-            let (active_state, sub_state) = watch.failed.clone().unwrap_or_else(|| (watch.active.clone(), watch.sub.clone()));
+            let (active_state, sub_state) =
+                watch.failed.clone().unwrap_or_else(|| (watch.active.clone(), watch.sub.clone()));
             return Err(SystemdError::Settle {
                 unit: watch.job.unit.clone(),
                 action: watch.job.action,
@@ -682,7 +683,16 @@ impl Systemd {
         let restarts = service.n_restarts().await.map_err(property("NRestarts"))?;
         let active = object.unit.active_state().await.map_err(property("ActiveState"))?;
         let sub = object.unit.sub_state().await.map_err(property("SubState"))?;
-        let mut watch = Watch { job, deadline, object, changes: Some(changes), restarts, active: String::new(), sub: String::new(), failed: None };
+        let mut watch = Watch {
+            job,
+            deadline,
+            object,
+            changes: Some(changes),
+            restarts,
+            active: String::new(),
+            sub: String::new(),
+            failed: None,
+        };
         watch.state(&active, &sub);
         Ok(Some(watch))
     }

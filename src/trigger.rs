@@ -640,7 +640,11 @@ mod tests {
             ),
             (
                 "4: a template with on_change: reload reloads its instances",
-                vec![UnitFacts { on_change: OnChange::Reload, instances: vec!["g@a.service".into()], ..template(true) }],
+                vec![UnitFacts {
+                    on_change: OnChange::Reload,
+                    instances: vec!["g@a.service".into()],
+                    ..template(true)
+                }],
                 vec![],
                 vec!["daemon-reload", "reload g@a.service"],
             ),

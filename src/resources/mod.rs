@@ -35,8 +35,19 @@ pub use user::User;
 pub use virtualenv::Virtualenv;
 
 /// Every kind key a playbook entry can start with.
-pub const KINDS: &[&str] =
-    &["file", "directory", "symlink", "user", "group", "command", "unit", "apt", "nginx_site", "virtualenv", "tmpfiles"];
+pub const KINDS: &[&str] = &[
+    "file",
+    "directory",
+    "symlink",
+    "user",
+    "group",
+    "command",
+    "unit",
+    "apt",
+    "nginx_site",
+    "virtualenv",
+    "tmpfiles",
+];
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum AnyResource {

@@ -288,7 +288,8 @@ impl Resource for Tmpfiles {
             }
             changes.push(Change::Content { file: None, from: actual.file.clone(), to });
         } else if let Some(reason) = &actual.unapplied {
-            changes.push(Change::Run { reason: format!("{reason}: systemd-tmpfiles --create {}", self.path().display()) });
+            changes
+                .push(Change::Run { reason: format!("{reason}: systemd-tmpfiles --create {}", self.path().display()) });
         }
         changes
     }
@@ -386,7 +387,9 @@ mod tests {
         let converged = TmpfilesActual { file: Some(t.content()), unapplied: None };
         assert_eq!(t.diff(&converged), vec![]);
         let rebooted = TmpfilesActual { file: Some(t.content()), unapplied: Some("/run/app does not exist".into()) };
-        assert!(matches!(&t.diff(&rebooted)[..], [Change::Run { reason }] if reason.contains("/run/app does not exist")));
+        assert!(
+            matches!(&t.diff(&rebooted)[..], [Change::Run { reason }] if reason.contains("/run/app does not exist"))
+        );
     }
 
     #[test]

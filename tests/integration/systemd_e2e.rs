@@ -367,8 +367,10 @@ fn a_service_that_stays_up_passes_and_settle_zero_skips_the_watch() {
     assert_eq!(c.show("stays.service", "ActiveState"), "active");
 
     // A restart that dies is a failure too: a changed unit file restarts the running service.
-    let (code, out, err) =
-        c.converge(&["apply"], &service("stays.service", "ExecStart=/bin/sh -c 'sleep 0.2; exit 1'", "    settle: 3s\n"));
+    let (code, out, err) = c.converge(
+        &["apply"],
+        &service("stays.service", "ExecStart=/bin/sh -c 'sleep 0.2; exit 1'", "    settle: 3s\n"),
+    );
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("stays.service: the restart job finished, but within 3 s the service failed"), "{err}");
 
