@@ -104,7 +104,29 @@ pub fn run_triggers(
                 Some(Job { action, settle: settle(&unit), unit })
             })
             .collect();
+        // nginx's reload is graceful: its old workers keep answering until they leave. Their
+        // exits are watched from before the reload, and awaited after it (bounded), so that the
+        // next request after apply gets the new configuration.
+        let mut old_workers = Vec::new();
+        if step == Step::Reload {
+            for job in jobs.iter().filter(|job| job.unit == NGINX) {
+                let pids = systemd.helper_processes(&job.unit).map_err(|e| Error::Systemd(e.to_string()))?;
+                old_workers.push(host.watch_exits(&pids));
+            }
+        }
         systemd.run_jobs(&jobs).map_err(|e| failed(e, host))?;
+        for exits in old_workers {
+            let left = exits.wait(OLD_WORKERS_TIMEOUT);
+            if !left.is_empty() {
+                printer.warning(&format!(
+                    "{NGINX}: {} old worker process(es) still running {} s after the reload (pids {}): they finish \
+                     their open connections and may answer with the old configuration until then",
+                    left.len(),
+                    OLD_WORKERS_TIMEOUT.as_secs(),
+                    left.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
         for trigger in group {
             printer.trigger_ran(trigger);
             ran += 1;
@@ -128,6 +150,12 @@ fn failed(error: SystemdError, host: &Host) -> Error {
     }
     Error::Systemd(message)
 }
+
+/// The unit whose reload waits for its old workers.
+const NGINX: &str = "nginx.service";
+
+/// How long a reload waits for nginx's old workers to leave.
+const OLD_WORKERS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How many journal lines a failure shows.
 const JOURNAL_LINES: usize = 10;

@@ -323,6 +323,16 @@ impl Printer {
     }
 
     /// Warnings about the playbook, on stderr.
+    /// A warning about the run (not the playbook), on stderr; a record in JSON.
+    pub fn warning(&mut self, text: &str) {
+        match self.format {
+            Format::Json => self.json(json!({"type": "warning", "message": text})),
+            _ => {
+                let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("warning: {text}\n").as_bytes());
+            }
+        }
+    }
+
     pub fn warnings(&self, warnings: &[crate::error::PlaybookWarning]) {
         for warning in warnings {
             self.error(warning);

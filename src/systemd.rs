@@ -72,6 +72,9 @@ trait Manager {
         Vec<(String, String, String, String, String, String, OwnedObjectPath, u32, String, OwnedObjectPath)>,
     >;
 
+    /// The processes of a unit's cgroup: (cgroup path, pid, command line).
+    fn get_unit_processes(&self, name: &str) -> zbus::Result<Vec<(String, u32, String)>>;
+
     fn start_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn restart_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
@@ -139,6 +142,9 @@ trait Service {
     /// Type=: simple, exec, forking, oneshot, dbus, notify, notify-reload, idle.
     #[zbus(property, name = "Type")]
     fn service_type(&self) -> zbus::Result<String>;
+    /// The main process (nginx's master); 0 when there is none.
+    #[zbus(property, name = "MainPID")]
+    fn main_pid(&self) -> zbus::Result<u32>;
     /// How many times systemd restarted it by its Restart= since it was last started by hand.
     #[zbus(property, name = "NRestarts")]
     fn n_restarts(&self) -> zbus::Result<u32>;
@@ -468,6 +474,30 @@ impl Systemd {
         let mut names: Vec<String> = units.into_iter().map(|u| u.0).filter(|name| name != template).collect();
         names.sort();
         Ok(names)
+    }
+
+    /// The processes of a service other than its main process (nginx's workers), by pid; none
+    /// when it is not running.
+    pub fn helper_processes(&self, unit: &str) -> Result<Vec<u32>, SystemdError> {
+        zbus::block_on(async {
+            let path = self.manager.load_unit(unit).await.map_err(|error| unit_error(unit, "LoadUnit", error))?;
+            let object = UnitObject::new(self, unit, path).await?;
+            let Some(service) = &object.service else { return Ok(Vec::new()) };
+            let main = service.main_pid().await.map_err(|error| SystemdError::Property {
+                unit: unit.to_string(),
+                property: "MainPID",
+                error,
+            })?;
+            if main == 0 {
+                return Ok(Vec::new());
+            }
+            let processes = self
+                .manager
+                .get_unit_processes(unit)
+                .await
+                .map_err(|error| unit_error(unit, "GetUnitProcesses", error))?;
+            Ok(processes.into_iter().map(|(_, pid, _)| pid).filter(|&pid| pid != main).collect())
+        })
     }
 
     /// `systemctl daemon-reload`: returns once systemd has finished reloading.
