@@ -197,7 +197,12 @@ pub fn triggers(resolved: &Resolved, changed: &[ResourcePlan], host: &Host) -> R
     let mut pending = pending(resolved, changed);
     let interrupted = journal::load(host)?;
     pending.merge(&interrupted);
-    let triggers = decide_triggers(resolved, changed, &pending, &interrupted, host)?;
+    let mut triggers = decide_triggers(resolved, changed, &pending, &interrupted, host)?;
+    for trigger in &mut triggers {
+        if let Some(next) = next_elapse(resolved, trigger, host) {
+            trigger.reason += &format!("; next elapse {next}");
+        }
+    }
     Ok((pending, triggers))
 }
 
@@ -322,6 +327,34 @@ fn decide_triggers(
         }
     }
     Ok(trigger::decide(&facts, &requests))
+}
+
+/// When a timer that this trigger starts or restarts will elapse next, as systemd computes it
+/// (`systemd-analyze calendar`) from the timer's `OnCalendar=` as it will be. None for other
+/// triggers, and where it cannot be known (no OnCalendar=, only OnBootSec= and the like, or no
+/// systemd-analyze).
+fn next_elapse(resolved: &Resolved, trigger: &Trigger, host: &Host) -> Option<String> {
+    let unit = trigger.unit.as_deref().filter(|u| u.ends_with(".timer"))?;
+    if !matches!(trigger.step, trigger::Step::Start | trigger::Step::Restart) {
+        return None;
+    }
+    let timer = resolved.entries.iter().find_map(|e| match &e.resource {
+        AnyResource::Unit(u) if u.name == unit => u.parsed(),
+        _ => None,
+    })?;
+    let calendars = timer.list("Timer", "OnCalendar");
+    if calendars.is_empty() {
+        return None;
+    }
+    let mut argv = vec!["systemd-analyze".to_string(), "calendar".to_string()];
+    argv.extend(calendars);
+    let output = host.program(&argv).env("LC_ALL", "C").command().output().ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let nexts: Vec<&str> = text.lines().filter_map(|l| l.trim().strip_prefix("Next elapse:")).map(str::trim).collect();
+    (!nexts.is_empty()).then(|| nexts.join(", "))
 }
 
 /// What a unit's file (as it will be) and systemd's status say, for the decision.

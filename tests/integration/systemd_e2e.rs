@@ -558,6 +558,9 @@ fn a_timer_is_enabled_and_active_and_its_service_is_not_started() {
     // A new schedule: the timer is restarted, so that it takes effect.
     let (_, plan, _) = c.converge(&["plan"], &backup("04"));
     assert!(plan.contains("restart backup.timer"), "{plan}");
+    // The plan says when the new schedule elapses next, as systemd computes it.
+    let line = plan.lines().find(|l| l.contains("restart backup.timer")).unwrap();
+    assert!(line.contains("next elapse ") && line.contains(" 04:00:00 "), "{line}");
     c.apply(&backup("04"));
     let next = c.show("backup.timer", "NextElapseUSecRealtime");
     assert!(next.contains("04:00:00"), "{next}");
