@@ -136,8 +136,14 @@ pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
     // What earlier resources create, by id, for "(created above)" and missing owners.
     let mut created: HashMap<&ResourceId, bool> = HashMap::new();
     let mut created_dirs: Vec<&Path> = Vec::new();
+    // Packages an earlier `apt` resource of the plan installs: a later one naming them too (a
+    // module's `apt: nginx` and the playbook's) finds them installed when apply reaches it.
+    let mut installing: Vec<String> = Vec::new();
     for (index, entry) in resolved.entries.iter().enumerate() {
-        let changes = entry.resource.plan(host)?;
+        let mut changes = entry.resource.plan(host)?;
+        if let AnyResource::Apt(_) = &entry.resource {
+            changes = merge_installs(changes, &mut installing);
+        }
         check_may_give(host, &entry.id, &changes)?;
         if let Some(parent) = entry.resource.parent_needed().filter(|_| !changes.is_empty()) {
             let made_above = created_dirs.iter().any(|d| d.starts_with(parent));
@@ -189,6 +195,24 @@ pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
     (plan.pending, plan.triggers) = triggers(resolved, &plan.resources, host)?;
     plan.triggers_skipped = host.root().map(|_| OFFLINE_ROOT);
     Ok(plan)
+}
+
+/// An `apt` resource's changes without the installs an earlier resource already plans; records
+/// its own installs in `installing`.
+fn merge_installs(changes: Vec<Change>, installing: &mut Vec<String>) -> Vec<Change> {
+    let package = |change: &Change| match change {
+        Change::Set { attr: "package", from: None, to } if to.ends_with(": install") => {
+            to.split_once(':').map(|(p, _)| p.to_owned())
+        }
+        _ => None,
+    };
+    let mut kept: Vec<Change> =
+        changes.into_iter().filter(|c| package(c).is_none_or(|p| !installing.contains(&p))).collect();
+    installing.extend(kept.iter().filter_map(package));
+    if !kept.iter().any(|c| package(c).is_some()) {
+        kept.retain(|c| *c != Change::Create);
+    }
+    kept
 }
 
 /// The triggers that `changed` resources set off, with what an interrupted run left pending:
@@ -386,5 +410,24 @@ fn unit_facts(unit: &SystemdUnit, status: Option<&UnitStatus>) -> UnitFacts {
         runtime_preserve,
         sockets: parsed.as_ref().map(|f| f.list("Service", "Sockets")).unwrap_or_default(),
         ..UnitFacts::default()
+    }
+}
+
+#[cfg(test)]
+mod merge_tests {
+    use super::*;
+
+    fn install(package: &str) -> Change {
+        Change::Set { attr: "package", from: None, to: format!("{package}: install") }
+    }
+
+    #[test]
+    fn a_package_installed_above_is_one_install() {
+        let mut installing = Vec::new();
+        let first = merge_installs(vec![Change::Create, install("nginx")], &mut installing);
+        assert_eq!(first, vec![Change::Create, install("nginx")]);
+        assert_eq!(merge_installs(vec![Change::Create, install("nginx")], &mut installing), vec![]);
+        let both = merge_installs(vec![Change::Create, install("nginx"), install("curl")], &mut installing);
+        assert_eq!(both, vec![Change::Create, install("curl")]);
     }
 }

@@ -67,3 +67,20 @@ fn converge_modules_lists_parameters() {
     let run = Test::new().run_args(&["modules"]).success();
     insta::assert_snapshot!(run.stdout);
 }
+
+#[test]
+fn a_package_named_by_a_module_and_the_playbook_is_one_install() {
+    let test = Test::new().playbook(
+        "resources:
+  - use: nginx-proxy
+    with:
+      name: mysite
+      upstream: unix:/run/gunicorn.sock
+  - apt: [nginx, curl]
+",
+    );
+    let run = test.run_args(&["plan", "{playbook}", "--root", "{root}", "--no-color"]).code(2);
+    assert_eq!(run.stdout.matches("package: nginx: install").count(), 1, "{}", run.stdout);
+    assert_eq!(run.stdout.matches("package: curl: install").count(), 1, "{}", run.stdout);
+    assert!(run.stdout.contains("Plan: 3 to create, 0 to update, 0 to remove;"), "{}", run.stdout);
+}
