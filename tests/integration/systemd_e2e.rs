@@ -362,7 +362,13 @@ fn a_service_that_systemd_keeps_restarting_fails_the_run() {
 #[test]
 fn a_service_that_stays_up_passes_and_settle_zero_skips_the_watch() {
     let Some(c) = Container::boot("settle") else { return };
+    // Timings for the report only (no assertion on them): a good start with and without the watch.
+    let start = std::time::Instant::now();
+    c.apply(&service("unwatched.service", "ExecStart=/bin/sleep infinity", "    settle: 0\n"));
+    let unwatched = start.elapsed();
+    let start = std::time::Instant::now();
     let out = c.apply(&service("stays.service", "ExecStart=/bin/sleep infinity", ""));
+    eprintln!("a good start: apply took {:?} watched (settle 1 s), {unwatched:?} with settle: 0", start.elapsed());
     assert!(out.contains("start stays.service: done"), "{out}");
     assert_eq!(c.show("stays.service", "ActiveState"), "active");
 
