@@ -194,6 +194,22 @@ pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
     }
     (plan.pending, plan.triggers) = triggers(resolved, &plan.resources, host)?;
     plan.triggers_skipped = host.root().map(|_| OFFLINE_ROOT);
+    // A unit that a package of this plan may bring and start: what its trigger will really be
+    // is known only once apt has run. The plan says so rather than guess.
+    let installs = plan.resources.iter().any(|r| {
+        matches!(resolved.entries[r.index].resource, AnyResource::Apt(_)) && r.changes.contains(&Change::Create)
+    });
+    if installs {
+        for trigger in &mut plan.triggers {
+            let Some(unit) = &trigger.unit else { continue };
+            if host.unit_status(unit)?.is_some_and(|s| s.load_state == "not-found") {
+                trigger.reason += &format!(
+                    "; depends on what apt installs: {unit} is not there yet, and a package that starts it makes this a \
+                     reload or nothing"
+                );
+            }
+        }
+    }
     Ok(plan)
 }
 
