@@ -7,7 +7,9 @@
 //!
 //! zbus 6 has no blocking API, so the proxies below are async and every public method drives
 //! them to completion inside one `zbus::block_on` call (zbus's own small runtime, on the calling
-//! thread; no tokio). The async world ends at this module's boundary: callers see plain
+//! thread; no tokio). It also watches a service for its settle time after a start or restart
+//! (PropertiesChanged signals, see [`Systemd::run_jobs`]), lists a template's running instances
+//! and a service's processes. The async world ends at this module's boundary: callers see plain
 //! synchronous methods. Being async inside is what lets [`Systemd::units`] have the property
 //! reads of many units in flight at once, and lets [`Systemd::run_jobs`] enqueue jobs while it
 //! listens for their completion.
@@ -995,6 +997,35 @@ mod tests {
             error.to_string(),
             "data.mount: job start finished with `timeout` (ActiveState=inactive, SubState=dead)"
         );
+    }
+
+    #[test]
+    fn a_service_that_died_is_failed_or_waiting_to_restart() {
+        assert!(failing("failed", "failed"));
+        assert!(failing("activating", "auto-restart"));
+        assert!(!failing("active", "running"));
+        assert!(!failing("inactive", "dead"), "an ExecStart= that exits 0 did not fail");
+        assert!(!failing("activating", "start"));
+    }
+
+    #[test]
+    fn a_settle_failure_says_how_long_and_what_systemd_did() {
+        let error = |restarts, active: &str, sub: &str| SystemdError::Settle {
+            unit: "app.service".into(),
+            action: JobAction::Restart,
+            settle: Duration::from_millis(1500),
+            active_state: active.into(),
+            sub_state: sub.into(),
+            unit_result: Some("exit-code".into()),
+            restarts,
+        };
+        assert_eq!(
+            error(0, "activating", "auto-restart").to_string(),
+            "app.service: the restart job finished, but within 1.5 s the service failed (ActiveState=activating, \
+             SubState=auto-restart, Result=exit-code)"
+        );
+        assert!(error(2, "active", "running").to_string().contains("died and was restarted by systemd (2x)"));
+        assert_eq!(error(0, "failed", "failed").failed_unit(), Some("app.service"));
     }
 
     #[test]

@@ -350,12 +350,17 @@ fn a_simple_service_that_dies_at_once_fails_the_run_with_its_journal() {
 #[test]
 fn a_service_that_systemd_keeps_restarting_fails_the_run() {
     let Some(c) = Container::boot("auto-restart") else { return };
-    // Restart=always: it never shows `failed`, it goes `activating (auto-restart)`.
+    // Restart=always: it never stays `failed`; it goes `activating (auto-restart)` and is
+    // started again (systemd 252 shows `failed` for a moment between the two, which the watch
+    // may see first: either is a service that died).
     let playbook = service("flaps.service", "ExecStart=/bin/false\nRestart=always\nRestartSec=200ms", "");
     let (code, out, err) = c.converge(&["apply"], &playbook);
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("flaps.service: the start job finished, but within 1 s the service"), "{err}");
-    assert!(err.contains("auto-restart") || err.contains("restarted by systemd"), "{err}");
+    assert!(
+        err.contains("auto-restart") || err.contains("restarted by systemd") || err.contains("ActiveState=failed"),
+        "{err}"
+    );
     assert!(err.contains("status=1/FAILURE"), "systemd's own journal line is shown: {err}");
 }
 
