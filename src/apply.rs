@@ -14,8 +14,9 @@ use crate::printer::Printer;
 use crate::progress;
 use crate::resolve::Resolved;
 use crate::resources::AnyResource;
-use crate::systemd::{JobAction, Systemd};
+use crate::systemd::{Job, JobAction, Systemd, SystemdError};
 use crate::trigger::{Step, Trigger};
+use std::time::Duration;
 
 /// What an apply did.
 #[derive(Debug, Default)]
@@ -80,8 +81,16 @@ fn slow_step(resource: &AnyResource) -> Option<&'static str> {
 }
 
 /// Runs the triggers through systemd, phase by phase (stop, daemon-reload, reload, restart,
-/// start); the jobs of one phase are enqueued together and each is awaited. Returns how many ran.
-pub fn run_triggers(triggers: &[Trigger], systemd: &Systemd, printer: &mut Printer) -> Result<usize> {
+/// start); the jobs of one phase are enqueued together and each is awaited, and a service
+/// started or restarted is watched for `settle(unit)` (see `Systemd::run_jobs`). A job or start
+/// that fails ends the run with the unit's last journal lines. Returns how many ran.
+pub fn run_triggers(
+    triggers: &[Trigger],
+    systemd: &Systemd,
+    settle: &dyn Fn(&str) -> Duration,
+    host: &Host,
+    printer: &mut Printer,
+) -> Result<usize> {
     let mut ran = 0;
     let mut phases: Vec<(Step, Vec<&Trigger>)> = Vec::new();
     for trigger in triggers {
@@ -106,15 +115,81 @@ pub fn run_triggers(triggers: &[Trigger], systemd: &Systemd, printer: &mut Print
             Step::Restart => JobAction::Restart,
             Step::Start => JobAction::Start,
         };
-        let jobs: Vec<(JobAction, String)> = group.iter().filter_map(|t| Some((action, t.unit.clone()?))).collect();
-        let units: Vec<&str> = jobs.iter().map(|(_, unit)| unit.as_str()).collect();
+        let jobs: Vec<Job> = group
+            .iter()
+            .filter_map(|t| {
+                let unit = t.unit.clone()?;
+                Some(Job { action, settle: settle(&unit), unit })
+            })
+            .collect();
+        // nginx's reload is graceful: its old workers keep answering until they leave. Their
+        // exits are watched from before the reload, and awaited after it (bounded), so that the
+        // next request after apply gets the new configuration.
+        let mut old_workers = Vec::new();
+        if step == Step::Reload {
+            for job in jobs.iter().filter(|job| job.unit == NGINX) {
+                let pids = systemd.helper_processes(&job.unit).map_err(|e| Error::Systemd(e.to_string()))?;
+                old_workers.push(host.watch_exits(&pids));
+            }
+        }
+        let units: Vec<&str> = jobs.iter().map(|job| job.unit.as_str()).collect();
         let spinner = progress::spinner(format!("systemctl {action} {}", units.join(" ")));
-        systemd.run_jobs(&jobs).map_err(|e| Error::Systemd(e.to_string()))?;
+        systemd.run_jobs(&jobs).map_err(|e| failed(e, host))?;
         drop(spinner);
+        for exits in old_workers {
+            let left = exits.wait(OLD_WORKERS_TIMEOUT);
+            if !left.is_empty() {
+                printer.warning(&format!(
+                    "{NGINX}: {} old worker process(es) still running {} s after the reload (pids {}): they finish \
+                     their open connections and may answer with the old configuration until then",
+                    left.len(),
+                    OLD_WORKERS_TIMEOUT.as_secs(),
+                    left.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
         for trigger in group {
             printer.trigger_ran(trigger);
             ran += 1;
         }
     }
     Ok(ran)
+}
+
+/// The error of a failed job or start, with the unit's last lines in the journal, which usually
+/// say why it died.
+fn failed(error: SystemdError, host: &Host) -> Error {
+    let mut message = error.to_string();
+    if let Some(unit) = error.failed_unit() {
+        let lines = journal_lines(host, unit);
+        if !lines.is_empty() {
+            message += &format!("\nits last journal lines (journalctl --unit {unit} -n {JOURNAL_LINES}):");
+            for line in lines {
+                message += &format!("\n  {line}");
+            }
+        }
+    }
+    Error::Systemd(message)
+}
+
+/// The unit whose reload waits for its old workers.
+const NGINX: &str = "nginx.service";
+
+/// How long a reload waits for nginx's old workers to leave.
+const OLD_WORKERS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How many journal lines a failure shows.
+const JOURNAL_LINES: usize = 10;
+
+/// `journalctl --unit UNIT -n 10`, after `journalctl --sync` so that what systemd logged about
+/// the failure is in. Nothing when the journal cannot be read: the error stands without it.
+fn journal_lines(host: &Host, unit: &str) -> Vec<String> {
+    let _ = host.program(&["journalctl", "--sync"]).command().output();
+    let n = JOURNAL_LINES.to_string();
+    let argv =
+        ["journalctl", "--unit", unit, "-n", &n, "--no-pager", "--no-hostname", "--quiet", "--output", "short-iso"];
+    match host.program(&argv).env("LC_ALL", "C").command().output() {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect(),
+        _ => Vec::new(),
+    }
 }

@@ -30,6 +30,11 @@ pub enum Type {
     Dropins,
     /// A mapping of environment variable names to strings (a command's `environment:`).
     Environment,
+    /// A time: `2s`, `500ms`, or a number of seconds (a unit's `settle:`).
+    Duration,
+    /// tmpfiles.d lines: each a string (`d /run/app 0750 app app -`) or a mapping of `type`,
+    /// `path`, `mode`, `user`, `group`, `age`, `argument`.
+    TmpfilesEntries,
     /// true, false or a minijinja expression (`when:`).
     Expression,
 }
@@ -159,6 +164,7 @@ pub const KINDS: &[Kind] = &[
             attr("on_change", Type::Word(&["restart", "reload", "none"]), "what a change of its files does to it"),
             attr("restart_triggers", Type::Strings, "ids whose changes restart this unit"),
             attr("reload_triggers", Type::Strings, "ids whose changes reload this unit"),
+            attr("settle", Type::Duration, "how long a started service is watched for a failure (default 1s; 0: not)"),
         ],
     },
     Kind {
@@ -204,6 +210,15 @@ pub const KINDS: &[Kind] = &[
             attr("no_index", Type::Bool, "pip's --no-index"),
             attr("pip_args", Type::Argv, "more arguments for pip install"),
             attr("exact", Type::Bool, "remove the packages that no requirement asks for"),
+        ],
+    },
+    Kind {
+        name: "tmpfiles",
+        names: Type::String,
+        doc: "a systemd-tmpfiles file, /etc/tmpfiles.d/NAME.conf, applied at once and at every boot",
+        attrs: &[
+            STATE,
+            attr("entries", Type::TmpfilesEntries, "its lines: `d /run/app 0750 app app -`, or mappings"),
         ],
     },
 ];

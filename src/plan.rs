@@ -31,7 +31,12 @@ pub struct Plan {
     pub units_unobserved: bool,
     /// Resources a `when:` left out, and the expression, for `-v`.
     pub skipped: Vec<(String, String)>,
+    /// Why the triggers will not run (an offline root has no service manager), as apply says.
+    pub triggers_skipped: Option<&'static str>,
 }
+
+/// Why apply skips the triggers under `--root`.
+pub const OFFLINE_ROOT: &str = "offline root: no service manager to run it";
 
 /// One resource that differs from the playbook.
 #[derive(Debug, Clone, PartialEq)]
@@ -133,8 +138,14 @@ pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
     // What earlier resources create, by id, for "(created above)" and missing owners.
     let mut created: HashMap<&ResourceId, bool> = HashMap::new();
     let mut created_dirs: Vec<&Path> = Vec::new();
+    // Packages an earlier `apt` resource of the plan installs: a later one naming them too (a
+    // module's `apt: nginx` and the playbook's) finds them installed when apply reaches it.
+    let mut installing: Vec<String> = Vec::new();
     for (index, entry) in resolved.entries.iter().enumerate() {
-        let changes = entry.resource.plan(host).map_err(|e| entry.own_error(e))?;
+        let mut changes = entry.resource.plan(host).map_err(|e| entry.own_error(e))?;
+        if let AnyResource::Apt(_) = &entry.resource {
+            changes = merge_installs(changes, &mut installing);
+        }
         check_may_give(host, &entry.id, &changes)?;
         if let Some(parent) = entry.resource.parent_needed().filter(|_| !changes.is_empty()) {
             let made_above = created_dirs.iter().any(|d| d.starts_with(parent));
@@ -184,7 +195,42 @@ pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
         }
     }
     (plan.pending, plan.triggers) = triggers(resolved, &plan.resources, host)?;
+    plan.triggers_skipped = host.root().map(|_| OFFLINE_ROOT);
+    // A unit that a package of this plan may bring and start: what its trigger will really be
+    // is known only once apt has run. The plan says so rather than guess.
+    let installs = plan.resources.iter().any(|r| {
+        matches!(resolved.entries[r.index].resource, AnyResource::Apt(_)) && r.changes.contains(&Change::Create)
+    });
+    if installs {
+        for trigger in &mut plan.triggers {
+            let Some(unit) = &trigger.unit else { continue };
+            if host.unit_status(unit)?.is_some_and(|s| s.load_state == "not-found") {
+                trigger.reason += &format!(
+                    "; depends on what apt installs: {unit} is not there yet, and a package that starts it makes this a \
+                     reload or nothing"
+                );
+            }
+        }
+    }
     Ok(plan)
+}
+
+/// An `apt` resource's changes without the installs an earlier resource already plans; records
+/// its own installs in `installing`.
+fn merge_installs(changes: Vec<Change>, installing: &mut Vec<String>) -> Vec<Change> {
+    let package = |change: &Change| match change {
+        Change::Set { attr: "package", from: None, to } if to.ends_with(": install") => {
+            to.split_once(':').map(|(p, _)| p.to_owned())
+        }
+        _ => None,
+    };
+    let mut kept: Vec<Change> =
+        changes.into_iter().filter(|c| package(c).is_none_or(|p| !installing.contains(&p))).collect();
+    installing.extend(kept.iter().filter_map(package));
+    if !kept.iter().any(|c| package(c).is_some()) {
+        kept.retain(|c| *c != Change::Create);
+    }
+    kept
 }
 
 /// The triggers that `changed` resources set off, with what an interrupted run left pending:
@@ -193,7 +239,12 @@ pub fn triggers(resolved: &Resolved, changed: &[ResourcePlan], host: &Host) -> R
     let mut pending = pending(resolved, changed);
     let interrupted = journal::load(host)?;
     pending.merge(&interrupted);
-    let triggers = decide_triggers(resolved, changed, &pending, &interrupted, host)?;
+    let mut triggers = decide_triggers(resolved, changed, &pending, &interrupted, host)?;
+    for trigger in &mut triggers {
+        if let Some(next) = next_elapse(resolved, trigger, host) {
+            trigger.reason += &format!("; next elapse {next}");
+        }
+    }
     Ok((pending, triggers))
 }
 
@@ -280,8 +331,13 @@ fn decide_triggers(
         let AnyResource::Unit(unit) = &entry.resource else { continue };
         let changes = changed.iter().find(|r| r.index == index).map(|r| r.changes.as_slice()).unwrap_or_default();
         let status = host.unit_status(&unit.name)?;
+        let instances = match crate::unit_file::is_template(&unit.name) {
+            true => host.running_instances(&unit.name)?,
+            false => Vec::new(),
+        };
         facts.push(UnitFacts {
             managed: true,
+            instances,
             files_changed: pending.changed_units.contains(&unit.name),
             enablement_changed: changes.iter().any(|c| matches!(c, Change::Set { attr: "enabled" | "masked", .. })),
             removed: changes.contains(&Change::Remove),
@@ -296,6 +352,15 @@ fn decide_triggers(
             request.reason += " (in a run that did not finish)";
         }
     }
+    // The running instances of managed templates, which a template's change restarts.
+    let instances: Vec<String> = facts.iter().flat_map(|f| f.instances.clone()).collect();
+    for instance in instances {
+        if !facts.iter().any(|f| f.name == instance) {
+            let status = host.unit_status(&instance)?;
+            let unmanaged = SystemdUnit { name: instance.clone(), ..SystemdUnit::unmanaged() };
+            facts.push(unit_facts(&unmanaged, status.as_ref()));
+        }
+    }
     for request in &requests {
         if !facts.iter().any(|f| f.name == request.unit) {
             let status = host.unit_status(&request.unit)?;
@@ -304,6 +369,34 @@ fn decide_triggers(
         }
     }
     Ok(trigger::decide(&facts, &requests))
+}
+
+/// When a timer that this trigger starts or restarts will elapse next, as systemd computes it
+/// (`systemd-analyze calendar`) from the timer's `OnCalendar=` as it will be. None for other
+/// triggers, and where it cannot be known (no OnCalendar=, only OnBootSec= and the like, or no
+/// systemd-analyze).
+fn next_elapse(resolved: &Resolved, trigger: &Trigger, host: &Host) -> Option<String> {
+    let unit = trigger.unit.as_deref().filter(|u| u.ends_with(".timer"))?;
+    if !matches!(trigger.step, trigger::Step::Start | trigger::Step::Restart) {
+        return None;
+    }
+    let timer = resolved.entries.iter().find_map(|e| match &e.resource {
+        AnyResource::Unit(u) if u.name == unit => u.parsed(),
+        _ => None,
+    })?;
+    let calendars = timer.list("Timer", "OnCalendar");
+    if calendars.is_empty() {
+        return None;
+    }
+    let mut argv = vec!["systemd-analyze".to_string(), "calendar".to_string()];
+    argv.extend(calendars);
+    let output = host.program(&argv).env("LC_ALL", "C").command().output().ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let nexts: Vec<&str> = text.lines().filter_map(|l| l.trim().strip_prefix("Next elapse:")).map(str::trim).collect();
+    (!nexts.is_empty()).then(|| nexts.join(", "))
 }
 
 /// What a unit's file (as it will be) and systemd's status say, for the decision.
@@ -335,5 +428,24 @@ fn unit_facts(unit: &SystemdUnit, status: Option<&UnitStatus>) -> UnitFacts {
         runtime_preserve,
         sockets: parsed.as_ref().map(|f| f.list("Service", "Sockets")).unwrap_or_default(),
         ..UnitFacts::default()
+    }
+}
+
+#[cfg(test)]
+mod merge_tests {
+    use super::*;
+
+    fn install(package: &str) -> Change {
+        Change::Set { attr: "package", from: None, to: format!("{package}: install") }
+    }
+
+    #[test]
+    fn a_package_installed_above_is_one_install() {
+        let mut installing = Vec::new();
+        let first = merge_installs(vec![Change::Create, install("nginx")], &mut installing);
+        assert_eq!(first, vec![Change::Create, install("nginx")]);
+        assert_eq!(merge_installs(vec![Change::Create, install("nginx")], &mut installing), vec![]);
+        let both = merge_installs(vec![Change::Create, install("nginx"), install("curl")], &mut installing);
+        assert_eq!(both, vec![Change::Create, install("curl")]);
     }
 }

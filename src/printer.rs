@@ -76,7 +76,11 @@ impl Printer {
                 self.json(record);
             }
             for t in &plan.triggers {
-                self.json(trigger_json(t));
+                let mut record = trigger_json(t);
+                if let Some(why) = plan.triggers_skipped {
+                    record["skipped"] = json!(why);
+                }
+                self.json(record);
             }
             let c = plan.counts();
             self.json(json!({"type": "plan", "create": c.create, "update": c.update, "remove": c.remove, "run": c.run, "triggers": plan.triggers.len(), "units_unobserved": plan.units_unobserved}));
@@ -103,9 +107,10 @@ impl Printer {
             for r in &plan.resources {
                 self.resource(r);
             }
-            self.triggers(&plan.triggers);
+            self.triggers(&plan.triggers, plan.triggers_skipped);
         }
-        let summary = format!("Plan: {}; {}.", counts(plan.counts()), plural(plan.triggers.len(), "trigger"));
+        let skipped = if plan.triggers_skipped.is_some() && !plan.triggers.is_empty() { " (skipped)" } else { "" };
+        let summary = format!("Plan: {}; {}{skipped}.", counts(plan.counts()), plural(plan.triggers.len(), "trigger"));
         self.line(self.paint(BOLD, &summary));
     }
 
@@ -195,14 +200,16 @@ impl Printer {
             .collect()
     }
 
-    fn triggers(&mut self, triggers: &[Trigger]) {
+    /// The planned triggers; with `skipped`, each marked as apply will report it.
+    fn triggers(&mut self, triggers: &[Trigger], skipped: Option<&str>) {
         if triggers.is_empty() {
             return;
         }
         self.line("Triggers, in order:");
         let width = triggers.iter().map(|t| t.to_string().len()).max().unwrap_or(0);
         for t in triggers {
-            self.line(format!("  {:width$}   ({})", t.to_string(), t.reason));
+            let skipped = skipped.map(|why| format!(": skipped ({why})")).unwrap_or_default();
+            self.line(format!("  {:width$}   ({}){skipped}", t.to_string(), t.reason));
         }
         self.line("");
     }
@@ -359,6 +366,16 @@ impl Printer {
     }
 
     /// Warnings about the playbook, on stderr.
+    /// A warning about the run (not the playbook), on stderr; a record in JSON.
+    pub fn warning(&mut self, text: &str) {
+        match self.format {
+            Format::Json => self.json(json!({"type": "warning", "message": text})),
+            _ => {
+                let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("warning: {text}\n").as_bytes());
+            }
+        }
+    }
+
     pub fn warnings(&self, warnings: &[crate::error::PlaybookWarning]) {
         for warning in warnings {
             self.error(warning);

@@ -167,6 +167,7 @@ pub fn resolve(playbook: &Playbook, input: &VarsInput) -> Result<Resolved> {
     let entries: Vec<Entry> = order.into_iter().map(|i| slots[i].take().expect("each index once")).collect();
     let mut warnings = socket_layout_warnings(&entries, source);
     warnings.extend(unused_vars(&file_vars, &templates));
+    warnings.extend(run_directory_warnings(&entries, source));
     Ok(Resolved { name, entries, source: source.clone(), warnings, skipped })
 }
 
@@ -677,6 +678,20 @@ fn find_cycle(before: &[BTreeSet<usize>], waiting: &[usize]) -> Vec<usize> {
         path.push(next);
         current = next;
     }
+}
+
+/// A `directory:` under /run or /var/run: a tmpfs, so it is gone after the next boot.
+fn run_directory_warnings(entries: &[Entry], source: &Source) -> Vec<PlaybookWarning> {
+    let dirs = entries.iter().filter_map(|e| match &e.resource {
+        AnyResource::Directory(d) if d.state == crate::resource::State::Present => Some((e, &d.path)),
+        _ => None,
+    });
+    dirs.filter_map(|(entry, path)| {
+        let help = crate::resources::tmpfiles::run_directory_help(path)?;
+        let message = format!("directory {} is on a tmpfs: it does not survive a reboot", path.display());
+        Some(source.error(entry.span, message, "gone after the next boot").help(help).into())
+    })
+    .collect()
 }
 
 /// The seed's trap (DESIGN.md section 4, rule 4): a socket listening inside its service's

@@ -153,6 +153,26 @@ fn type_schema(ty: Type) -> Value {
             "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
             "additionalProperties": {"type": ["string", "number", "boolean"]},
         }),
+        Type::Duration => json!({"anyOf": [
+            {"type": "number", "minimum": 0},
+            {"type": "string", "pattern": r"^\s*[0-9.]+\s*(ms|s)?\s*$"},
+        ]}),
+        Type::TmpfilesEntries => json!({
+            "type": "array",
+            "items": {"anyOf": [
+                {"type": "string"},
+                {
+                    "type": "object",
+                    "required": ["type", "path"],
+                    "properties": {
+                        "type": {"type": "string"}, "path": {"type": "string"}, "mode": {"type": ["string", "integer"]},
+                        "user": {"type": "string"}, "group": {"type": "string"}, "age": {"type": "string"},
+                        "argument": {"type": "string"},
+                    },
+                    "additionalProperties": false,
+                },
+            ]},
+        }),
         Type::Expression => json!({"type": ["boolean", "string"]}),
     }
 }

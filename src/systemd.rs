@@ -7,7 +7,9 @@
 //!
 //! zbus 6 has no blocking API, so the proxies below are async and every public method drives
 //! them to completion inside one `zbus::block_on` call (zbus's own small runtime, on the calling
-//! thread; no tokio). The async world ends at this module's boundary: callers see plain
+//! thread; no tokio). It also watches a service for its settle time after a start or restart
+//! (PropertiesChanged signals, see [`Systemd::run_jobs`]), lists a template's running instances
+//! and a service's processes. The async world ends at this module's boundary: callers see plain
 //! synchronous methods. Being async inside is what lets [`Systemd::units`] have the property
 //! reads of many units in flight at once, and lets [`Systemd::run_jobs`] enqueue jobs while it
 //! listens for their completion.
@@ -19,7 +21,9 @@ use std::fmt;
 use std::future::{Future, poll_fn};
 use std::io::ErrorKind;
 use std::pin::{Pin, pin};
-use std::task::Poll;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use zbus::proxy::CacheProperties;
 use zbus::{AsyncDrop, Connection, OwnedObjectPath};
@@ -58,6 +62,20 @@ trait Manager {
     /// this works for inactive units that systemd has unloaded, and answers a name that has no
     /// unit file with a unit whose LoadState is `not-found` rather than with an error.
     fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
+
+    /// The loaded units whose names match `patterns` (fnmatch), in any of `states` (all when
+    /// empty): (name, description, load, active, sub, following, path, job id, job type, job path).
+    #[allow(clippy::type_complexity)]
+    fn list_units_by_patterns(
+        &self,
+        states: &[&str],
+        patterns: &[&str],
+    ) -> zbus::Result<
+        Vec<(String, String, String, String, String, String, OwnedObjectPath, u32, String, OwnedObjectPath)>,
+    >;
+
+    /// The processes of a unit's cgroup: (cgroup path, pid, command line).
+    fn get_unit_processes(&self, name: &str) -> zbus::Result<Vec<(String, u32, String)>>;
 
     fn start_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
@@ -123,6 +141,15 @@ trait Service {
     /// How the service last ended: success, exit-code, signal, timeout, core-dump, ...
     #[zbus(property)]
     fn result(&self) -> zbus::Result<String>;
+    /// Type=: simple, exec, forking, oneshot, dbus, notify, notify-reload, idle.
+    #[zbus(property, name = "Type")]
+    fn service_type(&self) -> zbus::Result<String>;
+    /// The main process (nginx's master); 0 when there is none.
+    #[zbus(property, name = "MainPID")]
+    fn main_pid(&self) -> zbus::Result<u32>;
+    /// How many times systemd restarted it by its Restart= since it was last started by hand.
+    #[zbus(property, name = "NRestarts")]
+    fn n_restarts(&self) -> zbus::Result<u32>;
 }
 
 /// `org.freedesktop.systemd1.Socket`, at the object path of a `.socket` unit.
@@ -183,6 +210,27 @@ pub enum SystemdError {
         unit_result: Option<String>,
     },
 
+    /// A start or restart job ended `done`, but within the settle time the service died:
+    /// systemd put it in `failed`, or in `activating (auto-restart)` to start it again
+    /// (`Restart=`), or restarted it already.
+    #[error(
+        "{unit}: the {action} job finished, but within {} s the service {} (ActiveState={active_state}, SubState={sub_state}{})",
+        settle.as_secs_f64(),
+        match restarts { 0 => "failed".to_string(), n => format!("died and was restarted by systemd ({n}x)") },
+        unit_result.as_deref().map(|r| format!(", Result={r}")).unwrap_or_default()
+    )]
+    Settle {
+        unit: String,
+        action: JobAction,
+        /// How long converge watched it.
+        settle: Duration,
+        active_state: String,
+        sub_state: String,
+        unit_result: Option<String>,
+        /// How many times systemd restarted it meanwhile (NRestarts went up by this much).
+        restarts: u32,
+    },
+
     /// The bus connection ended while jobs were running.
     #[error("{units}: the system bus connection closed while waiting for jobs to finish")]
     Disconnected { units: String },
@@ -219,6 +267,29 @@ impl fmt::Display for JobAction {
         })
     }
 }
+
+impl SystemdError {
+    /// The unit whose job or start failed, for a look at its journal.
+    pub fn failed_unit(&self) -> Option<&str> {
+        match self {
+            SystemdError::JobFailed { unit, .. } | SystemdError::Settle { unit, .. } => Some(unit),
+            _ => None,
+        }
+    }
+}
+
+/// A job converge enqueues, and how long to watch a service after its start or restart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub action: JobAction,
+    pub unit: String,
+    /// After a start or restart job of a service ends `done`: how long converge watches the
+    /// unit for a failure (see [`Systemd::run_jobs`]). Zero: not at all.
+    pub settle: Duration,
+}
+
+/// The settle time of a service whose unit does not say (`settle:` of the unit resource).
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(1);
 
 /// A unit as systemd sees it now. The strings are systemd's own values: see `systemd.unit(5)`
 /// and `org.freedesktop.systemd1(5)`.
@@ -395,6 +466,42 @@ impl Systemd {
         Ok(statuses)
     }
 
+    /// The running instances of a template (`app@.service` -> `app@one.service`, ...): the
+    /// loaded units of its pattern that are active, activating or reloading, sorted by name.
+    pub fn running_instances(&self, template: &str) -> Result<Vec<String>, SystemdError> {
+        let Some(pattern) = crate::unit_file::instance_pattern(template) else { return Ok(Vec::new()) };
+        let states = ["active", "activating", "reloading"];
+        let units = zbus::block_on(self.manager.list_units_by_patterns(&states, &[&pattern]))
+            .map_err(|error| unit_error(template, "ListUnitsByPatterns", error))?;
+        let mut names: Vec<String> = units.into_iter().map(|u| u.0).filter(|name| name != template).collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// The processes of a service other than its main process (nginx's workers), by pid; none
+    /// when it is not running.
+    pub fn helper_processes(&self, unit: &str) -> Result<Vec<u32>, SystemdError> {
+        zbus::block_on(async {
+            let path = self.manager.load_unit(unit).await.map_err(|error| unit_error(unit, "LoadUnit", error))?;
+            let object = UnitObject::new(self, unit, path).await?;
+            let Some(service) = &object.service else { return Ok(Vec::new()) };
+            let main = service.main_pid().await.map_err(|error| SystemdError::Property {
+                unit: unit.to_string(),
+                property: "MainPID",
+                error,
+            })?;
+            if main == 0 {
+                return Ok(Vec::new());
+            }
+            let processes = self
+                .manager
+                .get_unit_processes(unit)
+                .await
+                .map_err(|error| unit_error(unit, "GetUnitProcesses", error))?;
+            Ok(processes.into_iter().map(|(_, pid, _)| pid).filter(|&pid| pid != main).collect())
+        })
+    }
+
     /// `systemctl daemon-reload`: returns once systemd has finished reloading.
     pub fn daemon_reload(&self) -> Result<(), SystemdError> {
         zbus::block_on(self.manager.reload())
@@ -411,20 +518,23 @@ impl Systemd {
     /// still ends `done` (as with `systemctl start`); `exec` waits for the exec, `oneshot` for
     /// the exit, `notify` for READY=1, and those report the failure. Reading the unit right
     /// after such a `done` is no remedy: it showed the failed /bin/false 79 times in 100.
+    /// So after a start or restart of a service that is not `oneshot`/`notify`, converge
+    /// watches the unit for the job's settle time (see [`Systemd::settle`]).
     ///
     /// The jobs of one call run concurrently: conflicting jobs of one unit (stop, then start)
     /// belong to separate calls, or "replace" cancels the first.
-    pub fn run_jobs(&self, jobs: &[(JobAction, String)]) -> Result<(), SystemdError> {
+    pub fn run_jobs(&self, jobs: &[Job]) -> Result<(), SystemdError> {
         if jobs.is_empty() {
             return Ok(());
         }
         zbus::block_on(self.run_jobs_async(jobs))
     }
 
-    async fn run_jobs_async(&self, jobs: &[(JobAction, String)]) -> Result<(), SystemdError> {
+    async fn run_jobs_async(&self, jobs: &[Job]) -> Result<(), SystemdError> {
         let manager_error = |call, error| SystemdError::Manager { call, error };
         // The subscription lasts as long as the connection, so a call after the first is
-        // answered AlreadySubscribed: that is success too.
+        // answered AlreadySubscribed: that is success too. It also makes systemd emit the
+        // PropertiesChanged signals that the settle watch follows.
         match self.manager.subscribe().await {
             Err(zbus::Error::MethodError(name, _, _))
                 if name.as_str() == "org.freedesktop.systemd1.AlreadySubscribed" => {}
@@ -439,9 +549,10 @@ impl Systemd {
             .await
             .map_err(|error| manager_error("listening for JobRemoved", error))?;
 
-        // Every JobRemoved seen, job path -> result: systemd's own jobs and other clients' too.
-        let mut finished: HashMap<OwnedObjectPath, String> = HashMap::new();
-        let mut enqueue = pin!(join_all(jobs.iter().map(|(action, unit)| self.enqueue(*action, unit))));
+        // Every JobRemoved seen, job path -> result and when it came: systemd's own jobs and
+        // other clients' too.
+        let mut finished: HashMap<OwnedObjectPath, (String, Instant)> = HashMap::new();
+        let mut enqueue = pin!(join_all(jobs.iter().map(|job| self.enqueue(job.action, &job.unit))));
         let mut enqueued: Option<Vec<Result<OwnedObjectPath, SystemdError>>> = None;
         let mut closed = false;
         poll_fn(|cx| {
@@ -453,7 +564,7 @@ impl Systemd {
                     Poll::Ready(Some(signal)) => {
                         // A signal with other arguments than documented is none of ours.
                         if let Ok(args) = signal.args() {
-                            finished.insert(args.job, args.result);
+                            finished.insert(args.job, (args.result, Instant::now()));
                         }
                     }
                     Poll::Ready(None) => {
@@ -478,16 +589,144 @@ impl Systemd {
         removed.async_drop().await;
 
         if closed {
-            let units = jobs.iter().map(|(_, unit)| unit.as_str()).collect();
+            let units = jobs.iter().map(|job| job.unit.as_str()).collect();
             return Err(SystemdError::Disconnected { units: join(units) });
         }
-        for ((action, unit), job) in jobs.iter().zip(enqueued.unwrap_or_default()) {
-            let result = &finished[&job?];
+        let mut settling = Vec::new();
+        for (job, path) in jobs.iter().zip(enqueued.unwrap_or_default()) {
+            let (result, when) = &finished[&path?];
             if result != JOB_DONE {
-                return Err(self.job_failed(unit, *action, result).await);
+                return Err(self.job_failed(&job.unit, job.action, result).await);
+            }
+            if matches!(job.action, JobAction::Start | JobAction::Restart)
+                && job.unit.ends_with(".service")
+                && !job.settle.is_zero()
+            {
+                settling.push((job, *when + job.settle));
             }
         }
+        self.settle(&settling).await
+    }
+
+    /// Watches services whose start or restart job just ended `done`, each until its deadline
+    /// (the job's end + its settle time), through systemd's PropertiesChanged signals: one that
+    /// goes to `failed`, or to `activating` with SubState `auto-restart` (died, and systemd
+    /// starts it again by its Restart=), or whose NRestarts went up, did not start. Services of
+    /// Type=oneshot, notify and notify-reload are not watched: their job already waits for
+    /// them to be up (or done) and fails when they are not.
+    ///
+    /// Returns when every deadline has passed, or all watched services failed: a failing start
+    /// adds the settle time to a run, a good one too (all of a phase's services are watched at
+    /// once, so a phase waits about one settle time).
+    async fn settle(&self, units: &[(&Job, Instant)]) -> Result<(), SystemdError> {
+        if units.is_empty() {
+            return Ok(());
+        }
+        let mut watches = Vec::new();
+        for watch in join_all(units.iter().map(|(job, deadline)| self.watch(job, *deadline))).await {
+            watches.extend(watch?);
+        }
+        let Some(last) = watches.iter().map(|w| w.deadline).max() else { return Ok(()) };
+        let mut sleep = Sleep::new(last);
+        let mut closed = false;
+        poll_fn(|cx| {
+            for watch in watches.iter_mut().filter(|w| w.failed.is_none()) {
+                let Some(mut changes) = watch.changes.take() else { continue };
+                loop {
+                    match Pin::new(&mut changes).poll_next(cx) {
+                        Poll::Ready(Some(signal)) if Instant::now() <= watch.deadline => watch.changed(&signal),
+                        Poll::Ready(Some(_)) => {}
+                        Poll::Ready(None) => {
+                            closed = true;
+                            return Poll::Ready(());
+                        }
+                        Poll::Pending => break,
+                    }
+                }
+                watch.changes = Some(changes);
+            }
+            if watches.iter().all(|w| w.failed.is_some()) {
+                return Poll::Ready(());
+            }
+            Pin::new(&mut sleep).poll(cx)
+        })
+        .await;
+        if closed {
+            let units = watches.iter().map(|w| w.job.unit.as_str()).collect();
+            return Err(SystemdError::Disconnected { units: join(units) });
+        }
+        for mut watch in watches {
+            if let Some(changes) = watch.changes.take() {
+                changes.async_drop().await;
+            }
+            // A last look, for a change whose signal was merged with a later one.
+            let (active, sub, restarts) = (
+                watch.object.unit.active_state().await,
+                watch.object.unit.sub_state().await,
+                watch.service().n_restarts().await,
+            );
+            if watch.failed.is_none()
+                && let (Ok(active), Ok(sub)) = (active, sub)
+            {
+                watch.state(&active, &sub);
+            }
+            let restarts = restarts.unwrap_or(watch.restarts).saturating_sub(watch.restarts);
+            if watch.failed.is_none() && restarts == 0 {
+                continue;
+            }
+            let (active_state, sub_state) =
+                watch.failed.clone().unwrap_or_else(|| (watch.active.clone(), watch.sub.clone()));
+            return Err(SystemdError::Settle {
+                unit: watch.job.unit.clone(),
+                action: watch.job.action,
+                settle: watch.job.settle,
+                active_state,
+                sub_state,
+                unit_result: watch.service().result().await.ok(),
+                restarts,
+            });
+        }
         Ok(())
+    }
+
+    /// Starts watching one service; None for a type that needs no watch.
+    async fn watch<'a>(&self, job: &'a Job, deadline: Instant) -> Result<Option<Watch<'a>>, SystemdError> {
+        let unit = job.unit.as_str();
+        let property = |property| move |error| SystemdError::Property { unit: unit.to_string(), property, error };
+        let path = self.manager.load_unit(unit).await.map_err(|error| unit_error(unit, "LoadUnit", error))?;
+        let object = UnitObject::new(self, unit, path.clone()).await?;
+        let Some(service) = &object.service else { return Ok(None) };
+        let kind = service.service_type().await.map_err(property("Type"))?;
+        if matches!(kind.as_str(), "oneshot" | "notify" | "notify-reload") {
+            return Ok(None);
+        }
+        let properties = zbus::fdo::PropertiesProxy::builder(&self.connection)
+            .destination(SYSTEMD)
+            .path(path)
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+            .map_err(|error| unit_error(unit, "creating a proxy", error))?;
+        // Listen first, then read: a change after the read comes as a signal.
+        let changes = properties
+            .receive_properties_changed()
+            .await
+            .map_err(|error| unit_error(unit, "listening for PropertiesChanged", error))?;
+        let restarts = service.n_restarts().await.map_err(property("NRestarts"))?;
+        let active = object.unit.active_state().await.map_err(property("ActiveState"))?;
+        let sub = object.unit.sub_state().await.map_err(property("SubState"))?;
+        let mut watch = Watch {
+            job,
+            deadline,
+            object,
+            changes: Some(changes),
+            restarts,
+            active: String::new(),
+            sub: String::new(),
+            failed: None,
+        };
+        watch.state(&active, &sub);
+        Ok(Some(watch))
     }
 
     async fn enqueue(&self, action: JobAction, unit: &str) -> Result<OwnedObjectPath, SystemdError> {
@@ -577,6 +816,90 @@ impl Systemd {
         let files: Vec<&str> = units.iter().map(String::as_str).collect();
         let names = join(files.clone());
         zbus::block_on(f(&self.manager, files)).map_err(|error| unit_error(&names, call, error))
+    }
+}
+
+/// A service being watched after its start: see [`Systemd::settle`].
+struct Watch<'a> {
+    job: &'a Job,
+    deadline: Instant,
+    object: UnitObject,
+    /// The PropertiesChanged signals of its object; taken out while polled and at the end.
+    changes: Option<zbus::fdo::PropertiesChangedStream>,
+    /// NRestarts when the watch began.
+    restarts: u32,
+    /// The last ActiveState and SubState seen.
+    active: String,
+    sub: String,
+    /// The failing (ActiveState, SubState), once seen.
+    failed: Option<(String, String)>,
+}
+
+impl Watch<'_> {
+    fn service(&self) -> &ServiceProxy<'static> {
+        self.object.service.as_ref().expect("only services are watched")
+    }
+
+    /// A PropertiesChanged signal of the unit's object: systemd sends the new values of
+    /// ActiveState and SubState with it (interface org.freedesktop.systemd1.Unit).
+    fn changed(&mut self, signal: &zbus::fdo::PropertiesChanged) {
+        let Ok(args) = signal.args() else { return };
+        if args.interface_name.as_str() != "org.freedesktop.systemd1.Unit" {
+            return;
+        }
+        let text = |name| args.changed_properties.get(name).and_then(|v| String::try_from(v).ok());
+        let active = text("ActiveState").unwrap_or_else(|| self.active.clone());
+        let sub = text("SubState").unwrap_or_else(|| self.sub.clone());
+        self.state(&active, &sub);
+    }
+
+    fn state(&mut self, active: &str, sub: &str) {
+        self.active = active.to_string();
+        self.sub = sub.to_string();
+        if self.failed.is_none() && failing(active, sub) {
+            self.failed = Some((self.active.clone(), self.sub.clone()));
+        }
+    }
+}
+
+/// The states of a service that died: `failed`, or waiting to be started again by Restart=.
+fn failing(active_state: &str, sub_state: &str) -> bool {
+    active_state == "failed" || sub_state == "auto-restart"
+}
+
+/// A future that is ready at `deadline`. zbus's small runtime offers converge no timer, so a
+/// thread sleeps until then and wakes the task.
+struct Sleep {
+    deadline: Instant,
+    waker: Option<Arc<Mutex<Waker>>>,
+}
+
+impl Sleep {
+    fn new(deadline: Instant) -> Sleep {
+        Sleep { deadline, waker: None }
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if Instant::now() >= self.deadline {
+            return Poll::Ready(());
+        }
+        match &self.waker {
+            Some(waker) => waker.lock().unwrap().clone_from(cx.waker()),
+            None => {
+                let waker = Arc::new(Mutex::new(cx.waker().clone()));
+                let (shared, deadline) = (waker.clone(), self.deadline);
+                std::thread::spawn(move || {
+                    std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+                    shared.lock().unwrap().wake_by_ref();
+                });
+                self.waker = Some(waker);
+            }
+        }
+        Poll::Pending
     }
 }
 
@@ -674,6 +997,35 @@ mod tests {
             error.to_string(),
             "data.mount: job start finished with `timeout` (ActiveState=inactive, SubState=dead)"
         );
+    }
+
+    #[test]
+    fn a_service_that_died_is_failed_or_waiting_to_restart() {
+        assert!(failing("failed", "failed"));
+        assert!(failing("activating", "auto-restart"));
+        assert!(!failing("active", "running"));
+        assert!(!failing("inactive", "dead"), "an ExecStart= that exits 0 did not fail");
+        assert!(!failing("activating", "start"));
+    }
+
+    #[test]
+    fn a_settle_failure_says_how_long_and_what_systemd_did() {
+        let error = |restarts, active: &str, sub: &str| SystemdError::Settle {
+            unit: "app.service".into(),
+            action: JobAction::Restart,
+            settle: Duration::from_millis(1500),
+            active_state: active.into(),
+            sub_state: sub.into(),
+            unit_result: Some("exit-code".into()),
+            restarts,
+        };
+        assert_eq!(
+            error(0, "activating", "auto-restart").to_string(),
+            "app.service: the restart job finished, but within 1.5 s the service failed (ActiveState=activating, \
+             SubState=auto-restart, Result=exit-code)"
+        );
+        assert!(error(2, "active", "running").to_string().contains("died and was restarted by systemd (2x)"));
+        assert_eq!(error(0, "failed", "failed").failed_unit(), Some("app.service"));
     }
 
     #[test]

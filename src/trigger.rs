@@ -13,6 +13,10 @@
 //!    restarted, so the next connection starts the new service (`active: true` on the service
 //!    starts it now). A restart of a socket-activated service also restarts its socket when the
 //!    socket's path lies inside the service's `RuntimeDirectory` (stopping removes it).
+//!    A template (`app@.service`) is never started or stopped itself: what rules 3 and 4 (and
+//!    rule 5's requests) would do to it is done to each of its running instances, by name; a
+//!    stopped instance stays stopped. An `Accept=yes` socket `app.socket` pairs with the
+//!    template `app@.service`.
 //! 5. `notify`, `restart_triggers` and `reload_triggers` fire only when their source changed
 //!    (the caller passes requests only for changed resources); a unit started in this run is not
 //!    also restarted.
@@ -135,6 +139,8 @@ pub struct UnitFacts {
     pub runtime_preserve: bool,
     /// A service: its sockets by `Sockets=`.
     pub sockets: Vec<String>,
+    /// A template (`app@.service`): its running instances, which a change of it restarts.
+    pub instances: Vec<String>,
 }
 
 impl UnitFacts {
@@ -258,7 +264,9 @@ impl Decision<'_> {
         if !service.name.ends_with(".service") {
             return None;
         }
-        let by_name = service.name.replace(".service", ".socket");
+        // `app.service` -> `app.socket`; a template `app@.service` -> `app.socket`, the
+        // Accept=yes socket whose connections each start an instance.
+        let by_name = service.name.replace("@.service", ".service").replace(".service", ".socket");
         self.units.iter().find(|u| {
             u.name.ends_with(".socket")
                 && (u.observed.as_ref().is_some_and(|o| o.triggers.contains(&service.name))
@@ -274,15 +282,53 @@ impl Decision<'_> {
             .find(|u| u.name.ends_with(".service") && self.socket_of(u).is_some_and(|s| s.name == socket.name))
     }
 
+    /// The facts of a template's running instance.
+    fn instance(&self, template: &UnitFacts, name: &str) -> UnitFacts {
+        let running = UnitFacts {
+            name: name.to_owned(),
+            on_change: template.on_change,
+            // Listed as running; the rest unknown, as without a bus.
+            observed: None,
+            ..UnitFacts::default()
+        };
+        let mut facts = self.facts(name).cloned().unwrap_or(running);
+        facts.on_change = template.on_change;
+        facts
+    }
+
     /// Rules 3 and 4: the unit's own files changed.
     fn changed(&mut self, unit: &UnitFacts, reason: &str) {
+        if crate::unit_file::is_template(&unit.name) {
+            let socket = self.socket_of(unit).cloned();
+            for name in &unit.instances {
+                let instance = self.instance(unit, name);
+                match &socket {
+                    Some(socket) if instance.active() => self.add(
+                        Step::Stop,
+                        name,
+                        &format!("{reason}; {} starts it on the next connection", socket.name),
+                    ),
+                    Some(_) => {}
+                    None => self.changed(&instance, reason),
+                }
+            }
+            if let Some(socket) = socket.filter(|s| s.active()) {
+                self.add(Step::Restart, &socket.name, reason);
+            }
+            return;
+        }
         let pair = match unit.name.rsplit_once('.').map(|(_, t)| t) {
             Some("socket") => self.service_of(unit).map(|service| (unit.clone(), service.clone())),
             Some("service") => self.socket_of(unit).map(|socket| (socket.clone(), unit.clone())),
             _ => None,
         };
         if let Some((socket, service)) = pair {
-            if service.active() {
+            // A template's instances (of an Accept=yes socket) stop in its place.
+            let services = match crate::unit_file::is_template(&service.name) {
+                true => service.instances.iter().map(|name| self.instance(&service, name)).collect(),
+                false => vec![service.clone()],
+            };
+            for service in services.iter().filter(|s| s.active()) {
                 self.add(
                     Step::Stop,
                     &service.name,
@@ -308,6 +354,13 @@ impl Decision<'_> {
     fn request(&mut self, request: &Request) {
         let unknown = UnitFacts { name: request.unit.clone(), ..UnitFacts::default() };
         let unit = self.facts(&request.unit).cloned().unwrap_or(unknown);
+        if crate::unit_file::is_template(&unit.name) {
+            for name in &unit.instances {
+                let instance = Request { unit: name.clone(), ..request.clone() };
+                self.request(&instance);
+            }
+            return;
+        }
         let reason = request.reason.as_str();
         match request.action {
             Action::Start if !unit.active() => self.add(Step::Start, &unit.name, reason),
@@ -389,6 +442,15 @@ mod tests {
         s.observed.as_mut().unwrap().triggers = vec![service.into()];
         s.listen_paths = vec!["/run/gunicorn/socket".into()];
         s
+    }
+
+    /// A template as plan.rs describes it: no state of its own in systemd.
+    fn template_named(name: &str, files_changed: bool) -> UnitFacts {
+        UnitFacts { name: name.into(), managed: true, files_changed, observed: None, ..UnitFacts::default() }
+    }
+
+    fn template(files_changed: bool) -> UnitFacts {
+        template_named("g@.service", files_changed)
     }
 
     fn request(action: Action, unit: &str) -> Request {
@@ -568,6 +630,56 @@ mod tests {
                 vec![UnitFacts { observed: None, ..changed("a.service") }],
                 vec![],
                 vec!["daemon-reload", "restart a.service"],
+            ),
+            (
+                "4: a changed template restarts its running instances, by name, never itself",
+                vec![
+                    UnitFacts { instances: vec!["g@a.service".into(), "g@b.service".into()], ..template(true) },
+                    unit("g@a.service"),
+                    inactive(unit("g@c.service")),
+                ],
+                vec![],
+                vec!["daemon-reload", "restart g@a.service", "restart g@b.service"],
+            ),
+            (
+                "4: a template with on_change: reload reloads its instances",
+                vec![UnitFacts {
+                    on_change: OnChange::Reload,
+                    instances: vec!["g@a.service".into()],
+                    ..template(true)
+                }],
+                vec![],
+                vec!["daemon-reload", "reload g@a.service"],
+            ),
+            (
+                "4: a template's new instance is started, not restarted",
+                vec![
+                    UnitFacts { instances: vec![], ..template(true) },
+                    UnitFacts { want_active: Some(true), ..inactive(unit("g@a.service")) },
+                ],
+                vec![],
+                vec!["daemon-reload", "start g@a.service"],
+            ),
+            (
+                "5: restart_triggers of a template restart its running instances",
+                vec![UnitFacts { instances: vec!["g@a.service".into()], ..template(false) }],
+                vec![request(Action::Restart, "g@.service")],
+                vec!["restart g@a.service"],
+            ),
+            (
+                "4: an Accept=yes socket and its template: instances stop, the socket restarts",
+                vec![
+                    unit("echo.socket"),
+                    UnitFacts { instances: vec!["echo@1-2.service".into()], ..template_named("echo@.service", true) },
+                ],
+                vec![],
+                vec!["stop echo@1-2.service", "daemon-reload", "restart echo.socket"],
+            ),
+            (
+                "4: a changed Accept=yes socket: the template itself is never stopped",
+                vec![changed("echo.socket"), template_named("echo@.service", false)],
+                vec![],
+                vec!["daemon-reload", "restart echo.socket"],
             ),
         ];
         for (name, units, requests, expected) in rows {

@@ -69,6 +69,25 @@ pub fn unit_suggestion(name: &str) -> String {
     format!("{name}.service")
 }
 
+/// Whether `name` is a template (`app@.service`): a unit file for instances, never a unit that
+/// runs.
+pub fn is_template(name: &str) -> bool {
+    name.rsplit_once('.').is_some_and(|(prefix, _)| prefix.ends_with('@') && prefix.matches('@').count() == 1)
+}
+
+/// The template of an instance: `app@one.service` -> `app@.service`; None for other names.
+pub fn template_of(name: &str) -> Option<String> {
+    let (prefix, suffix) = name.rsplit_once('.')?;
+    let (base, instance) = prefix.split_once('@')?;
+    (!instance.is_empty()).then(|| format!("{base}@.{suffix}"))
+}
+
+/// The `ListUnitsByPatterns` pattern of a template's instances: `app@.service` -> `app@*.service`.
+pub fn instance_pattern(template: &str) -> Option<String> {
+    let (prefix, suffix) = template.rsplit_once('.')?;
+    is_template(template).then(|| format!("{prefix}*.{suffix}"))
+}
+
 impl UnitFile {
     pub fn parse(text: &str) -> UnitFile {
         let mut entries = Vec::new();
@@ -233,5 +252,18 @@ mod tests {
             "[Socket]\nListenStream=/run/gunicorn/socket\nListenStream=8000\nListenDatagram=/run/x.dgram\n",
         );
         assert_eq!(socket.listen_paths(), ["/run/gunicorn/socket", "/run/x.dgram"]);
+    }
+
+    #[test]
+    fn templates_and_instances() {
+        assert!(is_template("echo@.service"));
+        assert!(!is_template("echo@one.service"));
+        assert!(!is_template("echo.service"));
+        assert_eq!(template_of("echo@one.service").as_deref(), Some("echo@.service"));
+        assert_eq!(template_of("echo@a@b.socket").as_deref(), Some("echo@.socket"));
+        assert_eq!(template_of("echo@.service"), None);
+        assert_eq!(template_of("echo.service"), None);
+        assert_eq!(instance_pattern("gunicorn@.service").as_deref(), Some("gunicorn@*.service"));
+        assert_eq!(instance_pattern("gunicorn.service"), None);
     }
 }

@@ -62,9 +62,12 @@ pub fn run(path: &Path, options: &Options, settings: &Settings, printer: &mut Pr
         journaled = true;
     }
     let ran = match systemd {
-        Some(systemd) => run_triggers(&triggers, systemd, printer)?,
+        Some(systemd) => {
+            let settle = |unit: &str| crate::resources::systemd_unit::settle_time(&resolved, unit);
+            run_triggers(&triggers, systemd, &settle, &host, printer)?
+        }
         None => {
-            printer.triggers_skipped(&triggers, "offline root: no service manager to run it");
+            printer.triggers_skipped(&triggers, crate::plan::OFFLINE_ROOT);
             0
         }
     };

@@ -263,7 +263,8 @@ impl Host {
         let Some(systemd) = self.systemd()? else { return Ok(()) };
         let missing: Vec<String> = {
             let known = self.units.lock().unwrap();
-            names.iter().filter(|n| !known.contains_key(*n)).cloned().collect()
+            let template = |n: &String| crate::unit_file::is_template(n);
+            names.iter().filter(|n| !known.contains_key(*n) && !template(n)).cloned().collect()
         };
         if missing.is_empty() {
             return Ok(());
@@ -276,9 +277,10 @@ impl Host {
         Ok(())
     }
 
-    /// A unit's status as systemd reports it; None without a bus.
+    /// A unit's status as systemd reports it; None without a bus, and for a template
+    /// (`app@.service`), which systemd cannot load: its instances are the units.
     pub fn unit_status(&self, name: &str) -> Result<Option<UnitStatus>> {
-        if self.systemd()?.is_none() {
+        if self.systemd()?.is_none() || crate::unit_file::is_template(name) {
             return Ok(None);
         }
         if let Some(status) = self.units.lock().unwrap().get(name) {
@@ -286,6 +288,14 @@ impl Host {
         }
         self.observe_units(&[name.to_owned()])?;
         Ok(self.units.lock().unwrap().get(name).cloned())
+    }
+
+    /// The running instances of a template, by name; none without a bus.
+    pub fn running_instances(&self, template: &str) -> Result<Vec<String>> {
+        match self.systemd()? {
+            Some(systemd) => systemd.running_instances(template).map_err(|e| Error::Systemd(e.to_string())),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Forgets unit statuses: called after a resource changed a unit.

@@ -161,3 +161,58 @@ impl<'h> Program<'h> {
         command
     }
 }
+
+/// Processes whose end converge waits for (nginx's old workers after a reload): a pidfd each,
+/// opened before the event that ends them, so that a reused pid can never be mistaken for one.
+pub struct Exits {
+    /// (pid, pidfd)
+    pending: Vec<(u32, std::os::fd::OwnedFd)>,
+}
+
+impl Host {
+    /// Starts watching `pids` for their exit. A process already gone, or a kernel without
+    /// pidfd_open (before 5.3), gives nothing to wait for.
+    pub fn watch_exits(&self, pids: &[u32]) -> Exits {
+        use std::os::fd::FromRawFd;
+        let mut pending = Vec::new();
+        for &pid in pids {
+            // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+            let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid as nix::libc::pid_t, 0) };
+            if fd >= 0 {
+                // SAFETY: the fd was just returned to us, and nothing else owns it.
+                pending.push((pid, unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }));
+            }
+        }
+        Exits { pending }
+    }
+}
+
+impl Exits {
+    /// Waits until every watched process has exited, at most `timeout`; the pids still running.
+    pub fn wait(mut self, timeout: std::time::Duration) -> Vec<u32> {
+        use std::os::fd::AsRawFd;
+        let deadline = std::time::Instant::now() + timeout;
+        while !self.pending.is_empty() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let mut fds: Vec<nix::libc::pollfd> = self
+                .pending
+                .iter()
+                .map(|(_, fd)| nix::libc::pollfd { fd: fd.as_raw_fd(), events: nix::libc::POLLIN, revents: 0 })
+                .collect();
+            let ms = i32::try_from(left.as_millis().max(1)).unwrap_or(i32::MAX);
+            // SAFETY: `fds` is a valid array of `fds.len()` pollfd structures for the call.
+            let ready = unsafe { nix::libc::poll(fds.as_mut_ptr(), fds.len() as nix::libc::nfds_t, ms) };
+            if ready < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                break;
+            }
+            // A pidfd is readable once its process has exited.
+            let exited: Vec<bool> = fds.iter().map(|p| p.revents != 0).collect();
+            let mut flags = exited.into_iter();
+            self.pending.retain(|_| !flags.next().unwrap_or(false));
+        }
+        self.pending.iter().map(|(pid, _)| *pid).collect()
+    }
+}

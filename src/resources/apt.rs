@@ -247,6 +247,10 @@ impl Resource for Apt {
         if self.state == State::Absent && !changes.is_empty() {
             changes.insert(0, Change::Remove);
         }
+        // Installing a package creates it: `+`, not `~ (update)`.
+        if self.state == State::Present && actual.installed.iter().any(Option::is_none) {
+            changes.insert(0, Change::Create);
+        }
         changes
     }
 
@@ -321,7 +325,11 @@ mod tests {
     fn only_missing_packages_are_installed() {
         let a = apt(&["nginx", "curl"], State::Present);
         let actual = AptActual { installed: vec![Some("1.22.1-9".into()), None] };
-        assert_eq!(a.diff(&actual), vec![Change::Set { attr: "package", from: None, to: "curl: install".into() }]);
+        // Installing creates: `+ apt:nginx,curl (create)`, with the package to install.
+        assert_eq!(
+            a.diff(&actual),
+            vec![Change::Create, Change::Set { attr: "package", from: None, to: "curl: install".into() }]
+        );
         assert_eq!(a.diff(&AptActual { installed: vec![Some("1".into()), Some("2".into())] }), vec![]);
     }
 

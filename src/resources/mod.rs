@@ -10,6 +10,7 @@ pub mod group;
 pub mod nginx_site;
 pub mod symlink;
 pub mod systemd_unit;
+pub mod tmpfiles;
 pub mod user;
 pub mod virtualenv;
 
@@ -29,6 +30,7 @@ pub use group::Group;
 pub use nginx_site::NginxSite;
 pub use symlink::Symlink;
 pub use systemd_unit::SystemdUnit;
+pub use tmpfiles::Tmpfiles;
 pub use user::User;
 pub use virtualenv::Virtualenv;
 
@@ -47,6 +49,7 @@ pub enum AnyResource {
     Apt(Apt),
     NginxSite(NginxSite),
     Virtualenv(Virtualenv),
+    Tmpfiles(Tmpfiles),
 }
 
 /// Calls the same method on whichever kind it is.
@@ -63,6 +66,7 @@ macro_rules! each_kind {
             AnyResource::Apt($r) => $body,
             AnyResource::NginxSite($r) => $body,
             AnyResource::Virtualenv($r) => $body,
+            AnyResource::Tmpfiles($r) => $body,
         }
     };
 }
@@ -114,6 +118,11 @@ impl AnyResource {
                 let resource = Virtualenv::from_attrs(path.clone().unwrap_or_default(), attrs)?;
                 path.map(|_| AnyResource::Virtualenv(resource))?
             }
+            "tmpfiles" => {
+                let config = attrs.render_string(kind, name);
+                let resource = Tmpfiles::from_attrs(config.clone().unwrap_or_default(), name.span, attrs)?;
+                config.map(|_| AnyResource::Tmpfiles(resource))?
+            }
             _ => unreachable!("unknown kind {kind}"),
         };
         Some((resource.id(), resource))
@@ -131,6 +140,7 @@ impl AnyResource {
             AnyResource::Apt(r) => r.id(),
             AnyResource::NginxSite(r) => r.id(),
             AnyResource::Virtualenv(r) => ResourceId::new("virtualenv", &r.path.to_string_lossy()),
+            AnyResource::Tmpfiles(r) => r.id(),
         }
     }
 
@@ -157,7 +167,8 @@ impl AnyResource {
             | AnyResource::Group(_)
             | AnyResource::Unit(_)
             | AnyResource::Apt(_)
-            | AnyResource::NginxSite(_) => None,
+            | AnyResource::NginxSite(_)
+            | AnyResource::Tmpfiles(_) => None,
         }
     }
 
@@ -183,6 +194,7 @@ impl AnyResource {
             AnyResource::Directory(r) => ownership(&r.ownership),
             AnyResource::Virtualenv(r) => ownership(&r.ownership),
             AnyResource::User(r) => r.group.iter().chain(&r.groups).map(|g| ResourceId::new("group", g)).collect(),
+            AnyResource::Tmpfiles(r) => r.needs(),
             AnyResource::Symlink(_)
             | AnyResource::Group(_)
             | AnyResource::Command(_)

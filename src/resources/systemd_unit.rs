@@ -11,15 +11,18 @@
 //! what a human forgets.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::attrs::Attrs;
 use crate::error::{Error, Result};
 use crate::host::{FileKind, Host};
 use crate::mode::Mode;
+use crate::resolve::Resolved;
 use crate::resource::{Change, Content, Resource, ResourceId, State};
-use crate::systemd::UnitStatus;
+use crate::resources::AnyResource;
+use crate::systemd::{DEFAULT_SETTLE, UnitStatus};
 use crate::trigger::OnChange;
-use crate::unit_file::{UnitFile, check_unit_name};
+use crate::unit_file::{UnitFile, check_unit_name, is_template, template_of};
 use crate::yaml_node::{Span, Value};
 
 pub const UNIT_DIR: &str = "/etc/systemd/system";
@@ -41,6 +44,9 @@ pub struct SystemdUnit {
     /// Ids of resources whose change restarts (reloads) this unit, with where they are named.
     pub restart_triggers: Vec<(ResourceId, Span)>,
     pub reload_triggers: Vec<(ResourceId, Span)>,
+    /// `settle:` how long to watch the service after converge starts or restarts it; None for
+    /// the default ([`DEFAULT_SETTLE`]).
+    pub settle: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -121,11 +127,50 @@ impl SystemdUnit {
             |attrs: &mut Attrs, key| attrs.strings(key).into_iter().map(|(id, span)| (ResourceId(id), span)).collect();
         let restart_triggers = ids(attrs, "restart_triggers");
         let reload_triggers = ids(attrs, "reload_triggers");
+        let settle = attrs.node("settle").and_then(|node| {
+            let text = match &node.value {
+                Value::Int(_) | Value::Float(_) => Some(node.source(&attrs.templates().source().text).to_owned()),
+                _ => attrs.render_string("settle", node),
+            }?;
+            let parsed = parse_duration(&text);
+            if parsed.is_none() {
+                attrs.error(
+                    node.span,
+                    format!("`settle` must be a duration, not `{text}`"),
+                    "expected a duration",
+                    "write seconds or milliseconds, such as `settle: 2s`, `settle: 500ms` or `settle: 0` (no watch)",
+                );
+            }
+            parsed
+        });
 
         if let Err(why) = check_unit_name(&name) {
             attrs.error(at, format!("`{name}` is not a unit name: it {why}"), "not a unit name", unit_name_help(&name));
         }
         let content = inline.or(template).map(|text| Content::from(text.as_str()));
+        if is_template(&name) && (enabled.is_some() || active.is_some()) {
+            let instance = name.replacen("@.", "@one.", 1);
+            attrs.error(
+                at,
+                format!("`{name}` is a template: it is never enabled or active itself, its instances are"),
+                "a template",
+                format!(
+                    "drop `enabled`/`active` here and manage each instance: `- unit: {instance}` with `enabled: true` and `active: true`"
+                ),
+            );
+        }
+        if let Some(template) = template_of(&name)
+            && content.is_some()
+        {
+            attrs.error(
+                at,
+                format!("`{name}` is an instance of `{template}`: it takes its unit file from the template"),
+                "an instance with content",
+                format!(
+                    "put the content on `- unit: {template}` and keep only `enabled`/`active` (and `dropins`) on the instance"
+                ),
+            );
+        }
         if masked == Some(true) && (content.is_some() || active == Some(true) || enabled == Some(true)) {
             attrs.error(
                 at,
@@ -145,6 +190,7 @@ impl SystemdUnit {
             on_change,
             restart_triggers,
             reload_triggers,
+            settle,
         })
     }
 
@@ -161,6 +207,7 @@ impl SystemdUnit {
             on_change: OnChange::Restart,
             restart_triggers: Vec::new(),
             reload_triggers: Vec::new(),
+            settle: None,
         }
     }
 
@@ -250,12 +297,16 @@ impl SystemdUnit {
         Ok(links)
     }
 
-    /// A package's unit file: where it is and what it says.
+    /// A package's unit file: where it is and what it says. For an instance
+    /// (`app@one.service`) without a file of its own, its template's (`app@.service`), which
+    /// `systemctl enable` links the instance's name to.
     fn package_unit(&self, host: &Host) -> std::io::Result<Option<(PathBuf, String)>> {
-        for dir in PACKAGE_UNIT_DIRS {
-            let path = Path::new(dir).join(&self.name);
-            if host.stat(&path)?.is_some_and(|s| s.kind == FileKind::File) {
-                return Ok(Some((path.clone(), String::from_utf8_lossy(&host.read(&path)?).into_owned())));
+        for name in std::iter::once(self.name.clone()).chain(template_of(&self.name)) {
+            for dir in PACKAGE_UNIT_DIRS {
+                let path = Path::new(dir).join(&name);
+                if host.stat(&path)?.is_some_and(|s| s.kind == FileKind::File) {
+                    return Ok(Some((path.clone(), String::from_utf8_lossy(&host.read(&path)?).into_owned())));
+                }
             }
         }
         Ok(None)
@@ -288,6 +339,31 @@ impl SystemdUnit {
         }
         Ok(())
     }
+}
+
+/// How long to watch `unit` after starting or restarting it: its `settle:`, or the default.
+pub fn settle_time(resolved: &Resolved, unit: &str) -> Duration {
+    let managed = resolved.entries.iter().find_map(|entry| match &entry.resource {
+        AnyResource::Unit(u) if u.name == unit => Some(u.settle),
+        _ => None,
+    });
+    managed.flatten().unwrap_or(DEFAULT_SETTLE)
+}
+
+/// A duration as `settle:` takes it: seconds (`2`, `1.5`, `2s`) or milliseconds (`500ms`), at
+/// most an hour.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let (number, scale) = match text.strip_suffix("ms") {
+        Some(n) => (n, 0.001),
+        None => (text.strip_suffix('s').unwrap_or(text), 1.0),
+    };
+    let number = number.trim();
+    if number.is_empty() || !number.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return None;
+    }
+    let seconds = number.parse::<f64>().ok()? * scale;
+    (seconds <= 3600.0).then(|| Duration::from_secs_f64(seconds))
 }
 
 /// How to name a unit: its suffix corrected (`ssh.servic` -> `ssh.service`) or added.
@@ -328,10 +404,17 @@ impl Resource for SystemdUnit {
             dropins.push(Self::read_optional(host, &self.dropin_path(name)).map_err(io)?);
         }
         let (enabled, masked, active) = match host.unit_status(&self.name)? {
+            // An instance of a template that is not there yet (written above in this run): it
+            // is neither enabled nor running.
+            Some(status) if status.load_state == "not-found" && template_of(&self.name).is_some() => {
+                (Some(false), Some(false), Some(false))
+            }
             Some(status) => {
                 let (enabled, masked, active) = observed_state(&status);
                 (enabled, Some(masked), Some(active))
             }
+            // A template has no state in systemd: only its file (and whether it is masked).
+            None if is_template(&self.name) => (None, Some(self.masked_offline(host).map_err(io)?), None),
             None if host.root().is_some() => {
                 (self.enabled_offline(host).map_err(io)?, Some(self.masked_offline(host).map_err(io)?), None)
             }
@@ -457,6 +540,7 @@ mod tests {
             on_change: OnChange::Restart,
             restart_triggers: vec![],
             reload_triggers: vec![],
+            settle: None,
         }
     }
 
@@ -545,6 +629,18 @@ mod tests {
             m.diff(&converged()),
             vec![Change::Set { attr: "masked", from: Some("false".into()), to: "true".into() }]
         );
+    }
+
+    #[test]
+    fn settle_durations() {
+        assert_eq!(parse_duration("2"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_duration("-1"), None);
+        assert_eq!(parse_duration("soon"), None);
+        assert_eq!(parse_duration("2h"), None);
+        assert_eq!(parse_duration("7200"), None);
     }
 
     #[test]

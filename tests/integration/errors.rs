@@ -137,3 +137,46 @@ fn restart_triggers_name_resources_of_the_playbook() {
         "resources:\n  - directory: /srv/venv\n  - unit: app.service\n    content: \"[Service]\\nExecStart=/bin/true\\n\"\n    restart_triggers: [\"directory:/srv/venvv\"]\n"
     ));
 }
+
+#[test]
+fn a_directory_under_run_is_a_warning_with_its_line_and_the_two_ways() {
+    let yaml = "resources:
+  - directory: /srv/app
+  - directory: /run/app
+    mode: \"0750\"
+  - directory: /var/run/other
+";
+    let run = Test::new().playbook(yaml).validate().success();
+    let err = squash(&run.err());
+    assert!(err.contains("directory/run/appisonatmpfs"), "{err}");
+    assert!(err.contains("directory/var/run/otherisonatmpfs"), "{err}");
+    assert!(err.contains("playbook.yml:3:"), "the line of the entry: {err}");
+    assert!(err.contains("RuntimeDirectory=app") && err.contains("RuntimeDirectoryPreserve=yes"), "{err}");
+    assert!(err.contains("tmpfiles:app") && err.contains("/etc/tmpfiles.d/app.conf"), "{err}");
+    assert!(!err.contains("directory/srv/appisonatmpfs"), "{err}");
+}
+
+#[test]
+fn tmpfiles_entries_are_checked_at_their_line() {
+    let yaml = "resources:
+  - tmpfiles: app
+    entries:
+      - d /run/app 0750 root root -
+      - type: d
+        path: run/relative
+      - y /run/x
+      - d /run/y 0999
+";
+    let run = Test::new().playbook(yaml).validate().code(1);
+    let err = squash(&run.err());
+    assert!(err.contains("`run/relative`isnotanabsolutepath"), "{err}");
+    assert!(err.contains("`y`isnotatmpfiles.dtype"), "{err}");
+    assert!(err.contains("`0999`isnotamode"), "{err}");
+    assert!(err.contains("playbook.yml:5:"), "{err}");
+}
+
+/// The diagnostics without their line wrapping (miette wraps at spaces and slashes): no
+/// whitespace, no frame.
+fn squash(text: &str) -> String {
+    text.chars().filter(|c| !c.is_whitespace() && *c != '│').collect()
+}

@@ -16,7 +16,8 @@ fn shipped_modules_expand_into_resources() {
 ",
     );
     let run = test.run_args(&["plan", "{playbook}", "--root", "{root}", "-q"]).code(2);
-    assert_eq!(run.stdout, "Plan: 1 to create, 1 to update, 0 to remove; 1 trigger.\n");
+    // Installing nginx creates it; under --root the reload is skipped, as apply says.
+    assert_eq!(run.stdout, "Plan: 2 to create, 0 to update, 0 to remove; 1 trigger (skipped).\n");
     let run = test.plan();
     for line in ["listen 8080;", "alias /srv/mysite/static/;", "proxy_pass http://unix:/run/gunicorn.sock;"] {
         assert!(
@@ -84,4 +85,21 @@ fn modules_stay_within_100_columns_and_json_defaults_keep_their_types() {
     assert_eq!(param("nginx-proxy", "remove_default"), serde_json::json!(true));
     assert_eq!(param("nginx-proxy", "static_dir"), serde_json::json!(""));
     assert_eq!(param("gunicorn", "user"), serde_json::Value::Null);
+}
+
+#[test]
+fn a_package_named_by_a_module_and_the_playbook_is_one_install() {
+    let test = Test::new().playbook(
+        "resources:
+  - use: nginx-proxy
+    with:
+      name: mysite
+      upstream: unix:/run/gunicorn.sock
+  - apt: [nginx, curl]
+",
+    );
+    let run = test.run_args(&["plan", "{playbook}", "--root", "{root}", "--no-color"]).code(2);
+    assert_eq!(run.stdout.matches("package: nginx: install").count(), 1, "{}", run.stdout);
+    assert_eq!(run.stdout.matches("package: curl: install").count(), 1, "{}", run.stdout);
+    assert!(run.stdout.contains("Plan: 3 to create, 0 to update, 0 to remove;"), "{}", run.stdout);
 }

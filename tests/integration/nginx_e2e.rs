@@ -176,3 +176,21 @@ fn a_run_killed_during_nginx_test_is_finished_by_the_next() {
     assert_eq!(c.sh("test -e /var/lib/converge/nginx-site-in-test.json || echo gone"), "gone");
     serves(&c, "", "new");
 }
+
+#[test]
+fn the_first_request_after_a_reload_gets_the_new_site() {
+    let Some(c) = Container::boot("nginx-first") else { return };
+    let playbook = |answer: &str| {
+        format!("resources:\n{}", site(&format!("          location / {{ return 200 \"{answer}\\n\"; }}\n")))
+    };
+    c.apply(&playbook("v0"));
+    // Each apply returns once nginx's old workers have left: the very next request, with no
+    // retry, is answered by the new configuration. Several rounds, since a lingering old worker
+    // answers only some of the time.
+    for round in 1..=5 {
+        let answer = format!("v{round}");
+        let out = c.apply(&playbook(&answer));
+        assert!(out.contains("reload nginx.service: done"), "{out}");
+        assert_eq!(c.sh("curl -sS --max-time 10 http://127.0.0.1/"), answer, "round {round}");
+    }
+}

@@ -87,6 +87,9 @@ fn one_apply_from_nothing_then_nothing() {
     let out = apply(&c, "/root/playbooks/gunicorn.yml", &[]);
     let first = started.elapsed();
     assert!(out.contains("package: nginx: install") && out.contains("virtualenv:/home/vagrant/.venvs/mysite"), "{out}");
+    // The plan cannot know whether the nginx package starts nginx, and says so next to the step.
+    let start = out.lines().find(|l| l.trim_start().starts_with("start nginx.service")).unwrap_or_default();
+    assert!(start.contains("depends on what apt installs"), "{out}");
     serves(&c, "/run/gunicorn/socket");
     assert_eq!(
         c.sh("find /home/vagrant/.venvs/mysite ! -user vagrant | wc -l"),

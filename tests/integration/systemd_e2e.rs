@@ -323,3 +323,258 @@ fn an_absent_unit_is_stopped_disabled_and_removed() {
         c.apply("resources:\n  - unit: app.socket\n    state: absent\n  - unit: app.service\n    state: absent\n");
     assert!(out.starts_with("No changes."), "{out}");
 }
+
+/// A playbook of one service that is started now, with the given `[Service]` lines and extra
+/// resource attributes.
+fn service(name: &str, service_lines: &str, extra: &str) -> String {
+    let lines: String = service_lines.lines().map(|l| format!("      {l}\n")).collect();
+    format!("resources:\n  - unit: {name}\n    content: |\n      [Service]\n{lines}    active: true\n{extra}")
+}
+
+#[test]
+fn a_simple_service_that_dies_at_once_fails_the_run_with_its_journal() {
+    let Some(c) = Container::boot("dies-at-once") else { return };
+    // Type=simple: the start job ends `done` as soon as systemd forked; /bin/false exits after.
+    let playbook = service("dies.service", "ExecStart=/bin/sh -c 'echo cannot open the database >&2; exit 3'", "");
+    let start = std::time::Instant::now();
+    let (code, out, err) = c.converge(&["apply"], &playbook);
+    eprintln!("a failing start: converge apply took {:?}\n{err}", start.elapsed());
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("dies.service: the start job finished, but within 1 s the service failed"), "{err}");
+    assert!(err.contains("Result=exit-code"), "{err}");
+    assert!(err.contains("journalctl --unit dies.service -n 10"), "{err}");
+    assert!(err.contains("cannot open the database"), "the service's own words are shown: {err}");
+    assert_eq!(c.show("dies.service", "ActiveState"), "failed");
+}
+
+#[test]
+fn a_service_that_systemd_keeps_restarting_fails_the_run() {
+    let Some(c) = Container::boot("auto-restart") else { return };
+    // Restart=always: it never stays `failed`; it goes `activating (auto-restart)` and is
+    // started again (systemd 252 shows `failed` for a moment between the two, which the watch
+    // may see first: either is a service that died).
+    let playbook = service("flaps.service", "ExecStart=/bin/false\nRestart=always\nRestartSec=200ms", "");
+    let (code, out, err) = c.converge(&["apply"], &playbook);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("flaps.service: the start job finished, but within 1 s the service"), "{err}");
+    assert!(
+        err.contains("auto-restart") || err.contains("restarted by systemd") || err.contains("ActiveState=failed"),
+        "{err}"
+    );
+    assert!(err.contains("status=1/FAILURE"), "systemd's own journal line is shown: {err}");
+}
+
+#[test]
+fn a_service_that_stays_up_passes_and_settle_zero_skips_the_watch() {
+    let Some(c) = Container::boot("settle") else { return };
+    // Timings for the report only (no assertion on them): a good start with and without the watch.
+    let start = std::time::Instant::now();
+    c.apply(&service("unwatched.service", "ExecStart=/bin/sleep infinity", "    settle: 0\n"));
+    let unwatched = start.elapsed();
+    let start = std::time::Instant::now();
+    let out = c.apply(&service("stays.service", "ExecStart=/bin/sleep infinity", ""));
+    eprintln!("a good start: apply took {:?} watched (settle 1 s), {unwatched:?} with settle: 0", start.elapsed());
+    assert!(out.contains("start stays.service: done"), "{out}");
+    assert_eq!(c.show("stays.service", "ActiveState"), "active");
+
+    // A restart that dies is a failure too: a changed unit file restarts the running service.
+    let (code, out, err) = c.converge(
+        &["apply"],
+        &service("stays.service", "ExecStart=/bin/sh -c 'sleep 0.2; exit 1'", "    settle: 3s\n"),
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("stays.service: the restart job finished, but within 3 s the service failed"), "{err}");
+
+    // `settle: 0`: no watch, as `systemctl start` would say: the run succeeds.
+    let out = c.apply(&service("quick.service", "ExecStart=/bin/false", "    settle: 0\n"));
+    assert!(out.contains("start quick.service: done"), "{out}");
+
+    // Type=oneshot is not watched, its job says it: the existing test covers its failure.
+    let out = c.apply(&service("once.service", "Type=oneshot\nExecStart=/bin/true", ""));
+    assert!(out.contains("start once.service: done"), "{out}");
+}
+
+/// A template `worker@.service` and its instances: `one` and `two` enabled and running, `three`
+/// stopped.
+fn workers(version: &str) -> String {
+    format!(
+        "resources:
+  - unit: worker@.service
+    content: |
+      [Unit]
+      Description=worker %i
+      [Service]
+      Environment=VERSION={version}
+      ExecStart=/bin/sleep infinity
+      [Install]
+      WantedBy=multi-user.target
+  - unit: worker@one.service
+    enabled: true
+    active: true
+  - unit: worker@two.service
+    enabled: true
+    active: true
+  - unit: worker@three.service
+    active: false
+"
+    )
+}
+
+#[test]
+fn a_template_change_restarts_its_running_instances_by_name() {
+    let Some(c) = Container::boot("template") else { return };
+    let (code, plan, err) = c.converge(&["plan"], &workers("1"));
+    assert_eq!(code, 2, "{plan}{err}");
+    assert!(plan.contains("start worker@one.service") && plan.contains("start worker@two.service"), "{plan}");
+    let out = c.apply(&workers("1"));
+    assert!(out.contains("start worker@one.service: done"), "{out}");
+    for instance in ["one", "two"] {
+        let unit = format!("worker@{instance}.service");
+        assert_eq!(c.show(&unit, "ActiveState"), "active");
+        assert_eq!(c.sh(&format!("systemctl is-enabled {unit}")), "enabled");
+        // As `systemctl enable` links it: the instance's name, pointing at the template.
+        assert_eq!(
+            c.sh(&format!("readlink /etc/systemd/system/multi-user.target.wants/{unit}")),
+            "/etc/systemd/system/worker@.service"
+        );
+    }
+    assert_eq!(c.show("worker@three.service", "ActiveState"), "inactive");
+    let out = c.apply(&workers("1"));
+    assert!(out.starts_with("No changes."), "{out}");
+
+    let (one, two) = (c.show("worker@one.service", "InvocationID"), c.show("worker@two.service", "InvocationID"));
+    let (code, plan, _) = c.converge(&["plan"], &workers("2"));
+    assert_eq!(code, 2);
+    assert!(
+        plan.contains("restart worker@one.service") && plan.contains("restart worker@two.service"),
+        "the plan lists the running instances by name:\n{plan}"
+    );
+    assert!(!plan.contains("worker@three.service") && !plan.contains("restart worker@.service"), "{plan}");
+    c.apply(&workers("2"));
+    assert_ne!(c.show("worker@one.service", "InvocationID"), one);
+    assert_ne!(c.show("worker@two.service", "InvocationID"), two);
+    assert!(c.show("worker@one.service", "Environment").contains("VERSION=2"));
+    assert_eq!(c.show("worker@three.service", "ActiveState"), "inactive", "a stopped instance stays stopped");
+}
+
+#[test]
+fn an_accept_socket_and_its_template_service_answer() {
+    let Some(c) = Container::boot("accept") else { return };
+    let playbook = |greeting: &str| {
+        format!(
+            "resources:
+  - unit: echo.socket
+    content: |
+      [Socket]
+      ListenStream=/run/echo.sock
+      Accept=yes
+      [Install]
+      WantedBy=sockets.target
+    enabled: true
+    active: true
+  - unit: echo@.service
+    content: |
+      [Service]
+      ExecStart=/bin/sh -c 'read line; echo \"{greeting} $line\"'
+      StandardInput=socket
+"
+        )
+    };
+    let ask = "python3 -c \"import socket; s = socket.socket(socket.AF_UNIX); s.connect('/run/echo.sock'); \
+               s.sendall(b'there\\n'); print(s.recv(100).decode().strip())\"";
+    c.apply(&playbook("hello"));
+    assert_eq!(c.sh("systemctl is-enabled echo.socket"), "enabled");
+    assert_eq!(c.sh(ask), "hello there");
+    let out = c.apply(&playbook("howdy"));
+    assert!(out.contains("daemon-reload: done") && out.contains("restart echo.socket: done"), "{out}");
+    assert_eq!(c.sh(ask), "howdy there", "the next connection gets the new template");
+    let out = c.apply(&playbook("howdy"));
+    assert!(out.starts_with("No changes."), "{out}");
+}
+
+#[test]
+fn a_tmpfiles_resource_creates_its_directory_now_and_at_boot() {
+    let Some(c) = Container::boot("tmpfiles") else { return };
+    let playbook = "resources:
+  - tmpfiles: app
+    entries:
+      - d /run/app 0750 root www-data -
+      - type: f
+        path: /run/app/ready
+        mode: \"0640\"
+        argument: up
+";
+    let out = c.apply(playbook);
+    assert!(out.contains("tmpfiles:app"), "{out}");
+    assert_eq!(
+        c.sh("cat /etc/tmpfiles.d/app.conf"),
+        "# Managed by converge: edits are overwritten on the next run.\n\
+         d /run/app 0750 root www-data -\n\
+         f /run/app/ready 0640 - - - up"
+    );
+    assert_eq!(c.sh("stat -c '%a %U %G' /run/app"), "750 root www-data");
+    assert_eq!(c.sh("cat /run/app/ready"), "up");
+    assert!(c.apply(playbook).starts_with("No changes."));
+
+    // What a boot does: /run is empty, and systemd-tmpfiles-setup.service runs
+    // `systemd-tmpfiles --create --remove --boot --exclude-prefix=/dev` (it refuses a manual
+    // start), which makes it again from the file.
+    c.sh("rm -rf /run/app");
+    assert!(c.exec(&["test", "-e", "/run/app"]).status.code() == Some(1));
+    c.sh("systemd-tmpfiles --create --remove --boot --exclude-prefix=/dev");
+    assert_eq!(c.sh("stat -c '%a %U %G' /run/app"), "750 root www-data");
+    assert_eq!(c.sh("cat /run/app/ready"), "up");
+
+    // A drifted or missing directory with a right file: converge applies the file again.
+    c.sh("chmod 0755 /run/app");
+    let out = c.apply(playbook);
+    assert!(out.contains("/run/app has mode 0755, not 0750"), "{out}");
+    assert_eq!(c.sh("stat -c %a /run/app"), "750");
+}
+
+/// A daily job: `backup.timer` at `hour`, and the oneshot `backup.service` it starts.
+fn backup(hour: &str) -> String {
+    format!(
+        "resources:
+  - unit: backup.service
+    content: |
+      [Service]
+      Type=oneshot
+      ExecStart=/bin/touch /root/backup-ran
+  - unit: backup.timer
+    content: |
+      [Timer]
+      OnCalendar=*-*-* {hour}:00:00
+      [Install]
+      WantedBy=timers.target
+    enabled: true
+    active: true
+"
+    )
+}
+
+#[test]
+fn a_timer_is_enabled_and_active_and_its_service_is_not_started() {
+    let Some(c) = Container::boot("timer") else { return };
+    let out = c.apply(&backup("03"));
+    assert!(out.contains("start backup.timer: done"), "{out}");
+    assert!(!out.contains("start backup.service"), "the service is not started by converge: {out}");
+    assert_eq!(c.show("backup.timer", "ActiveState"), "active");
+    assert_eq!(c.sh("systemctl is-enabled backup.timer"), "enabled");
+    let next = c.show("backup.timer", "NextElapseUSecRealtime");
+    assert!(next.contains("03:00:00"), "{next}");
+    assert_eq!(c.show("backup.service", "ActiveState"), "inactive");
+    assert!(c.exec(&["test", "-e", "/root/backup-ran"]).status.code() == Some(1), "the job did not run");
+
+    // A new schedule: the timer is restarted, so that it takes effect.
+    let (_, plan, _) = c.converge(&["plan"], &backup("04"));
+    assert!(plan.contains("restart backup.timer"), "{plan}");
+    // The plan says when the new schedule elapses next, as systemd computes it.
+    let line = plan.lines().find(|l| l.contains("restart backup.timer")).unwrap();
+    assert!(line.contains("next elapse ") && line.contains(" 04:00:00 "), "{line}");
+    c.apply(&backup("04"));
+    let next = c.show("backup.timer", "NextElapseUSecRealtime");
+    assert!(next.contains("04:00:00"), "{next}");
+    assert_eq!(c.show("backup.service", "ActiveState"), "inactive");
+    assert!(c.apply(&backup("04")).starts_with("No changes."));
+}

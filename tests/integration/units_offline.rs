@@ -88,3 +88,43 @@ fn without_a_bus_plan_says_so_and_apply_refuses() {
     assert!(run.stderr.contains("the system bus is not reachable"), "{}", run.stderr);
     assert!(!Path::new("/etc/systemd/system/converge-test-nobus.service").exists(), "nothing was written");
 }
+
+#[test]
+fn an_instance_is_enabled_under_root_by_a_link_to_its_template() {
+    let test = Test::new().playbook(
+        "resources:
+  - unit: worker@.service
+    content: |
+      [Service]
+      ExecStart=/usr/local/bin/worker %i
+      [Install]
+      WantedBy=multi-user.target
+  - unit: worker@mail.service
+    enabled: true
+",
+    );
+    let run = test.apply().success();
+    assert!(run.stdout.contains("unit:worker@mail.service"), "{}", run.stdout);
+    let wants = test.host_path("/etc/systemd/system/multi-user.target.wants/worker@mail.service");
+    assert_eq!(fs::read_link(wants).unwrap(), Path::new("/etc/systemd/system/worker@.service"));
+    test.expect_absent("/etc/systemd/system/multi-user.target.wants/worker@.service");
+    test.plan().code(0);
+}
+
+#[test]
+fn a_template_is_never_enabled_and_an_instance_has_no_content() {
+    let run = Test::new()
+        .playbook(
+            "resources:
+  - unit: worker@.service
+    content: \"[Service]\\nExecStart=/bin/true\\n\"
+    active: true
+  - unit: worker@one.service
+    content: \"[Service]\\nExecStart=/bin/true\\n\"
+",
+        )
+        .validate()
+        .code(1);
+    assert!(run.stderr.contains("`worker@.service` is a template"), "{}", run.stderr);
+    assert!(run.stderr.contains("`worker@one.service` is an instance of `worker@.service`"), "{}", run.stderr);
+}
