@@ -216,10 +216,7 @@ pub const KINDS: &[Kind] = &[
         name: "tmpfiles",
         names: Type::String,
         doc: "a systemd-tmpfiles file, /etc/tmpfiles.d/NAME.conf, applied at once and at every boot",
-        attrs: &[
-            STATE,
-            attr("entries", Type::TmpfilesEntries, "its lines: `d /run/app 0750 app app -`, or mappings"),
-        ],
+        attrs: &[STATE, attr("entries", Type::TmpfilesEntries, "its lines: `d /run/app 0750 app app -`, or mappings")],
     },
 ];
 

@@ -19,7 +19,7 @@
 //! `var/run -> /run`) nor knows the ownership rule; the *at calls themselves are thin, and nix,
 //! which converge already uses, has them all.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::hash::{BuildHasher, Hasher};
@@ -39,6 +39,8 @@ use sha2::{Digest, Sha256};
 /// The most converge reads of one file into memory (templates, sources, managed files). A
 /// bigger managed file is compared by streaming its sha256.
 pub const MAX_READ: u64 = 64 * 1024 * 1024;
+/// How many walked directories are kept open at most.
+const MAX_CACHED_DIRS: usize = 256;
 /// As the kernel's own limit on symlinks in one lookup.
 const MAX_SYMLINKS: usize = 40;
 /// Temporary files are `.cvg.` and 8 characters beside their target: short, so any legal file
@@ -57,6 +59,9 @@ pub struct Tree {
     fd: Mutex<Option<(Arc<OwnedFd>, FileStat)>>,
     /// Directories already cleared of stale temporary files in this run, by (dev, inode).
     swept: Mutex<HashSet<(u64, u64)>>,
+    /// Directories reached by a walk, by path, until anything changes the machine: a no-op run
+    /// walks each directory once, and a resource acts in the directory it observed.
+    dirs: Mutex<HashMap<PathBuf, Arc<OwnedFd>>>,
     /// Who runs converge: root, or the user who owns an offline root they try converge on.
     euid: u32,
     egid: u32,
@@ -64,7 +69,7 @@ pub struct Tree {
 
 /// The parent directory of a path, opened by a safe walk, and the last component's name.
 pub struct Place {
-    dir: OwnedFd,
+    dir: Arc<OwnedFd>,
     name: OsString,
 }
 
@@ -75,6 +80,7 @@ impl Tree {
             root,
             fd: Mutex::default(),
             swept: Mutex::default(),
+            dirs: Mutex::default(),
             euid: nix::unistd::geteuid().as_raw(),
             egid: nix::unistd::getegid().as_raw(),
         }
@@ -111,7 +117,26 @@ impl Tree {
     /// Opens the directory `dir` (an absolute path inside the root) by a safe walk; with
     /// `create`, makes the missing directories on the way (0755, owned by whoever runs converge).
     /// `path` is what messages name: `dir` itself, or the path below it that the caller acts on.
-    pub fn open_dir(&self, dir: &Path, path: &Path, create: bool, names: Namer) -> io::Result<OwnedFd> {
+    pub fn open_dir(&self, dir: &Path, path: &Path, create: bool, names: Namer) -> io::Result<Arc<OwnedFd>> {
+        if let Some(fd) = self.dirs.lock().unwrap().get(dir) {
+            return Ok(fd.clone());
+        }
+        let fd = Arc::new(self.walk(dir, path, create, names)?);
+        let mut dirs = self.dirs.lock().unwrap();
+        if dirs.len() >= MAX_CACHED_DIRS {
+            dirs.clear(); // each holds an fd
+        }
+        dirs.insert(dir.to_path_buf(), fd.clone());
+        Ok(fd)
+    }
+
+    /// Forgets the directories walked so far: called whenever something may have changed them
+    /// (a write, a program, a systemd job).
+    pub fn forget_dirs(&self) {
+        self.dirs.lock().unwrap().clear();
+    }
+
+    fn walk(&self, dir: &Path, path: &Path, create: bool, names: Namer) -> io::Result<OwnedFd> {
         let (root, root_stat) = self.root_fd()?;
         let mut todo: VecDeque<OsString> = components(dir);
         // The directories entered, below the root.
@@ -348,6 +373,7 @@ impl Tree {
         gid: u32,
         names: Namer,
     ) -> io::Result<()> {
+        let _forget = Forget(self);
         let place = self.place(path, names)?;
         self.sweep(&place.dir);
         let shown = self.shown(path);
@@ -370,6 +396,7 @@ impl Tree {
 
     /// Creates the directory `path` (its parent must exist) with its owner and mode.
     pub fn create_dir(&self, path: &Path, perm: u32, uid: u32, gid: u32, names: Namer) -> io::Result<()> {
+        let _forget = Forget(self);
         let place = self.place(path, names)?;
         let shown = self.shown(path);
         mkdirat(&place.dir, place.name.as_os_str(), Perm::from_bits_truncate(0o700))
@@ -384,6 +411,7 @@ impl Tree {
 
     /// Makes `path` and its missing parents (0755, owned by whoever runs converge).
     pub fn create_dirs(&self, path: &Path, names: Namer) -> io::Result<()> {
+        let _forget = Forget(self);
         self.open_dir(path, path, true, names).map(drop)
     }
 
@@ -398,6 +426,7 @@ impl Tree {
         links: bool,
         names: Namer,
     ) -> io::Result<()> {
+        let _forget = Forget(self);
         let place = self.place(path, names)?;
         let shown = self.shown(path);
         let fd = openat(
@@ -434,6 +463,7 @@ impl Tree {
 
     /// Points `path` at `target`, replacing whatever link or file is there atomically.
     pub fn symlink(&self, target: &Path, path: &Path, uid: u32, gid: u32, names: Namer) -> io::Result<()> {
+        let _forget = Forget(self);
         let place = self.place(path, names)?;
         self.sweep(&place.dir);
         let shown = self.shown(path);
@@ -473,6 +503,7 @@ impl Tree {
 
     /// Renames within one root.
     pub fn rename(&self, from: &Path, to: &Path, names: Namer) -> io::Result<()> {
+        let _forget = Forget(self);
         let a = self.place(from, names)?;
         let b = self.place(to, names)?;
         renameat(&a.dir, a.name.as_os_str(), &b.dir, b.name.as_os_str())
@@ -483,6 +514,7 @@ impl Tree {
     /// Removes a file or symlink, or a directory with everything in it (symlinks inside are
     /// removed, never followed). Nothing there is not an error.
     pub fn remove(&self, path: &Path, names: Namer) -> io::Result<()> {
+        let _forget = Forget(self);
         let place = match self.place(path, names) {
             Ok(place) => place,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -511,7 +543,7 @@ impl Tree {
     }
 
     /// A new temporary file beside a target, `.cvg.XXXXXXXX`, opened O_EXCL and O_NOFOLLOW.
-    fn create_temp(&self, dir: &OwnedFd, shown: &str) -> io::Result<(OsString, OwnedFd)> {
+    fn create_temp(&self, dir: &impl AsFd, shown: &str) -> io::Result<(OsString, OwnedFd)> {
         let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         for _ in 0..100 {
             let name = temp_name();
@@ -526,7 +558,7 @@ impl Tree {
 
     /// Removes the temporary files an earlier, killed run left in `dir` (once per directory per
     /// run; runs hold the lock, so none of them is in use).
-    fn sweep(&self, dir: &OwnedFd) {
+    fn sweep(&self, dir: &impl AsFd) {
         let Ok(stat) = fstat(dir) else { return };
         if !self.swept.lock().unwrap().insert((stat.st_dev, stat.st_ino)) {
             return;
@@ -572,6 +604,15 @@ pub fn read_input_text(path: &Path) -> io::Result<String> {
         let at = e.utf8_error().valid_up_to();
         io::Error::new(io::ErrorKind::InvalidData, format!("it is not UTF-8 text (the byte at offset {at} is not)"))
     })
+}
+
+/// Forgets the walked directories when dropped: at the end of every change, whatever its outcome.
+struct Forget<'a>(&'a Tree);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.0.forget_dirs();
+    }
 }
 
 /// What `lstat` says about a path (symlinks are never followed).
@@ -677,7 +718,7 @@ fn remove_tree(parent: &impl AsFd, name: &OsStr) -> nix::Result<()> {
     unlinkat(parent, name, UnlinkatFlags::RemoveDir)
 }
 
-fn sync_dir(dir: &OwnedFd) -> io::Result<()> {
+fn sync_dir(dir: &impl AsFd) -> io::Result<()> {
     let fd = openat(dir, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Perm::empty())?;
     File::from(fd).sync_all()
 }

@@ -218,6 +218,11 @@ impl Host {
         Ok(())
     }
 
+    /// Forgets the directories walked so far (fs.rs keeps them until something changes).
+    pub fn forget_dirs(&self) {
+        self.tree.forget_dirs();
+    }
+
     /// A write to the account files makes the accounts read so far stale.
     fn forget_written(&self, path: &Path) {
         if path.starts_with("/etc") && matches!(path.file_name().and_then(|n| n.to_str()), Some("passwd" | "group")) {
@@ -248,6 +253,8 @@ impl Host {
     /// systemd over the system bus; None under an offline root or where there is no bus
     /// (a container, a chroot, a build machine).
     pub fn systemd(&self) -> Result<Option<&Systemd>> {
+        // Its jobs change the machine (a stopped service's RuntimeDirectory goes).
+        self.forget_dirs();
         if self.root.is_some() {
             return Ok(None);
         }

@@ -92,8 +92,10 @@ impl<'h> Program<'h> {
         shell_words::join(self.argv.iter().map(|a| a.to_string_lossy()))
     }
 
-    /// The command, ready to spawn.
+    /// The command, ready to spawn. What it does to the files is unknown: the directories
+    /// walked so far are forgotten.
     pub fn command(&self) -> Command {
+        self.host.forget_dirs();
         let me = nix::unistd::geteuid().as_raw();
         let cwd = self.cwd.clone().unwrap_or_else(|| PathBuf::from("/"));
         let mut command = match (self.inside, self.host.root()) {
