@@ -49,9 +49,10 @@ impl Source {
     }
 }
 
-/// A message that quotes a value of a 200 KB line quotes its start and end only.
+/// A message that quotes a value of a 200 KB line quotes its start and end only (a help of a few
+/// lines stays whole).
 fn shorten(text: String) -> String {
-    const KEEP: usize = 120;
+    const KEEP: usize = 400;
     if text.len() <= 3 * KEEP {
         return text;
     }
