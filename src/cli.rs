@@ -36,13 +36,24 @@ pub enum Command {
     Plan {
         /// The playbook (YAML).
         playbook: PathBuf,
+        /// Also save the plan to FILE (JSON), for `converge show FILE` and `converge apply --plan FILE`.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Save the plan even when it holds sensitive values (written in clear into FILE, mode 0600).
+        #[arg(long, requires = "out")]
+        allow_secrets: bool,
         #[command(flatten)]
         remote: RemoteArgs,
     },
     /// Make the host match the playbook, then run the triggers its changes set off.
     Apply {
-        /// The playbook (YAML).
-        playbook: PathBuf,
+        /// The playbook (YAML); or give --plan FILE instead.
+        #[arg(required_unless_present = "plan")]
+        playbook: Option<PathBuf>,
+        /// Apply the plan saved by `converge plan --out FILE`, exactly, or refuse (changing nothing)
+        /// when the host changed since it was made.
+        #[arg(long, value_name = "FILE", conflicts_with = "playbook")]
+        plan: Option<PathBuf>,
         /// Only show what would change, like `plan`.
         #[arg(long)]
         check: bool,
@@ -54,6 +65,11 @@ pub enum Command {
         lock_wait: u64,
         #[command(flatten)]
         remote: RemoteArgs,
+    },
+    /// Print a plan saved by `converge plan --out FILE`, as `plan` printed it.
+    Show {
+        /// The saved plan (JSON).
+        file: PathBuf,
     },
     /// List the modules a playbook can `use:` (shipped ones and the playbook's own modules/), with their parameters.
     Modules {

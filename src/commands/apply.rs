@@ -10,6 +10,8 @@ use crate::journal;
 use crate::lock::lock;
 use crate::plan::plan;
 use crate::printer::Printer;
+use crate::resolve::Resolved;
+use crate::saved::SavedPlan;
 
 pub struct Options {
     pub check: bool,
@@ -20,6 +22,25 @@ pub struct Options {
 
 pub fn run(path: &Path, options: &Options, settings: &Settings, printer: &mut Printer) -> Result<u8> {
     let resolved = super::load_and_resolve(path, settings, printer)?;
+    run_resolved(&resolved, None, options, settings, printer)
+}
+
+/// `apply --plan FILE`: the saved desired state, applied only when every resource is observed
+/// as it was when the plan was made (checked for all before any is changed).
+pub fn run_saved(file: &Path, options: &Options, settings: &Settings, printer: &mut Printer) -> Result<u8> {
+    let saved = SavedPlan::load(file)?;
+    saved.check_target(settings.root.as_deref())?;
+    let resolved = saved.resolved();
+    run_resolved(&resolved, Some(&saved), options, settings, printer)
+}
+
+fn run_resolved(
+    resolved: &Resolved,
+    saved: Option<&SavedPlan>,
+    options: &Options,
+    settings: &Settings,
+    printer: &mut Printer,
+) -> Result<u8> {
     let host = super::host(settings);
     let _lock = if options.check { None } else { Some(lock(&host, options.lock_wait)?) };
     if !options.check {
@@ -30,7 +51,13 @@ pub fn run(path: &Path, options: &Options, settings: &Settings, printer: &mut Pr
     {
         printer.finished_interrupted(&finished);
     }
-    let plan = plan(&resolved, &host)?;
+    if let Some(saved) = saved {
+        saved.check_fresh(resolved, &host)?;
+    }
+    let plan = plan(resolved, &host)?;
+    if let Some(saved) = saved {
+        saved.check_same(&plan)?;
+    }
     printer.plan(&plan);
     if options.check || plan.is_empty() {
         let pending = options.detailed_exitcode && !plan.is_empty();
@@ -50,10 +77,10 @@ pub fn run(path: &Path, options: &Options, settings: &Settings, printer: &mut Pr
     if journaled {
         journal::save(&host, &plan.pending)?;
     }
-    let applied = apply(&resolved, &plan, &host, printer)?;
+    let applied = apply(resolved, &plan, &host, printer)?;
     // Decided again from what was really applied (usually what was planned), and journaled
     // again when that differs.
-    let (pending, triggers) = crate::plan::triggers(&resolved, &applied.resources, &host)?;
+    let (pending, triggers) = crate::plan::triggers(resolved, &applied.resources, &host)?;
     if systemd.is_some() && !pending.is_empty() && pending != plan.pending {
         journal::save(&host, &pending)?;
         journaled = true;

@@ -4,6 +4,7 @@ pub mod apply;
 pub mod modules;
 pub mod plan;
 pub mod remote;
+pub mod show;
 pub mod validate;
 
 use std::path::Path;

@@ -36,7 +36,8 @@ pub use virtualenv::Virtualenv;
 pub const KINDS: &[&str] =
     &["file", "directory", "symlink", "user", "group", "command", "unit", "apt", "nginx_site", "virtualenv"];
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AnyResource {
     File(File),
     Directory(Directory),
