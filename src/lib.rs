@@ -64,7 +64,9 @@ pub fn run(cli: Cli) -> u8 {
         Command::Plan { playbook, remote, .. } if remote.any() => {
             commands::remote::run(playbook, commands::remote::Mode::Plan, remote, &settings, &mut printer)
         }
-        Command::Apply { playbook: Some(playbook), check, detailed_exitcode, lock_wait, remote, .. } if remote.any() => {
+        Command::Apply { playbook: Some(playbook), check, detailed_exitcode, lock_wait, remote, .. }
+            if remote.any() =>
+        {
             let mode = commands::remote::Mode::Apply {
                 check: *check,
                 detailed_exitcode: *detailed_exitcode,

@@ -337,7 +337,10 @@ impl Printer {
         if self.format == Format::Json {
             self.json(json!({"type": "saved_plan", "file": file.display().to_string()}));
         } else if self.verbosity >= 0 {
-            self.line(format!("Saved the plan to {0}; apply exactly it with: converge apply --plan {0}", file.display()));
+            self.line(format!(
+                "Saved the plan to {0}; apply exactly it with: converge apply --plan {0}",
+                file.display()
+            ));
         }
     }
 
@@ -345,8 +348,12 @@ impl Printer {
     pub fn saved_plan_header(&mut self, saved: &crate::saved::SavedPlan) {
         let root = saved.root.as_ref().map(|r| r.display().to_string());
         if self.format == Format::Json {
-            let files: Vec<_> =
-                saved.playbook.files.iter().map(|f| json!({"path": f.path.display().to_string(), "sha256": f.sha256})).collect();
+            let files: Vec<_> = saved
+                .playbook
+                .files
+                .iter()
+                .map(|f| json!({"path": f.path.display().to_string(), "sha256": f.sha256}))
+                .collect();
             self.json(json!({"type": "saved_plan", "playbook": saved.playbook.path.display().to_string(), "name": saved.playbook.name, "created": saved.created, "converge_version": saved.converge_version, "root": root, "files": files}));
             return;
         }

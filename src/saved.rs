@@ -406,10 +406,10 @@ impl SavedPlan {
         }
         self.contains_secrets = leaks || !sensitive.is_empty();
         let text = serde_json::to_string_pretty(&self).expect("a plan serializes") + "\n";
-        write_private(path, text.as_bytes())
-            .map_err(|e| Error::PlanFile { message: format!("cannot write {}: {e}", path.display()),
-                help: "choose a file in a directory you can write".into(),
-            })
+        write_private(path, text.as_bytes()).map_err(|e| Error::PlanFile {
+            message: format!("cannot write {}: {e}", path.display()),
+            help: "choose a file in a directory you can write".into(),
+        })
     }
 
     /// Reads a plan file, refusing one of another format or converge version.
@@ -419,7 +419,8 @@ impl SavedPlan {
             message: format!("{} is not a plan converge can apply: {why}", path.display()),
             help: "make it again with `converge plan PLAYBOOK --out FILE`".into(),
         };
-        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| bad(format!("invalid JSON ({e})")))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| bad(format!("invalid JSON ({e})")))?;
         if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
             return Err(bad(format!("it has no \"format\": \"{FORMAT}\"")));
         }
@@ -445,10 +446,7 @@ impl SavedPlan {
         let version = env!("CARGO_PKG_VERSION");
         if self.converge_version != version {
             return Err(Error::PlanFile {
-                message: format!(
-                    "the plan was made by converge {}, this is converge {version}",
-                    self.converge_version
-                ),
+                message: format!("the plan was made by converge {}, this is converge {version}", self.converge_version),
                 help: "make the plan again with this converge, or apply it with the converge that made it".into(),
             });
         }
@@ -531,6 +529,12 @@ impl SavedPlan {
             let differences: Vec<String> = keys
                 .into_iter()
                 .filter(|k| saved.observed.facts.get(*k) != now.facts.get(*k))
+                // A thing that appeared or went: its existence says it, not each attribute.
+                .filter(|k| {
+                    let exists =
+                        |facts: &BTreeMap<String, String>| facts.get(&k.replace(attr_of(k), "exists")).cloned();
+                    k.ends_with("exists") || exists(&saved.observed.facts) == exists(&now.facts)
+                })
                 .map(|k| {
                     let shown = |v: Option<&String>| match v {
                         None => "none".to_owned(),
@@ -572,6 +576,11 @@ impl SavedPlan {
         }
         if stale.is_empty() { Ok(()) } else { Err(stale_error(stale)) }
     }
+}
+
+/// The attribute a fact's key names: its last word.
+fn attr_of(key: &str) -> &str {
+    key.rsplit(' ').next().unwrap_or(key)
 }
 
 fn stale_error(stale: Vec<String>) -> Error {

@@ -9,7 +9,13 @@ use crate::plan::plan;
 use crate::printer::Printer;
 use crate::saved::{self, SavedPlan};
 
-pub fn run(path: &Path, out: Option<&Path>, allow_secrets: bool, settings: &Settings, printer: &mut Printer) -> Result<u8> {
+pub fn run(
+    path: &Path,
+    out: Option<&Path>,
+    allow_secrets: bool,
+    settings: &Settings,
+    printer: &mut Printer,
+) -> Result<u8> {
     let (resolved, files) = saved::record_inputs(|| super::load_and_resolve(path, settings, printer));
     let resolved = resolved?;
     let host = super::host(settings);

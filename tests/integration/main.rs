@@ -17,6 +17,7 @@ mod paths;
 mod plan_output;
 mod remote;
 mod safety;
+mod saved_plans;
 mod scenario_e2e;
 mod systemd_e2e;
 mod units_offline;
