@@ -19,6 +19,8 @@ use crate::trigger::{Step, Trigger};
 #[derive(Debug, Default)]
 pub struct Applied {
     pub resources: Vec<ResourcePlan>,
+    /// The previous state of what was changed, for the run record (runs.rs).
+    pub recorder: crate::runs::Recorder,
 }
 
 pub fn apply(resolved: &Resolved, plan: &Plan, host: &Host, printer: &mut Printer) -> Result<Applied> {
@@ -36,6 +38,7 @@ pub fn apply(resolved: &Resolved, plan: &Plan, host: &Host, printer: &mut Printe
         let result = (|| {
             let now = entry.resource.plan(host)?;
             if !now.is_empty() {
+                applied.recorder.capture(host, &entry.id, &entry.resource, entry.sensitive)?;
                 entry.resource.apply(&now, host)?;
             }
             Ok(now)

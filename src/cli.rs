@@ -63,9 +63,26 @@ pub enum Command {
         /// Wait up to SECONDS for another run's lock instead of exiting at once.
         #[arg(long, value_name = "SECONDS", env = "CONVERGE_LOCK_WAIT", default_value_t = 0)]
         lock_wait: u64,
+        /// How many runs to keep recorded for `rollback` (under /var/lib/converge/runs, or inside --root).
+        #[arg(long, value_name = "N", env = "CONVERGE_KEEP_RUNS", default_value_t = 10)]
+        keep_runs: usize,
         #[command(flatten)]
         remote: RemoteArgs,
     },
+    /// Put back what the last run changed (or every run from N on): files, directories, symlinks and unit files, byte for byte.
+    Rollback {
+        /// Undo run N and every run after it (default: only the last run).
+        #[arg(long, value_name = "N")]
+        to: Option<u64>,
+        /// Only show what would be restored, like `plan`.
+        #[arg(long)]
+        check: bool,
+        /// How many runs to keep recorded.
+        #[arg(long, value_name = "N", env = "CONVERGE_KEEP_RUNS", default_value_t = 10)]
+        keep_runs: usize,
+    },
+    /// List the recorded runs: number, time, playbook, host, counts, and whether it was rolled back.
+    History,
     /// Print a plan saved by `converge plan --out FILE`, as `plan` printed it.
     Show {
         /// The saved plan (JSON).

@@ -38,6 +38,7 @@ pub mod remote;
 pub mod resolve;
 pub mod resource;
 pub mod resources;
+pub mod runs;
 pub mod saved;
 pub mod stop;
 pub mod systemd;
@@ -77,11 +78,12 @@ pub fn run(cli: Cli) -> u8 {
         Command::Plan { playbook, out, allow_secrets, .. } => {
             commands::plan::run(playbook, out.as_deref(), *allow_secrets, &settings, &mut printer)
         }
-        Command::Apply { playbook, plan, check, detailed_exitcode, lock_wait, .. } => {
+        Command::Apply { playbook, plan, check, detailed_exitcode, lock_wait, keep_runs, .. } => {
             let options = commands::apply::Options {
                 check: *check,
                 detailed_exitcode: *detailed_exitcode,
                 lock_wait: std::time::Duration::from_secs(*lock_wait),
+                keep_runs: *keep_runs,
             };
             match (plan, playbook) {
                 (Some(file), _) => commands::apply::run_saved(file, &options, &settings, &mut printer),
@@ -89,6 +91,10 @@ pub fn run(cli: Cli) -> u8 {
                 (None, None) => Err(error::Error::Usage { message: "give a playbook, or --plan FILE".into() }),
             }
         }
+        Command::Rollback { to, check, keep_runs } => {
+            commands::rollback::run(*to, *check, *keep_runs, &settings, &mut printer)
+        }
+        Command::History => commands::rollback::history(&settings, &mut printer),
         Command::Show { file } => commands::show::run(file, &settings, &mut printer),
         Command::Validate { playbook } => commands::validate::run(playbook, &settings, &mut printer),
         Command::Modules { playbook } => commands::modules::run(playbook.as_deref(), &mut printer),

@@ -332,6 +332,25 @@ impl Printer {
     }
 
     /// Warnings about the playbook, on stderr.
+    /// Whether records are JSON.
+    pub fn is_json(&self) -> bool {
+        self.format == Format::Json
+    }
+
+    /// A human line of a command that formats its own output (rollback, history); none with -q.
+    pub fn say(&mut self, text: impl AsRef<str>) {
+        if self.format == Format::Human && self.verbosity >= 0 {
+            self.line(text);
+        }
+    }
+
+    /// A JSON record of a command that formats its own output.
+    pub fn record(&mut self, value: serde_json::Value) {
+        if self.format == Format::Json {
+            self.json(value);
+        }
+    }
+
     /// After `plan --out FILE`: where the plan went, and how to apply it.
     pub fn saved_plan(&mut self, file: &std::path::Path) {
         if self.format == Format::Json {

@@ -255,7 +255,7 @@ pub fn note_input(path: &Path, bytes: &[u8]) {
 // ----- observation ------------------------------------------------------------------------------
 
 /// The paths on the host a resource writes, whose state its observation covers.
-fn paths(resource: &AnyResource) -> Vec<PathBuf> {
+pub(crate) fn paths(resource: &AnyResource) -> Vec<PathBuf> {
     match resource {
         AnyResource::File(r) => vec![r.path.clone()],
         AnyResource::Directory(r) => vec![r.path.clone()],

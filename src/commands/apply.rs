@@ -18,6 +18,8 @@ pub struct Options {
     pub detailed_exitcode: bool,
     /// How long to wait for another run's lock.
     pub lock_wait: std::time::Duration,
+    /// How many runs to keep recorded (runs.rs).
+    pub keep_runs: usize,
 }
 
 pub fn run(path: &Path, options: &Options, settings: &Settings, printer: &mut Printer) -> Result<u8> {
@@ -77,7 +79,10 @@ fn run_resolved(
     if journaled {
         journal::save(&host, &plan.pending)?;
     }
-    let applied = apply(resolved, &plan, &host, printer)?;
+    let mut applied = apply(resolved, &plan, &host, printer)?;
+    let recorder = std::mem::take(&mut applied.recorder);
+    let playbook = saved.map(|s| s.playbook.path.display().to_string()).unwrap_or_else(|| resolved.source.name.clone());
+    crate::runs::record(&host, "apply", &playbook, &applied.resources, recorder, Vec::new(), options.keep_runs)?;
     // Decided again from what was really applied (usually what was planned), and journaled
     // again when that differs.
     let (pending, triggers) = crate::plan::triggers(resolved, &applied.resources, &host)?;

@@ -4,6 +4,7 @@ pub mod apply;
 pub mod modules;
 pub mod plan;
 pub mod remote;
+pub mod rollback;
 pub mod show;
 pub mod validate;
 
