@@ -23,8 +23,14 @@ pub struct Applied {
     pub recorder: crate::runs::Recorder,
 }
 
-pub fn apply(resolved: &Resolved, plan: &Plan, host: &Host, printer: &mut Printer) -> Result<Applied> {
-    let mut applied = Applied::default();
+/// Fills `applied` as it goes, so that what a failed run did is still known (and recorded).
+pub fn apply(
+    resolved: &Resolved,
+    plan: &Plan,
+    host: &Host,
+    printer: &mut Printer,
+    applied: &mut Applied,
+) -> Result<()> {
     for (index, entry) in resolved.entries.iter().enumerate() {
         let planned = plan.resources.iter().find(|r| r.index == index);
         if planned.is_none() && applied.resources.is_empty() {
@@ -32,7 +38,7 @@ pub fn apply(resolved: &Resolved, plan: &Plan, host: &Host, printer: &mut Printe
         }
         // A signal stops the run between two resources, never inside one.
         if let Err(stopped) = Error::check_stop() {
-            printer.failed_after(&applied, plan);
+            printer.failed_after(applied, plan);
             return Err(stopped);
         }
         let result = (|| {
@@ -59,12 +65,12 @@ pub fn apply(resolved: &Resolved, plan: &Plan, host: &Host, printer: &mut Printe
                 applied.resources.push(done);
             }
             Err(e) => {
-                printer.failed_after(&applied, plan);
+                printer.failed_after(applied, plan);
                 return Err(e);
             }
         }
     }
-    Ok(applied)
+    Ok(())
 }
 
 /// Runs the triggers through systemd, phase by phase (stop, daemon-reload, reload, restart,

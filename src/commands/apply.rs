@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::apply::{apply, run_triggers};
+use crate::apply::{Applied, apply, run_triggers};
 use crate::cli::Settings;
 use crate::error::Error;
 use crate::error::Result;
@@ -79,10 +79,13 @@ fn run_resolved(
     if journaled {
         journal::save(&host, &plan.pending)?;
     }
-    let mut applied = apply(resolved, &plan, &host, printer)?;
+    let mut applied = Applied::default();
+    let result = apply(resolved, &plan, &host, printer, &mut applied);
+    // Recorded even when the run failed half way: what it did can be rolled back.
     let recorder = std::mem::take(&mut applied.recorder);
     let playbook = saved.map(|s| s.playbook.path.display().to_string()).unwrap_or_else(|| resolved.source.name.clone());
     crate::runs::record(&host, "apply", &playbook, &applied.resources, recorder, Vec::new(), options.keep_runs)?;
+    result?;
     // Decided again from what was really applied (usually what was planned), and journaled
     // again when that differs.
     let (pending, triggers) = crate::plan::triggers(resolved, &applied.resources, &host)?;

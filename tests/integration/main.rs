@@ -16,6 +16,7 @@ mod nginx_e2e;
 mod paths;
 mod plan_output;
 mod remote;
+mod rollback;
 mod safety;
 mod saved_plans;
 mod scenario_e2e;
