@@ -102,14 +102,23 @@ impl Recorder {
             return Ok(());
         }
         for path in crate::saved::paths(resource) {
-            self.capture_path(host, &path)
+            self.capture_path(host, id, &path)
                 .map_err(|e| Error::resource_io(id, "cannot record its previous state", e))?;
         }
         Ok(())
     }
 
-    fn capture_path(&mut self, host: &Host, path: &Path) -> std::io::Result<()> {
+    fn capture_path(&mut self, host: &Host, id: &ResourceId, path: &Path) -> std::io::Result<()> {
         if self.before.iter().any(|b| b.path == path) {
+            return Ok(());
+        }
+        // A file too big to read into memory is not kept: the rollback leaves it as it is.
+        if let Some(stat) = host.stat(path)?
+            && stat.kind == FileKind::File
+            && stat.size > crate::host::MAX_READ
+        {
+            let reason = format!("{} was {} bytes, too big to keep a copy of", path.display(), stat.size);
+            self.not_restored.push((id.clone(), reason));
             return Ok(());
         }
         let before = state_of(host, path, true)?;
@@ -117,7 +126,7 @@ impl Recorder {
         // A directory that is replaced or removed takes what is inside with it.
         if matches!(before, Before::Directory { .. }) {
             for (name, _) in host.read_dir(path)? {
-                self.capture_path(host, &path.join(name))?;
+                self.capture_path(host, id, &path.join(name))?;
             }
         }
         Ok(())
@@ -226,7 +235,7 @@ pub fn record(
             .iter()
             .map(|r| AppliedResource {
                 id: r.id.clone(),
-                changes: if r.sensitive { Vec::new() } else { r.changes.iter().map(Into::into).collect() },
+                changes: if r.sensitive { Vec::new() } else { r.changes.iter().map(digest_only).collect() },
             })
             .collect(),
         before: recorder.before,
@@ -241,6 +250,19 @@ pub fn record(
     }
     prune(host, keep)?;
     Ok(Some(number))
+}
+
+/// A change as the run record keeps it: content by size and sha256 only (the previous content
+/// is in the objects; the new one is on the host).
+fn digest_only(change: &crate::resource::Change) -> crate::saved::SavedChange {
+    use crate::resource::{Change, Content};
+    let digest = |c: &Content| Content::Large { len: c.len(), sha256: c.sha256() };
+    match change {
+        Change::Content { file, from, to } => {
+            crate::saved::SavedChange::Content { file: file.clone(), from: from.as_ref().map(digest), to: digest(to) }
+        }
+        other => other.into(),
+    }
 }
 
 fn host_name(host: &Host) -> String {
