@@ -80,12 +80,53 @@ pub fn run(to: Option<u64>, check: bool, keep_runs: usize, settings: &Settings, 
         Error::check_stop()?;
         runs::restore(&host, step)?;
     }
+    run_unit_triggers(&host, &steps, printer)?;
     let label = format!("rollback of run {}", shown.join(", "));
     let number = runs::record(&host, "rollback", &label, &[], recorder, numbers, keep_runs)?;
     let number = number.map(|n| format!(" (recorded as run {n})")).unwrap_or_default();
     printer.say(format!("Rollback complete: {} paths restored{number}.", steps.len()));
     printer.record(json!({"type": "rollback", "restored": steps.len()}));
     Ok(0)
+}
+
+/// Unit files put back are loaded (daemon-reload) and their active units restarted, as an
+/// apply does for a changed unit file; without a service manager (`--root`) they are listed as
+/// skipped.
+fn run_unit_triggers(host: &crate::host::Host, steps: &[runs::Restore], printer: &mut Printer) -> Result<()> {
+    use crate::trigger::{Step, Trigger};
+    let unit_dir = std::path::Path::new(crate::resources::systemd_unit::UNIT_DIR);
+    let mut units: Vec<String> = Vec::new();
+    for step in steps {
+        let Ok(rest) = step.path.strip_prefix(unit_dir) else { continue };
+        // /etc/systemd/system/NAME or /etc/systemd/system/NAME.d/drop-in.conf
+        let Some(first) = rest.components().next() else { continue };
+        let name = first.as_os_str().to_string_lossy();
+        let name = name.strip_suffix(".d").unwrap_or(&name).to_owned();
+        if !units.contains(&name) {
+            units.push(name);
+        }
+    }
+    if units.is_empty() {
+        return Ok(());
+    }
+    let reason = "its unit file was rolled back".to_owned();
+    let mut triggers = vec![Trigger { step: Step::DaemonReload, unit: None, reason: reason.clone() }];
+    let Some(systemd) = host.systemd()? else {
+        for unit in &units {
+            triggers.push(Trigger { step: Step::Restart, unit: Some(unit.clone()), reason: reason.clone() });
+        }
+        printer.triggers_skipped(&triggers, "offline root: no service manager to run it");
+        return Ok(());
+    };
+    host.observe_units(&units)?;
+    for unit in &units {
+        let active = host.unit_status(unit)?.is_some_and(|s| crate::resources::systemd_unit::observed_state(&s).2);
+        if active {
+            triggers.push(Trigger { step: Step::Restart, unit: Some(unit.clone()), reason: reason.clone() });
+        }
+    }
+    crate::apply::run_triggers(&triggers, systemd, printer)?;
+    Ok(())
 }
 
 /// Lists the recorded runs, oldest first.

@@ -137,3 +137,18 @@ fn a_failed_run_is_recorded_and_what_cannot_be_restored_is_listed() {
     let run = none.run_args(&["rollback", "--root", "{root}"]).code(1);
     assert!(run.stderr.contains("no run is recorded"), "{}", run.stderr);
 }
+
+#[test]
+fn a_unit_file_is_rolled_back_and_its_triggers_are_named() {
+    let unit = |v: &str| {
+        format!("resources:\n  - unit: app.service\n    content: |\n      [Service]\n      ExecStart=/bin/sleep {v}\n")
+    };
+    let test = Test::new().playbook(&unit("1"));
+    test.apply().success();
+    let v1 = fs::read_to_string(test.host_path("/etc/systemd/system/app.service")).unwrap();
+    fs::write(test.playbook_path(), unit("2")).unwrap();
+    test.apply().success();
+    let run = test.run_args(&["rollback", "--root", "{root}"]).success();
+    assert_eq!(fs::read_to_string(test.host_path("/etc/systemd/system/app.service")).unwrap(), v1);
+    assert!(run.stdout.contains("daemon-reload") && run.stdout.contains("app.service"), "{}", run.stdout);
+}
