@@ -624,3 +624,34 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_is_text_or_hex_and_reads_back_byte_for_byte() {
+        let text = Content::from("port = 80\n");
+        assert_eq!(serde_json::to_value(&text).unwrap(), serde_json::json!({"text": "port = 80\n"}));
+        let binary = Content::from(vec![0u8, 0xff, 0x10]);
+        let json = serde_json::to_value(&binary).unwrap();
+        assert_eq!(json, serde_json::json!({"hex": "00ff10"}));
+        assert_eq!(serde_json::from_value::<Content>(json).unwrap(), binary);
+        assert!(serde_json::from_value::<Content>(serde_json::json!({"hex": "0g"})).is_err());
+    }
+
+    #[test]
+    fn a_desired_state_reads_back_equal() {
+        let file = AnyResource::File(crate::resources::File {
+            path: "/etc/app.conf".into(),
+            state: crate::resource::State::Present,
+            content: Some(Content::from(vec![1u8, 2, 200])),
+            ownership: crate::resource::Ownership { owner: Some("www-data".into()), group: None },
+            mode: Some(Mode(0o2750)),
+        });
+        let json = serde_json::to_value(&file).unwrap();
+        assert_eq!(json["kind"], "file");
+        assert_eq!(json["mode"], "2750");
+        assert_eq!(serde_json::from_value::<AnyResource>(json).unwrap(), file);
+    }
+}
