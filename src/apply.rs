@@ -22,10 +22,18 @@ use std::time::Duration;
 #[derive(Debug, Default)]
 pub struct Applied {
     pub resources: Vec<ResourcePlan>,
+    /// The previous state of what was changed, for the run record (runs.rs).
+    pub recorder: crate::runs::Recorder,
 }
 
-pub fn apply(resolved: &Resolved, plan: &Plan, host: &Host, printer: &mut Printer) -> Result<Applied> {
-    let mut applied = Applied::default();
+/// Fills `applied` as it goes, so that what a failed run did is still known (and recorded).
+pub fn apply(
+    resolved: &Resolved,
+    plan: &Plan,
+    host: &Host,
+    printer: &mut Printer,
+    applied: &mut Applied,
+) -> Result<()> {
     for (index, entry) in resolved.entries.iter().enumerate() {
         let planned = plan.resources.iter().find(|r| r.index == index);
         if planned.is_none() && applied.resources.is_empty() {
@@ -33,12 +41,13 @@ pub fn apply(resolved: &Resolved, plan: &Plan, host: &Host, printer: &mut Printe
         }
         // A signal stops the run between two resources, never inside one.
         if let Err(stopped) = Error::check_stop() {
-            printer.failed_after(&applied, plan);
+            printer.failed_after(applied, plan);
             return Err(stopped);
         }
         let result = (|| {
             let now = entry.resource.plan(host)?;
             if !now.is_empty() {
+                applied.recorder.capture(host, &entry.id, &entry.resource, entry.sensitive)?;
                 let _spinner =
                     slow_step(&entry.resource).map(|what| progress::spinner(format!("{} ({what})", entry.id)));
                 entry.resource.apply(&now, host)?;
@@ -61,12 +70,12 @@ pub fn apply(resolved: &Resolved, plan: &Plan, host: &Host, printer: &mut Printe
                 applied.resources.push(done);
             }
             Err(e) => {
-                printer.failed_after(&applied, plan);
+                printer.failed_after(applied, plan);
                 return Err(e);
             }
         }
     }
-    Ok(applied)
+    Ok(())
 }
 
 /// What a resource's apply waits for, when that can take seconds: worth a spinner.

@@ -41,13 +41,24 @@ pub enum Command {
     Plan {
         /// The playbook (YAML).
         playbook: PathBuf,
+        /// Also save the plan to FILE (JSON), for `converge show FILE` and `converge apply --plan FILE`.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Save the plan even when it holds sensitive values (written in clear into FILE, mode 0600).
+        #[arg(long, requires = "out")]
+        allow_secrets: bool,
         #[command(flatten)]
         remote: RemoteArgs,
     },
     /// Make the host match the playbook, then run the triggers its changes set off.
     Apply {
-        /// The playbook (YAML).
-        playbook: PathBuf,
+        /// The playbook (YAML); or give --plan FILE instead.
+        #[arg(required_unless_present = "plan")]
+        playbook: Option<PathBuf>,
+        /// Apply the plan saved by `converge plan --out FILE`, exactly, or refuse (changing nothing)
+        /// when the host changed since it was made.
+        #[arg(long, value_name = "FILE", conflicts_with = "playbook")]
+        plan: Option<PathBuf>,
         /// Only show what would change, like `plan` (and exit like it: 2 when changes are pending).
         #[arg(long)]
         check: bool,
@@ -57,8 +68,30 @@ pub enum Command {
         /// Wait up to SECONDS for another run's lock instead of exiting at once.
         #[arg(long, value_name = "SECONDS", env = "CONVERGE_LOCK_WAIT", default_value_t = 0)]
         lock_wait: u64,
+        /// How many runs to keep recorded for `rollback` (under /var/lib/converge/runs, or inside --root).
+        #[arg(long, value_name = "N", env = "CONVERGE_KEEP_RUNS", default_value_t = 10)]
+        keep_runs: usize,
         #[command(flatten)]
         remote: RemoteArgs,
+    },
+    /// Put back what the last run changed (or every run from N on): files, directories, symlinks and unit files, byte for byte.
+    Rollback {
+        /// Undo run N and every run after it (default: only the last run).
+        #[arg(long, value_name = "N")]
+        to: Option<u64>,
+        /// Only show what would be restored, like `plan`.
+        #[arg(long)]
+        check: bool,
+        /// How many runs to keep recorded.
+        #[arg(long, value_name = "N", env = "CONVERGE_KEEP_RUNS", default_value_t = 10)]
+        keep_runs: usize,
+    },
+    /// List the recorded runs: number, time, playbook, host, counts, and whether it was rolled back.
+    History,
+    /// Print a plan saved by `converge plan --out FILE`, as `plan` printed it.
+    Show {
+        /// The saved plan (JSON).
+        file: PathBuf,
     },
     /// List the modules a playbook can `use:` (shipped ones and the playbook's own modules/), with their parameters.
     Modules {

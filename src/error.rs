@@ -260,6 +260,11 @@ pub enum Error {
 
     #[error("{message}")]
     Usage { message: String },
+
+    /// A saved plan that cannot be written, read or applied (saved.rs).
+    #[error("{message}")]
+    #[diagnostic(help("{help}"))]
+    PlanFile { message: String, help: String },
 }
 
 impl Error {

@@ -40,6 +40,8 @@ pub mod remote;
 pub mod resolve;
 pub mod resource;
 pub mod resources;
+pub mod runs;
+pub mod saved;
 pub mod schema;
 pub mod stop;
 pub mod systemd;
@@ -57,10 +59,19 @@ pub fn run(cli: Cli) -> u8 {
     let mut printer = Printer::new(settings.format, settings.no_color, settings.verbosity);
     progress::configure(settings.format == printer::Format::Human, settings.verbosity);
     let result = match &cli.command {
-        Command::Plan { playbook, remote } if remote.any() => {
+        Command::Plan { out: Some(_), remote, .. } | Command::Apply { plan: Some(_), remote, .. } if remote.any() => {
+            Err(error::Error::Usage {
+                message: "saved plans are for the local host and --root only: `plan --out` and `apply --plan` do not \
+                          take --host or --inventory (docs/saved-plans.md)"
+                    .into(),
+            })
+        }
+        Command::Plan { playbook, remote, .. } if remote.any() => {
             commands::remote::run(playbook, commands::remote::Mode::Plan, remote, &settings, &mut printer)
         }
-        Command::Apply { playbook, check, detailed_exitcode, lock_wait, remote } if remote.any() => {
+        Command::Apply { playbook: Some(playbook), check, detailed_exitcode, lock_wait, remote, .. }
+            if remote.any() =>
+        {
             let mode = commands::remote::Mode::Apply {
                 check: *check,
                 detailed_exitcode: *detailed_exitcode,
@@ -68,15 +79,27 @@ pub fn run(cli: Cli) -> u8 {
             };
             commands::remote::run(playbook, mode, remote, &settings, &mut printer)
         }
-        Command::Plan { playbook, .. } => commands::plan::run(playbook, &settings, &mut printer),
-        Command::Apply { playbook, check, detailed_exitcode, lock_wait, .. } => {
+        Command::Plan { playbook, out, allow_secrets, .. } => {
+            commands::plan::run(playbook, out.as_deref(), *allow_secrets, &settings, &mut printer)
+        }
+        Command::Apply { playbook, plan, check, detailed_exitcode, lock_wait, keep_runs, .. } => {
             let options = commands::apply::Options {
                 check: *check,
                 detailed_exitcode: *detailed_exitcode,
                 lock_wait: std::time::Duration::from_secs(*lock_wait),
+                keep_runs: *keep_runs,
             };
-            commands::apply::run(playbook, &options, &settings, &mut printer)
+            match (plan, playbook) {
+                (Some(file), _) => commands::apply::run_saved(file, &options, &settings, &mut printer),
+                (None, Some(playbook)) => commands::apply::run(playbook, &options, &settings, &mut printer),
+                (None, None) => Err(error::Error::Usage { message: "give a playbook, or --plan FILE".into() }),
+            }
         }
+        Command::Rollback { to, check, keep_runs } => {
+            commands::rollback::run(*to, *check, *keep_runs, &settings, &mut printer)
+        }
+        Command::History => commands::rollback::history(&settings, &mut printer),
+        Command::Show { file } => commands::show::run(file, &settings, &mut printer),
         Command::Validate { playbook } => commands::validate::run(playbook, &settings, &mut printer),
         Command::Modules { playbook } => commands::modules::run(playbook.as_deref(), &mut printer),
         Command::Completions { shell } => commands::docs::completions(*shell),

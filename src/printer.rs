@@ -376,6 +376,66 @@ impl Printer {
         }
     }
 
+    /// Whether records are JSON.
+    pub fn is_json(&self) -> bool {
+        self.format == Format::Json
+    }
+
+    /// A human line of a command that formats its own output (rollback, history); none with -q.
+    pub fn say(&mut self, text: impl AsRef<str>) {
+        if self.format == Format::Human && self.verbosity >= 0 {
+            self.line(text);
+        }
+    }
+
+    /// A JSON record of a command that formats its own output.
+    pub fn record(&mut self, value: serde_json::Value) {
+        if self.format == Format::Json {
+            self.json(value);
+        }
+    }
+
+    /// After `plan --out FILE`: where the plan went, and how to apply it.
+    pub fn saved_plan(&mut self, file: &std::path::Path) {
+        if self.format == Format::Json {
+            self.json(json!({"type": "saved_plan", "file": file.display().to_string()}));
+        } else if self.verbosity >= 0 {
+            self.line(format!(
+                "Saved the plan to {0}; apply exactly it with: converge apply --plan {0}",
+                file.display()
+            ));
+        }
+    }
+
+    /// Before `show FILE` prints a saved plan: what it was made from, when and for what.
+    pub fn saved_plan_header(&mut self, saved: &crate::saved::SavedPlan) {
+        let root = saved.root.as_ref().map(|r| r.display().to_string());
+        if self.format == Format::Json {
+            let files: Vec<_> = saved
+                .playbook
+                .files
+                .iter()
+                .map(|f| json!({"path": f.path.display().to_string(), "sha256": f.sha256}))
+                .collect();
+            self.json(json!({"type": "saved_plan", "playbook": saved.playbook.path.display().to_string(), "name": saved.playbook.name, "created": saved.created, "converge_version": saved.converge_version, "root": root, "files": files}));
+            return;
+        }
+        if self.verbosity < 0 {
+            return;
+        }
+        let target = root.map(|r| format!("--root {r}")).unwrap_or_else(|| "this host".into());
+        self.line(format!(
+            "Saved plan of {} for {target}, made by converge {} at {} (seconds since the epoch)",
+            saved.playbook.path.display(),
+            saved.converge_version,
+            saved.created
+        ));
+        for file in &saved.playbook.files {
+            self.line(format!("  {}  sha256 {}", file.path.display(), file.sha256));
+        }
+        self.line("");
+    }
+
     pub fn warnings(&self, warnings: &[crate::error::PlaybookWarning]) {
         for warning in warnings {
             self.error(warning);
@@ -437,6 +497,7 @@ fn records(error: &dyn miette::Diagnostic, typed: Option<&crate::error::Error>) 
         Some(crate::error::Error::Locked { .. }) => "locked",
         Some(crate::error::Error::Systemd(_)) => "systemd",
         Some(crate::error::Error::Usage { .. }) => "usage",
+        Some(crate::error::Error::PlanFile { .. }) => "plan_file",
         Some(crate::error::Error::Stopped { .. }) => "stopped",
     };
     let mut message = error.to_string();

@@ -95,6 +95,8 @@ pub struct Resolved {
     pub warnings: Vec<PlaybookWarning>,
     /// Resources a `when:` left out, with the expression, for `plan -v`.
     pub skipped: Vec<(String, String)>,
+    /// The variables the templates used, by name; None for a secret one (for saved plans).
+    pub variables: Vec<(String, Option<minijinja::Value>)>,
 }
 
 const TOP_LEVEL: &[&str] = &["name", "vars", "secrets", "resources"];
@@ -168,7 +170,8 @@ pub fn resolve(playbook: &Playbook, input: &VarsInput) -> Result<Resolved> {
     let mut warnings = socket_layout_warnings(&entries, source);
     warnings.extend(unused_vars(&file_vars, &templates));
     warnings.extend(run_directory_warnings(&entries, source));
-    Ok(Resolved { name, entries, source: source.clone(), warnings, skipped })
+    let variables = templates.used_variables();
+    Ok(Resolved { name, entries, source: source.clone(), warnings, skipped, variables })
 }
 
 /// A variable of a vars file (or an inventory) that no template uses is likely a typo.

@@ -35,7 +35,7 @@ pub trait Resource {
 }
 
 /// What a resource is called in plans, in `after:` and in triggers: `kind:name`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct ResourceId(pub String);
 
@@ -136,7 +136,8 @@ impl From<Vec<u8>> for Content {
 }
 
 /// Whether a resource should exist.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum State {
     #[default]
     Present,
@@ -145,7 +146,7 @@ pub enum State {
 
 /// Owner and group by name, as the playbook gives them (compared by name so that a plan can
 /// speak of a user that an earlier resource will create).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Ownership {
     pub owner: Option<String>,
     pub group: Option<String>,

@@ -92,6 +92,13 @@ impl Templates {
         self.used.borrow().all.clone()
     }
 
+    /// The variables any template used so far, with their values (None for a secret one).
+    pub fn used_variables(&self) -> Vec<(String, Option<Jinja>)> {
+        let used = self.all_used();
+        let value = |name: &String| (!self.is_secret(name)).then(|| self.vars.get(name).cloned()).flatten();
+        used.iter().filter(|n| self.vars.contains_key(*n)).map(|n| (n.clone(), value(n))).collect()
+    }
+
     /// The string leaves of a variable's value (a list's items, a mapping's values).
     pub fn var_texts(&self, name: &str) -> Vec<String> {
         self.vars.get(name).map(leaves).unwrap_or_default()

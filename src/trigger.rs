@@ -60,7 +60,7 @@ impl fmt::Display for Action {
 }
 
 /// `notify: "restart gunicorn.service"`: an action on a unit.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 pub struct Notify {
     pub action: Action,
     pub unit: String,
@@ -94,7 +94,7 @@ impl fmt::Display for Notify {
 // ----- the decision --------------------------------------------------------------------------
 
 /// How a unit reacts to a change of its own files (`on_change:`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum OnChange {
     #[default]
@@ -162,7 +162,7 @@ pub struct Request {
 }
 
 /// The steps, in the order their phases run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Step {
     Stop,
@@ -173,7 +173,7 @@ pub enum Step {
 }
 
 /// One thing to do in systemd, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Trigger {
     pub step: Step,
     /// None for daemon-reload.

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::apply::{apply, run_triggers};
+use crate::apply::{Applied, apply, run_triggers};
 use crate::cli::Settings;
 use crate::error::Error;
 use crate::error::Result;
@@ -10,16 +10,39 @@ use crate::journal;
 use crate::lock::lock;
 use crate::plan::plan;
 use crate::printer::Printer;
+use crate::resolve::Resolved;
+use crate::saved::SavedPlan;
 
 pub struct Options {
     pub check: bool,
     pub detailed_exitcode: bool,
     /// How long to wait for another run's lock.
     pub lock_wait: std::time::Duration,
+    /// How many runs to keep recorded (runs.rs).
+    pub keep_runs: usize,
 }
 
 pub fn run(path: &Path, options: &Options, settings: &Settings, printer: &mut Printer) -> Result<u8> {
     let resolved = super::load_and_resolve(path, settings, printer)?;
+    run_resolved(&resolved, None, options, settings, printer)
+}
+
+/// `apply --plan FILE`: the saved desired state, applied only when every resource is observed
+/// as it was when the plan was made (checked for all before any is changed).
+pub fn run_saved(file: &Path, options: &Options, settings: &Settings, printer: &mut Printer) -> Result<u8> {
+    let saved = SavedPlan::load(file)?;
+    saved.check_target(settings.root.as_deref())?;
+    let resolved = saved.resolved();
+    run_resolved(&resolved, Some(&saved), options, settings, printer)
+}
+
+fn run_resolved(
+    resolved: &Resolved,
+    saved: Option<&SavedPlan>,
+    options: &Options,
+    settings: &Settings,
+    printer: &mut Printer,
+) -> Result<u8> {
     let host = super::host(settings);
     let _lock = if options.check { None } else { Some(lock(&host, options.lock_wait)?) };
     if !options.check {
@@ -30,7 +53,13 @@ pub fn run(path: &Path, options: &Options, settings: &Settings, printer: &mut Pr
     {
         printer.finished_interrupted(&finished);
     }
-    let plan = plan(&resolved, &host)?;
+    if let Some(saved) = saved {
+        saved.check_fresh(resolved, &host)?;
+    }
+    let plan = plan(resolved, &host)?;
+    if let Some(saved) = saved {
+        saved.check_same(&plan)?;
+    }
     printer.plan(&plan);
     // `--check` is `plan`: 2 while changes are pending, whatever --detailed-exitcode says.
     if options.check {
@@ -53,17 +82,23 @@ pub fn run(path: &Path, options: &Options, settings: &Settings, printer: &mut Pr
     if journaled {
         journal::save(&host, &plan.pending)?;
     }
-    let applied = apply(&resolved, &plan, &host, printer)?;
+    let mut applied = Applied::default();
+    let result = apply(resolved, &plan, &host, printer, &mut applied);
+    // Recorded even when the run failed half way: what it did can be rolled back.
+    let recorder = std::mem::take(&mut applied.recorder);
+    let playbook = saved.map(|s| s.playbook.path.display().to_string()).unwrap_or_else(|| resolved.source.name.clone());
+    crate::runs::record(&host, "apply", &playbook, &applied.resources, recorder, Vec::new(), options.keep_runs)?;
+    result?;
     // Decided again from what was really applied (usually what was planned), and journaled
     // again when that differs.
-    let (pending, triggers) = crate::plan::triggers(&resolved, &applied.resources, &host)?;
+    let (pending, triggers) = crate::plan::triggers(resolved, &applied.resources, &host)?;
     if systemd.is_some() && !pending.is_empty() && pending != plan.pending {
         journal::save(&host, &pending)?;
         journaled = true;
     }
     let ran = match systemd {
         Some(systemd) => {
-            let settle = |unit: &str| crate::resources::systemd_unit::settle_time(&resolved, unit);
+            let settle = |unit: &str| crate::resources::systemd_unit::settle_time(resolved, unit);
             run_triggers(&triggers, systemd, &settle, &host, printer)?
         }
         None => {

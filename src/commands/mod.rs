@@ -5,6 +5,8 @@ pub mod docs;
 pub mod modules;
 pub mod plan;
 pub mod remote;
+pub mod rollback;
+pub mod show;
 pub mod validate;
 
 use std::path::Path;

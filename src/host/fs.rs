@@ -595,6 +595,7 @@ pub fn read_input(path: &Path) -> io::Result<Vec<u8>> {
     if bytes.len() as u64 > limit {
         return Err(too_big(&shown, bytes.len() as u64, limit));
     }
+    crate::saved::note_input(path, &bytes);
     Ok(bytes)
 }
 

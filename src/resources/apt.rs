@@ -22,7 +22,7 @@ const STATUS: &str = "/var/lib/dpkg/status";
 /// lists directory's own mtime does not change when files inside are replaced.)
 const PKGCACHE: &str = "/var/cache/apt/pkgcache.bin";
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Apt {
     pub packages: Vec<String>,
     pub state: State,
@@ -31,7 +31,8 @@ pub struct Apt {
     pub update_cache: UpdateCache,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum UpdateCache {
     Never,
     Always,

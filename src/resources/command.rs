@@ -12,7 +12,7 @@ use crate::host::Host;
 use crate::resource::{Change, Resource};
 use crate::yaml_node::{Span, Value};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Command {
     pub argv: Vec<String>,
     pub creates: Option<PathBuf>,

@@ -15,7 +15,7 @@ use crate::resource::{Change, Ownership, Resource, State};
 use crate::resources::file::apply_attributes;
 use crate::resources::{observe_owner, owner_ids};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Directory {
     pub path: PathBuf,
     pub state: State,

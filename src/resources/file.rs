@@ -15,7 +15,7 @@ use crate::resource::{Change, Content, Ownership, Resource, State};
 use crate::resources::{observe_owner, owner_ids};
 use crate::yaml_node::Span;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct File {
     pub path: PathBuf,
     pub state: State,

@@ -7,7 +7,7 @@ use crate::host::{GroupEntry, Host};
 use crate::resource::{Change, Resource, State};
 use crate::resources::run_tool;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Group {
     pub name: String,
     pub state: State,

@@ -37,7 +37,8 @@ pub use virtualenv::Virtualenv;
 /// Every kind key a playbook entry can start with (the names of `kinds::KINDS`).
 pub const KINDS: &[&str] = &crate::kinds::names::<{ crate::kinds::KINDS.len() }>();
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AnyResource {
     File(File),
     Directory(Directory),

@@ -31,7 +31,7 @@ use crate::yaml_node::Span;
 const AVAILABLE: &str = "/etc/nginx/sites-available";
 const ENABLED: &str = "/etc/nginx/sites-enabled";
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NginxSite {
     pub name: String,
     pub state: State,

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::host::{FileKind, Host};
 use crate::resource::{Change, Resource, State};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Symlink {
     pub path: PathBuf,
     pub state: State,

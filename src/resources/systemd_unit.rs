@@ -29,7 +29,7 @@ pub const UNIT_DIR: &str = "/etc/systemd/system";
 /// Where packages put their units (a `unit` without content).
 const PACKAGE_UNIT_DIRS: &[&str] = &["/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"];
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SystemdUnit {
     pub name: String,
     pub state: State,

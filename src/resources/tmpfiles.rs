@@ -27,7 +27,7 @@ const TYPES: &str = "fFwdDevqQpLcbCxXrRzZtThHaA";
 const CREATING: &str = "fFdDvqQpLcbC";
 
 /// One line of a tmpfiles.d file.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TmpfilesEntry {
     /// The type with its modifiers (`d`, `L+`, `f!`).
     pub kind: String,
@@ -64,7 +64,7 @@ impl TmpfilesEntry {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Tmpfiles {
     pub name: String,
     pub state: State,

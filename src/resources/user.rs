@@ -13,7 +13,7 @@ use crate::host::{Host, UserEntry};
 use crate::resource::{Change, Resource, State};
 use crate::resources::{check_account_name, run_tool};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct User {
     pub name: String,
     pub state: State,

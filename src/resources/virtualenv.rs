@@ -27,7 +27,7 @@ use crate::resource::{Change, Ownership, Resource, State};
 use crate::resources::observe_owner;
 use crate::yaml_node::{Node, Span};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Virtualenv {
     pub path: PathBuf,
     pub state: State,

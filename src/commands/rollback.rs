@@ -1,0 +1,156 @@
+//! `converge rollback [--to N] [--check]` and `converge history` (runs.rs).
+
+use serde_json::json;
+
+use crate::cli::Settings;
+use crate::error::{Error, Result};
+use crate::lock::lock;
+use crate::printer::Printer;
+use crate::runs::{self, Recorder, describe};
+
+/// Restores what the last run (or runs N.. to the last) changed; itself a run. Exit 0, or 2 with
+/// `--check` when something would be restored.
+pub fn run(to: Option<u64>, check: bool, keep_runs: usize, settings: &Settings, printer: &mut Printer) -> Result<u8> {
+    let host = super::host(settings);
+    let _lock = if check { None } else { Some(lock(&host, std::time::Duration::ZERO)?) };
+    let all = runs::load_all(&host)?;
+    let Some(last) = all.last() else {
+        return Err(Error::Usage { message: "no run is recorded here: nothing to roll back".into() });
+    };
+    let from = to.unwrap_or(last.number);
+    if !all.iter().any(|r| r.number == from) {
+        let kept: Vec<String> = all.iter().map(|r| r.number.to_string()).collect();
+        return Err(Error::Usage {
+            message: format!("there is no run {from} (the runs kept are {}; see `converge history`)", kept.join(", ")),
+        });
+    }
+    let undone: Vec<&runs::Run> = all.iter().rev().filter(|r| r.number >= from).collect();
+    let numbers: Vec<u64> = undone.iter().map(|r| r.number).collect();
+    let steps = runs::restore_plan(&host, &undone)?;
+    let shown: Vec<String> = numbers.iter().map(u64::to_string).collect();
+    printer.say(format!("converge rollback will undo run {}:", shown.join(", ")));
+    printer.say("");
+    for step in &steps {
+        let verb = match (&step.now, &step.to) {
+            (runs::Before::Absent, _) => "+",
+            (_, runs::Before::Absent) => "-",
+            _ => "~",
+        };
+        printer.say(format!("  {verb} {} ({} -> {})", host.shown(&step.path), describe(&step.now), describe(&step.to)));
+        printer.record(
+            json!({"type": "restore", "path": step.path, "from": describe(&step.now), "to": describe(&step.to)}),
+        );
+    }
+    let not_restored: Vec<_> = undone.iter().flat_map(|r| r.not_restored.iter()).collect();
+    for (id, reason) in &not_restored {
+        printer.say(format!("  ! {id} (not restored: {reason})"));
+        printer.record(json!({"type": "not_restored", "id": id, "reason": reason}));
+    }
+    printer.say("");
+    printer.say(format!("Rollback: {} paths to restore; {} not restored.", steps.len(), not_restored.len()));
+    printer.record(
+        json!({"type": "rollback_plan", "runs": numbers, "restore": steps.len(), "not_restored": not_restored.len()}),
+    );
+    if check {
+        return Ok(if steps.is_empty() { 0 } else { 2 });
+    }
+    crate::stop::catch();
+    // The state now of what is put back, so that the rollback can itself be rolled back.
+    let mut recorder = Recorder::default();
+    let mut before = Vec::new();
+    for step in &steps {
+        recorder.before.push(runs::PathBefore { path: step.path.clone(), before: step.now.clone() });
+        before.push(step.path.clone());
+    }
+    // A file's content now is stored too (state_of without storing only digested it).
+    let mut stored = Recorder::default();
+    for path in &before {
+        let id = crate::resource::ResourceId::new("path", &path.to_string_lossy());
+        let file = crate::resources::AnyResource::File(crate::resources::File {
+            path: path.clone(),
+            state: crate::resource::State::Present,
+            content: None,
+            ownership: Default::default(),
+            mode: None,
+        });
+        stored.capture(&host, &id, &file, false)?;
+    }
+    recorder.before = stored.before;
+    for step in &steps {
+        Error::check_stop()?;
+        runs::restore(&host, step)?;
+    }
+    run_unit_triggers(&host, &steps, printer)?;
+    let label = format!("rollback of run {}", shown.join(", "));
+    let number = runs::record(&host, "rollback", &label, &[], recorder, numbers, keep_runs)?;
+    let number = number.map(|n| format!(" (recorded as run {n})")).unwrap_or_default();
+    printer.say(format!("Rollback complete: {} paths restored{number}.", steps.len()));
+    printer.record(json!({"type": "rollback", "restored": steps.len()}));
+    Ok(0)
+}
+
+/// Unit files put back are loaded (daemon-reload) and their active units restarted, as an
+/// apply does for a changed unit file; without a service manager (`--root`) they are listed as
+/// skipped.
+fn run_unit_triggers(host: &crate::host::Host, steps: &[runs::Restore], printer: &mut Printer) -> Result<()> {
+    use crate::trigger::{Step, Trigger};
+    let unit_dir = std::path::Path::new(crate::resources::systemd_unit::UNIT_DIR);
+    let mut units: Vec<String> = Vec::new();
+    for step in steps {
+        let Ok(rest) = step.path.strip_prefix(unit_dir) else { continue };
+        // /etc/systemd/system/NAME or /etc/systemd/system/NAME.d/drop-in.conf
+        let Some(first) = rest.components().next() else { continue };
+        let name = first.as_os_str().to_string_lossy();
+        let name = name.strip_suffix(".d").unwrap_or(&name).to_owned();
+        if !units.contains(&name) {
+            units.push(name);
+        }
+    }
+    if units.is_empty() {
+        return Ok(());
+    }
+    let reason = "its unit file was rolled back".to_owned();
+    let mut triggers = vec![Trigger { step: Step::DaemonReload, unit: None, reason: reason.clone() }];
+    let Some(systemd) = host.systemd()? else {
+        for unit in &units {
+            triggers.push(Trigger { step: Step::Restart, unit: Some(unit.clone()), reason: reason.clone() });
+        }
+        printer.triggers_skipped(&triggers, "offline root: no service manager to run it");
+        return Ok(());
+    };
+    host.observe_units(&units)?;
+    for unit in &units {
+        let active = host.unit_status(unit)?.is_some_and(|s| crate::resources::systemd_unit::observed_state(&s).2);
+        if active {
+            triggers.push(Trigger { step: Step::Restart, unit: Some(unit.clone()), reason: reason.clone() });
+        }
+    }
+    let settle = |_: &str| crate::systemd::DEFAULT_SETTLE;
+    crate::apply::run_triggers(&triggers, systemd, &settle, host, printer)?;
+    Ok(())
+}
+
+/// Lists the recorded runs, oldest first.
+pub fn history(settings: &Settings, printer: &mut Printer) -> Result<u8> {
+    let host = super::host(settings);
+    let all = runs::load_all(&host)?;
+    if all.is_empty() {
+        printer.say("No runs recorded.");
+    }
+    for run in &all {
+        let rolled = match run.rolled_back_by {
+            Some(n) => format!("  rolled back by run {n}"),
+            None => String::new(),
+        };
+        printer.say(format!(
+            "{:>4}  {}  {:<8}  {}  {}  +{} ~{} -{} >{}{rolled}",
+            run.number, run.time, run.kind, run.playbook, run.host, run.create, run.update, run.remove, run.run
+        ));
+        printer.record(json!({
+            "type": "run", "number": run.number, "time": run.time, "kind": run.kind, "playbook": run.playbook,
+            "host": run.host, "create": run.create, "update": run.update, "remove": run.remove, "run": run.run,
+            "paths": run.before.len(), "rolled_back_by": run.rolled_back_by, "rollback_of": run.rollback_of,
+        }));
+    }
+    Ok(0)
+}

@@ -1,0 +1,16 @@
+//! `converge show FILE`: a saved plan, printed as `plan` printed it. Reads nothing else.
+
+use std::path::Path;
+
+use crate::cli::Settings;
+use crate::error::Result;
+use crate::printer::Printer;
+use crate::saved::SavedPlan;
+
+pub fn run(file: &Path, _settings: &Settings, printer: &mut Printer) -> Result<u8> {
+    let saved = SavedPlan::load(file)?;
+    printer.saved_plan_header(&saved);
+    let plan = saved.plan();
+    printer.plan(&plan);
+    Ok(if plan.is_empty() { 0 } else { 2 })
+}
