@@ -11,7 +11,7 @@ mod fs;
 mod process;
 
 pub use fs::{FileKind, MAX_READ, Stat, hex, read_input, read_input_text};
-pub use process::{PATH, Program};
+pub use process::{PATH, Program, Scratch};
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -190,11 +190,6 @@ impl Host {
         self.tree.set_attributes(path, (uid, gid), mode.map(|m| m.0), false, &self.namer())
     }
 
-    /// Sets the permission bits of a file or directory (never through a symlink).
-    pub fn chmod(&self, path: &Path, mode: Mode) -> io::Result<()> {
-        self.set_attributes(path, None, None, Some(mode))
-    }
-
     /// Changes owner and group of the path itself: a file, a directory, or a symlink (its own
     /// owner, never its target's).
     pub fn chown(&self, path: &Path, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
@@ -216,6 +211,15 @@ impl Host {
         self.tree.remove(path, &self.namer())?;
         self.forget_written(path);
         Ok(())
+    }
+
+    /// The running kernel's release and version (`uname -r`, `uname -v`): this machine's, also
+    /// under `--root`, where programs run on it.
+    pub fn kernel(&self) -> (String, String) {
+        let read = |name: &str| {
+            std::fs::read_to_string(Path::new("/proc/sys/kernel").join(name)).unwrap_or_default().trim().to_owned()
+        };
+        (read("osrelease"), read("version"))
     }
 
     /// Forgets the directories walked so far (fs.rs keeps them until something changes).

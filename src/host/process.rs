@@ -57,6 +57,26 @@ impl Host {
     }
 }
 
+/// A file a host tool may write outside the root (`nginx -t`'s pid file), in this machine's
+/// temporary directory, named after this run; removed when dropped.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        Scratch(std::env::temp_dir().join(format!("converge-{}-{name}", std::process::id())))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 impl<'h> Program<'h> {
     fn new<S: AsRef<OsStr>>(host: &'h Host, argv: &[S], inside: bool) -> Program<'h> {
         let argv = argv.iter().map(|a| a.as_ref().to_owned()).collect();

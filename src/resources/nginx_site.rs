@@ -199,14 +199,15 @@ pub fn nginx_test(host: &Host) -> Result<Option<String>, String> {
     if host.root().is_some() && host.stat(Path::new("/etc/nginx/nginx.conf")).ok().flatten().is_none() {
         return Ok(None); // an image without nginx's configuration: nothing to check against
     }
+    let pid_file = crate::host::Scratch::new("nginx-test.pid");
     let mut command = match host.root() {
         None => host.program(&["nginx"]).command(),
         Some(_) if host.stat(Path::new("/usr/sbin/nginx")).ok().flatten().is_some() => {
             host.program(&["/usr/sbin/nginx"]).command()
         }
         Some(root) => {
-            // `nginx -t` writes its pid file: keep it out of the root, and remove it below.
-            let pid = format!("pid {};", test_pid_file().display());
+            // `nginx -t` writes its pid file: keep it out of the root (removed when dropped).
+            let pid = format!("pid {};", pid_file.path().display());
             let mut command = host.tool(&["nginx"]).command();
             command.arg("-p").arg(format!("{}/", root.display()));
             command.arg("-c").arg(root.join("etc/nginx/nginx.conf")).args(["-g", &pid]);
@@ -215,7 +216,6 @@ pub fn nginx_test(host: &Host) -> Result<Option<String>, String> {
     };
     command.args(["-t", "-q", "-e", "stderr"]);
     let output = command.output();
-    let _ = std::fs::remove_file(test_pid_file());
     let output = match output {
         Ok(output) => output,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -228,10 +228,6 @@ pub fn nginx_test(host: &Host) -> Result<Option<String>, String> {
         return Err(format!("nginx -t was killed by signal {signal} before it answered"));
     }
     Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
-}
-
-fn test_pid_file() -> PathBuf {
-    std::env::temp_dir().join(format!("converge-nginx-test-{}.pid", std::process::id()))
 }
 
 /// The line nginx names in its message ("... in /etc/nginx/sites-enabled/mysite:3"), if it is

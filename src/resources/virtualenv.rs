@@ -712,10 +712,9 @@ impl Resource for Virtualenv {
             implementation: cfg.get("implementation").cloned(),
             wanted_python: find_python(host, &self.python, &self.search_path(host))
                 .map_err(io("cannot look up its python"))?,
-            platform: Platform {
-                machine: std::env::consts::ARCH.to_owned(),
-                release: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned(),
-                version: std::fs::read_to_string("/proc/sys/kernel/version").unwrap_or_default().trim().to_owned(),
+            platform: {
+                let (release, version) = host.kernel();
+                Platform { machine: std::env::consts::ARCH.to_owned(), release, version }
             },
             ..Observed::default()
         };
