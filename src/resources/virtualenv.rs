@@ -633,10 +633,6 @@ fn real_path(host: &Host, path: &Path) -> std::io::Result<Result<PathBuf, PathBu
     Ok(Ok(resolved))
 }
 
-/// The PATH of a fresh login, where a name is looked up for another user than converge's own:
-/// the PATH converge's programs run with (host/process.rs).
-pub const SYSTEM_PATH: &str = crate::host::PATH;
-
 /// What `python` is, without running it: a path, or the first executable of that name on
 /// `search` (a PATH; inside the root under `--root`, where chroot would look).
 fn find_python(host: &Host, python: &str, search: &str) -> std::io::Result<WantedPython> {
@@ -943,7 +939,8 @@ impl Virtualenv {
         let another_owner = self.ownership.owner.as_ref().is_some_and(|owner| Some(owner) != me.as_ref());
         match std::env::var("PATH") {
             Ok(path) if host.root().is_none() && !another_owner => path,
-            _ => SYSTEM_PATH.to_owned(),
+            // Another user's, or inside a root: the PATH converge's programs run with.
+            _ => crate::host::PATH.to_owned(),
         }
     }
 
