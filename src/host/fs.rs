@@ -595,7 +595,7 @@ pub fn read_input(path: &Path) -> io::Result<Vec<u8>> {
     if bytes.len() as u64 > limit {
         return Err(too_big(&shown, bytes.len() as u64, limit));
     }
-    crate::saved::note_input(path, &bytes);
+    crate::engine::saved::note_input(path, &bytes);
     Ok(bytes)
 }
 
@@ -620,7 +620,7 @@ impl Drop for Forget<'_> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stat {
     pub kind: FileKind,
-    pub mode: crate::mode::Mode,
+    pub mode: crate::host::mode::Mode,
     pub uid: u32,
     pub gid: u32,
     pub size: u64,
@@ -632,7 +632,7 @@ impl From<&FileStat> for Stat {
     fn from(s: &FileStat) -> Stat {
         Stat {
             kind: kind_of(s),
-            mode: crate::mode::Mode(s.st_mode & 0o7777),
+            mode: crate::host::mode::Mode(s.st_mode & 0o7777),
             uid: s.st_uid,
             gid: s.st_gid,
             size: s.st_size as u64,
