@@ -10,7 +10,6 @@
 //! and their digest; `apply --plan` observes them again for every resource before it changes
 //! anything.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -230,26 +229,10 @@ impl<'de> Deserialize<'de> for Wanted {
 
 // ----- the files a resolve read -------------------------------------------------------------------
 
-thread_local! {
-    static INPUTS: RefCell<Option<Vec<FileDigest>>> = const { RefCell::new(None) };
-}
-
 /// Runs `f` and returns it with every input file it read (host::read_input), with its sha256.
 pub fn record_inputs<T>(f: impl FnOnce() -> T) -> (T, Vec<FileDigest>) {
-    INPUTS.with(|r| r.replace(Some(Vec::new())));
-    let value = f();
-    (value, INPUTS.with(|r| r.take()).unwrap_or_default())
-}
-
-/// Called by `host::read_input` for each file it read.
-pub fn note_input(path: &Path, bytes: &[u8]) {
-    INPUTS.with(|r| {
-        if let Some(inputs) = r.borrow_mut().as_mut()
-            && !inputs.iter().any(|i| i.path == path)
-        {
-            inputs.push(FileDigest { path: path.to_owned(), sha256: crate::host::hex(&Sha256::digest(bytes)) });
-        }
-    });
+    let (value, read) = crate::host::record_inputs(f);
+    (value, read.into_iter().map(|(path, sha256)| FileDigest { path, sha256 }).collect())
 }
 
 // ----- observation ------------------------------------------------------------------------------

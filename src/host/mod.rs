@@ -13,7 +13,7 @@ mod process;
 pub mod systemd;
 pub mod unit_file;
 
-pub use fs::{FileKind, MAX_READ, Stat, hex, read_input, read_input_text};
+pub use fs::{FileKind, MAX_READ, Stat, hex, read_input, read_input_text, record_inputs};
 pub use process::{PATH, Program, Scratch};
 
 use std::collections::HashMap;
