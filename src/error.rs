@@ -314,8 +314,14 @@ pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// The help of every "unknown name" error: "did you mean `NAME`?", naming the candidate nearest to
+/// `word` (see [`nearest`]); None when none is close.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    nearest(word, candidates).map(|close| format!("did you mean `{close}`?"))
+}
+
 /// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (levenshtein(word, c), c))
@@ -355,11 +361,12 @@ mod tests {
     #[test]
     fn suggests_close_words_only() {
         let keys = ["owner", "group", "mode", "content"];
-        assert_eq!(did_you_mean("ownr", keys), Some("owner"));
-        assert_eq!(did_you_mean("contnet", keys), Some("content"));
-        assert_eq!(did_you_mean("colour", keys), None);
-        assert_eq!(did_you_mean("debgu", ["debug", "dbg"]), Some("debug"));
-        assert_eq!(did_you_mean("wrokers", ["workers"]), Some("workers"));
+        assert_eq!(nearest("ownr", keys), Some("owner"));
+        assert_eq!(nearest("contnet", keys), Some("content"));
+        assert_eq!(nearest("colour", keys), None);
+        assert_eq!(nearest("debgu", ["debug", "dbg"]), Some("debug"));
+        assert_eq!(nearest("wrokers", ["workers"]), Some("workers"));
+        assert_eq!(did_you_mean("ownr", keys).as_deref(), Some("did you mean `owner`?"));
     }
 
     #[test]

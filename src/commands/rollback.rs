@@ -65,7 +65,7 @@ pub fn run(to: Option<u64>, check: bool, keep_runs: usize, settings: &Settings, 
     // A file's content now is stored too (state_of without storing only digested it).
     let mut stored = Recorder::default();
     for path in &before {
-        let id = crate::kinds::resource::ResourceId::new("path", &path.to_string_lossy());
+        let id = crate::kinds::resource::ResourceId::path(crate::kinds::Kind::File, path);
         let file = crate::kinds::AnyResource::File(crate::kinds::File {
             path: path.clone(),
             state: crate::kinds::resource::State::Present,

@@ -13,7 +13,6 @@ use crate::engine::trigger::{Step, Trigger};
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::host::systemd::{Job, JobAction, Systemd, SystemdError};
-use crate::kinds::AnyResource;
 use crate::output::Printer;
 use crate::output::progress;
 use std::time::Duration;
@@ -49,7 +48,7 @@ pub fn apply(
             if !now.is_empty() {
                 applied.recorder.capture(host, &entry.id, &entry.resource, entry.sensitive)?;
                 let _spinner =
-                    slow_step(&entry.resource).map(|what| progress::spinner(format!("{} ({what})", entry.id)));
+                    entry.resource.slow_step().map(|what| progress::spinner(format!("{} ({what})", entry.id)));
                 entry.resource.apply(&now, host)?;
             }
             Ok(now)
@@ -76,17 +75,6 @@ pub fn apply(
         }
     }
     Ok(())
-}
-
-/// What a resource's apply waits for, when that can take seconds: worth a spinner.
-fn slow_step(resource: &AnyResource) -> Option<&'static str> {
-    match resource {
-        AnyResource::Apt(_) => Some("apt-get"),
-        AnyResource::Virtualenv(_) => Some("python -m venv, pip"),
-        AnyResource::NginxSite(_) => Some("nginx -t"),
-        AnyResource::Unit(_) => Some("systemd"),
-        _ => None,
-    }
 }
 
 /// Runs the triggers through systemd, phase by phase (stop, daemon-reload, reload, restart,

@@ -7,6 +7,7 @@
 //! It uses the kinds, the playbook layer and the Host; it must not print (output/ does).
 
 pub mod apply;
+pub mod graph;
 pub mod journal;
 pub mod lock;
 pub mod plan;

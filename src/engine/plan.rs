@@ -5,7 +5,7 @@
 //! while an owner that exists nowhere is an error before anything is applied.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::PathBuf;
 
 use crate::engine::journal::{self, Pending};
 use crate::engine::resolve::Resolved;
@@ -15,7 +15,7 @@ use crate::host::Host;
 use crate::host::systemd::UnitStatus;
 use crate::kinds::AnyResource;
 use crate::kinds::SystemdUnit;
-use crate::kinds::resource::{Change, ResourceId};
+use crate::kinds::resource::{Change, Need, Provide, ResourceId};
 use crate::kinds::systemd_unit::observed_state;
 
 /// What `apply` would do: the resources that differ, and the triggers they set off.
@@ -137,7 +137,7 @@ pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
     }
     // What earlier resources create, by id, for "(created above)" and missing owners.
     let mut created: HashMap<&ResourceId, bool> = HashMap::new();
-    let mut created_dirs: Vec<&Path> = Vec::new();
+    let mut created_dirs: Vec<PathBuf> = Vec::new();
     // Packages an earlier `apt` resource of the plan installs: a later one naming them too (a
     // module's `apt: nginx` and the playbook's) finds them installed when apply reaches it.
     let mut installing: Vec<String> = Vec::new();
@@ -147,7 +147,12 @@ pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
             changes = merge_installs(changes, &mut installing);
         }
         check_may_give(host, &entry.id, &changes)?;
-        if let Some(parent) = entry.resource.parent_needed().filter(|_| !changes.is_empty()) {
+        let needs = entry.resource.needs();
+        for need in &needs {
+            let Need::Directory(parent) = need else { continue };
+            if changes.is_empty() {
+                break;
+            }
             let made_above = created_dirs.iter().any(|d| d.starts_with(parent));
             let exists =
                 host.stat(parent).map_err(|e| Error::resource_io(&entry.id, "cannot read its directory", e))?.is_some();
@@ -161,17 +166,22 @@ pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
                 ));
             }
         }
-        if let (AnyResource::Directory(dir), true) = (&entry.resource, changes.contains(&Change::Create)) {
-            created_dirs.push(&dir.path);
+        if changes.contains(&Change::Create) {
+            for provided in entry.resource.provides() {
+                if let Provide::Directory(path) = provided {
+                    created_dirs.push(path);
+                }
+            }
         }
         let mut created_above = Vec::new();
-        for need in entry.resource.needs() {
-            match created.get(&need) {
-                Some(true) => created_above.push(need),
+        for need in &needs {
+            let Some(id) = need.id() else { continue };
+            match created.get(&id) {
+                Some(true) => created_above.push(id),
                 Some(false) => {}
-                None if exists(host, &need)? => {}
+                None if exists(host, need, &id)? => {}
                 None => {
-                    let (kind, name) = need.0.split_once(':').unwrap_or(("", &need.0));
+                    let (kind, name) = (id.kind, &id.name);
                     return Err(Error::resource(
                         &entry.id,
                         format!(
@@ -281,12 +291,13 @@ fn check_may_give(host: &Host, id: &ResourceId, changes: &[Change]) -> Result<()
     Ok(())
 }
 
-fn exists(host: &Host, id: &ResourceId) -> Result<bool> {
+/// Whether the host has the user or group `need` names (`id`).
+fn exists(host: &Host, need: &Need, id: &ResourceId) -> Result<bool> {
     let io = |e| Error::resource_io(id, "cannot look it up", e);
-    Ok(match id.0.split_once(':') {
-        Some(("user", name)) => host.user(name).map_err(io)?.is_some(),
-        Some(("group", name)) => host.group(name).map_err(io)?.is_some(),
-        _ => true,
+    Ok(match need {
+        Need::User(name) => host.user(name).map_err(io)?.is_some(),
+        Need::Group(name) => host.group(name).map_err(io)?.is_some(),
+        Need::Inside(_) | Need::Directory(_) | Need::Package(_) => true,
     })
 }
 

@@ -2,19 +2,18 @@
 //!
 //! Variables are merged (`secrets:`, `vars:` < `--vars-file`/`--secrets-file` < `--var`/`--secret-var`;
 //! a secret one makes every resource using it sensitive), every string is rendered, each entry
-//! is built by its kind, ids are checked for duplicates, `after:` and the automatic edges (a
-//! parent directory before what is inside it, a user or group before what it owns) order the
-//! list, and cycles are reported. Every mistake is collected, so the user sees them all at once,
-//! and nothing on the host is read or touched here.
+//! is built by its kind, ids are checked for duplicates and `after:` ids for existence, and the
+//! dependency graph (`engine/graph.rs`) orders the list. Every mistake is collected, so the user
+//! sees them all at once, and nothing on the host is read or touched here.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 
+use crate::engine::graph;
 use crate::engine::trigger::Notify;
-use crate::error::{Error, PlaybookError, PlaybookErrors, PlaybookWarning, Result, Source, did_you_mean};
+use crate::error::{Error, PlaybookError, PlaybookErrors, PlaybookWarning, Result, Source, did_you_mean, nearest};
 use crate::kinds::resource::ResourceId;
-use crate::kinds::{AnyResource, KINDS};
+use crate::kinds::{AnyResource, Kind};
 use crate::playbook::attrs::Attrs;
 use crate::playbook::template::{Templates, to_jinja};
 use crate::playbook::yaml_node::{Node, Span, Value};
@@ -70,17 +69,17 @@ impl Entry {
             Error::Resource { message, source, .. } if matches!(self.resource, AnyResource::NginxSite(_)) => {
                 let first = message.split(':').next().unwrap_or_default().to_owned();
                 Error::Resource {
-                    id: self.id.0.clone(),
+                    id: self.id.to_string(),
                     message: format!("{first} (nginx's message is not shown: the site is sensitive)"),
                     source,
                 }
             }
             Error::Resource { message, source, .. } => Error::Resource {
-                id: self.id.0.clone(),
+                id: self.id.to_string(),
                 message: crate::playbook::redact::apply_with(&message, &self.secrets),
                 source,
             },
-            Error::Drift { .. } => Error::Drift { id: self.id.0.clone() },
+            Error::Drift { .. } => Error::Drift { id: self.id.to_string() },
             other => other,
         }
     }
@@ -114,7 +113,6 @@ pub fn resolve(playbook: &Playbook, input: &VarsInput) -> Result<Resolved> {
         let name = key.as_str().unwrap_or_default();
         if !TOP_LEVEL.contains(&name) {
             let help = did_you_mean(name, TOP_LEVEL.iter().copied())
-                .map(|s| format!("did you mean `{s}`?"))
                 .unwrap_or_else(|| "a playbook has `name`, `vars` and `resources`".into());
             errors.push(source.error(key.span, format!("unknown top-level key `{name}`"), "unknown key").help(help));
         }
@@ -181,7 +179,7 @@ fn unused_vars(file_vars: &[(Source, String, Span)], templates: &Templates) -> V
         .iter()
         .filter(|(_, name, _)| !used.contains(name))
         .map(|(file, name, span)| {
-            let help = match did_you_mean(name, used.iter().map(String::as_str)) {
+            let help = match nearest(name, used.iter().map(String::as_str)) {
                 Some(close) => format!("did you mean `{close}`? The playbook uses `{close}`"),
                 None => "no template of the playbook uses it; remove it, or use it".to_owned(),
             };
@@ -297,9 +295,8 @@ fn use_module(
     for (key, _) in pairs {
         let word = key.as_str().unwrap_or_default();
         if !["use", "with", "when"].contains(&word) {
-            let help = did_you_mean(word, ["with", "when"]).map(|s| format!("did you mean `{s}`?"));
-            let help =
-                help.unwrap_or_else(|| "a `use:` entry takes `with:` (the module's parameters) and `when:`".into());
+            let help = did_you_mean(word, ["with", "when"])
+                .unwrap_or_else(|| "a `use:` entry takes `with:` (the module's parameters) and `when:`".into());
             errors.push(
                 templates
                     .source()
@@ -335,10 +332,10 @@ fn use_module(
             // (a span into the module's text would point past the playbook's end).
             entry.span = at;
             after.iter_mut().for_each(|(_, span)| *span = at);
-            if let Some((kind, _)) = entry.id.0.split_once(":(sensitive, line ") {
+            if entry.id.name.starts_with(SENSITIVE_NAME) {
                 let line = templates.source().line_of(at.offset);
                 let n = resolved.len() + 1;
-                entry.id = ResourceId(format!("{kind}:(sensitive, line {line}, {} #{n})", module.name));
+                entry.id.name = format!("{SENSITIVE_NAME}{line}, {} #{n})", module.name);
             }
             if let AnyResource::Unit(unit) = &mut entry.resource {
                 unit.restart_triggers.iter_mut().chain(&mut unit.reload_triggers).for_each(|(_, span)| *span = at);
@@ -374,23 +371,20 @@ fn resolve_entry(
         errors.push(
             source
                 .error(item.span, "an empty resource", "nothing here")
-                .help(format!("start the entry with its kind, one of: {}", KINDS.join(", "))),
+                .help(format!("start the entry with its kind, one of: {}", Kind::NAMES.join(", "))),
         );
         return None;
     };
     let word = kind_key.as_str().unwrap_or_default();
-    if !KINDS.contains(&word) {
-        let help = match did_you_mean(word, KINDS.iter().copied()) {
-            Some(kind) => format!("did you mean `{kind}`?"),
-            None => format!("start the entry with its kind, one of: {}", KINDS.join(", ")),
-        };
+    let Ok(kind) = word.parse::<Kind>() else {
+        let help = did_you_mean(word, Kind::NAMES.iter().copied())
+            .unwrap_or_else(|| format!("start the entry with its kind, one of: {}", Kind::NAMES.join(", ")));
         errors.push(source.error(kind_key.span, format!("unknown resource kind `{word}`"), "not a kind").help(help));
         return None;
-    }
-    let kind = KINDS.iter().copied().find(|k| kind_key.as_str() == Some(k)).expect("matched above");
+    };
 
     templates.take_used();
-    let mut attrs = Attrs::new(pairs, kind, templates, errors);
+    let mut attrs = Attrs::new(pairs, (kind.name(), kind.table()), Kind::NAMES, templates, errors);
     let notify = attrs
         .strings("notify")
         .into_iter()
@@ -442,7 +436,7 @@ fn resolve_entry(
     }
     if when == Some(false) {
         let expr = attrs_when(pairs).map(|n| n.source(&source.text).to_owned()).unwrap_or_default();
-        skipped.push((id.0, expr));
+        skipped.push((id.to_string(), expr));
         return None;
     }
     Some((Entry { id, span: name.span, resource, notify, sensitive, secrets }, after))
@@ -451,6 +445,9 @@ fn resolve_entry(
 fn attrs_when(pairs: &[(Node, Node)]) -> Option<&Node> {
     pairs.iter().find(|(k, _)| k.as_str() == Some("when")).map(|(_, v)| v)
 }
+
+/// How the name of a sensitive resource's id starts, when its own would show a secret.
+const SENSITIVE_NAME: &str = "(sensitive, line ";
 
 /// Attributes that name things rather than hold values: a sensitive resource still shows them.
 pub const NOT_SECRET: &[&str] = &[
@@ -492,7 +489,7 @@ pub const NOT_SECRET: &[&str] = &[
 /// has every line of its content, for its own error messages. Its id becomes `kind:(sensitive, line N)` when the name would
 /// show a secret (a command without `name:` always).
 fn hide(
-    kind: &str,
+    kind: Kind,
     id: ResourceId,
     resource: &AnyResource,
     rendered: &[(String, String, BTreeSet<String>)],
@@ -501,12 +498,12 @@ fn hide(
 ) -> (ResourceId, Vec<String>) {
     let mut own = hide_values(kind, Some(resource), rendered, templates);
     if let Some(content) = resource.content() {
-        own.extend(content.lines().map(str::to_owned));
+        own.extend(String::from_utf8_lossy(content.bytes()).lines().map(str::to_owned));
     }
     let named = matches!(resource, AnyResource::Command(c) if c.name.is_some());
-    let shows_secret = crate::playbook::redact::apply(&id.0) != id.0;
-    let id = if (kind == "command" && !named) || shows_secret {
-        ResourceId(format!("{kind}:(sensitive, line {line})"))
+    let shows_secret = crate::playbook::redact::apply(&id.name) != id.name;
+    let id = if (kind == Kind::Command && !named) || shows_secret {
+        ResourceId::new(kind, format!("{SENSITIVE_NAME}{line})"))
     } else {
         id
     };
@@ -515,7 +512,7 @@ fn hide(
 
 /// Adds the values of a sensitive entry to the redaction list (see `hide`), and returns them.
 fn hide_values(
-    kind: &str,
+    kind: Kind,
     resource: Option<&AnyResource>,
     rendered: &[(String, String, BTreeSet<String>)],
     templates: &Templates,
@@ -528,7 +525,7 @@ fn hide_values(
     };
     let mut values = Vec::new();
     for (key, value, vars) in rendered {
-        let name_key = key == kind && kind != "command";
+        let name_key = key == kind.name() && kind != Kind::Command;
         if !name_key && !NOT_SECRET.contains(&key.as_str()) && !programs.contains(&value.as_str()) {
             values.push(value.clone());
             values.extend(vars.iter().flat_map(|v| templates.var_texts(v)));
@@ -540,8 +537,8 @@ fn hide_values(
     values
 }
 
-/// The apply order: the file's order, moved only as far as the edges require (a stable
-/// topological sort). Reports unknown `after:` ids, duplicates and cycles.
+/// The apply order (`engine/graph.rs`). Reports duplicate ids, ids that name no resource of the
+/// playbook (in `after:`, and those a kind names, such as a unit's `restart_triggers`) and cycles.
 fn order(
     entries: &[Entry],
     afters: &[Vec<(String, Span)>],
@@ -561,126 +558,40 @@ fn order(
             index.insert(&entry.id, i);
         }
     }
-    let dirs: HashMap<&std::path::Path, usize> = entries
-        .iter()
-        .enumerate()
-        .filter_map(|(i, e)| match &e.resource {
-            AnyResource::Directory(d) => Some((d.path.as_path(), i)),
-            _ => None,
-        })
-        .collect();
-
-    // before[i]: the entries that must come before entry i.
-    let mut before: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); entries.len()];
+    let ids: Vec<String> = index.keys().map(ToString::to_string).collect();
+    let unknown = |errors: &mut Vec<PlaybookError>, text: &str, span: Span, message: String, example: &str| {
+        let help = did_you_mean(text, ids.iter().map(String::as_str))
+            .unwrap_or_else(|| format!("name a resource of this playbook by its id, such as `{example}`"));
+        errors.push(source.error(span, message, "unknown resource").help(help));
+    };
+    let mut nodes = Vec::with_capacity(entries.len());
     for (i, entry) in entries.iter().enumerate() {
+        let mut after = Vec::new();
         for (text, span) in &afters[i] {
-            match index.get(&ResourceId(text.clone())) {
-                Some(&j) => {
-                    before[i].insert(j);
-                }
+            match text.parse::<ResourceId>().ok().and_then(|id| index.get(&id)) {
+                Some(&j) => after.push(j),
                 None => {
-                    let ids: Vec<&str> = index.keys().map(|id| id.0.as_str()).collect();
-                    let help = match did_you_mean(text, ids) {
-                        Some(s) => format!("did you mean `{s}`?"),
-                        None => "name a resource of this playbook by its id, such as `file:/etc/app.conf`".into(),
-                    };
-                    errors.push(
-                        source
-                            .error(
-                                *span,
-                                format!("`after` names `{text}`, which is not in this playbook"),
-                                "unknown resource",
-                            )
-                            .help(help),
-                    );
+                    let message = format!("`after` names `{text}`, which is not in this playbook");
+                    unknown(errors, text, *span, message, "file:/etc/app.conf");
                 }
             }
         }
-        if let AnyResource::Unit(unit) = &entry.resource {
-            for (id, span) in unit.restart_triggers.iter().chain(&unit.reload_triggers) {
-                if !index.contains_key(id) {
-                    let ids: Vec<&str> = index.keys().map(|id| id.0.as_str()).collect();
-                    let help = match did_you_mean(&id.0, ids) {
-                        Some(s) => format!("did you mean `{s}`?"),
-                        None => "name a resource of this playbook by its id, such as `virtualenv:/srv/venv`".into(),
-                    };
-                    errors.push(
-                        source
-                            .error(*span, format!("`{}` is not a resource of this playbook", id.0), "unknown resource")
-                            .help(help),
-                    );
-                }
+        for (id, span) in entry.resource.names_ids() {
+            if !index.contains_key(id) {
+                let message = format!("`{id}` is not a resource of this playbook");
+                unknown(errors, &id.to_string(), span, message, "virtualenv:/srv/venv");
             }
         }
-        for need in entry.resource.needs() {
-            if let Some(&j) = index.get(&need) {
-                before[i].insert(j);
-            }
-        }
-        let packages = entry.resource.needs_packages();
-        if !packages.is_empty() {
-            for (j, other) in entries.iter().enumerate() {
-                if other.resource.packages().iter().any(|p| packages.contains(&p.as_str())) {
-                    before[i].insert(j);
-                }
-            }
-        }
-        if let Some(path) = entry.resource.path() {
-            for parent in path.ancestors().skip(1) {
-                if let Some(&j) = dirs.get(parent) {
-                    before[i].insert(j);
-                }
-            }
-        }
-        before[i].remove(&i);
+        nodes.push(graph::Node { id: &entry.id, resource: &entry.resource, after });
     }
-
-    // Kahn's algorithm, always taking the earliest ready entry.
-    let mut waiting: Vec<usize> = before.iter().map(BTreeSet::len).collect();
-    let mut after_of: Vec<Vec<usize>> = vec![Vec::new(); entries.len()];
-    for (i, deps) in before.iter().enumerate() {
-        for &j in deps {
-            after_of[j].push(i);
-        }
-    }
-    let mut ready: BinaryHeap<Reverse<usize>> = (0..entries.len()).filter(|&i| waiting[i] == 0).map(Reverse).collect();
-    let mut order = Vec::with_capacity(entries.len());
-    while let Some(Reverse(i)) = ready.pop() {
-        order.push(i);
-        for &k in &after_of[i] {
-            waiting[k] -= 1;
-            if waiting[k] == 0 {
-                ready.push(Reverse(k));
-            }
-        }
-    }
-    if order.len() < entries.len() {
-        let cycle = find_cycle(&before, &waiting);
-        let names: Vec<String> = cycle.iter().chain(cycle.first()).map(|&i| entries[i].id.to_string()).collect();
+    graph::order(&nodes).unwrap_or_else(|cycle| {
         errors.push(
             source
-                .error(entries[cycle[0]].span, format!("dependency cycle: {}", names.join(" -> ")), "part of a cycle")
+                .error(entries[cycle.first].span, cycle.to_string(), "part of a cycle")
                 .help("remove one of the `after:` entries; converge also orders a parent directory before its contents and a user or group before what it owns"),
         );
-    }
-    order
-}
-
-/// A cycle among the entries that never became ready, following "must come before" edges.
-fn find_cycle(before: &[BTreeSet<usize>], waiting: &[usize]) -> Vec<usize> {
-    let start = (0..waiting.len()).find(|&i| waiting[i] > 0).expect("a stuck entry");
-    let mut path = vec![start];
-    let mut current = start;
-    loop {
-        let next = *before[current].iter().find(|&&j| waiting[j] > 0).expect("a stuck entry waits on a stuck entry");
-        if let Some(pos) = path.iter().position(|&p| p == next) {
-            let mut cycle = path[pos..].to_vec();
-            cycle.reverse();
-            return cycle;
-        }
-        path.push(next);
-        current = next;
-    }
+        Vec::new()
+    })
 }
 
 /// A `directory:` under /run or /var/run: a tmpfs, so it is gone after the next boot.

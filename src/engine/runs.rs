@@ -84,15 +84,7 @@ pub struct Recorder {
 impl Recorder {
     /// Records what `resource`'s paths are now, before it is applied.
     pub fn capture(&mut self, host: &Host, id: &ResourceId, resource: &AnyResource, sensitive: bool) -> Result<()> {
-        let reason = match resource {
-            AnyResource::User(_) => Some("a user account is not restored (its removal could orphan files)"),
-            AnyResource::Group(_) => Some("a group is not restored"),
-            AnyResource::Apt(_) => Some("packages are not uninstalled or downgraded"),
-            AnyResource::Command(_) => Some("a command that ran cannot be undone"),
-            AnyResource::Virtualenv(_) => Some("a virtualenv's packages are not restored"),
-            _ => None,
-        };
-        if let Some(reason) = reason {
+        if let Some(reason) = resource.not_restored() {
             self.not_restored.push((id.clone(), reason.into()));
             return Ok(());
         }
@@ -101,7 +93,7 @@ impl Recorder {
                 .push((id.clone(), "it is sensitive: its previous content is not kept in the run record".into()));
             return Ok(());
         }
-        for path in crate::engine::saved::paths(resource) {
+        for path in resource.paths() {
             self.capture_path(host, id, &path)
                 .map_err(|e| Error::resource_io(id, "cannot record its previous state", e))?;
         }

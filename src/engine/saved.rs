@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::host::mode::Mode;
 use crate::host::{FileKind, Host};
 use crate::kinds::AnyResource;
-use crate::kinds::resource::{Change, Content, Resource, ResourceId};
+use crate::kinds::resource::{Change, Content, ResourceId};
 use crate::kinds::virtualenv::Wanted;
 
 /// What the file says it is.
@@ -237,30 +237,6 @@ pub fn record_inputs<T>(f: impl FnOnce() -> T) -> (T, Vec<FileDigest>) {
 
 // ----- observation ------------------------------------------------------------------------------
 
-/// The paths on the host a resource writes, whose state its observation covers.
-pub(crate) fn paths(resource: &AnyResource) -> Vec<PathBuf> {
-    match resource {
-        AnyResource::File(r) => vec![r.path.clone()],
-        AnyResource::Directory(r) => vec![r.path.clone()],
-        AnyResource::Symlink(r) => vec![r.path.clone()],
-        AnyResource::Virtualenv(r) => vec![r.path.clone()],
-        AnyResource::Command(r) => r.creates.iter().cloned().collect(),
-        AnyResource::Unit(r) => {
-            let dir = Path::new(crate::kinds::systemd_unit::UNIT_DIR).join(format!("{}.d", r.name));
-            std::iter::once(r.path()).chain(r.dropins.iter().map(|(name, _)| dir.join(name))).collect()
-        }
-        AnyResource::NginxSite(r) => vec![
-            Path::new("/etc/nginx/sites-available").join(&r.name),
-            Path::new("/etc/nginx/sites-enabled").join(&r.name),
-            PathBuf::from("/etc/nginx/sites-enabled/default"),
-        ],
-        AnyResource::Tmpfiles(r) => {
-            vec![Path::new(crate::kinds::tmpfiles::TMPFILES_DIR).join(format!("{}.conf", r.name))]
-        }
-        AnyResource::User(_) | AnyResource::Group(_) | AnyResource::Apt(_) => Vec::new(),
-    }
-}
-
 /// What a resource's plan depends on: each of its paths (existence, type, mode, owner, group,
 /// sha256 of a file, target of a link) and, but for plain files, directories and links, what
 /// the kind itself observes (unit state, package versions, account entries, a command's need).
@@ -268,7 +244,7 @@ pub fn observe(resource: &AnyResource, host: &Host) -> Result<Observation> {
     let mut facts = BTreeMap::new();
     let id = resource.id();
     let io = |e| Error::resource_io(&id, "cannot observe it", e);
-    for (i, path) in paths(resource).iter().enumerate() {
+    for (i, path) in resource.paths().iter().enumerate() {
         let key = |attr: &str| if i == 0 { attr.to_owned() } else { format!("{} {attr}", path.display()) };
         let Some(stat) = host.stat(path).map_err(io)? else {
             facts.insert(key("exists"), "no".into());
@@ -289,17 +265,7 @@ pub fn observe(resource: &AnyResource, host: &Host) -> Result<Observation> {
             _ => {}
         }
     }
-    let observed = match resource {
-        AnyResource::File(_) | AnyResource::Directory(_) | AnyResource::Symlink(_) => None,
-        AnyResource::Unit(r) => Some(format!("{:?}", r.observe(host)?)),
-        AnyResource::NginxSite(r) => Some(format!("{:?}", r.observe(host)?)),
-        AnyResource::Virtualenv(r) => Some(format!("{:?}", r.observe(host)?)),
-        AnyResource::Command(r) => Some(format!("{:?}", r.observe(host)?)),
-        AnyResource::User(r) => Some(format!("{:?}", r.observe(host)?)),
-        AnyResource::Group(r) => Some(format!("{:?}", r.observe(host)?)),
-        AnyResource::Apt(r) => Some(format!("{:?}", r.observe(host)?)),
-        AnyResource::Tmpfiles(r) => Some(format!("{:?}", r.observe(host)?)),
-    };
+    let observed = resource.observed(host)?;
     if let Some(observed) = observed {
         facts.insert("state".into(), observed);
     }
@@ -372,7 +338,7 @@ impl SavedPlan {
     /// Writes the plan to `path` (mode 0600, atomically). A plan that would hold a sensitive
     /// value or a secret variable's value is refused unless `allow_secrets`.
     pub fn write(mut self, path: &Path, allow_secrets: bool) -> Result<()> {
-        let sensitive: Vec<String> = self.resources.iter().filter(|r| r.sensitive).map(|r| r.id.0.clone()).collect();
+        let sensitive: Vec<String> = self.resources.iter().filter(|r| r.sensitive).map(|r| r.id.to_string()).collect();
         let text = serde_json::to_string_pretty(&self).expect("a plan serializes");
         let leaks = crate::playbook::redact::apply(&text) != text;
         if (leaks || !sensitive.is_empty()) && !allow_secrets {

@@ -75,7 +75,7 @@ impl Notify {
         };
         let Some(action) = Action::parse(action) else {
             let close = crate::error::did_you_mean(action, ["restart", "reload", "start", "stop"]);
-            let close = close.map(|c| format!("did you mean `{c}`? ")).unwrap_or_default();
+            let close = close.map(|c| c + " ").unwrap_or_default();
             return Err(format!("{close}`{action}` is not an action: use restart, reload, start or stop"));
         };
         if crate::host::unit_file::check_unit_name(unit).is_err() {

@@ -62,7 +62,7 @@ pub fn check_unit_name(name: &str) -> Result<(), String> {
 pub fn unit_suggestion(name: &str) -> String {
     if let Some((stem, suffix)) = name.rsplit_once('.')
         && !stem.is_empty()
-        && let Some(close) = crate::error::did_you_mean(suffix, UNIT_SUFFIXES.iter().map(|s| &s[1..]))
+        && let Some(close) = crate::error::nearest(suffix, UNIT_SUFFIXES.iter().map(|s| &s[1..]))
     {
         return format!("{stem}.{close}");
     }

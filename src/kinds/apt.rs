@@ -13,8 +13,10 @@ use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, Result};
 use crate::host::Host;
-use crate::kinds::resource::{Change, Resource, ResourceId, State};
+use crate::kinds::Kind;
+use crate::kinds::resource::{Change, Provide, Resource, State};
 use crate::playbook::attrs::Attrs;
+use crate::playbook::table::{STATE, Table, Type, attr};
 use crate::playbook::yaml_node::{Node, Span, Value};
 
 const STATUS: &str = "/var/lib/dpkg/status";
@@ -48,10 +50,10 @@ pub struct AptActual {
 }
 
 impl Apt {
-    pub fn from_attrs(name: &Node, attrs: &mut Attrs) -> Option<Apt> {
+    fn build(name: &Node, attrs: &mut Attrs) -> Option<Apt> {
         let packages: Vec<String> = match &name.value {
-            Value::Seq(items) => items.iter().filter_map(|item| attrs.render_string("apt", item)).collect(),
-            _ => attrs.render_string("apt", name).into_iter().collect(),
+            Value::Seq(items) => items.iter().filter_map(|item| attrs.render_string(Self::KIND.name(), item)).collect(),
+            _ => attrs.render_string(Self::KIND.name(), name).into_iter().collect(),
         };
         let state = attrs.state();
         let version = attrs.node("version").and_then(|node| {
@@ -115,10 +117,6 @@ impl Apt {
             );
         }
         Some(Apt { packages, state, version, update_cache })
-    }
-
-    pub fn id(&self) -> ResourceId {
-        ResourceId::new("apt", &self.packages.join(","))
     }
 
     fn lists_stale(&self, host: &Host) -> bool {
@@ -222,6 +220,47 @@ pub fn installed_versions(status: &str, packages: &[String]) -> Vec<Option<Strin
 
 impl Resource for Apt {
     type Actual = AptActual;
+
+    const KIND: Kind = Kind::Apt;
+
+    const TABLE: Table = Table {
+        names: Type::Strings,
+        doc: "Debian packages, installed or removed with apt-get",
+        attrs: &[
+            STATE,
+            attr("version", Type::String, "the exact version to install"),
+            attr(
+                "update_cache",
+                Type::BoolOrSeconds,
+                "apt-get update first: true, or when the lists are older than N s",
+            ),
+        ],
+    };
+
+    fn from_attrs(name: &Node, attrs: &mut Attrs) -> Option<Apt> {
+        Apt::build(name, attrs)
+    }
+
+    /// The packages, comma-separated.
+    fn name(&self) -> String {
+        self.packages.join(",")
+    }
+
+    /// The packages it installs, for "packages before what uses them".
+    fn provides(&self) -> Vec<Provide> {
+        match self.state {
+            State::Present => self.packages.iter().cloned().map(Provide::Package).collect(),
+            State::Absent => Vec::new(),
+        }
+    }
+
+    fn not_restored(&self) -> Option<&'static str> {
+        Some("packages are not uninstalled or downgraded")
+    }
+
+    fn slow_step(&self) -> Option<&'static str> {
+        Some("apt-get")
+    }
 
     fn observe(&self, host: &Host) -> Result<AptActual> {
         let status = match host.read(Path::new(STATUS)) {

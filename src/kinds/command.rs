@@ -8,9 +8,11 @@ use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 use crate::host::Host;
-use crate::kinds::resource::{Change, Resource};
+use crate::kinds::Kind;
+use crate::kinds::resource::{Change, Need, Resource};
 use crate::playbook::attrs::Attrs;
-use crate::playbook::yaml_node::{Span, Value};
+use crate::playbook::table::{Table, Type, attr};
+use crate::playbook::yaml_node::{Node, Value};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Command {
@@ -33,7 +35,9 @@ pub enum CommandActual {
 }
 
 impl Command {
-    pub fn from_attrs(argv: Option<Vec<String>>, at: Span, attrs: &mut Attrs) -> Option<Command> {
+    /// Builds it; `argv` is the kind key's value, read first.
+    fn build(argv: Option<Vec<String>>, name_node: &Node, attrs: &mut Attrs) -> Option<Command> {
+        let at = name_node.span;
         let creates = attrs.path("creates");
         let unless = attrs.argv("unless");
         let onlyif = attrs.argv("onlyif");
@@ -63,13 +67,6 @@ impl Command {
             );
         }
         Some(Command { argv: argv?, creates, unless, onlyif, cwd, name, environment })
-    }
-
-    pub fn id(&self) -> String {
-        match &self.name {
-            Some(name) => format!("command:{name}"),
-            None => format!("command:{}", shell_words::join(&self.argv)),
-        }
     }
 
     /// The command for `argv`, with the environment; the program must exist (under `--root`,
@@ -152,6 +149,46 @@ fn program_exists(host: &Host, program: &str) -> bool {
 
 impl Resource for Command {
     type Actual = CommandActual;
+
+    const KIND: Kind = Kind::Command;
+
+    const TABLE: Table = Table {
+        names: Type::Argv,
+        doc: "a command run only when its guard says it is needed (no shell)",
+        attrs: &[
+            attr("creates", Type::Path, "run only while this path does not exist"),
+            attr("unless", Type::Argv, "run only when this command fails"),
+            attr("onlyif", Type::Argv, "run only when this command succeeds"),
+            attr("cwd", Type::Path, "the working directory"),
+            attr("name", Type::String, "its id (`command:NAME`) instead of its argv"),
+            attr("environment", Type::Environment, "environment variables of the command and its checks"),
+        ],
+    };
+
+    fn from_attrs(name: &Node, attrs: &mut Attrs) -> Option<Command> {
+        let argv = attrs.argv(Self::KIND.name());
+        Command::build(argv, name, attrs)
+    }
+
+    /// `name:`, else its argv.
+    fn name(&self) -> String {
+        match &self.name {
+            Some(name) => name.clone(),
+            None => shell_words::join(&self.argv),
+        }
+    }
+
+    fn needs(&self) -> Vec<Need> {
+        self.creates.iter().map(|path| Need::Inside(path.clone())).collect()
+    }
+
+    fn paths(&self) -> Vec<PathBuf> {
+        self.creates.iter().cloned().collect()
+    }
+
+    fn not_restored(&self) -> Option<&'static str> {
+        Some("a command that ran cannot be undone")
+    }
 
     fn observe(&self, host: &Host) -> Result<CommandActual> {
         if let Some(path) = &self.creates {

@@ -11,9 +11,11 @@ use crate::error::{Error, Result};
 use crate::host::mode::Mode;
 use crate::host::{FileKind, Host};
 use crate::kinds::file::apply_attributes;
-use crate::kinds::resource::{Change, Ownership, Resource, State};
-use crate::kinds::{observe_owner, owner_ids};
+use crate::kinds::resource::{Change, Need, Ownership, Provide, Resource, State, ownership_changes};
+use crate::kinds::{Kind, observe_owner, owner_ids, ownership_needs, path_needs};
 use crate::playbook::attrs::Attrs;
+use crate::playbook::table::{GROUP, MODE, OWNER, STATE, Table, Type};
+use crate::playbook::yaml_node::Node;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Directory {
@@ -31,20 +33,48 @@ pub enum DirectoryActual {
 
 pub const DEFAULT_MODE: Mode = Mode(0o755);
 
-impl Directory {
-    pub fn from_attrs(path: PathBuf, attrs: &mut Attrs) -> Option<Directory> {
-        let state = attrs.state();
-        let ownership = attrs.ownership();
-        let mode = attrs.mode_for("mode", true);
-        Some(Directory { path, state, ownership, mode })
-    }
-}
-
 impl Resource for Directory {
     type Actual = DirectoryActual;
 
+    const KIND: Kind = Kind::Directory;
+
+    const TABLE: Table = Table {
+        names: Type::Path,
+        doc: "a directory (and its missing parents) with its owner, group and mode",
+        attrs: &[STATE, OWNER, GROUP, MODE],
+    };
+
+    const PATHS_TELL_ALL: bool = true;
+
+    fn from_attrs(name: &Node, attrs: &mut Attrs) -> Option<Directory> {
+        let path = attrs.managed_path(Self::KIND.name(), name);
+        let state = attrs.state();
+        let ownership = attrs.ownership();
+        let mode = attrs.mode_for("mode", true);
+        Some(Directory { path: path?, state, ownership, mode })
+    }
+
+    fn name(&self) -> String {
+        self.path.to_string_lossy().into_owned()
+    }
+
+    /// A directory makes its missing parents itself.
+    fn needs(&self) -> Vec<Need> {
+        let mut needs = path_needs(&self.path, false);
+        needs.extend(ownership_needs(&self.ownership));
+        needs
+    }
+
+    fn provides(&self) -> Vec<Provide> {
+        vec![Provide::Directory(self.path.clone())]
+    }
+
+    fn paths(&self) -> Vec<PathBuf> {
+        vec![self.path.clone()]
+    }
+
     fn observe(&self, host: &Host) -> Result<DirectoryActual> {
-        let id = format!("directory:{}", self.path.display());
+        let id = self.id();
         let io = |e| Error::resource_io(&id, "cannot read it", e);
         let Some(stat) = host.stat(&self.path).map_err(io)? else {
             return Ok(DirectoryActual::Absent);
@@ -70,7 +100,7 @@ impl Resource for Directory {
                     from: None,
                     to: self.mode.unwrap_or(DEFAULT_MODE).to_string(),
                 });
-                changes.extend(self.ownership.diff("", ""));
+                changes.extend(ownership_changes(&self.ownership, "", ""));
                 changes
             }
             (State::Present, DirectoryActual::Present { mode, owner, group }) => {
@@ -78,14 +108,14 @@ impl Resource for Directory {
                 if let Some(want) = self.mode.filter(|m| m != mode) {
                     changes.push(Change::Set { attr: "mode", from: Some(mode.to_string()), to: want.to_string() });
                 }
-                changes.extend(self.ownership.diff(owner, group));
+                changes.extend(ownership_changes(&self.ownership, owner, group));
                 changes
             }
         }
     }
 
     fn apply(&self, changes: &[Change], host: &Host) -> Result<()> {
-        let id = format!("directory:{}", self.path.display());
+        let id = self.id();
         if changes.contains(&Change::Remove) {
             return host.remove(&self.path).map_err(|e| Error::resource_io(&id, "cannot remove it", e));
         }

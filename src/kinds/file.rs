@@ -10,10 +10,11 @@ use std::path::PathBuf;
 use crate::error::{Error, Result};
 use crate::host::mode::Mode;
 use crate::host::{FileKind, Host};
-use crate::kinds::resource::{Change, Content, Ownership, Resource, State};
-use crate::kinds::{observe_owner, owner_ids};
+use crate::kinds::resource::{Change, Content, Need, Ownership, Resource, State, ownership_changes};
+use crate::kinds::{Kind, observe_owner, owner_ids, ownership_needs, path_needs};
 use crate::playbook::attrs::Attrs;
-use crate::playbook::yaml_node::Span;
+use crate::playbook::table::{CONTENT, GROUP, MODE, OWNER, STATE, TEMPLATE, Table, Type, attr};
+use crate::playbook::yaml_node::Node;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct File {
@@ -33,8 +34,30 @@ pub enum FileActual {
 
 pub const DEFAULT_MODE: Mode = Mode(0o644);
 
-impl File {
-    pub fn from_attrs(path: PathBuf, at: Span, attrs: &mut Attrs) -> Option<File> {
+impl Resource for File {
+    type Actual = FileActual;
+
+    const KIND: Kind = Kind::File;
+
+    const TABLE: Table = Table {
+        names: Type::Path,
+        doc: "a regular file with its content, owner, group and mode",
+        attrs: &[
+            STATE,
+            CONTENT,
+            TEMPLATE,
+            attr("source", Type::String, "a file copied byte for byte, relative to the playbook"),
+            OWNER,
+            GROUP,
+            MODE,
+        ],
+    };
+
+    const PATHS_TELL_ALL: bool = true;
+
+    fn from_attrs(name: &Node, attrs: &mut Attrs) -> Option<File> {
+        let path = attrs.managed_path(Self::KIND.name(), name);
+        let at = name.span;
         let state = attrs.state();
         let inline = attrs.string("content");
         let template = attrs.node("template").and_then(|node| {
@@ -53,21 +76,35 @@ impl File {
             (None, None, Some(bytes)) => Some(Content::from(bytes)),
             (None, None, None) => None,
         };
-        Some(File { path, state, content, ownership, mode })
+        Some(File { path: path?, state, content, ownership, mode })
     }
-}
 
-impl Resource for File {
-    type Actual = FileActual;
+    fn name(&self) -> String {
+        self.path.to_string_lossy().into_owned()
+    }
+
+    fn needs(&self) -> Vec<Need> {
+        let mut needs = path_needs(&self.path, self.state == State::Present);
+        needs.extend(ownership_needs(&self.ownership));
+        needs
+    }
+
+    fn content(&self) -> Option<&Content> {
+        self.content.as_ref()
+    }
+
+    fn paths(&self) -> Vec<PathBuf> {
+        vec![self.path.clone()]
+    }
 
     fn observe(&self, host: &Host) -> Result<FileActual> {
-        let io = |e| Error::resource_io(format!("file:{}", self.path.display()), "cannot read it", e);
+        let io = |e| Error::resource_io(self.id(), "cannot read it", e);
         let Some(stat) = host.stat(&self.path).map_err(io)? else {
             return Ok(FileActual::Absent);
         };
         if stat.kind != FileKind::File {
             return Err(Error::resource(
-                format!("file:{}", self.path.display()),
+                self.id(),
                 format!(
                     "{} is {}, not a file; remove it first or manage it as {}",
                     self.path.display(),
@@ -107,7 +144,7 @@ impl Resource for File {
                     from: None,
                     to: self.mode.unwrap_or(DEFAULT_MODE).to_string(),
                 });
-                changes.extend(self.ownership.diff("", ""));
+                changes.extend(ownership_changes(&self.ownership, "", ""));
                 changes
             }
             (State::Present, FileActual::Present { content, mode, owner, group }, Some(to)) => {
@@ -118,14 +155,14 @@ impl Resource for File {
                 if let Some(want) = self.mode.filter(|m| m != mode) {
                     changes.push(Change::Set { attr: "mode", from: Some(mode.to_string()), to: want.to_string() });
                 }
-                changes.extend(self.ownership.diff(owner, group));
+                changes.extend(ownership_changes(&self.ownership, owner, group));
                 changes
             }
         }
     }
 
     fn apply(&self, changes: &[Change], host: &Host) -> Result<()> {
-        let id = format!("file:{}", self.path.display());
+        let id = self.id();
         let io = |what: &str| {
             let id = id.clone();
             let what = what.to_owned();

@@ -4,8 +4,11 @@
 use crate::error::{Error, Result};
 use crate::host::{GroupEntry, Host};
 use crate::kinds::resource::{Change, Resource, State};
-use crate::kinds::run_tool;
+use crate::kinds::user::account_name;
+use crate::kinds::{Kind, run_tool};
 use crate::playbook::attrs::Attrs;
+use crate::playbook::table::{STATE, Table, Type, attr};
+use crate::playbook::yaml_node::Node;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Group {
@@ -15,20 +18,39 @@ pub struct Group {
     pub system: bool,
 }
 
-impl Group {
-    pub fn from_attrs(name: String, attrs: &mut Attrs) -> Option<Group> {
-        let state = attrs.state();
-        let gid = attrs.u32("gid");
-        let system = attrs.bool("system").unwrap_or(false);
-        Some(Group { name, state, gid, system })
-    }
-}
-
 impl Resource for Group {
     type Actual = Option<GroupEntry>;
 
+    const KIND: Kind = Kind::Group;
+
+    const TABLE: Table = Table {
+        names: Type::String,
+        doc: "a group (groupadd, groupmod, groupdel)",
+        attrs: &[
+            STATE,
+            attr("gid", Type::Uint, "the group id"),
+            attr("system", Type::Bool, "a system group (default false)"),
+        ],
+    };
+
+    fn from_attrs(name: &Node, attrs: &mut Attrs) -> Option<Group> {
+        let name = account_name(Self::KIND, name, attrs);
+        let state = attrs.state();
+        let gid = attrs.u32("gid");
+        let system = attrs.bool("system").unwrap_or(false);
+        Some(Group { name: name?, state, gid, system })
+    }
+
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn not_restored(&self) -> Option<&'static str> {
+        Some("a group is not restored")
+    }
+
     fn observe(&self, host: &Host) -> Result<Option<GroupEntry>> {
-        host.group(&self.name).map_err(|e| Error::resource_io(format!("group:{}", self.name), "cannot look it up", e))
+        host.group(&self.name).map_err(|e| Error::resource_io(self.id(), "cannot look it up", e))
     }
 
     fn diff(&self, actual: &Option<GroupEntry>) -> Vec<Change> {
@@ -67,8 +89,7 @@ impl Resource for Group {
         // Options end here: the name is an operand, whatever it looks like.
         args.push("--".into());
         args.push(self.name.clone());
-        let done =
-            run_tool(host, program, &args).map_err(|message| Error::resource(format!("group:{}", self.name), message));
+        let done = run_tool(host, program, &args).map_err(|message| Error::resource(self.id(), message));
         host.forget_accounts();
         done
     }

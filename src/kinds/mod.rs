@@ -1,6 +1,11 @@
 //! The kinds of resource a playbook can name, and what the engine needs to know of each: how to
 //! build it from its attributes, what it needs first (for ordering), and how to plan and apply it.
-//! Each kind lives in a file of its own and implements [`Resource`].
+//! Each kind lives in a file of its own and implements [`Resource`]; the registry below names
+//! them all. Adding a kind: its file (its struct, its attribute [`Table`], `impl Resource`) and
+//! one line in `registry!`.
+//!
+//! Kinds import the playbook layer (attributes, templates) and the host; never the engine's
+//! planning or output.
 
 pub mod apt;
 pub mod command;
@@ -12,18 +17,19 @@ pub mod resource;
 pub mod schema;
 pub mod symlink;
 pub mod systemd_unit;
-pub mod table;
 pub mod tmpfiles;
 pub mod user;
 pub mod virtualenv;
 
-use std::path::Path;
+use std::path::PathBuf;
 
+use crate::engine::trigger::Notify;
 use crate::error::Result;
 use crate::host::{Host, Stat};
-use crate::kinds::resource::{Change, Ownership, Resource, ResourceId};
+use crate::kinds::resource::{Change, Content, Need, Ownership, Provide, Resource, ResourceId};
 use crate::playbook::attrs::Attrs;
-use crate::playbook::yaml_node::Node;
+use crate::playbook::table::Table;
+use crate::playbook::yaml_node::{Node, Span};
 
 pub use apt::Apt;
 pub use command::Command;
@@ -37,217 +43,218 @@ pub use tmpfiles::Tmpfiles;
 pub use user::User;
 pub use virtualenv::Virtualenv;
 
-/// Every kind key a playbook entry can start with (the names of `kinds::KINDS`).
-pub const KINDS: &[&str] = &crate::kinds::table::names::<{ crate::kinds::table::KINDS.len() }>();
+/// The registry: one line per kind, `Variant(Type) = "playbook name"`, in the order
+/// `converge schema` and the error messages list them. It makes [`Kind`], [`AnyResource`] (which
+/// serializes with its kind's name as `"kind"`) and the dispatch of [`Resource`]'s methods.
+macro_rules! registry {
+    ($($variant:ident($ty:ty) = $name:literal,)*) => {
+        /// A kind of resource, by the name a playbook gives it (`nginx_site`).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Kind {
+            $($variant,)*
+        }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum AnyResource {
-    File(File),
-    Directory(Directory),
-    Symlink(Symlink),
-    User(User),
-    Group(Group),
-    Command(Command),
-    Unit(SystemdUnit),
-    Apt(Apt),
-    NginxSite(NginxSite),
-    Virtualenv(Virtualenv),
-    Tmpfiles(Tmpfiles),
-}
+        impl Kind {
+            /// Every kind, in the registry's order.
+            pub const ALL: &[Kind] = &[$(Kind::$variant,)*];
 
-/// Calls the same method on whichever kind it is.
-macro_rules! each_kind {
-    ($value:expr, $r:ident => $body:expr) => {
-        match $value {
-            AnyResource::File($r) => $body,
-            AnyResource::Directory($r) => $body,
-            AnyResource::Symlink($r) => $body,
-            AnyResource::User($r) => $body,
-            AnyResource::Group($r) => $body,
-            AnyResource::Command($r) => $body,
-            AnyResource::Unit($r) => $body,
-            AnyResource::Apt($r) => $body,
-            AnyResource::NginxSite($r) => $body,
-            AnyResource::Virtualenv($r) => $body,
-            AnyResource::Tmpfiles($r) => $body,
+            /// Every kind's name, in the registry's order.
+            pub const NAMES: &[&str] = &[$($name,)*];
+
+            /// Its name in playbooks and ids.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Kind::$variant => $name,)*
+                }
+            }
+
+            /// Its attributes.
+            pub fn table(self) -> &'static Table {
+                match self {
+                    $(Kind::$variant => &<$ty as Resource>::TABLE,)*
+                }
+            }
+
+            /// Builds a resource of this kind from its entry; errors go into `attrs`.
+            fn build(self, name: &Node, attrs: &mut Attrs) -> Option<AnyResource> {
+                match self {
+                    $(Kind::$variant => <$ty as Resource>::from_attrs(name, attrs).map(AnyResource::$variant),)*
+                }
+            }
+        }
+
+        /// A resource of any kind.
+        #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+        #[serde(tag = "kind")]
+        pub enum AnyResource {
+            $(#[serde(rename = $name)] $variant($ty),)*
+        }
+
+        impl AnyResource {
+            /// Its kind.
+            pub fn kind(&self) -> Kind {
+                match self {
+                    $(AnyResource::$variant(_) => Kind::$variant,)*
+                }
+            }
+
+            /// See [`Resource::id`].
+            pub fn id(&self) -> ResourceId {
+                match self {
+                    $(AnyResource::$variant(r) => r.id(),)*
+                }
+            }
+
+            /// See [`Resource::needs`].
+            pub fn needs(&self) -> Vec<Need> {
+                match self {
+                    $(AnyResource::$variant(r) => r.needs(),)*
+                }
+            }
+
+            /// See [`Resource::provides`].
+            pub fn provides(&self) -> Vec<Provide> {
+                match self {
+                    $(AnyResource::$variant(r) => r.provides(),)*
+                }
+            }
+
+            /// See [`Resource::names_ids`].
+            pub fn names_ids(&self) -> Vec<(&ResourceId, Span)> {
+                match self {
+                    $(AnyResource::$variant(r) => r.names_ids(),)*
+                }
+            }
+
+            /// See [`Resource::content`].
+            pub fn content(&self) -> Option<&Content> {
+                match self {
+                    $(AnyResource::$variant(r) => Resource::content(r),)*
+                }
+            }
+
+            /// See [`Resource::implicit_notify`].
+            pub fn implicit_notify(&self) -> Vec<Notify> {
+                match self {
+                    $(AnyResource::$variant(r) => r.implicit_notify(),)*
+                }
+            }
+
+            /// See [`Resource::paths`].
+            pub fn paths(&self) -> Vec<PathBuf> {
+                match self {
+                    $(AnyResource::$variant(r) => r.paths(),)*
+                }
+            }
+
+            /// What its observation found, for a saved plan: None when the facts of its paths
+            /// tell all ([`Resource::PATHS_TELL_ALL`]).
+            pub fn observed(&self, host: &Host) -> Result<Option<String>> {
+                match self {
+                    $(AnyResource::$variant(r) => match <$ty as Resource>::PATHS_TELL_ALL {
+                        true => Ok(None),
+                        false => Ok(Some(format!("{:?}", r.observe(host)?))),
+                    },)*
+                }
+            }
+
+            /// See [`Resource::not_restored`].
+            pub fn not_restored(&self) -> Option<&'static str> {
+                match self {
+                    $(AnyResource::$variant(r) => r.not_restored(),)*
+                }
+            }
+
+            /// See [`Resource::slow_step`].
+            pub fn slow_step(&self) -> Option<&'static str> {
+                match self {
+                    $(AnyResource::$variant(r) => r.slow_step(),)*
+                }
+            }
+
+            /// Observes the host and diffs against it: the resource's planned changes.
+            pub fn plan(&self, host: &Host) -> Result<Vec<Change>> {
+                match self {
+                    $(AnyResource::$variant(r) => Ok(r.diff(&r.observe(host)?)),)*
+                }
+            }
+
+            /// See [`Resource::apply`].
+            pub fn apply(&self, changes: &[Change], host: &Host) -> Result<()> {
+                match self {
+                    $(AnyResource::$variant(r) => r.apply(changes, host),)*
+                }
+            }
         }
     };
 }
 
+registry! {
+    File(File) = "file",
+    Directory(Directory) = "directory",
+    Symlink(Symlink) = "symlink",
+    User(User) = "user",
+    Group(Group) = "group",
+    Command(Command) = "command",
+    Unit(SystemdUnit) = "unit",
+    Apt(Apt) = "apt",
+    NginxSite(NginxSite) = "nginx_site",
+    Virtualenv(Virtualenv) = "virtualenv",
+    Tmpfiles(Tmpfiles) = "tmpfiles",
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A name that is no kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownKind;
+
+impl std::str::FromStr for Kind {
+    type Err = UnknownKind;
+
+    fn from_str(name: &str) -> std::result::Result<Kind, UnknownKind> {
+        Kind::ALL.iter().copied().find(|k| k.name() == name).ok_or(UnknownKind)
+    }
+}
+
+impl serde::Serialize for Kind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Kind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Kind, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map_err(|_| serde::de::Error::custom(format!("`{name}` is not a kind")))
+    }
+}
+
 impl AnyResource {
     /// Builds a resource of `kind` from its entry; errors go into `attrs`.
-    pub fn from_attrs(kind: &'static str, name: &Node, attrs: &mut Attrs) -> Option<(ResourceId, AnyResource)> {
-        // The kind's attributes are read even when its name is wrong, so that every mistake
-        // of the entry is reported, and none of its keys is taken for an unknown one.
-        let resource = match kind {
-            "command" => {
-                let argv = attrs.argv("command");
-                AnyResource::Command(Command::from_attrs(argv, name.span, attrs)?)
-            }
-            "file" | "directory" | "symlink" => {
-                let path = attrs.managed_path(kind, name);
-                let at = name.span;
-                let placeholder = path.clone().unwrap_or_default();
-                let resource = match kind {
-                    "file" => AnyResource::File(File::from_attrs(placeholder, at, attrs)?),
-                    "directory" => AnyResource::Directory(Directory::from_attrs(placeholder, attrs)?),
-                    _ => AnyResource::Symlink(Symlink::from_attrs(placeholder, at, attrs)?),
-                };
-                path.map(|_| resource)?
-            }
-            "user" | "group" => {
-                let account = attrs.render_string(kind, name);
-                let account = account.and_then(|n| check_account_name(attrs, kind, &n, name.span).then_some(n));
-                let placeholder = account.clone().unwrap_or_default();
-                let resource = match kind {
-                    "user" => AnyResource::User(User::from_attrs(placeholder, attrs)?),
-                    _ => AnyResource::Group(Group::from_attrs(placeholder, attrs)?),
-                };
-                account.map(|_| resource)?
-            }
-            "unit" => {
-                let unit = attrs.render_string(kind, name);
-                let resource = SystemdUnit::from_attrs(unit.clone().unwrap_or_default(), name.span, attrs)?;
-                unit.map(|_| AnyResource::Unit(resource))?
-            }
-            "apt" => AnyResource::Apt(Apt::from_attrs(name, attrs)?),
-            "nginx_site" => {
-                let site = attrs.render_string(kind, name);
-                let resource = NginxSite::from_attrs(site.clone().unwrap_or_default(), name.span, attrs)?;
-                site.map(|_| AnyResource::NginxSite(resource))?
-            }
-            "virtualenv" => {
-                let path = attrs.managed_path(kind, name);
-                let resource = Virtualenv::from_attrs(path.clone().unwrap_or_default(), attrs)?;
-                path.map(|_| AnyResource::Virtualenv(resource))?
-            }
-            "tmpfiles" => {
-                let config = attrs.render_string(kind, name);
-                let resource = Tmpfiles::from_attrs(config.clone().unwrap_or_default(), name.span, attrs)?;
-                config.map(|_| AnyResource::Tmpfiles(resource))?
-            }
-            _ => unreachable!("unknown kind {kind}"),
-        };
+    pub fn from_attrs(kind: Kind, name: &Node, attrs: &mut Attrs) -> Option<(ResourceId, AnyResource)> {
+        let resource = kind.build(name, attrs)?;
         Some((resource.id(), resource))
     }
+}
 
-    pub fn id(&self) -> ResourceId {
-        match self {
-            AnyResource::File(r) => ResourceId::new("file", &r.path.to_string_lossy()),
-            AnyResource::Directory(r) => ResourceId::new("directory", &r.path.to_string_lossy()),
-            AnyResource::Symlink(r) => ResourceId::new("symlink", &r.path.to_string_lossy()),
-            AnyResource::User(r) => ResourceId::new("user", &r.name),
-            AnyResource::Group(r) => ResourceId::new("group", &r.name),
-            AnyResource::Command(r) => ResourceId(r.id()),
-            AnyResource::Unit(r) => r.id(),
-            AnyResource::Apt(r) => r.id(),
-            AnyResource::NginxSite(r) => r.id(),
-            AnyResource::Virtualenv(r) => ResourceId::new("virtualenv", &r.path.to_string_lossy()),
-            AnyResource::Tmpfiles(r) => r.id(),
-        }
-    }
+/// The ordering facts of a resource owned by `ownership`: its owner and group must exist.
+pub fn ownership_needs(ownership: &Ownership) -> Vec<Need> {
+    let users = ownership.owner.iter().map(|u| Need::User(u.clone()));
+    users.chain(ownership.group.iter().map(|g| Need::Group(g.clone()))).collect()
+}
 
-    /// The text it writes (a file's, a site's, a unit's), for what `sensitive` hides.
-    pub fn content(&self) -> Option<String> {
-        let content = match self {
-            AnyResource::File(r) => r.content.as_ref(),
-            AnyResource::NginxSite(r) => r.content.as_ref(),
-            AnyResource::Unit(r) => r.content.as_ref(),
-            _ => None,
-        }?;
-        Some(String::from_utf8_lossy(content.bytes()).into_owned())
+/// The ordering facts of a resource at `path`, which `present` needs its directory for.
+pub fn path_needs(path: &std::path::Path, present: bool) -> Vec<Need> {
+    let mut needs = vec![Need::Inside(path.to_owned())];
+    if let (true, Some(parent)) = (present, path.parent()) {
+        needs.push(Need::Directory(parent.to_owned()));
     }
-
-    /// The path it manages, for "parent directory first" ordering.
-    pub fn path(&self) -> Option<&Path> {
-        match self {
-            AnyResource::File(r) => Some(&r.path),
-            AnyResource::Directory(r) => Some(&r.path),
-            AnyResource::Symlink(r) => Some(&r.path),
-            AnyResource::Command(r) => r.creates.as_deref(),
-            AnyResource::Virtualenv(r) => Some(&r.path),
-            AnyResource::User(_)
-            | AnyResource::Group(_)
-            | AnyResource::Unit(_)
-            | AnyResource::Apt(_)
-            | AnyResource::NginxSite(_)
-            | AnyResource::Tmpfiles(_) => None,
-        }
-    }
-
-    /// The directory that must exist before it can be applied (files and symlinks; a
-    /// `directory` makes its missing parents itself).
-    pub fn parent_needed(&self) -> Option<&Path> {
-        match self {
-            AnyResource::File(File { path, state: crate::kinds::resource::State::Present, .. })
-            | AnyResource::Symlink(Symlink { path, state: crate::kinds::resource::State::Present, .. })
-            | AnyResource::Virtualenv(Virtualenv { path, state: crate::kinds::resource::State::Present, .. }) => {
-                path.parent()
-            }
-            _ => None,
-        }
-    }
-
-    /// The users and groups it needs to exist, by id (`user:NAME`, `group:NAME`).
-    pub fn needs(&self) -> Vec<ResourceId> {
-        let ownership = |o: &Ownership| {
-            let users = o.owner.iter().map(|u| ResourceId::new("user", u));
-            users.chain(o.group.iter().map(|g| ResourceId::new("group", g))).collect()
-        };
-        match self {
-            AnyResource::File(r) => ownership(&r.ownership),
-            AnyResource::Directory(r) => ownership(&r.ownership),
-            AnyResource::Virtualenv(r) => ownership(&r.ownership),
-            AnyResource::User(r) => r.group.iter().chain(&r.groups).map(|g| ResourceId::new("group", g)).collect(),
-            AnyResource::Tmpfiles(r) => r.needs(),
-            AnyResource::Symlink(_)
-            | AnyResource::Group(_)
-            | AnyResource::Command(_)
-            | AnyResource::Unit(_)
-            | AnyResource::Apt(_)
-            | AnyResource::NginxSite(_) => Vec::new(),
-        }
-    }
-
-    /// Triggers a change of this resource always sets off, besides its `notify:`: a changed
-    /// nginx site reloads nginx, or starts it when it is not running.
-    pub fn implicit_notify(&self) -> Vec<crate::engine::trigger::Notify> {
-        use crate::engine::trigger::{Action, Notify};
-        match self {
-            AnyResource::NginxSite(_) => [Action::Reload, Action::Start]
-                .into_iter()
-                .map(|action| Notify { action, unit: "nginx.service".into() })
-                .collect(),
-            _ => Vec::new(),
-        }
-    }
-
-    /// The packages an `apt` resource installs, for "packages before what uses them" ordering.
-    pub fn packages(&self) -> &[String] {
-        match self {
-            AnyResource::Apt(apt) if apt.state == crate::kinds::resource::State::Present => &apt.packages,
-            _ => &[],
-        }
-    }
-
-    /// Packages this resource needs installed first: `nginx` for a site.
-    pub fn needs_packages(&self) -> &'static [&'static str] {
-        match self {
-            AnyResource::NginxSite(_) => &["nginx", "nginx-light", "nginx-full", "nginx-extras"],
-            AnyResource::Virtualenv(_) => &["python3", "python3-venv", "python3-pip"],
-            _ => &[],
-        }
-    }
-
-    /// Observes the host and diffs against it: the resource's planned changes.
-    pub fn plan(&self, host: &Host) -> Result<Vec<Change>> {
-        each_kind!(self, r => Ok(r.diff(&r.observe(host)?)))
-    }
-
-    pub fn apply(&self, changes: &[Change], host: &Host) -> Result<()> {
-        each_kind!(self, r => r.apply(changes, host))
-    }
+    needs
 }
 
 /// Owner and group names of what `stat` describes.
@@ -287,7 +294,7 @@ pub fn account_name_problem(name: &str) -> Option<&'static str> {
 }
 
 /// Reports `name` (of a user or group, for `what`) when it is not a valid account name.
-pub fn check_account_name(attrs: &mut Attrs, what: &str, name: &str, span: crate::playbook::yaml_node::Span) -> bool {
+pub fn check_account_name(attrs: &mut Attrs, what: &str, name: &str, span: Span) -> bool {
     let Some(problem) = account_name_problem(name) else { return true };
     let shown = crate::error::escape(name);
     attrs.error(

@@ -21,12 +21,15 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 
 use crate::engine::journal::{self, Bytes, Entry, SiteInTest};
+use crate::engine::trigger::{Action, Notify};
 use crate::error::{Error, Result};
 use crate::host::mode::Mode;
 use crate::host::{FileKind, Host};
-use crate::kinds::resource::{Change, Content, Resource, ResourceId, State};
+use crate::kinds::Kind;
+use crate::kinds::resource::{Change, Content, Need, Resource, ResourceId, State};
 use crate::playbook::attrs::Attrs;
-use crate::playbook::yaml_node::Span;
+use crate::playbook::table::{CONTENT, STATE, TEMPLATE, Table, Type, attr};
+use crate::playbook::yaml_node::{Node, Span};
 
 const AVAILABLE: &str = "/etc/nginx/sites-available";
 const ENABLED: &str = "/etc/nginx/sites-enabled";
@@ -114,7 +117,7 @@ pub fn finish_interrupted(host: &Host) -> Result<Option<Finished>> {
             format!("the nginx site journal names `{}`, which is not a site; remove it to go on", was.site),
         ));
     }
-    let id = ResourceId::new("nginx_site", &was.site);
+    let id = ResourceId::new(Kind::NginxSite, was.site.clone());
     let io = |what: &'static str| {
         let id = id.clone();
         move |e| Error::resource_io(&id, what, e)
@@ -137,7 +140,8 @@ pub fn finish_interrupted(host: &Host) -> Result<Option<Finished>> {
 }
 
 impl NginxSite {
-    pub fn from_attrs(name: String, at: Span, attrs: &mut Attrs) -> Option<NginxSite> {
+    /// Builds it; `name` is the kind key's value, rendered (empty when it could not be).
+    fn build(name: String, at: Span, attrs: &mut Attrs) -> Option<NginxSite> {
         let state = attrs.state();
         let inline = attrs.string("content");
         let template = attrs.node("template").and_then(|node| {
@@ -157,10 +161,6 @@ impl NginxSite {
         }
         let content = inline.or(template).map(|t| Content::from(t.as_str()));
         Some(NginxSite { name, state, content, enabled, remove_default })
-    }
-
-    pub fn id(&self) -> ResourceId {
-        ResourceId::new("nginx_site", &self.name)
     }
 
     pub fn available(&self) -> PathBuf {
@@ -241,6 +241,55 @@ fn named_line(message: &str, site: &str, content: &Content) -> Option<(usize, St
 
 impl Resource for NginxSite {
     type Actual = SiteActual;
+
+    const KIND: Kind = Kind::NginxSite;
+
+    const TABLE: Table = Table {
+        names: Type::String,
+        doc: "an nginx site in sites-available, enabled in sites-enabled, checked with nginx -t",
+        attrs: &[
+            STATE,
+            CONTENT,
+            TEMPLATE,
+            attr("enabled", Type::Bool, "linked in sites-enabled (default true)"),
+            attr("remove_default", Type::Bool, "remove the distribution's default site (default false)"),
+        ],
+    };
+
+    fn from_attrs(name: &Node, attrs: &mut Attrs) -> Option<NginxSite> {
+        let site = attrs.render_string(Self::KIND.name(), name);
+        let resource = NginxSite::build(site.clone().unwrap_or_default(), name.span, attrs)?;
+        site.map(|_| resource)
+    }
+
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    /// nginx itself, installed first when the playbook installs it.
+    fn needs(&self) -> Vec<Need> {
+        vec![Need::Package(&["nginx", "nginx-light", "nginx-full", "nginx-extras"])]
+    }
+
+    fn content(&self) -> Option<&Content> {
+        self.content.as_ref()
+    }
+
+    /// A changed site reloads nginx, or starts it when it is not running.
+    fn implicit_notify(&self) -> Vec<Notify> {
+        [Action::Reload, Action::Start]
+            .into_iter()
+            .map(|action| Notify { action, unit: "nginx.service".into() })
+            .collect()
+    }
+
+    fn paths(&self) -> Vec<PathBuf> {
+        vec![self.available(), self.enabled_link(), Path::new(ENABLED).join("default")]
+    }
+
+    fn slow_step(&self) -> Option<&'static str> {
+        Some("nginx -t")
+    }
 
     fn observe(&self, host: &Host) -> Result<SiteActual> {
         let content = match host.stat(&self.available()).map_err(self.io("cannot read it"))? {

@@ -12,17 +12,93 @@
 //! A resource is converged when `diff(observe())` is empty, and that holds right after `apply`.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::engine::trigger::Notify;
 use crate::error::Result;
 use crate::host::Host;
+use crate::kinds::Kind;
+use crate::playbook::attrs::Attrs;
+use crate::playbook::table::Table;
+pub use crate::playbook::values::{Ownership, State};
+use crate::playbook::yaml_node::{Node, Span};
 
-pub trait Resource {
+/// A kind of resource: how it is built from its entry, what it needs first, and how it is
+/// observed, diffed and applied. Adding a kind is a file in `kinds/` implementing this trait and
+/// one line in the registry (`kinds/mod.rs`); the methods with defaults say nothing for a kind
+/// that has nothing to say (no ordering facts, no paths, no implicit triggers).
+pub trait Resource: Sized {
     /// What `observe` found on the host.
     type Actual: fmt::Debug;
+
+    /// Its kind (the registry's name for it).
+    const KIND: Kind;
+
+    /// Its attributes: the keys `Attrs` accepts for it and `converge schema` describes.
+    const TABLE: Table;
+
+    /// Builds it from its entry: `name` is the kind key's value (`file: /etc/motd`). Every
+    /// attribute is read even when the name is wrong, so that every mistake of the entry is
+    /// reported (into `attrs`) and none of its keys is taken for an unknown one.
+    fn from_attrs(name: &Node, attrs: &mut Attrs) -> Option<Self>;
+
+    /// The name in its id (`kind:name`).
+    fn name(&self) -> String;
+
+    /// Its id: what plans, `after:` and triggers call it.
+    fn id(&self) -> ResourceId {
+        ResourceId::new(Self::KIND, self.name())
+    }
+
+    /// What must be there before it is applied (ordering facts, as mgmt's AutoEdges): the
+    /// dependency graph orders it after the resources of the playbook that provide them, and the
+    /// plan checks that the host has the others.
+    fn needs(&self) -> Vec<Need> {
+        Vec::new()
+    }
+
+    /// What it makes that others may need (the other half of [`Resource::needs`]).
+    fn provides(&self) -> Vec<Provide> {
+        Vec::new()
+    }
+
+    /// Ids of other resources it names (a unit's `restart_triggers`), with where: each must be a
+    /// resource of the playbook.
+    fn names_ids(&self) -> Vec<(&ResourceId, Span)> {
+        Vec::new()
+    }
+
+    /// The text it writes (a file's, a site's, a unit's), for what `sensitive` hides.
+    fn content(&self) -> Option<&Content> {
+        None
+    }
+
+    /// Triggers a change of it always sets off, besides its `notify:`.
+    fn implicit_notify(&self) -> Vec<Notify> {
+        Vec::new()
+    }
+
+    /// The paths it writes: what a saved plan observes again and a run record keeps.
+    fn paths(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+
+    /// Whether the facts of its paths (existence, type, mode, owner, sha256, target) are all
+    /// that its observation reads; otherwise a saved plan also keeps what `observe` found.
+    const PATHS_TELL_ALL: bool = false;
+
+    /// Why a rollback cannot put back what applying it changed (a command that ran), if so.
+    fn not_restored(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// What its apply waits for when that can take seconds (worth a spinner).
+    fn slow_step(&self) -> Option<&'static str> {
+        None
+    }
 
     /// Reads the host; never writes.
     fn observe(&self, host: &Host) -> Result<Self::Actual>;
@@ -30,24 +106,114 @@ pub trait Resource {
     /// The changes that would bring `actual` to the desired state; empty when converged.
     fn diff(&self, actual: &Self::Actual) -> Vec<Change>;
 
-    /// Makes `changes` (which `diff` returned) on the host.
+    /// Makes `changes` (which `diff` returned) on the host. What to do is taken from the desired
+    /// state (`self`); a change says only which attribute differs.
     fn apply(&self, changes: &[Change], host: &Host) -> Result<()>;
 }
 
-/// What a resource is called in plans, in `after:` and in triggers: `kind:name`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
-#[serde(transparent)]
-pub struct ResourceId(pub String);
+/// Something a resource needs before it is applied.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Need {
+    /// The path it manages: it comes after a `directory` resource of any of its ancestors.
+    Inside(PathBuf),
+    /// A directory that must exist when it is applied: made by an earlier resource of the
+    /// playbook, or on the host already.
+    Directory(PathBuf),
+    /// A user that must exist: a `user` resource of the playbook comes first, or the host has it.
+    User(String),
+    /// A group that must exist, as a user does.
+    Group(String),
+    /// One of these packages: an `apt` resource that installs one of them comes first.
+    Package(&'static [&'static str]),
+}
+
+impl Need {
+    /// The resource of the playbook that would provide it by its id (a user, a group).
+    pub fn id(&self) -> Option<ResourceId> {
+        match self {
+            Need::User(name) => Some(ResourceId::new(Kind::User, name)),
+            Need::Group(name) => Some(ResourceId::new(Kind::Group, name)),
+            Need::Inside(_) | Need::Directory(_) | Need::Package(_) => None,
+        }
+    }
+}
+
+/// Something a resource makes, that others may need.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Provide {
+    /// A directory: what is inside it comes after it.
+    Directory(PathBuf),
+    /// An installed package.
+    Package(String),
+}
+
+/// What a resource is called in plans, in `after:` and in triggers: `kind:name`. It is written
+/// (and serialized, in JSON output and saved plans) as that one string.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ResourceId {
+    pub kind: Kind,
+    pub name: String,
+}
 
 impl ResourceId {
-    pub fn new(kind: &str, name: &str) -> ResourceId {
-        ResourceId(format!("{kind}:{name}"))
+    /// The id of the `kind` resource called `name`.
+    pub fn new(kind: Kind, name: impl Into<String>) -> ResourceId {
+        ResourceId { kind, name: name.into() }
+    }
+
+    /// The id of a resource that manages `path`.
+    pub fn path(kind: Kind, path: &Path) -> ResourceId {
+        ResourceId::new(kind, path.to_string_lossy())
     }
 }
 
 impl fmt::Display for ResourceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        write!(f, "{}:{}", self.kind, self.name)
+    }
+}
+
+/// Why a text is not an id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdError {
+    /// There is no `:` between a kind and a name.
+    NoKind,
+    /// What comes before the `:` is no kind.
+    UnknownKind(String),
+}
+
+impl fmt::Display for IdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IdError::NoKind => f.write_str("an id is kind:name, such as file:/etc/app.conf"),
+            IdError::UnknownKind(kind) => {
+                let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+                write!(f, "`{kind}` is not a kind; an id starts with one of: {}", kinds.join(", "))
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for ResourceId {
+    type Err = IdError;
+
+    fn from_str(text: &str) -> Result<ResourceId, IdError> {
+        let (kind, name) = text.split_once(':').ok_or(IdError::NoKind)?;
+        let kind = kind.parse().map_err(|_| IdError::UnknownKind(kind.to_owned()))?;
+        Ok(ResourceId::new(kind, name))
+    }
+}
+
+impl serde::Serialize for ResourceId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ResourceId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<ResourceId, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(|e: IdError| serde::de::Error::custom(format!("`{text}`: {e}")))
     }
 }
 
@@ -135,33 +301,14 @@ impl From<Vec<u8>> for Content {
     }
 }
 
-/// Whether a resource should exist.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    #[default]
-    Present,
-    Absent,
-}
-
-/// Owner and group by name, as the playbook gives them (compared by name so that a plan can
-/// speak of a user that an earlier resource will create).
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Ownership {
-    pub owner: Option<String>,
-    pub group: Option<String>,
-}
-
-impl Ownership {
-    /// `Set` changes for the owner and group that differ from what was observed.
-    pub fn diff(&self, owner: &str, group: &str) -> Vec<Change> {
-        let mut changes = Vec::new();
-        if let Some(want) = self.owner.as_deref().filter(|w| *w != owner) {
-            changes.push(Change::Set { attr: "owner", from: Some(owner.into()), to: want.into() });
-        }
-        if let Some(want) = self.group.as_deref().filter(|w| *w != group) {
-            changes.push(Change::Set { attr: "group", from: Some(group.into()), to: want.into() });
-        }
-        changes
+/// `Set` changes for the owner and group of `ownership` that differ from what was observed.
+pub fn ownership_changes(ownership: &Ownership, owner: &str, group: &str) -> Vec<Change> {
+    let mut changes = Vec::new();
+    if let Some(want) = ownership.owner.as_deref().filter(|w| *w != owner) {
+        changes.push(Change::Set { attr: "owner", from: Some(owner.into()), to: want.into() });
     }
+    if let Some(want) = ownership.group.as_deref().filter(|w| *w != group) {
+        changes.push(Change::Set { attr: "group", from: Some(group.into()), to: want.into() });
+    }
+    changes
 }

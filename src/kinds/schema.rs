@@ -1,5 +1,6 @@
 //! `converge schema`: a JSON Schema (draft 2020-12) of playbooks and modules, generated from the
-//! attribute table that validation reads (`kinds/table.rs`), so the two cannot drift apart.
+//! attribute tables that validation reads (each kind's `Resource::TABLE`), so the two cannot
+//! drift apart.
 //!
 //! Editors with the YAML language server use it through the first line of a playbook:
 //! `# yaml-language-server: $schema=../schema/converge.schema.json`. It checks the shape (keys,
@@ -9,7 +10,8 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::kinds::table::{self as kinds, Attr, Kind, Type};
+use crate::kinds::Kind;
+use crate::playbook::table::{COMMON, Key, Type};
 
 /// Where the repository keeps the generated schema (a test checks it is current).
 pub const REPO_PATH: &str = "schema/converge.schema.json";
@@ -20,12 +22,12 @@ const TEMPLATE: &str = r"\{\{|\{%";
 /// The schema, as JSON.
 pub fn schema() -> Value {
     let mut defs = Map::new();
-    for kind in kinds::KINDS {
-        defs.insert(format!("kind_{}", kind.name), kind_schema(kind));
+    for kind in Kind::ALL {
+        defs.insert(format!("kind_{kind}"), kind_schema(*kind));
     }
-    let resources: Vec<Value> = kinds::KINDS
+    let resources: Vec<Value> = Kind::ALL
         .iter()
-        .map(|k| json!({"$ref": format!("#/$defs/kind_{}", k.name)}))
+        .map(|k| json!({"$ref": format!("#/$defs/kind_{k}")}))
         .chain([json!({"$ref": "#/$defs/use"})])
         .collect();
     defs.insert("resource".into(), json!({
@@ -95,24 +97,25 @@ pub fn schema() -> Value {
     })
 }
 
-fn kind_schema(kind: &Kind) -> Value {
+fn kind_schema(kind: Kind) -> Value {
+    let table = kind.table();
     let mut properties = Map::new();
-    let mut names = type_schema(kind.names);
-    names["description"] = json!(kind.doc);
-    properties.insert(kind.name.into(), names);
-    for attr in kind.attrs.iter().chain(kinds::COMMON) {
+    let mut names = type_schema(table.names);
+    names["description"] = json!(table.doc);
+    properties.insert(kind.name().into(), names);
+    for attr in table.attrs.iter().chain(COMMON) {
         properties.insert(attr.name.into(), attr_schema(attr));
     }
     json!({
         "type": "object",
-        "description": kind.doc,
-        "required": [kind.name],
+        "description": table.doc,
+        "required": [kind.name()],
         "properties": properties,
         "additionalProperties": false,
     })
 }
 
-fn attr_schema(attr: &Attr) -> Value {
+fn attr_schema(attr: &Key) -> Value {
     let mut schema = type_schema(attr.ty);
     schema["description"] = json!(attr.doc);
     schema

@@ -7,8 +7,11 @@ use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 use crate::host::{FileKind, Host};
-use crate::kinds::resource::{Change, Resource, State};
+use crate::kinds::resource::{Change, Need, Resource, State};
+use crate::kinds::{Kind, path_needs};
 use crate::playbook::attrs::Attrs;
+use crate::playbook::table::{STATE, Table, Type, attr};
+use crate::playbook::yaml_node::Node;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Symlink {
@@ -24,20 +27,41 @@ pub enum SymlinkActual {
     Link { target: String },
 }
 
-impl Symlink {
-    pub fn from_attrs(path: PathBuf, at: crate::playbook::yaml_node::Span, attrs: &mut Attrs) -> Option<Symlink> {
-        let state = attrs.state();
-        let target = attrs.string("target");
-        attrs.one_of(&["target"], state == State::Present, at);
-        Some(Symlink { path, state, target })
-    }
-}
-
 impl Resource for Symlink {
     type Actual = SymlinkActual;
 
+    const KIND: Kind = Kind::Symlink;
+
+    const TABLE: Table = Table {
+        names: Type::Path,
+        doc: "a symbolic link",
+        attrs: &[STATE, attr("target", Type::String, "what the link points to")],
+    };
+
+    const PATHS_TELL_ALL: bool = true;
+
+    fn from_attrs(name: &Node, attrs: &mut Attrs) -> Option<Symlink> {
+        let path = attrs.managed_path(Self::KIND.name(), name);
+        let state = attrs.state();
+        let target = attrs.string("target");
+        attrs.one_of(&["target"], state == State::Present, name.span);
+        Some(Symlink { path: path?, state, target })
+    }
+
+    fn name(&self) -> String {
+        self.path.to_string_lossy().into_owned()
+    }
+
+    fn needs(&self) -> Vec<Need> {
+        path_needs(&self.path, self.state == State::Present)
+    }
+
+    fn paths(&self) -> Vec<PathBuf> {
+        vec![self.path.clone()]
+    }
+
     fn observe(&self, host: &Host) -> Result<SymlinkActual> {
-        let id = format!("symlink:{}", self.path.display());
+        let id = self.id();
         let io = |e| Error::resource_io(&id, "cannot read it", e);
         let Some(stat) = host.stat(&self.path).map_err(io)? else {
             return Ok(SymlinkActual::Absent);
@@ -67,7 +91,7 @@ impl Resource for Symlink {
     }
 
     fn apply(&self, changes: &[Change], host: &Host) -> Result<()> {
-        let id = format!("symlink:{}", self.path.display());
+        let id = self.id();
         if changes.contains(&Change::Remove) {
             return host.remove(&self.path).map_err(|e| Error::resource_io(&id, "cannot remove it", e));
         }

@@ -20,10 +20,11 @@ use crate::host::mode::Mode;
 use crate::host::systemd::{DEFAULT_SETTLE, UnitStatus};
 use crate::host::unit_file::{UnitFile, check_unit_name, is_template, template_of};
 use crate::host::{FileKind, Host};
-use crate::kinds::AnyResource;
 use crate::kinds::resource::{Change, Content, Resource, ResourceId, State};
+use crate::kinds::{AnyResource, Kind};
 use crate::playbook::attrs::Attrs;
-use crate::playbook::yaml_node::{Span, Value};
+use crate::playbook::table::{CONTENT, STATE, TEMPLATE, Table, Type, attr};
+use crate::playbook::yaml_node::{Node, Span, Value};
 
 pub const UNIT_DIR: &str = "/etc/systemd/system";
 /// Where packages put their units (a `unit` without content).
@@ -63,7 +64,8 @@ pub struct UnitActual {
 }
 
 impl SystemdUnit {
-    pub fn from_attrs(name: String, at: Span, attrs: &mut Attrs) -> Option<SystemdUnit> {
+    /// Builds it; `name` is the kind key's value, rendered (empty when it could not be).
+    fn build(name: String, at: Span, attrs: &mut Attrs) -> Option<SystemdUnit> {
         let state = attrs.state();
         let inline = attrs.string("content");
         let template = attrs.node("template").and_then(|node| {
@@ -114,17 +116,23 @@ impl SystemdUnit {
                         node.span,
                         format!("unknown on_change `{other}`"),
                         "expected restart, reload or none",
-                        match crate::error::did_you_mean(&other, ["restart", "reload", "none"]) {
-                            Some(close) => format!("did you mean `{close}`?"),
-                            None => "write restart, reload or none".to_owned(),
-                        },
+                        crate::error::did_you_mean(&other, ["restart", "reload", "none"])
+                            .unwrap_or_else(|| "write restart, reload or none".to_owned()),
                     );
                     OnChange::Restart
                 }
             },
         };
-        let ids =
-            |attrs: &mut Attrs, key| attrs.strings(key).into_iter().map(|(id, span)| (ResourceId(id), span)).collect();
+        let ids = |attrs: &mut Attrs, key| {
+            let ids = attrs.strings(key).into_iter().filter_map(|(text, span)| match text.parse::<ResourceId>() {
+                Ok(id) => Some((id, span)),
+                Err(why) => {
+                    attrs.error(span, format!("`{text}` is not an id"), "not kind:name", why.to_string());
+                    None
+                }
+            });
+            ids.collect()
+        };
         let restart_triggers = ids(attrs, "restart_triggers");
         let reload_triggers = ids(attrs, "reload_triggers");
         let settle = attrs.node("settle").and_then(|node| {
@@ -209,10 +217,6 @@ impl SystemdUnit {
             reload_triggers: Vec::new(),
             settle: None,
         }
-    }
-
-    pub fn id(&self) -> ResourceId {
-        ResourceId::new("unit", &self.name)
     }
 
     pub fn path(&self) -> PathBuf {
@@ -391,6 +395,52 @@ pub fn observed_state(status: &UnitStatus) -> (Option<bool>, bool, bool) {
 
 impl Resource for SystemdUnit {
     type Actual = UnitActual;
+
+    const KIND: Kind = Kind::Unit;
+
+    const TABLE: Table = Table {
+        names: Type::String,
+        doc: "a systemd unit: its file, drop-ins, enablement and state",
+        attrs: &[
+            STATE,
+            CONTENT,
+            TEMPLATE,
+            attr("dropins", Type::Dropins, "drop-in files, NAME.conf: content"),
+            attr("enabled", Type::Bool, "enabled at boot (unmanaged when omitted)"),
+            attr("active", Type::Bool, "running (unmanaged when omitted)"),
+            attr("masked", Type::Bool, "masked (unmanaged when omitted)"),
+            attr("on_change", Type::Word(&["restart", "reload", "none"]), "what a change of its files does to it"),
+            attr("restart_triggers", Type::Strings, "ids whose changes restart this unit"),
+            attr("reload_triggers", Type::Strings, "ids whose changes reload this unit"),
+            attr("settle", Type::Duration, "how long a started service is watched for a failure (default 1s; 0: not)"),
+        ],
+    };
+
+    fn from_attrs(name: &Node, attrs: &mut Attrs) -> Option<SystemdUnit> {
+        let unit = attrs.render_string(Self::KIND.name(), name);
+        let resource = SystemdUnit::build(unit.clone().unwrap_or_default(), name.span, attrs)?;
+        unit.map(|_| resource)
+    }
+
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn names_ids(&self) -> Vec<(&ResourceId, Span)> {
+        self.restart_triggers.iter().chain(&self.reload_triggers).map(|(id, span)| (id, *span)).collect()
+    }
+
+    fn content(&self) -> Option<&Content> {
+        self.content.as_ref()
+    }
+
+    fn paths(&self) -> Vec<PathBuf> {
+        std::iter::once(self.path()).chain(self.dropins.iter().map(|(name, _)| self.dropin_path(name))).collect()
+    }
+
+    fn slow_step(&self) -> Option<&'static str> {
+        Some("systemd")
+    }
 
     fn observe(&self, host: &Host) -> Result<UnitActual> {
         let io = |e| self.error("cannot read it", e);

@@ -14,9 +14,10 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::host::mode::Mode;
 use crate::host::{FileKind, Host};
-use crate::kinds::observe_owner;
-use crate::kinds::resource::{Change, Content, Resource, ResourceId, State};
+use crate::kinds::resource::{Change, Content, Need, Resource, State};
+use crate::kinds::{Kind, observe_owner};
 use crate::playbook::attrs::Attrs;
+use crate::playbook::table::{STATE, Table, Type, attr};
 use crate::playbook::yaml_node::{Node, Span, Value};
 
 pub const TMPFILES_DIR: &str = "/etc/tmpfiles.d";
@@ -79,7 +80,8 @@ pub struct TmpfilesActual {
 }
 
 impl Tmpfiles {
-    pub fn from_attrs(name: String, at: Span, attrs: &mut Attrs) -> Option<Tmpfiles> {
+    /// Builds it; `name` is the kind key's value, rendered (empty when it could not be).
+    fn build(name: String, at: Span, attrs: &mut Attrs) -> Option<Tmpfiles> {
         let state = attrs.state();
         let valid_name = !name.is_empty()
             && name.len() <= 200
@@ -119,32 +121,18 @@ impl Tmpfiles {
         Some(Tmpfiles { name, state, entries })
     }
 
-    pub fn id(&self) -> ResourceId {
-        ResourceId::new("tmpfiles", &self.name)
-    }
-
     pub fn path(&self) -> PathBuf {
         Path::new(TMPFILES_DIR).join(format!("{}.conf", self.name))
     }
 
     /// The file as converge writes it.
-    pub fn content(&self) -> Content {
+    pub fn file_content(&self) -> Content {
         let mut text = String::from("# Managed by converge: edits are overwritten on the next run.\n");
         for entry in &self.entries {
             text += &entry.line();
             text.push('\n');
         }
         Content::from(text.as_str())
-    }
-
-    /// The users and groups its entries name, for ordering and the "exists" check.
-    pub fn needs(&self) -> Vec<ResourceId> {
-        let mut needs = Vec::new();
-        for entry in &self.entries {
-            needs.extend(entry.user.iter().filter(|u| !u.starts_with(':')).map(|u| ResourceId::new("user", u)));
-            needs.extend(entry.group.iter().filter(|g| !g.starts_with(':')).map(|g| ResourceId::new("group", g)));
-        }
-        needs
     }
 
     fn error(&self, message: impl Into<String>, e: std::io::Error) -> Error {
@@ -256,6 +244,38 @@ fn entry(attrs: &mut Attrs, node: &Node) -> Option<TmpfilesEntry> {
 impl Resource for Tmpfiles {
     type Actual = TmpfilesActual;
 
+    const KIND: Kind = Kind::Tmpfiles;
+
+    const TABLE: Table = Table {
+        names: Type::String,
+        doc: "a systemd-tmpfiles file, /etc/tmpfiles.d/NAME.conf, applied at once and at every boot",
+        attrs: &[STATE, attr("entries", Type::TmpfilesEntries, "its lines: `d /run/app 0750 app app -`, or mappings")],
+    };
+
+    fn from_attrs(name: &Node, attrs: &mut Attrs) -> Option<Tmpfiles> {
+        let config = attrs.render_string(Self::KIND.name(), name);
+        let resource = Tmpfiles::build(config.clone().unwrap_or_default(), name.span, attrs)?;
+        config.map(|_| resource)
+    }
+
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    /// The users and groups its entries name.
+    fn needs(&self) -> Vec<Need> {
+        let mut needs = Vec::new();
+        for entry in &self.entries {
+            needs.extend(entry.user.iter().filter(|u| !u.starts_with(':')).map(|u| Need::User(u.clone())));
+            needs.extend(entry.group.iter().filter(|g| !g.starts_with(':')).map(|g| Need::Group(g.clone())));
+        }
+        needs
+    }
+
+    fn paths(&self) -> Vec<PathBuf> {
+        vec![self.path()]
+    }
+
     fn observe(&self, host: &Host) -> Result<TmpfilesActual> {
         let io = |e| self.error("cannot read it", e);
         let file = match host.stat(&self.path()).map_err(io)? {
@@ -280,7 +300,7 @@ impl Resource for Tmpfiles {
         if self.state == State::Absent {
             return if actual.file.is_some() { vec![Change::Remove] } else { vec![] };
         }
-        let to = self.content();
+        let to = self.file_content();
         let mut changes = Vec::new();
         if actual.file.as_ref() != Some(&to) {
             if actual.file.is_none() {
@@ -376,7 +396,7 @@ mod tests {
         let t = tmpfiles();
         assert_eq!(t.entries[0].line(), "d /run/app 0750 app www-data -");
         assert_eq!(t.path(), Path::new("/etc/tmpfiles.d/app.conf"));
-        assert_eq!(t.needs(), vec![ResourceId::new("user", "app"), ResourceId::new("group", "www-data")]);
+        assert_eq!(t.needs(), vec![Need::User("app".into()), Need::Group("www-data".into())]);
     }
 
     #[test]
@@ -384,9 +404,10 @@ mod tests {
         let t = tmpfiles();
         let new = t.diff(&TmpfilesActual { file: None, unapplied: None });
         assert_eq!(new[0], Change::Create);
-        let converged = TmpfilesActual { file: Some(t.content()), unapplied: None };
+        let converged = TmpfilesActual { file: Some(t.file_content()), unapplied: None };
         assert_eq!(t.diff(&converged), vec![]);
-        let rebooted = TmpfilesActual { file: Some(t.content()), unapplied: Some("/run/app does not exist".into()) };
+        let rebooted =
+            TmpfilesActual { file: Some(t.file_content()), unapplied: Some("/run/app does not exist".into()) };
         assert!(
             matches!(&t.diff(&rebooted)[..], [Change::Run { reason }] if reason.contains("/run/app does not exist"))
         );

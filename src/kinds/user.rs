@@ -9,9 +9,11 @@
 
 use crate::error::{Error, Result};
 use crate::host::{Host, UserEntry};
-use crate::kinds::resource::{Change, Resource, State};
-use crate::kinds::{check_account_name, run_tool};
+use crate::kinds::resource::{Change, Need, Resource, State};
+use crate::kinds::{Kind, check_account_name, run_tool};
 use crate::playbook::attrs::Attrs;
+use crate::playbook::table::{STATE, Table, Type, attr};
+use crate::playbook::yaml_node::Node;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct User {
@@ -36,29 +38,6 @@ pub struct UserActual {
     pub groups: Vec<String>,
 }
 
-impl User {
-    pub fn from_attrs(name: String, attrs: &mut Attrs) -> Option<User> {
-        let state = attrs.state();
-        let uid = attrs.u32("uid");
-        let group = attrs.node("group").and_then(|node| {
-            let group = attrs.render_string("group", node)?;
-            check_account_name(attrs, "group", &group, node.span).then_some(group)
-        });
-        let groups = attrs
-            .strings("groups")
-            .into_iter()
-            .filter(|(g, span)| check_account_name(attrs, "group", g, *span))
-            .map(|(g, _)| g)
-            .collect();
-        let home = passwd_path(attrs, "home");
-        let shell = passwd_path(attrs, "shell");
-        let append = attrs.bool("append").unwrap_or(true);
-        let system = attrs.bool("system").unwrap_or(false);
-        let create_home = attrs.bool("create_home").unwrap_or(!system);
-        Some(User { name, state, uid, group, groups, append, home, shell, system, create_home })
-    }
-}
-
 /// `home` or `shell`: an absolute path that fits in a passwd(5) field (no `:`, no newline).
 fn passwd_path(attrs: &mut Attrs, key: &'static str) -> Option<String> {
     let node = attrs.node(key)?;
@@ -76,11 +55,73 @@ fn passwd_path(attrs: &mut Attrs, key: &'static str) -> Option<String> {
     Some(path)
 }
 
+/// A user or group name (the kind key's value), checked as useradd(8) would.
+pub fn account_name(kind: Kind, name: &Node, attrs: &mut Attrs) -> Option<String> {
+    let account = attrs.render_string(kind.name(), name)?;
+    check_account_name(attrs, kind.name(), &account, name.span).then_some(account)
+}
+
 impl Resource for User {
     type Actual = Option<UserActual>;
 
+    const KIND: Kind = Kind::User;
+
+    const TABLE: Table = Table {
+        names: Type::String,
+        doc: "a user account (useradd, usermod, userdel)",
+        attrs: &[
+            STATE,
+            attr("uid", Type::Uint, "the user id"),
+            attr("group", Type::String, "the primary group"),
+            attr("groups", Type::Strings, "supplementary groups"),
+            attr(
+                "append",
+                Type::Bool,
+                "true (default): add `groups` and leave the user's other groups alone; false: make the list exact",
+            ),
+            attr("home", Type::String, "the home directory"),
+            attr("shell", Type::String, "the login shell"),
+            attr("system", Type::Bool, "a system account (default false)"),
+            attr("create_home", Type::Bool, "create the home directory (default: true unless system)"),
+        ],
+    };
+
+    fn from_attrs(name: &Node, attrs: &mut Attrs) -> Option<User> {
+        let name = account_name(Self::KIND, name, attrs);
+        let state = attrs.state();
+        let uid = attrs.u32("uid");
+        let group = attrs.node("group").and_then(|node| {
+            let group = attrs.render_string("group", node)?;
+            check_account_name(attrs, "group", &group, node.span).then_some(group)
+        });
+        let groups = attrs
+            .strings("groups")
+            .into_iter()
+            .filter(|(g, span)| check_account_name(attrs, "group", g, *span))
+            .map(|(g, _)| g)
+            .collect();
+        let home = passwd_path(attrs, "home");
+        let shell = passwd_path(attrs, "shell");
+        let append = attrs.bool("append").unwrap_or(true);
+        let system = attrs.bool("system").unwrap_or(false);
+        let create_home = attrs.bool("create_home").unwrap_or(!system);
+        Some(User { name: name?, state, uid, group, groups, append, home, shell, system, create_home })
+    }
+
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn needs(&self) -> Vec<Need> {
+        self.group.iter().chain(&self.groups).map(|g| Need::Group(g.clone())).collect()
+    }
+
+    fn not_restored(&self) -> Option<&'static str> {
+        Some("a user account is not restored (its removal could orphan files)")
+    }
+
     fn observe(&self, host: &Host) -> Result<Option<UserActual>> {
-        let io = |e| Error::resource_io(format!("user:{}", self.name), "cannot look it up", e);
+        let io = |e| Error::resource_io(self.id(), "cannot look it up", e);
         let Some(entry) = host.user(&self.name).map_err(io)? else {
             return Ok(None);
         };
@@ -173,8 +214,7 @@ impl Resource for User {
         // Options end here: the name is an operand, whatever it looks like.
         args.push("--".into());
         args.push(self.name.clone());
-        let done =
-            run_tool(host, program, &args).map_err(|message| Error::resource(format!("user:{}", self.name), message));
+        let done = run_tool(host, program, &args).map_err(|message| Error::resource(self.id(), message));
         host.forget_accounts();
         done
     }

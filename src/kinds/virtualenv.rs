@@ -22,9 +22,10 @@ use pep508_rs::{ExtraName, MarkerEnvironment, MarkerEnvironmentBuilder, Requirem
 use crate::error::{Error, Result, Source};
 use crate::host::mode::Mode;
 use crate::host::{FileKind, Host};
-use crate::kinds::observe_owner;
-use crate::kinds::resource::{Change, Ownership, Resource, State};
+use crate::kinds::resource::{Change, Need, Ownership, Resource, State, ownership_changes};
+use crate::kinds::{Kind, observe_owner, ownership_needs, path_needs};
 use crate::playbook::attrs::Attrs;
+use crate::playbook::table::{GROUP, OWNER, STATE, Table, Type, attr};
 use crate::playbook::yaml_node::{Node, Span};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -124,7 +125,7 @@ pub struct Installed {
 const TOOLING: &[&str] = &["pip", "setuptools", "wheel", "distribute"];
 
 impl Virtualenv {
-    pub fn from_attrs(path: PathBuf, attrs: &mut Attrs) -> Option<Virtualenv> {
+    fn build(path: PathBuf, attrs: &mut Attrs) -> Option<Virtualenv> {
         let state = attrs.state();
         // Every attribute is read before a mistake returns None, so that all are reported.
         let python = match attrs.node("python") {
@@ -193,10 +194,6 @@ impl Virtualenv {
             pip_args,
             exact,
         })
-    }
-
-    fn id(&self) -> String {
-        format!("virtualenv:{}", self.path.display())
     }
 
     fn cfg_path(&self) -> PathBuf {
@@ -665,6 +662,57 @@ fn list_dir(host: &Host, dir: &Path) -> std::io::Result<Vec<String>> {
 impl Resource for Virtualenv {
     type Actual = VenvActual;
 
+    const KIND: Kind = Kind::Virtualenv;
+
+    const TABLE: Table = Table {
+        names: Type::Path,
+        doc: "a Python virtualenv with the packages pip installs in it",
+        attrs: &[
+            STATE,
+            attr("python", Type::String, "the interpreter that creates it: a name on PATH or an absolute path"),
+            OWNER,
+            GROUP,
+            attr("packages", Type::Strings, "requirements such as gunicorn==23.0.0"),
+            attr("requirements", Type::String, "a requirements file, relative to the playbook"),
+            attr("index_url", Type::String, "pip's --index-url"),
+            attr("extra_index_urls", Type::Strings, "pip's --extra-index-url"),
+            attr("find_links", Type::Strings, "pip's --find-links (relative to the playbook)"),
+            attr("no_index", Type::Bool, "pip's --no-index"),
+            attr("pip_args", Type::Argv, "more arguments for pip install"),
+            attr("exact", Type::Bool, "remove the packages that no requirement asks for"),
+        ],
+    };
+
+    fn from_attrs(name: &Node, attrs: &mut Attrs) -> Option<Virtualenv> {
+        let path = attrs.managed_path(Self::KIND.name(), name);
+        let resource = Virtualenv::build(path.clone().unwrap_or_default(), attrs)?;
+        path.map(|_| resource)
+    }
+
+    fn name(&self) -> String {
+        self.path.to_string_lossy().into_owned()
+    }
+
+    /// Its directory, its owner and group, and Python's packages.
+    fn needs(&self) -> Vec<Need> {
+        let mut needs = path_needs(&self.path, self.state == State::Present);
+        needs.extend(ownership_needs(&self.ownership));
+        needs.push(Need::Package(&["python3", "python3-venv", "python3-pip"]));
+        needs
+    }
+
+    fn paths(&self) -> Vec<PathBuf> {
+        vec![self.path.clone()]
+    }
+
+    fn not_restored(&self) -> Option<&'static str> {
+        Some("a virtualenv's packages are not restored")
+    }
+
+    fn slow_step(&self) -> Option<&'static str> {
+        Some("python -m venv, pip")
+    }
+
     fn observe(&self, host: &Host) -> Result<VenvActual> {
         let id = self.id();
         let io = |what: &'static str| {
@@ -779,7 +827,7 @@ impl Resource for Virtualenv {
             (State::Present, VenvActual::Present(venv)) => match self.recreate_reason(venv) {
                 Some(reason) => self.create_changes(Some(reason), (&venv.owner, &venv.group)),
                 None => {
-                    let mut changes = self.ownership.diff(&venv.owner, &venv.group);
+                    let mut changes = ownership_changes(&self.ownership, &venv.owner, &venv.group);
                     changes.extend(self.package_changes(venv));
                     changes
                 }
@@ -801,7 +849,7 @@ impl Resource for Virtualenv {
                 .map_err(|e| Error::resource_io(&id, "cannot change the owner of its files", e))?;
         }
         let VenvActual::Present(venv) = self.observe(host)? else {
-            return Err(Error::Drift { id });
+            return Err(Error::Drift { id: id.to_string() });
         };
         self.pip(host, &runner, &venv)
     }
@@ -814,7 +862,7 @@ impl Virtualenv {
             Some(reason) => changes.push(Change::Set { attr: "recreate", from: None, to: reason }),
             None => changes.push(Change::Set { attr: "python", from: None, to: self.python.clone() }),
         }
-        changes.extend(self.ownership.diff(owner, group));
+        changes.extend(ownership_changes(&self.ownership, owner, group));
         changes.extend(self.requirements.iter().map(|w| Change::Set {
             attr: "install",
             from: None,

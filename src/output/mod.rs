@@ -12,6 +12,7 @@ use similar::TextDiff;
 use crate::engine::apply::Applied;
 use crate::engine::plan::{Action, Counts, Plan, ResourcePlan};
 use crate::engine::trigger::Trigger;
+use crate::kinds::Kind;
 use crate::kinds::resource::{Change, Content, ResourceId};
 
 // Remote runs: records that other hosts' engines sent back, prefixed by host.
@@ -141,7 +142,7 @@ impl Printer {
                     self.line(format!("      {attr}: {SENSITIVE_VALUE}"))
                 }
                 Change::Set { attr, from, to } => {
-                    let kind = if *attr == "owner" { "user" } else { "group" };
+                    let kind = if *attr == "owner" { Kind::User } else { Kind::Group };
                     let above = r.created_above.contains(&ResourceId::new(kind, to));
                     let note = if above && matches!(*attr, "owner" | "group") { " (created above)" } else { "" };
                     // A user's groups: which are added and which removed, not only both lists.
@@ -172,7 +173,7 @@ impl Printer {
 
     /// A unified diff for text, digests for binary or big content.
     fn content(&self, r: &ResourcePlan, file: Option<&Path>, from: Option<&Content>, to: &Content) -> Vec<String> {
-        let own = r.id.0.split_once(':').map(|(_, p)| p).unwrap_or(&r.id.0);
+        let own = r.id.name.as_str();
         let file = file.map(|f| f.display().to_string());
         let path = file.as_deref().unwrap_or(own);
         let old = match from {

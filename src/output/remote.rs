@@ -48,7 +48,9 @@ impl Printer {
                 Some("trigger-ran") => lines.push(format!("{}: done", trigger_name(record))),
                 Some("finished") => {
                     let finished = crate::kinds::nginx_site::Finished {
-                        id: crate::kinds::resource::ResourceId(record["id"].as_str().unwrap_or("?").to_owned()),
+                        id: serde_json::from_value(record["id"].clone()).unwrap_or_else(|_| {
+                            crate::kinds::resource::ResourceId::new(crate::kinds::Kind::NginxSite, "?")
+                        }),
                         accepted: record["accepted"] == json!(true),
                         message: record["message"].as_str().unwrap_or("").to_owned(),
                     };

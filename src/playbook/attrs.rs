@@ -1,22 +1,26 @@
 //! `Attrs`: typed access to one resource entry's attributes, for the kinds' constructors.
 //!
 //! Each getter renders templates, checks the type and records a labelled error instead of
-//! stopping, so that `validate` reports every mistake at once. The keys a kind accepts are its row
-//! of `kinds/table.rs`; `finish` reports the others as unknown, with the nearest known key as a hint.
+//! stopping, so that `validate` reports every mistake at once. The keys a kind accepts are its
+//! [`Table`], which the kind passes in; `finish` reports the others as unknown, with the nearest
+//! known key as a hint.
 
 use std::path::{Path, PathBuf};
 
 use crate::error::{PlaybookError, did_you_mean};
 use crate::host::mode::Mode;
-use crate::kinds::resource::State;
+use crate::playbook::table::{COMMON, Table};
 use crate::playbook::template::Templates;
+use crate::playbook::values::{Ownership, State};
 use crate::playbook::yaml_node::{Node, Span, Value};
 
 pub struct Attrs<'a> {
     entries: &'a [(Node, Node)],
     kind: &'static str,
-    /// The kind's attributes (`kinds/table.rs`): the keys it accepts.
-    table: &'static crate::kinds::table::Kind,
+    /// The kind's attributes: the keys it accepts.
+    table: &'static Table,
+    /// Every kind's name, to tell a second kind key from an unknown attribute.
+    kinds: &'a [&'static str],
     templates: &'a Templates,
     pub errors: &'a mut Vec<PlaybookError>,
     /// The keys read so far, to check the table against what the constructor reads.
@@ -28,22 +32,24 @@ pub struct Attrs<'a> {
 }
 
 impl<'a> Attrs<'a> {
+    /// The reader of one entry of `kind`, whose attributes are `table`; `kinds` names every kind.
     pub fn new(
         entries: &'a [(Node, Node)],
-        kind: &'static str,
+        (kind, table): (&'static str, &'static Table),
+        kinds: &'a [&'static str],
         templates: &'a Templates,
         errors: &'a mut Vec<PlaybookError>,
     ) -> Attrs<'a> {
-        let table = crate::kinds::table::kind(kind).unwrap_or_else(|| panic!("kind {kind} is not in kinds::KINDS"));
         let errors_before = errors.len();
-        Attrs { entries, kind, table, templates, errors, known: vec![kind], rendered: Vec::new(), errors_before }
+        let known = vec![kind];
+        Attrs { entries, kind, table, kinds, templates, errors, known, rendered: Vec::new(), errors_before }
     }
 
     /// The raw node of `key`, marking the key as read.
     pub fn node(&mut self, key: &'static str) -> Option<&'a Node> {
         debug_assert!(
-            key == self.kind || crate::kinds::table::attr_of(self.table, key).is_some(),
-            "{} reads `{key}`, which src/kinds/table.rs does not list for it",
+            key == self.kind || self.table.attr(key).is_some(),
+            "{} reads `{key}`, which its table does not list",
             self.kind
         );
         self.known.push(key);
@@ -123,7 +129,7 @@ impl<'a> Attrs<'a> {
 
     /// `owner` and `group` of a file: names of existing accounts, so not held to useradd's
     /// rules (a Debian image has `Debian-exim`), but never empty, an option, a list or a path.
-    pub fn ownership(&mut self) -> crate::kinds::resource::Ownership {
+    pub fn ownership(&mut self) -> Ownership {
         let name = |attrs: &mut Attrs, key: &'static str| {
             let node = attrs.node(key)?;
             let name = attrs.render_string(key, node)?;
@@ -145,7 +151,7 @@ impl<'a> Attrs<'a> {
         };
         let owner = name(self, "owner");
         let group = name(self, "group");
-        crate::kinds::resource::Ownership { owner, group }
+        Ownership { owner, group }
     }
 
     /// A boolean: `true`/`false`, or a template that renders to one of them.
@@ -341,10 +347,8 @@ impl<'a> Attrs<'a> {
             Some("absent") => State::Absent,
             Some(other) => {
                 let other = other.to_owned();
-                let help = match did_you_mean(&other, ["present", "absent"]) {
-                    Some(s) => format!("did you mean `{s}`?"),
-                    None => "write present or absent".into(),
-                };
+                let help =
+                    did_you_mean(&other, ["present", "absent"]).unwrap_or_else(|| "write present or absent".into());
                 self.error(node.span, format!("unknown state `{other}`"), "expected present or absent", help);
                 State::Present
             }
@@ -377,22 +381,21 @@ impl<'a> Attrs<'a> {
         }
     }
 
-    /// Reports every key that the kind's table (`kinds/table.rs`) does not list.
+    /// Reports every key that the kind's table does not list.
     pub fn finish(self) {
         // The table and the constructor agree: an entry without mistakes was read whole.
         if self.errors.len() == self.errors_before {
-            for attr in self.table.attrs.iter().chain(crate::kinds::table::COMMON) {
+            for attr in self.table.attrs.iter().chain(COMMON) {
                 debug_assert!(
                     self.known.contains(&attr.name),
-                    "src/kinds/table.rs lists `{}` for {}, which its constructor never reads",
+                    "the table lists `{}` for {}, which its constructor never reads",
                     attr.name,
                     self.kind
                 );
             }
         }
-        let known: Vec<&'static str> = std::iter::once(self.kind)
-            .chain(self.table.attrs.iter().chain(crate::kinds::table::COMMON).map(|a| a.name))
-            .collect();
+        let known: Vec<&'static str> =
+            std::iter::once(self.kind).chain(self.table.attrs.iter().chain(COMMON).map(|a| a.name)).collect();
         for (key, _) in self.entries {
             let Some(name) = key.as_str() else {
                 let span = key.span;
@@ -408,8 +411,8 @@ impl<'a> Attrs<'a> {
                 continue;
             }
             let help = match did_you_mean(name, known.iter().copied()) {
-                Some(s) => format!("did you mean `{s}`?"),
-                None if crate::kinds::KINDS.contains(&name) => {
+                Some(help) => help,
+                None if self.kinds.contains(&name) => {
                     "a resource has one kind key, the first: start a new list item (`- `) for this one".to_owned()
                 }
                 None => {

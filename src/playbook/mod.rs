@@ -5,7 +5,9 @@
 pub mod attrs;
 pub mod module;
 pub mod redact;
+pub mod table;
 pub mod template;
+pub mod values;
 pub mod yaml_node;
 
 use std::path::{Path, PathBuf};

@@ -96,10 +96,8 @@ impl Module {
                 let Some(kind) = ParamType::parse(kind_word) else {
                     errors.push(
                         source.error(spec.span, format!("unknown parameter type `{kind_word}`"), "not a type").help(
-                            match did_you_mean(kind_word, ["string", "int", "bool", "list"]) {
-                                Some(close) => format!("did you mean `{close}`?"),
-                                None => "use string, int, bool or list".to_owned(),
-                            },
+                            did_you_mean(kind_word, ["string", "int", "bool", "list"])
+                                .unwrap_or_else(|| "use string, int, bool or list".to_owned()),
                         ),
                     );
                     continue;
@@ -180,10 +178,8 @@ pub fn expand(
         }
         None => {
             let names: Vec<String> = all(templates.dir()).into_iter().flatten().map(|m| m.name).collect();
-            let help = match did_you_mean(&name, names.iter().map(String::as_str)) {
-                Some(close) => format!("did you mean `{close}`?"),
-                None => format!("modules here: {} (see `converge modules`)", names.join(", ")),
-            };
+            let help = did_you_mean(&name, names.iter().map(String::as_str))
+                .unwrap_or_else(|| format!("modules here: {} (see `converge modules`)", names.join(", ")));
             errors.push(source.error(name_node.span, format!("no module `{name}`"), "unknown module").help(help));
             return None;
         }
@@ -204,14 +200,10 @@ pub fn expand(
     for (key, _) in given {
         let word = key.as_str().unwrap_or_default();
         if !module.params.iter().any(|p| p.name == word) {
-            let help = match did_you_mean(word, module.params.iter().map(|p| p.name.as_str())) {
-                Some(close) => format!("did you mean `{close}`?"),
-                None => format!(
-                    "`{}` takes: {}",
-                    module.name,
-                    module.params.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
-                ),
-            };
+            let help = did_you_mean(word, module.params.iter().map(|p| p.name.as_str())).unwrap_or_else(|| {
+                let params: Vec<&str> = module.params.iter().map(|p| p.name.as_str()).collect();
+                format!("`{}` takes: {}", module.name, params.join(", "))
+            });
             errors.push(
                 source
                     .error(key.span, format!("module `{}` has no parameter `{word}`", module.name), "unknown parameter")

@@ -189,7 +189,7 @@ impl Templates {
             "define `{name}` under `vars:` or in a --vars-file; a secret goes under `secrets:` or in a --secrets-file, never on the command line"
         );
         let help = match did_you_mean(name, self.vars.keys().map(String::as_str)) {
-            Some(close) => format!("did you mean `{close}`? Otherwise {define}"),
+            Some(did_you_mean) => format!("{did_you_mean} Otherwise {define}"),
             None => define[..1].to_uppercase() + &define[1..],
         };
         source.error(span, format!("undefined variable `{name}`"), "used here").help(help)

@@ -103,7 +103,7 @@ impl Inventory {
             let word = word.trim_start_matches('!');
             if !self.hosts.iter().any(|h| matches(word, h)) {
                 let names = self.hosts.iter().map(|h| h.name.as_str()).chain(self.groups.iter().map(String::as_str));
-                let help = did_you_mean(word, names).map(|n| format!(" (did you mean `{n}`?)")).unwrap_or_default();
+                let help = did_you_mean(word, names).map(|h| format!(" ({h})")).unwrap_or_default();
                 return Err(Error::Usage {
                     message: format!("--limit: `{word}` matches no host or group of the inventory{help}"),
                 });
@@ -255,10 +255,8 @@ impl Reader<'_> {
                         }
                         None => {
                             let known = hosts.iter().map(|(t, _)| t.name.as_str());
-                            let help = match did_you_mean(name, known) {
-                                Some(n) => format!("did you mean `{n}`?"),
-                                None => "list the host under `hosts:` first".into(),
-                            };
+                            let help = did_you_mean(name, known)
+                                .unwrap_or_else(|| "list the host under `hosts:` first".into());
                             self.error(
                                 member,
                                 format!("group `{group}` names `{name}`, which is not a host of the inventory"),
@@ -294,10 +292,8 @@ impl Reader<'_> {
         for (key, _) in entries {
             let word = key.as_str().unwrap_or_default();
             if !known.contains(&word) {
-                let help = match did_you_mean(word, known.iter().copied()) {
-                    Some(k) => format!("did you mean `{k}`?"),
-                    None => format!("{what}: {}", known.join(", ")),
-                };
+                let help = did_you_mean(word, known.iter().copied())
+                    .unwrap_or_else(|| format!("{what}: {}", known.join(", ")));
                 self.error(key, format!("unknown key `{word}`"), "unknown key", help);
             } else if !seen.insert(word) {
                 self.error(key, format!("`{word}` is given twice"), "again here", "keep one");
