@@ -15,7 +15,7 @@ use crate::host::Host;
 use crate::host::systemd::UnitStatus;
 use crate::kinds::AnyResource;
 use crate::kinds::SystemdUnit;
-use crate::kinds::resource::{Change, Need, Provide, ResourceId};
+use crate::kinds::resource::{Attr, Change, Need, PackageTo, Provide, ResourceId, Value};
 use crate::kinds::systemd_unit::observed_state;
 
 /// What `apply` would do: the resources that differ, and the triggers they set off.
@@ -143,7 +143,7 @@ pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
     let mut installing: Vec<String> = Vec::new();
     for (index, entry) in resolved.entries.iter().enumerate() {
         let mut changes = entry.resource.plan(host).map_err(|e| entry.own_error(e))?;
-        if let AnyResource::Apt(_) = &entry.resource {
+        if changes.iter().any(|c| c.sets(Attr::Package)) {
             changes = merge_installs(changes, &mut installing);
         }
         check_may_give(host, &entry.id, &changes)?;
@@ -208,9 +208,7 @@ pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
     plan.triggers_skipped = host.root().map(|_| OFFLINE_ROOT);
     // A unit that a package of this plan may bring and start: what its trigger will really be
     // is known only once apt has run. The plan says so rather than guess.
-    let installs = plan.resources.iter().any(|r| {
-        matches!(resolved.entries[r.index].resource, AnyResource::Apt(_)) && r.changes.contains(&Change::Create)
-    });
+    let installs = plan.resources.iter().flat_map(|r| &r.changes).any(|c| installed_package(c).is_some());
     if installs {
         for trigger in &mut plan.triggers {
             let Some(unit) = &trigger.unit else { continue };
@@ -225,15 +223,20 @@ pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
     Ok(plan)
 }
 
+/// The package a change installs (at the candidate version), if it does.
+fn installed_package(change: &Change) -> Option<String> {
+    match change {
+        Change::Set { attr: Attr::Package, from: None, to: Value::Package { name, to: PackageTo::Install } } => {
+            Some(name.clone())
+        }
+        _ => None,
+    }
+}
+
 /// An `apt` resource's changes without the installs an earlier resource already plans; records
 /// its own installs in `installing`.
 fn merge_installs(changes: Vec<Change>, installing: &mut Vec<String>) -> Vec<Change> {
-    let package = |change: &Change| match change {
-        Change::Set { attr: "package", from: None, to } if to.ends_with(": install") => {
-            to.split_once(':').map(|(p, _)| p.to_owned())
-        }
-        _ => None,
-    };
+    let package = installed_package;
     let mut kept: Vec<Change> =
         changes.into_iter().filter(|c| package(c).is_none_or(|p| !installing.contains(&p))).collect();
     installing.extend(kept.iter().filter_map(package));
@@ -267,11 +270,11 @@ fn check_may_give(host: &Host, id: &ResourceId, changes: &[Change]) -> Result<()
     let io = |e| Error::resource_io(id, "cannot look up its owner", e);
     for change in changes {
         let (attr, name, allowed) = match change {
-            Change::Set { attr: "owner", to, .. } => {
+            Change::Set { attr: Attr::Owner, to: Value::Text(to), .. } => {
                 let uid = host.user(to).map_err(io)?.map(|u| u.uid);
                 ("owner", to, uid.is_some_and(|uid| host.may_give(Some(uid), None)))
             }
-            Change::Set { attr: "group", to, .. } => {
+            Change::Set { attr: Attr::Group, to: Value::Text(to), .. } => {
                 let gid = host.group(to).map_err(io)?.map(|g| g.gid);
                 ("group", to, gid.is_some_and(|gid| host.may_give(None, Some(gid))))
             }
@@ -350,7 +353,7 @@ fn decide_triggers(
             managed: true,
             instances,
             files_changed: pending.changed_units.contains(&unit.name),
-            enablement_changed: changes.iter().any(|c| matches!(c, Change::Set { attr: "enabled" | "masked", .. })),
+            enablement_changed: changes.iter().any(|c| c.sets(Attr::Enabled) || c.sets(Attr::Masked)),
             removed: changes.contains(&Change::Remove),
             want_active: unit.active,
             on_change: unit.on_change,
@@ -447,7 +450,7 @@ mod merge_tests {
     use super::*;
 
     fn install(package: &str) -> Change {
-        Change::Set { attr: "package", from: None, to: format!("{package}: install") }
+        Change::set_to(Attr::Package, Value::Package { name: package.into(), to: PackageTo::Install })
     }
 
     #[test]

@@ -54,11 +54,14 @@ pub struct Run {
     pub update: usize,
     pub remove: usize,
     pub run: usize,
-    /// The resources it changed, and how (a sensitive one's changes are not written).
+    /// The resources it changed, and how (a sensitive one's changes are not written). Read
+    /// leniently: a record of an older converge (untyped changes) reads as none.
+    #[serde(default, deserialize_with = "or_default")]
     pub applied: Vec<AppliedResource>,
     /// The state before the run of every path it changed, first capture per path.
     pub before: Vec<PathBefore>,
-    /// What a rollback cannot put back, with why.
+    /// What a rollback cannot put back, with why (read leniently, as `applied`).
+    #[serde(default, deserialize_with = "or_default")]
     pub not_restored: Vec<(ResourceId, String)>,
     /// The runs this one rolled back.
     #[serde(default)]
@@ -68,10 +71,19 @@ pub struct Run {
     pub rolled_back_by: Option<u64>,
 }
 
+/// `T` as the record has it, or its default when it is in an older layout.
+fn or_default<'de, D: serde::Deserializer<'de>, T: serde::de::DeserializeOwned + Default>(
+    deserializer: D,
+) -> std::result::Result<T, D::Error> {
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(T::deserialize(value).unwrap_or_default())
+}
+
+/// A resource a run changed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AppliedResource {
     pub id: ResourceId,
-    pub changes: Vec<crate::engine::saved::SavedChange>,
+    pub changes: Vec<crate::kinds::resource::Change>,
 }
 
 /// Collects the previous state of what an apply changes, as it goes.
@@ -246,16 +258,14 @@ pub fn record(
 
 /// A change as the run record keeps it: content by size and sha256 only (the previous content
 /// is in the objects; the new one is on the host).
-fn digest_only(change: &crate::kinds::resource::Change) -> crate::engine::saved::SavedChange {
+fn digest_only(change: &crate::kinds::resource::Change) -> crate::kinds::resource::Change {
     use crate::kinds::resource::{Change, Content};
     let digest = |c: &Content| Content::Large { len: c.len(), sha256: c.sha256() };
     match change {
-        Change::Content { file, from, to } => crate::engine::saved::SavedChange::Content {
-            file: file.clone(),
-            from: from.as_ref().map(digest),
-            to: digest(to),
-        },
-        other => other.into(),
+        Change::Content { file, from, to } => {
+            Change::Content { file: file.clone(), from: from.as_ref().map(digest), to: digest(to) }
+        }
+        other => other.clone(),
     }
 }
 

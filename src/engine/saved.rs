@@ -31,7 +31,7 @@ use crate::kinds::virtualenv::Wanted;
 /// What the file says it is.
 pub const FORMAT: &str = "converge-plan";
 /// The layout of the file; a converge that does not know it refuses the file.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// A plan as `plan --out` writes it.
 #[derive(Debug, Serialize, Deserialize)]
@@ -96,7 +96,7 @@ pub struct SavedResource {
     pub observed: Observation,
     /// The planned changes; empty when it already matched.
     #[serde(default)]
-    pub changes: Vec<SavedChange>,
+    pub changes: Vec<Change>,
     #[serde(default)]
     pub created_above: Vec<ResourceId>,
     /// What to hide in its messages (only with `--allow-secrets`).
@@ -109,50 +109,6 @@ pub struct SavedResource {
 pub struct Observation {
     pub digest: String,
     pub facts: BTreeMap<String, String>,
-}
-
-/// `Change` as JSON.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "change", rename_all = "snake_case")]
-pub enum SavedChange {
-    Create,
-    Remove,
-    Content { file: Option<PathBuf>, from: Option<Content>, to: Content },
-    Set { attr: String, from: Option<String>, to: String },
-    Run { reason: String },
-}
-
-impl From<&Change> for SavedChange {
-    fn from(change: &Change) -> SavedChange {
-        match change.clone() {
-            Change::Create => SavedChange::Create,
-            Change::Remove => SavedChange::Remove,
-            Change::Content { file, from, to } => SavedChange::Content { file, from, to },
-            Change::Set { attr, from, to } => SavedChange::Set { attr: attr.to_owned(), from, to },
-            Change::Run { reason } => SavedChange::Run { reason },
-        }
-    }
-}
-
-impl SavedChange {
-    fn change(&self) -> Change {
-        match self.clone() {
-            SavedChange::Create => Change::Create,
-            SavedChange::Remove => Change::Remove,
-            SavedChange::Content { file, from, to } => Change::Content { file, from, to },
-            // The attribute names are a handful of literals; a plan file is read once a run.
-            SavedChange::Set { attr, from, to } => Change::Set { attr: static_str(attr), from, to },
-            SavedChange::Run { reason } => Change::Run { reason },
-        }
-    }
-}
-
-fn static_str(text: String) -> &'static str {
-    const KNOWN: &[&str] = &[
-        "mode", "owner", "group", "target", "enabled", "masked", "active", "shell", "home", "uid", "gid", "groups",
-        "system", "version", "python",
-    ];
-    KNOWN.iter().find(|k| **k == text).copied().unwrap_or_else(|| Box::leak(text.into_boxed_str()))
 }
 
 // ----- serde for the types the desired state is made of ----------------------------------------
@@ -300,7 +256,7 @@ impl SavedPlan {
                     notify: entry.notify.clone(),
                     desired: entry.resource.clone(),
                     observed,
-                    changes: planned.map(|p| p.changes.iter().map(SavedChange::from).collect()).unwrap_or_default(),
+                    changes: planned.map(|p| p.changes.clone()).unwrap_or_default(),
                     created_above: planned.map(|p| p.created_above.clone()).unwrap_or_default(),
                     secrets: if entry.sensitive { entry.secrets.clone() } else { Vec::new() },
                 }
@@ -458,7 +414,7 @@ impl SavedPlan {
                 plan.resources.push(ResourcePlan {
                     index,
                     id: r.id.clone(),
-                    changes: r.changes.iter().map(SavedChange::change).collect(),
+                    changes: r.changes.clone(),
                     sensitive: r.sensitive,
                     created_above: r.created_above.clone(),
                 });

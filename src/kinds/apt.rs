@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::kinds::Kind;
-use crate::kinds::resource::{Change, Provide, Resource, State};
+use crate::kinds::resource::{self, Attr, Change, PackageTo, Provide, Resource, State};
 use crate::playbook::attrs::Attrs;
 use crate::playbook::table::{STATE, Table, Type, attr};
 use crate::playbook::yaml_node::{Node, Span, Value};
@@ -275,13 +275,17 @@ impl Resource for Apt {
         let mut changes = Vec::new();
         for (package, installed) in self.packages.iter().zip(&actual.installed) {
             let change = match (self.state, installed, &self.version) {
-                (State::Present, None, version) => Some((None, version.clone().unwrap_or_else(|| "install".into()))),
-                (State::Present, Some(have), Some(want)) if have != want => Some((Some(have.clone()), want.clone())),
-                (State::Absent, Some(have), _) => Some((Some(have.clone()), "remove".into())),
+                (State::Present, None, version) => {
+                    Some((None, version.clone().map_or(PackageTo::Install, PackageTo::Version)))
+                }
+                (State::Present, Some(have), Some(want)) if have != want => {
+                    Some((Some(have), PackageTo::Version(want.clone())))
+                }
+                (State::Absent, Some(have), _) => Some((Some(have), PackageTo::Remove)),
                 _ => None,
             };
             if let Some((from, to)) = change {
-                changes.push(Change::Set { attr: "package", from, to: format!("{package}: {to}") });
+                changes.push(Change::set(Attr::Package, from, resource::Value::Package { name: package.clone(), to }));
             }
         }
         if self.state == State::Absent && !changes.is_empty() {
@@ -298,7 +302,9 @@ impl Resource for Apt {
         let wanted: Vec<String> = changes
             .iter()
             .filter_map(|c| match c {
-                Change::Set { attr: "package", to, .. } => to.split_once(':').map(|(p, _)| p.to_owned()),
+                Change::Set { attr: Attr::Package, to: resource::Value::Package { name, .. }, .. } => {
+                    Some(name.clone())
+                }
                 _ => None,
             })
             .collect();
@@ -366,10 +372,9 @@ mod tests {
         let a = apt(&["nginx", "curl"], State::Present);
         let actual = AptActual { installed: vec![Some("1.22.1-9".into()), None] };
         // Installing creates: `+ apt:nginx,curl (create)`, with the package to install.
-        assert_eq!(
-            a.diff(&actual),
-            vec![Change::Create, Change::Set { attr: "package", from: None, to: "curl: install".into() }]
-        );
+        let curl = resource::Value::Package { name: "curl".into(), to: PackageTo::Install };
+        assert_eq!(a.diff(&actual), vec![Change::Create, Change::set_to(Attr::Package, curl.clone())]);
+        assert_eq!(curl.to_string(), "curl: install");
         assert_eq!(a.diff(&AptActual { installed: vec![Some("1".into()), Some("2".into())] }), vec![]);
     }
 
@@ -378,10 +383,9 @@ mod tests {
         let mut pinned = apt(&["nginx"], State::Present);
         pinned.version = Some("1.22.1-10".into());
         let actual = AptActual { installed: vec![Some("1.22.1-9".into())] };
-        assert_eq!(
-            pinned.diff(&actual),
-            vec![Change::Set { attr: "package", from: Some("1.22.1-9".into()), to: "nginx: 1.22.1-10".into() }]
-        );
+        let nginx = resource::Value::Package { name: "nginx".into(), to: PackageTo::Version("1.22.1-10".into()) };
+        assert_eq!(pinned.diff(&actual), vec![Change::set(Attr::Package, Some("1.22.1-9"), nginx.clone())]);
+        assert_eq!(nginx.to_string(), "nginx: 1.22.1-10");
         let gone = apt(&["nginx"], State::Absent);
         assert_eq!(gone.diff(&actual)[0], Change::Remove);
         assert_eq!(gone.diff(&AptActual { installed: vec![None] }), vec![]);

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::host::mode::Mode;
 use crate::host::{FileKind, Host};
 use crate::kinds::file::apply_attributes;
-use crate::kinds::resource::{Change, Need, Ownership, Provide, Resource, State, ownership_changes};
+use crate::kinds::resource::{Attr, Change, Need, Ownership, Provide, Resource, State, ownership_changes};
 use crate::kinds::{Kind, observe_owner, owner_ids, ownership_needs, path_needs};
 use crate::playbook::attrs::Attrs;
 use crate::playbook::table::{GROUP, MODE, OWNER, STATE, Table, Type};
@@ -95,18 +95,14 @@ impl Resource for Directory {
             (State::Absent, DirectoryActual::Present { .. }) => vec![Change::Remove],
             (State::Present, DirectoryActual::Absent) => {
                 let mut changes = vec![Change::Create];
-                changes.push(Change::Set {
-                    attr: "mode",
-                    from: None,
-                    to: self.mode.unwrap_or(DEFAULT_MODE).to_string(),
-                });
+                changes.push(Change::set_to(Attr::Mode, self.mode.unwrap_or(DEFAULT_MODE)));
                 changes.extend(ownership_changes(&self.ownership, "", ""));
                 changes
             }
             (State::Present, DirectoryActual::Present { mode, owner, group }) => {
                 let mut changes = Vec::new();
                 if let Some(want) = self.mode.filter(|m| m != mode) {
-                    changes.push(Change::Set { attr: "mode", from: Some(mode.to_string()), to: want.to_string() });
+                    changes.push(Change::set(Attr::Mode, Some(*mode), want));
                 }
                 changes.extend(ownership_changes(&self.ownership, owner, group));
                 changes
@@ -133,7 +129,7 @@ impl Resource for Directory {
                 .create_dir(&self.path, self.mode.unwrap_or(DEFAULT_MODE), uid, gid)
                 .map_err(|e| Error::resource_io(&id, "cannot create it", e));
         }
-        apply_attributes(host, &self.path, changes, &self.ownership)
+        apply_attributes(host, &self.path, changes, &self.ownership, self.mode)
             .map_err(|e| Error::resource_io(&id, "cannot change its attributes", e))
     }
 }
@@ -161,8 +157,8 @@ mod tests {
     fn created_with_mode_and_owner() {
         let changes = dir().diff(&DirectoryActual::Absent);
         assert_eq!(changes[0], Change::Create);
-        assert!(changes.contains(&Change::Set { attr: "mode", from: None, to: "2775".into() }));
-        assert!(changes.contains(&Change::Set { attr: "group", from: Some(String::new()), to: "www-data".into() }));
+        assert!(changes.contains(&Change::set_to(Attr::Mode, Mode(0o2775))));
+        assert!(changes.contains(&Change::set(Attr::Group, Some(""), "www-data")));
     }
 
     #[test]
@@ -171,8 +167,8 @@ mod tests {
         assert_eq!(
             dir().diff(&actual),
             vec![
-                Change::Set { attr: "mode", from: Some("0755".into()), to: "2775".into() },
-                Change::Set { attr: "group", from: Some("root".into()), to: "www-data".into() },
+                Change::set(Attr::Mode, Some(Mode(0o755)), Mode(0o2775)),
+                Change::set(Attr::Group, Some("root"), "www-data"),
             ]
         );
     }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use crate::error::{Error, Result};
 use crate::host::mode::Mode;
 use crate::host::{FileKind, Host};
-use crate::kinds::resource::{Change, Content, Need, Ownership, Resource, State, ownership_changes};
+use crate::kinds::resource::{Attr, Change, Content, Need, Ownership, Resource, State, ownership_changes};
 use crate::kinds::{Kind, observe_owner, owner_ids, ownership_needs, path_needs};
 use crate::playbook::attrs::Attrs;
 use crate::playbook::table::{CONTENT, GROUP, MODE, OWNER, STATE, TEMPLATE, Table, Type, attr};
@@ -139,11 +139,7 @@ impl Resource for File {
             (State::Present, _, None) => vec![],
             (State::Present, FileActual::Absent, Some(to)) => {
                 let mut changes = vec![Change::Create, Change::Content { file: None, from: None, to: to.clone() }];
-                changes.push(Change::Set {
-                    attr: "mode",
-                    from: None,
-                    to: self.mode.unwrap_or(DEFAULT_MODE).to_string(),
-                });
+                changes.push(Change::set_to(Attr::Mode, self.mode.unwrap_or(DEFAULT_MODE)));
                 changes.extend(ownership_changes(&self.ownership, "", ""));
                 changes
             }
@@ -153,7 +149,7 @@ impl Resource for File {
                     changes.push(Change::Content { file: None, from: Some(content.clone()), to: to.clone() });
                 }
                 if let Some(want) = self.mode.filter(|m| m != mode) {
-                    changes.push(Change::Set { attr: "mode", from: Some(mode.to_string()), to: want.to_string() });
+                    changes.push(Change::set(Attr::Mode, Some(*mode), want));
                 }
                 changes.extend(ownership_changes(&self.ownership, owner, group));
                 changes
@@ -185,27 +181,25 @@ impl Resource for File {
             }
             return host.write_atomic(&self.path, content.bytes(), mode, uid, gid).map_err(io("cannot write it"));
         }
-        apply_attributes(host, &self.path, changes, &self.ownership).map_err(io("cannot change its attributes"))
+        apply_attributes(host, &self.path, changes, &self.ownership, self.mode)
+            .map_err(io("cannot change its attributes"))
     }
 }
 
-/// Applies `mode`, `owner` and `group` changes to an existing file or directory, through one fd
-/// of it (`Host::set_attributes`: the owner first, then the mode).
+/// Applies the `mode`, `owner` and `group` that `changes` name, as the desired state says them,
+/// to an existing file or directory, through one fd of it (`Host::set_attributes`: the owner
+/// first, then the mode).
 pub fn apply_attributes(
     host: &Host,
     path: &std::path::Path,
     changes: &[Change],
     ownership: &Ownership,
+    mode: Option<Mode>,
 ) -> std::io::Result<()> {
-    let set = |attr: &str| {
-        changes.iter().find_map(|c| match c {
-            Change::Set { attr: a, to, .. } if *a == attr => Some(to.as_str()),
-            _ => None,
-        })
-    };
-    let mode = set("mode").map(Mode::parse).transpose().map_err(std::io::Error::other)?;
-    let uid = set("owner").map(|_| host.uid(ownership.owner.as_deref().unwrap_or_default())).transpose()?;
-    let gid = set("group").map(|_| host.gid(ownership.group.as_deref().unwrap_or_default())).transpose()?;
+    let set = |attr| changes.iter().any(|c| c.sets(attr));
+    let mode = mode.filter(|_| set(Attr::Mode));
+    let uid = set(Attr::Owner).then(|| host.uid(ownership.owner.as_deref().unwrap_or_default())).transpose()?;
+    let gid = set(Attr::Group).then(|| host.gid(ownership.group.as_deref().unwrap_or_default())).transpose()?;
     if uid.is_none() && gid.is_none() && mode.is_none() {
         return Ok(());
     }
@@ -245,8 +239,8 @@ mod tests {
         let changes = file("hi\n").diff(&FileActual::Absent);
         assert_eq!(changes[0], Change::Create);
         assert_eq!(changes[1], Change::Content { file: None, from: None, to: Content::from("hi\n") });
-        assert!(changes.contains(&Change::Set { attr: "mode", from: None, to: "0640".into() }));
-        assert!(changes.contains(&Change::Set { attr: "owner", from: Some(String::new()), to: "www-data".into() }));
+        assert!(changes.contains(&Change::set_to(Attr::Mode, Mode(0o640))));
+        assert!(changes.contains(&Change::set(Attr::Owner, Some(""), "www-data")));
     }
 
     #[test]
@@ -256,7 +250,7 @@ mod tests {
             changes,
             vec![
                 Change::Content { file: None, from: Some(Content::from("old\n")), to: Content::from("new\n") },
-                Change::Set { attr: "mode", from: Some("0644".into()), to: "0640".into() },
+                Change::set(Attr::Mode, Some(Mode(0o644)), Mode(0o640)),
             ]
         );
     }

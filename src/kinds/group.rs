@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::host::{GroupEntry, Host};
-use crate::kinds::resource::{Change, Resource, State};
+use crate::kinds::resource::{Attr, Change, Resource, State};
 use crate::kinds::user::account_name;
 use crate::kinds::{Kind, run_tool};
 use crate::playbook::attrs::Attrs;
@@ -59,12 +59,12 @@ impl Resource for Group {
             (State::Absent, Some(_)) => vec![Change::Remove],
             (State::Present, None) => {
                 let mut changes = vec![Change::Create];
-                changes.extend(self.gid.map(|gid| Change::Set { attr: "gid", from: None, to: gid.to_string() }));
+                changes.extend(self.gid.map(|gid| Change::set_to(Attr::Gid, gid)));
                 changes
             }
             (State::Present, Some(found)) => match self.gid {
                 Some(gid) if gid != found.gid => {
-                    vec![Change::Set { attr: "gid", from: Some(found.gid.to_string()), to: gid.to_string() }]
+                    vec![Change::set(Attr::Gid, Some(found.gid), gid)]
                 }
                 _ => vec![],
             },
@@ -108,10 +108,7 @@ mod tests {
         let found = Some(GroupEntry { name: "app".into(), gid: 990, members: vec![] });
         assert_eq!(group(None).diff(&found), vec![]);
         assert_eq!(group(Some(990)).diff(&found), vec![]);
-        assert_eq!(
-            group(Some(991)).diff(&found),
-            vec![Change::Set { attr: "gid", from: Some("990".into()), to: "991".into() }]
-        );
+        assert_eq!(group(Some(991)).diff(&found), vec![Change::set(Attr::Gid, Some(990), 991)]);
         assert_eq!(group(None).diff(&None), vec![Change::Create]);
         let mut absent = group(None);
         absent.state = State::Absent;

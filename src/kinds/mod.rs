@@ -4,22 +4,10 @@
 //! them all. Adding a kind: its file (its struct, its attribute [`Table`], `impl Resource`) and
 //! one line in `registry!`.
 //!
-//! Kinds import the playbook layer (attributes, templates) and the host; never the engine's
-//! planning or output.
+//! Kinds import the playbook layer (attributes, templates) and the host; never the output.
 
-pub mod apt;
-pub mod command;
-pub mod directory;
-pub mod file;
-pub mod group;
-pub mod nginx_site;
 pub mod resource;
 pub mod schema;
-pub mod symlink;
-pub mod systemd_unit;
-pub mod tmpfiles;
-pub mod user;
-pub mod virtualenv;
 
 use std::path::PathBuf;
 
@@ -31,23 +19,15 @@ use crate::playbook::attrs::Attrs;
 use crate::playbook::table::Table;
 use crate::playbook::yaml_node::{Node, Span};
 
-pub use apt::Apt;
-pub use command::Command;
-pub use directory::Directory;
-pub use file::File;
-pub use group::Group;
-pub use nginx_site::NginxSite;
-pub use symlink::Symlink;
-pub use systemd_unit::SystemdUnit;
-pub use tmpfiles::Tmpfiles;
-pub use user::User;
-pub use virtualenv::Virtualenv;
-
-/// The registry: one line per kind, `Variant(Type) = "playbook name"`, in the order
-/// `converge schema` and the error messages list them. It makes [`Kind`], [`AnyResource`] (which
-/// serializes with its kind's name as `"kind"`) and the dispatch of [`Resource`]'s methods.
+/// The registry: one line per kind, `Variant(module::Type) = "playbook name"`, in the order
+/// `converge schema` and the error messages list them. It declares the kind's module
+/// (`kinds/module.rs`) and makes [`Kind`], [`AnyResource`] (which serializes with its kind's name
+/// as `"kind"`) and the dispatch of [`Resource`]'s methods.
 macro_rules! registry {
-    ($($variant:ident($ty:ty) = $name:literal,)*) => {
+    ($($variant:ident($module:ident::$ty:ident) = $name:literal,)*) => {
+        $(pub mod $module;)*
+        $(pub use $module::$ty;)*
+
         /// A kind of resource, by the name a playbook gives it (`nginx_site`).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum Kind {
@@ -190,17 +170,17 @@ macro_rules! registry {
 }
 
 registry! {
-    File(File) = "file",
-    Directory(Directory) = "directory",
-    Symlink(Symlink) = "symlink",
-    User(User) = "user",
-    Group(Group) = "group",
-    Command(Command) = "command",
-    Unit(SystemdUnit) = "unit",
-    Apt(Apt) = "apt",
-    NginxSite(NginxSite) = "nginx_site",
-    Virtualenv(Virtualenv) = "virtualenv",
-    Tmpfiles(Tmpfiles) = "tmpfiles",
+    File(file::File) = "file",
+    Directory(directory::Directory) = "directory",
+    Symlink(symlink::Symlink) = "symlink",
+    User(user::User) = "user",
+    Group(group::Group) = "group",
+    Command(command::Command) = "command",
+    Unit(systemd_unit::SystemdUnit) = "unit",
+    Apt(apt::Apt) = "apt",
+    NginxSite(nginx_site::NginxSite) = "nginx_site",
+    Virtualenv(virtualenv::Virtualenv) = "virtualenv",
+    Tmpfiles(tmpfiles::Tmpfiles) = "tmpfiles",
 }
 
 impl std::fmt::Display for Kind {

@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::host::mode::Mode;
 use crate::host::{FileKind, Host};
 use crate::kinds::Kind;
-use crate::kinds::resource::{Change, Content, Need, Resource, ResourceId, State};
+use crate::kinds::resource::{Attr, Change, Content, Need, Resource, ResourceId, State};
 use crate::playbook::attrs::Attrs;
 use crate::playbook::table::{CONTENT, STATE, TEMPLATE, Table, Type, attr};
 use crate::playbook::yaml_node::{Node, Span};
@@ -311,11 +311,11 @@ impl Resource for NginxSite {
         let mut changes = Vec::new();
         if actual.untested {
             // `apply` finishes the interrupted run's test before anything else.
-            changes.push(Change::Set {
-                attr: "nginx -t",
-                from: Some("not run (a run was stopped before nginx answered)".into()),
-                to: "run, then kept or rolled back".into(),
-            });
+            changes.push(Change::set(
+                Attr::NginxTest,
+                Some("not run (a run was stopped before nginx answered)"),
+                "run, then kept or rolled back",
+            ));
         }
         if self.state == State::Absent {
             let exists = actual.content.is_some() || actual.enabled;
@@ -338,11 +338,11 @@ impl Resource for NginxSite {
         }
         let new = actual.content.is_none() && !actual.enabled;
         if actual.enabled != self.enabled {
-            let from = (!new).then(|| actual.enabled.to_string());
-            changes.push(Change::Set { attr: "enabled", from, to: self.enabled.to_string() });
+            let from = (!new).then_some(actual.enabled);
+            changes.push(Change::set(Attr::Enabled, from, self.enabled));
         }
         if self.remove_default && actual.default_enabled {
-            changes.push(Change::Set { attr: "default site", from: Some("enabled".into()), to: "removed".into() });
+            changes.push(Change::set(Attr::DefaultSite, Some("enabled"), "removed"));
         }
         changes
     }
@@ -425,16 +425,12 @@ mod tests {
         };
         assert_eq!(site().diff(&converged), vec![]);
         let untested = SiteActual { untested: true, ..converged.clone() };
-        assert!(matches!(site().diff(&untested)[..], [Change::Set { attr: "nginx -t", .. }]), "never converged");
+        assert!(matches!(site().diff(&untested)[..], [Change::Set { attr: Attr::NginxTest, .. }]), "never converged");
         let fresh = SiteActual { content: None, enabled: false, default_enabled: true, untested: false };
         let changes = site().diff(&fresh);
         assert_eq!(changes[0], Change::Create);
-        assert!(changes.contains(&Change::Set { attr: "enabled", from: None, to: "true".into() }));
-        assert!(changes.contains(&Change::Set {
-            attr: "default site",
-            from: Some("enabled".into()),
-            to: "removed".into()
-        }));
+        assert!(changes.contains(&Change::set_to(Attr::Enabled, true)));
+        assert!(changes.contains(&Change::set(Attr::DefaultSite, Some("enabled"), "removed")));
         let mut gone = site();
         gone.state = State::Absent;
         assert_eq!(gone.diff(&converged), vec![Change::Remove]);

@@ -217,8 +217,16 @@ impl<'de> serde::Deserialize<'de> for ResourceId {
     }
 }
 
-/// One difference between the host and the playbook.
-#[derive(Debug, Clone, PartialEq)]
+/// One difference between the host and the playbook. Saved plans and run records keep it as
+/// it is (serde, `"change": "set"`, ...).
+///
+/// A `Set` names its attribute with one shared [`Attr`] enum rather than one change type per
+/// kind: most attributes are shared (mode, owner, group, enabled), and a kind whose changes are
+/// content, creation, removal or those attributes adds nothing here. A kind with an attribute of
+/// its own adds a variant and its name. `apply` takes what to do from the desired state and the
+/// attribute; the values are for people ([`Change::shown`]) and for comparing plans.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
 pub enum Change {
     /// The thing does not exist and will be created with the desired attributes.
     Create,
@@ -226,11 +234,202 @@ pub enum Change {
     Remove,
     /// The content differs (`from` is None when there is none yet). `file` names the file when
     /// the resource has several (a unit's drop-ins); None is the resource's own path.
-    Content { file: Option<std::path::PathBuf>, from: Option<Content>, to: Content },
-    /// A named attribute differs: mode, owner, shell, symlink target, ...
-    Set { attr: &'static str, from: Option<String>, to: String },
+    Content { file: Option<PathBuf>, from: Option<Content>, to: Content },
+    /// An attribute differs: mode, owner, shell, symlink target, ...
+    Set { attr: Attr, from: Option<Value>, to: Value },
     /// A command will run, and why.
     Run { reason: String },
+}
+
+impl Change {
+    /// A `Set` change of `attr`.
+    pub fn set(attr: Attr, from: Option<impl Into<Value>>, to: impl Into<Value>) -> Change {
+        Change::Set { attr, from: from.map(Into::into), to: to.into() }
+    }
+
+    /// A `Set` change of `attr`, which had no value.
+    pub fn set_to(attr: Attr, to: impl Into<Value>) -> Change {
+        Change::Set { attr, from: None, to: to.into() }
+    }
+
+    /// Whether it is a `Set` of `attr`.
+    pub fn sets(&self, attr: Attr) -> bool {
+        matches!(self, Change::Set { attr: a, .. } if *a == attr)
+    }
+
+    /// A `Set` change as people read it: the one place that renders one, for the printer and
+    /// the JSON records.
+    pub fn shown(&self) -> Option<Shown> {
+        let Change::Set { attr, from, to } = self else { return None };
+        Some(Shown { attr: *attr, from: from.as_ref().map(Value::to_string), to: to.to_string() })
+    }
+}
+
+/// A `Set` change as text: `attr: from -> to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shown {
+    pub attr: Attr,
+    pub from: Option<String>,
+    pub to: String,
+}
+
+/// The attributes a `Set` change can name (see [`Change`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Attr {
+    Mode,
+    Owner,
+    Group,
+    /// A symlink's target.
+    Target,
+    Enabled,
+    Masked,
+    Active,
+    Uid,
+    Gid,
+    /// A user's supplementary groups.
+    Groups,
+    Home,
+    Shell,
+    /// A package of an `apt` resource.
+    Package,
+    /// A virtualenv's interpreter.
+    Python,
+    /// A virtualenv's requirement to install, upgrade, downgrade or replace.
+    Install,
+    Upgrade,
+    Downgrade,
+    Replace,
+    /// A virtualenv's package that `exact` uninstalls, or that is left alone.
+    Uninstall,
+    Extraneous,
+    /// A virtualenv made again, and why.
+    Recreate,
+    /// An nginx site an interrupted run left untested.
+    NginxTest,
+    /// The distribution's default nginx site.
+    DefaultSite,
+}
+
+impl Attr {
+    /// Its name as plans show it (a playbook attribute's name where it is one).
+    pub fn name(self) -> &'static str {
+        match self {
+            Attr::Mode => "mode",
+            Attr::Owner => "owner",
+            Attr::Group => "group",
+            Attr::Target => "target",
+            Attr::Enabled => "enabled",
+            Attr::Masked => "masked",
+            Attr::Active => "active",
+            Attr::Uid => "uid",
+            Attr::Gid => "gid",
+            Attr::Groups => "groups",
+            Attr::Home => "home",
+            Attr::Shell => "shell",
+            Attr::Package => "package",
+            Attr::Python => "python",
+            Attr::Install => "install",
+            Attr::Upgrade => "upgrade",
+            Attr::Downgrade => "downgrade",
+            Attr::Replace => "replace",
+            Attr::Uninstall => "uninstall",
+            Attr::Extraneous => "extraneous",
+            Attr::Recreate => "recreate",
+            Attr::NginxTest => "nginx -t",
+            Attr::DefaultSite => "default site",
+        }
+    }
+}
+
+impl fmt::Display for Attr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The value of an attribute in a `Set` change, typed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Value {
+    /// A name, a path or words for people.
+    Text(String),
+    /// A file mode.
+    Mode(crate::host::mode::Mode),
+    /// A number (a uid).
+    Number(u32),
+    /// true or false.
+    Flag(bool),
+    /// Whether a unit runs: active or inactive.
+    Running(bool),
+    /// Names, shown comma-separated (a user's groups).
+    Names(Vec<String>),
+    /// A package and what becomes of it.
+    Package { name: String, to: PackageTo },
+}
+
+/// What becomes of a package.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PackageTo {
+    /// Installed, at the candidate version.
+    Install,
+    /// Installed at this version.
+    Version(String),
+    Remove,
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Text(text) => f.write_str(text),
+            Value::Mode(mode) => write!(f, "{mode}"),
+            Value::Number(n) => write!(f, "{n}"),
+            Value::Flag(b) => write!(f, "{b}"),
+            Value::Running(true) => f.write_str("active"),
+            Value::Running(false) => f.write_str("inactive"),
+            Value::Names(names) => f.write_str(&names.join(",")),
+            Value::Package { name, to: PackageTo::Install } => write!(f, "{name}: install"),
+            Value::Package { name, to: PackageTo::Version(version) } => write!(f, "{name}: {version}"),
+            Value::Package { name, to: PackageTo::Remove } => write!(f, "{name}: remove"),
+        }
+    }
+}
+
+impl From<&str> for Value {
+    fn from(text: &str) -> Value {
+        Value::Text(text.to_owned())
+    }
+}
+
+impl From<String> for Value {
+    fn from(text: String) -> Value {
+        Value::Text(text)
+    }
+}
+
+impl From<&String> for Value {
+    fn from(text: &String) -> Value {
+        Value::Text(text.clone())
+    }
+}
+
+impl From<bool> for Value {
+    fn from(flag: bool) -> Value {
+        Value::Flag(flag)
+    }
+}
+
+impl From<u32> for Value {
+    fn from(n: u32) -> Value {
+        Value::Number(n)
+    }
+}
+
+impl From<crate::host::mode::Mode> for Value {
+    fn from(mode: crate::host::mode::Mode) -> Value {
+        Value::Mode(mode)
+    }
 }
 
 /// File content, shared cheaply between the desired state, the observation and the plan; or,
@@ -305,10 +504,62 @@ impl From<Vec<u8>> for Content {
 pub fn ownership_changes(ownership: &Ownership, owner: &str, group: &str) -> Vec<Change> {
     let mut changes = Vec::new();
     if let Some(want) = ownership.owner.as_deref().filter(|w| *w != owner) {
-        changes.push(Change::Set { attr: "owner", from: Some(owner.into()), to: want.into() });
+        changes.push(Change::set(Attr::Owner, Some(owner), want));
     }
     if let Some(want) = ownership.group.as_deref().filter(|w| *w != group) {
-        changes.push(Change::Set { attr: "group", from: Some(group.into()), to: want.into() });
+        changes.push(Change::set(Attr::Group, Some(group), want));
     }
     changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::mode::Mode;
+
+    #[test]
+    fn ids_parse_and_show_as_kind_colon_name() {
+        let id: ResourceId = "file:/etc/a:b".parse().unwrap();
+        assert_eq!(id, ResourceId::new(Kind::File, "/etc/a:b"));
+        assert_eq!(id.to_string(), "file:/etc/a:b");
+        assert_eq!(serde_json::to_string(&id).unwrap(), "\"file:/etc/a:b\"");
+        assert_eq!(serde_json::from_str::<ResourceId>("\"nginx_site:app\"").unwrap().kind, Kind::NginxSite);
+        assert_eq!("motd".parse::<ResourceId>(), Err(IdError::NoKind));
+        assert_eq!("fiel:/a".parse::<ResourceId>(), Err(IdError::UnknownKind("fiel".into())));
+        assert!(serde_json::from_str::<ResourceId>("\"path:/a\"").is_err());
+    }
+
+    #[test]
+    fn changes_are_shown_as_before_and_kept_typed() {
+        let changes = [
+            (Change::set(Attr::Mode, Some(Mode(0o644)), Mode(0o640)), "mode", Some("0644"), "0640"),
+            (Change::set_to(Attr::Enabled, true), "enabled", None, "true"),
+            (
+                Change::set(Attr::Active, Some(Value::Running(false)), Value::Running(true)),
+                "active",
+                Some("inactive"),
+                "active",
+            ),
+            (
+                Change::set(Attr::Groups, Some(Value::Names(vec![])), Value::Names(vec!["a".into(), "b".into()])),
+                "groups",
+                Some(""),
+                "a,b",
+            ),
+            (
+                Change::set(Attr::Package, Some("1.0"), Value::Package { name: "nginx".into(), to: PackageTo::Remove }),
+                "package",
+                Some("1.0"),
+                "nginx: remove",
+            ),
+            (Change::set_to(Attr::DefaultSite, "removed"), "default site", None, "removed"),
+        ];
+        for (change, attr, from, to) in changes {
+            let shown = change.shown().unwrap();
+            assert_eq!((shown.attr.name(), shown.from.as_deref(), shown.to.as_str()), (attr, from, to));
+            let json = serde_json::to_string(&change).unwrap();
+            assert_eq!(serde_json::from_str::<Change>(&json).unwrap(), change, "{json}");
+        }
+        assert_eq!(Change::Create.shown(), None);
+    }
 }

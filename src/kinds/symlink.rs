@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 use crate::host::{FileKind, Host};
-use crate::kinds::resource::{Change, Need, Resource, State};
+use crate::kinds::resource::{Attr, Change, Need, Resource, State};
 use crate::kinds::{Kind, path_needs};
 use crate::playbook::attrs::Attrs;
 use crate::playbook::table::{STATE, Table, Type, attr};
@@ -81,10 +81,10 @@ impl Resource for Symlink {
             (State::Absent, SymlinkActual::Absent, _) | (State::Present, _, None) => vec![],
             (State::Absent, SymlinkActual::Link { .. }, _) => vec![Change::Remove],
             (State::Present, SymlinkActual::Absent, Some(to)) => {
-                vec![Change::Create, Change::Set { attr: "target", from: None, to: to.clone() }]
+                vec![Change::Create, Change::set_to(Attr::Target, to)]
             }
             (State::Present, SymlinkActual::Link { target }, Some(to)) if target != to => {
-                vec![Change::Set { attr: "target", from: Some(target.clone()), to: to.clone() }]
+                vec![Change::set(Attr::Target, Some(target), to)]
             }
             (State::Present, SymlinkActual::Link { .. }, Some(_)) => vec![],
         }
@@ -113,15 +113,9 @@ mod tests {
 
     #[test]
     fn create_repoint_and_converged() {
-        assert_eq!(
-            link("/a").diff(&SymlinkActual::Absent),
-            vec![Change::Create, Change::Set { attr: "target", from: None, to: "/a".into() }]
-        );
+        assert_eq!(link("/a").diff(&SymlinkActual::Absent), vec![Change::Create, Change::set_to(Attr::Target, "/a")]);
         let actual = SymlinkActual::Link { target: "/b".into() };
-        assert_eq!(
-            link("/a").diff(&actual),
-            vec![Change::Set { attr: "target", from: Some("/b".into()), to: "/a".into() }]
-        );
+        assert_eq!(link("/a").diff(&actual), vec![Change::set(Attr::Target, Some("/b"), "/a")]);
         assert_eq!(link("/b").diff(&actual), vec![]);
     }
 

@@ -20,7 +20,7 @@ use crate::host::mode::Mode;
 use crate::host::systemd::{DEFAULT_SETTLE, UnitStatus};
 use crate::host::unit_file::{UnitFile, check_unit_name, is_template, template_of};
 use crate::host::{FileKind, Host};
-use crate::kinds::resource::{Change, Content, Resource, ResourceId, State};
+use crate::kinds::resource::{self, Attr, Change, Content, Resource, ResourceId, State};
 use crate::kinds::{AnyResource, Kind};
 use crate::playbook::attrs::Attrs;
 use crate::playbook::table::{CONTENT, STATE, TEMPLATE, Table, Type, attr};
@@ -474,11 +474,7 @@ impl Resource for SystemdUnit {
     }
 
     fn diff(&self, actual: &UnitActual) -> Vec<Change> {
-        let flag = |attr, from: Option<bool>, to: bool| Change::Set {
-            attr,
-            from: from.map(|b| b.to_string()),
-            to: to.to_string(),
-        };
+        let flag = |attr, from: Option<bool>, to: bool| Change::set(attr, from, to);
         if self.state == State::Absent {
             let exists = actual.file.is_some() || actual.enabled == Some(true);
             return if exists { vec![Change::Remove] } else { vec![] };
@@ -504,25 +500,25 @@ impl Resource for SystemdUnit {
         if let Some(want) = self.masked
             && actual.masked.is_some_and(|m| m != want)
         {
-            changes.push(flag("masked", actual.masked, want));
+            changes.push(flag(Attr::Masked, actual.masked, want));
         }
         // A new unit file is not enabled yet, whatever the bus says about the name.
         let new = actual.file.is_none() && self.content.is_some();
         match self.enabled {
-            Some(true) if new => changes.push(flag("enabled", None, true)),
+            Some(true) if new => changes.push(flag(Attr::Enabled, None, true)),
             Some(want) if !new && actual.enabled.is_some_and(|e| e != want) => {
-                changes.push(flag("enabled", actual.enabled, want))
+                changes.push(flag(Attr::Enabled, actual.enabled, want))
             }
             _ => {}
         }
         if let (Some(want), Some(now)) = (self.active, actual.active)
             && want != now
         {
-            changes.push(Change::Set {
-                attr: "active",
-                from: Some(if now { "active" } else { "inactive" }.into()),
-                to: if want { "active" } else { "inactive" }.into(),
-            });
+            changes.push(Change::set(
+                Attr::Active,
+                Some(resource::Value::Running(now)),
+                resource::Value::Running(want),
+            ));
         }
         changes
     }
@@ -550,22 +546,22 @@ impl Resource for SystemdUnit {
             }
         }
         for change in changes {
-            let Change::Set { attr, to, .. } = change else { continue };
-            let on = to == "true";
+            let Change::Set { attr, .. } = change else { continue };
+            let (masked, enabled) = (self.masked == Some(true), self.enabled == Some(true));
             match (*attr, systemd) {
-                ("masked", Some(systemd)) => {
-                    if on { systemd.mask(&names) } else { systemd.unmask(&names) }.map_err(dbus)?
+                (Attr::Masked, Some(systemd)) => {
+                    if masked { systemd.mask(&names) } else { systemd.unmask(&names) }.map_err(dbus)?
                 }
-                ("enabled", Some(systemd)) => {
-                    if on { systemd.enable(&names) } else { systemd.disable(&names) }.map_err(dbus)?
+                (Attr::Enabled, Some(systemd)) => {
+                    if enabled { systemd.enable(&names) } else { systemd.disable(&names) }.map_err(dbus)?
                 }
-                ("masked", None) if on => host
+                (Attr::Masked, None) if masked => host
                     .system_symlink(Path::new("/dev/null"), &self.path())
                     .map_err(|e| self.error("cannot mask it", e))?,
-                ("masked", None) => host.remove(&self.path()).map_err(|e| self.error("cannot unmask it", e))?,
-                ("enabled", None) => {
-                    self.set_enabled_offline(host, on).map_err(|e| self.error("cannot change its enablement", e))?
-                }
+                (Attr::Masked, None) => host.remove(&self.path()).map_err(|e| self.error("cannot unmask it", e))?,
+                (Attr::Enabled, None) => self
+                    .set_enabled_offline(host, enabled)
+                    .map_err(|e| self.error("cannot change its enablement", e))?,
                 _ => {} // `active` is a trigger: started or stopped after daemon-reload
             }
         }
@@ -621,8 +617,12 @@ mod tests {
         assert!(
             matches!(&changes[2], Change::Content { file: Some(p), .. } if p.ends_with("gunicorn.service.d/limits.conf"))
         );
-        assert!(changes.contains(&Change::Set { attr: "enabled", from: None, to: "true".into() }));
-        assert!(changes.contains(&Change::Set { attr: "active", from: Some("inactive".into()), to: "active".into() }));
+        assert!(changes.contains(&Change::set_to(Attr::Enabled, true)));
+        assert!(changes.contains(&Change::set(
+            Attr::Active,
+            Some(resource::Value::Running(false)),
+            resource::Value::Running(true)
+        )));
     }
 
     #[test]
@@ -650,10 +650,7 @@ mod tests {
         u.dropins.clear();
         let actual =
             UnitActual { file: None, dropins: vec![], enabled: Some(false), masked: Some(false), active: Some(true) };
-        assert_eq!(
-            u.diff(&actual),
-            vec![Change::Set { attr: "enabled", from: Some("false".into()), to: "true".into() }]
-        );
+        assert_eq!(u.diff(&actual), vec![Change::set(Attr::Enabled, Some(false), true)]);
     }
 
     #[test]
@@ -675,10 +672,7 @@ mod tests {
         m.enabled = None;
         m.active = None;
         m.masked = Some(true);
-        assert_eq!(
-            m.diff(&converged()),
-            vec![Change::Set { attr: "masked", from: Some("false".into()), to: "true".into() }]
-        );
+        assert_eq!(m.diff(&converged()), vec![Change::set(Attr::Masked, Some(false), true)]);
     }
 
     #[test]

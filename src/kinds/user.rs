@@ -9,7 +9,7 @@
 
 use crate::error::{Error, Result};
 use crate::host::{Host, UserEntry};
-use crate::kinds::resource::{Change, Need, Resource, State};
+use crate::kinds::resource::{Attr, Change, Need, Resource, State, Value};
 use crate::kinds::{Kind, check_account_name, run_tool};
 use crate::playbook::attrs::Attrs;
 use crate::playbook::table::{STATE, Table, Type, attr};
@@ -131,29 +131,28 @@ impl Resource for User {
     }
 
     fn diff(&self, actual: &Option<UserActual>) -> Vec<Change> {
-        let set =
-            |attr, from: Option<&str>, to: &str| Change::Set { attr, from: from.map(str::to_owned), to: to.to_owned() };
+        let names = |names: &[String]| Value::Names(names.to_vec());
         match (self.state, actual) {
             (State::Absent, None) => vec![],
             (State::Absent, Some(_)) => vec![Change::Remove],
             (State::Present, None) => {
                 let mut changes = vec![Change::Create];
-                changes.extend(self.uid.map(|uid| set("uid", None, &uid.to_string())));
-                changes.extend(self.group.as_deref().map(|g| set("group", None, g)));
+                changes.extend(self.uid.map(|uid| Change::set_to(Attr::Uid, uid)));
+                changes.extend(self.group.as_deref().map(|g| Change::set_to(Attr::Group, g)));
                 if !self.groups.is_empty() {
-                    changes.push(set("groups", None, &self.groups.join(",")));
+                    changes.push(Change::set_to(Attr::Groups, names(&self.groups)));
                 }
-                changes.extend(self.home.as_deref().map(|h| set("home", None, h)));
-                changes.extend(self.shell.as_deref().map(|s| set("shell", None, s)));
+                changes.extend(self.home.as_deref().map(|h| Change::set_to(Attr::Home, h)));
+                changes.extend(self.shell.as_deref().map(|s| Change::set_to(Attr::Shell, s)));
                 changes
             }
             (State::Present, Some(actual)) => {
                 let mut changes = Vec::new();
                 if let Some(uid) = self.uid.filter(|uid| *uid != actual.entry.uid) {
-                    changes.push(set("uid", Some(&actual.entry.uid.to_string()), &uid.to_string()));
+                    changes.push(Change::set(Attr::Uid, Some(actual.entry.uid), uid));
                 }
                 if let Some(group) = self.group.as_deref().filter(|g| *g != actual.group) {
-                    changes.push(set("group", Some(&actual.group), group));
+                    changes.push(Change::set(Attr::Group, Some(&actual.group), group));
                 }
                 let missing = self.groups.iter().any(|g| !actual.groups.contains(g));
                 let extra = !self.append && actual.groups.iter().any(|g| !self.groups.contains(g));
@@ -163,13 +162,13 @@ impl Resource for User {
                         all.retain(|g| self.groups.contains(g));
                     }
                     all.extend(self.groups.iter().filter(|g| !actual.groups.contains(g)).cloned());
-                    changes.push(set("groups", Some(&actual.groups.join(",")), &all.join(",")));
+                    changes.push(Change::set(Attr::Groups, Some(names(&actual.groups)), names(&all)));
                 }
                 if let Some(home) = self.home.as_deref().filter(|h| *h != actual.entry.home) {
-                    changes.push(set("home", Some(&actual.entry.home), home));
+                    changes.push(Change::set(Attr::Home, Some(&actual.entry.home), home));
                 }
                 if let Some(shell) = self.shell.as_deref().filter(|s| *s != actual.entry.shell) {
-                    changes.push(set("shell", Some(&actual.entry.shell), shell));
+                    changes.push(Change::set(Attr::Shell, Some(&actual.entry.shell), shell));
                 }
                 changes
             }
@@ -193,23 +192,22 @@ impl Resource for User {
             "usermod"
         };
         for change in changes {
-            if let Change::Set { attr, .. } = change {
-                match *attr {
-                    "uid" => args.extend(["--uid".into(), self.uid.unwrap_or_default().to_string()]),
-                    "group" => args.extend(["--gid".into(), self.group.clone().unwrap_or_default()]),
-                    "groups" if program == "usermod" && self.append => {
-                        args.extend(["--append".into(), "--groups".into(), self.groups.join(",")])
-                    }
-                    "groups" => args.extend(["--groups".into(), self.groups.join(",")]),
-                    "home" => args.extend(["--home".into(), self.home.clone().unwrap_or_default()]),
-                    "shell" => args.extend(["--shell".into(), self.shell.clone().unwrap_or_default()]),
-                    _ => {}
+            let Change::Set { attr, .. } = change else { continue };
+            match attr {
+                Attr::Uid => args.extend(["--uid".into(), self.uid.unwrap_or_default().to_string()]),
+                Attr::Group => args.extend(["--gid".into(), self.group.clone().unwrap_or_default()]),
+                Attr::Groups if program == "usermod" && self.append => {
+                    args.extend(["--append".into(), "--groups".into(), self.groups.join(",")])
                 }
+                Attr::Groups => args.extend(["--groups".into(), self.groups.join(",")]),
+                // useradd spells it --home-dir; usermod --home.
+                Attr::Home if program == "useradd" => {
+                    args.extend(["--home-dir".into(), self.home.clone().unwrap_or_default()])
+                }
+                Attr::Home => args.extend(["--home".into(), self.home.clone().unwrap_or_default()]),
+                Attr::Shell => args.extend(["--shell".into(), self.shell.clone().unwrap_or_default()]),
+                _ => {}
             }
-        }
-        // useradd spells it --home-dir; usermod --home.
-        if program == "useradd" {
-            args.iter_mut().filter(|a| *a == "--home").for_each(|a| *a = "--home-dir".into());
         }
         // Options end here: the name is an operand, whatever it looks like.
         args.push("--".into());
@@ -239,6 +237,10 @@ mod tests {
         }
     }
 
+    fn names(names: &[&str]) -> Value {
+        Value::Names(names.iter().map(|n| n.to_string()).collect())
+    }
+
     fn actual(group: &str, groups: &[&str], shell: &str) -> Option<UserActual> {
         Some(UserActual {
             entry: UserEntry { name: "app".into(), uid: 999, gid: 33, home: "/srv/app".into(), shell: shell.into() },
@@ -258,8 +260,8 @@ mod tests {
         assert_eq!(
             changes,
             vec![
-                Change::Set { attr: "groups", from: Some("adm".into()), to: "adm,sudo".into() },
-                Change::Set { attr: "shell", from: Some("/bin/sh".into()), to: "/bin/bash".into() },
+                Change::set(Attr::Groups, Some(names(&["adm"])), names(&["adm", "sudo"])),
+                Change::set(Attr::Shell, Some("/bin/sh"), "/bin/bash"),
             ]
         );
     }
@@ -270,11 +272,11 @@ mod tests {
         assert_eq!(exact.diff(&actual("www-data", &["sudo"], "/bin/bash")), vec![]);
         assert_eq!(
             exact.diff(&actual("www-data", &["adm", "sudo", "docker"], "/bin/bash")),
-            vec![Change::Set { attr: "groups", from: Some("adm,sudo,docker".into()), to: "sudo".into() }]
+            vec![Change::set(Attr::Groups, Some(names(&["adm", "sudo", "docker"])), names(&["sudo"]))]
         );
         assert_eq!(
             exact.diff(&actual("www-data", &["adm"], "/bin/bash")),
-            vec![Change::Set { attr: "groups", from: Some("adm".into()), to: "sudo".into() }]
+            vec![Change::set(Attr::Groups, Some(names(&["adm"])), names(&["sudo"]))]
         );
     }
 
@@ -282,7 +284,7 @@ mod tests {
     fn created_and_removed() {
         let changes = user().diff(&None);
         assert_eq!(changes[0], Change::Create);
-        assert!(changes.contains(&Change::Set { attr: "group", from: None, to: "www-data".into() }));
+        assert!(changes.contains(&Change::set_to(Attr::Group, "www-data")));
         let mut gone = user();
         gone.state = State::Absent;
         assert_eq!(gone.diff(&actual("www-data", &[], "/bin/bash")), vec![Change::Remove]);

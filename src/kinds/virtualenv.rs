@@ -22,7 +22,7 @@ use pep508_rs::{ExtraName, MarkerEnvironment, MarkerEnvironmentBuilder, Requirem
 use crate::error::{Error, Result, Source};
 use crate::host::mode::Mode;
 use crate::host::{FileKind, Host};
-use crate::kinds::resource::{Change, Need, Ownership, Resource, State, ownership_changes};
+use crate::kinds::resource::{Attr, Change, Need, Ownership, Resource, Shown, State, ownership_changes};
 use crate::kinds::{Kind, observe_owner, ownership_needs, path_needs};
 use crate::playbook::attrs::Attrs;
 use crate::playbook::table::{GROUP, OWNER, STATE, Table, Type, attr};
@@ -314,30 +314,24 @@ impl Virtualenv {
         let mut uninstall = Vec::new();
         for step in self.steps(venv) {
             let change = match step {
-                Step::Install(wanted) => Change::Set { attr: "install", from: None, to: wanted.text.clone() },
-                Step::Replace { wanted, installed, direction } => Change::Set {
-                    attr: direction,
-                    from: Some(format!("{} {}", installed.name, installed.version)),
-                    to: wanted.text.clone(),
-                },
-                Step::Dependency { requirement, of, installed } => Change::Set {
-                    attr: "install",
-                    from: installed.map(|i| format!("{} {}", i.name, i.version)),
-                    to: format!("{requirement} (a dependency of {} {})", of.name, of.version),
-                },
+                Step::Install(wanted) => Change::set_to(Attr::Install, &wanted.text),
+                Step::Replace { wanted, installed, direction } => {
+                    Change::set(direction, Some(format!("{} {}", installed.name, installed.version)), &wanted.text)
+                }
+                Step::Dependency { requirement, of, installed } => Change::set(
+                    Attr::Install,
+                    installed.map(|i| format!("{} {}", i.name, i.version)),
+                    format!("{requirement} (a dependency of {} {})", of.name, of.version),
+                ),
                 Step::Extraneous(installed) if self.exact => {
                     uninstall.push(format!("{} {}", installed.name, installed.version));
                     continue;
                 }
                 Step::Extraneous(installed) => {
-                    extraneous.push(Change::Set {
-                        attr: "extraneous",
-                        from: None,
-                        to: format!(
-                            "{} {} (left alone; `exact: true` uninstalls it)",
-                            installed.name, installed.version
-                        ),
-                    });
+                    extraneous.push(Change::set_to(
+                        Attr::Extraneous,
+                        format!("{} {} (left alone; `exact: true` uninstalls it)", installed.name, installed.version),
+                    ));
                     continue;
                 }
             };
@@ -345,7 +339,7 @@ impl Virtualenv {
         }
         // With `exact`, what the installs bring along is kept: it is decided after them.
         let note = if changes.is_empty() { "" } else { " (unless what is installed now needs it)" };
-        changes.extend(uninstall.into_iter().map(|to| Change::Set { attr: "uninstall", from: None, to: to + note }));
+        changes.extend(uninstall.into_iter().map(|to| Change::set_to(Attr::Uninstall, to + note)));
         // Extraneous packages are shown alongside real changes only: on their own they are no
         // difference, or a converged venv would never plan empty.
         if !changes.is_empty() {
@@ -361,7 +355,7 @@ enum Step<'a> {
     /// A requirement whose distribution is not installed.
     Install(&'a Wanted),
     /// Installed, but its version does not satisfy the requirement.
-    Replace { wanted: &'a Wanted, installed: &'a Installed, direction: &'static str },
+    Replace { wanted: &'a Wanted, installed: &'a Installed, direction: Attr },
     /// A dependency of a satisfied requirement that is missing or does not satisfy it.
     Dependency { requirement: String, of: &'a Installed, installed: Option<&'a Installed> },
     /// Installed, and nothing asks for it.
@@ -385,28 +379,28 @@ fn plain(requirement: &Requirement) -> String {
 
 /// Whether `installed` fails `requirement`, and which way it must move: None when it satisfies it.
 /// A URL requirement is satisfied by any installed version of its name.
-fn unsatisfied(requirement: &Requirement, installed: &Installed) -> Option<&'static str> {
+fn unsatisfied(requirement: &Requirement, installed: &Installed) -> Option<Attr> {
     let Some(VersionOrUrl::VersionSpecifier(specifiers)) = &requirement.version_or_url else {
         return None;
     };
     let Ok(version) = Version::from_str(&installed.version) else {
-        return Some("replace");
+        return Some(Attr::Replace);
     };
     direction(specifiers, &version)
 }
 
-/// None when `version` satisfies every specifier; else "upgrade" when it is below all that it
-/// fails, "downgrade" when above, "replace" otherwise (`!=1.0` with 1.0 installed).
-fn direction(specifiers: &VersionSpecifiers, version: &Version) -> Option<&'static str> {
+/// None when `version` satisfies every specifier; else upgrade when it is below all that it
+/// fails, downgrade when above, replace otherwise (`!=1.0` with 1.0 installed).
+fn direction(specifiers: &VersionSpecifiers, version: &Version) -> Option<Attr> {
     let failing: Vec<_> = specifiers.iter().filter(|s| !s.contains(version)).collect();
     if failing.is_empty() {
         None
     } else if failing.iter().all(|s| version < s.version()) {
-        Some("upgrade")
+        Some(Attr::Upgrade)
     } else if failing.iter().all(|s| version > s.version()) {
-        Some("downgrade")
+        Some(Attr::Downgrade)
     } else {
-        Some("replace")
+        Some(Attr::Replace)
     }
 }
 
@@ -844,7 +838,7 @@ impl Resource for Virtualenv {
         if changes.contains(&Change::Create) {
             return self.create(host, &runner);
         }
-        if changes.iter().any(|c| matches!(c, Change::Set { attr: "owner" | "group", .. })) {
+        if changes.iter().any(|c| c.sets(Attr::Owner) || c.sets(Attr::Group)) {
             chown_tree(host, &self.path, runner.uid, runner.gid)
                 .map_err(|e| Error::resource_io(&id, "cannot change the owner of its files", e))?;
         }
@@ -859,15 +853,11 @@ impl Virtualenv {
     fn create_changes(&self, reason: Option<String>, (owner, group): (&str, &str)) -> Vec<Change> {
         let mut changes = vec![Change::Create];
         match reason {
-            Some(reason) => changes.push(Change::Set { attr: "recreate", from: None, to: reason }),
-            None => changes.push(Change::Set { attr: "python", from: None, to: self.python.clone() }),
+            Some(reason) => changes.push(Change::set_to(Attr::Recreate, reason)),
+            None => changes.push(Change::set_to(Attr::Python, &self.python)),
         }
         changes.extend(ownership_changes(&self.ownership, owner, group));
-        changes.extend(self.requirements.iter().map(|w| Change::Set {
-            attr: "install",
-            from: None,
-            to: w.text.clone(),
-        }));
+        changes.extend(self.requirements.iter().map(|w| Change::set_to(Attr::Install, &w.text)));
         changes
     }
 
@@ -1044,13 +1034,11 @@ impl Virtualenv {
         let left: Vec<String> = self
             .package_changes(&venv)
             .into_iter()
-            .filter_map(|c| match c {
-                Change::Set { attr: "extraneous", .. } => None,
-                Change::Set { attr, from, to } => Some(match from {
-                    Some(from) => format!("{attr}: {from} -> {to}"),
-                    None => format!("{attr}: {to}"),
-                }),
-                _ => None,
+            .filter(|c| !c.sets(Attr::Extraneous))
+            .filter_map(|c| c.shown())
+            .map(|Shown { attr, from, to }| match from {
+                Some(from) => format!("{attr}: {from} -> {to}"),
+                None => format!("{attr}: {to}"),
             })
             .collect();
         match left.is_empty() {
@@ -1226,8 +1214,8 @@ mod tests {
         }))
     }
 
-    fn set(attr: &'static str, from: Option<&str>, to: &str) -> Change {
-        Change::Set { attr, from: from.map(str::to_owned), to: to.to_owned() }
+    fn set(attr: Attr, from: Option<&str>, to: &str) -> Change {
+        Change::set(attr, from, to)
     }
 
     #[test]
@@ -1274,10 +1262,10 @@ mod tests {
             changes,
             [
                 Change::Create,
-                set("python", None, "python3"),
-                set("owner", Some(""), "app"),
-                set("install", None, "demo==1.0"),
-                set("install", None, "idna>=3"),
+                set(Attr::Python, None, "python3"),
+                set(Attr::Owner, Some(""), "app"),
+                set(Attr::Install, None, "demo==1.0"),
+                set(Attr::Install, None, "idna>=3"),
             ]
         );
     }
@@ -1308,9 +1296,9 @@ mod tests {
         let actual = observed(vec![installed("demo", "1.0", &[]), installed("idna", "3.7", &[])]);
         assert_eq!(
             venv(&["demo==2.0", "idna<3"]).diff(&actual),
-            [set("upgrade", Some("demo 1.0"), "demo==2.0"), set("downgrade", Some("idna 3.7"), "idna<3")]
+            [set(Attr::Upgrade, Some("demo 1.0"), "demo==2.0"), set(Attr::Downgrade, Some("idna 3.7"), "idna<3")]
         );
-        assert_eq!(venv(&["demo!=1.0", "idna"]).diff(&actual), [set("replace", Some("demo 1.0"), "demo!=1.0")]);
+        assert_eq!(venv(&["demo!=1.0", "idna"]).diff(&actual), [set(Attr::Replace, Some("demo 1.0"), "demo!=1.0")]);
     }
 
     #[test]
@@ -1320,13 +1308,13 @@ mod tests {
         assert_eq!(
             venv(&["demo", "idna"]).diff(&actual),
             [
-                set("install", None, "idna"),
-                set("extraneous", None, "left-over 0.3 (left alone; `exact: true` uninstalls it)"),
+                set(Attr::Install, None, "idna"),
+                set(Attr::Extraneous, None, "left-over 0.3 (left alone; `exact: true` uninstalls it)"),
             ]
         );
         let mut exact = venv(&["demo"]);
         exact.exact = true;
-        assert_eq!(exact.diff(&actual), [set("uninstall", None, "left-over 0.3")]);
+        assert_eq!(exact.diff(&actual), [set(Attr::Uninstall, None, "left-over 0.3")]);
         let VenvActual::Present(o) = &actual else { unreachable!() };
         assert_eq!(exact.pip_work(o), (vec![], vec!["left-over".to_owned()]));
         // Beside an install, the new version may need it: that is decided after the install.
@@ -1334,8 +1322,8 @@ mod tests {
         assert_eq!(
             exact.diff(&actual),
             [
-                set("install", None, "idna"),
-                set("uninstall", None, "left-over 0.3 (unless what is installed now needs it)"),
+                set(Attr::Install, None, "idna"),
+                set(Attr::Uninstall, None, "left-over 0.3 (unless what is installed now needs it)"),
             ]
         );
     }
@@ -1347,8 +1335,8 @@ mod tests {
         assert_eq!(
             venv(&["demo"]).diff(&actual),
             [
-                set("install", None, "idna>=3 (a dependency of demo 1.0)"),
-                set("install", Some("chardet 5.2"), "chardet<5 (a dependency of demo 1.0)"),
+                set(Attr::Install, None, "idna>=3 (a dependency of demo 1.0)"),
+                set(Attr::Install, Some("chardet 5.2"), "chardet<5 (a dependency of demo 1.0)"),
             ]
         );
         let VenvActual::Present(o) = &actual else { unreachable!() };
@@ -1361,10 +1349,13 @@ mod tests {
             observed(vec![installed("demo", "1.0", &["pysocks; extra == \"socks\"", "old; python_version < \"3\""])]);
         // A requirement for another Python does not apply; an extra's dependency only with it.
         assert_eq!(venv(&["demo", "futures; python_version < \"3\""]).diff(&actual), vec![]);
-        assert_eq!(venv(&["demo[socks]"]).diff(&actual), [set("install", None, "pysocks (a dependency of demo 1.0)")]);
+        assert_eq!(
+            venv(&["demo[socks]"]).diff(&actual),
+            [set(Attr::Install, None, "pysocks (a dependency of demo 1.0)")]
+        );
         assert_eq!(
             venv(&["uvloop; sys_platform == \"linux\" and python_version >= \"3.8\""]).diff(&actual)[0],
-            set("install", None, "uvloop; sys_platform == \"linux\" and python_version >= \"3.8\"")
+            set(Attr::Install, None, "uvloop; sys_platform == \"linux\" and python_version >= \"3.8\"")
         );
     }
 
@@ -1381,12 +1372,12 @@ mod tests {
         assert_eq!(
             changes[1],
             set(
-                "recreate",
+                Attr::Recreate,
                 None,
                 "the interpreter changed: /usr/bin/python3.11 (3.11.7) -> /opt/py/bin/python3.12 (`python: python3`)"
             )
         );
-        assert_eq!(changes[2], set("install", None, "demo"));
+        assert_eq!(changes[2], set(Attr::Install, None, "demo"));
         // A wrapper or a shim cannot be seen through without running it: no recreate.
         assert_eq!(v.diff(&with(&|o| o.wanted_python = WantedPython::Script("/usr/local/bin/py".into()))), vec![]);
         assert_eq!(v.diff(&with(&|o| o.wanted_python = WantedPython::NotFound)), vec![]);
@@ -1396,7 +1387,7 @@ mod tests {
             broken[..2],
             [
                 Change::Create,
-                set("recreate", None, "it is broken: bin/python leads to /usr/bin/python3.9, which does not exist")
+                set(Attr::Recreate, None, "it is broken: bin/python leads to /usr/bin/python3.9, which does not exist")
             ]
         );
     }
@@ -1405,7 +1396,7 @@ mod tests {
     fn owner_drift_and_absent() {
         let VenvActual::Present(mut o) = observed(vec![]) else { unreachable!() };
         o.owner = "root".into();
-        assert_eq!(venv(&[]).diff(&VenvActual::Present(o)), [set("owner", Some("root"), "app")]);
+        assert_eq!(venv(&[]).diff(&VenvActual::Present(o)), [set(Attr::Owner, Some("root"), "app")]);
         let mut gone = venv(&[]);
         gone.state = State::Absent;
         assert_eq!(gone.diff(&observed(vec![])), [Change::Remove]);

@@ -13,7 +13,7 @@ use crate::engine::apply::Applied;
 use crate::engine::plan::{Action, Counts, Plan, ResourcePlan};
 use crate::engine::trigger::Trigger;
 use crate::kinds::Kind;
-use crate::kinds::resource::{Change, Content, ResourceId};
+use crate::kinds::resource::{Attr, Change, Content, ResourceId, Shown};
 
 // Remote runs: records that other hosts' engines sent back, prefixed by host.
 pub mod progress;
@@ -138,16 +138,18 @@ impl Printer {
             r.changes.iter().partition(|c| matches!(c, Change::Content { .. }));
         for change in attributes.into_iter().chain(content) {
             match change {
-                Change::Set { attr, to, .. } if r.sensitive && !shown_when_sensitive(attr, to) => {
-                    self.line(format!("      {attr}: {SENSITIVE_VALUE}"))
-                }
-                Change::Set { attr, from, to } => {
-                    let kind = if *attr == "owner" { Kind::User } else { Kind::Group };
-                    let above = r.created_above.contains(&ResourceId::new(kind, to));
-                    let note = if above && matches!(*attr, "owner" | "group") { " (created above)" } else { "" };
+                Change::Set { .. } => {
+                    let Some(Shown { attr, from, to }) = change.shown() else { continue };
+                    if r.sensitive && !shown_when_sensitive(attr, &to) {
+                        self.line(format!("      {attr}: {SENSITIVE_VALUE}"));
+                        continue;
+                    }
+                    let kind = if attr == Attr::Owner { Kind::User } else { Kind::Group };
+                    let above = r.created_above.contains(&ResourceId::new(kind, to.as_str()));
+                    let note = if above && matches!(attr, Attr::Owner | Attr::Group) { " (created above)" } else { "" };
                     // A user's groups: which are added and which removed, not only both lists.
-                    let note = match (*attr, from.as_deref()) {
-                        ("groups", Some(from)) => groups_note(from, to),
+                    let note = match (attr, from.as_deref()) {
+                        (Attr::Groups, Some(from)) => groups_note(from, &to),
                         _ => note.to_owned(),
                     };
                     match from.as_deref().filter(|f| !f.is_empty()) {
@@ -536,8 +538,8 @@ fn records(error: &dyn miette::Diagnostic, typed: Option<&crate::error::Error>) 
 
 /// A sensitive resource still shows the attributes that name things (mode, owner, ...) when
 /// they hold no secret.
-fn shown_when_sensitive(attr: &str, to: &str) -> bool {
-    crate::engine::resolve::NOT_SECRET.contains(&attr) && crate::playbook::redact::apply(to) == to
+fn shown_when_sensitive(attr: Attr, to: &str) -> bool {
+    crate::engine::resolve::NOT_SECRET.contains(&attr.name()) && crate::playbook::redact::apply(to) == to
 }
 
 /// What a sensitive resource shows instead of a value, and instead of its guard.
@@ -635,13 +637,16 @@ fn resource_json(r: &ResourcePlan) -> serde_json::Value {
         .changes
         .iter()
         .filter_map(|c| match c {
-            Change::Set { attr, to, .. } if r.sensitive && !shown_when_sensitive(attr, to) => {
-                Some(json!({"attr": attr, "sensitive": true}))
+            Change::Set { .. } => {
+                let Shown { attr, from, to } = c.shown()?;
+                if r.sensitive && !shown_when_sensitive(attr, &to) {
+                    return Some(json!({"attr": attr.name(), "sensitive": true}));
+                }
+                Some(json!({"attr": attr.name(), "from": from, "to": to}))
             }
             Change::Run { .. } if r.sensitive => {
                 Some(json!({"attr": "run", "reason": SENSITIVE_GUARD, "sensitive": true}))
             }
-            Change::Set { attr, from, to } => Some(json!({"attr": attr, "from": from, "to": to})),
             Change::Content { .. } if r.sensitive => Some(json!({"attr": "content", "sensitive": true})),
             Change::Content { file, from, to } => {
                 let diff = match (from.as_ref().map(|f| f.as_text()), to.as_text()) {

@@ -31,7 +31,7 @@ fn saved_plan_is_json_with_desired_state_observation_and_inputs() {
     assert_eq!(meta.permissions().mode() & 0o777, 0o600, "a plan file is private");
     let plan = saved(&test);
     assert_eq!(plan["format"], "converge-plan");
-    assert_eq!(plan["format_version"], 1);
+    assert_eq!(plan["format_version"], 2);
     assert_eq!(plan["converge_version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(plan["root"], fs::canonicalize(test.root()).unwrap().display().to_string());
     let files = plan["playbook"]["files"].as_array().unwrap();
