@@ -9,7 +9,7 @@
 # The kernel is SRC's /boot/vmlinuz-* with its initrd; console on ttyS0 and tty0.
 make_disk() {
   local src=$1 out=$2 size_mb=$3 kernel initrd
-  kernel=$(cd "$src/boot" && ls vmlinuz-* | sort -V | tail -n 1)
+  kernel=$(find "$src/boot" -maxdepth 1 -name 'vmlinuz-*' -printf '%f\n' | sort -V | tail -n 1)
   initrd=initrd.img-${kernel#vmlinuz-}
   [ -f "$src/boot/$initrd" ] || { echo "make_disk: no $src/boot/$initrd" >&2; return 1; }
   mkdir -p "$src/boot/grub/i386-pc"
