@@ -157,7 +157,7 @@ machine_status() {
 machine_sh() {   # $1 state dir, $2 script, rest: its arguments; run by sh inside, as root
   local dir=$1; shift
   # ssh hands the remote shell (bash, root's) one string: quote every argument for it
-  as_root "$dir" "$(printf '%q ' sh -c "$@")"
+  as_root "$dir" "$(printf '%q ' sh -c "$1" sh "${@:2}")"
 }
 discard_failed() { POWEROFF_TIMEOUT=0 teardown "$1"; }
 keep_failed() { :; }
