@@ -18,7 +18,7 @@
 # key of its own on the first `vagrant up`), and, since the VM reaches no archive, a local apt
 # repository as its only source (/srv/debs: nginx's .debs, lists already fetched) and gunicorn's
 # wheels in /srv/wheels. It is made without booting or loop devices: an overlay mount over the
-# read-only rootfs takes the additions, mkfs.ext4 -d writes the disk from it (lib.sh make_disk).
+# read-only rootfs takes the additions, mkfs.ext4 -d writes the disk from it (lib/disk.sh make_disk).
 # Environment: CONVERGE_CACHE, CONVERGE_BOX (the box name, converge-e2e-debian12), VAGRANT_HOME
 # (default $CACHE/vagrant.d). Needs root and harness/vm/install-deps.sh.
 set -euo pipefail
@@ -26,8 +26,8 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=SCRIPTDIR/../lib/common.sh
 . "$HERE/../lib/common.sh"
-# shellcheck source=SCRIPTDIR/lib.sh
-. "$HERE/lib.sh"
+# shellcheck source=SCRIPTDIR/../lib/disk.sh
+. "$HERE/../lib/disk.sh"
 LOG_PREFIX=vm/box
 BOX_NAME=${CONVERGE_BOX:-converge-e2e-debian12}
 export VAGRANT_HOME=${VAGRANT_HOME:-$CACHE/vagrant.d}

@@ -35,8 +35,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$HERE/../lib/mirror.sh"
 # shellcheck source=SCRIPTDIR/../lib/debian.sh
 . "$HERE/../lib/debian.sh"
-# shellcheck source=SCRIPTDIR/lib.sh
-. "$HERE/lib.sh"
+# shellcheck source=SCRIPTDIR/../lib/disk.sh
+. "$HERE/../lib/disk.sh"
 LOG_PREFIX=vm/image
 PKGS=systemd,systemd-sysv,dbus,udev,kmod,linux-image-cloud-amd64,initramfs-tools,openssh-server,python3-venv,python3-pip,sudo,curl,procps,iproute2,ca-certificates,passwd,netbase,rsync
 SIZE_MB=4096

@@ -1,4 +1,5 @@
-# harness/vm/lib.sh: functions shared by image.sh and box.sh (sourced, not run).
+# harness/lib/disk.sh: a bootable disk image made from a directory, for vm/image.sh and vm/box.sh
+# (sourced, never run).
 # shellcheck shell=bash
 
 # make_disk SRC OUT SIZE_MB: a BIOS-bootable raw disk image OUT from the root directory SRC,
