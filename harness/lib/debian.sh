@@ -8,7 +8,13 @@
 # holds the lock, so any .build-* it finds is stale).
 # shellcheck shell=bash disable=SC2034  # its variables are the sourcing script's to use
 
-SUITE=bookworm
+# The Debian release of the trees: bookworm (Debian 12, systemd 252) unless CONVERGE_SUITE names
+# another one the tests know (trixie: Debian 13, systemd 257, nginx 1.26, Python 3.13).
+SUITE=${CONVERGE_SUITE:-bookworm}
+case "$SUITE" in
+  bookworm|trixie) ;;
+  *) die "CONVERGE_SUITE=$SUITE: the harness builds bookworm or trixie" ;;
+esac
 HOSTNAME_=convergee2e
 SSH_KEY=$CACHE/ssh/id_ed25519     # the harness's key pair, authorized for root and vagrant
 
@@ -63,15 +69,30 @@ remove_stale_builds() {
   done
 }
 
-# prune_cached KEEP WHO: delete the other cached trees of KEEP's kind ($CACHE/<kind>-*), except
-# those the script's in_use function says are in use (by WHO, for the message).
+# prune_cached KEEP WHO: delete the other cached trees of KEEP's kind ($CACHE/<kind>-*) and suite
+# (a tree of another suite is kept), except those the script's in_use function says are in use (by
+# WHO, for the message).
 prune_cached() {
   local keep=$1 who=$2 d
   for d in "${keep%-*}"-*; do
     if [ ! -d "$d" ] || [ "$d" = "$keep" ]; then continue; fi
+    if [ "$(tree_suite "$d")" != "$SUITE" ]; then continue; fi
     if in_use "$d"; then log "not pruning $d: $who uses it"; continue; fi
     log "pruning $d"; remove_tree "$d"
   done
+}
+
+# tree_suite DIR -> the suite a cached tree was built from (its marker file's suite= line), or
+# bookworm for a tree of a harness that knew no other.
+tree_suite() {
+  local marker
+  for marker in "$1/etc/converge-e2e-rootfs" "$1/rootfs/etc/converge-e2e-vm"; do
+    if [ -f "$marker" ]; then
+      sed -n 's/^suite=//p' "$marker"
+      return
+    fi
+  done
+  echo bookworm
 }
 
 # new_build KIND KEY: make the build directory BUILD (mode 755: mktemp's 0700 would keep apt's
