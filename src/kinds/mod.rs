@@ -181,6 +181,7 @@ registry! {
     NginxSite(nginx_site::NginxSite) = "nginx_site",
     Virtualenv(virtualenv::Virtualenv) = "virtualenv",
     Tmpfiles(tmpfiles::Tmpfiles) = "tmpfiles",
+    Sysctl(sysctl::Sysctl) = "sysctl",
 }
 
 impl std::fmt::Display for Kind {

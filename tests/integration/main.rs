@@ -21,6 +21,7 @@ mod safety;
 mod saved_plans;
 mod scenario_e2e;
 mod schema;
+mod sysctl;
 mod systemd_e2e;
 mod units_offline;
 mod virtualenv;
