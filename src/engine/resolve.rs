@@ -354,6 +354,50 @@ fn resolve_entry(
     skipped: &mut Vec<(String, String)>,
 ) -> Option<(Entry, Vec<(String, Span)>)> {
     let source = templates.source();
+    let (pairs, kind, name) = entry_kind(item, source, errors)?;
+    templates.take_used();
+    let mut attrs = Attrs::new(pairs, (kind.name(), kind.table()), Kind::NAMES, templates, errors);
+    let notify = notify(&mut attrs);
+    let after = attrs.strings("after");
+    let when = when(&mut attrs, templates);
+    // What `when:` used names no value of the resource.
+    let when_vars = templates.take_used();
+    attrs.rendered.push(("when".into(), String::new(), when_vars));
+    let sensitive = attrs.bool("sensitive").unwrap_or(false);
+    let built = AnyResource::from_attrs(kind, name, &mut attrs);
+    attrs.note_stray();
+    let rendered = std::mem::take(&mut attrs.rendered);
+    attrs.finish();
+    let used: BTreeSet<String> = rendered.iter().flat_map(|(_, _, vars)| vars.iter().cloned()).collect();
+    let sensitive = sensitive || used.iter().any(|v| templates.is_secret(v));
+    let Some((mut id, resource)) = built else {
+        // Its mistakes are printed with the playbook around them: still hide its values.
+        if sensitive {
+            hide_values(kind, None, &rendered, templates);
+        }
+        return None;
+    };
+    let mut secrets = Vec::new();
+    if sensitive {
+        (id, secrets) = hide(kind, id, &resource, &rendered, templates, source.line_of(name.span.offset));
+    }
+    if when == Some(false) {
+        let expr = attrs_when(pairs).map(|n| n.source(&source.text).to_owned()).unwrap_or_default();
+        skipped.push((id.to_string(), expr));
+        return None;
+    }
+    Some((Entry { id, span: name.span, resource, notify, sensitive, secrets }, after))
+}
+
+/// The keys and values of a mapping.
+type Pairs = [(Node, Node)];
+
+/// A list item's attributes, its kind (the first key) and the kind key's value.
+fn entry_kind<'a>(
+    item: &'a Node,
+    source: &Source,
+    errors: &mut Vec<PlaybookError>,
+) -> Option<(&'a Pairs, Kind, &'a Node)> {
     let Value::Map(pairs) = &item.value else {
         errors.push(
             source
@@ -382,10 +426,12 @@ fn resolve_entry(
         errors.push(source.error(kind_key.span, format!("unknown resource kind `{word}`"), "not a kind").help(help));
         return None;
     };
+    Some((pairs, kind, name))
+}
 
-    templates.take_used();
-    let mut attrs = Attrs::new(pairs, (kind.name(), kind.table()), Kind::NAMES, templates, errors);
-    let notify = attrs
+/// `notify:`, each an action and a unit.
+fn notify(attrs: &mut Attrs) -> Vec<Notify> {
+    attrs
         .strings("notify")
         .into_iter()
         .filter_map(|(text, span)| {
@@ -395,9 +441,12 @@ fn resolve_entry(
                 })
                 .ok()
         })
-        .collect();
-    let after = attrs.strings("after");
-    let when = match attrs.node("when") {
+        .collect()
+}
+
+/// `when:` evaluated (true without one); None when it cannot be.
+fn when(attrs: &mut Attrs, templates: &Templates) -> Option<bool> {
+    match attrs.node("when") {
         Some(Node { value: Value::Bool(b), .. }) => Some(*b),
         Some(node) => match &node.value {
             Value::String(expr) => templates.eval(expr, node.span).map_err(|e| attrs.errors.push(e)).ok(),
@@ -412,34 +461,7 @@ fn resolve_entry(
             }
         },
         None => Some(true),
-    };
-    // What `when:` used names no value of the resource.
-    let when_vars = templates.take_used();
-    attrs.rendered.push(("when".into(), String::new(), when_vars));
-    let sensitive = attrs.bool("sensitive").unwrap_or(false);
-    let built = AnyResource::from_attrs(kind, name, &mut attrs);
-    attrs.note_stray();
-    let rendered = std::mem::take(&mut attrs.rendered);
-    attrs.finish();
-    let used: BTreeSet<String> = rendered.iter().flat_map(|(_, _, vars)| vars.iter().cloned()).collect();
-    let sensitive = sensitive || used.iter().any(|v| templates.is_secret(v));
-    let Some((mut id, resource)) = built else {
-        // Its mistakes are printed with the playbook around them: still hide its values.
-        if sensitive {
-            hide_values(kind, None, &rendered, templates);
-        }
-        return None;
-    };
-    let mut secrets = Vec::new();
-    if sensitive {
-        (id, secrets) = hide(kind, id, &resource, &rendered, templates, source.line_of(name.span.offset));
     }
-    if when == Some(false) {
-        let expr = attrs_when(pairs).map(|n| n.source(&source.text).to_owned()).unwrap_or_default();
-        skipped.push((id.to_string(), expr));
-        return None;
-    }
-    Some((Entry { id, span: name.span, resource, notify, sensitive, secrets }, after))
 }
 
 fn attrs_when(pairs: &[(Node, Node)]) -> Option<&Node> {
