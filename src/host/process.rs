@@ -45,11 +45,13 @@ pub struct Program<'h> {
 /// Who a program runs as: its ids, and the name and HOME its environment gets.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Account {
+    /// The user id it runs with.
     pub uid: u32,
     /// Its only group: the processes converge starts have no supplementary groups.
     pub gid: u32,
-    /// Empty when the uid has no account.
+    /// `USER` and `LOGNAME`; empty when the uid has no account.
     pub name: String,
+    /// `HOME` (`/` when the uid has no account).
     pub home: String,
 }
 
@@ -231,11 +233,21 @@ fn last_lines(said: &str) -> String {
 #[derive(Debug)]
 pub enum Failure {
     /// It could not be started.
-    Start { shown: String, error: io::Error },
+    Start {
+        /// What it runs ([`Program::shown`]).
+        shown: String,
+        /// Why not.
+        error: io::Error,
+    },
     /// It ended in failure, its output already on the terminal.
     Streamed(ExitStatus),
-    /// It ended in failure and said this (stderr, else stdout; the end of a long story).
-    Said { status: ExitStatus, said: String },
+    /// It ended in failure and said something.
+    Said {
+        /// How it ended.
+        status: ExitStatus,
+        /// Its stderr, else its stdout, trimmed; the end of a long story.
+        said: String,
+    },
 }
 
 impl std::fmt::Display for Failure {

@@ -39,6 +39,7 @@ pub use metadata::{Installed, normalize, parse_metadata};
 pub use observe::{Observed, Platform, VenvActual, WantedPython};
 pub use requirements::Wanted;
 
+/// A `virtualenv:` resource as the playbook asks for it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Virtualenv {
     pub path: PathBuf,
@@ -58,6 +59,7 @@ pub struct Virtualenv {
 }
 
 impl Virtualenv {
+    /// Reads its attributes; None (with every mistake reported) when one is wrong.
     pub fn from_attrs(path: PathBuf, attrs: &mut Attrs) -> Option<Virtualenv> {
         let state = attrs.state();
         // Every attribute is read before a mistake returns None, so that all are reported.

@@ -11,10 +11,12 @@ use crate::host::{FileKind, Host, Stat};
 use crate::kinds::observe_owner;
 use crate::kinds::resource::State;
 
+/// A venv path as observed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum VenvActual {
     /// Nothing there, or an empty directory.
     Absent,
+    /// A venv (an empty `Observed` when it is to be removed: nothing more is read).
     Present(Box<Observed>),
 }
 

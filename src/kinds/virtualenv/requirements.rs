@@ -22,6 +22,7 @@ pub struct Wanted {
 }
 
 impl Wanted {
+    /// Parses a requirement as written (surrounding whitespace dropped).
     pub fn parse(text: &str) -> Result<Wanted, pep508_rs::Pep508Error> {
         let text = text.trim();
         Ok(Wanted { text: text.to_owned(), requirement: text.parse()? })
