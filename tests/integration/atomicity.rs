@@ -7,6 +7,10 @@ use std::time::Duration;
 
 use crate::support::Test;
 
+tests![
+    killed_during_a_large_write_leaves_old_or_new,
+];
+
 const SIZE: usize = 64 * 1024 * 1024;
 
 /// Whether the file is all `byte` and `SIZE` long.
@@ -27,7 +31,6 @@ fn is_all(path: &std::path::Path, byte: u8) -> bool {
     }
 }
 
-#[test]
 fn killed_during_a_large_write_leaves_old_or_new() {
     let test = Test::new().playbook("resources:\n  - file: /data/big.bin\n    source: big.bin\n  - directory: /data\n");
     fs::write(test.dir.path().join("big.bin"), vec![b'n'; SIZE]).unwrap();

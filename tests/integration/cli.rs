@@ -4,16 +4,28 @@ use std::process::{Command, Stdio};
 
 use crate::support::Test;
 
+tests![
+    detailed_exitcode_says_whether_something_changed,
+    check_is_a_plan_and_exits_like_it,
+    every_help_example_works_as_written,
+    quiet_prints_only_the_summary,
+    a_second_run_waits_for_no_one_it_says_who_holds_the_lock,
+    missing_playbook_is_a_clear_error,
+    no_color_when_not_a_terminal,
+    help_names_every_command,
+    verbose_lists_unchanged_resources,
+    spinners_on_a_terminal_only,
+    completions_and_man_pages,
+];
+
 const PLAYBOOK: &str = "resources:\n  - file: /etc/motd\n    content: \"hi\\n\"\n";
 
-#[test]
 fn detailed_exitcode_says_whether_something_changed() {
     let test = Test::new().playbook(PLAYBOOK);
     test.run_args(&["apply", "{playbook}", "--root", "{root}", "--detailed-exitcode"]).code(2);
     test.run_args(&["apply", "{playbook}", "--root", "{root}", "--detailed-exitcode"]).code(0);
 }
 
-#[test]
 fn check_is_a_plan_and_exits_like_it() {
     let test = Test::new().playbook(PLAYBOOK);
     let run = test.run_args(&["apply", "{playbook}", "--root", "{root}", "--check"]).code(2);
@@ -30,7 +42,6 @@ fn check_is_a_plan_and_exits_like_it() {
 
 /// Every example of `converge --help`, run as written (in order, from the repository's folder,
 /// its scratch root swapped for a temporary one), exits as its comment says.
-#[test]
 fn every_help_example_works_as_written() {
     let test = Test::new();
     let help = test.run_args(&["--help"]).success().stdout;
@@ -69,7 +80,6 @@ fn every_help_example_works_as_written() {
     assert!(scratch.join("etc/systemd/system/gunicorn.service").is_file(), "the examples' apply wrote nothing");
 }
 
-#[test]
 fn quiet_prints_only_the_summary() {
     let test = Test::new().playbook(PLAYBOOK);
     let run = test.run_args(&["apply", "{playbook}", "--root", "{root}", "-q"]).success();
@@ -79,7 +89,6 @@ fn quiet_prints_only_the_summary() {
     );
 }
 
-#[test]
 fn a_second_run_waits_for_no_one_it_says_who_holds_the_lock() {
     let test = Test::new().playbook(PLAYBOOK);
     // util-linux flock holds the same kind of lock on the root directory.
@@ -102,20 +111,17 @@ fn a_second_run_waits_for_no_one_it_says_who_holds_the_lock() {
     test.apply().success();
 }
 
-#[test]
 fn missing_playbook_is_a_clear_error() {
     let run = Test::new().run_args(&["plan", "nope.yml"]).code(1);
     assert!(run.stderr.contains("cannot read nope.yml") && run.stderr.contains("No such file"), "{}", run.stderr);
 }
 
-#[test]
 fn no_color_when_not_a_terminal() {
     let test = Test::new().playbook(PLAYBOOK);
     let run = test.plan().code(2);
     assert!(!run.stdout.contains('\x1b'), "{}", run.stdout);
 }
 
-#[test]
 fn help_names_every_command() {
     let run = Test::new().run_args(&["--help"]).success();
     for word in ["plan", "apply", "validate", "--root", "--var", "--vars-file", "--output", "--no-color", "Exit codes"]
@@ -124,7 +130,6 @@ fn help_names_every_command() {
     }
 }
 
-#[test]
 fn verbose_lists_unchanged_resources() {
     let test = Test::new().playbook(PLAYBOOK).host_file("/etc/motd", "hi\n");
     let run = test.run_args(&["plan", "{playbook}", "--root", "{root}", "-v"]).code(0);
@@ -133,7 +138,6 @@ fn verbose_lists_unchanged_resources() {
 
 /// A long step shows a spinner line on a terminal only: under a pseudo-terminal (util-linux
 /// `script`) with human output, not with `--output json`, and not into a pipe.
-#[test]
 fn spinners_on_a_terminal_only() {
     let playbook = "resources:\n  - unit: x.service\n    content: \"[Service]\\nExecStart=/bin/true\\n\"\n";
     let spinner = "unit:x.service (systemd)";
@@ -145,20 +149,14 @@ fn spinners_on_a_terminal_only() {
             test.playbook_path().display(),
             test.root().display()
         );
-        let output = Command::new("script").args(["-qec", &line, "/dev/null"]).output();
-        match output {
-            Ok(output) => Some(String::from_utf8_lossy(&output.stdout).into_owned()),
-            Err(e) if std::env::var_os("CI").is_some() => panic!("util-linux script(1) is needed here: {e}"),
-            Err(_) => None,
-        }
+        let output = Command::new("script").args(["-qec", &line, "/dev/null"]).output().expect("script(1)");
+        String::from_utf8_lossy(&output.stdout).into_owned()
     };
-    let Some(human) = in_a_terminal("") else {
-        eprintln!("skipped: no script(1) to give converge a terminal");
-        return;
-    };
+    require!(Tool("script")); // util-linux script(1) gives converge a terminal
+    let human = in_a_terminal("");
     assert!(human.contains(spinner), "no spinner in:\n{human}");
     assert!(human.contains("Apply complete"), "{human}");
-    let json = in_a_terminal("--output json").unwrap();
+    let json = in_a_terminal("--output json");
     assert!(!json.contains(spinner), "a spinner with --output json:\n{json}");
     let test = Test::new().playbook(playbook);
     let piped = test.apply().success();
@@ -166,7 +164,6 @@ fn spinners_on_a_terminal_only() {
 }
 
 /// Completions for each shell name every command; the man pages are roff, one per command.
-#[test]
 fn completions_and_man_pages() {
     let test = Test::new();
     for shell in ["bash", "zsh", "fish"] {

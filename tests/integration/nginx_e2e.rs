@@ -7,6 +7,13 @@ use std::process::Command;
 
 use crate::systemd_e2e::{Container, pair};
 
+tests![
+    nginx_serves_the_app_refuses_a_broken_edit_and_reloads_once,
+    apt_installs_what_is_missing_and_nothing_when_converged,
+    a_run_killed_during_nginx_test_is_finished_by_the_next,
+    the_first_request_after_a_reload_gets_the_new_site,
+];
+
 fn site(body: &str) -> String {
     format!(
         "  - nginx_site: app\n    remove_default: true\n    content: |\n      server {{\n          listen 80;\n{body}      }}\n"
@@ -35,9 +42,8 @@ fn master_and_workers(c: &Container) -> (String, String) {
     (master, workers)
 }
 
-#[test]
 fn nginx_serves_the_app_refuses_a_broken_edit_and_reloads_once() {
-    let Some(c) = Container::boot("nginx") else { return };
+    let c = Container::boot("nginx");
     let playbook = pair("hello", "", "") + &site(PROXY);
     let out = c.apply(&playbook);
     assert!(out.contains("reload nginx.service: done"), "{out}");
@@ -86,9 +92,8 @@ fn local_repository(dir: &Path) {
     std::fs::write(repo.join("Packages"), packages.stdout).unwrap();
 }
 
-#[test]
 fn apt_installs_what_is_missing_and_nothing_when_converged() {
-    let Some(c) = Container::boot("apt") else { return };
+    let c = Container::boot("apt");
     let dir = tempfile::tempdir().unwrap();
     local_repository(dir.path());
     c.copy_in(&dir.path().join("repo"), "/srv/repo");
@@ -143,9 +148,8 @@ fn kill_during_nginx_test(c: &Container, playbook: &str) {
     assert!(c.sh("cat /var/lib/converge/nginx-site-in-test.json").contains("\"site\": \"app\""));
 }
 
-#[test]
 fn a_run_killed_during_nginx_test_is_finished_by_the_next() {
-    let Some(c) = Container::boot("nginx-killed") else { return };
+    let c = Container::boot("nginx-killed");
     let page = |text: &str| format!("resources:\n{}", site(&format!("          return 200 \"{text}\\n\";\n")));
     c.apply(&page("old"));
     serves(&c, "", "old");
@@ -177,9 +181,8 @@ fn a_run_killed_during_nginx_test_is_finished_by_the_next() {
     serves(&c, "", "new");
 }
 
-#[test]
 fn the_first_request_after_a_reload_gets_the_new_site() {
-    let Some(c) = Container::boot("nginx-first") else { return };
+    let c = Container::boot("nginx-first");
     let playbook = |answer: &str| {
         format!("resources:\n{}", site(&format!("          location / {{ return 200 \"{answer}\\n\"; }}\n")))
     };

@@ -10,6 +10,23 @@ use std::time::{Duration, Instant};
 
 use crate::systemd_e2e::{Container, pair};
 
+tests![
+    a_first_apply_uploads_converge_and_a_second_does_not,
+    a_cached_binary_that_others_could_have_written_is_uploaded_again,
+    a_no_op_fleet_run_changes_nothing_anywhere,
+    one_host_down_the_others_converge,
+    a_plan_shows_each_hosts_diff_from_an_inventory,
+    ssh_config_as_vagrant_prints_it_and_become,
+    an_interrupt_stops_the_engine_on_the_target_between_steps,
+    sigterm_stops_the_engine_on_the_target_after_its_step_and_keeps_the_journal,
+    a_playbook_mistake_stops_the_run_before_any_host,
+    an_unreachable_host_is_reported_with_ssh_s_reason,
+    mistakes_in_hosts_and_inventories_are_explained,
+    secret_variables_reach_no_output_of_a_remote_run,
+    a_dynamic_converge_is_not_sent_to_an_older_glibc_but_a_static_one_is,
+    the_static_binary_runs_in_a_root_without_libc,
+];
+
 const PLAYBOOK: &str = "vars:
   greeting: hello
   role: none
@@ -50,7 +67,12 @@ struct Site {
 
 impl Site {
     fn new() -> Site {
-        let dir = tempfile::Builder::new().prefix("converge-remote").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        // In the target folder (beside the binary, for the hard link) where this user may write.
+        let dir = tempfile::Builder::new()
+            .prefix("converge-remote")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .or_else(|_| tempfile::Builder::new().prefix("converge-remote").tempdir())
+            .unwrap();
         let bin = dir.path().join("converge");
         if std::fs::hard_link(env!("CARGO_BIN_EXE_converge"), &bin).is_err() {
             std::fs::copy(env!("CARGO_BIN_EXE_converge"), &bin).unwrap();
@@ -175,8 +197,8 @@ impl Drop for Net {
     }
 }
 
-/// `n` booted containers, or None where containers cannot run (outside CI).
-fn boot(test: &str, n: usize) -> Option<Vec<Container>> {
+/// `n` booted containers.
+fn boot(test: &str, n: usize) -> Vec<Container> {
     (0..n).map(|i| Container::boot(&format!("remote-{test}-{i}"))).collect()
 }
 
@@ -185,9 +207,8 @@ fn cached_binary(c: &Container, dir: &str) -> String {
     c.sh(&format!("stat -c '%n %i %.9Y' {dir}/*/converge"))
 }
 
-#[test]
 fn a_first_apply_uploads_converge_and_a_second_does_not() {
-    let Some(c) = Container::boot("remote-upload") else { return };
+    let c = Container::boot("remote-upload");
     let site = Site::new();
     let netns = format!("/proc/{}/ns/net", leader(&c));
     let config = site.path("ssh_config").display().to_string();
@@ -214,9 +235,8 @@ fn a_first_apply_uploads_converge_and_a_second_does_not() {
     assert!(third.stdout.contains("converge is there already: /var/cache/converge/"), "{}", third.stdout);
 }
 
-#[test]
 fn a_cached_binary_that_others_could_have_written_is_uploaded_again() {
-    let Some(c) = Container::boot("remote-trust") else { return };
+    let c = Container::boot("remote-trust");
     let site = Site::new();
     let netns = format!("/proc/{}/ns/net", leader(&c));
     let config = site.path("ssh_config").display().to_string();
@@ -252,9 +272,8 @@ fn sha256_of(path: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_owned()
 }
 
-#[test]
 fn a_no_op_fleet_run_changes_nothing_anywhere() {
-    let Some(cs) = boot("noop", 3) else { return };
+    let cs = boot("noop", 3);
     let net = Net::new("noop", &cs.iter().collect::<Vec<_>>());
     let site = Site::new();
     let config = site.path("ssh_config").display().to_string();
@@ -296,9 +315,8 @@ fn a_no_op_fleet_run_changes_nothing_anywhere() {
     }
 }
 
-#[test]
 fn one_host_down_the_others_converge() {
-    let Some(cs) = boot("down", 3) else { return };
+    let cs = boot("down", 3);
     let net = Net::new("down", &cs.iter().collect::<Vec<_>>());
     // Host 1's sshd is stopped: its port is closed.
     cs[1].sh("systemctl stop ssh.socket ssh.service");
@@ -328,9 +346,8 @@ fn one_host_down_the_others_converge() {
     assert_eq!(cs[1].sh("test -e /srv/remote && echo there || echo absent"), "absent");
 }
 
-#[test]
 fn a_plan_shows_each_hosts_diff_from_an_inventory() {
-    let Some(cs) = boot("plan", 2) else { return };
+    let cs = boot("plan", 2);
     let net = Net::new("plan", &cs.iter().collect::<Vec<_>>());
     for c in &cs {
         c.sh("mkdir -p /srv/remote && printf 'hello from old\\n' > /srv/remote/motd && chmod 640 /srv/remote/motd");
@@ -382,9 +399,8 @@ groups:
     }
 }
 
-#[test]
 fn ssh_config_as_vagrant_prints_it_and_become() {
-    let Some(c) = Container::boot("remote-vagrant") else { return };
+    let c = Container::boot("remote-vagrant");
     let site = Site::new();
     // `vagrant ssh-config` output, as is.
     site.write(
@@ -430,9 +446,8 @@ fn ssh_config_as_vagrant_prints_it_and_become() {
     assert!(!again.stdout.contains("uploaded"), "{}", again.stdout);
 }
 
-#[test]
 fn an_interrupt_stops_the_engine_on_the_target_between_steps() {
-    let Some(c) = Container::boot("remote-interrupt") else { return };
+    let c = Container::boot("remote-interrupt");
     let site = Site::new();
     site.write(
         "site/slow.yml",
@@ -490,9 +505,8 @@ fn an_interrupt_stops_the_engine_on_the_target_between_steps() {
     assert!(rest.took < Duration::from_secs(30));
 }
 
-#[test]
 fn sigterm_stops_the_engine_on_the_target_after_its_step_and_keeps_the_journal() {
-    let Some(c) = Container::boot("remote-term") else { return };
+    let c = Container::boot("remote-term");
     let site = Site::new();
     let netns = format!("/proc/{}/ns/net", leader(&c));
     let config = site.path("ssh_config").display().to_string();
@@ -549,7 +563,6 @@ fn offline(site: &Site, args: &[&str]) -> Run {
     }
 }
 
-#[test]
 fn a_playbook_mistake_stops_the_run_before_any_host() {
     let site = Site::new();
     site.write("site/templates/motd.j2", "{{ greeting }} from {{ rol }}\n");
@@ -559,7 +572,6 @@ fn a_playbook_mistake_stops_the_run_before_any_host() {
     assert_eq!(run.stdout, "", "no host was contacted");
 }
 
-#[test]
 fn an_unreachable_host_is_reported_with_ssh_s_reason() {
     let site = Site::new();
     let run = offline(&site, &["plan", &site.playbook(), "--host", "deploy@web1:2222"]).expect(1);
@@ -575,7 +587,6 @@ fn an_unreachable_host_is_reported_with_ssh_s_reason() {
     assert!(hosts[0]["reason"].as_str().unwrap().starts_with("unreachable: "), "{}", hosts[0]);
 }
 
-#[test]
 fn mistakes_in_hosts_and_inventories_are_explained() {
     let site = Site::new();
     let run = offline(&site, &["plan", &site.playbook(), "--host", "web1:http"]).expect(1);
@@ -598,7 +609,6 @@ fn mistakes_in_hosts_and_inventories_are_explained() {
     assert!(run.stderr.contains("`/etc/hostname` is an absolute path"), "{}", run.stderr);
 }
 
-#[test]
 fn secret_variables_reach_no_output_of_a_remote_run() {
     let site = Site::new();
     site.write("site/secret.yml", "resources:\n  - command: [\"/bin/setpw\", \"{{ token }}\"]\n    creates: /x\n");
@@ -622,36 +632,18 @@ fn secret_variables_reach_no_output_of_a_remote_run() {
     assert!(!run.stderr.contains("Qz9"), "{}", run.stderr);
 }
 
-/// The static build (target/ARCH-unknown-linux-musl/release/converge, which .ci/run builds), or
-/// None where it was not built (outside CI).
-pub fn static_binary() -> Option<PathBuf> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let path = target.join(format!("{}-unknown-linux-musl/release/converge", std::env::consts::ARCH));
-    if path.exists() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "no {}: .ci/run builds it (rustup target add ...-musl; cargo build --release --target ...)",
-        path.display()
-    );
-    eprintln!("skipped: no static build at {}", path.display());
-    None
+/// The static build (target/ARCH-unknown-linux-musl/release/converge, which .ci/run builds).
+pub fn static_binary() -> PathBuf {
+    require!(StaticBuild);
+    crate::support::static_binary_path()
 }
 
 /// A target whose glibc is older than the one this (dynamically linked) converge needs: its
 /// `getconf` says glibc 2.17. Nothing is uploaded and the error says how to build a static
 /// converge; the static one, given, converges it.
-#[test]
 fn a_dynamic_converge_is_not_sent_to_an_older_glibc_but_a_static_one_is() {
-    let Some(c) = Container::boot("remote-glibc") else { return };
-    let needed = converge::remote::binary::glibc_needed(Path::new(env!("CARGO_BIN_EXE_converge"))).unwrap();
-    if needed.is_none() {
-        eprintln!("skipped: this converge is static already");
-        return;
-    }
+    let c = Container::boot("remote-glibc");
+    require!(DynamicBuild, StaticBuild);
     c.write(
         "/usr/local/bin/getconf",
         "#!/bin/sh\n[ \"$1\" = GNU_LIBC_VERSION ] && echo 'glibc 2.17' && exit 0\nexec /usr/bin/getconf \"$@\"\n",
@@ -668,7 +660,7 @@ fn a_dynamic_converge_is_not_sent_to_an_older_glibc_but_a_static_one_is() {
     assert!(said.contains("cargo build --release --target x86_64-unknown-linux-musl"), "{said}");
     assert_eq!(c.sh("ls /var/cache/converge 2>/dev/null | wc -l"), "0", "something was uploaded");
 
-    let Some(static_binary) = static_binary() else { return };
+    let static_binary = static_binary();
     let out = Command::new("nsenter")
         .arg(format!("--net={netns}"))
         .arg(&site.bin)
@@ -685,9 +677,8 @@ fn a_dynamic_converge_is_not_sent_to_an_older_glibc_but_a_static_one_is() {
 
 /// The static build has no program interpreter (ldd, file) and runs in a root that has no libc
 /// at all: only itself and a playbook, which it converges into a folder there.
-#[test]
 fn the_static_binary_runs_in_a_root_without_libc() {
-    let Some(binary) = static_binary() else { return };
+    let binary = static_binary();
     assert_eq!(converge::remote::binary::glibc_needed(&binary).unwrap(), None);
     let ldd = Command::new("ldd").arg(&binary).output().expect("ldd (libc-bin)");
     let said = String::from_utf8_lossy(&ldd.stdout).to_string() + &String::from_utf8_lossy(&ldd.stderr);
@@ -696,10 +687,7 @@ fn the_static_binary_runs_in_a_root_without_libc() {
         let said = String::from_utf8_lossy(&file.stdout);
         assert!(said.contains("statically linked") || said.contains("static-pie linked"), "file: {said}");
     }
-    if !crate::support::is_root() {
-        eprintln!("skipped: chroot needs root");
-        return;
-    }
+    require!(Root); // chroot
     let root = tempfile::tempdir().unwrap();
     std::fs::copy(&binary, root.path().join("converge")).unwrap();
     std::fs::write(
