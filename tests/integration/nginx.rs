@@ -18,6 +18,8 @@ tests![
     killed_during_nginx_test_a_broken_site_is_rolled_back_by_the_next_run,
     sigterm_during_nginx_test_finishes_the_site_and_starts_nothing_after_it,
     a_refused_sensitive_site_shows_none_of_its_lines,
+    a_rejected_edit_puts_back_mode_owner_and_the_default_site,
+    rollback_puts_back_the_site_its_mode_owner_and_the_default_site,
 ];
 
 // No access log: nginx -t opens it, and /var/log/nginx is root's (the tests run as anyone).
@@ -77,7 +79,11 @@ fn a_broken_edit_is_rolled_back_byte_for_byte() {
 fn a_broken_new_site_leaves_no_trace() {
     let test = nginx_root();
     let test = test.playbook(&site(BROKEN));
-    test.apply().code(1);
+    let run = test.apply().code(1);
+    // nginx's own verdict stopped it, not an earlier failure: the site was written and tested.
+    assert!(run.stderr.contains("nginx rejected the configuration"), "{}", run.stderr);
+    assert!(run.stderr.contains("unknown directive \"locaton\""), "nginx's own message: {}", run.stderr);
+    assert!(run.stderr.contains("line 3: locaton / {"), "the line of the new site nginx names: {}", run.stderr);
     test.expect_absent("/etc/nginx/sites-available/mysite").expect_absent("/etc/nginx/sites-enabled/mysite");
 }
 
@@ -334,4 +340,86 @@ fn a_refused_sensitive_site_shows_none_of_its_lines() {
     assert!(run.stderr.contains("nginx rejected the configuration"), "{}", run.stderr);
     assert!(!run.stderr.contains("Qz9") && !run.stderr.contains("proxy_set_header_x"), "{}", run.stderr);
     assert!(!run.stdout.contains("Qz9"), "{}", run.stdout);
+}
+
+/// `nginx -t` on the root's whole configuration, as converge runs it (the root as nginx's prefix):
+/// its stderr when nginx rejects it.
+fn nginx_t(test: &Test) -> Result<(), String> {
+    let pid = format!("pid {}/nginx-t.pid;", test.dir.path().display());
+    let out = std::process::Command::new("/usr/sbin/nginx")
+        .args(["-t", "-q", "-e", "stderr", "-p"])
+        .arg(format!("{}/", test.root().display()))
+        .arg("-c")
+        .arg(test.host_path("/etc/nginx/nginx.conf"))
+        .args(["-g", &pid])
+        .output()
+        .expect("nginx runs");
+    if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).into_owned()) }
+}
+
+/// The site as it was before: GOOD, 0640 and 1234:2345 (not what converge writes), enabled; and
+/// the default site enabled.
+fn hand_made_site() -> Test {
+    let test = nginx_root();
+    require!(Root); // chown
+    let test = test
+        .host_file("/etc/nginx/sites-available/mysite", GOOD)
+        .host_file("/etc/nginx/sites-available/default", "server { listen 8082; }\n");
+    let old = test.host_path("/etc/nginx/sites-available/mysite");
+    std::os::unix::fs::chown(&old, Some(1234), Some(2345)).unwrap();
+    fs::set_permissions(&old, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
+    fs::create_dir_all(test.host_path("/etc/nginx/sites-enabled")).unwrap();
+    for name in ["mysite", "default"] {
+        let link = test.host_path(&format!("/etc/nginx/sites-enabled/{name}"));
+        std::os::unix::fs::symlink(format!("../sites-available/{name}"), link).unwrap();
+    }
+    nginx_t(&test).expect("the hand-made configuration is valid");
+    test
+}
+
+/// The hand-made site of [`hand_made_site`] is there, as it was, and nginx accepts it.
+fn expect_hand_made_site(test: &Test) {
+    test.expect_file("/etc/nginx/sites-available/mysite", GOOD).expect_stat(
+        "/etc/nginx/sites-available/mysite",
+        0o640,
+        1234,
+        2345,
+    );
+    for name in ["mysite", "default"] {
+        assert_eq!(
+            fs::read_link(test.host_path(&format!("/etc/nginx/sites-enabled/{name}"))).unwrap(),
+            Path::new(&format!("../sites-available/{name}")),
+            "the {name} site's link is back"
+        );
+    }
+    if let Err(rejected) = nginx_t(test) {
+        panic!("nginx -t rejects the configuration put back: {rejected}");
+    }
+}
+
+/// An edit that nginx rejects puts back the previous site with its mode and owner, and the default
+/// site that `remove_default` had removed.
+fn a_rejected_edit_puts_back_mode_owner_and_the_default_site() {
+    let test = hand_made_site().playbook(&site(BROKEN));
+    let run = test.apply().code(1);
+    assert!(run.stderr.contains("nginx rejected the configuration"), "{}", run.stderr);
+    assert!(run.stderr.contains("unknown directive \"locaton\""), "nginx's own message: {}", run.stderr);
+    expect_hand_made_site(&test);
+    test.expect_absent(JOURNAL);
+}
+
+/// `converge rollback` of a run that replaced a site (converge's mode and owner, the default site
+/// removed) puts back the previous file byte for byte with its mode and owner, and both links; the
+/// configuration it leaves passes `nginx -t`.
+fn rollback_puts_back_the_site_its_mode_owner_and_the_default_site() {
+    let test = hand_made_site().playbook(&site(GOOD2));
+    test.apply().success();
+    test.expect_file("/etc/nginx/sites-available/mysite", GOOD2)
+        .expect_stat("/etc/nginx/sites-available/mysite", 0o644, 0, 0)
+        .expect_absent("/etc/nginx/sites-enabled/default");
+    nginx_t(&test).unwrap();
+
+    let run = test.run_args(&["rollback", "--root", "{root}"]).success();
+    assert!(run.stdout.contains("recorded as run 2"), "{}", run.stdout);
+    expect_hand_made_site(&test);
 }
