@@ -157,6 +157,20 @@ fn run(case: &Case) -> Result<Completion, Failed> {
     }
 }
 
+/// The frames of a backtrace between the panic machinery and the harness, as libtest shows them
+/// (all of them under RUST_BACKTRACE=full).
+fn short(backtrace: &str) -> String {
+    if std::env::var("RUST_BACKTRACE").as_deref() == Ok("full") {
+        return backtrace.to_owned();
+    }
+    let lines: Vec<&str> = backtrace.lines().collect();
+    let frame = |marker: &str| lines.iter().position(|line| line.contains(marker));
+    let start = frame("__rust_end_short_backtrace").map_or(0, |i| i + 1);
+    let start = start + lines[start..].iter().take_while(|line| line.trim_start().starts_with("at ")).count();
+    let end = frame("std::panicking::catch_unwind").unwrap_or(lines.len()).max(start);
+    lines[start..end].join("\n")
+}
+
 /// Keeps a test's panic message (and its backtrace under RUST_BACKTRACE) for the summary of
 /// failures, as libtest does; with `--nocapture` it is printed at once too.
 fn install_panic_hook(nocapture: bool) {
@@ -168,7 +182,7 @@ fn install_panic_hook(nocapture: bool) {
         let backtrace = std::backtrace::Backtrace::capture();
         let mut message = info.to_string();
         if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
-            message = format!("{message}\nstack backtrace:\n{backtrace}");
+            message = format!("{message}\nstack backtrace:\n{}", short(&backtrace.to_string()));
         }
         if nocapture {
             eprintln!("{message}");

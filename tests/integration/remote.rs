@@ -25,6 +25,8 @@ tests![
     secret_variables_reach_no_output_of_a_remote_run,
     a_dynamic_converge_is_not_sent_to_an_older_glibc_but_a_static_one_is,
     the_static_binary_runs_in_a_root_without_libc,
+    variables_playbook_then_inventory_then_vars_file_then_command_line,
+    forks_is_how_many_hosts_are_contacted_at_once,
 ];
 
 const PLAYBOOK: &str = "vars:
@@ -579,12 +581,125 @@ fn an_unreachable_host_is_reported_with_ssh_s_reason() {
     assert!(run.stdout.contains("1 host: 1 failed."), "{}", run.stdout);
     assert!(run.took < Duration::from_secs(10));
 
+    // The reason is ssh's own words. (What ssh says when its ProxyCommand fails varies from run
+    // to run, so this takes a port of the loopback that nothing listens on: refused, always.)
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let ssh_config = site.path("ssh_config");
+    let said = Command::new("ssh").arg("-F").arg(&ssh_config).args(["-p", &port, "127.0.0.1", "true"]).output();
+    let said = String::from_utf8_lossy(&said.expect("ssh runs").stderr).trim().to_owned();
+    assert_eq!(said, format!("ssh: connect to host 127.0.0.1 port {port}: Connection refused"));
+    let host = format!("127.0.0.1:{port}");
+    let refused = Command::new(&site.bin)
+        .args(["plan", &site.playbook(), "--host", &host, "--ssh-config"])
+        .arg(&ssh_config)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&refused.stdout);
+    assert!(stdout.lines().any(|line| line == format!("{host} | failed: unreachable: {said}")), "{said}:\n{stdout}");
+
     let json = offline(&site, &["plan", &site.playbook(), "--host", "web1", "--output", "json"]).expect(1);
     let hosts = json.hosts();
     assert_eq!(hosts.len(), 1, "{}", json.stdout);
     assert_eq!(hosts[0]["host"], "web1");
     assert_eq!(hosts[0]["status"], "failed");
     assert!(hosts[0]["reason"].as_str().unwrap().starts_with("unreachable: "), "{}", hosts[0]);
+
+    let refused = Command::new(&site.bin)
+        .args(["plan", &site.playbook(), "--host", &host, "--output", "json", "--ssh-config"])
+        .arg(&ssh_config)
+        .output()
+        .unwrap();
+    let hosts: Vec<serde_json::Value> = String::from_utf8_lossy(&refused.stdout)
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|record| record["type"] == "host")
+        .collect();
+    assert_eq!(hosts.len(), 1, "{hosts:?}");
+    assert_eq!(hosts[0]["reason"], format!("unreachable: {said}"), "{}", hosts[0]);
+}
+
+/// `--forks N`: at most N hosts at once. Each connection runs a ProxyCommand that notes its start
+/// and end around a sleep, then fails (nothing is contacted); the notes give the most connections
+/// that were open at the same time.
+fn forks_is_how_many_hosts_are_contacted_at_once() {
+    let site = Site::new();
+    let log = site.path("connections");
+    let proxy = site.path("proxy.sh");
+    site.write("proxy.sh", &format!("#!/bin/sh\necho + >> {0}\nsleep 1\necho - >> {0}\nexit 1\n", log.display()));
+    std::fs::set_permissions(&proxy, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    site.write("proxy_ssh_config", &format!("Host *\n  ProxyCommand {}\n  LogLevel ERROR\n", proxy.display()));
+    let config = site.path("proxy_ssh_config").display().to_string();
+    let most_at_once = |forks: &str| {
+        let _ = std::fs::remove_file(&log);
+        let playbook = site.playbook();
+        let mut args = vec!["plan", &playbook, "--ssh-config", &config, "--forks", forks];
+        for host in ["h1", "h2", "h3", "h4"] {
+            args.extend(["--host", host]);
+        }
+        let out = Command::new(&site.bin).args(&args).env("NO_COLOR", "1").output().expect("converge runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{stdout}");
+        assert!(stdout.contains("4 hosts: 4 failed."), "{stdout}");
+        let notes = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(notes.matches('+').count(), 4, "one connection per host: {notes}");
+        let (mut open, mut most) = (0, 0);
+        for note in notes.lines() {
+            open += if note == "+" { 1 } else { -1 };
+            most = most.max(open);
+        }
+        most
+    };
+    assert_eq!(most_at_once("1"), 1, "--forks 1: one host at a time");
+    assert_eq!(most_at_once("2"), 2, "--forks 2: two at a time");
+    assert_eq!(most_at_once("4"), 4, "--forks 4: all four at once");
+    let run = offline(&site, &["plan", &site.playbook(), "--host", "h1", "--forks", "0"]).expect(2);
+    assert!(run.stderr.contains("--forks"), "{}", run.stderr);
+}
+
+/// Variables for a remote host, from lowest to highest: the playbook's `vars:`, the inventory's
+/// top level, its groups (a later group beats an earlier one), the host's own, `--vars-file`,
+/// `--var` (README, Remote hosts).
+fn variables_playbook_then_inventory_then_vars_file_then_command_line() {
+    let c = Container::boot("remote-vars");
+    let site = Site::new();
+    let netns = format!("/proc/{}/ns/net", leader(&c));
+    let every = ["p", "t", "ga", "g", "h", "f", "v"];
+    let vars: String = every.iter().map(|v| format!("  {v}: playbook\n")).collect();
+    let line: Vec<String> = every.iter().map(|v| format!("{v}={{{{ {v} }}}}")).collect();
+    site.write(
+        "site/vars.yml",
+        &format!("vars:\n{vars}resources:\n  - file: /srv/vars\n    content: \"{}\\n\"\n", line.join(" ")),
+    );
+    site.write(
+        "inventory.yml",
+        "vars: {t: top, ga: top, g: top, h: top, f: top, v: top}
+hosts:
+  web: {address: 127.0.0.1, vars: {h: host, f: host, v: host}}
+groups:
+  first: {hosts: [web], vars: {ga: first, g: first, h: first}}
+  second: {hosts: [web], vars: {g: second, h: second}}
+",
+    );
+    site.write("vars-file.yml", "f: file\nv: file\n");
+    let (playbook, inventory) = (site.path("site/vars.yml"), site.path("inventory.yml"));
+    let (vars_file, config) = (site.path("vars-file.yml"), site.path("ssh_config"));
+    let args = [
+        "apply",
+        &playbook.display().to_string(),
+        "--inventory",
+        &inventory.display().to_string(),
+        "--vars-file",
+        &vars_file.display().to_string(),
+        "--var",
+        "v=command line",
+        "--ssh-config",
+        &config.display().to_string(),
+    ]
+    .map(|arg| arg.to_owned());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    converge(&site, &netns, &args).expect(0);
+    assert_eq!(c.sh("cat /srv/vars"), "p=playbook t=top ga=first g=second h=host f=file v=command line");
 }
 
 fn mistakes_in_hosts_and_inventories_are_explained() {
