@@ -309,9 +309,10 @@ fn sigterm_during_nginx_test_finishes_the_site_and_starts_nothing_after_it() {
     let test = test.playbook(&(site(GOOD2) + "  - file: /etc/after\n    content: \"after\\n\"\n"));
     let mut child = apply_held_in_nginx_test(&test);
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    // Still there: it waits for nginx's verdict on the site it wrote.
-    if let Some(status) = child.try_wait().unwrap() {
+    // Still there 300 ms on: it waits for nginx's verdict on the site it wrote.
+    let ended = crate::support::wait_until(std::time::Duration::from_millis(300), || child.try_wait().unwrap().is_some());
+    if ended {
+        let status = child.try_wait().unwrap().unwrap();
         let out = child.wait_with_output().unwrap();
         let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         panic!("SIGTERM ended the run in the middle of its step ({status}):\n{stdout}{stderr}");

@@ -201,7 +201,7 @@ impl Need {
     fn check(self) -> Result<(), String> {
         let missing = |met: bool, why: String| if met { Ok(()) } else { Err(why) };
         match self {
-            Need::Root => missing(is_root(), "needs root (CI runs the tests as root)".into()),
+            Need::Root => missing(is_root(), "needs root, as CI runs the tests".into()),
             Need::Nspawn => missing(
                 Path::new("/usr/bin/systemd-nspawn").exists(),
                 "needs systemd-nspawn (harness/install-deps.sh)".into(),
