@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::printer::Format;
-use crate::resolve::VarsInput;
+use crate::engine::resolve::VarsInput;
+use crate::output::Format;
 
 /// Declarative, idempotent provisioning for Debian and Ubuntu hosts.
 ///

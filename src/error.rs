@@ -8,7 +8,7 @@ use std::sync::Arc;
 use miette::{Diagnostic, NamedSource, SourceSpan};
 use thiserror::Error;
 
-use crate::yaml_node::Span;
+use crate::playbook::yaml_node::Span;
 
 /// A text that errors can point into: the playbook, a vars file or a template.
 #[derive(Debug, Clone)]
@@ -282,7 +282,7 @@ impl Error {
 
     /// The run was asked to stop by a signal (see `stop.rs`): an error between two steps.
     pub fn check_stop() -> Result<()> {
-        match crate::stop::received() {
+        match crate::engine::stop::received() {
             Some(signal) => Err(Error::Stopped { signal: signal.as_str(), number: signal as i32 }),
             None => Ok(()),
         }

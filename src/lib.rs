@@ -3,61 +3,53 @@
 //! The pipeline, one stage per module:
 //!
 //! ```text
-//! load     (playbook.rs)  YAML -> tree with spans
-//! resolve  (resolve.rs)   vars, templates, typed resources, ids, order; every error at once
-//! plan     (plan.rs)      observe each resource (read-only) and diff it
-//! render   (printer.rs)   Terraform-style plan with unified diffs, or JSON
-//! apply    (apply.rs)     only what differs, in order, re-observing before each write
-//! triggers (trigger.rs)   what the changes set off (daemon-reload, restarts)
+//! load     (playbook/mod.rs)      YAML -> tree with spans
+//! resolve  (engine/resolve.rs)    vars, templates, typed resources, ids, order; every error at once
+//! plan     (engine/plan.rs)       observe each resource (read-only) and diff it
+//! render   (output/)              Terraform-style plan with unified diffs, or JSON records
+//! apply    (engine/apply.rs)      only what differs, in order, re-observing before each write
+//! triggers (engine/trigger.rs)    what the changes set off (daemon-reload, restarts)
 //! ```
 //!
-//! The core contract is the [`resource::Resource`] trait (observe / diff / apply); the kinds
-//! live in `resources/`, and `host.rs` is the only door to the machine. Every byte written to
-//! the terminal, stdout or the journal passes `redact.rs` (secret values replaced) and, for a
-//! terminal, `printer::terminal_safe` (control characters escaped).
+//! The layers, each a folder; the arrows run one way, from the top down:
+//!
+//! ```text
+//! cli.rs, commands/   the command line: parses arguments, runs a pipeline, hands records to output/
+//! output/             records and their renderers (human, JSON), progress lines
+//! remote/             reaching other hosts over OpenSSH; their engines send records back
+//! engine/             resolve, plan, apply, triggers, journal, saved plans, recorded runs
+//! kinds/              the Resource trait (kinds/resource.rs) and one file per kind
+//! playbook/           the YAML tree, attributes, templates, modules, secrets
+//! host/               the only door to the machine: files, programs, accounts, systemd
+//! ```
+//!
+//! The core contract is the [`kinds::resource::Resource`] trait (observe / diff / apply), and
+//! `host/` is the only door to the machine. Every byte written to the terminal, stdout or the
+//! journal passes `playbook/redact.rs` (secret values replaced) and, for a terminal,
+//! `output::terminal_safe` (control characters escaped).
 
 // A playbook error carries its source text for miette; it is built only on the error path and
 // collected into a Vec, so boxing it would buy nothing.
 #![allow(clippy::result_large_err)]
 
-pub mod apply;
-pub mod attrs;
 pub mod cli;
 pub mod commands;
+pub mod engine;
 pub mod error;
 pub mod host;
-pub mod journal;
 pub mod kinds;
-pub mod lock;
-pub mod mode;
-pub mod module;
-pub mod plan;
+pub mod output;
 pub mod playbook;
-pub mod printer;
-pub mod progress;
-pub mod redact;
 pub mod remote;
-pub mod resolve;
-pub mod resource;
-pub mod resources;
-pub mod runs;
-pub mod saved;
-pub mod schema;
-pub mod stop;
-pub mod systemd;
-pub mod template;
-pub mod trigger;
-pub mod unit_file;
-pub mod yaml_node;
 
 use cli::{Cli, Command};
-use printer::Printer;
+use output::Printer;
 
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> u8 {
     let settings = cli.global.settings();
     let mut printer = Printer::new(settings.format, settings.no_color, settings.verbosity);
-    progress::configure(settings.format == printer::Format::Human, settings.verbosity);
+    output::progress::configure(settings.format == output::Format::Human, settings.verbosity);
     let result = match &cli.command {
         Command::Plan { out: Some(_), remote, .. } | Command::Apply { plan: Some(_), remote, .. } if remote.any() => {
             Err(error::Error::Usage {

@@ -2,16 +2,16 @@
 
 use std::path::Path;
 
-use crate::apply::{Applied, apply, run_triggers};
 use crate::cli::Settings;
+use crate::engine::apply::{Applied, apply, run_triggers};
+use crate::engine::journal;
+use crate::engine::lock::lock;
+use crate::engine::plan::plan;
+use crate::engine::resolve::Resolved;
+use crate::engine::saved::SavedPlan;
 use crate::error::Error;
 use crate::error::Result;
-use crate::journal;
-use crate::lock::lock;
-use crate::plan::plan;
-use crate::printer::Printer;
-use crate::resolve::Resolved;
-use crate::saved::SavedPlan;
+use crate::output::Printer;
 
 pub struct Options {
     pub check: bool,
@@ -46,10 +46,10 @@ fn run_resolved(
     let host = super::host(settings);
     let _lock = if options.check { None } else { Some(lock(&host, options.lock_wait)?) };
     if !options.check {
-        crate::stop::catch();
+        crate::engine::stop::catch();
     }
     if !options.check
-        && let Some(finished) = crate::resources::nginx_site::finish_interrupted(&host)?
+        && let Some(finished) = crate::kinds::nginx_site::finish_interrupted(&host)?
     {
         printer.finished_interrupted(&finished);
     }
@@ -87,22 +87,30 @@ fn run_resolved(
     // Recorded even when the run failed half way: what it did can be rolled back.
     let recorder = std::mem::take(&mut applied.recorder);
     let playbook = saved.map(|s| s.playbook.path.display().to_string()).unwrap_or_else(|| resolved.source.name.clone());
-    crate::runs::record(&host, "apply", &playbook, &applied.resources, recorder, Vec::new(), options.keep_runs)?;
+    crate::engine::runs::record(
+        &host,
+        "apply",
+        &playbook,
+        &applied.resources,
+        recorder,
+        Vec::new(),
+        options.keep_runs,
+    )?;
     result?;
     // Decided again from what was really applied (usually what was planned), and journaled
     // again when that differs.
-    let (pending, triggers) = crate::plan::triggers(resolved, &applied.resources, &host)?;
+    let (pending, triggers) = crate::engine::plan::triggers(resolved, &applied.resources, &host)?;
     if systemd.is_some() && !pending.is_empty() && pending != plan.pending {
         journal::save(&host, &pending)?;
         journaled = true;
     }
     let ran = match systemd {
         Some(systemd) => {
-            let settle = |unit: &str| crate::resources::systemd_unit::settle_time(resolved, unit);
+            let settle = |unit: &str| crate::kinds::systemd_unit::settle_time(resolved, unit);
             run_triggers(&triggers, systemd, &settle, &host, printer)?
         }
         None => {
-            printer.triggers_skipped(&triggers, crate::plan::OFFLINE_ROOT);
+            printer.triggers_skipped(&triggers, crate::engine::plan::OFFLINE_ROOT);
             0
         }
     };

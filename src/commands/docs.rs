@@ -40,7 +40,7 @@ pub fn man(command: Option<&str>) -> Result<u8> {
 }
 
 pub fn schema() -> Result<u8> {
-    print(crate::schema::text().as_bytes())
+    print(crate::kinds::schema::text().as_bytes())
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error.

@@ -12,11 +12,11 @@ pub mod validate;
 use std::path::Path;
 
 use crate::cli::Settings;
+use crate::engine::resolve::{Resolved, resolve};
 use crate::error::Result;
 use crate::host::Host;
+use crate::output::Printer;
 use crate::playbook::Playbook;
-use crate::printer::Printer;
-use crate::resolve::{Resolved, resolve};
 
 /// load -> resolve: the stages every command starts with.
 fn load_and_resolve(path: &Path, settings: &Settings, printer: &Printer) -> Result<Resolved> {

@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use crate::error::{PlaybookErrors, Result};
-use crate::module;
-use crate::printer::Printer;
+use crate::output::Printer;
+use crate::playbook::module;
 
 pub fn run(playbook: Option<&Path>, printer: &mut Printer) -> Result<u8> {
     let dir = match playbook {

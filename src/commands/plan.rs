@@ -4,10 +4,10 @@
 use std::path::Path;
 
 use crate::cli::Settings;
+use crate::engine::plan::plan;
+use crate::engine::saved::{self, SavedPlan};
 use crate::error::Result;
-use crate::plan::plan;
-use crate::printer::Printer;
-use crate::saved::{self, SavedPlan};
+use crate::output::Printer;
 
 pub fn run(
     path: &Path,

@@ -9,9 +9,11 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::cli::{RemoteArgs, Settings};
+use crate::engine::resolve::resolve;
 use crate::error::{Error, Result};
+use crate::output::Printer;
 use crate::playbook::Playbook;
-use crate::printer::Printer;
+use crate::playbook::template::record_reads;
 use crate::remote::binary::Binary;
 use crate::remote::bundle::Bundle;
 use crate::remote::interrupt;
@@ -20,8 +22,6 @@ use crate::remote::report::{Mode as HostMode, Status};
 use crate::remote::session::Event;
 use crate::remote::target::Target;
 use crate::remote::{Fleet, Host, PrivateDir};
-use crate::resolve::resolve;
-use crate::template::record_reads;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

@@ -3,10 +3,10 @@
 use serde_json::json;
 
 use crate::cli::Settings;
+use crate::engine::lock::lock;
+use crate::engine::runs::{self, Recorder, describe};
 use crate::error::{Error, Result};
-use crate::lock::lock;
-use crate::printer::Printer;
-use crate::runs::{self, Recorder, describe};
+use crate::output::Printer;
 
 /// Restores what the last run (or runs N.. to the last) changed; itself a run. Exit 0, or 2 with
 /// `--check` when something would be restored.
@@ -54,7 +54,7 @@ pub fn run(to: Option<u64>, check: bool, keep_runs: usize, settings: &Settings, 
     if check {
         return Ok(if steps.is_empty() { 0 } else { 2 });
     }
-    crate::stop::catch();
+    crate::engine::stop::catch();
     // The state now of what is put back, so that the rollback can itself be rolled back.
     let mut recorder = Recorder::default();
     let mut before = Vec::new();
@@ -65,10 +65,10 @@ pub fn run(to: Option<u64>, check: bool, keep_runs: usize, settings: &Settings, 
     // A file's content now is stored too (state_of without storing only digested it).
     let mut stored = Recorder::default();
     for path in &before {
-        let id = crate::resource::ResourceId::new("path", &path.to_string_lossy());
-        let file = crate::resources::AnyResource::File(crate::resources::File {
+        let id = crate::kinds::resource::ResourceId::new("path", &path.to_string_lossy());
+        let file = crate::kinds::AnyResource::File(crate::kinds::File {
             path: path.clone(),
-            state: crate::resource::State::Present,
+            state: crate::kinds::resource::State::Present,
             content: None,
             ownership: Default::default(),
             mode: None,
@@ -93,8 +93,8 @@ pub fn run(to: Option<u64>, check: bool, keep_runs: usize, settings: &Settings, 
 /// apply does for a changed unit file; without a service manager (`--root`) they are listed as
 /// skipped.
 fn run_unit_triggers(host: &crate::host::Host, steps: &[runs::Restore], printer: &mut Printer) -> Result<()> {
-    use crate::trigger::{Step, Trigger};
-    let unit_dir = std::path::Path::new(crate::resources::systemd_unit::UNIT_DIR);
+    use crate::engine::trigger::{Step, Trigger};
+    let unit_dir = std::path::Path::new(crate::kinds::systemd_unit::UNIT_DIR);
     let mut units: Vec<String> = Vec::new();
     for step in steps {
         let Ok(rest) = step.path.strip_prefix(unit_dir) else { continue };
@@ -120,13 +120,13 @@ fn run_unit_triggers(host: &crate::host::Host, steps: &[runs::Restore], printer:
     };
     host.observe_units(&units)?;
     for unit in &units {
-        let active = host.unit_status(unit)?.is_some_and(|s| crate::resources::systemd_unit::observed_state(&s).2);
+        let active = host.unit_status(unit)?.is_some_and(|s| crate::kinds::systemd_unit::observed_state(&s).2);
         if active {
             triggers.push(Trigger { step: Step::Restart, unit: Some(unit.clone()), reason: reason.clone() });
         }
     }
-    let settle = |_: &str| crate::systemd::DEFAULT_SETTLE;
-    crate::apply::run_triggers(&triggers, systemd, &settle, host, printer)?;
+    let settle = |_: &str| crate::host::systemd::DEFAULT_SETTLE;
+    crate::engine::apply::run_triggers(&triggers, systemd, &settle, host, printer)?;
     Ok(())
 }
 

@@ -3,9 +3,9 @@
 use std::path::Path;
 
 use crate::cli::Settings;
+use crate::engine::saved::SavedPlan;
 use crate::error::Result;
-use crate::printer::Printer;
-use crate::saved::SavedPlan;
+use crate::output::Printer;
 
 pub fn run(file: &Path, _settings: &Settings, printer: &mut Printer) -> Result<u8> {
     let saved = SavedPlan::load(file)?;

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crate::cli::Settings;
 use crate::error::Result;
-use crate::printer::Printer;
+use crate::output::Printer;
 
 pub fn run(path: &Path, settings: &Settings, printer: &mut Printer) -> Result<u8> {
     let resolved = super::load_and_resolve(path, settings, printer)?;

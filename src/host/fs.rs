@@ -595,8 +595,30 @@ pub fn read_input(path: &Path) -> io::Result<Vec<u8>> {
     if bytes.len() as u64 > limit {
         return Err(too_big(&shown, bytes.len() as u64, limit));
     }
-    crate::saved::note_input(path, &bytes);
+    note_input(path, &bytes);
     Ok(bytes)
+}
+
+thread_local! {
+    static INPUTS: std::cell::RefCell<Option<Vec<(PathBuf, String)>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` and returns it with every input file it read through [`read_input`] (a saved plan
+/// records them), each once, with the sha256 of what was read.
+pub fn record_inputs<T>(f: impl FnOnce() -> T) -> (T, Vec<(PathBuf, String)>) {
+    INPUTS.with(|r| r.replace(Some(Vec::new())));
+    let value = f();
+    (value, INPUTS.with(|r| r.take()).unwrap_or_default())
+}
+
+fn note_input(path: &Path, bytes: &[u8]) {
+    INPUTS.with(|r| {
+        if let Some(inputs) = r.borrow_mut().as_mut()
+            && !inputs.iter().any(|(p, _)| p == path)
+        {
+            inputs.push((path.to_owned(), hex(&Sha256::digest(bytes))));
+        }
+    });
 }
 
 /// [`read_input`] of a text: UTF-8, or an error that says where it stops being.
@@ -620,7 +642,7 @@ impl Drop for Forget<'_> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stat {
     pub kind: FileKind,
-    pub mode: crate::mode::Mode,
+    pub mode: crate::host::mode::Mode,
     pub uid: u32,
     pub gid: u32,
     pub size: u64,
@@ -632,7 +654,7 @@ impl From<&FileStat> for Stat {
     fn from(s: &FileStat) -> Stat {
         Stat {
             kind: kind_of(s),
-            mode: crate::mode::Mode(s.st_mode & 0o7777),
+            mode: crate::host::mode::Mode(s.st_mode & 0o7777),
             uid: s.st_uid,
             gid: s.st_gid,
             size: s.st_size as u64,

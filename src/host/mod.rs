@@ -8,9 +8,12 @@
 //! through NSS (nix), so users from LDAP or sssd count too.
 
 mod fs;
+pub mod mode;
 mod process;
+pub mod systemd;
+pub mod unit_file;
 
-pub use fs::{FileKind, MAX_READ, Stat, hex, read_input, read_input_text};
+pub use fs::{FileKind, MAX_READ, Stat, hex, read_input, read_input_text, record_inputs};
 pub use process::{PATH, Program, Scratch};
 
 use std::collections::HashMap;
@@ -21,8 +24,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use crate::error::{Error, Result};
-use crate::mode::Mode;
-use crate::systemd::{Systemd, UnitStatus};
+use crate::host::mode::Mode;
+use crate::host::systemd::{Systemd, UnitStatus};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserEntry {
@@ -274,7 +277,7 @@ impl Host {
         let Some(systemd) = self.systemd()? else { return Ok(()) };
         let missing: Vec<String> = {
             let known = self.units.lock().unwrap();
-            let template = |n: &String| crate::unit_file::is_template(n);
+            let template = |n: &String| crate::host::unit_file::is_template(n);
             names.iter().filter(|n| !known.contains_key(*n) && !template(n)).cloned().collect()
         };
         if missing.is_empty() {
@@ -291,7 +294,7 @@ impl Host {
     /// A unit's status as systemd reports it; None without a bus, and for a template
     /// (`app@.service`), which systemd cannot load: its instances are the units.
     pub fn unit_status(&self, name: &str) -> Result<Option<UnitStatus>> {
-        if self.systemd()?.is_none() || crate::unit_file::is_template(name) {
+        if self.systemd()?.is_none() || crate::host::unit_file::is_template(name) {
             return Ok(None);
         }
         if let Some(status) = self.units.lock().unwrap().get(name) {

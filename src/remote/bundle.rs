@@ -24,7 +24,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::template::FileRead;
+use crate::playbook::template::FileRead;
 
 use super::tar::Tar;
 

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, PlaybookError, PlaybookErrors, Result, Source, did_you_mean};
 use crate::playbook::parse_yaml;
-use crate::yaml_node::{Node, Value};
+use crate::playbook::yaml_node::{Node, Value};
 
 use super::target::Target;
 

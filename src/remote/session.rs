@@ -230,7 +230,7 @@ impl Session<'_> {
             prelude = self.prelude()
         );
         let path = self.fleet.binary.path.clone();
-        let _spinner = crate::progress::spinner(format!(
+        let _spinner = crate::output::progress::spinner(format!(
             "{}: uploading converge ({:.1} MB)",
             self.target.name,
             size as f64 / 1_000_000.0

@@ -17,8 +17,9 @@ const HEADER: &str = "# yaml-language-server: $schema=../schema/converge.schema.
 
 fn the_committed_schema_is_what_converge_schema_prints() {
     let run = Test::new().run_args(&["schema"]).success();
-    let committed = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(converge::schema::REPO_PATH))
-        .expect("schema/converge.schema.json");
+    let committed =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(converge::kinds::schema::REPO_PATH))
+            .expect("schema/converge.schema.json");
     assert!(
         run.stdout == committed,
         "schema/converge.schema.json is stale: run `converge schema > schema/converge.schema.json`"

@@ -327,8 +327,8 @@ pub fn ids_of(user: &str) -> (u32, u32) {
 /// checked by the jsonschema crate; empty when it is valid.
 pub fn schema_errors(yaml: &str) -> Vec<String> {
     static VALIDATOR: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
-    let validator =
-        VALIDATOR.get_or_init(|| jsonschema::draft202012::new(&converge::schema::schema()).expect("a valid schema"));
-    let instance = converge::yaml_node::Node::parse(yaml).expect("YAML").to_json();
+    let validator = VALIDATOR
+        .get_or_init(|| jsonschema::draft202012::new(&converge::kinds::schema::schema()).expect("a valid schema"));
+    let instance = converge::playbook::yaml_node::Node::parse(yaml).expect("YAML").to_json();
     validator.iter_errors(&instance).map(|e| format!("{} at {}", e, e.instance_path())).collect()
 }

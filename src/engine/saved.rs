@@ -10,7 +10,6 @@
 //! and their digest; `apply --plan` observes them again for every resource before it changes
 //! anything.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,16 +17,16 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
+use crate::engine::journal::Pending;
+use crate::engine::plan::{Plan, ResourcePlan};
+use crate::engine::resolve::{Entry, Resolved};
+use crate::engine::trigger::{Notify, Trigger};
 use crate::error::{Error, Result};
+use crate::host::mode::Mode;
 use crate::host::{FileKind, Host};
-use crate::journal::Pending;
-use crate::mode::Mode;
-use crate::plan::{Plan, ResourcePlan};
-use crate::resolve::{Entry, Resolved};
-use crate::resource::{Change, Content, Resource, ResourceId};
-use crate::resources::AnyResource;
-use crate::resources::virtualenv::Wanted;
-use crate::trigger::{Notify, Trigger};
+use crate::kinds::AnyResource;
+use crate::kinds::resource::{Change, Content, Resource, ResourceId};
+use crate::kinds::virtualenv::Wanted;
 
 /// What the file says it is.
 pub const FORMAT: &str = "converge-plan";
@@ -230,26 +229,10 @@ impl<'de> Deserialize<'de> for Wanted {
 
 // ----- the files a resolve read -------------------------------------------------------------------
 
-thread_local! {
-    static INPUTS: RefCell<Option<Vec<FileDigest>>> = const { RefCell::new(None) };
-}
-
 /// Runs `f` and returns it with every input file it read (host::read_input), with its sha256.
 pub fn record_inputs<T>(f: impl FnOnce() -> T) -> (T, Vec<FileDigest>) {
-    INPUTS.with(|r| r.replace(Some(Vec::new())));
-    let value = f();
-    (value, INPUTS.with(|r| r.take()).unwrap_or_default())
-}
-
-/// Called by `host::read_input` for each file it read.
-pub fn note_input(path: &Path, bytes: &[u8]) {
-    INPUTS.with(|r| {
-        if let Some(inputs) = r.borrow_mut().as_mut()
-            && !inputs.iter().any(|i| i.path == path)
-        {
-            inputs.push(FileDigest { path: path.to_owned(), sha256: crate::host::hex(&Sha256::digest(bytes)) });
-        }
-    });
+    let (value, read) = crate::host::record_inputs(f);
+    (value, read.into_iter().map(|(path, sha256)| FileDigest { path, sha256 }).collect())
 }
 
 // ----- observation ------------------------------------------------------------------------------
@@ -263,7 +246,7 @@ pub(crate) fn paths(resource: &AnyResource) -> Vec<PathBuf> {
         AnyResource::Virtualenv(r) => vec![r.path.clone()],
         AnyResource::Command(r) => r.creates.iter().cloned().collect(),
         AnyResource::Unit(r) => {
-            let dir = Path::new(crate::resources::systemd_unit::UNIT_DIR).join(format!("{}.d", r.name));
+            let dir = Path::new(crate::kinds::systemd_unit::UNIT_DIR).join(format!("{}.d", r.name));
             std::iter::once(r.path()).chain(r.dropins.iter().map(|(name, _)| dir.join(name))).collect()
         }
         AnyResource::NginxSite(r) => vec![
@@ -272,7 +255,7 @@ pub(crate) fn paths(resource: &AnyResource) -> Vec<PathBuf> {
             PathBuf::from("/etc/nginx/sites-enabled/default"),
         ],
         AnyResource::Tmpfiles(r) => {
-            vec![Path::new(crate::resources::tmpfiles::TMPFILES_DIR).join(format!("{}.conf", r.name))]
+            vec![Path::new(crate::kinds::tmpfiles::TMPFILES_DIR).join(format!("{}.conf", r.name))]
         }
         AnyResource::User(_) | AnyResource::Group(_) | AnyResource::Apt(_) => Vec::new(),
     }
@@ -391,7 +374,7 @@ impl SavedPlan {
     pub fn write(mut self, path: &Path, allow_secrets: bool) -> Result<()> {
         let sensitive: Vec<String> = self.resources.iter().filter(|r| r.sensitive).map(|r| r.id.0.clone()).collect();
         let text = serde_json::to_string_pretty(&self).expect("a plan serializes");
-        let leaks = crate::redact::apply(&text) != text;
+        let leaks = crate::playbook::redact::apply(&text) != text;
         if (leaks || !sensitive.is_empty()) && !allow_secrets {
             let what = if sensitive.is_empty() {
                 "a secret variable's value".to_owned()
@@ -438,7 +421,7 @@ impl SavedPlan {
         let saved: SavedPlan = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
         for r in &saved.resources {
             for secret in &r.secrets {
-                crate::redact::add(secret);
+                crate::playbook::redact::add(secret);
             }
         }
         Ok(saved)
@@ -646,11 +629,11 @@ mod tests {
 
     #[test]
     fn a_desired_state_reads_back_equal() {
-        let file = AnyResource::File(crate::resources::File {
+        let file = AnyResource::File(crate::kinds::File {
             path: "/etc/app.conf".into(),
-            state: crate::resource::State::Present,
+            state: crate::kinds::resource::State::Present,
             content: Some(Content::from(vec![1u8, 2, 200])),
-            ownership: crate::resource::Ownership { owner: Some("www-data".into()), group: None },
+            ownership: crate::kinds::resource::Ownership { owner: Some("www-data".into()), group: None },
             mode: Some(Mode(0o2750)),
         });
         let json = serde_json::to_value(&file).unwrap();

@@ -1,6 +1,6 @@
 //! Every kind's attributes, with their types: the one table that validation reads (`Attrs`
 //! accepts exactly these keys and reports the others as unknown) and that `converge schema`
-//! turns into a JSON Schema (`schema.rs`). A kind's constructor (`resources/*.rs`) reads its
+//! turns into a JSON Schema (`schema.rs`). A kind's constructor (`kinds/*.rs`) reads its
 //! attributes through `Attrs` by these names; in debug builds `Attrs` panics when it reads a key
 //! the table lacks, or when the table has one the constructor never reads.
 

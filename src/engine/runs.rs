@@ -10,12 +10,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::engine::plan::Counts;
 use crate::error::{Error, Result};
+use crate::host::mode::Mode;
 use crate::host::{FileKind, Host};
-use crate::mode::Mode;
-use crate::plan::Counts;
-use crate::resource::ResourceId;
-use crate::resources::AnyResource;
+use crate::kinds::AnyResource;
+use crate::kinds::resource::ResourceId;
 
 pub const RUNS: &str = "/var/lib/converge/runs";
 pub const OBJECTS: &str = "/var/lib/converge/objects";
@@ -71,7 +71,7 @@ pub struct Run {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AppliedResource {
     pub id: ResourceId,
-    pub changes: Vec<crate::saved::SavedChange>,
+    pub changes: Vec<crate::engine::saved::SavedChange>,
 }
 
 /// Collects the previous state of what an apply changes, as it goes.
@@ -101,7 +101,7 @@ impl Recorder {
                 .push((id.clone(), "it is sensitive: its previous content is not kept in the run record".into()));
             return Ok(());
         }
-        for path in crate::saved::paths(resource) {
+        for path in crate::engine::saved::paths(resource) {
             self.capture_path(host, id, &path)
                 .map_err(|e| Error::resource_io(id, "cannot record its previous state", e))?;
         }
@@ -210,7 +210,7 @@ pub fn record(
     host: &Host,
     kind: &str,
     playbook: &str,
-    applied: &[crate::plan::ResourcePlan],
+    applied: &[crate::engine::plan::ResourcePlan],
     recorder: Recorder,
     rollback_of: Vec<u64>,
     keep: usize,
@@ -254,13 +254,15 @@ pub fn record(
 
 /// A change as the run record keeps it: content by size and sha256 only (the previous content
 /// is in the objects; the new one is on the host).
-fn digest_only(change: &crate::resource::Change) -> crate::saved::SavedChange {
-    use crate::resource::{Change, Content};
+fn digest_only(change: &crate::kinds::resource::Change) -> crate::engine::saved::SavedChange {
+    use crate::kinds::resource::{Change, Content};
     let digest = |c: &Content| Content::Large { len: c.len(), sha256: c.sha256() };
     match change {
-        Change::Content { file, from, to } => {
-            crate::saved::SavedChange::Content { file: file.clone(), from: from.as_ref().map(digest), to: digest(to) }
-        }
+        Change::Content { file, from, to } => crate::engine::saved::SavedChange::Content {
+            file: file.clone(),
+            from: from.as_ref().map(digest),
+            to: digest(to),
+        },
         other => other.into(),
     }
 }

@@ -7,13 +7,13 @@
 
 use std::path::PathBuf;
 
-use crate::attrs::Attrs;
 use crate::error::{Error, Result};
+use crate::host::mode::Mode;
 use crate::host::{FileKind, Host};
-use crate::mode::Mode;
-use crate::resource::{Change, Ownership, Resource, State};
-use crate::resources::file::apply_attributes;
-use crate::resources::{observe_owner, owner_ids};
+use crate::kinds::file::apply_attributes;
+use crate::kinds::resource::{Change, Ownership, Resource, State};
+use crate::kinds::{observe_owner, owner_ids};
+use crate::playbook::attrs::Attrs;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Directory {

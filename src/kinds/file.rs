@@ -7,13 +7,13 @@
 
 use std::path::PathBuf;
 
-use crate::attrs::Attrs;
 use crate::error::{Error, Result};
+use crate::host::mode::Mode;
 use crate::host::{FileKind, Host};
-use crate::mode::Mode;
-use crate::resource::{Change, Content, Ownership, Resource, State};
-use crate::resources::{observe_owner, owner_ids};
-use crate::yaml_node::Span;
+use crate::kinds::resource::{Change, Content, Ownership, Resource, State};
+use crate::kinds::{observe_owner, owner_ids};
+use crate::playbook::attrs::Attrs;
+use crate::playbook::yaml_node::Span;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct File {

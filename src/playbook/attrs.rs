@@ -2,21 +2,21 @@
 //!
 //! Each getter renders templates, checks the type and records a labelled error instead of
 //! stopping, so that `validate` reports every mistake at once. The keys a kind accepts are its row
-//! of `kinds.rs`; `finish` reports the others as unknown, with the nearest known key as a hint.
+//! of `kinds/table.rs`; `finish` reports the others as unknown, with the nearest known key as a hint.
 
 use std::path::{Path, PathBuf};
 
 use crate::error::{PlaybookError, did_you_mean};
-use crate::mode::Mode;
-use crate::resource::State;
-use crate::template::Templates;
-use crate::yaml_node::{Node, Span, Value};
+use crate::host::mode::Mode;
+use crate::kinds::resource::State;
+use crate::playbook::template::Templates;
+use crate::playbook::yaml_node::{Node, Span, Value};
 
 pub struct Attrs<'a> {
     entries: &'a [(Node, Node)],
     kind: &'static str,
-    /// The kind's attributes (`kinds.rs`): the keys it accepts.
-    table: &'static crate::kinds::Kind,
+    /// The kind's attributes (`kinds/table.rs`): the keys it accepts.
+    table: &'static crate::kinds::table::Kind,
     templates: &'a Templates,
     pub errors: &'a mut Vec<PlaybookError>,
     /// The keys read so far, to check the table against what the constructor reads.
@@ -34,7 +34,7 @@ impl<'a> Attrs<'a> {
         templates: &'a Templates,
         errors: &'a mut Vec<PlaybookError>,
     ) -> Attrs<'a> {
-        let table = crate::kinds::kind(kind).unwrap_or_else(|| panic!("kind {kind} is not in kinds::KINDS"));
+        let table = crate::kinds::table::kind(kind).unwrap_or_else(|| panic!("kind {kind} is not in kinds::KINDS"));
         let errors_before = errors.len();
         Attrs { entries, kind, table, templates, errors, known: vec![kind], rendered: Vec::new(), errors_before }
     }
@@ -42,8 +42,8 @@ impl<'a> Attrs<'a> {
     /// The raw node of `key`, marking the key as read.
     pub fn node(&mut self, key: &'static str) -> Option<&'a Node> {
         debug_assert!(
-            key == self.kind || crate::kinds::attr_of(self.table, key).is_some(),
-            "{} reads `{key}`, which src/kinds.rs does not list for it",
+            key == self.kind || crate::kinds::table::attr_of(self.table, key).is_some(),
+            "{} reads `{key}`, which src/kinds/table.rs does not list for it",
             self.kind
         );
         self.known.push(key);
@@ -123,7 +123,7 @@ impl<'a> Attrs<'a> {
 
     /// `owner` and `group` of a file: names of existing accounts, so not held to useradd's
     /// rules (a Debian image has `Debian-exim`), but never empty, an option, a list or a path.
-    pub fn ownership(&mut self) -> crate::resource::Ownership {
+    pub fn ownership(&mut self) -> crate::kinds::resource::Ownership {
         let name = |attrs: &mut Attrs, key: &'static str| {
             let node = attrs.node(key)?;
             let name = attrs.render_string(key, node)?;
@@ -145,7 +145,7 @@ impl<'a> Attrs<'a> {
         };
         let owner = name(self, "owner");
         let group = name(self, "group");
-        crate::resource::Ownership { owner, group }
+        crate::kinds::resource::Ownership { owner, group }
     }
 
     /// A boolean: `true`/`false`, or a template that renders to one of them.
@@ -377,21 +377,21 @@ impl<'a> Attrs<'a> {
         }
     }
 
-    /// Reports every key that the kind's table (`kinds.rs`) does not list.
+    /// Reports every key that the kind's table (`kinds/table.rs`) does not list.
     pub fn finish(self) {
         // The table and the constructor agree: an entry without mistakes was read whole.
         if self.errors.len() == self.errors_before {
-            for attr in self.table.attrs.iter().chain(crate::kinds::COMMON) {
+            for attr in self.table.attrs.iter().chain(crate::kinds::table::COMMON) {
                 debug_assert!(
                     self.known.contains(&attr.name),
-                    "src/kinds.rs lists `{}` for {}, which its constructor never reads",
+                    "src/kinds/table.rs lists `{}` for {}, which its constructor never reads",
                     attr.name,
                     self.kind
                 );
             }
         }
         let known: Vec<&'static str> = std::iter::once(self.kind)
-            .chain(self.table.attrs.iter().chain(crate::kinds::COMMON).map(|a| a.name))
+            .chain(self.table.attrs.iter().chain(crate::kinds::table::COMMON).map(|a| a.name))
             .collect();
         for (key, _) in self.entries {
             let Some(name) = key.as_str() else {
@@ -409,7 +409,7 @@ impl<'a> Attrs<'a> {
             }
             let help = match did_you_mean(name, known.iter().copied()) {
                 Some(s) => format!("did you mean `{s}`?"),
-                None if crate::resources::KINDS.contains(&name) => {
+                None if crate::kinds::KINDS.contains(&name) => {
                     "a resource has one kind key, the first: start a new list item (`- `) for this one".to_owned()
                 }
                 None => {

@@ -8,10 +8,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::trigger::{Action, Request};
 use crate::error::{Error, Result};
 use crate::host::Host;
-use crate::mode::Mode;
-use crate::trigger::{Action, Request};
+use crate::host::mode::Mode;
 
 pub const PATH: &str = "/var/lib/converge/pending-triggers.json";
 
@@ -73,7 +73,7 @@ pub fn save(host: &Host, pending: &Pending) -> Result<()> {
     host.create_dirs(path.parent().expect("a directory")).map_err(io)?;
     let json = serde_json::to_string_pretty(pending).expect("plain data serializes");
     // Reasons name resources; a secret has no place on disk either.
-    let json = crate::redact::apply(&json).into_owned().into_bytes();
+    let json = crate::playbook::redact::apply(&json).into_owned().into_bytes();
     host.write_system_file(path, &json, Mode(0o600)).map_err(io)
 }
 

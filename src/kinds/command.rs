@@ -6,11 +6,11 @@
 
 use std::path::PathBuf;
 
-use crate::attrs::Attrs;
 use crate::error::{Error, Result};
 use crate::host::Host;
-use crate::resource::{Change, Resource};
-use crate::yaml_node::{Span, Value};
+use crate::kinds::resource::{Change, Resource};
+use crate::playbook::attrs::Attrs;
+use crate::playbook::yaml_node::{Span, Value};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Command {

@@ -9,12 +9,13 @@ use std::path::Path;
 use serde_json::json;
 use similar::TextDiff;
 
-use crate::apply::Applied;
-use crate::plan::{Action, Counts, Plan, ResourcePlan};
-use crate::resource::{Change, Content, ResourceId};
-use crate::trigger::Trigger;
+use crate::engine::apply::Applied;
+use crate::engine::plan::{Action, Counts, Plan, ResourcePlan};
+use crate::engine::trigger::Trigger;
+use crate::kinds::resource::{Change, Content, ResourceId};
 
 // Remote runs: records that other hosts' engines sent back, prefixed by host.
+pub mod progress;
 mod remote;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -52,15 +53,15 @@ impl Printer {
     /// Every human line passes here: secrets are replaced, and control characters from the
     /// host or the playbook are escaped (the printer's own colors aside).
     fn line(&mut self, text: impl AsRef<str>) {
-        let text = crate::redact::apply(text.as_ref());
+        let text = crate::playbook::redact::apply(text.as_ref());
         let text = terminal_safe(&text, self.color);
         let out = &mut self.out;
-        crate::progress::suspend(|| writeln!(out, "{text}")).ok();
+        crate::output::progress::suspend(|| writeln!(out, "{text}")).ok();
     }
 
     /// Every JSON record passes here; serde_json escapes control characters itself.
     fn json(&mut self, value: serde_json::Value) {
-        let _ = writeln!(self.out, "{}", crate::redact::apply(&value.to_string()));
+        let _ = writeln!(self.out, "{}", crate::playbook::redact::apply(&value.to_string()));
     }
 
     /// The plan: each differing resource with its changes, then the triggers, then a summary.
@@ -243,7 +244,7 @@ impl Printer {
     }
 
     /// A site that an interrupted run had left untested, now tested: kept or rolled back.
-    pub fn finished_interrupted(&mut self, f: &crate::resources::nginx_site::Finished) {
+    pub fn finished_interrupted(&mut self, f: &crate::kinds::nginx_site::Finished) {
         match self.format {
             Format::Json => self.json(json!({
                 "type": "finished", "id": f.id.to_string(), "accepted": f.accepted, "message": f.message,
@@ -318,14 +319,14 @@ impl Printer {
     }
 
     /// The modules a playbook can use, with their parameters.
-    pub fn modules(&mut self, modules: &[crate::module::Module]) {
+    pub fn modules(&mut self, modules: &[crate::playbook::module::Module]) {
         if self.format == Format::Json {
             for m in modules {
                 let params: Vec<serde_json::Value> = m
                     .params
                     .iter()
                     .map(|p| {
-                        let default = p.default.as_ref().map(crate::yaml_node::Node::to_json);
+                        let default = p.default.as_ref().map(crate::playbook::yaml_node::Node::to_json);
                         json!({"name": p.name, "type": p.kind.name(), "default": default, "description": p.description})
                     })
                     .collect();
@@ -408,7 +409,7 @@ impl Printer {
     }
 
     /// Before `show FILE` prints a saved plan: what it was made from, when and for what.
-    pub fn saved_plan_header(&mut self, saved: &crate::saved::SavedPlan) {
+    pub fn saved_plan_header(&mut self, saved: &crate::engine::saved::SavedPlan) {
         let root = saved.root.as_ref().map(|r| r.display().to_string());
         if self.format == Format::Json {
             let files: Vec<_> = saved
@@ -448,24 +449,24 @@ impl Printer {
         if self.format == Format::Json {
             let mut out = std::io::stdout().lock();
             for record in error_records(error) {
-                let _ = writeln!(out, "{}", crate::redact::apply(&record.to_string()));
+                let _ = writeln!(out, "{}", crate::playbook::redact::apply(&record.to_string()));
             }
         }
         let theme =
             if self.color { miette::GraphicalTheme::unicode() } else { miette::GraphicalTheme::unicode_nocolor() };
         let mut text = String::new();
         // Wrapping could cut a secret in two, where the search for it would miss it.
-        let width = if crate::redact::any() { usize::MAX / 4 } else { 100 };
+        let width = if crate::playbook::redact::any() { usize::MAX / 4 } else { 100 };
         let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(width);
         let _ = handler.render_report(&mut text, error);
-        let text = crate::redact::apply(&text);
+        let text = crate::playbook::redact::apply(&text);
         // Not eprint!, which panics when stderr is gone (a remote run whose connection dropped).
         let _ = std::io::Write::write_all(&mut std::io::stderr(), terminal_safe(&text, self.color).as_bytes());
     }
 }
 
 /// What `finished_interrupted` says, here and (from its record) for a remote host.
-pub fn finished_text(f: &crate::resources::nginx_site::Finished) -> String {
+pub fn finished_text(f: &crate::kinds::nginx_site::Finished) -> String {
     let head = format!("{}: a run was stopped before nginx -t answered;", f.id);
     if f.accepted {
         format!("{head} nginx -t accepts it now: kept")
@@ -535,7 +536,7 @@ fn records(error: &dyn miette::Diagnostic, typed: Option<&crate::error::Error>) 
 /// A sensitive resource still shows the attributes that name things (mode, owner, ...) when
 /// they hold no secret.
 fn shown_when_sensitive(attr: &str, to: &str) -> bool {
-    crate::resolve::NOT_SECRET.contains(&attr) && crate::redact::apply(to) == to
+    crate::engine::resolve::NOT_SECRET.contains(&attr) && crate::playbook::redact::apply(to) == to
 }
 
 /// What a sensitive resource shows instead of a value, and instead of its guard.

@@ -11,11 +11,11 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use crate::attrs::Attrs;
 use crate::error::{Error, Result};
 use crate::host::Host;
-use crate::resource::{Change, Resource, ResourceId, State};
-use crate::yaml_node::{Node, Span, Value};
+use crate::kinds::resource::{Change, Resource, ResourceId, State};
+use crate::playbook::attrs::Attrs;
+use crate::playbook::yaml_node::{Node, Span, Value};
 
 const STATUS: &str = "/var/lib/dpkg/status";
 /// Rewritten by every `apt-get update`; missing on an image whose lists were never fetched. (The
@@ -140,7 +140,7 @@ impl Apt {
             host.program(&argv).env("DEBIAN_FRONTEND", "noninteractive").env("LC_ALL", "C").network(true).command();
         command.stdin(std::process::Stdio::null());
         // With -v on a terminal, apt-get's own output streams (to stderr: stdout is converge's).
-        if crate::progress::stream_tool_output() {
+        if crate::output::progress::stream_tool_output() {
             use std::os::fd::AsFd;
             let cannot = |e| Error::resource_io(self.id(), "cannot run apt-get", e);
             let stderr = std::io::stderr().as_fd().try_clone_to_owned().map_err(cannot)?;

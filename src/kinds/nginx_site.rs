@@ -20,13 +20,13 @@ use std::os::unix::ffi::OsStringExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 
-use crate::attrs::Attrs;
+use crate::engine::journal::{self, Bytes, Entry, SiteInTest};
 use crate::error::{Error, Result};
+use crate::host::mode::Mode;
 use crate::host::{FileKind, Host};
-use crate::journal::{self, Bytes, Entry, SiteInTest};
-use crate::mode::Mode;
-use crate::resource::{Change, Content, Resource, ResourceId, State};
-use crate::yaml_node::Span;
+use crate::kinds::resource::{Change, Content, Resource, ResourceId, State};
+use crate::playbook::attrs::Attrs;
+use crate::playbook::yaml_node::Span;
 
 const AVAILABLE: &str = "/etc/nginx/sites-available";
 const ENABLED: &str = "/etc/nginx/sites-enabled";

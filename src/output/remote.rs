@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 
 use super::{BOLD, CYAN, Format, GREEN, Printer, RED, YELLOW, plural};
-use crate::plan::Counts;
+use crate::engine::plan::Counts;
 use crate::remote::report::{HostReport, Mode, Outcome, Status};
 
 impl Printer {
@@ -47,8 +47,8 @@ impl Printer {
                 }
                 Some("trigger-ran") => lines.push(format!("{}: done", trigger_name(record))),
                 Some("finished") => {
-                    let finished = crate::resources::nginx_site::Finished {
-                        id: crate::resource::ResourceId(record["id"].as_str().unwrap_or("?").to_owned()),
+                    let finished = crate::kinds::nginx_site::Finished {
+                        id: crate::kinds::resource::ResourceId(record["id"].as_str().unwrap_or("?").to_owned()),
                         accepted: record["accepted"] == json!(true),
                         message: record["message"].as_str().unwrap_or("").to_owned(),
                     };

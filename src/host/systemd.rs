@@ -469,7 +469,7 @@ impl Systemd {
     /// The running instances of a template (`app@.service` -> `app@one.service`, ...): the
     /// loaded units of its pattern that are active, activating or reloading, sorted by name.
     pub fn running_instances(&self, template: &str) -> Result<Vec<String>, SystemdError> {
-        let Some(pattern) = crate::unit_file::instance_pattern(template) else { return Ok(Vec::new()) };
+        let Some(pattern) = crate::host::unit_file::instance_pattern(template) else { return Ok(Vec::new()) };
         let states = ["active", "activating", "reloading"];
         let units = zbus::block_on(self.manager.list_units_by_patterns(&states, &[&pattern]))
             .map_err(|error| unit_error(template, "ListUnitsByPatterns", error))?;

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value as Jinja};
 
 use crate::error::{PlaybookError, Source, did_you_mean};
-use crate::yaml_node::{Node, Span, Value};
+use crate::playbook::yaml_node::{Node, Span, Value};
 
 pub struct Templates {
     env: Environment<'static>,
@@ -65,7 +65,7 @@ impl Templates {
     /// Marks a variable secret; its values are hidden from every output from now on.
     pub fn set_secret(&mut self, name: String, value: Jinja) {
         for text in leaves(&value) {
-            crate::redact::add(&text);
+            crate::playbook::redact::add(&text);
         }
         self.secret.insert(name.clone());
         self.set_var(name, value);

@@ -11,14 +11,14 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::path::PathBuf;
 
-use crate::attrs::Attrs;
+use crate::engine::trigger::Notify;
 use crate::error::{Error, PlaybookError, PlaybookErrors, PlaybookWarning, Result, Source, did_you_mean};
+use crate::kinds::resource::ResourceId;
+use crate::kinds::{AnyResource, KINDS};
+use crate::playbook::attrs::Attrs;
+use crate::playbook::template::{Templates, to_jinja};
+use crate::playbook::yaml_node::{Node, Span, Value};
 use crate::playbook::{Playbook, parse_yaml};
-use crate::resource::ResourceId;
-use crate::resources::{AnyResource, KINDS};
-use crate::template::{Templates, to_jinja};
-use crate::trigger::Notify;
-use crate::yaml_node::{Node, Span, Value};
 
 /// Variables given on the command line.
 #[derive(Debug, Default, Clone)]
@@ -77,7 +77,7 @@ impl Entry {
             }
             Error::Resource { message, source, .. } => Error::Resource {
                 id: self.id.0.clone(),
-                message: crate::redact::apply_with(&message, &self.secrets),
+                message: crate::playbook::redact::apply_with(&message, &self.secrets),
                 source,
             },
             Error::Drift { .. } => Error::Drift { id: self.id.0.clone() },
@@ -321,10 +321,10 @@ fn use_module(
         }
     }
     let name = item.get("use").expect("a use entry");
-    let Some((module, scope)) = crate::module::expand(name, item.get("with"), templates, errors) else {
+    let Some((module, scope)) = crate::playbook::module::expand(name, item.get("with"), templates, errors) else {
         return Vec::new();
     };
-    let at = crate::module::use_span(item);
+    let at = crate::playbook::module::use_span(item);
     let mut resolved = Vec::new();
     for node in module.resources() {
         if node.as_map_first_key() == Some("use") {
@@ -504,7 +504,7 @@ fn hide(
         own.extend(content.lines().map(str::to_owned));
     }
     let named = matches!(resource, AnyResource::Command(c) if c.name.is_some());
-    let shows_secret = crate::redact::apply(&id.0) != id.0;
+    let shows_secret = crate::playbook::redact::apply(&id.0) != id.0;
     let id = if (kind == "command" && !named) || shows_secret {
         ResourceId(format!("{kind}:(sensitive, line {line})"))
     } else {
@@ -535,7 +535,7 @@ fn hide_values(
         }
     }
     for value in &values {
-        crate::redact::add(value);
+        crate::playbook::redact::add(value);
     }
     values
 }
@@ -686,11 +686,11 @@ fn find_cycle(before: &[BTreeSet<usize>], waiting: &[usize]) -> Vec<usize> {
 /// A `directory:` under /run or /var/run: a tmpfs, so it is gone after the next boot.
 fn run_directory_warnings(entries: &[Entry], source: &Source) -> Vec<PlaybookWarning> {
     let dirs = entries.iter().filter_map(|e| match &e.resource {
-        AnyResource::Directory(d) if d.state == crate::resource::State::Present => Some((e, &d.path)),
+        AnyResource::Directory(d) if d.state == crate::kinds::resource::State::Present => Some((e, &d.path)),
         _ => None,
     });
     dirs.filter_map(|(entry, path)| {
-        let help = crate::resources::tmpfiles::run_directory_help(path)?;
+        let help = crate::kinds::tmpfiles::run_directory_help(path)?;
         let message = format!("directory {} is on a tmpfs: it does not survive a reboot", path.display());
         Some(source.error(entry.span, message, "gone after the next boot").help(help).into())
     })
@@ -701,7 +701,7 @@ fn run_directory_warnings(entries: &[Entry], source: &Source) -> Vec<PlaybookWar
 /// `RuntimeDirectory=`, which systemd removes when the service stops, taking the socket file
 /// with it. converge restarts the socket with the service, but a stop by hand still breaks it.
 fn socket_layout_warnings(entries: &[Entry], source: &Source) -> Vec<PlaybookWarning> {
-    let units: Vec<(&Entry, &crate::resources::SystemdUnit)> = entries
+    let units: Vec<(&Entry, &crate::kinds::SystemdUnit)> = entries
         .iter()
         .filter_map(|e| match &e.resource {
             AnyResource::Unit(u) => Some((e, u)),

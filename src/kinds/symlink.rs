@@ -5,10 +5,10 @@
 
 use std::path::PathBuf;
 
-use crate::attrs::Attrs;
 use crate::error::{Error, Result};
 use crate::host::{FileKind, Host};
-use crate::resource::{Change, Resource, State};
+use crate::kinds::resource::{Change, Resource, State};
+use crate::playbook::attrs::Attrs;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Symlink {
@@ -25,7 +25,7 @@ pub enum SymlinkActual {
 }
 
 impl Symlink {
-    pub fn from_attrs(path: PathBuf, at: crate::yaml_node::Span, attrs: &mut Attrs) -> Option<Symlink> {
+    pub fn from_attrs(path: PathBuf, at: crate::playbook::yaml_node::Span, attrs: &mut Attrs) -> Option<Symlink> {
         let state = attrs.state();
         let target = attrs.string("target");
         attrs.one_of(&["target"], state == State::Present, at);

@@ -7,15 +7,15 @@
 //! diff differs from the plan, the output says so. A failure stops the run; what was applied
 //! before it stays applied, and the error says so.
 
+use crate::engine::plan::{Plan, ResourcePlan};
+use crate::engine::resolve::Resolved;
+use crate::engine::trigger::{Step, Trigger};
 use crate::error::{Error, Result};
 use crate::host::Host;
-use crate::plan::{Plan, ResourcePlan};
-use crate::printer::Printer;
-use crate::progress;
-use crate::resolve::Resolved;
-use crate::resources::AnyResource;
-use crate::systemd::{Job, JobAction, Systemd, SystemdError};
-use crate::trigger::{Step, Trigger};
+use crate::host::systemd::{Job, JobAction, Systemd, SystemdError};
+use crate::kinds::AnyResource;
+use crate::output::Printer;
+use crate::output::progress;
 use std::time::Duration;
 
 /// What an apply did.
@@ -23,7 +23,7 @@ use std::time::Duration;
 pub struct Applied {
     pub resources: Vec<ResourcePlan>,
     /// The previous state of what was changed, for the run record (runs.rs).
-    pub recorder: crate::runs::Recorder,
+    pub recorder: crate::engine::runs::Recorder,
 }
 
 /// Fills `applied` as it goes, so that what a failed run did is still known (and recorded).

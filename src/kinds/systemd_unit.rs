@@ -4,7 +4,7 @@
 //! What it does: writes the unit file and drop-ins atomically, enables, disables, masks or
 //! unmasks it (over D-Bus, or with the `[Install]` symlinks under `--root`, as
 //! `systemctl --root` does). Starting, stopping and restarting are triggers: they run after every
-//! file of the run is written and after the one `daemon-reload` (see trigger.rs).
+//! file of the run is written and after the one `daemon-reload` (see engine/trigger.rs).
 //! Without `content` it manages only the state of a unit that a package installed
 //! (`unit: nginx.service` with `enabled: true`). `state: absent` stops, disables and removes it.
 //! Why: systemd does not reload unit files by itself; converge knows which units changed and does
@@ -13,17 +13,17 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::attrs::Attrs;
+use crate::engine::resolve::Resolved;
+use crate::engine::trigger::OnChange;
 use crate::error::{Error, Result};
+use crate::host::mode::Mode;
+use crate::host::systemd::{DEFAULT_SETTLE, UnitStatus};
+use crate::host::unit_file::{UnitFile, check_unit_name, is_template, template_of};
 use crate::host::{FileKind, Host};
-use crate::mode::Mode;
-use crate::resolve::Resolved;
-use crate::resource::{Change, Content, Resource, ResourceId, State};
-use crate::resources::AnyResource;
-use crate::systemd::{DEFAULT_SETTLE, UnitStatus};
-use crate::trigger::OnChange;
-use crate::unit_file::{UnitFile, check_unit_name, is_template, template_of};
-use crate::yaml_node::{Span, Value};
+use crate::kinds::AnyResource;
+use crate::kinds::resource::{Change, Content, Resource, ResourceId, State};
+use crate::playbook::attrs::Attrs;
+use crate::playbook::yaml_node::{Span, Value};
 
 pub const UNIT_DIR: &str = "/etc/systemd/system";
 /// Where packages put their units (a `unit` without content).
@@ -368,7 +368,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 
 /// How to name a unit: its suffix corrected (`ssh.servic` -> `ssh.service`) or added.
 pub fn unit_name_help(name: &str) -> String {
-    let fixed = crate::unit_file::unit_suggestion(name);
+    let fixed = crate::host::unit_file::unit_suggestion(name);
     if check_unit_name(&fixed).is_ok() {
         format!("name the unit with its type, such as {fixed}")
     } else {
@@ -480,7 +480,7 @@ impl Resource for SystemdUnit {
     fn apply(&self, changes: &[Change], host: &Host) -> Result<()> {
         let systemd = host.systemd()?;
         let names = [self.name.clone()];
-        let dbus = |e: crate::systemd::SystemdError| Error::resource(self.id(), e.to_string());
+        let dbus = |e: crate::host::systemd::SystemdError| Error::resource(self.id(), e.to_string());
         if changes.contains(&Change::Remove) {
             match systemd {
                 Some(systemd) => systemd.disable(&names).map_err(dbus)?,

@@ -7,16 +7,16 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use crate::engine::journal::{self, Pending};
+use crate::engine::resolve::Resolved;
+use crate::engine::trigger::{self, Action as TriggerAction, Observed, Request, Trigger, UnitFacts};
 use crate::error::{Error, Result};
 use crate::host::Host;
-use crate::journal::{self, Pending};
-use crate::resolve::Resolved;
-use crate::resource::{Change, ResourceId};
-use crate::resources::AnyResource;
-use crate::resources::SystemdUnit;
-use crate::resources::systemd_unit::observed_state;
-use crate::systemd::UnitStatus;
-use crate::trigger::{self, Action as TriggerAction, Observed, Request, Trigger, UnitFacts};
+use crate::host::systemd::UnitStatus;
+use crate::kinds::AnyResource;
+use crate::kinds::SystemdUnit;
+use crate::kinds::resource::{Change, ResourceId};
+use crate::kinds::systemd_unit::observed_state;
 
 /// What `apply` would do: the resources that differ, and the triggers they set off.
 #[derive(Debug, Default)]
@@ -331,7 +331,7 @@ fn decide_triggers(
         let AnyResource::Unit(unit) = &entry.resource else { continue };
         let changes = changed.iter().find(|r| r.index == index).map(|r| r.changes.as_slice()).unwrap_or_default();
         let status = host.unit_status(&unit.name)?;
-        let instances = match crate::unit_file::is_template(&unit.name) {
+        let instances = match crate::host::unit_file::is_template(&unit.name) {
             true => host.running_instances(&unit.name)?,
             false => Vec::new(),
         };

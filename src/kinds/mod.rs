@@ -8,19 +8,22 @@ pub mod directory;
 pub mod file;
 pub mod group;
 pub mod nginx_site;
+pub mod resource;
+pub mod schema;
 pub mod symlink;
 pub mod systemd_unit;
+pub mod table;
 pub mod tmpfiles;
 pub mod user;
 pub mod virtualenv;
 
 use std::path::Path;
 
-use crate::attrs::Attrs;
 use crate::error::Result;
 use crate::host::{Host, Stat};
-use crate::resource::{Change, Ownership, Resource, ResourceId};
-use crate::yaml_node::Node;
+use crate::kinds::resource::{Change, Ownership, Resource, ResourceId};
+use crate::playbook::attrs::Attrs;
+use crate::playbook::yaml_node::Node;
 
 pub use apt::Apt;
 pub use command::Command;
@@ -35,7 +38,7 @@ pub use user::User;
 pub use virtualenv::Virtualenv;
 
 /// Every kind key a playbook entry can start with (the names of `kinds::KINDS`).
-pub const KINDS: &[&str] = &crate::kinds::names::<{ crate::kinds::KINDS.len() }>();
+pub const KINDS: &[&str] = &crate::kinds::table::names::<{ crate::kinds::table::KINDS.len() }>();
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -177,9 +180,11 @@ impl AnyResource {
     /// `directory` makes its missing parents itself).
     pub fn parent_needed(&self) -> Option<&Path> {
         match self {
-            AnyResource::File(File { path, state: crate::resource::State::Present, .. })
-            | AnyResource::Symlink(Symlink { path, state: crate::resource::State::Present, .. })
-            | AnyResource::Virtualenv(Virtualenv { path, state: crate::resource::State::Present, .. }) => path.parent(),
+            AnyResource::File(File { path, state: crate::kinds::resource::State::Present, .. })
+            | AnyResource::Symlink(Symlink { path, state: crate::kinds::resource::State::Present, .. })
+            | AnyResource::Virtualenv(Virtualenv { path, state: crate::kinds::resource::State::Present, .. }) => {
+                path.parent()
+            }
             _ => None,
         }
     }
@@ -207,8 +212,8 @@ impl AnyResource {
 
     /// Triggers a change of this resource always sets off, besides its `notify:`: a changed
     /// nginx site reloads nginx, or starts it when it is not running.
-    pub fn implicit_notify(&self) -> Vec<crate::trigger::Notify> {
-        use crate::trigger::{Action, Notify};
+    pub fn implicit_notify(&self) -> Vec<crate::engine::trigger::Notify> {
+        use crate::engine::trigger::{Action, Notify};
         match self {
             AnyResource::NginxSite(_) => [Action::Reload, Action::Start]
                 .into_iter()
@@ -221,7 +226,7 @@ impl AnyResource {
     /// The packages an `apt` resource installs, for "packages before what uses them" ordering.
     pub fn packages(&self) -> &[String] {
         match self {
-            AnyResource::Apt(apt) if apt.state == crate::resource::State::Present => &apt.packages,
+            AnyResource::Apt(apt) if apt.state == crate::kinds::resource::State::Present => &apt.packages,
             _ => &[],
         }
     }
@@ -282,7 +287,7 @@ pub fn account_name_problem(name: &str) -> Option<&'static str> {
 }
 
 /// Reports `name` (of a user or group, for `what`) when it is not a valid account name.
-pub fn check_account_name(attrs: &mut Attrs, what: &str, name: &str, span: crate::yaml_node::Span) -> bool {
+pub fn check_account_name(attrs: &mut Attrs, what: &str, name: &str, span: crate::playbook::yaml_node::Span) -> bool {
     let Some(problem) = account_name_problem(name) else { return true };
     let shown = crate::error::escape(name);
     attrs.error(

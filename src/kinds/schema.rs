@@ -1,5 +1,5 @@
 //! `converge schema`: a JSON Schema (draft 2020-12) of playbooks and modules, generated from the
-//! attribute table that validation reads (`kinds.rs`), so the two cannot drift apart.
+//! attribute table that validation reads (`kinds/table.rs`), so the two cannot drift apart.
 //!
 //! Editors with the YAML language server use it through the first line of a playbook:
 //! `# yaml-language-server: $schema=../schema/converge.schema.json`. It checks the shape (keys,
@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::kinds::{self, Attr, Kind, Type};
+use crate::kinds::table::{self as kinds, Attr, Kind, Type};
 
 /// Where the repository keeps the generated schema (a test checks it is current).
 pub const REPO_PATH: &str = "schema/converge.schema.json";

@@ -7,11 +7,11 @@
 //! converge removes the user from the others (`usermod --groups`). The plan shows both.
 //! `state: absent` removes the account but keeps its home directory.
 
-use crate::attrs::Attrs;
 use crate::error::{Error, Result};
 use crate::host::{Host, UserEntry};
-use crate::resource::{Change, Resource, State};
-use crate::resources::{check_account_name, run_tool};
+use crate::kinds::resource::{Change, Resource, State};
+use crate::kinds::{check_account_name, run_tool};
+use crate::playbook::attrs::Attrs;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct User {

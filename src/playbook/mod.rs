@@ -1,9 +1,17 @@
-//! `load`: a playbook file read into a YAML tree whose nodes keep their spans.
+//! The playbook layer: a playbook file read into a YAML tree whose nodes keep their spans
+//! (`load`, here), the attribute readers the kinds use (`attrs`), templates, modules and secret
+//! values (`redact`). It knows nothing of the engine, the kinds or the output.
+
+pub mod attrs;
+pub mod module;
+pub mod redact;
+pub mod template;
+pub mod yaml_node;
 
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, PlaybookErrors, Result, Source};
-use crate::yaml_node::{Node, Span};
+use crate::playbook::yaml_node::{Node, Span};
 
 /// A playbook as read from disk, not yet resolved.
 pub struct Playbook {

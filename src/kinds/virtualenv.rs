@@ -19,13 +19,13 @@ use std::str::FromStr;
 use pep440_rs::{Version, VersionSpecifiers};
 use pep508_rs::{ExtraName, MarkerEnvironment, MarkerEnvironmentBuilder, Requirement, VersionOrUrl};
 
-use crate::attrs::Attrs;
 use crate::error::{Error, Result, Source};
+use crate::host::mode::Mode;
 use crate::host::{FileKind, Host};
-use crate::mode::Mode;
-use crate::resource::{Change, Ownership, Resource, State};
-use crate::resources::observe_owner;
-use crate::yaml_node::{Node, Span};
+use crate::kinds::observe_owner;
+use crate::kinds::resource::{Change, Ownership, Resource, State};
+use crate::playbook::attrs::Attrs;
+use crate::playbook::yaml_node::{Node, Span};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Virtualenv {
@@ -1080,7 +1080,7 @@ impl<'h> Runner<'h> {
             };
             if bits & 1 == 0 {
                 let what = if stat.kind == FileKind::Directory { "search" } else { "execute" };
-                let owner = crate::resources::observe_owner(self.host, &stat)
+                let owner = crate::kinds::observe_owner(self.host, &stat)
                     .map(|(u, g)| format!("{u}:{g}"))
                     .unwrap_or_else(|_| format!("{}:{}", stat.uid, stat.gid));
                 return Ok(Some(format!("no {what} permission on {} ({owner}, {})", path.display(), stat.mode)));
@@ -1105,7 +1105,7 @@ impl<'h> Runner<'h> {
         let cannot = |e: std::io::Error| format!(": cannot run `{shown}`: {e}");
         // With secrets about, pip's output is kept and shown only through the printer, which
         // hides them (pip would print an index URL's token, or a requirement given as a secret).
-        if !quiet && !crate::redact::any() && crate::progress::stream_tool_output() {
+        if !quiet && !crate::playbook::redact::any() && crate::output::progress::stream_tool_output() {
             let stderr = std::io::stderr().as_fd().try_clone_to_owned().map_err(cannot)?;
             let status = command.stdout(Stdio::from(stderr)).stderr(Stdio::inherit()).status().map_err(cannot)?;
             return if status.success() { Ok(()) } else { Err(format!("({status}); its output is above")) };

@@ -1,6 +1,6 @@
 //! Triggers: what the changes of a run set off in systemd, decided by a pure function of what
 //! changed and what systemd reported (DESIGN.md, section 4), so that every rule has a table-driven
-//! test. `systemd.rs` carries the decisions out; this module never talks to the host.
+//! test. `host/systemd.rs` carries the decisions out; this module never talks to the host.
 //!
 //! The rules, as the tests name them:
 //! 1. A changed unit file or drop-in, a changed enablement, or a managed unit whose
@@ -78,8 +78,8 @@ impl Notify {
             let close = close.map(|c| format!("did you mean `{c}`? ")).unwrap_or_default();
             return Err(format!("{close}`{action}` is not an action: use restart, reload, start or stop"));
         };
-        if crate::unit_file::check_unit_name(unit).is_err() {
-            return Err(crate::resources::systemd_unit::unit_name_help(unit));
+        if crate::host::unit_file::check_unit_name(unit).is_err() {
+            return Err(crate::kinds::systemd_unit::unit_name_help(unit));
         }
         Ok(Notify { action, unit: unit.to_owned() })
     }
@@ -298,7 +298,7 @@ impl Decision<'_> {
 
     /// Rules 3 and 4: the unit's own files changed.
     fn changed(&mut self, unit: &UnitFacts, reason: &str) {
-        if crate::unit_file::is_template(&unit.name) {
+        if crate::host::unit_file::is_template(&unit.name) {
             let socket = self.socket_of(unit).cloned();
             for name in &unit.instances {
                 let instance = self.instance(unit, name);
@@ -324,7 +324,7 @@ impl Decision<'_> {
         };
         if let Some((socket, service)) = pair {
             // A template's instances (of an Accept=yes socket) stop in its place.
-            let services = match crate::unit_file::is_template(&service.name) {
+            let services = match crate::host::unit_file::is_template(&service.name) {
                 true => service.instances.iter().map(|name| self.instance(&service, name)).collect(),
                 false => vec![service.clone()],
             };
@@ -354,7 +354,7 @@ impl Decision<'_> {
     fn request(&mut self, request: &Request) {
         let unknown = UnitFacts { name: request.unit.clone(), ..UnitFacts::default() };
         let unit = self.facts(&request.unit).cloned().unwrap_or(unknown);
-        if crate::unit_file::is_template(&unit.name) {
+        if crate::host::unit_file::is_template(&unit.name) {
             for name in &unit.instances {
                 let instance = Request { unit: name.clone(), ..request.clone() };
                 self.request(&instance);

@@ -13,13 +13,13 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{PlaybookError, Source, did_you_mean};
 use crate::playbook::parse_yaml;
-use crate::template::{Templates, to_jinja};
-use crate::yaml_node::{Node, Span, Value};
+use crate::playbook::template::{Templates, to_jinja};
+use crate::playbook::yaml_node::{Node, Span, Value};
 
 /// The modules shipped in the binary (the repository's `modules/` folder).
 pub const SHIPPED: &[(&str, &str)] = &[
-    ("gunicorn", include_str!("../modules/gunicorn.yml")),
-    ("nginx-proxy", include_str!("../modules/nginx-proxy.yml")),
+    ("gunicorn", include_str!("../../modules/gunicorn.yml")),
+    ("nginx-proxy", include_str!("../../modules/nginx-proxy.yml")),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

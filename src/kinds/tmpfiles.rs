@@ -11,13 +11,13 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::attrs::Attrs;
 use crate::error::{Error, Result};
+use crate::host::mode::Mode;
 use crate::host::{FileKind, Host};
-use crate::mode::Mode;
-use crate::resource::{Change, Content, Resource, ResourceId, State};
-use crate::resources::observe_owner;
-use crate::yaml_node::{Node, Span, Value};
+use crate::kinds::observe_owner;
+use crate::kinds::resource::{Change, Content, Resource, ResourceId, State};
+use crate::playbook::attrs::Attrs;
+use crate::playbook::yaml_node::{Node, Span, Value};
 
 pub const TMPFILES_DIR: &str = "/etc/tmpfiles.d";
 

@@ -1,11 +1,11 @@
 //! `group`: a group account, created and changed with the shadow tools (groupadd, groupmod,
 //! groupdel), which take `--root` for an offline root.
 
-use crate::attrs::Attrs;
 use crate::error::{Error, Result};
 use crate::host::{GroupEntry, Host};
-use crate::resource::{Change, Resource, State};
-use crate::resources::run_tool;
+use crate::kinds::resource::{Change, Resource, State};
+use crate::kinds::run_tool;
+use crate::playbook::attrs::Attrs;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Group {

@@ -1,0 +1,17 @@
+//! The engine: a resolved playbook planned against the host and applied, and what the changes
+//! set off. `resolve` builds typed resources in order, `plan` observes and diffs them, `apply`
+//! changes only what differs, `trigger` and `journal` carry daemon-reloads and restarts across
+//! runs, `saved` and `runs` keep reviewed plans and what each run changed (for rollback), `lock`
+//! keeps two runs apart and `stop` lets SIGTERM end a run between steps.
+//!
+//! It uses the kinds, the playbook layer and the Host; it must not print (output/ does).
+
+pub mod apply;
+pub mod journal;
+pub mod lock;
+pub mod plan;
+pub mod resolve;
+pub mod runs;
+pub mod saved;
+pub mod stop;
+pub mod trigger;
