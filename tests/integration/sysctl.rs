@@ -3,9 +3,10 @@
 
 use crate::support::Test;
 
+tests![writes_the_file_then_plans_nothing, a_changed_value_is_a_content_diff, a_bad_key_is_an_error_at_its_line];
+
 const FORWARD: &str = "resources:\n  - sysctl: net.ipv4.ip_forward\n    value: \"1\"\n";
 
-#[test]
 fn writes_the_file_then_plans_nothing() {
     let test = Test::new().playbook(FORWARD);
     let plan = test.plan().code(2);
@@ -16,7 +17,6 @@ fn writes_the_file_then_plans_nothing() {
     test.plan().code(0);
 }
 
-#[test]
 fn a_changed_value_is_a_content_diff() {
     let test = Test::new().playbook(FORWARD);
     test.apply().success();
@@ -35,7 +35,6 @@ fn a_changed_value_is_a_content_diff() {
     test.expect_absent("/etc/sysctl.d/net.ipv4.ip_forward.conf");
 }
 
-#[test]
 fn a_bad_key_is_an_error_at_its_line() {
     let test =
         Test::new().playbook("resources:\n  - sysctl: ../../etc/passwd\n    value: \"1\"\n  - sysctl: vm.swappiness\n");
