@@ -10,6 +10,7 @@ pub mod apply;
 pub mod journal;
 pub mod lock;
 pub mod plan;
+pub mod record;
 pub mod resolve;
 pub mod runs;
 pub mod saved;

@@ -1105,7 +1105,7 @@ impl<'h> Runner<'h> {
         let cannot = |e: std::io::Error| format!(": cannot run `{shown}`: {e}");
         // With secrets about, pip's output is kept and shown only through the printer, which
         // hides them (pip would print an index URL's token, or a requirement given as a secret).
-        if !quiet && !crate::playbook::redact::any() && crate::output::progress::stream_tool_output() {
+        if !quiet && !crate::playbook::redact::any() && self.host.streams_tool_output() {
             let stderr = std::io::stderr().as_fd().try_clone_to_owned().map_err(cannot)?;
             let status = command.stdout(Stdio::from(stderr)).stderr(Stdio::inherit()).status().map_err(cannot)?;
             return if status.success() { Ok(()) } else { Err(format!("({status}); its output is above")) };

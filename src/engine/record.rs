@@ -1,0 +1,348 @@
+//! Records: what the engine reports, as typed values. `--output json` prints each as one JSON
+//! line (the stream is documented in docs/output.md), and the remote controller reads them back
+//! from a target's engine into the same human renderer that prints local runs
+//! (output/human.rs), so local and remote output cannot drift.
+//!
+//! The engine hands records to a [`Sink`] and knows no printer; output/ implements the sink.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use similar::TextDiff;
+
+use crate::engine::plan::{Action, Counts, Plan, ResourcePlan};
+use crate::engine::trigger::Trigger;
+use crate::kinds::nginx_site::Finished;
+use crate::kinds::resource::{Change, Content, ResourceId};
+
+/// The version of the stream's format, in its first record. It changes when a record changes
+/// in a way a reader of the previous format would misread (a field removed, renamed or given
+/// another meaning); new records and new fields do not change it.
+pub const FORMAT: u32 = 1;
+
+/// Where the engine reports what it does: the printer, locally or for a remote host.
+pub trait Sink {
+    /// One record, as it happens.
+    fn record(&mut self, record: Record);
+
+    /// A step that may take seconds (apt-get, a systemd job) begins; it ends when the returned
+    /// guard is dropped. Nothing by default.
+    fn busy(&mut self, what: String) -> Box<dyn std::any::Any> {
+        let _ = what;
+        Box::new(())
+    }
+}
+
+/// One record of the stream, tagged by `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Record {
+    /// The first record: who wrote the stream, in which format.
+    Stream(Stream),
+    /// A resource that already matches the playbook (`-v` only).
+    Unchanged(Unchanged),
+    /// A resource a `when:` left out (`-v` only).
+    Skipped(Skipped),
+    /// A resource of the plan that differs from the playbook.
+    Resource(ResourceRecord),
+    /// A trigger of the plan.
+    Trigger(PlannedTrigger),
+    /// The plan's closing record, after its resources and triggers.
+    Plan(PlanSummary),
+    /// A site an interrupted run had left untested, now tested: kept or put back.
+    Finished(Finished),
+    /// A resource applied, as it happens.
+    Applied(AppliedRecord),
+    /// A trigger that ran.
+    #[serde(rename = "trigger-ran")]
+    TriggerRan(Trigger),
+    /// A trigger that was not run, and why.
+    #[serde(rename = "trigger-skipped")]
+    TriggerSkipped(SkippedTrigger),
+    /// The apply's closing record.
+    Apply(ApplySummary),
+    /// A warning: about the run (only `message`), or about the playbook (like an error).
+    Warning(Diagnostic),
+    /// An error: one record per mistake of a playbook.
+    Error(Diagnostic),
+}
+
+/// `{"type":"stream","converge":"0.1.0","format":1}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stream {
+    /// The version of converge that wrote the stream.
+    pub converge: String,
+    /// [`FORMAT`] of that converge.
+    pub format: u32,
+}
+
+impl Stream {
+    /// This converge's.
+    pub fn this() -> Stream {
+        Stream { converge: env!("CARGO_PKG_VERSION").to_owned(), format: FORMAT }
+    }
+
+    /// Whether a reader of this converge can read the stream; else why not, naming both.
+    pub fn check(&self) -> Result<(), String> {
+        let here = Stream::this();
+        if self.format == here.format {
+            return Ok(());
+        }
+        Err(format!(
+            "the target's converge {} writes records in format {}, and this converge {} reads format {}: run the \
+             same converge on both ends",
+            self.converge, self.format, here.converge, here.format
+        ))
+    }
+}
+
+/// A resource that matches the playbook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unchanged {
+    pub id: ResourceId,
+}
+
+/// A resource left out by its `when:` expression.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    pub id: String,
+    /// The expression, as the playbook gives it.
+    pub when: String,
+}
+
+/// A resource that differs, with its changes as people read them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResourceRecord {
+    pub id: ResourceId,
+    pub action: Action,
+    pub changes: Vec<ChangeView>,
+    /// The users and groups it needs that an earlier resource of the run creates.
+    pub created_above: Vec<ResourceId>,
+    /// Its values are hidden (the changes say which).
+    pub sensitive: bool,
+}
+
+/// The attribute name of a content change: `"content"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContentAttr {
+    Content,
+}
+
+/// The attribute name of a command's run: `"run"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunAttr {
+    Run,
+}
+
+/// One change of a resource, rendered for people (by [`ChangeView::of`]); its JSON form is told
+/// apart by its fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ChangeView {
+    /// A sensitive command's guard: `{"attr":"run","reason":"(sensitive guard)","sensitive":true}`.
+    HiddenRun { attr: RunAttr, reason: String, sensitive: bool },
+    /// A sensitive value: `{"attr":...,"sensitive":true}`.
+    Hidden { attr: String, sensitive: bool },
+    /// New content: digests, sizes, and a unified diff (without its `---`/`+++` header) when
+    /// both sides are text.
+    Content {
+        attr: ContentAttr,
+        /// The file, when the resource has several (a unit's drop-ins).
+        file: Option<PathBuf>,
+        from_sha256: Option<String>,
+        to_sha256: String,
+        diff: Option<String>,
+        /// Sizes in bytes.
+        from_bytes: Option<u64>,
+        to_bytes: u64,
+    },
+    /// An attribute: `{"attr":"mode","from":"0644","to":"0600"}` (`from` null when unset).
+    Set { attr: String, from: Option<String>, to: String },
+    /// A command will run: `{"attr":"run","reason":...}`.
+    Run { attr: RunAttr, reason: String },
+}
+
+/// What a sensitive resource shows instead of a value, and instead of its guard.
+pub const SENSITIVE_VALUE: &str = "(sensitive value changed)";
+pub const SENSITIVE_GUARD: &str = "(sensitive guard)";
+
+impl ChangeView {
+    /// The one rendering of a change for people (None for create and remove, which the
+    /// action says). A sensitive resource's values are hidden, except the attributes that name
+    /// things (mode, owner, ...) when they hold no secret.
+    pub fn of(change: &Change, sensitive: bool) -> Option<ChangeView> {
+        let view = match change {
+            Change::Create | Change::Remove => return None,
+            Change::Set { attr, to, .. } if sensitive && !shown_when_sensitive(attr, to) => {
+                ChangeView::Hidden { attr: (*attr).to_owned(), sensitive: true }
+            }
+            Change::Set { attr, from, to } => {
+                ChangeView::Set { attr: (*attr).to_owned(), from: from.clone(), to: to.clone() }
+            }
+            Change::Run { .. } if sensitive => {
+                ChangeView::HiddenRun { attr: RunAttr::Run, reason: SENSITIVE_GUARD.into(), sensitive: true }
+            }
+            Change::Run { reason } => ChangeView::Run { attr: RunAttr::Run, reason: reason.clone() },
+            Change::Content { .. } if sensitive => ChangeView::Hidden { attr: "content".into(), sensitive: true },
+            Change::Content { file, from, to } => {
+                let old = match from {
+                    None => Some(""),
+                    Some(content) => content.as_text(),
+                };
+                let diff = match (old, to.as_text()) {
+                    (Some(old), Some(new)) => {
+                        Some(TextDiff::from_lines(old, new).unified_diff().context_radius(3).to_string())
+                    }
+                    _ => None,
+                };
+                ChangeView::Content {
+                    attr: ContentAttr::Content,
+                    file: file.clone(),
+                    from_sha256: from.as_ref().map(Content::sha256),
+                    to_sha256: to.sha256(),
+                    diff,
+                    from_bytes: from.as_ref().map(Content::len),
+                    to_bytes: to.len(),
+                }
+            }
+        };
+        Some(view)
+    }
+}
+
+/// A sensitive resource still shows the attributes that name things (mode, owner, ...) when
+/// they hold no secret.
+fn shown_when_sensitive(attr: &str, to: &str) -> bool {
+    crate::engine::resolve::NOT_SECRET.contains(&attr) && crate::playbook::redact::apply(to) == to
+}
+
+impl ResourceRecord {
+    /// A resource of the plan, or as applied.
+    pub fn of(r: &ResourcePlan) -> ResourceRecord {
+        ResourceRecord {
+            id: r.id.clone(),
+            action: r.action(),
+            changes: r.changes.iter().filter_map(|c| ChangeView::of(c, r.sensitive)).collect(),
+            created_above: r.created_above.clone(),
+            sensitive: r.sensitive,
+        }
+    }
+}
+
+/// A trigger of the plan; `skipped` says why it will not run (an offline root).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedTrigger {
+    #[serde(flatten)]
+    pub trigger: Trigger,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+}
+
+/// The plan's closing record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanSummary {
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// How many triggers.
+    pub triggers: usize,
+    /// Unit state could not be read (no system bus): the plan shows file changes only.
+    pub units_unobserved: bool,
+}
+
+/// A resource applied: what was done, and whether that is what the plan said.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppliedRecord {
+    #[serde(flatten)]
+    pub resource: ResourceRecord,
+    /// False when it changed since the plan (an earlier resource, or someone else).
+    pub as_planned: bool,
+}
+
+/// A trigger that was not run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedTrigger {
+    #[serde(flatten)]
+    pub trigger: Trigger,
+    pub why: String,
+}
+
+/// The apply's closing record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplySummary {
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// How many triggers ran, and how many were skipped.
+    pub triggers: usize,
+    pub triggers_skipped: usize,
+}
+
+/// An error or warning. A run's warning has only `message`; a mistake (of the playbook, or
+/// one that ends the run) has `kind` and where it points too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Diagnostic {
+    pub message: String,
+    #[serde(flatten)]
+    pub at: Option<Located>,
+    /// The resource it is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// What the source span's label says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+impl Diagnostic {
+    /// A warning about the run: only a message.
+    pub fn message(message: impl Into<String>) -> Diagnostic {
+        Diagnostic { message: message.into(), at: None, id: None, label: None }
+    }
+}
+
+/// What a mistake is, and where it points (`line` and `column` 1-based); null where unknown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Located {
+    pub kind: DiagnosticKind,
+    pub file: Option<String>,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub help: Option<String>,
+}
+
+/// What kind of mistake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiagnosticKind {
+    Playbook,
+    Read,
+    Resource,
+    Drift,
+    Locked,
+    Systemd,
+    Usage,
+    PlanFile,
+    Stopped,
+}
+
+/// The records of a plan, in order: (with `verbose`) the unchanged and skipped resources, the
+/// resources that differ, the triggers, and the closing `plan` record.
+pub fn plan_records(plan: &Plan, verbose: bool) -> Vec<Record> {
+    let mut records = Vec::new();
+    if verbose {
+        records.extend(plan.unchanged.iter().map(|id| Record::Unchanged(Unchanged { id: id.clone() })));
+        records.extend(
+            plan.skipped.iter().map(|(id, when)| Record::Skipped(Skipped { id: id.clone(), when: when.clone() })),
+        );
+    }
+    records.extend(plan.resources.iter().map(|r| Record::Resource(ResourceRecord::of(r))));
+    records.extend(plan.triggers.iter().map(|t| {
+        Record::Trigger(PlannedTrigger { trigger: t.clone(), skipped: plan.triggers_skipped.map(str::to_owned) })
+    }));
+    records.push(Record::Plan(PlanSummary {
+        counts: plan.counts(),
+        triggers: plan.triggers.len(),
+        units_unobserved: plan.units_unobserved,
+    }));
+    records
+}
