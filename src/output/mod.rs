@@ -13,6 +13,7 @@ use crate::engine::apply::Applied;
 use crate::engine::plan::{Counts, Plan};
 use crate::engine::record::{ApplySummary, Diagnostic, DiagnosticKind, Located, Record, Sink, SkippedTrigger, Stream};
 use crate::engine::trigger::Trigger;
+use textwrap::core::Word;
 
 mod human;
 pub mod progress;
@@ -285,7 +286,11 @@ impl Printer {
         let mut text = String::new();
         // Wrapping could cut a secret in two, where the search for it would miss it.
         let width = if crate::playbook::redact::any() { usize::MAX / 4 } else { 100 };
-        let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(width);
+        let handler = miette::GraphicalReportHandler::new_themed(theme)
+            .with_width(width)
+            .with_break_words(false)
+            .with_word_separator(textwrap::WordSeparator::Custom(paths_whole))
+            .with_word_splitter(textwrap::WordSplitter::Custom(split_unless_path));
         let _ = handler.render_report(&mut text, error);
         let text = crate::playbook::redact::apply(&text);
         // Not eprint!, which panics when stderr is gone (a remote run whose connection dropped).
@@ -301,6 +306,48 @@ impl Sink for Printer {
     fn busy(&mut self, what: String) -> Box<dyn std::any::Any> {
         Box::new(progress::spinner(what))
     }
+}
+
+/// The words of a line as miette wraps it (Unicode line breaking), except that a path or URL (a
+/// token with `/`) stays one word: it overflows the line rather than being cut.
+fn paths_whole(line: &str) -> Box<dyn Iterator<Item = Word<'_>> + '_> {
+    let mut words = Vec::new();
+    let mut token = Vec::new();
+    for word in textwrap::WordSeparator::UnicodeBreakProperties.find_words(line) {
+        let ends_token = !word.whitespace.is_empty();
+        token.push(word);
+        if ends_token {
+            whole_if_path(line, &mut token, &mut words);
+        }
+    }
+    whole_if_path(line, &mut token, &mut words);
+    Box::new(words.into_iter())
+}
+
+/// Moves the words of `token` (words of `line` with no space between them) to `words`: as one
+/// word when it is a path or URL.
+fn whole_if_path<'a>(line: &'a str, token: &mut Vec<Word<'a>>, words: &mut Vec<Word<'a>>) {
+    let (Some(first), Some(last)) = (token.first(), token.last()) else { return };
+    let offset = |s: &str| s.as_ptr() as usize - line.as_ptr() as usize;
+    let whole = &line[offset(first.word)..offset(last.whitespace) + last.whitespace.len()];
+    if token.len() > 1 && whole.contains('/') {
+        // Unicode keeps a space before `/` inside a word ("dir /run"): split there only.
+        let mut rest = whole;
+        while !rest.is_empty() {
+            let word = rest.find(' ').unwrap_or(rest.len());
+            let end = rest.len() - rest[word..].trim_start_matches(' ').len();
+            words.push(Word::from(&rest[..end]));
+            rest = &rest[end..];
+        }
+        token.clear();
+    } else {
+        words.append(token);
+    }
+}
+
+/// Where a word may be hyphenated: nowhere in a path or URL.
+fn split_unless_path(word: &str) -> Vec<usize> {
+    if word.contains('/') { Vec::new() } else { textwrap::WordSplitter::HyphenSplitter.split_points(word) }
 }
 
 /// What a `finished` record says.
