@@ -15,6 +15,7 @@ mod nginx;
 mod nginx_e2e;
 mod paths;
 mod plan_output;
+mod records;
 mod remote;
 mod rollback;
 mod safety;
