@@ -346,3 +346,92 @@ pub fn plan_records(plan: &Plan, verbose: bool) -> Vec<Record> {
     }));
     records
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::trigger::{Action as Notify, Observed, OnChange, Request, UnitFacts, decide};
+
+    fn unit(name: &str, files_changed: bool) -> UnitFacts {
+        UnitFacts {
+            name: name.into(),
+            managed: true,
+            files_changed,
+            observed: Some(Observed { active: true, can_reload: true, ..Observed::default() }),
+            ..UnitFacts::default()
+        }
+    }
+
+    /// The JSON lines of a plan with `triggers` (one changed file set them off), then of the
+    /// apply that runs them: what a program reads.
+    fn stream(units: &[UnitFacts], requests: &[Request]) -> String {
+        let triggers = decide(units, requests);
+        let changed = ResourcePlan {
+            index: 0,
+            id: ResourceId::new("file", "/etc/app.conf"),
+            changes: vec![Change::Content { file: None, from: Some("a\n".into()), to: "b\n".into() }],
+            sensitive: false,
+            created_above: Vec::new(),
+        };
+        let plan = Plan { resources: vec![changed.clone()], triggers: triggers.clone(), ..Plan::default() };
+        let mut records = plan_records(&plan, false);
+        records.push(Record::Applied(AppliedRecord { resource: ResourceRecord::of(&changed), as_planned: true }));
+        records.extend(triggers.into_iter().map(Record::TriggerRan));
+        let json: Vec<String> = records.iter().map(|r| serde_json::to_value(r).unwrap().to_string()).collect();
+        // What is written is what is read back.
+        for (line, record) in json.iter().zip(&records) {
+            assert_eq!(&serde_json::from_str::<Record>(line).unwrap(), record, "{line}");
+        }
+        json.join("\n")
+    }
+
+    fn request(action: Notify, unit: &str) -> Request {
+        Request { action, unit: unit.into(), reason: "file:/etc/app.conf changed".into() }
+    }
+
+    #[test]
+    fn daemon_reload_and_restart() {
+        insta::assert_snapshot!(stream(&[unit("app.service", true)], &[]));
+    }
+
+    #[test]
+    fn reload() {
+        let nginx = UnitFacts { on_change: OnChange::Reload, ..unit("nginx.service", false) };
+        insta::assert_snapshot!(stream(&[nginx], &[request(Notify::Reload, "nginx.service")]));
+    }
+
+    #[test]
+    fn start_and_stop() {
+        let mut started = UnitFacts { want_active: Some(true), ..unit("worker.service", true) };
+        started.observed.as_mut().unwrap().active = false;
+        let stopped = UnitFacts { want_active: Some(false), ..unit("old.service", false) };
+        insta::assert_snapshot!(stream(&[started, stopped], &[request(Notify::Stop, "old.service")]));
+    }
+
+    #[test]
+    fn socket_rules() {
+        // Rule 4: the service of a socket pair changed: stop it, restart the socket; and a
+        // restart of a socket-activated service whose socket lies in its RuntimeDirectory
+        // restarts the socket too.
+        let mut socket = unit("gunicorn.socket", false);
+        socket.observed.as_mut().unwrap().triggers = vec!["gunicorn.service".into()];
+        socket.listen_paths = vec!["/run/gunicorn/socket".into()];
+        let mut service = unit("gunicorn.service", true);
+        service.runtime_dirs = vec!["/run/gunicorn".into()];
+        let pair = stream(&[socket.clone(), service.clone()], &[]);
+        service.files_changed = false;
+        let runtime_dir = stream(&[socket, service], &[request(Notify::Restart, "gunicorn.service")]);
+        insta::assert_snapshot!(format!(
+            "# the service changed\n{pair}\n# restarted, its socket in its RuntimeDirectory\n{runtime_dir}"
+        ));
+    }
+
+    #[test]
+    fn a_different_format_is_refused_naming_both_versions() {
+        assert_eq!(Stream::this().check(), Ok(()));
+        let other = Stream { converge: "9.0.0".into(), format: FORMAT + 1 };
+        let why = other.check().unwrap_err();
+        assert!(why.contains("9.0.0") && why.contains(env!("CARGO_PKG_VERSION")), "{why}");
+        assert!(why.contains(&format!("format {}", FORMAT + 1)) && why.contains(&format!("format {FORMAT}")), "{why}");
+    }
+}

@@ -475,3 +475,153 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
 fn plural(n: usize, what: &str) -> String {
     if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::engine::plan::ResourcePlan;
+    use crate::engine::record::{AppliedRecord, ResourceRecord, plan_records};
+    use crate::engine::trigger::Step;
+    use crate::kinds::resource::{Change, ResourceId};
+
+    /// What a printer wrote.
+    #[derive(Clone, Default)]
+    struct Captured(Rc<RefCell<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.borrow_mut().write(buf)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.borrow().clone()).unwrap()
+        }
+    }
+
+    /// Records of every type a run's engine sends, with every kind of change.
+    fn records() -> Vec<Record> {
+        let id = |kind, name| ResourceId::new(kind, name);
+        let set =
+            |attr, from: Option<&str>, to: &str| Change::Set { attr, from: from.map(str::to_owned), to: to.into() };
+        let resources = vec![
+            ResourcePlan {
+                index: 0,
+                id: id("file", "/etc/app.conf"),
+                changes: vec![
+                    Change::Content { file: None, from: Some("port = 80\n".into()), to: "port = 81\n".into() },
+                    set("owner", Some("root"), "app"),
+                    set("mode", Some("0644"), "0640"),
+                ],
+                sensitive: false,
+                created_above: vec![id("user", "app")],
+            },
+            ResourcePlan {
+                index: 1,
+                id: id("file", "/etc/blob"),
+                changes: vec![
+                    Change::Create,
+                    Change::Content { file: None, from: None, to: b"\0binary".to_vec().into() },
+                ],
+                sensitive: false,
+                created_above: Vec::new(),
+            },
+            ResourcePlan {
+                index: 2,
+                id: id("unit", "app.service"),
+                changes: vec![Change::Content {
+                    file: Some("/etc/systemd/system/app.service.d/override.conf".into()),
+                    from: Some(b"\0old".to_vec().into()),
+                    to: b"\0new".to_vec().into(),
+                }],
+                sensitive: false,
+                created_above: Vec::new(),
+            },
+            ResourcePlan {
+                index: 3,
+                id: id("user", "app"),
+                changes: vec![set("groups", Some("adm,www-data"), "www-data,docker")],
+                sensitive: false,
+                created_above: Vec::new(),
+            },
+            ResourcePlan {
+                index: 4,
+                id: id("file", "/etc/secret"),
+                changes: vec![
+                    Change::Content { file: None, from: Some("a\n".into()), to: "b\n".into() },
+                    set("mode", Some("0644"), "0600"),
+                ],
+                sensitive: true,
+                created_above: Vec::new(),
+            },
+            ResourcePlan {
+                index: 5,
+                id: id("command", "migrate"),
+                changes: vec![Change::Run { reason: "/srv/done does not exist".into() }],
+                sensitive: false,
+                created_above: Vec::new(),
+            },
+            ResourcePlan {
+                index: 6,
+                id: id("file", "/etc/old"),
+                changes: vec![Change::Remove],
+                sensitive: false,
+                created_above: Vec::new(),
+            },
+        ];
+        let reload = Trigger { step: Step::DaemonReload, unit: None, reason: "app.service changed".into() };
+        let restart = Trigger { step: Step::Restart, unit: Some("app.service".into()), reason: "its file".into() };
+        let plan = Plan {
+            resources: resources.clone(),
+            triggers: vec![reload.clone(), restart.clone()],
+            unchanged: vec![id("directory", "/srv")],
+            skipped: vec![("file:/etc/when".into(), "false".into())],
+            ..Plan::default()
+        };
+        let mut records = plan_records(&plan, true);
+        let finished = crate::kinds::nginx_site::Finished {
+            id: id("nginx_site", "app"),
+            accepted: false,
+            message: "nginx: [emerg] unknown directive\nnginx: configuration file test failed".into(),
+        };
+        records.push(Record::Finished(finished));
+        for (i, r) in resources.iter().enumerate() {
+            records.push(Record::Applied(AppliedRecord { resource: ResourceRecord::of(r), as_planned: i % 2 == 0 }));
+        }
+        records.push(Record::TriggerRan(reload));
+        records.push(Record::TriggerSkipped(SkippedTrigger { trigger: restart, why: "offline root".into() }));
+        records.push(Record::Apply(ApplySummary {
+            counts: Counts { create: 1, update: 4, remove: 1, run: 1 },
+            triggers: 1,
+            triggers_skipped: 1,
+        }));
+        records
+    }
+
+    /// A remote host's records, sent as JSON and read back, print what the same records print
+    /// in a local run, with the host's name before each line.
+    #[test]
+    fn remote_and_local_runs_render_records_alike() {
+        for (color, verbosity) in [(false, 0), (true, 0), (false, 1), (false, -1)] {
+            let (local, remote) = (Captured::default(), Captured::default());
+            let mut here = Printer::to(Box::new(local.clone()), Format::Human, color, verbosity);
+            let mut there = Printer::to(Box::new(remote.clone()), Format::Human, color, verbosity);
+            for record in records() {
+                let wire = serde_json::to_string(&record).unwrap();
+                there.host_record("web1 | ", "web1", serde_json::from_str(&wire).unwrap());
+                here.record(record);
+            }
+            let expected: Vec<String> =
+                local.text().lines().map(|l| format!("web1 | {l}").trim_end().to_owned()).collect();
+            assert!(local.text().contains("Apply complete"), "{}", local.text());
+            assert_eq!(remote.text().lines().collect::<Vec<_>>(), expected, "color {color}, verbosity {verbosity}");
+        }
+    }
+}
