@@ -1,6 +1,8 @@
-//! The printer: the only code that writes to the terminal. Human output speaks Terraform's
-//! vocabulary (`+ create`, `~ update`, `- remove`, a unified diff under each content change, a
-//! closing "Plan: ..." line); `--output json` prints one JSON record per line instead. Output is
+//! The printer: the only code that writes to the terminal. It is the engine's sink: each record
+//! (engine/record.rs) is printed as one JSON line with `--output json` (after a first `stream`
+//! record; docs/output.md), or rendered for people by `human.rs`, in Terraform's vocabulary
+//! (`+ create`, `~ update`, `- remove`, a unified diff under each content change, a closing
+//! "Plan: ..." line). Remote hosts' records pass the same renderer (`remote.rs`). Output is
 //! deterministic: no timestamps, no PIDs, in playbook order.
 
 use std::cell::{Cell, RefCell};
