@@ -99,12 +99,14 @@ impl Stream {
 /// A resource that matches the playbook.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unchanged {
+    /// The resource.
     pub id: ResourceId,
 }
 
 /// A resource left out by its `when:` expression.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Skipped {
+    /// The resource.
     pub id: String,
     /// The expression, as the playbook gives it.
     pub when: String,
@@ -113,8 +115,11 @@ pub struct Skipped {
 /// A resource that differs, with its changes as people read them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResourceRecord {
+    /// The resource.
     pub id: ResourceId,
+    /// What its changes amount to.
     pub action: Action,
+    /// Its changes, as people read them (create and remove are the action's).
     pub changes: Vec<ChangeView>,
     /// The users and groups it needs that an earlier resource of the run creates.
     pub created_above: Vec<ResourceId>,
@@ -126,6 +131,7 @@ pub struct ResourceRecord {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ContentAttr {
+    /// `"content"`.
     Content,
 }
 
@@ -133,6 +139,7 @@ pub enum ContentAttr {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunAttr {
+    /// `"run"`.
     Run,
 }
 
@@ -142,30 +149,60 @@ pub enum RunAttr {
 #[serde(untagged)]
 pub enum ChangeView {
     /// A sensitive command's guard: `{"attr":"run","reason":"(sensitive guard)","sensitive":true}`.
-    HiddenRun { attr: RunAttr, reason: String, sensitive: bool },
+    HiddenRun {
+        /// `"run"`.
+        attr: RunAttr,
+        /// [`SENSITIVE_GUARD`].
+        reason: String,
+        /// Always true.
+        sensitive: bool,
+    },
     /// A sensitive value: `{"attr":...,"sensitive":true}`.
-    Hidden { attr: String, sensitive: bool },
+    Hidden {
+        /// The attribute (`content` for content).
+        attr: String,
+        /// Always true.
+        sensitive: bool,
+    },
     /// New content: digests, sizes, and a unified diff (without its `---`/`+++` header) when
     /// both sides are text.
     Content {
+        /// `"content"`.
         attr: ContentAttr,
         /// The file, when the resource has several (a unit's drop-ins).
         file: Option<PathBuf>,
+        /// The digest of the content there (None: there is none yet).
         from_sha256: Option<String>,
+        /// The digest of the new content.
         to_sha256: String,
+        /// A unified diff, when both sides are text.
         diff: Option<String>,
-        /// Sizes in bytes.
+        /// The size in bytes of the content there.
         from_bytes: Option<u64>,
+        /// The size in bytes of the new content.
         to_bytes: u64,
     },
     /// An attribute: `{"attr":"mode","from":"0644","to":"0600"}` (`from` null when unset).
-    Set { attr: String, from: Option<String>, to: String },
+    Set {
+        /// The attribute.
+        attr: String,
+        /// Its value there, if any.
+        from: Option<String>,
+        /// The playbook's value.
+        to: String,
+    },
     /// A command will run: `{"attr":"run","reason":...}`.
-    Run { attr: RunAttr, reason: String },
+    Run {
+        /// `"run"`.
+        attr: RunAttr,
+        /// Why (its guard's answer).
+        reason: String,
+    },
 }
 
-/// What a sensitive resource shows instead of a value, and instead of its guard.
+/// What a sensitive resource shows instead of a value.
 pub const SENSITIVE_VALUE: &str = "(sensitive value changed)";
+/// What a sensitive command shows instead of its guard's answer.
 pub const SENSITIVE_GUARD: &str = "(sensitive guard)";
 
 impl ChangeView {
@@ -234,8 +271,10 @@ impl ResourceRecord {
 /// A trigger of the plan; `skipped` says why it will not run (an offline root).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedTrigger {
+    /// The trigger.
     #[serde(flatten)]
     pub trigger: Trigger,
+    /// Why it will not run, if it will not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
 }
@@ -243,6 +282,7 @@ pub struct PlannedTrigger {
 /// The plan's closing record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanSummary {
+    /// Resources per action.
     #[serde(flatten)]
     pub counts: Counts,
     /// How many triggers.
@@ -254,6 +294,7 @@ pub struct PlanSummary {
 /// A resource applied: what was done, and whether that is what the plan said.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppliedRecord {
+    /// What was done.
     #[serde(flatten)]
     pub resource: ResourceRecord,
     /// False when it changed since the plan (an earlier resource, or someone else).
@@ -263,18 +304,22 @@ pub struct AppliedRecord {
 /// A trigger that was not run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SkippedTrigger {
+    /// The trigger.
     #[serde(flatten)]
     pub trigger: Trigger,
+    /// Why it did not run.
     pub why: String,
 }
 
 /// The apply's closing record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApplySummary {
+    /// Resources applied, per action.
     #[serde(flatten)]
     pub counts: Counts,
-    /// How many triggers ran, and how many were skipped.
+    /// How many triggers ran.
     pub triggers: usize,
+    /// How many triggers were not run.
     pub triggers_skipped: usize,
 }
 
@@ -282,7 +327,9 @@ pub struct ApplySummary {
 /// one that ends the run) has `kind` and where it points too.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Diagnostic {
+    /// What went wrong, with its causes.
     pub message: String,
+    /// What kind of mistake, and where (None: a warning about the run).
     #[serde(flatten)]
     pub at: Option<Located>,
     /// The resource it is about.
@@ -303,10 +350,15 @@ impl Diagnostic {
 /// What a mistake is, and where it points (`line` and `column` 1-based); null where unknown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Located {
+    /// What kind of mistake.
     pub kind: DiagnosticKind,
+    /// The file it points into.
     pub file: Option<String>,
+    /// The line there, 1-based.
     pub line: Option<usize>,
+    /// The column there, 1-based.
     pub column: Option<usize>,
+    /// What to do about it.
     pub help: Option<String>,
 }
 
@@ -314,14 +366,23 @@ pub struct Located {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DiagnosticKind {
+    /// In the playbook, a vars file or a template.
     Playbook,
+    /// A file that could not be read or written.
     Read,
+    /// A resource failed.
     Resource,
+    /// A saved plan's resource changed since the plan.
     Drift,
+    /// Another run holds the lock.
     Locked,
+    /// systemd refused or failed.
     Systemd,
+    /// The command line.
     Usage,
+    /// A saved plan's file.
     PlanFile,
+    /// A signal stopped the run.
     Stopped,
 }
 
