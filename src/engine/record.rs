@@ -65,6 +65,30 @@ pub enum Record {
     Warning(Diagnostic),
     /// An error: one record per mistake of a playbook.
     Error(Diagnostic),
+    /// `validate`: the playbook is valid.
+    Valid(Valid),
+    /// `modules`: one per module.
+    Module(ModuleRecord),
+    /// `plan --out FILE`: where the plan went; `show FILE`: what the saved plan was made from.
+    SavedPlan(SavedPlanRecord),
+    /// `rollback`: a path it puts back.
+    Restore(Restore),
+    /// `rollback`: what it cannot put back.
+    NotRestored(NotRestored),
+    /// `rollback`: its plan's closing record.
+    RollbackPlan(RollbackPlan),
+    /// `rollback`: done.
+    Rollback(RollbackDone),
+    /// `history`: one recorded run.
+    Run(RunRecord),
+    /// A remote host's line of stdout that is not a record.
+    Output(HostOutput),
+    /// converge was sent to a remote host.
+    Upload(Upload),
+    /// converge was on the remote host already.
+    Cached(Cached),
+    /// A remote host's end.
+    Host(HostRecord),
 }
 
 /// `{"type":"stream","converge":"0.1.0","format":1}`.
@@ -384,6 +408,205 @@ pub enum DiagnosticKind {
     PlanFile,
     /// A signal stopped the run.
     Stopped,
+}
+
+/// `validate`'s record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Valid {
+    /// The playbook's name.
+    pub name: String,
+    /// How many resources it has.
+    pub resources: usize,
+}
+
+/// A module a playbook can use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModuleRecord {
+    /// Its name.
+    pub name: String,
+    /// `shipped`, or its file.
+    pub origin: String,
+    /// What it does.
+    pub description: String,
+    /// Its parameters.
+    pub params: Vec<ModuleParam>,
+}
+
+/// A parameter of a module.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModuleParam {
+    /// Its name.
+    pub name: String,
+    /// Its type's name (`string`, `int`, ...).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Its default, with its JSON type; None: required.
+    pub default: Option<serde_json::Value>,
+    /// What it is for.
+    pub description: String,
+}
+
+/// A saved plan: where `plan --out` wrote it, or (for `show`) what it was made from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SavedPlanRecord {
+    /// `show FILE`: the plan's origin.
+    Header {
+        /// The playbook it was made from.
+        playbook: String,
+        /// The playbook's name.
+        name: String,
+        /// When, in seconds since the epoch.
+        created: u64,
+        /// The converge that made it.
+        converge_version: String,
+        /// `--root` when it was made.
+        root: Option<String>,
+        /// The files it read, with their digests.
+        files: Vec<crate::engine::saved::FileDigest>,
+    },
+    /// `plan --out FILE`: the file.
+    Written {
+        /// Where the plan went.
+        file: PathBuf,
+    },
+}
+
+/// A path `rollback` puts back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Restore {
+    /// The path.
+    pub path: PathBuf,
+    /// What it is now.
+    pub from: String,
+    /// What it becomes.
+    pub to: String,
+}
+
+/// What `rollback` cannot put back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotRestored {
+    /// The resource.
+    pub id: ResourceId,
+    /// Why.
+    pub reason: String,
+}
+
+/// The closing record of `rollback`'s plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackPlan {
+    /// The runs it undoes, newest first.
+    pub runs: Vec<u64>,
+    /// How many paths it puts back.
+    pub restore: usize,
+    /// How many resources it cannot put back.
+    pub not_restored: usize,
+}
+
+/// `rollback` done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackDone {
+    /// How many paths were put back.
+    pub restored: usize,
+}
+
+/// A recorded run, for `history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Its number.
+    pub number: u64,
+    /// When, in seconds since the epoch.
+    pub time: u64,
+    /// `apply` or `rollback`.
+    pub kind: String,
+    /// The playbook, or what a rollback undid.
+    pub playbook: String,
+    /// The machine's name.
+    pub host: String,
+    /// Resources created.
+    pub create: usize,
+    /// Resources updated.
+    pub update: usize,
+    /// Resources removed.
+    pub remove: usize,
+    /// Commands run.
+    pub run: usize,
+    /// How many paths it recorded the state of.
+    pub paths: usize,
+    /// The run that rolled it back.
+    pub rolled_back_by: Option<u64>,
+    /// The runs it rolled back.
+    pub rollback_of: Vec<u64>,
+}
+
+/// A remote host's line that is not a record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostOutput {
+    /// The host.
+    pub host: String,
+    /// The line.
+    pub line: String,
+}
+
+/// converge sent to a remote host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upload {
+    /// The host.
+    pub host: String,
+    /// Where it went.
+    pub path: String,
+    /// How many bytes.
+    pub bytes: u64,
+    /// The cached copy that was there and not trusted.
+    pub untrusted: Option<String>,
+}
+
+/// converge found on a remote host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cached {
+    /// The host.
+    pub host: String,
+    /// Where.
+    pub path: String,
+}
+
+/// How a remote host ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostRecord {
+    /// The host.
+    pub host: String,
+    /// Where it stands.
+    pub status: HostStatus,
+    /// Why it failed.
+    pub reason: Option<String>,
+    /// What its engine said on stderr, when it failed.
+    pub stderr: Option<String>,
+    /// Resources that matched; None when its engine did not get as far as its plan.
+    pub ok: Option<usize>,
+    /// Resources changed (apply) or to change (plan).
+    pub changed: usize,
+    /// 1 when it failed.
+    pub failed: usize,
+    /// Triggers run (apply) or planned (plan).
+    pub triggers: usize,
+    /// How long it took.
+    pub seconds: f64,
+}
+
+/// Where a remote host stands at its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostStatus {
+    /// It matches the playbook, and nothing was changed.
+    Converged,
+    /// apply changed it.
+    Changed,
+    /// plan: changes are pending.
+    Pending,
+    /// It failed.
+    Failed,
+    /// Ctrl-C.
+    Interrupted,
 }
 
 /// The records of a plan, in order: (with `verbose`) the unchanged and skipped resources, the

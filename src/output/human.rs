@@ -52,6 +52,19 @@ impl Human {
             | Record::Stream(_)
             | Record::Warning(_)
             | Record::Error(_) => {}
+            // The commands that print these format their own human lines.
+            Record::Valid(_)
+            | Record::Module(_)
+            | Record::SavedPlan(_)
+            | Record::Restore(_)
+            | Record::NotRestored(_)
+            | Record::RollbackPlan(_)
+            | Record::Rollback(_)
+            | Record::Run(_)
+            | Record::Output(_)
+            | Record::Upload(_)
+            | Record::Cached(_)
+            | Record::Host(_) => {}
         }
         lines
     }

@@ -9,11 +9,12 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 
-use serde_json::json;
-
 use crate::engine::apply::Applied;
 use crate::engine::plan::{Counts, Plan};
-use crate::engine::record::{ApplySummary, Diagnostic, DiagnosticKind, Located, Record, Sink, SkippedTrigger, Stream};
+use crate::engine::record::{
+    ApplySummary, Diagnostic, DiagnosticKind, Located, ModuleParam, ModuleRecord, Record, SavedPlanRecord, Sink,
+    SkippedTrigger, Stream, Valid,
+};
 use crate::engine::trigger::Trigger;
 use textwrap::core::Word;
 
@@ -150,7 +151,7 @@ impl Printer {
 
     pub fn validated(&mut self, name: &str, resources: usize) {
         match self.format {
-            Format::Json => self.json(json!({"type": "valid", "name": name, "resources": resources})),
+            Format::Json => self.record(Record::Valid(Valid { name: name.to_owned(), resources })),
             Format::Human => self.line(format!("The playbook is valid: {}.", plural(resources, "resource"))),
         }
     }
@@ -159,15 +160,18 @@ impl Printer {
     pub fn modules(&mut self, modules: &[crate::playbook::module::Module]) {
         if self.format == Format::Json {
             for m in modules {
-                let params: Vec<serde_json::Value> = m
+                let params = m
                     .params
                     .iter()
-                    .map(|p| {
-                        let default = p.default.as_ref().map(crate::playbook::yaml_node::Node::to_json);
-                        json!({"name": p.name, "type": p.kind.name(), "default": default, "description": p.description})
+                    .map(|p| ModuleParam {
+                        name: p.name.clone(),
+                        kind: p.kind.name().to_owned(),
+                        default: p.default.as_ref().map(crate::playbook::yaml_node::Node::to_json),
+                        description: p.description.clone(),
                     })
                     .collect();
-                self.json(json!({"type": "module", "name": m.name, "origin": m.origin, "description": m.description, "params": params}));
+                let (name, origin, description) = (m.name.clone(), m.origin.clone(), m.description.clone());
+                self.record(Record::Module(ModuleRecord { name, origin, description, params }));
             }
             return;
         }
@@ -221,17 +225,10 @@ impl Printer {
         }
     }
 
-    /// A JSON record of a command that formats its own output.
-    pub fn command_record(&mut self, value: serde_json::Value) {
-        if self.format == Format::Json {
-            self.json(value);
-        }
-    }
-
     /// After `plan --out FILE`: where the plan went, and how to apply it.
     pub fn saved_plan(&mut self, file: &std::path::Path) {
         if self.format == Format::Json {
-            self.json(json!({"type": "saved_plan", "file": file.display().to_string()}));
+            self.record(Record::SavedPlan(SavedPlanRecord::Written { file: file.to_owned() }));
         } else if self.verbosity >= 0 {
             self.line(format!(
                 "Saved the plan to {0}; apply exactly it with: converge apply --plan {0}",
@@ -244,13 +241,14 @@ impl Printer {
     pub fn saved_plan_header(&mut self, saved: &crate::engine::saved::SavedPlan) {
         let root = saved.root.as_ref().map(|r| r.display().to_string());
         if self.format == Format::Json {
-            let files: Vec<_> = saved
-                .playbook
-                .files
-                .iter()
-                .map(|f| json!({"path": f.path.display().to_string(), "sha256": f.sha256}))
-                .collect();
-            self.json(json!({"type": "saved_plan", "playbook": saved.playbook.path.display().to_string(), "name": saved.playbook.name, "created": saved.created, "converge_version": saved.converge_version, "root": root, "files": files}));
+            self.record(Record::SavedPlan(SavedPlanRecord::Header {
+                playbook: saved.playbook.path.display().to_string(),
+                name: saved.playbook.name.clone(),
+                created: saved.created,
+                converge_version: saved.converge_version.clone(),
+                root,
+                files: saved.playbook.files.clone(),
+            }));
             return;
         }
         if self.verbosity < 0 {

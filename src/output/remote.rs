@@ -6,7 +6,7 @@
 use serde_json::json;
 
 use super::{BOLD, Format, GREEN, Human, Printer, RED, YELLOW, plural};
-use crate::engine::record::Record;
+use crate::engine::record::{Cached, HostOutput, HostRecord, HostStatus, Record, Upload};
 use crate::remote::report::{HostReport, Mode, Outcome, Status};
 
 impl Printer {
@@ -30,7 +30,7 @@ impl Printer {
     /// A line a host printed that is not a record.
     pub fn host_text(&mut self, label: &str, host: &str, line: &str) {
         match self.format {
-            Format::Json => self.json(json!({"type": "output", "host": host, "line": line})),
+            Format::Json => self.record(Record::Output(HostOutput { host: host.to_owned(), line: line.to_owned() })),
             Format::Human if self.verbosity >= 0 => self.host_lines(label, &[line.to_owned()]),
             Format::Human => {}
         }
@@ -41,9 +41,12 @@ impl Printer {
     pub fn host_binary(&mut self, label: &str, host: &str, path: &str, uploaded: Option<(u64, Option<&str>)>) {
         match (self.format, uploaded) {
             (Format::Json, Some((bytes, untrusted))) => {
-                self.json(json!({"type": "upload", "host": host, "path": path, "bytes": bytes, "untrusted": untrusted}))
+                let (host, path, untrusted) = (host.to_owned(), path.to_owned(), untrusted.map(str::to_owned));
+                self.record(Record::Upload(Upload { host, path, bytes, untrusted }))
             }
-            (Format::Json, None) => self.json(json!({"type": "cached", "host": host, "path": path})),
+            (Format::Json, None) => {
+                self.record(Record::Cached(Cached { host: host.to_owned(), path: path.to_owned() }))
+            }
             (Format::Human, Some((bytes, untrusted))) if self.verbosity >= 0 => {
                 let mb = bytes as f64 / 1e6;
                 let mut lines = Vec::new();
@@ -69,20 +72,26 @@ impl Printer {
         let status = report.status(mode);
         if self.format == Format::Json {
             let (name, reason) = match &status {
-                Status::Converged => ("converged", None),
-                Status::Changed => ("changed", None),
-                Status::Pending => ("pending", None),
-                Status::Failed(reason) => ("failed", Some(reason.clone())),
-                Status::Interrupted => ("interrupted", None),
+                Status::Converged => (HostStatus::Converged, None),
+                Status::Changed => (HostStatus::Changed, None),
+                Status::Pending => (HostStatus::Pending, None),
+                Status::Failed(reason) => (HostStatus::Failed, Some(reason.clone())),
+                Status::Interrupted => (HostStatus::Interrupted, None),
             };
             let stderr = match &report.outcome {
                 Outcome::Ran { stderr, .. } if matches!(status, Status::Failed(_)) => Some(stderr.clone()),
                 _ => None,
             };
-            self.json(json!({
-                "type": "host", "host": report.name, "status": name, "reason": reason, "stderr": stderr,
-                "ok": report.ok(), "changed": report.changed(mode), "failed": report.failed(mode),
-                "triggers": report.triggers(mode), "seconds": (report.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+            self.record(Record::Host(HostRecord {
+                host: report.name.clone(),
+                status: name,
+                reason,
+                stderr,
+                ok: report.ok(),
+                changed: report.changed(mode),
+                failed: report.failed(mode),
+                triggers: report.triggers(mode),
+                seconds: (report.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
             }));
             return;
         }
