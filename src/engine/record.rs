@@ -80,7 +80,7 @@ pub enum Record {
     /// `rollback`: done.
     Rollback(RollbackDone),
     /// `history`: one recorded run.
-    Run(RunRecord),
+    Run(HistoryEntry),
     /// A remote host's line of stdout that is not a record.
     Output(HostOutput),
     /// converge was sent to a remote host.
@@ -508,6 +508,21 @@ pub struct RollbackPlan {
 pub struct RollbackDone {
     /// How many paths were put back.
     pub restored: usize,
+}
+
+/// A run `history` lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum HistoryEntry {
+    /// A run record this converge cannot read (another version's, or damaged).
+    Unreadable {
+        /// Its number.
+        number: u64,
+        /// Why it cannot be read.
+        unreadable: String,
+    },
+    /// A run.
+    Recorded(RunRecord),
 }
 
 /// A recorded run, for `history`.
