@@ -213,11 +213,6 @@ impl Printer {
         self.record(Record::Warning(Diagnostic::message(text)));
     }
 
-    /// Whether records are JSON.
-    pub fn is_json(&self) -> bool {
-        self.format == Format::Json
-    }
-
     /// A human line of a command that formats its own output (rollback, history); none with -q.
     pub fn say(&mut self, text: impl AsRef<str>) {
         if self.format == Format::Human && self.verbosity >= 0 {
