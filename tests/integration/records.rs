@@ -3,9 +3,18 @@
 //! offline root skips included). The records of triggers that need systemd are snapshotted at
 //! the unit level (src/engine/record.rs).
 
-use std::path::Path;
+use crate::support::Test;
 
-use crate::support::{Test, is_root};
+tests![
+    file,
+    directory_and_symlink,
+    unit,
+    tmpfiles,
+    user_and_group,
+    nginx_site,
+    command_apt_and_virtualenv_plans,
+    sensitive_values_are_hidden_in_records,
+];
 
 /// `plan`, `apply` and `plan` again, with `--output json`: the records, the test's directory
 /// as `[TMP]` and converge's version as `[VERSION]`.
@@ -22,7 +31,6 @@ fn stream(test: &Test, apply: bool) -> String {
     text
 }
 
-#[test]
 fn file() {
     let test = Test::new()
         .playbook("resources:\n  - file: /etc/app.conf\n    content: \"port = 81\\n\"\n    mode: \"0640\"\n    notify: [\"restart app.service\"]\n  - file: /etc/blob\n    source: blob.bin\n  - file: /etc/old.conf\n    state: absent\n    notify: [\"reload nginx.service\"]\n")
@@ -32,7 +40,6 @@ fn file() {
     insta::assert_snapshot!(stream(&test, true));
 }
 
-#[test]
 fn directory_and_symlink() {
     let test = Test::new().playbook(
         "resources:\n  - directory: /srv/app\n    mode: \"0750\"\n  - symlink: /srv/current\n    target: /srv/app\n",
@@ -40,7 +47,6 @@ fn directory_and_symlink() {
     insta::assert_snapshot!(stream(&test, true));
 }
 
-#[test]
 fn unit() {
     let test = Test::new().playbook(
         "resources:\n  - unit: app.socket\n    content: |\n      [Socket]\n      ListenStream=/run/app.sock\n      [Install]\n      WantedBy=sockets.target\n    enabled: true\n",
@@ -48,36 +54,27 @@ fn unit() {
     insta::assert_snapshot!(stream(&test, true));
 }
 
-#[test]
 fn tmpfiles() {
     let test = Test::new().playbook("resources:\n  - tmpfiles: app\n    entries: [\"d /run/app 0755 root root -\"]\n");
     insta::assert_snapshot!(stream(&test, true));
 }
 
-#[test]
 fn user_and_group() {
-    if !is_root() {
-        return; // the shadow tools under --root need root
-    }
+    require!(Root); // the shadow tools under --root
     let test = Test::new()
         .with_accounts()
         .playbook("resources:\n  - group: converge-records\n  - user: converge-records\n    group: converge-records\n    shell: /bin/sh\n    home: /home/converge-records\n");
     insta::assert_snapshot!(stream(&test, true));
 }
 
-#[test]
 fn nginx_site() {
-    if !Path::new("/usr/sbin/nginx").exists() {
-        assert!(std::env::var_os("CI").is_none(), "CI must run the nginx tests: .ci/run installs nginx");
-        return;
-    }
+    require!(Nginx); // .ci/run installs it
     let test = Test::new()
         .host_file("/etc/nginx/nginx.conf", "events {}\nhttp {\n    include sites-enabled/*;\n}\n")
         .playbook("resources:\n  - nginx_site: app\n    content: |\n      server {\n          listen 8080;\n      }\n");
     insta::assert_snapshot!(stream(&test, true));
 }
 
-#[test]
 fn command_apt_and_virtualenv_plans() {
     // Planned only: applying them would run programs inside the root, or reach the network.
     let test = Test::new()
@@ -86,7 +83,6 @@ fn command_apt_and_virtualenv_plans() {
     insta::assert_snapshot!(stream(&test, false));
 }
 
-#[test]
 fn sensitive_values_are_hidden_in_records() {
     let test = Test::new()
         .playbook("resources:\n  - file: /etc/secret\n    content: \"password=hunter2\\n\"\n    mode: \"0600\"\n    sensitive: true\n")

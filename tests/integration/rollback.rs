@@ -8,6 +8,15 @@ use std::path::Path;
 
 use crate::support::Test;
 
+tests![
+    rollback_restores_the_tree_of_the_previous_run_and_can_itself_be_rolled_back,
+    rollback_to_n_undoes_every_run_from_n,
+    a_noop_apply_records_nothing_and_retention_drops_old_runs_and_their_content,
+    a_failed_run_is_recorded_and_what_cannot_be_restored_is_listed,
+    a_unit_file_is_rolled_back_and_its_triggers_are_named,
+    a_run_record_this_converge_cannot_read_is_kept_and_never_skipped,
+];
+
 const V1: &str = "resources:\n  - directory: /etc/app\n    mode: \"0750\"\n  - file: /etc/app/app.conf\n    content: \"port = 80\\n\"\n  - file: /etc/app/old.conf\n    content: \"old\\n\"\n    mode: \"0600\"\n";
 const V2: &str = "resources:\n  - directory: /etc/app\n    mode: \"0755\"\n  - file: /etc/app/app.conf\n    content: \"port = 8000\\n\"\n    mode: \"0640\"\n  - file: /etc/app/old.conf\n    state: absent\n  - symlink: /etc/app/current\n    target: /etc/app/app.conf\n";
 
@@ -51,7 +60,6 @@ fn run_dirs(test: &Test) -> Vec<String> {
     names
 }
 
-#[test]
 fn rollback_restores_the_tree_of_the_previous_run_and_can_itself_be_rolled_back() {
     let test = Test::new().playbook(V1);
     test.apply().success();
@@ -91,7 +99,6 @@ fn rollback_restores_the_tree_of_the_previous_run_and_can_itself_be_rolled_back(
     assert_eq!(runs[1]["remove"], 1);
 }
 
-#[test]
 fn rollback_to_n_undoes_every_run_from_n() {
     let test = Test::new().playbook(V1);
     test.apply().success();
@@ -106,7 +113,6 @@ fn rollback_to_n_undoes_every_run_from_n() {
     assert!(run.stderr.contains("there is no run 42"), "{}", run.stderr);
 }
 
-#[test]
 fn a_noop_apply_records_nothing_and_retention_drops_old_runs_and_their_content() {
     let test = Test::new().playbook(V1);
     test.apply().success();
@@ -122,7 +128,6 @@ fn a_noop_apply_records_nothing_and_retention_drops_old_runs_and_their_content()
     assert_eq!(objects, 2);
 }
 
-#[test]
 fn a_failed_run_is_recorded_and_what_cannot_be_restored_is_listed() {
     // The command fails (no such program in the root) after the file was written.
     let test = Test::new().playbook(
@@ -140,7 +145,6 @@ fn a_failed_run_is_recorded_and_what_cannot_be_restored_is_listed() {
     assert!(run.stderr.contains("no run is recorded"), "{}", run.stderr);
 }
 
-#[test]
 fn a_unit_file_is_rolled_back_and_its_triggers_are_named() {
     let unit = |v: &str| {
         format!("resources:\n  - unit: app.service\n    content: |\n      [Service]\n      ExecStart=/bin/sleep {v}\n")
@@ -153,4 +157,44 @@ fn a_unit_file_is_rolled_back_and_its_triggers_are_named() {
     let run = test.run_args(&["rollback", "--root", "{root}"]).success();
     assert_eq!(fs::read_to_string(test.host_path("/etc/systemd/system/app.service")).unwrap(), v1);
     assert!(run.stdout.contains("daemon-reload") && run.stdout.contains("app.service"), "{}", run.stdout);
+}
+
+/// A record of another converge version (or a damaged one) does not stop an apply: the next run
+/// gets a later number, the content it refers to survives retention, history lists it, and a
+/// rollback refuses to reach past it.
+fn a_run_record_this_converge_cannot_read_is_kept_and_never_skipped() {
+    let test = Test::new().playbook(V1);
+    test.apply().success();
+    fs::write(test.playbook_path(), V2).unwrap();
+    test.apply().success();
+    let objects = |test: &Test| -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(test.host_path("/var/lib/converge/objects"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let kept = objects(&test);
+    assert!(!kept.is_empty(), "run 2 stored the previous content of app.conf");
+    // Run 2 as a future converge might write it: valid JSON of another shape, same objects.
+    let record = test.host_path("/var/lib/converge/runs/2/run.json");
+    let mut value: serde_json::Value = serde_json::from_str(&fs::read_to_string(&record).unwrap()).unwrap();
+    value["number"] = serde_json::json!("two");
+    fs::write(&record, value.to_string()).unwrap();
+
+    fs::write(test.playbook_path(), V2.replace("8000", "9000")).unwrap();
+    test.run_args(&["apply", "{playbook}", "--root", "{root}", "--keep-runs", "1"]).success();
+    assert_eq!(run_dirs(&test), ["2", "3"], "run 3 is recorded; retention drops readable runs only");
+    for object in &kept {
+        assert!(objects(&test).contains(object), "{object}: referred to by the unreadable run 2");
+    }
+
+    let history = test.run_args(&["history", "--root", "{root}"]).success();
+    assert!(history.stdout.contains("2  cannot be read:"), "{}", history.stdout);
+    assert!(history.stdout.contains("is not a run record this converge can read"), "{}", history.stdout);
+
+    test.run_args(&["rollback", "--root", "{root}"]).success();
+    let past = test.run_args(&["rollback", "--root", "{root}", "--to", "2"]).code(1);
+    assert!(past.stderr.contains("run 2 cannot be rolled back by this converge"), "{}", past.stderr);
 }
