@@ -66,6 +66,7 @@ suite![
     nginx_e2e,
     paths,
     plan_output,
+    records,
     remote,
     rollback,
     safety,
