@@ -51,7 +51,9 @@ pub struct ResourcePlan {
     pub created_above: Vec<ResourceId>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a resource's changes amount to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Action {
     Create,
     Update,
@@ -85,7 +87,7 @@ impl ResourcePlan {
 }
 
 /// How many resources each action touches.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counts {
     pub create: usize,
     pub update: usize,

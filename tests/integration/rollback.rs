@@ -88,7 +88,9 @@ fn rollback_restores_the_tree_of_the_previous_run_and_can_itself_be_rolled_back(
     assert_eq!(tree(&test.root()), after_v2, "the rollback of the rollback is v2 again");
 
     let history = test.run_args(&["history", "--root", "{root}", "--output", "json"]).success();
-    let runs: Vec<serde_json::Value> = history.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let runs: Vec<serde_json::Value> =
+        // After the stream record.
+        history.stdout.lines().skip(1).map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(runs.len(), 4);
     assert_eq!(runs[1]["rolled_back_by"], 3);
     assert_eq!(runs[2]["kind"], "rollback");
