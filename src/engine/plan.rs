@@ -14,9 +14,9 @@ use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::host::systemd::UnitStatus;
 use crate::kinds::AnyResource;
-use crate::kinds::SystemdUnit;
+use crate::kinds::Unit;
 use crate::kinds::resource::{Change, ResourceId};
-use crate::kinds::systemd_unit::observed_state;
+use crate::kinds::unit::observed_state;
 
 /// What `apply` would do: the resources that differ, and the triggers they set off.
 #[derive(Debug, Default)]
@@ -357,14 +357,14 @@ fn decide_triggers(
     for instance in instances {
         if !facts.iter().any(|f| f.name == instance) {
             let status = host.unit_status(&instance)?;
-            let unmanaged = SystemdUnit { name: instance.clone(), ..SystemdUnit::unmanaged() };
+            let unmanaged = Unit { name: instance.clone(), ..Unit::unmanaged() };
             facts.push(unit_facts(&unmanaged, status.as_ref()));
         }
     }
     for request in &requests {
         if !facts.iter().any(|f| f.name == request.unit) {
             let status = host.unit_status(&request.unit)?;
-            let unmanaged = SystemdUnit { name: request.unit.clone(), ..SystemdUnit::unmanaged() };
+            let unmanaged = Unit { name: request.unit.clone(), ..Unit::unmanaged() };
             facts.push(unit_facts(&unmanaged, status.as_ref()));
         }
     }
@@ -400,7 +400,7 @@ fn next_elapse(resolved: &Resolved, trigger: &Trigger, host: &Host) -> Option<St
 }
 
 /// What a unit's file (as it will be) and systemd's status say, for the decision.
-fn unit_facts(unit: &SystemdUnit, status: Option<&UnitStatus>) -> UnitFacts {
+fn unit_facts(unit: &Unit, status: Option<&UnitStatus>) -> UnitFacts {
     let parsed = unit.parsed();
     let (runtime_dirs, runtime_preserve) = match (&parsed, status) {
         (Some(file), _) => file.runtime_directories(),

@@ -701,7 +701,7 @@ fn run_directory_warnings(entries: &[Entry], source: &Source) -> Vec<PlaybookWar
 /// `RuntimeDirectory=`, which systemd removes when the service stops, taking the socket file
 /// with it. converge restarts the socket with the service, but a stop by hand still breaks it.
 fn socket_layout_warnings(entries: &[Entry], source: &Source) -> Vec<PlaybookWarning> {
-    let units: Vec<(&Entry, &crate::kinds::SystemdUnit)> = entries
+    let units: Vec<(&Entry, &crate::kinds::Unit)> = entries
         .iter()
         .filter_map(|e| match &e.resource {
             AnyResource::Unit(u) => Some((e, u)),

@@ -246,7 +246,7 @@ pub(crate) fn paths(resource: &AnyResource) -> Vec<PathBuf> {
         AnyResource::Virtualenv(r) => vec![r.path.clone()],
         AnyResource::Command(r) => r.creates.iter().cloned().collect(),
         AnyResource::Unit(r) => {
-            let dir = Path::new(crate::kinds::systemd_unit::UNIT_DIR).join(format!("{}.d", r.name));
+            let dir = Path::new(crate::kinds::unit::UNIT_DIR).join(format!("{}.d", r.name));
             std::iter::once(r.path()).chain(r.dropins.iter().map(|(name, _)| dir.join(name))).collect()
         }
         AnyResource::NginxSite(r) => vec![

@@ -79,7 +79,7 @@ impl Notify {
             return Err(format!("{close}`{action}` is not an action: use restart, reload, start or stop"));
         };
         if crate::host::unit_file::check_unit_name(unit).is_err() {
-            return Err(crate::kinds::systemd_unit::unit_name_help(unit));
+            return Err(crate::kinds::unit::unit_name_help(unit));
         }
         Ok(Notify { action, unit: unit.to_owned() })
     }

@@ -11,9 +11,9 @@ pub mod nginx_site;
 pub mod resource;
 pub mod schema;
 pub mod symlink;
-pub mod systemd_unit;
 pub mod table;
 pub mod tmpfiles;
+pub mod unit;
 pub mod user;
 pub mod virtualenv;
 
@@ -32,8 +32,8 @@ pub use file::File;
 pub use group::Group;
 pub use nginx_site::NginxSite;
 pub use symlink::Symlink;
-pub use systemd_unit::SystemdUnit;
 pub use tmpfiles::Tmpfiles;
+pub use unit::Unit;
 pub use user::User;
 pub use virtualenv::Virtualenv;
 
@@ -49,7 +49,7 @@ pub enum AnyResource {
     User(User),
     Group(Group),
     Command(Command),
-    Unit(SystemdUnit),
+    Unit(Unit),
     Apt(Apt),
     NginxSite(NginxSite),
     Virtualenv(Virtualenv),
@@ -108,7 +108,7 @@ impl AnyResource {
             }
             "unit" => {
                 let unit = attrs.render_string(kind, name);
-                let resource = SystemdUnit::from_attrs(unit.clone().unwrap_or_default(), name.span, attrs)?;
+                let resource = Unit::from_attrs(unit.clone().unwrap_or_default(), name.span, attrs)?;
                 unit.map(|_| AnyResource::Unit(resource))?
             }
             "apt" => AnyResource::Apt(Apt::from_attrs(name, attrs)?),

@@ -30,7 +30,7 @@ pub const UNIT_DIR: &str = "/etc/systemd/system";
 const PACKAGE_UNIT_DIRS: &[&str] = &["/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"];
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SystemdUnit {
+pub struct Unit {
     pub name: String,
     pub state: State,
     /// The unit file; None manages only the state of a unit installed by a package.
@@ -62,8 +62,8 @@ pub struct UnitActual {
     pub active: Option<bool>,
 }
 
-impl SystemdUnit {
-    pub fn from_attrs(name: String, at: Span, attrs: &mut Attrs) -> Option<SystemdUnit> {
+impl Unit {
+    pub fn from_attrs(name: String, at: Span, attrs: &mut Attrs) -> Option<Unit> {
         let state = attrs.state();
         let inline = attrs.string("content");
         let template = attrs.node("template").and_then(|node| {
@@ -179,7 +179,7 @@ impl SystemdUnit {
                 "masking links the unit to /dev/null: drop `masked: true` or the other attributes",
             );
         }
-        Some(SystemdUnit {
+        Some(Unit {
             name,
             state,
             content,
@@ -195,8 +195,8 @@ impl SystemdUnit {
     }
 
     /// A unit that the playbook does not manage (named only by a trigger).
-    pub fn unmanaged() -> SystemdUnit {
-        SystemdUnit {
+    pub fn unmanaged() -> Unit {
+        Unit {
             name: String::new(),
             state: State::Present,
             content: None,
@@ -389,7 +389,7 @@ pub fn observed_state(status: &UnitStatus) -> (Option<bool>, bool, bool) {
     (enabled, masked, active)
 }
 
-impl Resource for SystemdUnit {
+impl Resource for Unit {
     type Actual = UnitActual;
 
     fn observe(&self, host: &Host) -> Result<UnitActual> {
@@ -528,8 +528,8 @@ impl Resource for SystemdUnit {
 mod tests {
     use super::*;
 
-    fn unit() -> SystemdUnit {
-        SystemdUnit {
+    fn unit() -> Unit {
+        Unit {
             name: "gunicorn.service".into(),
             state: State::Present,
             content: Some(Content::from("[Service]\nExecStart=/bin/true\n")),
