@@ -106,7 +106,7 @@ fn run_resolved(
     }
     let ran = match systemd {
         Some(systemd) => {
-            let settle = |unit: &str| crate::kinds::unit::settle_time(resolved, unit);
+            let settle = |unit: &str| crate::engine::apply::settle_time(resolved, unit);
             run_triggers(&triggers, systemd, &settle, &host, printer)?
         }
         None => {

@@ -12,7 +12,7 @@ use crate::engine::resolve::Resolved;
 use crate::engine::trigger::{Step, Trigger};
 use crate::error::{Error, Result};
 use crate::host::Host;
-use crate::host::systemd::{Job, JobAction, Systemd, SystemdError};
+use crate::host::systemd::{DEFAULT_SETTLE, Job, JobAction, Systemd, SystemdError};
 use crate::kinds::AnyResource;
 use crate::output::Printer;
 use crate::output::progress;
@@ -163,6 +163,15 @@ pub fn run_triggers(
         }
     }
     Ok(ran)
+}
+
+/// How long to watch `unit` after starting or restarting it: its `settle:`, or the default.
+pub fn settle_time(resolved: &Resolved, unit: &str) -> Duration {
+    let managed = resolved.entries.iter().find_map(|entry| match &entry.resource {
+        AnyResource::Unit(u) if u.name == unit => Some(u.settle),
+        _ => None,
+    });
+    managed.flatten().unwrap_or(DEFAULT_SETTLE)
 }
 
 /// The error of a failed job or start, with the unit's last lines in the journal, which usually

@@ -9,9 +9,10 @@ use std::path::Path;
 
 use crate::engine::journal::{self, Pending};
 use crate::engine::resolve::Resolved;
-use crate::engine::trigger::{self, Action as TriggerAction, Observed, Request, Trigger, UnitFacts};
+use crate::engine::trigger::{self, Observed, Request, Trigger, UnitFacts};
 use crate::error::{Error, Result};
 use crate::host::Host;
+use crate::host::systemd::JobAction;
 use crate::host::systemd::UnitStatus;
 use crate::kinds::AnyResource;
 use crate::kinds::Unit;
@@ -297,7 +298,7 @@ fn pending(resolved: &Resolved, changed: &[ResourcePlan]) -> Pending {
         let entry = &resolved.entries[r.index];
         let reason = format!("{} changed", r.id);
         for notify in entry.notify.iter().cloned().chain(entry.resource.implicit_notify()) {
-            pending.requests.push((notify.action, notify.unit, reason.clone()));
+            pending.requests.push(Request { action: notify.action, unit: notify.unit, reason: reason.clone() });
         }
         if let AnyResource::Unit(unit) = &entry.resource
             && r.changes.iter().any(|c| matches!(c, Change::Content { .. } | Change::Create | Change::Remove))
@@ -308,10 +309,10 @@ fn pending(resolved: &Resolved, changed: &[ResourcePlan]) -> Pending {
     let changed: Vec<&ResourceId> = changed.iter().map(|r| &r.id).collect();
     for entry in &resolved.entries {
         let AnyResource::Unit(unit) = &entry.resource else { continue };
-        let restarts = unit.restart_triggers.iter().map(|(id, _)| (TriggerAction::Restart, id));
-        for (action, id) in restarts.chain(unit.reload_triggers.iter().map(|(id, _)| (TriggerAction::Reload, id))) {
+        let restarts = unit.restart_triggers.iter().map(|(id, _)| (JobAction::Restart, id));
+        for (action, id) in restarts.chain(unit.reload_triggers.iter().map(|(id, _)| (JobAction::Reload, id))) {
             if changed.contains(&id) {
-                pending.requests.push((action, unit.name.clone(), format!("{id} changed")));
+                pending.requests.push(Request { action, unit: unit.name.clone(), reason: format!("{id} changed") });
             }
         }
     }
@@ -346,9 +347,9 @@ fn decide_triggers(
             ..unit_facts(unit, status.as_ref())
         });
     }
-    let mut requests: Vec<Request> = pending.requests().collect();
+    let mut requests = pending.requests.clone();
     for request in &mut requests {
-        if interrupted.requests().any(|r| r == *request) {
+        if interrupted.requests.contains(request) {
             request.reason += " (in a run that did not finish)";
         }
     }

@@ -11,8 +11,8 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::path::PathBuf;
 
-use crate::engine::trigger::Notify;
 use crate::error::{Error, PlaybookError, PlaybookErrors, PlaybookWarning, Result, Source, did_you_mean};
+use crate::kinds::notify::Notify;
 use crate::kinds::resource::ResourceId;
 use crate::kinds::{AnyResource, KINDS};
 use crate::playbook::attrs::Attrs;

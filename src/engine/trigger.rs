@@ -25,83 +25,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-// ----- notify: "restart gunicorn.service" -------------------------------------------------
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Action {
-    Stop,
-    Reload,
-    Restart,
-    Start,
-}
-
-impl Action {
-    fn parse(word: &str) -> Option<Action> {
-        Some(match word {
-            "stop" => Action::Stop,
-            "reload" => Action::Reload,
-            "restart" => Action::Restart,
-            "start" => Action::Start,
-            _ => return None,
-        })
-    }
-}
-
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Action::Stop => "stop",
-            Action::Reload => "reload",
-            Action::Restart => "restart",
-            Action::Start => "start",
-        })
-    }
-}
-
-/// `notify: "restart gunicorn.service"`: an action on a unit.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
-pub struct Notify {
-    pub action: Action,
-    pub unit: String,
-}
-
-impl Notify {
-    /// Parses "ACTION UNIT"; the error is a help line.
-    pub fn parse(text: &str) -> Result<Notify, String> {
-        let words: Vec<&str> = text.split_whitespace().collect();
-        let [action, unit] = words[..] else {
-            return Err("write an action and a unit, such as \"restart gunicorn.service\"".into());
-        };
-        let Some(action) = Action::parse(action) else {
-            let close = crate::error::did_you_mean(action, ["restart", "reload", "start", "stop"]);
-            let close = close.map(|c| format!("did you mean `{c}`? ")).unwrap_or_default();
-            return Err(format!("{close}`{action}` is not an action: use restart, reload, start or stop"));
-        };
-        if crate::host::unit_file::check_unit_name(unit).is_err() {
-            return Err(crate::kinds::unit::unit_name_help(unit));
-        }
-        Ok(Notify { action, unit: unit.to_owned() })
-    }
-}
-
-impl fmt::Display for Notify {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.action, self.unit)
-    }
-}
+use crate::host::systemd::JobAction;
+use crate::kinds::unit::OnChange;
 
 // ----- the decision --------------------------------------------------------------------------
-
-/// How a unit reacts to a change of its own files (`on_change:`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum OnChange {
-    #[default]
-    Restart,
-    Reload,
-    None,
-}
 
 /// What systemd reported about a unit.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -154,15 +81,18 @@ impl UnitFacts {
 }
 
 /// A trigger that a changed resource asks for, with its reason ("file:/srv/app/wsgi.py changed").
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The pending-trigger journal stores these (docs/triggers.md, "The journal"); a journal of an
+/// older converge holds them as `[action, unit, reason]` arrays, which serde reads into the same
+/// fields in this order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
-    pub action: Action,
+    pub action: JobAction,
     pub unit: String,
     pub reason: String,
 }
 
 /// The steps, in the order their phases run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Step {
     Stop,
@@ -173,7 +103,7 @@ pub enum Step {
 }
 
 /// One thing to do in systemd, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Trigger {
     pub step: Step,
     /// None for daemon-reload.
@@ -363,10 +293,10 @@ impl Decision<'_> {
         }
         let reason = request.reason.as_str();
         match request.action {
-            Action::Start if !unit.active() => self.add(Step::Start, &unit.name, reason),
-            Action::Stop if unit.active() => self.add(Step::Stop, &unit.name, reason),
-            Action::Reload if unit.active() && unit.can_reload() => self.add(Step::Reload, &unit.name, reason),
-            Action::Reload | Action::Restart if unit.active() => match self.socket_of(&unit).cloned() {
+            JobAction::Start if !unit.active() => self.add(Step::Start, &unit.name, reason),
+            JobAction::Stop if unit.active() => self.add(Step::Stop, &unit.name, reason),
+            JobAction::Reload if unit.active() && unit.can_reload() => self.add(Step::Reload, &unit.name, reason),
+            JobAction::Reload | JobAction::Restart if unit.active() => match self.socket_of(&unit).cloned() {
                 // A socket-activated service is stopped; the next connection starts it anew.
                 Some(socket) => {
                     self.add(
@@ -453,7 +383,7 @@ mod tests {
         template_named("g@.service", files_changed)
     }
 
-    fn request(action: Action, unit: &str) -> Request {
+    fn request(action: JobAction, unit: &str) -> Request {
         Request { action, unit: unit.into(), reason: "file:/srv/app/wsgi.py changed".into() }
     }
 
@@ -563,43 +493,43 @@ mod tests {
             (
                 "4: restart of a socket-activated service with its socket in RuntimeDirectory",
                 vec![socket_for("gunicorn.socket", "gunicorn.service"), gunicorn_service()],
-                vec![request(Action::Restart, "gunicorn.service")],
+                vec![request(JobAction::Restart, "gunicorn.service")],
                 vec!["stop gunicorn.service", "restart gunicorn.socket"],
             ),
             (
                 "4: ... with RuntimeDirectoryPreserve=yes the socket stays",
                 vec![socket_for("gunicorn.socket", "gunicorn.service"), preserved()],
-                vec![request(Action::Restart, "gunicorn.service")],
+                vec![request(JobAction::Restart, "gunicorn.service")],
                 vec!["stop gunicorn.service"],
             ),
             (
                 "5: a request restarts an active unit",
                 vec![unit("app.service")],
-                vec![request(Action::Restart, "app.service")],
+                vec![request(JobAction::Restart, "app.service")],
                 vec!["restart app.service"],
             ),
             (
                 "5: a request on an unmanaged unit with no facts counts it active",
                 vec![],
-                vec![request(Action::Reload, "nginx.service")],
+                vec![request(JobAction::Reload, "nginx.service")],
                 vec!["reload nginx.service"],
             ),
             (
                 "5: a request does not restart an inactive unit",
                 vec![inactive(unit("app.service"))],
-                vec![request(Action::Restart, "app.service")],
+                vec![request(JobAction::Restart, "app.service")],
                 vec![],
             ),
             (
                 "5: a unit started in this run is not restarted",
                 vec![UnitFacts { want_active: Some(true), ..inactive(changed("a.service")) }],
-                vec![request(Action::Restart, "a.service")],
+                vec![request(JobAction::Restart, "a.service")],
                 vec!["daemon-reload", "start a.service"],
             ),
             (
                 "5: restart wins over reload",
                 vec![unit("app.service")],
-                vec![request(Action::Reload, "app.service"), request(Action::Restart, "app.service")],
+                vec![request(JobAction::Reload, "app.service"), request(JobAction::Restart, "app.service")],
                 vec!["restart app.service"],
             ),
             (
@@ -663,7 +593,7 @@ mod tests {
             (
                 "5: restart_triggers of a template restart its running instances",
                 vec![UnitFacts { instances: vec!["g@a.service".into()], ..template(false) }],
-                vec![request(Action::Restart, "g@.service")],
+                vec![request(JobAction::Restart, "g@.service")],
                 vec!["restart g@a.service"],
             ),
             (
@@ -695,16 +625,5 @@ mod tests {
         assert_eq!(triggers[0].reason, "app.service: NeedDaemonReload was set by an edit outside converge");
         let triggers = decide(&[socket_for("g.socket", "g.service"), changed("g.service")], &[]);
         assert_eq!(triggers[0].reason, "g.service changed; g.socket starts it on the next connection");
-    }
-
-    #[test]
-    fn notify_parses_and_explains() {
-        assert_eq!(
-            Notify::parse("restart gunicorn.service"),
-            Ok(Notify { action: Action::Restart, unit: "gunicorn.service".into() })
-        );
-        assert!(Notify::parse("bounce nginx.service").unwrap_err().contains("not an action"));
-        assert!(Notify::parse("reload nginx").unwrap_err().contains("nginx.service"));
-        assert!(Notify::parse("nginx.service").unwrap_err().contains("an action and a unit"));
     }
 }

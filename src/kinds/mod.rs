@@ -8,6 +8,7 @@ pub mod directory;
 pub mod file;
 pub mod group;
 pub mod nginx_site;
+pub mod notify;
 pub mod resource;
 pub mod schema;
 pub mod symlink;
@@ -20,7 +21,9 @@ pub mod virtualenv;
 use std::path::Path;
 
 use crate::error::Result;
+use crate::host::systemd::JobAction;
 use crate::host::{Host, Stat};
+use crate::kinds::notify::Notify;
 use crate::kinds::resource::{Change, Ownership, Resource, ResourceId};
 use crate::playbook::attrs::Attrs;
 use crate::playbook::yaml_node::Node;
@@ -212,10 +215,9 @@ impl AnyResource {
 
     /// Triggers a change of this resource always sets off, besides its `notify:`: a changed
     /// nginx site reloads nginx, or starts it when it is not running.
-    pub fn implicit_notify(&self) -> Vec<crate::engine::trigger::Notify> {
-        use crate::engine::trigger::{Action, Notify};
+    pub fn implicit_notify(&self) -> Vec<Notify> {
         match self {
-            AnyResource::NginxSite(_) => [Action::Reload, Action::Start]
+            AnyResource::NginxSite(_) => [JobAction::Reload, JobAction::Start]
                 .into_iter()
                 .map(|action| Notify { action, unit: "nginx.service".into() })
                 .collect(),

@@ -13,14 +13,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::engine::resolve::Resolved;
-use crate::engine::trigger::OnChange;
 use crate::error::{Error, Result};
 use crate::host::mode::Mode;
-use crate::host::systemd::{DEFAULT_SETTLE, UnitStatus};
+use crate::host::systemd::UnitStatus;
 use crate::host::unit_file::{UnitFile, check_unit_name, is_template, template_of};
 use crate::host::{FileKind, Host};
-use crate::kinds::AnyResource;
 use crate::kinds::resource::{Change, Content, Resource, ResourceId, State};
 use crate::playbook::attrs::Attrs;
 use crate::playbook::yaml_node::{Span, Value};
@@ -28,6 +25,16 @@ use crate::playbook::yaml_node::{Span, Value};
 pub const UNIT_DIR: &str = "/etc/systemd/system";
 /// Where packages put their units (a `unit` without content).
 const PACKAGE_UNIT_DIRS: &[&str] = &["/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"];
+
+/// How a unit reacts to a change of its own files (`on_change:`; docs/triggers.md, rule 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnChange {
+    #[default]
+    Restart,
+    Reload,
+    None,
+}
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Unit {
@@ -45,7 +52,7 @@ pub struct Unit {
     pub restart_triggers: Vec<(ResourceId, Span)>,
     pub reload_triggers: Vec<(ResourceId, Span)>,
     /// `settle:` how long to watch the service after converge starts or restarts it; None for
-    /// the default ([`DEFAULT_SETTLE`]).
+    /// the default ([`crate::host::systemd::DEFAULT_SETTLE`]).
     pub settle: Option<Duration>,
 }
 
@@ -339,15 +346,6 @@ impl Unit {
         }
         Ok(())
     }
-}
-
-/// How long to watch `unit` after starting or restarting it: its `settle:`, or the default.
-pub fn settle_time(resolved: &Resolved, unit: &str) -> Duration {
-    let managed = resolved.entries.iter().find_map(|entry| match &entry.resource {
-        AnyResource::Unit(u) if u.name == unit => Some(u.settle),
-        _ => None,
-    });
-    managed.flatten().unwrap_or(DEFAULT_SETTLE)
 }
 
 /// A duration as `settle:` takes it: seconds (`2`, `1.5`, `2s`) or milliseconds (`500ms`), at

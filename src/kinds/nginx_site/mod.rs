@@ -10,23 +10,25 @@
 //! `state: absent` removes both the file and the link.
 //!
 //! Between the write and nginx's verdict the site is recorded in the nginx site journal
-//! (`journal::SITE_PATH`), saved before anything is written, with what to put back: the previous
+//! ([`journal::SITE_PATH`]), saved before anything is written, with what to put back: the previous
 //! file's bytes, mode and owner, the previous links (or their absence). A run killed during
 //! `nginx -t` leaves it behind; the next `apply` finishes it first ([`finish_interrupted`]):
 //! nginx is asked again, and the site is kept or the recorded one put back, mode and owner too.
 //! Until then `plan` shows the site as not yet tested, never as converged.
 
+pub mod journal;
+
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 
-use crate::engine::journal::{self, Bytes, Entry, SiteInTest};
 use crate::error::{Error, Result};
 use crate::host::mode::Mode;
 use crate::host::{FileKind, Host};
 use crate::kinds::resource::{Change, Content, Resource, ResourceId, State};
 use crate::playbook::attrs::Attrs;
 use crate::playbook::yaml_node::Span;
+use journal::{Bytes, Entry, SiteInTest};
 
 const AVAILABLE: &str = "/etc/nginx/sites-available";
 const ENABLED: &str = "/etc/nginx/sites-enabled";
