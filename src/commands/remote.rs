@@ -196,7 +196,7 @@ fn prepare(
         if !target.vars.is_empty() {
             let text = serde_json::to_vec(&target.vars).expect("JSON values serialize");
             let local = dir.join(format!("inventory-vars-{i}.yml"));
-            std::fs::write(&local, &text).map_err(|source| Error::Read { path: local.clone(), source })?;
+            std::fs::write(&local, &text).map_err(|source| Error::Write { path: local.clone(), source })?;
             input.files.insert(0, local);
             vars_files.push(text);
         }

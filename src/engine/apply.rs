@@ -10,7 +10,7 @@
 use crate::engine::plan::{Plan, ResourcePlan};
 use crate::engine::resolve::Resolved;
 use crate::engine::trigger::{Step, Trigger};
-use crate::error::{Error, Result};
+use crate::error::{Error, JournalTail, Result};
 use crate::host::Host;
 use crate::host::systemd::{DEFAULT_SETTLE, Job, JobAction, Systemd, SystemdError};
 use crate::kinds::AnyResource;
@@ -113,7 +113,7 @@ pub fn run_triggers(
         let action = match step {
             Step::DaemonReload => {
                 let spinner = progress::spinner("systemctl daemon-reload");
-                systemd.daemon_reload().map_err(|e| Error::Systemd(e.to_string()))?;
+                systemd.daemon_reload()?;
                 drop(spinner);
                 printer.trigger_ran(group[0]);
                 ran += 1;
@@ -137,7 +137,7 @@ pub fn run_triggers(
         let mut old_workers = Vec::new();
         if step == Step::Reload {
             for job in jobs.iter().filter(|job| job.unit == NGINX) {
-                let pids = systemd.helper_processes(&job.unit).map_err(|e| Error::Systemd(e.to_string()))?;
+                let pids = systemd.helper_processes(&job.unit)?;
                 old_workers.push(host.watch_exits(&pids));
             }
         }
@@ -177,17 +177,12 @@ pub fn settle_time(resolved: &Resolved, unit: &str) -> Duration {
 /// The error of a failed job or start, with the unit's last lines in the journal, which usually
 /// say why it died.
 fn failed(error: SystemdError, host: &Host) -> Error {
-    let mut message = error.to_string();
-    if let Some(unit) = error.failed_unit() {
-        let lines = journal_lines(host, unit);
-        if !lines.is_empty() {
-            message += &format!("\nits last journal lines (journalctl --unit {unit} -n {JOURNAL_LINES}):");
-            for line in lines {
-                message += &format!("\n  {line}");
-            }
-        }
-    }
-    Error::Systemd(message)
+    let journal = error.failed_unit().map(|unit| JournalTail {
+        unit: unit.to_owned(),
+        asked: JOURNAL_LINES,
+        lines: journal_lines(host, unit),
+    });
+    Error::Systemd { journal: journal.filter(|tail| !tail.lines.is_empty()), error }
 }
 
 /// The unit whose reload waits for its old workers.

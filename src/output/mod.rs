@@ -437,7 +437,7 @@ impl Printer {
         self.line("");
     }
 
-    pub fn warnings(&self, warnings: &[crate::error::PlaybookWarning]) {
+    pub fn warnings(&self, warnings: &[crate::error::PlaybookError]) {
         for warning in warnings {
             self.error(warning);
         }
@@ -476,7 +476,7 @@ pub fn finished_text(f: &crate::kinds::nginx_site::Finished) -> String {
 }
 
 /// The JSON records of an error (one per mistake of a playbook) or a warning: `type` (error or
-/// warning), `kind` (playbook, resource, read, drift, locked, systemd, usage), `message`, and
+/// warning), `kind` (playbook, resource, read, write, lock, drift, locked, systemd, usage), `message`, and
 /// where it points (`file`, `line`, `column`, 1-based) and `help` when it has them.
 pub fn error_records(error: &(dyn miette::Diagnostic + 'static)) -> Vec<serde_json::Value> {
     records(error, (error as &dyn std::error::Error).downcast_ref::<crate::error::Error>())
@@ -493,10 +493,12 @@ fn records(error: &dyn miette::Diagnostic, typed: Option<&crate::error::Error>) 
     let kind = match typed {
         Some(crate::error::Error::Playbook(_)) | None => "playbook",
         Some(crate::error::Error::Read { .. }) => "read",
+        Some(crate::error::Error::Write { .. }) => "write",
+        Some(crate::error::Error::Lock { .. }) => "lock",
         Some(crate::error::Error::Resource { .. }) => "resource",
         Some(crate::error::Error::Drift { .. }) => "drift",
         Some(crate::error::Error::Locked { .. }) => "locked",
-        Some(crate::error::Error::Systemd(_)) => "systemd",
+        Some(crate::error::Error::Systemd { .. } | crate::error::Error::NoBus) => "systemd",
         Some(crate::error::Error::Usage { .. }) => "usage",
         Some(crate::error::Error::PlanFile { .. }) => "plan_file",
         Some(crate::error::Error::Stopped { .. }) => "stopped",
@@ -516,9 +518,12 @@ fn records(error: &dyn miette::Diagnostic, typed: Option<&crate::error::Error>) 
     });
     match typed {
         Some(crate::error::Error::Resource { id, .. } | crate::error::Error::Drift { id }) => record["id"] = json!(id),
-        Some(crate::error::Error::Read { path, .. } | crate::error::Error::Locked { path }) => {
-            record["file"] = json!(path)
-        }
+        Some(
+            crate::error::Error::Read { path, .. }
+            | crate::error::Error::Write { path, .. }
+            | crate::error::Error::Lock { path, .. }
+            | crate::error::Error::Locked { path },
+        ) => record["file"] = json!(path),
         _ => {}
     }
     let label = error.labels().and_then(|mut labels| labels.next());
