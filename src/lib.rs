@@ -59,17 +59,17 @@ pub fn run(cli: Cli) -> u8 {
             })
         }
         Command::Plan { playbook, remote, .. } if remote.any() => {
-            commands::remote::run(playbook, commands::remote::Mode::Plan, remote, &settings, &mut printer)
+            commands::remote::run(playbook, commands::remote::RemoteCommand::Plan, remote, &settings, &mut printer)
         }
         Command::Apply { playbook: Some(playbook), check, detailed_exitcode, lock_wait, remote, .. }
             if remote.any() =>
         {
-            let mode = commands::remote::Mode::Apply {
+            let command = commands::remote::RemoteCommand::Apply {
                 check: *check,
                 detailed_exitcode: *detailed_exitcode,
                 lock_wait: *lock_wait,
             };
-            commands::remote::run(playbook, mode, remote, &settings, &mut printer)
+            commands::remote::run(playbook, command, remote, &settings, &mut printer)
         }
         Command::Plan { playbook, out, allow_secrets, .. } => {
             commands::plan::run(playbook, out.as_deref(), *allow_secrets, &settings, &mut printer)

@@ -52,6 +52,8 @@ pub struct ResourcePlan {
     pub created_above: Vec<ResourceId>,
 }
 
+/// What a plan line does to its resource, as Terraform names its actions (`+ file:/x (create)`).
+/// A job systemd runs on a unit is a [`crate::host::systemd::JobAction`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Create,

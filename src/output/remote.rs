@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::{BOLD, CYAN, Format, GREEN, Printer, RED, YELLOW, plural};
 use crate::engine::plan::Counts;
-use crate::remote::report::{HostReport, Mode, Outcome, Status};
+use crate::remote::report::{HostReport, Outcome, RunKind, Status};
 
 impl Printer {
     /// Records of one host: a plan (its resources and triggers, ending with the `plan` record),
@@ -114,7 +114,7 @@ impl Printer {
     }
 
     /// The end of a host: why it failed, with what the target said; a `host` record in JSON.
-    pub fn host_done(&mut self, label: &str, report: &HostReport, mode: Mode) {
+    pub fn host_done(&mut self, label: &str, report: &HostReport, mode: RunKind) {
         let status = report.status(mode);
         if self.format == Format::Json {
             let (name, reason) = match &status {
@@ -152,12 +152,12 @@ impl Printer {
     }
 
     /// The closing table: one row per host, then one line.
-    pub fn hosts_summary(&mut self, reports: &[HostReport], mode: Mode) {
+    pub fn hosts_summary(&mut self, reports: &[HostReport], mode: RunKind) {
         if self.format == Format::Json {
             return;
         }
         let width = reports.iter().map(|r| r.name.chars().count()).max().unwrap_or(0).max(4);
-        let changed = if mode == Mode::Plan { "TO CHANGE" } else { "CHANGED" };
+        let changed = if mode == RunKind::Plan { "TO CHANGE" } else { "CHANGED" };
         if self.verbosity >= 0 {
             self.line("");
         }
