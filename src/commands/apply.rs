@@ -72,8 +72,9 @@ fn run_resolved(
     if systemd.is_none() && host.root().is_none() && plan.units_unobserved {
         return Err(Error::NoBus);
     }
-    // Rule 6: what the changes trigger is recorded before anything is applied, and cleared only
-    // once the triggers ran, so that a run that stops half way hands them to the next one.
+    // What the changes trigger is recorded before anything is applied, and cleared only once the
+    // triggers ran, so that a run that stops half way hands them to the next one
+    // (docs/triggers.md, rule 8).
     let mut journaled = systemd.is_some() && !plan.pending.is_empty();
     if journaled {
         journal::save(&host, &plan.pending)?;

@@ -92,7 +92,8 @@ fn slow_step(resource: &AnyResource) -> Option<&'static str> {
 /// Runs the triggers through systemd, phase by phase (stop, daemon-reload, reload, restart,
 /// start); the jobs of one phase are enqueued together and each is awaited, and a service
 /// started or restarted is watched for `settle(unit)` (see `Systemd::run_jobs`). A job or start
-/// that fails ends the run with the unit's last journal lines. Returns how many ran.
+/// that fails ends the run with the unit's last journal lines (docs/triggers.md, rule 2; nginx's
+/// old workers: rule 7). Returns how many ran.
 pub fn run_triggers(
     triggers: &[Trigger],
     systemd: &Systemd,

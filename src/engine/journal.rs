@@ -1,8 +1,8 @@
-//! The pending-trigger journal (DESIGN.md section 4, rule 6): before anything is applied, the
-//! run writes what its changes will trigger to `/var/lib/converge/pending-triggers.json`, and
-//! clears it once the triggers ran. A run that fails or is killed half way leaves it behind, and
-//! the next run fires those triggers even though the files no longer differ (Ansible loses
-//! these handlers).
+//! The pending-trigger journal (docs/triggers.md, rule 8 and "The journal"): before anything is
+//! applied, the run writes what its changes will trigger to
+//! `/var/lib/converge/pending-triggers.json`, and clears it once the triggers ran. A run that
+//! fails or is killed half way leaves it behind, and the next run fires those triggers even
+//! though the files no longer differ (Ansible loses these handlers).
 
 use std::path::Path;
 

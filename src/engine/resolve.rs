@@ -698,7 +698,7 @@ fn run_directory_warnings(entries: &[Entry], source: &Source) -> Vec<PlaybookErr
     .collect()
 }
 
-/// The seed's trap (DESIGN.md section 4, rule 4): a socket listening inside its service's
+/// The seed's trap (docs/triggers.md, rule 4): a socket listening inside its service's
 /// `RuntimeDirectory=`, which systemd removes when the service stops, taking the socket file
 /// with it. converge restarts the socket with the service, but a stop by hand still breaks it.
 fn socket_layout_warnings(entries: &[Entry], source: &Source) -> Vec<PlaybookError> {

@@ -1,25 +1,9 @@
 //! Triggers: what the changes of a run set off in systemd, decided by a pure function of what
-//! changed and what systemd reported (DESIGN.md, section 4), so that every rule has a table-driven
-//! test. `host/systemd.rs` carries the decisions out; this module never talks to the host.
-//!
-//! The rules, as the tests name them:
-//! 1. A changed unit file or drop-in, a changed enablement, or a managed unit whose
-//!    `NeedDaemonReload` is set (hand-edited) causes exactly one `daemon-reload`.
-//! 2. Steps run in phases: stop -> daemon-reload -> reload -> restart -> start.
-//! 3. A changed unit that is not socket-activated and is active is restarted (reloaded with
-//!    `on_change: reload` when it can reload; left alone with `on_change: none`); an inactive
-//!    one is left alone unless `active: true`.
-//! 4. A socket + service pair: when either changed, the service is stopped and the socket
-//!    restarted, so the next connection starts the new service (`active: true` on the service
-//!    starts it now). A restart of a socket-activated service also restarts its socket when the
-//!    socket's path lies inside the service's `RuntimeDirectory` (stopping removes it).
-//!    A template (`app@.service`) is never started or stopped itself: what rules 3 and 4 (and
-//!    rule 5's requests) would do to it is done to each of its running instances, by name; a
-//!    stopped instance stays stopped. An `Accept=yes` socket `app.socket` pairs with the
-//!    template `app@.service`.
-//! 5. `notify`, `restart_triggers` and `reload_triggers` fire only when their source changed
-//!    (the caller passes requests only for changed resources); a unit started in this run is not
-//!    also restarted.
+//! changed and what systemd reported, so that every rule has a table-driven test. The rules are
+//! numbered in docs/triggers.md: [`decide`] applies rules 1 and 3 to 6 and orders the steps in
+//! rule 2's phases (the rows of its test table start with their rule's number);
+//! `engine/apply.rs` runs them through `host/systemd.rs` (the rest of rule 2). This module never
+//! talks to the host.
 
 use std::fmt;
 
@@ -127,7 +111,7 @@ impl fmt::Display for Trigger {
     }
 }
 
-/// Decides the triggers of a run; see the module's rules.
+/// Decides the triggers of a run (docs/triggers.md, rules 1 to 6), in the order of their phases.
 pub fn decide(units: &[UnitFacts], requests: &[Request]) -> Vec<Trigger> {
     let mut plan = Decision { units, triggers: Vec::new() };
 
@@ -226,7 +210,7 @@ impl Decision<'_> {
         facts
     }
 
-    /// Rules 3 and 4: the unit's own files changed.
+    /// Rules 3 to 5: the unit's own files changed.
     fn changed(&mut self, unit: &UnitFacts, reason: &str) {
         if crate::host::unit_file::is_template(&unit.name) {
             let socket = self.socket_of(unit).cloned();
@@ -280,7 +264,8 @@ impl Decision<'_> {
         }
     }
 
-    /// Rule 5: a trigger asked for by a changed resource.
+    /// Rule 6: a trigger asked for by a changed resource (rules 4 and 5 for sockets and
+    /// templates).
     fn request(&mut self, request: &Request) {
         let unknown = UnitFacts { name: request.unit.clone(), ..UnitFacts::default() };
         let unit = self.facts(&request.unit).cloned().unwrap_or(unknown);
@@ -392,7 +377,7 @@ mod tests {
         decide(units, requests).iter().map(ToString::to_string).collect()
     }
 
-    /// (rule and case, the units, the requests, the triggers expected in order)
+    /// (rule of docs/triggers.md and case, the units, the requests, the triggers expected in order)
     type Row = (&'static str, Vec<UnitFacts>, Vec<Request>, Vec<&'static str>);
 
     #[test]
@@ -491,7 +476,7 @@ mod tests {
                 vec!["daemon-reload", "restart app.socket", "start app.service"],
             ),
             (
-                "4: restart of a socket-activated service with its socket in RuntimeDirectory",
+                "4: a restart asked of a socket-activated service with its socket in RuntimeDirectory",
                 vec![socket_for("gunicorn.socket", "gunicorn.service"), gunicorn_service()],
                 vec![request(JobAction::Restart, "gunicorn.service")],
                 vec!["stop gunicorn.service", "restart gunicorn.socket"],
@@ -503,43 +488,43 @@ mod tests {
                 vec!["stop gunicorn.service"],
             ),
             (
-                "5: a request restarts an active unit",
+                "6: a request restarts an active unit",
                 vec![unit("app.service")],
                 vec![request(JobAction::Restart, "app.service")],
                 vec!["restart app.service"],
             ),
             (
-                "5: a request on an unmanaged unit with no facts counts it active",
+                "6: a request on an unmanaged unit with no facts counts it active",
                 vec![],
                 vec![request(JobAction::Reload, "nginx.service")],
                 vec!["reload nginx.service"],
             ),
             (
-                "5: a request does not restart an inactive unit",
+                "6: a request does not restart an inactive unit",
                 vec![inactive(unit("app.service"))],
                 vec![request(JobAction::Restart, "app.service")],
                 vec![],
             ),
             (
-                "5: a unit started in this run is not restarted",
+                "6: a unit started in this run is not restarted",
                 vec![UnitFacts { want_active: Some(true), ..inactive(changed("a.service")) }],
                 vec![request(JobAction::Restart, "a.service")],
                 vec!["daemon-reload", "start a.service"],
             ),
             (
-                "5: restart wins over reload",
+                "6: restart wins over reload",
                 vec![unit("app.service")],
                 vec![request(JobAction::Reload, "app.service"), request(JobAction::Restart, "app.service")],
                 vec!["restart app.service"],
             ),
             (
-                "removed and active: stopped, then daemon-reload",
+                "3: removed and active: stopped, then daemon-reload",
                 vec![UnitFacts { removed: true, files_changed: true, ..unit("old.service") }],
                 vec![],
                 vec!["stop old.service", "daemon-reload"],
             ),
             (
-                "active: false stops, and no restart follows",
+                "3: active: false stops, and no restart follows",
                 vec![UnitFacts { want_active: Some(false), ..changed("a.service") }],
                 vec![],
                 vec!["stop a.service", "daemon-reload"],
@@ -562,7 +547,7 @@ mod tests {
                 vec!["daemon-reload", "restart a.service"],
             ),
             (
-                "4: a changed template restarts its running instances, by name, never itself",
+                "5: a changed template restarts its running instances, by name, never itself",
                 vec![
                     UnitFacts { instances: vec!["g@a.service".into(), "g@b.service".into()], ..template(true) },
                     unit("g@a.service"),
@@ -572,7 +557,7 @@ mod tests {
                 vec!["daemon-reload", "restart g@a.service", "restart g@b.service"],
             ),
             (
-                "4: a template with on_change: reload reloads its instances",
+                "5: a template with on_change: reload reloads its instances",
                 vec![UnitFacts {
                     on_change: OnChange::Reload,
                     instances: vec!["g@a.service".into()],
@@ -582,7 +567,7 @@ mod tests {
                 vec!["daemon-reload", "reload g@a.service"],
             ),
             (
-                "4: a template's new instance is started, not restarted",
+                "5: a template's new instance is started, not restarted",
                 vec![
                     UnitFacts { instances: vec![], ..template(true) },
                     UnitFacts { want_active: Some(true), ..inactive(unit("g@a.service")) },
@@ -597,7 +582,7 @@ mod tests {
                 vec!["restart g@a.service"],
             ),
             (
-                "4: an Accept=yes socket and its template: instances stop, the socket restarts",
+                "5: an Accept=yes socket and its template: instances stop, the socket restarts",
                 vec![
                     unit("echo.socket"),
                     UnitFacts { instances: vec!["echo@1-2.service".into()], ..template_named("echo@.service", true) },
@@ -606,7 +591,7 @@ mod tests {
                 vec!["stop echo@1-2.service", "daemon-reload", "restart echo.socket"],
             ),
             (
-                "4: a changed Accept=yes socket: the template itself is never stopped",
+                "5: a changed Accept=yes socket: the template itself is never stopped",
                 vec![changed("echo.socket"), template_named("echo@.service", false)],
                 vec![],
                 vec!["daemon-reload", "restart echo.socket"],

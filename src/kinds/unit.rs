@@ -4,7 +4,7 @@
 //! What it does: writes the unit file and drop-ins atomically, enables, disables, masks or
 //! unmasks it (over D-Bus, or with the `[Install]` symlinks under `--root`, as
 //! `systemctl --root` does). Starting, stopping and restarting are triggers: they run after every
-//! file of the run is written and after the one `daemon-reload` (see engine/trigger.rs).
+//! file of the run is written and after the one `daemon-reload` (docs/triggers.md).
 //! Without `content` it manages only the state of a unit that a package installed
 //! (`unit: nginx.service` with `enabled: true`). `state: absent` stops, disables and removes it.
 //! Why: systemd does not reload unit files by itself; converge knows which units changed and does

@@ -11,13 +11,12 @@ use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::host::mode::Mode;
 
-/// Where the journal is: a site that is written but not yet accepted by `nginx -t`.
-/// It is saved before the site is written, with what was there before (bytes, mode, owner, link
-/// targets), and removed once nginx accepted the site or the old one was put back. A run killed
-/// in between (during `nginx -t`, say) leaves it behind, and the next `apply` finishes the job
-/// first: it runs `nginx -t` and keeps the site, or puts the recorded one back. Unlike the
-/// trigger journal it is kept under `--root` too (inside the root), since an image's nginx
-/// configuration can be left half tested just the same.
+/// Where the journal is. It is saved before the site is written, with what was there before
+/// (bytes, mode, owner, link targets), and removed once nginx accepted the site or the old one
+/// was put back. A run killed in between (during `nginx -t`, say) leaves it behind, and the next
+/// `apply` finishes the job first: it runs `nginx -t` and keeps the site, or puts the recorded
+/// one back. Unlike the trigger journal it is kept under `--root` too (inside the root), since an
+/// image's nginx configuration can be left half tested just the same.
 pub const SITE_PATH: &str = "/var/lib/converge/nginx-site-in-test.json";
 
 /// A site between its write and nginx's verdict.
