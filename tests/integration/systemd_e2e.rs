@@ -307,6 +307,29 @@ fn triggers_of_a_killed_run_fire_on_the_next() {
     assert!(out.starts_with("No changes."), "{out}");
 }
 
+/// A journal that an older converge left behind, its requests written as `[action, unit,
+/// reason]` arrays, is still honoured: the next run fires its triggers (docs/triggers.md, "The
+/// journal").
+#[test]
+fn a_journal_of_an_older_converge_still_fires() {
+    let Some(c) = Container::boot("old-journal") else { return };
+    c.apply(&pair("hello", "", ""));
+    let first = c.curl("/run/app/socket");
+    c.sh("mkdir -p /var/lib/converge");
+    c.write(
+        "/var/lib/converge/pending-triggers.json",
+        r#"{"changed_units": [], "requests": [["restart", "app.service", "file:/srv/app/server.py changed"]]}"#,
+    );
+    let out = c.apply(&pair("hello", "", ""));
+    assert!(out.contains("file:/srv/app/server.py changed (in a run that did not finish)"), "{out}");
+    assert!(out.contains("stop app.service: done"), "{out}");
+    assert_ne!(c.curl("/run/app/socket"), first, "a new instance answered");
+    assert!(
+        c.exec(&["test", "-e", "/var/lib/converge/pending-triggers.json"]).status.code() == Some(1),
+        "journal cleared"
+    );
+}
+
 #[test]
 fn an_absent_unit_is_stopped_disabled_and_removed() {
     let Some(c) = Container::boot("absent") else { return };
