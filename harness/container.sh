@@ -37,44 +37,16 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=SCRIPTDIR/lib/common.sh
+. "$HERE/lib/common.sh"
+# shellcheck source=SCRIPTDIR/lib/machine.sh
+. "$HERE/lib/machine.sh"
+LOG_PREFIX=container MACHINE=container CONSOLE_LOG=nspawn.log NAME_LOCK_WAIT=120
 RUN=${CONVERGE_RUN_DIR:-/var/tmp/converge-e2e}
-CACHE=${CONVERGE_CACHE:-/var/cache/converge-e2e}
 BOOT_TIMEOUT=${CONVERGE_BOOT_TIMEOUT:-30}
 POWEROFF_TIMEOUT=${CONVERGE_POWEROFF_TIMEOUT:-20}
 ROOT_MODE=${CONVERGE_ROOT_MODE:-overlay}
 CGROUP_PARENT=converge-e2e
-INNER_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-
-log() { echo "container: $*" >&2; }
-die() { log "error: $*"; exit 1; }
-usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}" >&2; }
-now_ms() { local t=${EPOCHREALTIME/[.,]/}; echo $(( t / 1000 )); }
-secs() { printf '%d.%02d' $(( $1 / 1000 )) $(( $1 % 1000 / 10 )); }   # ms -> "s.cc"
-
-check_name() {   # a machine name is a hostname; it also names a directory
-  [[ ${1:-} =~ ^[A-Za-z0-9][A-Za-z0-9-]{0,62}$ ]] ||
-    die "invalid NAME '${1:-}': use letters, digits and '-', at most 63 characters"
-}
-
-# --- processes, identified by pid AND start time so that a reused pid is never signalled -------
-proc_start() {   # $1 pid -> start time in clock ticks since boot (field 22 of /proc/PID/stat);
-                 # fails when there is no such process or it has exited and is only a zombie
-                 # (PID 1 of this machine may take a second to reap the orphans it inherits)
-  local s
-  s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-  s=${s##*) }                                   # drop "pid (comm) ": comm may contain spaces
-  # shellcheck disable=SC2086
-  set -- $s
-  case $1 in Z|X|x) return 1 ;; esac            # field 3: state
-  echo "${20}"
-}
-record_pid() { echo "$1 $(proc_start "$1")" > "$2"; }     # $1 pid, $2 file
-recorded_pid() {   # $1 file -> its pid if that process still runs, else fail
-  local pid start
-  [ -f "$1" ] && read -r pid start < "$1" || return 1
-  [ -n "$pid" ] && [ "$(proc_start "$pid" 2>/dev/null)" = "$start" ] || return 1
-  echo "$pid"
-}
 
 find_leader() {  # $1 nspawn pid -> its child that is PID 1 of a new pid namespace
   local c ns
@@ -118,15 +90,6 @@ remove_cgroups() {   # $1 state dir; removes the (empty) cgroups recorded at boo
   done < "$1/cgroups"
 }
 
-remove_tree() {  # refuse to descend into mounts: a container's mounts live in its own namespace
-  local d=$1
-  [ -e "$d" ] || return 0
-  if findmnt -rn -o TARGET | grep -q -F -- "$(realpath -- "$d")/"; then
-    log "not removing $d: something is mounted below it"; return 1
-  fi
-  rm -rf --one-file-system -- "$d"
-}
-
 request_poweroff() {   # $1 state dir, $2 nspawn pid
   local leader
   leader=$(recorded_pid "$1/leader.pid" || find_leader "$2" || true)
@@ -168,28 +131,26 @@ teardown() {
   rm -rf --one-file-system -- "$dir"
 }
 
-state_dir() { check_name "$1"; echo "$RUN/$1"; }
-
-lock_name() {   # $1 NAME: serialize boot/poweroff of one NAME (fd 8, released at exit)
-  local f=$RUN/.$1.lock
-  mkdir -p "$RUN"
-  while :; do
-    exec 8>>"$f"
-    flock -w 120 8 || die "another boot or poweroff of '$1' holds $f"
-    # the holder before us may have deleted the file (unlock_name): then lock the new one
-    [ "$(stat -c %d:%i "$f" 2>/dev/null)" != "$(stat -L -c %d:%i "/proc/$$/fd/8")" ] || return 0
-    exec 8>&-
-  done
+# --- the hooks of lib/machine.sh ---------------------------------------------------------------
+machine_alive() { recorded_pid "$1/nspawn.pid" >/dev/null; }
+machine_who() { echo "leader $(cut -d' ' -f1 "$1/leader.pid" 2>/dev/null)"; }
+machine_status() { machine_alive "$1" && echo "leader=$(recorded_pid "$1/leader.pid" || echo '?')"; }
+leader_of() {   # $1 state dir of a running container -> its leader pid, or die
+  recorded_pid "$1/leader.pid" || die "container '$(basename "$1")' has no running leader"
 }
-unlock_name() { rm -f "$RUN/.$1.lock"; exec 8>&-; }   # $1 NAME: when NAME is gone
-
+machine_sh() {   # $1 state dir, $2 script, rest: its arguments; run by sh inside, as root
+  local leader; leader=$(leader_of "$1"); shift
+  # paths are resolved inside the container (its symlinks cannot point us at the host's files)
+  nsenter -t "$leader" -a -- /bin/sh -c "$1" sh "${@:2}"
+}
+discard_failed() { teardown "$1"; }
+keep_failed() {
+  local npid
+  if npid=$(recorded_pid "$1/nspawn.pid"); then kill -TERM "$npid" 2>/dev/null || true; fi
+}
 running_leader() {   # $1 NAME -> leader pid, or die with a clear message
-  local dir leader
-  dir=$(state_dir "$1")
-  [ -d "$dir" ] || die "no container '$1' (boot it first: $0 boot $1)"
-  recorded_pid "$dir/nspawn.pid" >/dev/null || die "container '$1' is not running (see $dir/nspawn.log)"
-  leader=$(recorded_pid "$dir/leader.pid") || die "container '$1' has no running leader"
-  echo "$leader"
+  local dir; dir=$(running_dir "$1") || exit
+  leader_of "$dir"
 }
 
 make_root() {   # $1 cached rootfs, $2 state dir -> $2/root, and $2/root-mode says how
@@ -213,18 +174,8 @@ make_root() {   # $1 cached rootfs, $2 state dir -> $2/root, and $2/root-mode sa
 cmd_boot() {
   [ $# -eq 1 ] || die "usage: $0 boot NAME"
   local name=$1 dir rootfs npid leader state="" t0 t1 deadline
-  dir=$(state_dir "$name")
-  lock_name "$name"
-  if ! mkdir "$dir" 2>/dev/null; then
-    recorded_pid "$dir/nspawn.pid" >/dev/null &&
-      die "container '$name' is already running (leader $(cut -d' ' -f1 "$dir/leader.pid" 2>/dev/null))"
-    log "removing stale state of '$name'"
-    teardown "$dir"
-    mkdir "$dir"
-  fi
-  # from here on, a failed boot stops what it started and deletes the copy
-  BOOTING_NAME=$name BOOTING_DIR=$dir
-  trap boot_failed EXIT
+  begin_boot "$name"
+  dir=$BOOTING_DIR
 
   rootfs=$("$HERE/rootfs.sh" | tail -n 1)
   [ -f "$rootfs/etc/converge-e2e-rootfs" ] || die "rootfs.sh returned no rootfs"
@@ -278,97 +229,19 @@ cmd_boot() {
   echo "$leader"
 }
 
-boot_failed() {   # EXIT trap of a boot that did not reach running/degraded
-  local rc=$? name=$BOOTING_NAME dir=$BOOTING_DIR
-  [ $rc -ne 0 ] || rc=1
-  log "boot of '$name' failed; last lines of $dir/nspawn.log:"
-  tail -n 30 "$dir/nspawn.log" 2>/dev/null | tr -d '\r' | sed 's/^/  | /' >&2 || true
-  if [ "${CONVERGE_KEEP_FAILED:-0}" = 1 ]; then
-    local npid
-    if npid=$(recorded_pid "$dir/nspawn.pid"); then kill -TERM "$npid" 2>/dev/null || true; fi
-    log "kept $dir (CONVERGE_KEEP_FAILED=1); remove it with: $0 poweroff $name"
-  else
-    teardown "$dir" || true
-    unlock_name "$name"
-  fi
-  exit "$rc"
-}
-
 cmd_exec() {
   [ $# -ge 2 ] || die "usage: $0 exec NAME CMD [ARGS...]"
   local leader; leader=$(running_leader "$1"); shift
   # nsenter forks into the pid namespace, waits, and exits with the command's status
-  exec nsenter -t "$leader" -a -- env -i PATH="$INNER_PATH" HOME=/root USER=root LOGNAME=root \
-    LANG=C.UTF-8 TERM="${TERM:-dumb}" "$@"
-}
-
-cmd_copy_in() {
-  [ $# -eq 3 ] || die "usage: $0 copy-in NAME SRC DEST"
-  local leader src=$2 dest=$3
-  leader=$(running_leader "$1")
-  [[ $dest == /* ]] || die "DEST must be an absolute path inside the container: $dest"
-  [ -e "$src" ] || die "no such file: $src"
-  # Paths are resolved inside the container (its symlinks cannot point us at the host's files).
-  if [ -d "$src" ]; then
-    tar -C "$src" --owner=0 --group=0 --numeric-owner -cf - . |
-      nsenter -t "$leader" -a -- /bin/sh -c 'mkdir -p -- "$1" && tar -C "$1" -xf -' sh "$dest"
-  else
-    nsenter -t "$leader" -a -- /bin/sh -c '
-      d=$1
-      case $d in */) d=$d$3 ;; *) [ -d "$d" ] && d=$d/$3 ;; esac
-      mkdir -p -- "$(dirname -- "$d")" &&
-      cat > "$d.converge-tmp" && chmod "$2" "$d.converge-tmp" && mv -f -- "$d.converge-tmp" "$d"
-    ' sh "$dest" "$(stat -c %a "$src")" "$(basename -- "$src")" < "$src"
-  fi
+  exec nsenter -t "$leader" -a -- "${CLEAN_ENV[@]}" TERM="${TERM:-dumb}" "$@"
 }
 
 cmd_ssh() {
   [ $# -ge 1 ] || die "usage: $0 ssh NAME [SSH ARGS...]"
   local leader; leader=$(running_leader "$1"); shift
-  exec nsenter -t "$leader" -n -- ssh -i "$CACHE/ssh/id_ed25519" -o StrictHostKeyChecking=no \
-    -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes -o ConnectTimeout=10 \
-    vagrant@127.0.0.1 "$@"
+  exec nsenter -t "$leader" -n -- ssh "${SSH_OPTS[@]}" vagrant@127.0.0.1 "$@"
 }
 
-cmd_poweroff() {
-  [ $# -eq 1 ] || die "usage: $0 poweroff NAME"
-  local dir t0; dir=$(state_dir "$1")
-  [ -d "$dir" ] || { log "no container '$1': nothing to power off"; return 0; }
-  lock_name "$1"
-  [ -d "$dir" ] || { unlock_name "$1"; log "'$1' was powered off meanwhile"; return 0; }
-  t0=$(now_ms)
-  teardown "$dir"
-  unlock_name "$1"
-  log "'$1' powered off and removed in $(secs $(( $(now_ms) - t0 ))) s"
-}
+cmd_leader() { [ $# -eq 1 ] || die "usage: $0 leader NAME"; running_leader "$1"; }
 
-cmd_list() {
-  local d
-  [ -d "$RUN" ] || return 0
-  for d in "$RUN"/*/; do
-    [ -d "$d" ] || continue
-    d=${d%/}
-    if recorded_pid "$d/nspawn.pid" >/dev/null; then
-      echo "$(basename "$d") running leader=$(recorded_pid "$d/leader.pid" || echo '?')"
-    else
-      echo "$(basename "$d") stopped (stale: '$0 poweroff $(basename "$d")' removes it)"
-    fi
-  done
-}
-
-[ $# -ge 1 ] || { usage; exit 2; }
-sub=$1; shift
-case $sub in
-  boot|exec|copy-in|ssh|poweroff) [ "$(id -u)" -eq 0 ] || die "must run as root" ;;
-esac
-case $sub in
-  boot) cmd_boot "$@" ;;
-  exec) cmd_exec "$@" ;;
-  copy-in) cmd_copy_in "$@" ;;
-  ssh) cmd_ssh "$@" ;;
-  leader) [ $# -eq 1 ] || die "usage: $0 leader NAME"; running_leader "$1" ;;
-  poweroff) cmd_poweroff "$@" ;;
-  list) cmd_list ;;
-  -h|--help|help) usage ;;
-  *) usage; die "unknown subcommand: $sub" ;;
-esac
+run_subcommand "boot exec copy-in ssh poweroff" "$@"

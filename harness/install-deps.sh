@@ -24,13 +24,13 @@ set -euo pipefail
 PKGS=(mmdebstrap debian-archive-keyring systemd-container util-linux mount iproute2 procps
       openssh-client curl coreutils python3-pip dpkg-dev)
 
-log() { echo "install-deps: $*" >&2; }
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=SCRIPTDIR/lib/common.sh
+. "$HERE/lib/common.sh"
+LOG_PREFIX=install-deps
 
 missing=()
-for p in "${PKGS[@]}"; do
-  status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
-  [ "$status" = installed ] || missing+=("$p")
-done
+for p in "${PKGS[@]}"; do installed "$p" || missing+=("$p"); done
 
 if [ ${#missing[@]} -eq 0 ]; then
   log "all present: ${PKGS[*]}"

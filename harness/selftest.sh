@@ -14,6 +14,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=SCRIPTDIR/lib/common.sh
+. "$HERE/lib/common.sh"        # now_ms, secs
 C=$HERE/container.sh
 RUN=${CONVERGE_RUN_DIR:-/var/tmp/converge-e2e}
 A=selftest-a-$$ B=selftest-b-$$ P1=selftest-p1-$$ P2=selftest-p2-$$   # fresh names: never ours to reuse
@@ -21,8 +23,6 @@ TMP=$(mktemp -d)
 pass=0 fail=0
 declare -A T
 
-now_ms() { local t=${EPOCHREALTIME/[.,]/}; echo $(( t / 1000 )); }
-secs() { printf '%d.%02d' $(( $1 / 1000 )) $(( $1 % 1000 / 10 )); }
 ok() { pass=$(( pass + 1 )); echo "ok   $1"; }
 bad() { fail=$(( fail + 1 )); echo "FAIL $1${2:+: $2}"; }
 expect() {   # expect WHAT WANTED CMD...: CMD's stdout (trimmed) must equal WANTED
@@ -91,6 +91,7 @@ expect "busctl sees the socket unit" 's "active"' "$C" exec "$A" busctl get-prop
   org.freedesktop.systemd1 /org/freedesktop/systemd1/unit/converge_2dselftest_2esocket \
   org.freedesktop.systemd1.Unit ActiveState
 expect "nginx answers on 127.0.0.1:80" 200 "$C" exec "$A" curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/
+# shellcheck disable=SC2016   # expanded inside, by the remote shell
 expect "ssh as vagrant, passwordless sudo" "vagrant root" "$C" ssh "$A" 'echo $(id -un) $(sudo -n id -un)'
 "$C" exec "$A" sh -c 'exit 3' && rc=0 || rc=$?
 [ "$rc" = 3 ] && ok "exec propagates the exit code" || bad "exec propagates the exit code" "got $rc"

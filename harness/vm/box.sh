@@ -18,39 +18,41 @@
 # key of its own on the first `vagrant up`), and, since the VM reaches no archive, a local apt
 # repository as its only source (/srv/debs: nginx's .debs, lists already fetched) and gunicorn's
 # wheels in /srv/wheels. It is made without booting or loop devices: an overlay mount over the
-# read-only rootfs takes the additions, mkfs.ext4 -d writes the disk from it (lib.sh make_disk).
+# read-only rootfs takes the additions, mkfs.ext4 -d writes the disk from it (lib/disk.sh make_disk).
 # Environment: CONVERGE_CACHE, CONVERGE_BOX (the box name, converge-e2e-debian12), VAGRANT_HOME
 # (default $CACHE/vagrant.d). Needs root and harness/vm/install-deps.sh.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=SCRIPTDIR/lib.sh
-. "$HERE/lib.sh"
-CACHE=${CONVERGE_CACHE:-/var/cache/converge-e2e}
+# shellcheck source=SCRIPTDIR/../lib/common.sh
+. "$HERE/../lib/common.sh"
+# shellcheck source=SCRIPTDIR/../lib/disk.sh
+. "$HERE/../lib/disk.sh"
+LOG_PREFIX=vm/box
 BOX_NAME=${CONVERGE_BOX:-converge-e2e-debian12}
 export VAGRANT_HOME=${VAGRANT_HOME:-$CACHE/vagrant.d}
 SIZE_MB=4096
 
-log() { echo "vm/box: $*" >&2; }
-die() { log "error: $*"; exit 1; }
 case "${1:-}" in
   "") ;;
-  -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}" >&2; exit 0 ;;
+  -h|--help) usage; exit 0 ;;
   *) die "unknown argument: $1 (try --help)" ;;
 esac
-[ "$(id -u)" -eq 0 ] || die "must run as root"
+need_root
 
 image=$("$HERE/image.sh" | tail -n 1)
 artifacts=$("$HERE/../artifacts.sh" | tail -n 1)
-insecure=$(ls /usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub 2>/dev/null | head -n 1)
+insecure=
+for f in /usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub; do
+  [ ! -f "$f" ] || { insecure=$f; break; }
+done
 [ -n "$insecure" ] || die "no vagrant.pub of Vagrant's (harness/vm/install-deps.sh installs vagrant)"
 KEY=$( { basename "$image"; cat "${BASH_SOURCE[0]}" "$insecure";
          (cd "$artifacts" && find debs wheels -type f -printf '%p %s\n' | sort); } | sha256sum | cut -c1-12)
 DIR=$CACHE/box-$KEY
 BOX=$DIR/converge-e2e.box
 
-exec 9>"$CACHE/.box.lock"
-flock -w 900 9 || die "could not lock $CACHE/.box.lock within 900 s"
+lock_cache "$CACHE/.box.lock"
 
 if [ ! -f "$BOX" ]; then
   start=$(date +%s)

@@ -20,23 +20,24 @@
 # qemu-system-x86 7.2 conflicts with it (qemu-utils Breaks qemu-system-common < 8.0). When the
 # installed qemu-utils is from 8 on, qemu-system-x86 is taken from bookworm-backports: the one apt
 # source this script may add, /etc/apt/sources.list.d/converge-bookworm-backports.sources
-# (backports are never preferred by apt: only what is asked for with -t comes from there).
+# (backports are never preferred by apt: only what is asked for with -t comes from there), on the
+# mirror of the main archive that apt already uses (lib/mirror.sh; CONVERGE_MIRROR overrides it).
 #
 # Needs root. Usage: harness/vm/install-deps.sh
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-MIRROR=${CONVERGE_MIRROR:-http://deb.debian.org/debian}
+# shellcheck source=SCRIPTDIR/../lib/common.sh
+. "$HERE/../lib/common.sh"
+# shellcheck source=SCRIPTDIR/../lib/mirror.sh
+. "$HERE/../lib/mirror.sh"
+LOG_PREFIX=vm/install-deps
 BACKPORTS=/etc/apt/sources.list.d/converge-bookworm-backports.sources
 PKGS=(qemu-utils e2fsprogs fdisk grub-common grub-pc-bin openssh-client rsync
       vagrant vagrant-libvirt libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
       dnsmasq-base iptables)
 
-log() { echo "vm/install-deps: $*" >&2; }
-
 "$HERE/../install-deps.sh"
-
-installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]; }
 
 missing=()
 for p in "${PKGS[@]}"; do installed "$p" || missing+=("$p"); done
@@ -56,6 +57,7 @@ if ! installed qemu-system-x86; then
   qemu_utils=$(dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null || echo 0)
   if installed qemu-utils && dpkg --compare-versions "$qemu_utils" ge 1:8; then
     if [ ! -f "$BACKPORTS" ]; then
+      debian_mirrors bookworm     # the main archive this machine's apt uses (lib/mirror.sh)
       printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
         "$MIRROR" > "$BACKPORTS"
     fi

@@ -27,41 +27,25 @@
 # harness/vm/install-deps.sh.
 set -euo pipefail
 
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=SCRIPTDIR/../lib/common.sh
+. "$HERE/../lib/common.sh"
+LOG_PREFIX=vm/libvirt
 RUN=${CONVERGE_VM_RUN_DIR:-/var/tmp/converge-e2e-vm}
 STATE=$RUN/.libvirt
 NETNS=${CONVERGE_LIBVIRT_NETNS:-converge-e2e-libvirt}
 POOL=default
 URI=qemu:///system
 
-log() { echo "vm/libvirt: $*" >&2; }
-die() { log "error: $*"; exit 1; }
-usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}" >&2; }
-
-proc_start() {   # $1 pid -> start time; fails for none or a zombie
-  local s
-  s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-  s=${s##*) }
-  # shellcheck disable=SC2086
-  set -- $s
-  case $1 in Z|X|x) return 1 ;; esac
-  echo "${20}"
-}
 # $STATE/NAME.rec: "pid starttime" of the owner and of each daemon (the daemons delete their own
 # pid files when they exit)
-record() {   # $1 name, $2 pid
-  echo "$2 $(proc_start "$2" || echo gone)" > "$STATE/$1.rec"
-}
-recorded_pid() {   # $1 name -> its pid if the process recorded at start still runs
-  local pid start
-  [ -f "$STATE/$1.rec" ] && read -r pid start < "$STATE/$1.rec" || return 1
-  [ -n "$pid" ] && [ "$(proc_start "$pid" 2>/dev/null)" = "$start" ] || return 1
-  echo "$pid"
-}
+record() { record_pid "$2" "$STATE/$1.rec"; }      # $1 name, $2 pid
+daemon_pid() { recorded_pid "$STATE/$1.rec"; }     # $1 name -> its pid if it still runs
 stop_pid() {   # $1 daemon name: TERM, wait up to 10 s, then KILL
   local pid i
-  pid=$(recorded_pid "$1") || return 0
+  pid=$(daemon_pid "$1") || return 0
   kill -TERM "$pid" 2>/dev/null || true
-  for (( i = 0; i < 100; i++ )); do recorded_pid "$1" >/dev/null || return 0; sleep 0.1; done
+  for (( i = 0; i < 100; i++ )); do daemon_pid "$1" >/dev/null || return 0; sleep 0.1; done
   log "$1 (pid $pid) did not stop within 10 s: killing it"
   kill -KILL "$pid" 2>/dev/null || true
 }
@@ -76,10 +60,11 @@ lock() {
 }
 
 cmd_start() {
+  [ $# -eq 0 ] || die "usage: $0 start"
   lock
-  if recorded_pid libvirtd >/dev/null || recorded_pid virtlogd >/dev/null; then
-    recorded_pid owner >/dev/null &&
-      die "the libvirtd of another test (pid $(recorded_pid owner)) runs: only one at a time"
+  if daemon_pid libvirtd >/dev/null || daemon_pid virtlogd >/dev/null; then
+    daemon_pid owner >/dev/null &&
+      die "the libvirtd of another test (pid $(daemon_pid owner)) runs: only one at a time"
     log "the test that started the running libvirtd is gone: stopping what it left"
     exec 7>&-
     "$0" stop
@@ -112,7 +97,7 @@ cmd_start() {
   done
   local t0=$SECONDS
   until virsh -c "$URI" version >/dev/null 2>&1; do
-    recorded_pid libvirtd >/dev/null || die "libvirtd exited (see its messages in the journal or syslog)"
+    daemon_pid libvirtd >/dev/null || die "libvirtd exited (see its messages in the journal or syslog)"
     (( SECONDS - t0 < 120 )) || die "libvirtd did not answer within 120 s"
     sleep 0.5
   done
@@ -124,14 +109,15 @@ cmd_start() {
     echo "$POOL" > "$STATE/pool-created"
   fi
   trap - EXIT
-  log "libvirtd (pid $(recorded_pid libvirtd)) answers after $(( SECONDS - t0 )) s in network namespace $NETNS"
+  log "libvirtd (pid $(daemon_pid libvirtd)) answers after $(( SECONDS - t0 )) s in network namespace $NETNS"
   echo "$NETNS"
 }
 
 cmd_stop() {
+  [ $# -eq 0 ] || die "usage: $0 stop"
   lock
   local d n
-  if recorded_pid libvirtd >/dev/null && virsh -c "$URI" version >/dev/null 2>&1; then
+  if daemon_pid libvirtd >/dev/null && virsh -c "$URI" version >/dev/null 2>&1; then
     for d in $(virsh_ list --all --name | sort | comm -23 - "$STATE/domains.before" 2>/dev/null); do
       log "removing domain $d"
       virsh_ destroy "$d" >/dev/null 2>&1 || true
@@ -169,13 +155,6 @@ cmd_stop() {
   log "stopped"
 }
 
-[ $# -ge 1 ] || { usage; exit 2; }
-sub=$1; shift
-[ "$(id -u)" -eq 0 ] || die "must run as root"
-case $sub in
-  start) [ $# -eq 0 ] || die "usage: $0 start"; cmd_start ;;
-  stop) [ $# -eq 0 ] || die "usage: $0 stop"; cmd_stop ;;
-  exec) [ $# -ge 1 ] || die "usage: $0 exec CMD [ARGS...]"; exec ip netns exec "$NETNS" "$@" ;;
-  -h|--help|help) usage ;;
-  *) usage; die "unknown subcommand: $sub" ;;
-esac
+cmd_exec() { [ $# -ge 1 ] || die "usage: $0 exec CMD [ARGS...]"; exec ip netns exec "$NETNS" "$@"; }
+
+run_subcommand "start stop exec" "$@"

@@ -32,58 +32,25 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=SCRIPTDIR/../lib/common.sh
+. "$HERE/../lib/common.sh"
+# shellcheck source=SCRIPTDIR/../lib/machine.sh
+. "$HERE/../lib/machine.sh"
+LOG_PREFIX=vm MACHINE=VM CONSOLE_LOG=serial.log NAME_LOCK_WAIT=300
 RUN=${CONVERGE_VM_RUN_DIR:-/var/tmp/converge-e2e-vm}
-CACHE=${CONVERGE_CACHE:-/var/cache/converge-e2e}
 BOOT_TIMEOUT=${CONVERGE_VM_BOOT_TIMEOUT:-300}
 POWEROFF_TIMEOUT=${CONVERGE_VM_POWEROFF_TIMEOUT:-60}
 CPUS=${CONVERGE_VM_CPUS:-2}
 MEMORY=${CONVERGE_VM_MEMORY:-1536}
-INNER_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-SSH_OPTS=(-i "$CACHE/ssh/id_ed25519" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
-          -o LogLevel=ERROR -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=10
-          -o ServerAliveCountMax=6)
+SSH_OPTS+=(-o ServerAliveInterval=10 -o ServerAliveCountMax=6)
 
-log() { echo "vm: $*" >&2; }
-die() { log "error: $*"; exit 1; }
-usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}" >&2; }
-now_ms() { local t=${EPOCHREALTIME/[.,]/}; echo $(( t / 1000 )); }
-secs() { printf '%d.%02d' $(( $1 / 1000 )) $(( $1 % 1000 / 10 )); }   # ms -> "s.cc"
-
-check_name() {
-  [[ ${1:-} =~ ^[A-Za-z0-9][A-Za-z0-9-]{0,62}$ ]] ||
-    die "invalid NAME '${1:-}': use letters, digits and '-', at most 63 characters"
-}
-state_dir() { check_name "$1"; echo "$RUN/$1"; }
-
-# --- QEMU's pid, identified by pid AND start time (as container.sh does) ----------------------
-proc_start() {   # $1 pid -> start time (field 22 of /proc/PID/stat); fails for none or a zombie
-  local s
-  s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-  s=${s##*) }
-  # shellcheck disable=SC2086
-  set -- $s
-  case $1 in Z|X|x) return 1 ;; esac
-  echo "${20}"
-}
-recorded_pid() {   # $1 state dir -> QEMU's pid if that process still runs, else fail
-  local pid start
+qemu_pid() {   # $1 state dir -> QEMU's pid if that process still runs, else fail
+  local pid
   [ -f "$1/qemu.pid" ] && [ -f "$1/qemu.start" ] || return 1
-  pid=$(tr -dc 0-9 < "$1/qemu.pid"); start=$(cat "$1/qemu.start")
-  [ -n "$pid" ] && [ "$(proc_start "$pid" 2>/dev/null)" = "$start" ] || return 1
+  pid=$(tr -dc 0-9 < "$1/qemu.pid")     # written by QEMU; its start time by boot
+  pid_alive "$pid" "$(cat "$1/qemu.start")" || return 1
   echo "$pid"
 }
-
-lock_name() {   # $1 NAME: serialize boot/poweroff of one NAME (fd 8, released at exit)
-  local f=$RUN/.$1.lock
-  mkdir -p "$RUN"
-  while :; do
-    exec 8>>"$f"
-    flock -w 300 8 || die "another boot or poweroff of '$1' holds $f"
-    [ "$(stat -c %d:%i "$f" 2>/dev/null)" != "$(stat -L -c %d:%i "/proc/$$/fd/8")" ] || return 0
-    exec 8>&-
-  done
-}
-unlock_name() { rm -f "$RUN/.$1.lock"; exec 8>&-; }
 
 ssh_port() { cat "$1/port-22" 2>/dev/null || die "no VM '$(basename "$1")' (boot it first)"; }
 as_root() {   # $1 state dir, rest: ssh arguments -> ssh root@ the VM
@@ -109,18 +76,18 @@ free_port() {   # a port nobody listens on now (QEMU fails cleanly if it is take
 
 teardown() {   # $1 state dir: stop QEMU if it runs, delete the state
   local dir=$1 pid i
-  if pid=$(recorded_pid "$dir"); then
+  if pid=$(qemu_pid "$dir"); then
     for (( i = 0; i < POWEROFF_TIMEOUT * 10; i++ )); do
-      recorded_pid "$dir" >/dev/null || break
+      qemu_pid "$dir" >/dev/null || break
       # asked again every 10 s: a VM still booting may not have heard the first request
       (( i % 100 )) || as_root "$dir" -o ConnectTimeout=3 'systemctl --no-block poweroff' >/dev/null 2>&1 || true
       sleep 0.1
     done
-    if recorded_pid "$dir" >/dev/null; then
+    if qemu_pid "$dir" >/dev/null; then
       log "$(basename "$dir") did not power off within ${POWEROFF_TIMEOUT} s: stopping QEMU (pid $pid)"
       kill -TERM "$pid" 2>/dev/null || true
-      for (( i = 0; i < 50; i++ )); do recorded_pid "$dir" >/dev/null || break; sleep 0.1; done
-      if recorded_pid "$dir" >/dev/null; then kill -KILL "$pid" 2>/dev/null || true; sleep 0.2; fi
+      for (( i = 0; i < 50; i++ )); do qemu_pid "$dir" >/dev/null || break; sleep 0.1; done
+      if qemu_pid "$dir" >/dev/null; then kill -KILL "$pid" 2>/dev/null || true; sleep 0.2; fi
     fi
   fi
   rm -rf --one-file-system -- "$dir"
@@ -129,16 +96,8 @@ teardown() {   # $1 state dir: stop QEMU if it runs, delete the state
 cmd_boot() {
   [ $# -eq 1 ] || die "usage: $0 boot NAME"
   local name=$1 dir image accel t0 t1 deadline try state="" err
-  dir=$(state_dir "$name")
-  lock_name "$name"
-  if ! mkdir "$dir" 2>/dev/null; then
-    recorded_pid "$dir" >/dev/null && die "VM '$name' is already running (pid $(cat "$dir/qemu.pid"))"
-    log "removing stale state of '$name'"
-    teardown "$dir"
-    mkdir "$dir"
-  fi
-  BOOTING_NAME=$name BOOTING_DIR=$dir
-  trap boot_failed EXIT
+  begin_boot "$name"
+  dir=$BOOTING_DIR
 
   image=$("$HERE/image.sh" | tail -n 1)
   [ -f "$image/built" ] || die "image.sh returned no image"
@@ -172,7 +131,7 @@ cmd_boot() {
 
   deadline=$(( t1 + BOOT_TIMEOUT * 1000 ))
   until as_root "$dir" -o ConnectTimeout=5 true 2>/dev/null; do
-    recorded_pid "$dir" >/dev/null || { log "QEMU exited during boot"; return 1; }
+    qemu_pid "$dir" >/dev/null || { log "QEMU exited during boot"; return 1; }
     [ "$(now_ms)" -lt "$deadline" ] || { log "no ssh after ${BOOT_TIMEOUT} s"; return 1; }
     sleep 1
   done
@@ -188,52 +147,27 @@ cmd_boot() {
   cat "$dir/port-22"
 }
 
-boot_failed() {   # EXIT trap of a boot that did not come up
-  local rc=$? name=$BOOTING_NAME dir=$BOOTING_DIR
-  [ $rc -ne 0 ] || rc=1
-  log "boot of '$name' failed; last lines of $dir/serial.log:"
-  tail -n 30 "$dir/serial.log" 2>/dev/null | tr -d '\r' | sed 's/^/  | /' >&2 || true
-  if [ "${CONVERGE_KEEP_FAILED:-0}" = 1 ]; then
-    log "kept $dir (CONVERGE_KEEP_FAILED=1); remove it with: $0 poweroff $name"
-  else
-    POWEROFF_TIMEOUT=0 teardown "$dir" || true
-    unlock_name "$name"
-  fi
-  exit "$rc"
+# --- the hooks of lib/machine.sh ---------------------------------------------------------------
+machine_alive() { qemu_pid "$1" >/dev/null; }
+machine_who() { echo "pid $(cat "$1/qemu.pid")"; }
+machine_status() {
+  local pid; pid=$(qemu_pid "$1") || return 1
+  echo "pid=$pid ssh=127.0.0.1:$(cat "$1/port-22") http=127.0.0.1:$(cat "$1/port-80")"
 }
-
-running_dir() {   # $1 NAME -> its state dir, or die with a clear message
-  local dir; dir=$(state_dir "$1")
-  [ -d "$dir" ] || die "no VM '$1' (boot it first: $0 boot $1)"
-  recorded_pid "$dir" >/dev/null || die "VM '$1' is not running (see $dir/serial.log)"
-  echo "$dir"
+machine_sh() {   # $1 state dir, $2 script, rest: its arguments; run by sh inside, as root
+  local dir=$1; shift
+  # ssh hands the remote shell (bash, root's) one string: quote every argument for it
+  as_root "$dir" "$(printf '%q ' sh -c "$1" sh "${@:2}")"
 }
+discard_failed() { POWEROFF_TIMEOUT=0 teardown "$1"; }
+keep_failed() { :; }
 
 cmd_exec() {
   [ $# -ge 2 ] || die "usage: $0 exec NAME CMD [ARGS...]"
   local dir; dir=$(running_dir "$1"); shift
   # ssh hands the remote shell (bash, root's) one string: quote every argument for it
   exec ssh "${SSH_OPTS[@]}" -p "$(ssh_port "$dir")" root@127.0.0.1 \
-    "$(printf '%q ' env -i PATH="$INNER_PATH" HOME=/root USER=root LOGNAME=root LANG=C.UTF-8 TERM=dumb "$@")"
-}
-
-cmd_copy_in() {
-  [ $# -eq 3 ] || die "usage: $0 copy-in NAME SRC DEST"
-  local dir src=$2 dest=$3
-  dir=$(running_dir "$1")
-  [[ $dest == /* ]] || die "DEST must be an absolute path inside the VM: $dest"
-  [ -e "$src" ] || die "no such file: $src"
-  if [ -d "$src" ]; then
-    tar -C "$src" --owner=0 --group=0 --numeric-owner -cf - . |
-      as_root "$dir" "$(printf '%q ' sh -c 'mkdir -p -- "$1" && tar -C "$1" -xf -' sh "$dest")"
-  else
-    as_root "$dir" "$(printf '%q ' sh -c '
-      d=$1
-      case $d in */) d=$d$3 ;; *) [ -d "$d" ] && d=$d/$3 ;; esac
-      mkdir -p -- "$(dirname -- "$d")" &&
-      cat > "$d.converge-tmp" && chmod "$2" "$d.converge-tmp" && mv -f -- "$d.converge-tmp" "$d"
-    ' sh "$dest" "$(stat -c %a "$src")" "$(basename -- "$src")")" < "$src"
-  fi
+    "$(printf '%q ' "${CLEAN_ENV[@]}" TERM=dumb "$@")"
 }
 
 cmd_ssh() {
@@ -249,45 +183,4 @@ cmd_port() {
   cat "$dir/port-$2"
 }
 
-cmd_poweroff() {
-  [ $# -eq 1 ] || die "usage: $0 poweroff NAME"
-  local dir t0; dir=$(state_dir "$1")
-  [ -d "$dir" ] || { log "no VM '$1': nothing to power off"; return 0; }
-  lock_name "$1"
-  [ -d "$dir" ] || { unlock_name "$1"; log "'$1' was powered off meanwhile"; return 0; }
-  t0=$(now_ms)
-  teardown "$dir"
-  unlock_name "$1"
-  log "'$1' powered off and removed in $(secs $(( $(now_ms) - t0 ))) s"
-}
-
-cmd_list() {
-  local d
-  [ -d "$RUN" ] || return 0
-  for d in "$RUN"/*/; do
-    [ -d "$d" ] || continue
-    d=${d%/}
-    if recorded_pid "$d" >/dev/null; then
-      echo "$(basename "$d") running pid=$(recorded_pid "$d") ssh=127.0.0.1:$(cat "$d/port-22") http=127.0.0.1:$(cat "$d/port-80")"
-    else
-      echo "$(basename "$d") stopped (stale: '$0 poweroff $(basename "$d")' removes it)"
-    fi
-  done
-}
-
-[ $# -ge 1 ] || { usage; exit 2; }
-sub=$1; shift
-case $sub in
-  boot|exec|copy-in|ssh|poweroff) [ "$(id -u)" -eq 0 ] || die "must run as root" ;;
-esac
-case $sub in
-  boot) cmd_boot "$@" ;;
-  exec) cmd_exec "$@" ;;
-  copy-in) cmd_copy_in "$@" ;;
-  ssh) cmd_ssh "$@" ;;
-  port) cmd_port "$@" ;;
-  poweroff) cmd_poweroff "$@" ;;
-  list) cmd_list ;;
-  -h|--help|help) usage ;;
-  *) usage; die "unknown subcommand: $sub" ;;
-esac
+run_subcommand "boot exec copy-in ssh poweroff" "$@"

@@ -1,4 +1,5 @@
-# harness/vm/lib.sh: functions shared by image.sh and box.sh (sourced, not run).
+# harness/lib/disk.sh: a bootable disk image made from a directory, for vm/image.sh and vm/box.sh
+# (sourced, never run).
 # shellcheck shell=bash
 
 # make_disk SRC OUT SIZE_MB: a BIOS-bootable raw disk image OUT from the root directory SRC,
@@ -9,7 +10,7 @@
 # The kernel is SRC's /boot/vmlinuz-* with its initrd; console on ttyS0 and tty0.
 make_disk() {
   local src=$1 out=$2 size_mb=$3 kernel initrd
-  kernel=$(cd "$src/boot" && ls vmlinuz-* | sort -V | tail -n 1)
+  kernel=$(find "$src/boot" -maxdepth 1 -name 'vmlinuz-*' -printf '%f\n' | sort -V | tail -n 1)
   initrd=initrd.img-${kernel#vmlinuz-}
   [ -f "$src/boot/$initrd" ] || { echo "make_disk: no $src/boot/$initrd" >&2; return 1; }
   mkdir -p "$src/boot/grub/i386-pc"
