@@ -8,7 +8,7 @@
 //! plan     (engine/plan.rs)       observe each resource (read-only) and diff it
 //! render   (output/)              Terraform-style plan with unified diffs, or JSON records
 //! apply    (engine/apply.rs)      only what differs, in order, re-observing before each write
-//! triggers (engine/trigger.rs)    what the changes set off (daemon-reload, restarts)
+//! triggers (engine/trigger.rs)    what the changes set off (daemon-reload, restarts): docs/triggers.md
 //! ```
 //!
 //! The layers, each a folder; the arrows run one way, from the top down:
