@@ -42,7 +42,7 @@ pub const MAX_READ: u64 = 64 * 1024 * 1024;
 /// How many walked directories are kept open at most.
 const MAX_CACHED_DIRS: usize = 256;
 /// As the kernel's own limit on symlinks in one lookup.
-const MAX_SYMLINKS: usize = 40;
+pub(super) const MAX_SYMLINKS: usize = 40;
 /// Temporary files are `.cvg.` and 8 characters beside their target: short, so any legal file
 /// name can be replaced; fixed in shape, so a later run finds what a killed one left.
 const TEMP_PREFIX: &str = ".cvg.";

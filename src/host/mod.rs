@@ -14,7 +14,7 @@ pub mod systemd;
 pub mod unit_file;
 
 pub use fs::{FileKind, MAX_READ, Stat, hex, read_input, read_input_text, record_inputs};
-pub use process::{PATH, Program, Scratch};
+pub use process::{Account, Failure, PATH, Program, Scratch};
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -139,8 +139,50 @@ impl Host {
         self.tree.head(path, n, &self.namer())
     }
 
+    /// The target of a symlink, as written.
     pub fn read_link(&self, path: &Path) -> io::Result<PathBuf> {
         self.tree.read_link(path, &self.namer())
+    }
+
+    /// Where `path` leads with all its symlinks followed, as realpath(3) would after a chroot:
+    /// component by component, absolute targets starting again at the root, `..` never above
+    /// it, at most 40 symlinks as the kernel; each step a safe walk ([`Host::stat`],
+    /// [`Host::read_link`]). `Ok(real path)`, or `Err(missing)`: the first path on the way that
+    /// does not exist, with the rest of the path joined on (where a dangling symlink leads).
+    pub fn real_path(&self, path: &Path) -> io::Result<Result<PathBuf, PathBuf>> {
+        let mut resolved = PathBuf::from("/");
+        let mut rest: Vec<OsString> = path.components().rev().map(|c| c.as_os_str().to_owned()).collect();
+        let mut hops = 0;
+        while let Some(part) = rest.pop() {
+            match part.to_str() {
+                Some("/") | Some(".") => continue,
+                Some("..") => {
+                    resolved.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            let next = resolved.join(&part);
+            match self.stat(&next)? {
+                None => return Ok(Err(rest.iter().rev().fold(next, |path, part| path.join(part)))),
+                Some(stat) if stat.kind == FileKind::Symlink => {
+                    hops += 1;
+                    if hops > fs::MAX_SYMLINKS {
+                        return Err(io::Error::other(format!(
+                            "too many levels of symbolic links at {}",
+                            next.display()
+                        )));
+                    }
+                    let target = self.read_link(&next)?;
+                    if target.is_absolute() {
+                        resolved = PathBuf::from("/");
+                    }
+                    rest.extend(target.components().rev().map(|c| c.as_os_str().to_owned()));
+                }
+                Some(_) => resolved = next,
+            }
+        }
+        Ok(Ok(resolved))
     }
 
     /// The entries of a directory, with what each is (symlinks not followed).
@@ -502,5 +544,22 @@ mod tests {
         assert_eq!(host.path(Path::new("/etc/motd")), Path::new("/mnt/image/etc/motd"));
         assert_eq!(host.shown(Path::new("/etc/motd")), "/etc/motd (in the root /mnt/image)");
         assert_eq!(Host::new(None).path(Path::new("/etc/motd")), Path::new("/etc/motd"));
+    }
+
+    #[test]
+    fn symlinks_resolve_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+        std::fs::create_dir_all(root.join("srv/venv/bin")).unwrap();
+        std::fs::write(root.join("usr/bin/python3.11"), "\x7fELF").unwrap();
+        std::os::unix::fs::symlink("python3.11", root.join("usr/bin/python3")).unwrap();
+        std::os::unix::fs::symlink("/usr/bin/python3", root.join("srv/venv/bin/python3")).unwrap();
+        std::os::unix::fs::symlink("python3", root.join("srv/venv/bin/python")).unwrap();
+        std::os::unix::fs::symlink("/usr/bin/python2", root.join("srv/venv/bin/old")).unwrap();
+        let host = Host::new(Some(root.to_path_buf()));
+        let real = host.real_path(Path::new("/srv/venv/bin/python")).unwrap();
+        assert_eq!(real, Ok(PathBuf::from("/usr/bin/python3.11")));
+        assert_eq!(host.real_path(Path::new("/srv/venv/bin/old")).unwrap(), Err(PathBuf::from("/usr/bin/python2")));
     }
 }

@@ -10,10 +10,15 @@
 //!   working directory set after it) and in its own mount, PID, IPC, UTS and network namespaces
 //!   (unshare(1)), so `systemctl stop` or `ufw enable` inside an image cannot change this
 //!   machine; it has no network unless the resource asks for it.
+//!
+//! Also what converge knows of a program before it runs it: where it is (`find_program`, as
+//! execvp would find it, without running it) and whether an account may execute it.
 
 use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitStatus, Stdio};
 
 use super::{FileKind, Host};
 
@@ -31,17 +36,23 @@ pub struct Program<'h> {
     /// Inside the root (a program of the converged system) or on this machine (a tool that works
     /// on the root from outside, like `useradd --root`).
     inside: bool,
-    user: Option<RunAs>,
+    user: Option<Account>,
     env: Vec<(OsString, OsString)>,
     cwd: Option<PathBuf>,
     network: bool,
 }
 
-struct RunAs {
-    uid: u32,
-    gid: u32,
-    name: String,
-    home: String,
+/// Who a program runs as: its ids, and the name and HOME its environment gets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Account {
+    /// The user id it runs with.
+    pub uid: u32,
+    /// Its only group: the processes converge starts have no supplementary groups.
+    pub gid: u32,
+    /// `USER` and `LOGNAME`; empty when the uid has no account.
+    pub name: String,
+    /// `HOME` (`/` when the uid has no account).
+    pub home: String,
 }
 
 impl Host {
@@ -83,12 +94,13 @@ impl<'h> Program<'h> {
         Program { host, argv, inside, user: None, env: Vec::new(), cwd: None, network: false }
     }
 
-    /// Runs it as this user (with this primary group), with their HOME.
-    pub fn user(mut self, uid: u32, gid: u32, name: &str, home: &str) -> Self {
-        self.user = Some(RunAs { uid, gid, name: name.to_owned(), home: home.to_owned() });
+    /// Runs it as this account (with its group only), with its name and HOME.
+    pub fn user(mut self, account: &Account) -> Self {
+        self.user = Some(account.clone());
         self
     }
 
+    /// Sets a variable of its environment, over the clean one.
     pub fn env(mut self, name: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
         self.env.push((name.as_ref().to_owned(), value.as_ref().to_owned()));
         self
@@ -181,6 +193,151 @@ impl<'h> Program<'h> {
             command.env(key, value);
         }
         command
+    }
+
+    /// Runs it to its end, its stdin empty. With `stream`, what it prints goes to converge's
+    /// stderr as it comes (never to stdout, which may carry JSON), and a failure says only how it
+    /// ended; else its output is kept, and a failure carries what it said.
+    pub fn run(&self, stream: bool) -> Result<(), Failure> {
+        let mut command = self.command();
+        command.stdin(Stdio::null());
+        let cannot = |error: io::Error| Failure::Start { shown: self.shown(), error };
+        if stream {
+            let stderr = io::stderr().as_fd().try_clone_to_owned().map_err(cannot)?;
+            let status = command.stdout(Stdio::from(stderr)).stderr(Stdio::inherit()).status().map_err(cannot)?;
+            return if status.success() { Ok(()) } else { Err(Failure::Streamed(status)) };
+        }
+        let output = command.output().map_err(cannot)?;
+        if output.status.success() {
+            return Ok(());
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let said = if stderr.trim().is_empty() { stdout.trim() } else { stderr.trim() };
+        Err(Failure::Said { status: output.status, said: last_lines(said) })
+    }
+}
+
+/// A long story (a traceback) cut to its end, which says what went wrong: the last 20 lines of
+/// more than 30.
+fn last_lines(said: &str) -> String {
+    let lines: Vec<&str> = said.lines().collect();
+    match lines.len() {
+        n if n > 30 => format!("[{} lines before]\n{}", n - 20, lines[n - 20..].join("\n")),
+        _ => said.to_owned(),
+    }
+}
+
+/// How a program that [`Program::run`] ran failed. It reads after the name of what failed:
+/// `pip install failed (exit status: 1):` and what pip said.
+#[derive(Debug)]
+pub enum Failure {
+    /// It could not be started.
+    Start {
+        /// What it runs ([`Program::shown`]).
+        shown: String,
+        /// Why not.
+        error: io::Error,
+    },
+    /// It ended in failure, its output already on the terminal.
+    Streamed(ExitStatus),
+    /// It ended in failure and said something.
+    Said {
+        /// How it ended.
+        status: ExitStatus,
+        /// Its stderr, else its stdout, trimmed; the end of a long story.
+        said: String,
+    },
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Start { shown, error } => write!(f, "to start: cannot run `{shown}`: {error}"),
+            Failure::Streamed(status) => write!(f, "({status}); its output is above"),
+            Failure::Said { status, said } => write!(f, "({status}):\n{said}"),
+        }
+    }
+}
+
+impl Host {
+    /// The account that a resource owned by `owner` and `group` (names) runs its programs as:
+    /// None for whoever runs converge, and the owner's primary group when `group` is None. None
+    /// when the owner does not exist; an unknown group is an error (NotFound).
+    pub fn account(&self, owner: Option<&str>, group: Option<&str>) -> io::Result<Option<Account>> {
+        let user = match owner {
+            Some(name) => match self.user(name)? {
+                Some(user) => Some(user),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        let uid = user.as_ref().map_or_else(|| nix::unistd::geteuid().as_raw(), |u| u.uid);
+        let gid = match group {
+            Some(name) => self.gid(name)?,
+            None => user.as_ref().map_or_else(|| nix::unistd::getegid().as_raw(), |u| u.gid),
+        };
+        let entry = match user {
+            Some(user) => Some(user),
+            None => self.user(&self.user_name(uid)?)?,
+        };
+        let (name, home) = entry.map_or_else(|| (String::new(), "/".to_owned()), |u| (u.name, u.home));
+        Ok(Some(Account { uid, gid, name, home }))
+    }
+
+    /// Finds a program without running it, as execvp(3) would: `program` itself when it is a
+    /// path, else the first executable regular file of that name in the directories of `search`
+    /// (a PATH; relative entries are skipped). Paths are the root's (under `--root`, where a
+    /// chroot would look); the answer is the real file, its symlinks followed inside the root.
+    pub fn find_program(&self, program: &str, search: &str) -> io::Result<Option<PathBuf>> {
+        let candidates: Vec<PathBuf> = if program.starts_with('/') {
+            vec![PathBuf::from(program)]
+        } else {
+            search.split(':').filter(|d| d.starts_with('/')).map(|d| Path::new(d).join(program)).collect()
+        };
+        for candidate in candidates {
+            let Ok(real) = self.real_path(&candidate)? else { continue };
+            match self.stat(&real)? {
+                Some(stat) if stat.kind == FileKind::File && stat.mode.0 & 0o111 != 0 => return Ok(Some(real)),
+                _ => continue,
+            }
+        }
+        Ok(None)
+    }
+
+    /// Why `account` cannot execute `program` (a path of the root), or None when it can: every
+    /// directory on the way needs search (x) permission and the file execute permission, for
+    /// the account's uid and its one group (the processes converge starts have no
+    /// supplementary groups).
+    pub fn cannot_execute(&self, program: &Path, account: &Account) -> io::Result<Option<String>> {
+        let mut paths: Vec<&Path> = program.ancestors().skip(1).collect();
+        paths.reverse();
+        paths.push(program);
+        for path in paths {
+            let Some(stat) = self.stat(path)? else {
+                return Ok(Some(format!("{} does not exist", path.display())));
+            };
+            let bits = match () {
+                _ if account.uid == 0 => {
+                    if stat.kind == FileKind::Directory || stat.mode.0 & 0o111 != 0 {
+                        continue;
+                    }
+                    0
+                }
+                _ if stat.uid == account.uid => (stat.mode.0 >> 6) & 7,
+                _ if stat.gid == account.gid => (stat.mode.0 >> 3) & 7,
+                _ => stat.mode.0 & 7,
+            };
+            if bits & 1 == 0 {
+                let what = if stat.kind == FileKind::Directory { "search" } else { "execute" };
+                let owner = match (self.user_name(stat.uid), self.group_name(stat.gid)) {
+                    (Ok(user), Ok(group)) => format!("{user}:{group}"),
+                    _ => format!("{}:{}", stat.uid, stat.gid),
+                };
+                return Ok(Some(format!("no {what} permission on {} ({owner}, {})", path.display(), stat.mode)));
+            }
+        }
+        Ok(None)
     }
 }
 
