@@ -13,7 +13,18 @@ use crate::output::Printer;
 pub fn run(to: Option<u64>, check: bool, keep_runs: usize, settings: &Settings, printer: &mut Printer) -> Result<u8> {
     let host = super::host(settings);
     let _lock = if check { None } else { Some(lock(&host, std::time::Duration::ZERO)?) };
-    let all = runs::load_all(&host)?;
+    let recorded = runs::load_all(&host)?;
+    // A run this converge cannot read is never skipped over: rolling back past it is refused.
+    let from = to.unwrap_or(recorded.next_number().saturating_sub(1));
+    if let Some(unreadable) = recorded.unreadable.iter().find(|u| u.number >= from) {
+        return Err(Error::Usage {
+            message: format!(
+                "run {} cannot be rolled back by this converge: {} (roll it back with the converge that recorded it)",
+                unreadable.number, unreadable.reason
+            ),
+        });
+    }
+    let all = recorded.runs;
     let Some(last) = all.last() else {
         return Err(Error::Usage { message: "no run is recorded here: nothing to roll back".into() });
     };
@@ -133,9 +144,14 @@ fn run_unit_triggers(host: &crate::host::Host, steps: &[runs::Restore], printer:
 /// Lists the recorded runs, oldest first.
 pub fn history(settings: &Settings, printer: &mut Printer) -> Result<u8> {
     let host = super::host(settings);
-    let all = runs::load_all(&host)?;
-    if all.is_empty() {
+    let recorded = runs::load_all(&host)?;
+    let all = recorded.runs;
+    if all.is_empty() && recorded.unreadable.is_empty() {
         printer.say("No runs recorded.");
+    }
+    for unreadable in &recorded.unreadable {
+        printer.say(format!("{:>4}  cannot be read: {}", unreadable.number, unreadable.reason));
+        printer.record(json!({ "type": "run", "number": unreadable.number, "unreadable": unreadable.reason }));
     }
     for run in &all {
         let rolled = match run.rolled_back_by {

@@ -176,25 +176,86 @@ fn io(what: &str) -> impl Fn(std::io::Error) -> Error + '_ {
     move |e| Error::Usage { message: format!("{what}: {e}") }
 }
 
-/// Every recorded run, oldest first.
-pub fn load_all(host: &Host) -> Result<Vec<Run>> {
-    let dir = Path::new(RUNS);
-    if host.stat(dir).map_err(io("cannot read the runs"))?.is_none() {
-        return Ok(Vec::new());
+/// The recorded runs, oldest first, and the records this converge cannot read (written by
+/// another version of it, or damaged). Those are left as they are: never restored, never
+/// dropped, and the content they refer to is kept.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    pub runs: Vec<Run>,
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// A run record that cannot be read, and why.
+#[derive(Debug)]
+pub struct Unreadable {
+    pub number: u64,
+    pub reason: String,
+    /// Every `sha256` string in it, when it is JSON at all: the stored content it may refer to.
+    pub objects: BTreeSet<String>,
+}
+
+impl Recorded {
+    /// The number the next run gets: after every record, readable or not.
+    pub fn next_number(&self) -> u64 {
+        let readable = self.runs.iter().map(|r| r.number);
+        readable.chain(self.unreadable.iter().map(|u| u.number)).max().map_or(1, |n| n + 1)
     }
-    let mut runs = Vec::new();
+}
+
+/// Every recorded run, oldest first (see [`Recorded`]).
+pub fn load_all(host: &Host) -> Result<Recorded> {
+    let dir = Path::new(RUNS);
+    let mut recorded = Recorded::default();
+    if host.stat(dir).map_err(io("cannot read the runs"))?.is_none() {
+        return Ok(recorded);
+    }
     for (name, kind) in host.read_dir(dir).map_err(io("cannot read the runs"))? {
-        let Some(_) = name.to_str().and_then(|n| n.parse::<u64>().ok()).filter(|_| kind == FileKind::Directory) else {
+        let Some(number) = name.to_str().and_then(|n| n.parse::<u64>().ok()).filter(|_| kind == FileKind::Directory)
+        else {
             continue;
         };
         let path = dir.join(&name).join("run.json");
-        let bytes = host.read(&path).map_err(io(&format!("cannot read {}", host.shown(&path))))?;
-        let run: Run = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Usage { message: format!("{} is not a run record: {e}", host.shown(&path)) })?;
-        runs.push(run);
+        let bytes = match host.read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                let reason = format!("cannot read {}: {e}", host.shown(&path));
+                recorded.unreadable.push(Unreadable { number, reason, objects: BTreeSet::new() });
+                continue;
+            }
+        };
+        match serde_json::from_slice::<Run>(&bytes) {
+            Ok(run) => recorded.runs.push(run),
+            Err(e) => {
+                let mut objects = BTreeSet::new();
+                if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                    digests_in(&value, &mut objects);
+                }
+                let reason = format!("{} is not a run record this converge can read: {e}", host.shown(&path));
+                recorded.unreadable.push(Unreadable { number, reason, objects });
+            }
+        }
     }
-    runs.sort_by_key(|r| r.number);
-    Ok(runs)
+    recorded.runs.sort_by_key(|r| r.number);
+    recorded.unreadable.sort_by_key(|u| u.number);
+    Ok(recorded)
+}
+
+/// Collects every string under a `sha256` key, at any depth.
+fn digests_in(value: &serde_json::Value, into: &mut BTreeSet<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map {
+                match v {
+                    serde_json::Value::String(text) if key == "sha256" => {
+                        into.insert(text.clone());
+                    }
+                    _ => digests_in(v, into),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| digests_in(v, into)),
+        _ => {}
+    }
 }
 
 fn save(host: &Host, run: &Run) -> Result<()> {
@@ -218,8 +279,9 @@ pub fn record(
     if applied.is_empty() && recorder.before.is_empty() {
         return Ok(None);
     }
-    let runs = load_all(host)?;
-    let number = runs.last().map(|r| r.number + 1).unwrap_or(1);
+    let recorded = load_all(host)?;
+    let number = recorded.next_number();
+    let runs = recorded.runs;
     let counts = Counts::of(applied);
     let run = Run {
         number,
@@ -278,7 +340,7 @@ fn host_name(host: &Host) -> String {
 /// Keeps the newest `keep` runs (and fewer while their content is over [`MAX_BYTES`], never
 /// fewer than one), then removes the stored content no kept run refers to.
 pub fn prune(host: &Host, keep: usize) -> Result<()> {
-    let mut runs = load_all(host)?;
+    let Recorded { mut runs, unreadable } = load_all(host)?;
     let keep = keep.max(1);
     let sizes = |runs: &[Run]| -> u64 {
         let mut seen = BTreeMap::new();
@@ -300,6 +362,7 @@ pub fn prune(host: &Host, keep: usize) -> Result<()> {
             Before::File { sha256, .. } => Some(sha256.as_str()),
             _ => None,
         })
+        .chain(unreadable.iter().flat_map(|u| u.objects.iter().map(String::as_str)))
         .collect();
     if host.stat(Path::new(OBJECTS)).map_err(io("cannot read the stored content"))?.is_some() {
         for (name, _) in host.read_dir(Path::new(OBJECTS)).map_err(io("cannot read the stored content"))? {

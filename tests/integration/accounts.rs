@@ -4,7 +4,14 @@
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 
-use crate::support::{Test, is_root};
+use crate::support::Test;
+
+tests![
+    users_and_groups_are_created_before_what_they_own,
+    user_changes_are_applied_with_usermod,
+    an_owner_that_exists_nowhere_is_an_error_before_anything_changes,
+    groups_append_or_exact_and_the_plan_says_which_groups_change,
+];
 
 fn passwd_line(test: &Test, user: &str) -> Option<String> {
     fs::read_to_string(test.host_path("/etc/passwd"))
@@ -29,11 +36,8 @@ const PLAYBOOK: &str = "resources:
     system: true
 ";
 
-#[test]
 fn users_and_groups_are_created_before_what_they_own() {
-    if !is_root() {
-        return;
-    }
+    require!(Root);
     let test = Test::new().with_accounts().playbook(PLAYBOOK);
     let plan = test.plan().code(2);
     assert!(plan.stdout.contains("owner: app (created above)"), "{}", plan.stdout);
@@ -59,11 +63,8 @@ fn users_and_groups_are_created_before_what_they_own() {
     assert!(again.stdout.starts_with("No changes."), "{}", again.stdout);
 }
 
-#[test]
 fn user_changes_are_applied_with_usermod() {
-    if !is_root() {
-        return;
-    }
+    require!(Root);
     let test = Test::new().with_accounts().playbook("resources:\n  - user: app\n    shell: /bin/sh\n");
     test.apply().success();
     let test = test.playbook("resources:\n  - user: app\n    shell: /bin/bash\n    groups: [www-data]\n");
@@ -77,8 +78,8 @@ fn user_changes_are_applied_with_usermod() {
     assert!(passwd_line(&removed, "app").is_none());
 }
 
-#[test]
 fn an_owner_that_exists_nowhere_is_an_error_before_anything_changes() {
+    require!(Root); // as anyone else, changing an owner is refused for that reason first
     let test = Test::new().playbook(
         "resources:\n  - file: /etc/first\n    content: x\n  - file: /etc/app.conf\n    content: x\n    owner: ghost\n",
     );
@@ -89,11 +90,8 @@ fn an_owner_that_exists_nowhere_is_an_error_before_anything_changes() {
 
 /// `append: true` (the default) adds groups and keeps the others; `append: false` makes the list
 /// exact; the plan names the groups added and removed.
-#[test]
 fn groups_append_or_exact_and_the_plan_says_which_groups_change() {
-    if !is_root() {
-        return;
-    }
+    require!(Root);
     let playbook = |groups: &str, append: &str| {
         format!(
             "resources:\n  - group: g1\n  - group: g2\n  - group: g3\n  - user: app\n    groups: [{groups}]\n{append}"

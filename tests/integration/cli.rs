@@ -1,19 +1,34 @@
 //! Exit codes and flags: --check, --detailed-exitcode, the lock, --help.
 
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use crate::support::Test;
+use crate::support::{Test, wait_until};
+
+tests![
+    detailed_exitcode_says_whether_something_changed,
+    check_is_a_plan_and_exits_like_it,
+    every_help_example_works_as_written,
+    quiet_prints_only_the_summary,
+    a_second_run_waits_for_no_one_it_says_who_holds_the_lock,
+    lock_wait_waits_for_the_other_run_then_proceeds,
+    no_color_flag_and_no_color_variable_on_a_terminal,
+    missing_playbook_is_a_clear_error,
+    no_color_when_not_a_terminal,
+    help_names_every_command,
+    verbose_lists_unchanged_resources,
+    spinners_on_a_terminal_only,
+    completions_and_man_pages,
+];
 
 const PLAYBOOK: &str = "resources:\n  - file: /etc/motd\n    content: \"hi\\n\"\n";
 
-#[test]
 fn detailed_exitcode_says_whether_something_changed() {
     let test = Test::new().playbook(PLAYBOOK);
     test.run_args(&["apply", "{playbook}", "--root", "{root}", "--detailed-exitcode"]).code(2);
     test.run_args(&["apply", "{playbook}", "--root", "{root}", "--detailed-exitcode"]).code(0);
 }
 
-#[test]
 fn check_is_a_plan_and_exits_like_it() {
     let test = Test::new().playbook(PLAYBOOK);
     let run = test.run_args(&["apply", "{playbook}", "--root", "{root}", "--check"]).code(2);
@@ -30,7 +45,6 @@ fn check_is_a_plan_and_exits_like_it() {
 
 /// Every example of `converge --help`, run as written (in order, from the repository's folder,
 /// its scratch root swapped for a temporary one), exits as its comment says.
-#[test]
 fn every_help_example_works_as_written() {
     let test = Test::new();
     let help = test.run_args(&["--help"]).success().stdout;
@@ -69,7 +83,6 @@ fn every_help_example_works_as_written() {
     assert!(scratch.join("etc/systemd/system/gunicorn.service").is_file(), "the examples' apply wrote nothing");
 }
 
-#[test]
 fn quiet_prints_only_the_summary() {
     let test = Test::new().playbook(PLAYBOOK);
     let run = test.run_args(&["apply", "{playbook}", "--root", "{root}", "-q"]).success();
@@ -79,18 +92,25 @@ fn quiet_prints_only_the_summary() {
     );
 }
 
-#[test]
-fn a_second_run_waits_for_no_one_it_says_who_holds_the_lock() {
-    let test = Test::new().playbook(PLAYBOOK);
-    // util-linux flock holds the same kind of lock on the root directory.
-    let mut holder = Command::new("flock")
+/// util-linux flock holding the same kind of lock as converge on the root directory (src/lock.rs),
+/// once it holds it: it runs its command, which says so, only with the lock taken.
+fn hold_the_lock(test: &Test) -> std::process::Child {
+    let held = test.dir.path().join("held");
+    let holder = Command::new("flock")
         .arg("-o")
         .arg(test.root())
-        .args(["sleep", "30"])
+        .args(["sh", "-c", "touch \"$0\" && exec sleep 60"])
+        .arg(&held)
         .stdout(Stdio::null())
         .spawn()
         .expect("flock(1)");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(wait_until(Duration::from_secs(30), || held.exists()), "flock never took the lock");
+    holder
+}
+
+fn a_second_run_waits_for_no_one_it_says_who_holds_the_lock() {
+    let test = Test::new().playbook(PLAYBOOK);
+    let mut holder = hold_the_lock(&test);
     let output =
         test.command(&["apply", "{playbook}", "--root", "{root}"]).env("CONVERGE_LOCK_WAIT", "0").output().unwrap();
     holder.kill().unwrap();
@@ -102,20 +122,91 @@ fn a_second_run_waits_for_no_one_it_says_who_holds_the_lock() {
     test.apply().success();
 }
 
-#[test]
+/// `--lock-wait SECONDS`: a run waits while another holds the lock and goes on once it is
+/// released; a wait that runs out fails as if it had not waited.
+fn lock_wait_waits_for_the_other_run_then_proceeds() {
+    let test = Test::new().playbook(PLAYBOOK);
+    let mut holder = hold_the_lock(&test);
+    let mut waiting = test
+        .command(&["apply", "{playbook}", "--root", "{root}", "--lock-wait", "120"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // For a second and a half it waits: it neither ends nor writes anything.
+    let ended = wait_until(Duration::from_millis(1500), || waiting.try_wait().unwrap().is_some());
+    assert!(!ended, "it did not wait for the lock: {:?}", waiting.wait_with_output());
+    test.expect_absent("/etc/motd");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let output = waiting.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("Apply complete: 1 created"));
+    test.expect_file("/etc/motd", "hi\n");
+
+    // Held for longer than it waits: it fails after its wait, and changes nothing.
+    let test = Test::new().playbook(PLAYBOOK);
+    let mut holder = hold_the_lock(&test);
+    let started = std::time::Instant::now();
+    let run = test.run_args(&["apply", "{playbook}", "--root", "{root}", "--lock-wait", "1"]).code(1);
+    let waited = started.elapsed();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert!(run.stderr.contains("another converge run holds the lock"), "{}", run.stderr);
+    assert!(waited >= Duration::from_secs(1), "it gave up after {waited:?}");
+    test.expect_absent("/etc/motd");
+}
+
 fn missing_playbook_is_a_clear_error() {
     let run = Test::new().run_args(&["plan", "nope.yml"]).code(1);
     assert!(run.stderr.contains("cannot read nope.yml") && run.stderr.contains("No such file"), "{}", run.stderr);
 }
 
-#[test]
 fn no_color_when_not_a_terminal() {
     let test = Test::new().playbook(PLAYBOOK);
     let run = test.plan().code(2);
     assert!(!run.stdout.contains('\x1b'), "{}", run.stdout);
 }
 
-#[test]
+/// What converge prints (stdout and stderr) on a pseudo-terminal (util-linux `script`), with
+/// NO_COLOR set to `no_color` or unset.
+fn on_a_terminal(test: &Test, command: &str, extra: &str, no_color: Option<&str>) -> String {
+    let line = format!(
+        "{} {command} {} --root {} {extra}",
+        env!("CARGO_BIN_EXE_converge"),
+        test.playbook_path().display(),
+        test.root().display()
+    );
+    let mut script = Command::new("script");
+    script.args(["-qec", &line, "/dev/null"]).env_remove("NO_COLOR");
+    if let Some(value) = no_color {
+        script.env("NO_COLOR", value);
+    }
+    String::from_utf8_lossy(&script.output().expect("script(1)").stdout).into_owned()
+}
+
+/// On a terminal converge colors its output; `--no-color`, or NO_COLOR set to anything but the
+/// empty string (no-color.org), leaves every escape code out: of a plan, and of an error.
+fn no_color_flag_and_no_color_variable_on_a_terminal() {
+    require!(Tool("script"));
+    let test = Test::new().playbook(PLAYBOOK);
+    let colored = on_a_terminal(&test, "plan", "", None);
+    assert!(colored.contains("\x1b[") && colored.contains("file:/etc/motd (create)"), "no colors:\n{colored}");
+    assert_eq!(on_a_terminal(&test, "plan", "", Some("")), colored, "an empty NO_COLOR is no NO_COLOR");
+    let plain = on_a_terminal(&test, "plan", "--no-color", None);
+    for (how, out) in [("--no-color", plain.clone()), ("NO_COLOR=1", on_a_terminal(&test, "plan", "", Some("1")))] {
+        assert!(!out.contains('\x1b'), "{how}: an escape code in:\n{out:?}");
+        assert!(out.contains("+ file:/etc/motd (create)") && out.contains("Plan: 1 to create"), "{how}:\n{out}");
+    }
+    let broken = Test::new().playbook("resources:\n  - fiel: /etc/motd\n");
+    let colored = on_a_terminal(&broken, "plan", "", None);
+    assert!(colored.contains("\x1b[") && colored.contains("did you mean"), "no colors:\n{colored}");
+    for (extra, no_color) in [("--no-color", None), ("", Some("1"))] {
+        let out = on_a_terminal(&broken, "plan", extra, no_color);
+        assert!(!out.contains('\x1b') && out.contains("did you mean"), "{extra} {no_color:?}:\n{out:?}");
+    }
+}
+
 fn help_names_every_command() {
     let run = Test::new().run_args(&["--help"]).success();
     for word in ["plan", "apply", "validate", "--root", "--var", "--vars-file", "--output", "--no-color", "Exit codes"]
@@ -124,7 +215,6 @@ fn help_names_every_command() {
     }
 }
 
-#[test]
 fn verbose_lists_unchanged_resources() {
     let test = Test::new().playbook(PLAYBOOK).host_file("/etc/motd", "hi\n");
     let run = test.run_args(&["plan", "{playbook}", "--root", "{root}", "-v"]).code(0);
@@ -133,7 +223,6 @@ fn verbose_lists_unchanged_resources() {
 
 /// A long step shows a spinner line on a terminal only: under a pseudo-terminal (util-linux
 /// `script`) with human output, not with `--output json`, and not into a pipe.
-#[test]
 fn spinners_on_a_terminal_only() {
     let playbook = "resources:\n  - unit: x.service\n    content: \"[Service]\\nExecStart=/bin/true\\n\"\n";
     let spinner = "unit:x.service (systemd)";
@@ -145,20 +234,14 @@ fn spinners_on_a_terminal_only() {
             test.playbook_path().display(),
             test.root().display()
         );
-        let output = Command::new("script").args(["-qec", &line, "/dev/null"]).output();
-        match output {
-            Ok(output) => Some(String::from_utf8_lossy(&output.stdout).into_owned()),
-            Err(e) if std::env::var_os("CI").is_some() => panic!("util-linux script(1) is needed here: {e}"),
-            Err(_) => None,
-        }
+        let output = Command::new("script").args(["-qec", &line, "/dev/null"]).output().expect("script(1)");
+        String::from_utf8_lossy(&output.stdout).into_owned()
     };
-    let Some(human) = in_a_terminal("") else {
-        eprintln!("skipped: no script(1) to give converge a terminal");
-        return;
-    };
+    require!(Tool("script")); // util-linux script(1) gives converge a terminal
+    let human = in_a_terminal("");
     assert!(human.contains(spinner), "no spinner in:\n{human}");
     assert!(human.contains("Apply complete"), "{human}");
-    let json = in_a_terminal("--output json").unwrap();
+    let json = in_a_terminal("--output json");
     assert!(!json.contains(spinner), "a spinner with --output json:\n{json}");
     let test = Test::new().playbook(playbook);
     let piped = test.apply().success();
@@ -166,7 +249,6 @@ fn spinners_on_a_terminal_only() {
 }
 
 /// Completions for each shell name every command; the man pages are roff, one per command.
-#[test]
 fn completions_and_man_pages() {
     let test = Test::new();
     for shell in ["bash", "zsh", "fish"] {

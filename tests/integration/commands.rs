@@ -2,13 +2,18 @@
 
 use std::process::Command;
 
-use crate::support::{Test, is_root};
+use crate::support::Test;
 
-#[test]
+tests![
+    runs_once_because_of_creates,
+    unless_and_onlyif_guard_and_no_shell_is_involved,
+    a_failing_command_fails_the_run_with_its_message,
+    apply_writes_what_differs_when_the_host_changed_since_the_plan,
+    under_root_commands_run_inside_it_isolated_and_with_a_clean_environment,
+];
+
 fn runs_once_because_of_creates() {
-    if !is_root() {
-        return; // without --root, apply takes /run/converge.lock
-    }
+    require!(Root); // without --root, apply takes /run/converge.lock
     let test = Test::new();
     let marker = test.dir.path().join("marker");
     let yaml = format!("resources:\n  - command: touch {}\n    creates: {}\n", marker.display(), marker.display());
@@ -20,11 +25,8 @@ fn runs_once_because_of_creates() {
     assert!(run.stdout.starts_with("No changes."), "{}", run.stdout);
 }
 
-#[test]
 fn unless_and_onlyif_guard_and_no_shell_is_involved() {
-    if !is_root() {
-        return;
-    }
+    require!(Root);
     let test = Test::new();
     let out = test.dir.path().join("out");
     // `;` and `$HOME` reach the program as they are: there is no shell to interpret them.
@@ -44,11 +46,8 @@ fn unless_and_onlyif_guard_and_no_shell_is_involved() {
     test.run_args(&["plan", "{playbook}"]).code(0);
 }
 
-#[test]
 fn a_failing_command_fails_the_run_with_its_message() {
-    if !is_root() {
-        return;
-    }
+    require!(Root);
     let test = Test::new();
     let yaml = format!(
         "resources:\n  - command: [sh, -c, 'echo broken pipe >&2; exit 3']\n    creates: {}/never\n",
@@ -58,11 +57,8 @@ fn a_failing_command_fails_the_run_with_its_message() {
     assert!(run.stderr.contains("broken pipe") && run.stderr.contains("exit status: 3"), "{}", run.stderr);
 }
 
-#[test]
 fn apply_writes_what_differs_when_the_host_changed_since_the_plan() {
-    if !is_root() {
-        return;
-    }
+    require!(Root);
     // The command, applied first, rewrites a file that a later resource manages: converge
     // observes it again before writing, applies what differs now, and says it changed.
     let test = Test::new();
@@ -104,11 +100,8 @@ fn root_with_programs(test: &Test, programs: &[&str]) {
 /// Under `--root`, a command runs inside the root, in namespaces of its own, with a clean
 /// environment: what it does to the hostname or the network stays there, and the operator's
 /// environment never reaches it.
-#[test]
 fn under_root_commands_run_inside_it_isolated_and_with_a_clean_environment() {
-    if !is_root() {
-        return; // namespaces and chroot need root
-    }
+    require!(Root); // namespaces and chroot need root
     let test = Test::new().playbook(
         "resources:\n  - directory: /work\n  - command: [sh, -c, 'env > /env.txt; hostname converge-inside; hostname > /hostname.txt; cat /proc/net/dev > /net.txt; pwd > /pwd.txt']\n    cwd: /work\n    creates: /env.txt\n",
     );

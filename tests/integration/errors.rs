@@ -3,6 +3,28 @@
 
 use crate::support::Test;
 
+tests![
+    bad_yaml,
+    unknown_kind,
+    misspelled_attribute,
+    unknown_attribute_lists_the_known_ones,
+    wrong_type,
+    bad_mode,
+    undefined_variable,
+    duplicate_resource,
+    dependency_cycle,
+    missing_template_file,
+    undefined_variable_inside_a_template_file_points_into_it,
+    unknown_after_and_bad_notify,
+    command_without_a_guard,
+    validate_reports_every_mistake_at_once,
+    apply_of_a_wrong_playbook_touches_nothing,
+    socket_inside_the_services_runtime_directory_is_a_warning,
+    restart_triggers_name_resources_of_the_playbook,
+    a_directory_under_run_is_a_warning_with_its_line_and_the_two_ways,
+    tmpfiles_entries_are_checked_at_their_line,
+];
+
 fn error_of(yaml: &str) -> String {
     let test = Test::new().playbook(yaml);
     let run = test.validate().code(1);
@@ -10,65 +32,54 @@ fn error_of(yaml: &str) -> String {
     run.err()
 }
 
-#[test]
 fn bad_yaml() {
     insta::assert_snapshot!(error_of("resources:\n  - file: /etc/motd\n    content: [unclosed\n"));
 }
 
-#[test]
 fn unknown_kind() {
     insta::assert_snapshot!(error_of("resources:\n  - fiel: /etc/motd\n    content: hi\n"));
 }
 
-#[test]
 fn misspelled_attribute() {
     insta::assert_snapshot!(error_of("resources:\n  - file: /etc/motd\n    content: hi\n    ownr: root\n"));
 }
 
-#[test]
 fn unknown_attribute_lists_the_known_ones() {
     insta::assert_snapshot!(error_of("resources:\n  - directory: /srv/app\n    recursive: true\n"));
 }
 
-#[test]
 fn wrong_type() {
     insta::assert_snapshot!(error_of(
         "resources:\n  - file: /etc/motd\n    content: [a, b]\n  - user: app\n    uid: lots\n"
     ));
 }
 
-#[test]
 fn bad_mode() {
     insta::assert_snapshot!(error_of("resources:\n  - file: /etc/motd\n    content: hi\n    mode: 0999\n"));
 }
 
-#[test]
 fn undefined_variable() {
     insta::assert_snapshot!(error_of(
         "vars:\n  user: app\nresources:\n  - file: /home/{{ usr }}/motd\n    content: hi\n"
     ));
 }
 
-#[test]
 fn duplicate_resource() {
     insta::assert_snapshot!(error_of(
         "resources:\n  - file: /etc/motd\n    content: a\n  - file: /etc/motd\n    content: b\n"
     ));
 }
 
-#[test]
 fn dependency_cycle() {
     insta::assert_snapshot!(error_of(
         "resources:\n  - file: /etc/a\n    content: a\n    after: [\"file:/etc/b\"]\n  - file: /etc/b\n    content: b\n    after: [\"file:/etc/a\"]\n"
     ));
 }
 
-#[test]
 fn missing_template_file() {
     insta::assert_snapshot!(error_of("resources:\n  - file: /etc/app.conf\n    template: templates/app.conf.j2\n"));
 }
 
-#[test]
 fn undefined_variable_inside_a_template_file_points_into_it() {
     let test = Test::new()
         .playbook("vars:\n  port: 80\nresources:\n  - file: /etc/app.conf\n    template: app.conf.j2\n")
@@ -76,19 +87,16 @@ fn undefined_variable_inside_a_template_file_points_into_it() {
     insta::assert_snapshot!(test.validate().code(1).err());
 }
 
-#[test]
 fn unknown_after_and_bad_notify() {
     insta::assert_snapshot!(error_of(
         "resources:\n  - file: /etc/a\n    content: a\n    after: [\"file:/etc/bb\"]\n  - file: /etc/b\n    content: b\n    notify: [\"bounce nginx\"]\n"
     ));
 }
 
-#[test]
 fn command_without_a_guard() {
     insta::assert_snapshot!(error_of("resources:\n  - command: make install\n"));
 }
 
-#[test]
 fn validate_reports_every_mistake_at_once() {
     let err = error_of(
         "resources:\n  - file: /etc/motd\n    ownr: root\n    content: hi\n  - directory: srv\n  - file: /etc/x\n    content: x\n    mode: \"0999\"\n  - user: app\n    shell: 5\n",
@@ -97,7 +105,6 @@ fn validate_reports_every_mistake_at_once() {
     insta::assert_snapshot!(err);
 }
 
-#[test]
 fn apply_of_a_wrong_playbook_touches_nothing() {
     let test = Test::new().playbook(
         "resources:\n  - file: /etc/good\n    content: fine\n  - file: /etc/bad\n    content: x\n    mode: \"0999\"\n",
@@ -108,7 +115,6 @@ fn apply_of_a_wrong_playbook_touches_nothing() {
     assert!(entries.is_empty(), "the root's /etc must stay empty, found {entries:?}");
 }
 
-#[test]
 fn socket_inside_the_services_runtime_directory_is_a_warning() {
     let yaml = "resources:
   - unit: gunicorn.socket
@@ -131,14 +137,12 @@ fn socket_inside_the_services_runtime_directory_is_a_warning() {
     assert_eq!(run.stderr, "");
 }
 
-#[test]
 fn restart_triggers_name_resources_of_the_playbook() {
     insta::assert_snapshot!(error_of(
         "resources:\n  - directory: /srv/venv\n  - unit: app.service\n    content: \"[Service]\\nExecStart=/bin/true\\n\"\n    restart_triggers: [\"directory:/srv/venvv\"]\n"
     ));
 }
 
-#[test]
 fn a_directory_under_run_is_a_warning_with_its_line_and_the_two_ways() {
     let yaml = "resources:
   - directory: /srv/app
@@ -156,7 +160,6 @@ fn a_directory_under_run_is_a_warning_with_its_line_and_the_two_ways() {
     assert!(!err.contains("directory/srv/appisonatmpfs"), "{err}");
 }
 
-#[test]
 fn tmpfiles_entries_are_checked_at_their_line() {
     let yaml = "resources:
   - tmpfiles: app

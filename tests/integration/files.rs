@@ -4,9 +4,21 @@
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 
-use crate::support::{Test, ids_of, is_root};
+use crate::support::{Test, ids_of};
 
-#[test]
+tests![
+    apply_writes_content_template_and_source,
+    modes_are_octal_as_written,
+    real_owners_and_groups,
+    second_apply_changes_nothing_on_disk,
+    content_drift_is_rewritten_and_the_diff_shown,
+    absent_removes_files_directories_and_links,
+    symlinks_are_repointed_and_never_replace_files,
+    a_file_whose_directory_is_missing_fails_with_a_hint,
+    variables_from_the_command_line_win,
+    parent_directories_are_ordered_first,
+];
+
 fn apply_writes_content_template_and_source() {
     let test = Test::new()
         .playbook(
@@ -20,7 +32,6 @@ fn apply_writes_content_template_and_source() {
         .expect_file("/etc/demo/copied.bin", "{{ not rendered }}\n");
 }
 
-#[test]
 fn modes_are_octal_as_written() {
     let test = Test::new().playbook(
         "resources:\n  - file: /a\n    content: a\n    mode: 0640\n  - file: /b\n    content: b\n    mode: \"u=rw,g=r,o=\"\n  - file: /c\n    content: c\n  - directory: /d\n    mode: \"2750\"\n  - directory: /e\n",
@@ -31,11 +42,8 @@ fn modes_are_octal_as_written() {
     test.expect_stat("/d", 0o2750, me.0, me.1).expect_stat("/e", 0o755, me.0, me.1);
 }
 
-#[test]
 fn real_owners_and_groups() {
-    if !is_root() {
-        return;
-    }
+    require!(Root);
     let test = Test::new().with_accounts().playbook(
         "resources:\n  - directory: /srv/www\n    owner: www-data\n    group: www-data\n    mode: \"0750\"\n  - file: /srv/www/index.html\n    content: hi\n    owner: nobody\n    group: www-data\n    mode: \"0640\"\n",
     );
@@ -56,7 +64,6 @@ fn real_owners_and_groups() {
     test.expect_stat("/srv/www/index.html", 0o640, nobody, www_gid);
 }
 
-#[test]
 fn second_apply_changes_nothing_on_disk() {
     let test = Test::new().playbook(
         "resources:\n  - directory: /srv\n  - file: /srv/a\n    content: a\n  - symlink: /srv/link\n    target: a\n",
@@ -72,7 +79,6 @@ fn second_apply_changes_nothing_on_disk() {
     assert_eq!(before, [stat("/srv"), stat("/srv/a"), stat("/srv/link")]);
 }
 
-#[test]
 fn content_drift_is_rewritten_and_the_diff_shown() {
     let test = Test::new()
         .playbook("resources:\n  - file: /etc/motd\n    content: \"welcome\\n\"\n")
@@ -83,7 +89,6 @@ fn content_drift_is_rewritten_and_the_diff_shown() {
     test.expect_file("/etc/motd", "welcome\n");
 }
 
-#[test]
 fn absent_removes_files_directories_and_links() {
     let test = Test::new()
         .playbook("resources:\n  - file: /etc/old\n    state: absent\n  - directory: /var/cache/old\n    state: absent\n  - symlink: /etc/nginx/sites-enabled/default\n    state: absent\n")
@@ -101,7 +106,6 @@ fn absent_removes_files_directories_and_links() {
     test.plan().code(0);
 }
 
-#[test]
 fn symlinks_are_repointed_and_never_replace_files() {
     let test = Test::new().playbook("resources:\n  - symlink: /etc/current\n    target: /opt/v2\n");
     fs::create_dir_all(test.host_path("/etc")).unwrap();
@@ -118,14 +122,12 @@ fn symlinks_are_repointed_and_never_replace_files() {
     blocked.expect_file("/etc/current", "a file");
 }
 
-#[test]
 fn a_file_whose_directory_is_missing_fails_with_a_hint() {
     let test = Test::new().playbook("resources:\n  - file: /nowhere/app.conf\n    content: x\n");
     let run = test.plan().code(1);
     assert!(run.stderr.contains("its directory /nowhere does not exist"), "{}", run.stderr);
 }
 
-#[test]
 fn variables_from_the_command_line_win() {
     let test = Test::new()
         .playbook("vars:\n  env: dev\n  greeting: \"hello {{ env }}\"\nresources:\n  - file: /etc/env\n    content: \"{{ greeting }} {{ region }}\\n\"\n  - file: /etc/prod-only\n    content: x\n    when: env == \"prod\"\n")
@@ -137,7 +139,6 @@ fn variables_from_the_command_line_win() {
     test.expect_file("/etc/env", "hello prod eu\n").expect_file("/etc/prod-only", "x");
 }
 
-#[test]
 fn parent_directories_are_ordered_first() {
     let test = Test::new().playbook("resources:\n  - file: /srv/app/conf/app.ini\n    content: x\n  - directory: /srv/app/conf\n  - directory: /srv/app\n    mode: \"0700\"\n");
     let run = test.apply().success();

@@ -3,7 +3,15 @@
 
 use crate::support::Test;
 
-#[test]
+tests![
+    shipped_modules_expand_into_resources,
+    parameter_mistakes_point_at_the_use_site,
+    a_playbook_module_overrides_a_shipped_one_and_is_listed,
+    converge_modules_lists_parameters,
+    modules_stay_within_100_columns_and_json_defaults_keep_their_types,
+    a_package_named_by_a_module_and_the_playbook_is_one_install,
+];
+
 fn shipped_modules_expand_into_resources() {
     let test = Test::new().playbook(
         "resources:
@@ -28,7 +36,6 @@ fn shipped_modules_expand_into_resources() {
     }
 }
 
-#[test]
 fn parameter_mistakes_point_at_the_use_site() {
     let test = Test::new().playbook(
         "resources:
@@ -45,7 +52,6 @@ fn parameter_mistakes_point_at_the_use_site() {
     insta::assert_snapshot!(test.validate().code(1).err());
 }
 
-#[test]
 fn a_playbook_module_overrides_a_shipped_one_and_is_listed() {
     let test = Test::new()
         .playbook("resources:\n  - use: nginx-proxy\n    with: {greeting: hi}\n")
@@ -62,13 +68,11 @@ fn a_playbook_module_overrides_a_shipped_one_and_is_listed() {
     assert!(run.stdout.contains("  text  string  default hello"), "{}", run.stdout);
 }
 
-#[test]
 fn converge_modules_lists_parameters() {
     let run = Test::new().run_args(&["modules"]).success();
     insta::assert_snapshot!(run.stdout);
 }
 
-#[test]
 fn modules_stay_within_100_columns_and_json_defaults_keep_their_types() {
     let run = Test::new().run_args(&["modules"]).success();
     for line in run.stdout.lines() {
@@ -87,7 +91,6 @@ fn modules_stay_within_100_columns_and_json_defaults_keep_their_types() {
     assert_eq!(param("gunicorn", "user"), serde_json::Value::Null);
 }
 
-#[test]
 fn a_package_named_by_a_module_and_the_playbook_is_one_install() {
     let test = Test::new().playbook(
         "resources:

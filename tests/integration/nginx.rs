@@ -7,15 +7,27 @@ use std::path::Path;
 
 use crate::support::Test;
 
-const NGINX_CONF: &str = "events {}\nhttp {\n    include sites-enabled/*;\n}\n";
+tests![
+    a_good_site_goes_live_and_reloads_nginx,
+    a_broken_edit_is_rolled_back_byte_for_byte,
+    a_broken_new_site_leaves_no_trace,
+    disabled_and_absent_sites,
+    apt_before_sites,
+    installed_packages_are_read_from_the_dpkg_database,
+    killed_during_nginx_test_a_good_site_is_accepted_by_the_next_run,
+    killed_during_nginx_test_a_broken_site_is_rolled_back_by_the_next_run,
+    sigterm_during_nginx_test_finishes_the_site_and_starts_nothing_after_it,
+    a_refused_sensitive_site_shows_none_of_its_lines,
+    a_rejected_edit_puts_back_mode_owner_and_the_default_site,
+    rollback_puts_back_the_site_its_mode_owner_and_the_default_site,
+];
 
-fn nginx_root() -> Option<Test> {
-    if !Path::new("/usr/sbin/nginx").exists() {
-        assert!(std::env::var_os("CI").is_none(), "CI must run the nginx tests: .ci/run installs nginx");
-        eprintln!("skipped: needs nginx (apt-get install nginx)");
-        return None;
-    }
-    Some(Test::new().host_file("/etc/nginx/nginx.conf", NGINX_CONF))
+// No access log: nginx -t opens it, and /var/log/nginx is root's (the tests run as anyone).
+const NGINX_CONF: &str = "events {}\nhttp {\n    access_log off;\n    include sites-enabled/*;\n}\n";
+
+fn nginx_root() -> Test {
+    require!(Nginx); // .ci/run installs it
+    Test::new().host_file("/etc/nginx/nginx.conf", NGINX_CONF)
 }
 
 const GOOD: &str = "server {\n    listen 8080;\n    location / { proxy_pass http://unix:/run/gunicorn/socket; }\n}\n";
@@ -26,9 +38,8 @@ fn site(content: &str) -> String {
     format!("resources:\n  - nginx_site: mysite\n    remove_default: true\n    content: |\n{indented}")
 }
 
-#[test]
 fn a_good_site_goes_live_and_reloads_nginx() {
-    let Some(test) = nginx_root() else { return };
+    let test = nginx_root();
     let test = test.playbook(&site(GOOD)).host_file("/etc/nginx/sites-available/default", "server { listen 80; }\n");
     fs::create_dir_all(test.host_path("/etc/nginx/sites-enabled")).unwrap();
     std::os::unix::fs::symlink(
@@ -49,9 +60,8 @@ fn a_good_site_goes_live_and_reloads_nginx() {
     test.plan().code(0);
 }
 
-#[test]
 fn a_broken_edit_is_rolled_back_byte_for_byte() {
-    let Some(test) = nginx_root() else { return };
+    let test = nginx_root();
     let test = test.playbook(&site(GOOD));
     test.apply().success();
     let link = fs::read_link(test.host_path("/etc/nginx/sites-enabled/mysite")).unwrap();
@@ -66,17 +76,19 @@ fn a_broken_edit_is_rolled_back_byte_for_byte() {
     assert_eq!(fs::read_link(test.host_path("/etc/nginx/sites-enabled/mysite")).unwrap(), link);
 }
 
-#[test]
 fn a_broken_new_site_leaves_no_trace() {
-    let Some(test) = nginx_root() else { return };
+    let test = nginx_root();
     let test = test.playbook(&site(BROKEN));
-    test.apply().code(1);
+    let run = test.apply().code(1);
+    // nginx's own verdict stopped it, not an earlier failure: the site was written and tested.
+    assert!(run.stderr.contains("nginx rejected the configuration"), "{}", run.stderr);
+    assert!(run.stderr.contains("unknown directive \"locaton\""), "nginx's own message: {}", run.stderr);
+    assert!(run.stderr.contains("line 3: locaton / {"), "the line of the new site nginx names: {}", run.stderr);
     test.expect_absent("/etc/nginx/sites-available/mysite").expect_absent("/etc/nginx/sites-enabled/mysite");
 }
 
-#[test]
 fn disabled_and_absent_sites() {
-    let Some(test) = nginx_root() else { return };
+    let test = nginx_root();
     let test = test.playbook(&site(GOOD));
     test.apply().success();
     let test = test.playbook(&(site(GOOD) + "    enabled: false\n"));
@@ -89,7 +101,6 @@ fn disabled_and_absent_sites() {
     test.plan().code(0);
 }
 
-#[test]
 fn apt_before_sites() {
     let test =
         Test::new().playbook("resources:\n  - nginx_site: a\n    content: \"server {}\\n\"\n  - apt: [curl, nginx]\n");
@@ -99,7 +110,6 @@ fn apt_before_sites() {
     assert!(apt < site, "the packages come first:\n{}", run.stdout);
 }
 
-#[test]
 fn installed_packages_are_read_from_the_dpkg_database() {
     let test = Test::new()
         .playbook("resources:\n  - apt: [nginx, python3-venv]\n  - apt: curl\n    state: absent\n")
@@ -112,16 +122,14 @@ fn installed_packages_are_read_from_the_dpkg_database() {
 // nginx blocks opening it until the test opens the other end, so the kill lands while nginx is
 // testing the new site, every time. The next plain `apply` must finish that test.
 
-const GATED_CONF: &str = "events {}\nhttp {\n    include gate.conf;\n    include sites-enabled/*;\n}\n";
+const GATED_CONF: &str = "events {}\nhttp {\n    access_log off;\n    include gate.conf;\n    include sites-enabled/*;\n}\n";
 const JOURNAL: &str = "/var/lib/converge/nginx-site-in-test.json";
 const GOOD2: &str = "server {\n    listen 8081;\n}\n";
 
 /// A root with a gated nginx.conf and an old site that is not root's and not 0644.
-fn gated_root(enabled: bool) -> Option<Test> {
-    let test = nginx_root()?;
-    if !crate::support::is_root() {
-        return None;
-    }
+fn gated_root(enabled: bool) -> Test {
+    let test = nginx_root();
+    require!(Root);
     let test = test
         .host_file("/etc/nginx/nginx.conf", GATED_CONF)
         .host_file("/etc/nginx/gate.conf", "")
@@ -142,7 +150,7 @@ fn gated_root(enabled: bool) -> Option<Test> {
     if enabled {
         link("mysite");
     }
-    Some(test)
+    test
 }
 
 /// The parent pid and command name of a process, from /proc/PID/stat.
@@ -236,9 +244,8 @@ fn kill_during_nginx_test(test: &Test) {
     assert!(journal.contains("listen 8080"), "the journal has the old site: {journal}");
 }
 
-#[test]
 fn killed_during_nginx_test_a_good_site_is_accepted_by_the_next_run() {
-    let Some(test) = gated_root(true) else { return };
+    let test = gated_root(true);
     let test = test.playbook(&site(GOOD2));
     kill_during_nginx_test(&test);
     test.expect_file("/etc/nginx/sites-available/mysite", GOOD2);
@@ -259,10 +266,9 @@ fn killed_during_nginx_test_a_good_site_is_accepted_by_the_next_run() {
     test.plan().code(0);
 }
 
-#[test]
 fn killed_during_nginx_test_a_broken_site_is_rolled_back_by_the_next_run() {
     // The old site was written by hand, 0640 and not root's, and not enabled; the default site is.
-    let Some(test) = gated_root(false) else { return };
+    let test = gated_root(false);
     let test = test.playbook(&site(BROKEN));
     kill_during_nginx_test(&test);
     test.expect_file("/etc/nginx/sites-available/mysite", BROKEN);
@@ -298,15 +304,15 @@ fn killed_during_nginx_test_a_broken_site_is_rolled_back_by_the_next_run() {
     assert!(!run.stdout.contains("nginx -t"), "{}", run.stdout);
 }
 
-#[test]
 fn sigterm_during_nginx_test_finishes_the_site_and_starts_nothing_after_it() {
-    let Some(test) = gated_root(true) else { return };
+    let test = gated_root(true);
     let test = test.playbook(&(site(GOOD2) + "  - file: /etc/after\n    content: \"after\\n\"\n"));
     let mut child = apply_held_in_nginx_test(&test);
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    // Still there: it waits for nginx's verdict on the site it wrote.
-    if let Some(status) = child.try_wait().unwrap() {
+    // Still there 300 ms on: it waits for nginx's verdict on the site it wrote.
+    let ended = crate::support::wait_until(std::time::Duration::from_millis(300), || child.try_wait().unwrap().is_some());
+    if ended {
+        let status = child.try_wait().unwrap().unwrap();
         let out = child.wait_with_output().unwrap();
         let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         panic!("SIGTERM ended the run in the middle of its step ({status}):\n{stdout}{stderr}");
@@ -327,13 +333,94 @@ fn sigterm_during_nginx_test_finishes_the_site_and_starts_nothing_after_it() {
     assert!(!run.stdout.contains("nginx_site"), "{}", run.stdout);
 }
 
-#[test]
 fn a_refused_sensitive_site_shows_none_of_its_lines() {
-    let Some(test) = nginx_root() else { return };
+    let test = nginx_root();
     let secret = "server {\n    listen 8080;\n    proxy_set_header_x Authorization \"Bearer Tok3n-Qz9-secret\";\n}\n";
     let yaml = format!("{}    sensitive: true\n", site(secret));
     let run = test.playbook(&yaml).apply().code(1);
     assert!(run.stderr.contains("nginx rejected the configuration"), "{}", run.stderr);
     assert!(!run.stderr.contains("Qz9") && !run.stderr.contains("proxy_set_header_x"), "{}", run.stderr);
     assert!(!run.stdout.contains("Qz9"), "{}", run.stdout);
+}
+
+/// `nginx -t` on the root's whole configuration, as converge runs it (the root as nginx's prefix):
+/// its stderr when nginx rejects it.
+fn nginx_t(test: &Test) -> Result<(), String> {
+    let pid = format!("pid {}/nginx-t.pid;", test.dir.path().display());
+    let out = std::process::Command::new("/usr/sbin/nginx")
+        .args(["-t", "-q", "-e", "stderr", "-p"])
+        .arg(format!("{}/", test.root().display()))
+        .arg("-c")
+        .arg(test.host_path("/etc/nginx/nginx.conf"))
+        .args(["-g", &pid])
+        .output()
+        .expect("nginx runs");
+    if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).into_owned()) }
+}
+
+/// The site as it was before: GOOD, 0640 and 1234:2345 (not what converge writes), enabled; and
+/// the default site enabled.
+fn hand_made_site() -> Test {
+    let test = nginx_root();
+    require!(Root); // chown
+    let test = test
+        .host_file("/etc/nginx/sites-available/mysite", GOOD)
+        .host_file("/etc/nginx/sites-available/default", "server { listen 8082; }\n");
+    let old = test.host_path("/etc/nginx/sites-available/mysite");
+    std::os::unix::fs::chown(&old, Some(1234), Some(2345)).unwrap();
+    fs::set_permissions(&old, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
+    fs::create_dir_all(test.host_path("/etc/nginx/sites-enabled")).unwrap();
+    for name in ["mysite", "default"] {
+        let link = test.host_path(&format!("/etc/nginx/sites-enabled/{name}"));
+        std::os::unix::fs::symlink(format!("../sites-available/{name}"), link).unwrap();
+    }
+    nginx_t(&test).expect("the hand-made configuration is valid");
+    test
+}
+
+/// The hand-made site of [`hand_made_site`] is there, as it was, and nginx accepts it.
+fn expect_hand_made_site(test: &Test) {
+    test.expect_file("/etc/nginx/sites-available/mysite", GOOD).expect_stat(
+        "/etc/nginx/sites-available/mysite",
+        0o640,
+        1234,
+        2345,
+    );
+    for name in ["mysite", "default"] {
+        assert_eq!(
+            fs::read_link(test.host_path(&format!("/etc/nginx/sites-enabled/{name}"))).unwrap(),
+            Path::new(&format!("../sites-available/{name}")),
+            "the {name} site's link is back"
+        );
+    }
+    if let Err(rejected) = nginx_t(test) {
+        panic!("nginx -t rejects the configuration put back: {rejected}");
+    }
+}
+
+/// An edit that nginx rejects puts back the previous site with its mode and owner, and the default
+/// site that `remove_default` had removed.
+fn a_rejected_edit_puts_back_mode_owner_and_the_default_site() {
+    let test = hand_made_site().playbook(&site(BROKEN));
+    let run = test.apply().code(1);
+    assert!(run.stderr.contains("nginx rejected the configuration"), "{}", run.stderr);
+    assert!(run.stderr.contains("unknown directive \"locaton\""), "nginx's own message: {}", run.stderr);
+    expect_hand_made_site(&test);
+    test.expect_absent(JOURNAL);
+}
+
+/// `converge rollback` of a run that replaced a site (converge's mode and owner, the default site
+/// removed) puts back the previous file byte for byte with its mode and owner, and both links; the
+/// configuration it leaves passes `nginx -t`.
+fn rollback_puts_back_the_site_its_mode_owner_and_the_default_site() {
+    let test = hand_made_site().playbook(&site(GOOD2));
+    test.apply().success();
+    test.expect_file("/etc/nginx/sites-available/mysite", GOOD2)
+        .expect_stat("/etc/nginx/sites-available/mysite", 0o644, 0, 0)
+        .expect_absent("/etc/nginx/sites-enabled/default");
+    nginx_t(&test).unwrap();
+
+    let run = test.run_args(&["rollback", "--root", "{root}"]).success();
+    assert!(run.stdout.contains("recorded as run 2"), "{}", run.stdout);
+    expect_hand_made_site(&test);
 }

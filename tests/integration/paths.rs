@@ -7,7 +7,24 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::{Test, ids_of, is_root};
+use crate::support::{Test, ids_of};
+
+tests![
+    absolute_symlinks_of_an_image_resolve_inside_the_root,
+    dotdot_in_a_symlink_never_climbs_out_of_the_root,
+    paths_that_climb_or_name_the_root_are_errors_at_their_line,
+    one_path_written_two_ways_is_a_duplicate,
+    a_hostile_alias_in_a_unit_file_is_refused,
+    a_unit_name_in_the_playbook_is_checked_as_systemd_does,
+    a_fifo_or_a_device_as_template_or_source_is_an_error_not_a_hang,
+    a_fifo_at_a_managed_path_is_an_error_not_a_hang,
+    a_huge_managed_file_is_compared_by_digest,
+    any_legal_file_name_can_be_managed,
+    temporary_files_of_a_killed_run_are_removed,
+    a_users_symlink_or_directory_never_leads_to_anothers_files,
+    swapping_a_managed_path_for_a_symlink_never_changes_what_it_points_at,
+    an_ordinary_user_converges_the_example_into_a_folder_of_their_own,
+];
 
 /// An error as one line: miette wraps long messages at 100 columns and decorates them.
 fn flat(text: &str) -> String {
@@ -17,7 +34,6 @@ fn flat(text: &str) -> String {
 
 /// A Debian image's absolute symlinks (`var/run -> /run`, `lib -> usr/lib`) resolve inside the
 /// root, as after a chroot: nothing lands on this machine's /run.
-#[test]
 fn absolute_symlinks_of_an_image_resolve_inside_the_root() {
     let name = format!("converge-test-{}", std::process::id());
     let test = Test::new().playbook(&format!(
@@ -38,7 +54,6 @@ fn absolute_symlinks_of_an_image_resolve_inside_the_root() {
 }
 
 /// A relative symlink that climbs with `..` stops at the root, as `/..` does.
-#[test]
 fn dotdot_in_a_symlink_never_climbs_out_of_the_root() {
     let test = Test::new().playbook("resources:\n  - file: /etc/up/escaped\n    content: x\n");
     symlink("../../../../../../..", test.host_path("/etc/up")).unwrap();
@@ -48,7 +63,6 @@ fn dotdot_in_a_symlink_never_climbs_out_of_the_root() {
     assert!(!test.dir.path().join("escaped").exists());
 }
 
-#[test]
 fn paths_that_climb_or_name_the_root_are_errors_at_their_line() {
     let test = Test::new().playbook(
         "resources:\n  - file: /../../x\n    content: x\n  - directory: \"/\"\n    state: absent\n  - file: /etc/x/../a\n    content: a\n",
@@ -65,7 +79,6 @@ fn paths_that_climb_or_name_the_root_are_errors_at_their_line() {
     assert!(test.root().join("etc").is_dir());
 }
 
-#[test]
 fn one_path_written_two_ways_is_a_duplicate() {
     let test =
         Test::new().playbook("resources:\n  - file: /etc/a\n    content: a\n  - file: /etc//./a/\n    content: b\n");
@@ -76,7 +89,6 @@ fn one_path_written_two_ways_is_a_duplicate() {
 
 /// A unit file in the image that names a link outside the unit directory is refused, naming
 /// the file and line, and nothing is removed.
-#[test]
 fn a_hostile_alias_in_a_unit_file_is_refused() {
     let outside = tempfile::tempdir().unwrap();
     let victim = outside.path().join("victim");
@@ -102,7 +114,6 @@ fn a_hostile_alias_in_a_unit_file_is_refused() {
     assert!(err.contains("converge makes and removes no link for it"), "{err}");
 }
 
-#[test]
 fn a_unit_name_in_the_playbook_is_checked_as_systemd_does() {
     let test = Test::new().playbook(
         "resources:\n  - unit: ../../etc/passwd.service\n    content: x\n  - unit: ssh.servic\n    enabled: true\n",
@@ -123,7 +134,6 @@ fn converge_within(test: &Test, seconds: u64, args: &[&str]) -> std::process::Ou
     command.output().unwrap()
 }
 
-#[test]
 fn a_fifo_or_a_device_as_template_or_source_is_an_error_not_a_hang() {
     let test = Test::new()
         .playbook("resources:\n  - file: /etc/a\n    template: fifo.j2\n  - file: /etc/b\n    source: /dev/zero\n");
@@ -135,7 +145,6 @@ fn a_fifo_or_a_device_as_template_or_source_is_an_error_not_a_hang() {
     assert!(err.contains("/dev/zero"), "{err}");
 }
 
-#[test]
 fn a_fifo_at_a_managed_path_is_an_error_not_a_hang() {
     let test = Test::new().playbook("resources:\n  - file: /etc/app.conf\n    content: x\n");
     nix::unistd::mkfifo(&test.host_path("/etc/app.conf"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
@@ -147,7 +156,6 @@ fn a_fifo_at_a_managed_path_is_an_error_not_a_hang() {
 
 /// A managed file bigger than converge reads into memory (sparse here: 256 MiB that take no disk)
 /// is compared by its streamed digest, and replaced.
-#[test]
 fn a_huge_managed_file_is_compared_by_digest() {
     let test = Test::new().playbook("resources:\n  - file: /etc/big\n    content: small\n");
     let big = fs::File::create(test.host_path("/etc/big")).unwrap();
@@ -159,7 +167,6 @@ fn a_huge_managed_file_is_compared_by_digest() {
     test.expect_file("/etc/big", "small");
 }
 
-#[test]
 fn any_legal_file_name_can_be_managed() {
     let long = "n".repeat(255);
     let test = Test::new().playbook(&format!(
@@ -172,7 +179,6 @@ fn any_legal_file_name_can_be_managed() {
 }
 
 /// A killed run leaves its temporary file; the next run that writes beside it removes it.
-#[test]
 fn temporary_files_of_a_killed_run_are_removed() {
     let test = Test::new()
         .host_file("/etc/.cvg.k1ll3drn", "half written")
@@ -190,11 +196,8 @@ fn temporary_files_of_a_killed_run_are_removed() {
 }
 
 /// systemd-tmpfiles' rule: from what an unprivileged user owns, only to that user's things.
-#[test]
 fn a_users_symlink_or_directory_never_leads_to_anothers_files() {
-    if !is_root() {
-        return;
-    }
+    require!(Root);
     let (nobody, nogroup) = ids_of("nobody");
     let test = Test::new().with_accounts().playbook(
         "resources:\n  - file: /srv/app/link/owned\n    content: x\n  - file: /srv/app/rootdir/x\n    content: x\n",
@@ -231,11 +234,8 @@ fn a_users_symlink_or_directory_never_leads_to_anothers_files() {
 /// The race of the issue: while converge fixes a managed directory's and a managed file's mode
 /// again and again, their owner swaps each for a symlink to a file of root's (renameat2
 /// RENAME_EXCHANGE in a tight loop). What the symlinks point at never changes.
-#[test]
 fn swapping_a_managed_path_for_a_symlink_never_changes_what_it_points_at() {
-    if !is_root() {
-        return;
-    }
+    require!(Root);
     let (nobody, nogroup) = ids_of("nobody");
     let outside = tempfile::tempdir().unwrap();
     let victim_file = outside.path().join("shadow");
@@ -325,11 +325,8 @@ fn swapping_a_managed_path_for_a_symlink_never_changes_what_it_points_at() {
 
 /// Trying converge needs no root: the example site converges into a folder of an ordinary
 /// user's, whose files become theirs; asking for another owner is refused before any write.
-#[test]
 fn an_ordinary_user_converges_the_example_into_a_folder_of_their_own() {
-    if !is_root() {
-        return; // setpriv needs root to become the ordinary user
-    }
+    require!(Root); // setpriv needs root to become the ordinary user
     let scratch = tempfile::Builder::new().prefix("converge-noroot").tempdir().unwrap();
     let (nobody, nogroup) = ids_of("nobody");
     std::os::unix::fs::chown(scratch.path(), Some(nobody), Some(nogroup)).unwrap();

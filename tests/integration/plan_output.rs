@@ -3,7 +3,14 @@
 
 use crate::support::Test;
 
-#[test]
+tests![
+    plan_of_create_update_remove_with_triggers,
+    converged_plan_exits_zero,
+    sensitive_content_never_shows,
+    binary_content_shows_digests,
+    json_output_has_one_record_per_resource_and_trigger,
+];
+
 fn plan_of_create_update_remove_with_triggers() {
     let test = Test::new()
         .playbook(
@@ -19,7 +26,6 @@ fn plan_of_create_update_remove_with_triggers() {
         .expect_file("/etc/old.conf", "old\n");
 }
 
-#[test]
 fn converged_plan_exits_zero() {
     let test = Test::new()
         .playbook("resources:\n  - file: /etc/motd\n    content: \"hi\\n\"\n")
@@ -28,7 +34,6 @@ fn converged_plan_exits_zero() {
     assert_eq!(run.stdout, "No changes. The host matches the playbook.\n");
 }
 
-#[test]
 fn sensitive_content_never_shows() {
     let test = Test::new()
         .playbook("resources:\n  - file: /etc/secret\n    content: \"password=hunter2\\n\"\n    sensitive: true\n")
@@ -51,7 +56,6 @@ fn sensitive_content_never_shows() {
     test.expect_file("/etc/secret", "password=hunter2\n");
 }
 
-#[test]
 fn binary_content_shows_digests() {
     let test = Test::new()
         .playbook("resources:\n  - file: /etc/blob\n    source: blob.bin\n")
@@ -61,7 +65,6 @@ fn binary_content_shows_digests() {
     assert!(!run.stdout.contains("+++"), "no text diff for binary content:\n{}", run.stdout);
 }
 
-#[test]
 fn json_output_has_one_record_per_resource_and_trigger() {
     let test = Test::new().playbook("resources:\n  - file: /etc/a\n    content: \"a\\n\"\n    notify: [\"restart a.service\"]\n  - directory: /srv\n");
     let run = test.run_args(&["plan", "{playbook}", "--root", "{root}", "--output", "json"]).code(2);

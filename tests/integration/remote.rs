@@ -10,6 +10,25 @@ use std::time::{Duration, Instant};
 
 use crate::systemd_e2e::{Container, pair};
 
+tests![
+    a_first_apply_uploads_converge_and_a_second_does_not,
+    a_cached_binary_that_others_could_have_written_is_uploaded_again,
+    a_no_op_fleet_run_changes_nothing_anywhere,
+    one_host_down_the_others_converge,
+    a_plan_shows_each_hosts_diff_from_an_inventory,
+    ssh_config_as_vagrant_prints_it_and_become,
+    an_interrupt_stops_the_engine_on_the_target_between_steps,
+    sigterm_stops_the_engine_on_the_target_after_its_step_and_keeps_the_journal,
+    a_playbook_mistake_stops_the_run_before_any_host,
+    an_unreachable_host_is_reported_with_ssh_s_reason,
+    mistakes_in_hosts_and_inventories_are_explained,
+    secret_variables_reach_no_output_of_a_remote_run,
+    a_dynamic_converge_is_not_sent_to_an_older_glibc_but_a_static_one_is,
+    the_static_binary_runs_in_a_root_without_libc,
+    variables_playbook_then_inventory_then_vars_file_then_command_line,
+    forks_is_how_many_hosts_are_contacted_at_once,
+];
+
 const PLAYBOOK: &str = "vars:
   greeting: hello
   role: none
@@ -50,7 +69,12 @@ struct Site {
 
 impl Site {
     fn new() -> Site {
-        let dir = tempfile::Builder::new().prefix("converge-remote").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        // In the target folder (beside the binary, for the hard link) where this user may write.
+        let dir = tempfile::Builder::new()
+            .prefix("converge-remote")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .or_else(|_| tempfile::Builder::new().prefix("converge-remote").tempdir())
+            .unwrap();
         let bin = dir.path().join("converge");
         if std::fs::hard_link(env!("CARGO_BIN_EXE_converge"), &bin).is_err() {
             std::fs::copy(env!("CARGO_BIN_EXE_converge"), &bin).unwrap();
@@ -175,8 +199,8 @@ impl Drop for Net {
     }
 }
 
-/// `n` booted containers, or None where containers cannot run (outside CI).
-fn boot(test: &str, n: usize) -> Option<Vec<Container>> {
+/// `n` booted containers.
+fn boot(test: &str, n: usize) -> Vec<Container> {
     (0..n).map(|i| Container::boot(&format!("remote-{test}-{i}"))).collect()
 }
 
@@ -185,9 +209,8 @@ fn cached_binary(c: &Container, dir: &str) -> String {
     c.sh(&format!("stat -c '%n %i %.9Y' {dir}/*/converge"))
 }
 
-#[test]
 fn a_first_apply_uploads_converge_and_a_second_does_not() {
-    let Some(c) = Container::boot("remote-upload") else { return };
+    let c = Container::boot("remote-upload");
     let site = Site::new();
     let netns = format!("/proc/{}/ns/net", leader(&c));
     let config = site.path("ssh_config").display().to_string();
@@ -214,9 +237,8 @@ fn a_first_apply_uploads_converge_and_a_second_does_not() {
     assert!(third.stdout.contains("converge is there already: /var/cache/converge/"), "{}", third.stdout);
 }
 
-#[test]
 fn a_cached_binary_that_others_could_have_written_is_uploaded_again() {
-    let Some(c) = Container::boot("remote-trust") else { return };
+    let c = Container::boot("remote-trust");
     let site = Site::new();
     let netns = format!("/proc/{}/ns/net", leader(&c));
     let config = site.path("ssh_config").display().to_string();
@@ -252,9 +274,8 @@ fn sha256_of(path: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_owned()
 }
 
-#[test]
 fn a_no_op_fleet_run_changes_nothing_anywhere() {
-    let Some(cs) = boot("noop", 3) else { return };
+    let cs = boot("noop", 3);
     let net = Net::new("noop", &cs.iter().collect::<Vec<_>>());
     let site = Site::new();
     let config = site.path("ssh_config").display().to_string();
@@ -296,9 +317,8 @@ fn a_no_op_fleet_run_changes_nothing_anywhere() {
     }
 }
 
-#[test]
 fn one_host_down_the_others_converge() {
-    let Some(cs) = boot("down", 3) else { return };
+    let cs = boot("down", 3);
     let net = Net::new("down", &cs.iter().collect::<Vec<_>>());
     // Host 1's sshd is stopped: its port is closed.
     cs[1].sh("systemctl stop ssh.socket ssh.service");
@@ -328,9 +348,8 @@ fn one_host_down_the_others_converge() {
     assert_eq!(cs[1].sh("test -e /srv/remote && echo there || echo absent"), "absent");
 }
 
-#[test]
 fn a_plan_shows_each_hosts_diff_from_an_inventory() {
-    let Some(cs) = boot("plan", 2) else { return };
+    let cs = boot("plan", 2);
     let net = Net::new("plan", &cs.iter().collect::<Vec<_>>());
     for c in &cs {
         c.sh("mkdir -p /srv/remote && printf 'hello from old\\n' > /srv/remote/motd && chmod 640 /srv/remote/motd");
@@ -382,9 +401,8 @@ groups:
     }
 }
 
-#[test]
 fn ssh_config_as_vagrant_prints_it_and_become() {
-    let Some(c) = Container::boot("remote-vagrant") else { return };
+    let c = Container::boot("remote-vagrant");
     let site = Site::new();
     // `vagrant ssh-config` output, as is.
     site.write(
@@ -430,9 +448,8 @@ fn ssh_config_as_vagrant_prints_it_and_become() {
     assert!(!again.stdout.contains("uploaded"), "{}", again.stdout);
 }
 
-#[test]
 fn an_interrupt_stops_the_engine_on_the_target_between_steps() {
-    let Some(c) = Container::boot("remote-interrupt") else { return };
+    let c = Container::boot("remote-interrupt");
     let site = Site::new();
     site.write(
         "site/slow.yml",
@@ -490,9 +507,8 @@ fn an_interrupt_stops_the_engine_on_the_target_between_steps() {
     assert!(rest.took < Duration::from_secs(30));
 }
 
-#[test]
 fn sigterm_stops_the_engine_on_the_target_after_its_step_and_keeps_the_journal() {
-    let Some(c) = Container::boot("remote-term") else { return };
+    let c = Container::boot("remote-term");
     let site = Site::new();
     let netns = format!("/proc/{}/ns/net", leader(&c));
     let config = site.path("ssh_config").display().to_string();
@@ -539,6 +555,9 @@ fn offline(site: &Site, args: &[&str]) -> Run {
         .args(args)
         .args(["--ssh-config", &config])
         .env("NO_COLOR", "1")
+        // converge remembers its own sha256 (seconds to compute for a debug build) in one entry of
+        // the user's cache, which other builds on the machine overwrite: one of this build's own.
+        .env("XDG_CACHE_HOME", Path::new(env!("CARGO_TARGET_TMPDIR")).join("xdg-cache"))
         .output()
         .expect("converge runs");
     Run {
@@ -549,7 +568,6 @@ fn offline(site: &Site, args: &[&str]) -> Run {
     }
 }
 
-#[test]
 fn a_playbook_mistake_stops_the_run_before_any_host() {
     let site = Site::new();
     site.write("site/templates/motd.j2", "{{ greeting }} from {{ rol }}\n");
@@ -559,13 +577,32 @@ fn a_playbook_mistake_stops_the_run_before_any_host() {
     assert_eq!(run.stdout, "", "no host was contacted");
 }
 
-#[test]
 fn an_unreachable_host_is_reported_with_ssh_s_reason() {
     let site = Site::new();
+    // Untimed, once: the first run of a build computes its own sha256 (seconds for a debug
+    // build), which the timed run below must not count.
+    offline(&site, &["plan", &site.playbook(), "--host", "deploy@web1:2222"]).expect(1);
     let run = offline(&site, &["plan", &site.playbook(), "--host", "deploy@web1:2222"]).expect(1);
     assert!(run.stdout.contains("deploy@web1:2222 | failed: unreachable: "), "{}", run.stdout);
     assert!(run.stdout.contains("1 host: 1 failed."), "{}", run.stdout);
     assert!(run.took < Duration::from_secs(10));
+
+    // The reason is ssh's own words. (What ssh says when its ProxyCommand fails varies from run
+    // to run, so this takes a port of the loopback that nothing listens on: refused, always.)
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let ssh_config = site.path("ssh_config");
+    let said = Command::new("ssh").arg("-F").arg(&ssh_config).args(["-p", &port, "127.0.0.1", "true"]).output();
+    let said = String::from_utf8_lossy(&said.expect("ssh runs").stderr).trim().to_owned();
+    assert_eq!(said, format!("ssh: connect to host 127.0.0.1 port {port}: Connection refused"));
+    let host = format!("127.0.0.1:{port}");
+    let refused = Command::new(&site.bin)
+        .args(["plan", &site.playbook(), "--host", &host, "--ssh-config"])
+        .arg(&ssh_config)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&refused.stdout);
+    assert!(stdout.lines().any(|line| line == format!("{host} | failed: unreachable: {said}")), "{said}:\n{stdout}");
 
     let json = offline(&site, &["plan", &site.playbook(), "--host", "web1", "--output", "json"]).expect(1);
     let hosts = json.hosts();
@@ -573,9 +610,104 @@ fn an_unreachable_host_is_reported_with_ssh_s_reason() {
     assert_eq!(hosts[0]["host"], "web1");
     assert_eq!(hosts[0]["status"], "failed");
     assert!(hosts[0]["reason"].as_str().unwrap().starts_with("unreachable: "), "{}", hosts[0]);
+
+    let refused = Command::new(&site.bin)
+        .args(["plan", &site.playbook(), "--host", &host, "--output", "json", "--ssh-config"])
+        .arg(&ssh_config)
+        .output()
+        .unwrap();
+    let hosts: Vec<serde_json::Value> = String::from_utf8_lossy(&refused.stdout)
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|record| record["type"] == "host")
+        .collect();
+    assert_eq!(hosts.len(), 1, "{hosts:?}");
+    assert_eq!(hosts[0]["reason"], format!("unreachable: {said}"), "{}", hosts[0]);
 }
 
-#[test]
+/// `--forks N`: at most N hosts at once. Each connection runs a ProxyCommand that notes its start
+/// and end around a sleep, then fails (nothing is contacted); the notes give the most connections
+/// that were open at the same time.
+fn forks_is_how_many_hosts_are_contacted_at_once() {
+    let site = Site::new();
+    let log = site.path("connections");
+    let proxy = site.path("proxy.sh");
+    site.write("proxy.sh", &format!("#!/bin/sh\necho + >> {0}\nsleep 1\necho - >> {0}\nexit 1\n", log.display()));
+    std::fs::set_permissions(&proxy, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    site.write("proxy_ssh_config", &format!("Host *\n  ProxyCommand {}\n  LogLevel ERROR\n", proxy.display()));
+    let config = site.path("proxy_ssh_config").display().to_string();
+    let most_at_once = |forks: &str| {
+        let _ = std::fs::remove_file(&log);
+        let playbook = site.playbook();
+        let mut args = vec!["plan", &playbook, "--ssh-config", &config, "--forks", forks];
+        for host in ["h1", "h2", "h3", "h4"] {
+            args.extend(["--host", host]);
+        }
+        let out = Command::new(&site.bin).args(&args).env("NO_COLOR", "1").output().expect("converge runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{stdout}");
+        assert!(stdout.contains("4 hosts: 4 failed."), "{stdout}");
+        let notes = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(notes.matches('+').count(), 4, "one connection per host: {notes}");
+        let (mut open, mut most) = (0, 0);
+        for note in notes.lines() {
+            open += if note == "+" { 1 } else { -1 };
+            most = most.max(open);
+        }
+        most
+    };
+    assert_eq!(most_at_once("1"), 1, "--forks 1: one host at a time");
+    assert_eq!(most_at_once("2"), 2, "--forks 2: two at a time");
+    assert_eq!(most_at_once("4"), 4, "--forks 4: all four at once");
+    let run = offline(&site, &["plan", &site.playbook(), "--host", "h1", "--forks", "0"]).expect(2);
+    assert!(run.stderr.contains("--forks"), "{}", run.stderr);
+}
+
+/// Variables for a remote host, from lowest to highest: the playbook's `vars:`, the inventory's
+/// top level, its groups (a later group beats an earlier one), the host's own, `--vars-file`,
+/// `--var` (README, Remote hosts).
+fn variables_playbook_then_inventory_then_vars_file_then_command_line() {
+    let c = Container::boot("remote-vars");
+    let site = Site::new();
+    let netns = format!("/proc/{}/ns/net", leader(&c));
+    let every = ["p", "t", "ga", "g", "h", "f", "v"];
+    let vars: String = every.iter().map(|v| format!("  {v}: playbook\n")).collect();
+    let line: Vec<String> = every.iter().map(|v| format!("{v}={{{{ {v} }}}}")).collect();
+    site.write(
+        "site/vars.yml",
+        &format!("vars:\n{vars}resources:\n  - file: /srv/vars\n    content: \"{}\\n\"\n", line.join(" ")),
+    );
+    site.write(
+        "inventory.yml",
+        "vars: {t: top, ga: top, g: top, h: top, f: top, v: top}
+hosts:
+  web: {address: 127.0.0.1, vars: {h: host, f: host, v: host}}
+groups:
+  first: {hosts: [web], vars: {ga: first, g: first, h: first}}
+  second: {hosts: [web], vars: {g: second, h: second}}
+",
+    );
+    site.write("vars-file.yml", "f: file\nv: file\n");
+    let (playbook, inventory) = (site.path("site/vars.yml"), site.path("inventory.yml"));
+    let (vars_file, config) = (site.path("vars-file.yml"), site.path("ssh_config"));
+    let args = [
+        "apply",
+        &playbook.display().to_string(),
+        "--inventory",
+        &inventory.display().to_string(),
+        "--vars-file",
+        &vars_file.display().to_string(),
+        "--var",
+        "v=command line",
+        "--ssh-config",
+        &config.display().to_string(),
+    ]
+    .map(|arg| arg.to_owned());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    converge(&site, &netns, &args).expect(0);
+    assert_eq!(c.sh("cat /srv/vars"), "p=playbook t=top ga=first g=second h=host f=file v=command line");
+}
+
 fn mistakes_in_hosts_and_inventories_are_explained() {
     let site = Site::new();
     let run = offline(&site, &["plan", &site.playbook(), "--host", "web1:http"]).expect(1);
@@ -598,7 +730,6 @@ fn mistakes_in_hosts_and_inventories_are_explained() {
     assert!(run.stderr.contains("`/etc/hostname` is an absolute path"), "{}", run.stderr);
 }
 
-#[test]
 fn secret_variables_reach_no_output_of_a_remote_run() {
     let site = Site::new();
     site.write("site/secret.yml", "resources:\n  - command: [\"/bin/setpw\", \"{{ token }}\"]\n    creates: /x\n");
@@ -622,36 +753,18 @@ fn secret_variables_reach_no_output_of_a_remote_run() {
     assert!(!run.stderr.contains("Qz9"), "{}", run.stderr);
 }
 
-/// The static build (target/ARCH-unknown-linux-musl/release/converge, which .ci/run builds), or
-/// None where it was not built (outside CI).
-pub fn static_binary() -> Option<PathBuf> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let path = target.join(format!("{}-unknown-linux-musl/release/converge", std::env::consts::ARCH));
-    if path.exists() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "no {}: .ci/run builds it (rustup target add ...-musl; cargo build --release --target ...)",
-        path.display()
-    );
-    eprintln!("skipped: no static build at {}", path.display());
-    None
+/// The static build (target/ARCH-unknown-linux-musl/release/converge, which .ci/run builds).
+pub fn static_binary() -> PathBuf {
+    require!(StaticBuild);
+    crate::support::static_binary_path()
 }
 
 /// A target whose glibc is older than the one this (dynamically linked) converge needs: its
 /// `getconf` says glibc 2.17. Nothing is uploaded and the error says how to build a static
 /// converge; the static one, given, converges it.
-#[test]
 fn a_dynamic_converge_is_not_sent_to_an_older_glibc_but_a_static_one_is() {
-    let Some(c) = Container::boot("remote-glibc") else { return };
-    let needed = converge::remote::binary::glibc_needed(Path::new(env!("CARGO_BIN_EXE_converge"))).unwrap();
-    if needed.is_none() {
-        eprintln!("skipped: this converge is static already");
-        return;
-    }
+    let c = Container::boot("remote-glibc");
+    require!(DynamicBuild, StaticBuild);
     c.write(
         "/usr/local/bin/getconf",
         "#!/bin/sh\n[ \"$1\" = GNU_LIBC_VERSION ] && echo 'glibc 2.17' && exit 0\nexec /usr/bin/getconf \"$@\"\n",
@@ -668,7 +781,7 @@ fn a_dynamic_converge_is_not_sent_to_an_older_glibc_but_a_static_one_is() {
     assert!(said.contains("cargo build --release --target x86_64-unknown-linux-musl"), "{said}");
     assert_eq!(c.sh("ls /var/cache/converge 2>/dev/null | wc -l"), "0", "something was uploaded");
 
-    let Some(static_binary) = static_binary() else { return };
+    let static_binary = static_binary();
     let out = Command::new("nsenter")
         .arg(format!("--net={netns}"))
         .arg(&site.bin)
@@ -685,9 +798,8 @@ fn a_dynamic_converge_is_not_sent_to_an_older_glibc_but_a_static_one_is() {
 
 /// The static build has no program interpreter (ldd, file) and runs in a root that has no libc
 /// at all: only itself and a playbook, which it converges into a folder there.
-#[test]
 fn the_static_binary_runs_in_a_root_without_libc() {
-    let Some(binary) = static_binary() else { return };
+    let binary = static_binary();
     assert_eq!(converge::remote::binary::glibc_needed(&binary).unwrap(), None);
     let ldd = Command::new("ldd").arg(&binary).output().expect("ldd (libc-bin)");
     let said = String::from_utf8_lossy(&ldd.stdout).to_string() + &String::from_utf8_lossy(&ldd.stderr);
@@ -696,10 +808,7 @@ fn the_static_binary_runs_in_a_root_without_libc() {
         let said = String::from_utf8_lossy(&file.stdout);
         assert!(said.contains("statically linked") || said.contains("static-pie linked"), "file: {said}");
     }
-    if !crate::support::is_root() {
-        eprintln!("skipped: chroot needs root");
-        return;
-    }
+    require!(Root); // chroot
     let root = tempfile::tempdir().unwrap();
     std::fs::copy(&binary, root.path().join("converge")).unwrap();
     std::fs::write(

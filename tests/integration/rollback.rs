@@ -8,6 +8,14 @@ use std::path::Path;
 
 use crate::support::Test;
 
+tests![
+    rollback_restores_the_tree_of_the_previous_run_and_can_itself_be_rolled_back,
+    rollback_to_n_undoes_every_run_from_n,
+    a_noop_apply_records_nothing_and_retention_drops_old_runs_and_their_content,
+    a_failed_run_is_recorded_and_what_cannot_be_restored_is_listed,
+    a_unit_file_is_rolled_back_and_its_triggers_are_named,
+];
+
 const V1: &str = "resources:\n  - directory: /etc/app\n    mode: \"0750\"\n  - file: /etc/app/app.conf\n    content: \"port = 80\\n\"\n  - file: /etc/app/old.conf\n    content: \"old\\n\"\n    mode: \"0600\"\n";
 const V2: &str = "resources:\n  - directory: /etc/app\n    mode: \"0755\"\n  - file: /etc/app/app.conf\n    content: \"port = 8000\\n\"\n    mode: \"0640\"\n  - file: /etc/app/old.conf\n    state: absent\n  - symlink: /etc/app/current\n    target: /etc/app/app.conf\n";
 
@@ -51,7 +59,6 @@ fn run_dirs(test: &Test) -> Vec<String> {
     names
 }
 
-#[test]
 fn rollback_restores_the_tree_of_the_previous_run_and_can_itself_be_rolled_back() {
     let test = Test::new().playbook(V1);
     test.apply().success();
@@ -89,7 +96,6 @@ fn rollback_restores_the_tree_of_the_previous_run_and_can_itself_be_rolled_back(
     assert_eq!(runs[1]["remove"], 1);
 }
 
-#[test]
 fn rollback_to_n_undoes_every_run_from_n() {
     let test = Test::new().playbook(V1);
     test.apply().success();
@@ -104,7 +110,6 @@ fn rollback_to_n_undoes_every_run_from_n() {
     assert!(run.stderr.contains("there is no run 42"), "{}", run.stderr);
 }
 
-#[test]
 fn a_noop_apply_records_nothing_and_retention_drops_old_runs_and_their_content() {
     let test = Test::new().playbook(V1);
     test.apply().success();
@@ -120,7 +125,6 @@ fn a_noop_apply_records_nothing_and_retention_drops_old_runs_and_their_content()
     assert_eq!(objects, 2);
 }
 
-#[test]
 fn a_failed_run_is_recorded_and_what_cannot_be_restored_is_listed() {
     // The command fails (no such program in the root) after the file was written.
     let test = Test::new().playbook(
@@ -138,7 +142,6 @@ fn a_failed_run_is_recorded_and_what_cannot_be_restored_is_listed() {
     assert!(run.stderr.contains("no run is recorded"), "{}", run.stderr);
 }
 
-#[test]
 fn a_unit_file_is_rolled_back_and_its_triggers_are_named() {
     let unit = |v: &str| {
         format!("resources:\n  - unit: app.service\n    content: |\n      [Service]\n      ExecStart=/bin/sleep {v}\n")

@@ -4,6 +4,26 @@
 
 use crate::support::Test;
 
+tests![
+    a_variable_in_a_string_command_is_exactly_one_argument,
+    names_that_would_reach_a_tool_as_options_are_refused,
+    a_secret_reaches_no_output,
+    a_secret_variable_from_the_command_line_or_a_file_is_hidden_too,
+    a_name_declared_secret_stays_secret_when_a_vars_file_gives_it,
+    an_error_of_a_sensitive_resource_shows_no_value,
+    an_undefined_variable_in_when_is_an_error_that_names_it,
+    values_mean_what_ansible_users_expect,
+    bytes_from_the_host_reach_the_terminal_escaped,
+    a_wrong_id_given_to_a_module_is_reported_at_the_use_line,
+    with_output_json_errors_and_warnings_are_records_on_stdout,
+    validate_catches_what_used_to_slip_through,
+    apply_shows_no_secret_even_when_a_tool_echoes_it,
+    a_usage_mistake_is_a_json_record_too,
+    a_unit_name_suggestion_never_adds_a_second_suffix,
+    a_long_secret_in_an_error_is_not_wrapped_out_of_sight,
+    a_mistake_next_to_a_sensitive_value_does_not_show_it,
+];
+
 /// The ids a `plan --output json` lists.
 fn planned_ids(test: &Test, extra: &[&str]) -> Vec<String> {
     let mut args = vec!["plan", "{playbook}", "--root", "{root}", "--output", "json"];
@@ -18,7 +38,6 @@ fn planned_ids(test: &Test, extra: &[&str]) -> Vec<String> {
         .collect()
 }
 
-#[test]
 fn a_variable_in_a_string_command_is_exactly_one_argument() {
     let test = Test::new().playbook(
         "vars:\n  name: \"app /tmp/x; rm -rf /\"\nresources:\n  - command: \"touch /srv/{{ name }} '{{ name }}' x{{ name }}y\"\n    creates: /srv/done\n",
@@ -33,7 +52,6 @@ fn a_variable_in_a_string_command_is_exactly_one_argument() {
     assert_eq!(ids, [format!("command:{}", shell_words::join(&words))]);
 }
 
-#[test]
 fn names_that_would_reach_a_tool_as_options_are_refused() {
     let test = Test::new().playbook(
         "vars:\n  evil: \"-ou0\"\nresources:\n  - user: \"{{ evil }}\"\n  - user: \"\"\n  - group: \"a,b\"\n  - user: app\n    group: \"--help\"\n    groups: [sudo, \"x y\"]\n    shell: \"/bin/sh:0\"\n    home: relative\n  - apt: [\"-oDebug::pkgDPkgPm=1\", nginx]\n  - apt: curl\n    version: \"1.0 -o\"\n  - file: \"/etc/a\\0b\"\n    content: x\n  - directory: /srv/d\n    owner: \"\"\n    group: \"-g0\"\n  - virtualenv: /srv/v\n    packages: [\"-rhttp://evil/r.txt\", \"--index-url=http://evil\"]\n  - nginx_site: ../../etc/cron.d/x\n    content: x\n",
@@ -116,7 +134,6 @@ fn assert_hidden(what: &str, text: &str) {
     assert!(!text.contains(SECRET) && !text.contains("Qz9"), "{what} shows the secret:\n{text}");
 }
 
-#[test]
 fn a_secret_reaches_no_output() {
     let test = Test::new().with_accounts().playbook(&secret_playbook());
     for args in [
@@ -149,7 +166,6 @@ fn a_secret_reaches_no_output() {
     }
 }
 
-#[test]
 fn a_secret_variable_from_the_command_line_or_a_file_is_hidden_too() {
     let test = Test::new()
         .file("secrets.yml", "db_password: Tok3n-Qz9-secret\n")
@@ -169,7 +185,6 @@ fn a_secret_variable_from_the_command_line_or_a_file_is_hidden_too() {
     }
 }
 
-#[test]
 fn a_name_declared_secret_stays_secret_when_a_vars_file_gives_it() {
     let test = Test::new().file("prod.yml", "db_password: Tok3n-Qz9-secret\n").playbook(
         "secrets:\n  db_password: \"\"\nresources:\n  - file: /etc/db.conf\n    content: \"{{ db_password }}\\n\"\n",
@@ -179,7 +194,6 @@ fn a_name_declared_secret_stays_secret_when_a_vars_file_gives_it() {
     assert!(run.stdout.contains("content: (sensitive value changed)"), "{}", run.stdout);
 }
 
-#[test]
 fn an_error_of_a_sensitive_resource_shows_no_value() {
     // The guard's program is missing from the root: an error, which names the program only.
     let test = Test::new().playbook(
@@ -195,7 +209,6 @@ fn an_error_of_a_sensitive_resource_shows_no_value() {
     assert_hidden("the error", &run.stderr);
 }
 
-#[test]
 fn an_undefined_variable_in_when_is_an_error_that_names_it() {
     for when in ["envirnoment", "enviroment == \"prod\"", "not envirnoment"] {
         let yaml = format!(
@@ -215,7 +228,6 @@ fn an_undefined_variable_in_when_is_an_error_that_names_it() {
     Test::new().playbook(yaml).validate().success();
 }
 
-#[test]
 fn values_mean_what_ansible_users_expect() {
     let test = Test::new()
         .file("vars.yml", "wrokers: 4\n")
@@ -251,7 +263,6 @@ fn values_mean_what_ansible_users_expect() {
     assert!(run.stderr.contains("`maybe` is not a boolean"), "{}", run.stderr);
 }
 
-#[test]
 fn bytes_from_the_host_reach_the_terminal_escaped() {
     let test = Test::new().host_file("/etc/motd", "hello \x1b]0;owned\x07\x1b[2J\rX\n").playbook(
         "resources:\n  - file: /etc/motd\n    content: \"hello\\n\"\n  - file: \"/etc/\\e[31mred\"\n    content: x\n",
@@ -276,7 +287,6 @@ fn bytes_from_the_host_reach_the_terminal_escaped() {
     );
 }
 
-#[test]
 fn a_wrong_id_given_to_a_module_is_reported_at_the_use_line() {
     let run = Test::new()
         .playbook(
@@ -293,7 +303,6 @@ fn json_records(stdout: &str) -> Vec<serde_json::Value> {
     stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
 }
 
-#[test]
 fn with_output_json_errors_and_warnings_are_records_on_stdout() {
     let test = Test::new().playbook("resources:\n  - file: /etc/x\n    contnet: hi\n    content: hi\n");
     let run = test.run_args(&["validate", "{playbook}", "--output", "json"]).code(1);
@@ -323,7 +332,6 @@ fn with_output_json_errors_and_warnings_are_records_on_stdout() {
     assert_eq!(records[0]["id"], "command:/bin/nothere");
 }
 
-#[test]
 fn validate_catches_what_used_to_slip_through() {
     let run = Test::new().playbook("resources:\n  - {}\n  - file: /etc/motd\n    content: hi\n").validate().code(1);
     assert!(run.stderr.contains("an empty resource") && run.stderr.contains("playbook.yml:2:5"), "{}", run.stderr);
@@ -351,11 +359,8 @@ fn validate_catches_what_used_to_slip_through() {
     );
 }
 
-#[test]
 fn apply_shows_no_secret_even_when_a_tool_echoes_it() {
-    if !crate::support::is_root() {
-        return; // without --root, apply takes /run/converge.lock
-    }
+    require!(Root); // without --root, apply takes /run/converge.lock
     let test = Test::new();
     let dir = test.dir.path().display().to_string();
     let yaml = format!(
@@ -371,7 +376,6 @@ fn apply_shows_no_secret_even_when_a_tool_echoes_it() {
     assert_eq!(std::fs::read_to_string(test.dir.path().join("app.conf")).unwrap(), format!("password={SECRET}\n"));
 }
 
-#[test]
 fn a_usage_mistake_is_a_json_record_too() {
     let run = Test::new().run_args(&["plan", "--output", "json"]).code(2);
     let records = json_records(&run.stdout);
@@ -380,7 +384,6 @@ fn a_usage_mistake_is_a_json_record_too() {
     assert!(run.stderr.contains("required arguments"), "the text stays on stderr");
 }
 
-#[test]
 fn a_unit_name_suggestion_never_adds_a_second_suffix() {
     let run = Test::new()
         .playbook("resources:\n  - unit: ssh.servic\n    enabled: true\n  - file: /etc/x\n    content: x\n    notify: [\"restart ssh.servic\"]\n")
@@ -390,7 +393,6 @@ fn a_unit_name_suggestion_never_adds_a_second_suffix() {
     assert!(!run.stderr.contains("ssh.servic.service"), "{}", run.stderr);
 }
 
-#[test]
 fn a_long_secret_in_an_error_is_not_wrapped_out_of_sight() {
     let secret = "Qz9".repeat(60);
     let test = Test::new().file("s.yml", &format!("token: {secret}\n")).playbook(
@@ -401,7 +403,6 @@ fn a_long_secret_in_an_error_is_not_wrapped_out_of_sight() {
     assert!(!run.stderr.contains("Qz9"), "{}", run.stderr);
 }
 
-#[test]
 fn a_mistake_next_to_a_sensitive_value_does_not_show_it() {
     for extra in ["    ownr: root\n", "    mode: \"0999\"\n", ""] {
         let content = "    content: \"password=Tok3n-Qz9-secret\"\n";

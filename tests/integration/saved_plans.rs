@@ -6,6 +6,18 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use crate::support::Test;
 
+tests![
+    saved_plan_is_json_with_desired_state_observation_and_inputs,
+    show_prints_the_saved_plan_as_plan_did,
+    apply_plan_refuses_when_a_managed_file_was_edited_and_changes_nothing,
+    apply_plan_refuses_on_a_changed_mode_of_an_unchanged_resource,
+    apply_plan_applies_the_saved_desired_state_not_the_edited_playbook,
+    apply_plan_of_a_converged_host_changes_nothing,
+    a_plan_with_a_secret_is_not_saved_unless_allowed,
+    a_secret_variable_that_no_resource_uses_is_never_written,
+    bad_plan_files_and_targets_are_clear_errors,
+];
+
 const V1: &str = "vars:\n  greeting: hello\nresources:\n  - directory: /etc/app\n  - file: /etc/app/app.conf\n    content: \"{{ greeting }} v1\\n\"\n    mode: \"0640\"\n  - file: /etc/app/other.conf\n    content: \"other\\n\"\n  - symlink: /etc/app/current\n    target: /etc/app/app.conf\n";
 
 fn plan_out(test: &Test, extra: &[&str]) -> crate::support::Run {
@@ -22,7 +34,6 @@ fn saved(test: &Test) -> serde_json::Value {
     serde_json::from_slice(&fs::read(test.dir.path().join("plan.json")).expect("the plan file")).unwrap()
 }
 
-#[test]
 fn saved_plan_is_json_with_desired_state_observation_and_inputs() {
     let test = Test::new().playbook(V1).host_file("/etc/app/other.conf", "old\n");
     let run = plan_out(&test, &[]).code(2);
@@ -52,7 +63,6 @@ fn saved_plan_is_json_with_desired_state_observation_and_inputs() {
     assert_eq!(other["observed"]["digest"].as_str().unwrap().len(), 64);
 }
 
-#[test]
 fn show_prints_the_saved_plan_as_plan_did() {
     let test = Test::new().playbook(V1).host_file("/etc/app/other.conf", "old\n");
     let planned = plan_out(&test, &[]).code(2);
@@ -71,7 +81,6 @@ fn show_prints_the_saved_plan_as_plan_did() {
     assert_eq!(records.last().unwrap()["update"], 1);
 }
 
-#[test]
 fn apply_plan_refuses_when_a_managed_file_was_edited_and_changes_nothing() {
     let test = Test::new().playbook(V1).host_file("/etc/app/other.conf", "old\n");
     plan_out(&test, &[]).code(2);
@@ -92,7 +101,6 @@ fn apply_plan_refuses_when_a_managed_file_was_edited_and_changes_nothing() {
         .expect_absent("/etc/app/current");
 }
 
-#[test]
 fn apply_plan_refuses_on_a_changed_mode_of_an_unchanged_resource() {
     let test = Test::new().playbook(V1);
     test.apply().success();
@@ -107,7 +115,6 @@ fn apply_plan_refuses_on_a_changed_mode_of_an_unchanged_resource() {
     assert_eq!(fs::metadata(test.host_path("/etc/app/other.conf")).unwrap().mode() & 0o7777, 0o600);
 }
 
-#[test]
 fn apply_plan_applies_the_saved_desired_state_not_the_edited_playbook() {
     let test = Test::new().playbook(V1);
     plan_out(&test, &[]).code(2);
@@ -125,7 +132,6 @@ fn apply_plan_applies_the_saved_desired_state_not_the_edited_playbook() {
     test.expect_file("/etc/app/app.conf", "hello v1\n");
 }
 
-#[test]
 fn apply_plan_of_a_converged_host_changes_nothing() {
     let test = Test::new().playbook(V1);
     test.apply().success();
@@ -137,7 +143,6 @@ fn apply_plan_of_a_converged_host_changes_nothing() {
     assert_eq!((before.ino(), before.mtime_nsec()), (after.ino(), after.mtime_nsec()));
 }
 
-#[test]
 fn a_plan_with_a_secret_is_not_saved_unless_allowed() {
     let playbook =
         "resources:\n  - file: /etc/token\n    content: \"{{ token }}\\n\"\n  - file: /etc/plain\n    content: plain\n";
@@ -184,7 +189,6 @@ fn a_plan_with_a_secret_is_not_saved_unless_allowed() {
     test.expect_file("/etc/token", "s3cr3t-value\n");
 }
 
-#[test]
 fn a_secret_variable_that_no_resource_uses_is_never_written() {
     let test = Test::new().playbook("resources:\n  - file: /etc/plain\n    content: plain\n");
     test.run_args(&[
@@ -202,7 +206,6 @@ fn a_secret_variable_that_no_resource_uses_is_never_written() {
     assert!(!text.contains("hidden-value"), "{text}");
 }
 
-#[test]
 fn bad_plan_files_and_targets_are_clear_errors() {
     let test = Test::new().playbook(V1).file("notaplan.json", "{\"resources\": []}").file("broken.json", "{");
     let run = test.run_args(&["show", "notaplan.json"]).code(1);

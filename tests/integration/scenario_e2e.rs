@@ -8,10 +8,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::support::{OFFLINE, PAGE};
 use crate::systemd_e2e::Container;
 
-const PAGE: &str = "Hello from gunicorn, set up by converge.";
-const OFFLINE: [&str; 4] = ["--var", "wheels=/srv/wheels", "--var", "offline=true"];
+tests![
+    one_apply_from_nothing_then_nothing,
+    edits_broken_edits_hand_edits_and_a_killed_run,
+    the_modules_playbook_serves_too,
+];
+
 
 fn artifacts() -> PathBuf {
     let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("harness/artifacts.sh"))
@@ -23,8 +28,8 @@ fn artifacts() -> PathBuf {
 
 /// A fresh machine for the scenario: no nginx (offered by a local repository), the wheels and the
 /// repository's playbooks copied in.
-fn machine(test: &str) -> Option<Container> {
-    let c = Container::boot(test)?;
+fn machine(test: &str) -> Container {
+    let c = Container::boot(test);
     let artifacts = artifacts();
     c.sh("apt-get purge -y -q nginx nginx-common >/dev/null 2>&1; rm -rf /etc/nginx /etc/apt/sources.list.d/*");
     c.copy_in(&artifacts.join("debs"), "/srv/debs");
@@ -32,7 +37,7 @@ fn machine(test: &str) -> Option<Container> {
     c.copy_in(&Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks"), "/root/playbooks");
     c.sh("echo 'deb [trusted=yes] file:/srv/debs ./' > /etc/apt/sources.list && apt-get update -q >/dev/null");
     assert_eq!(c.exec(&["test", "-e", "/usr/sbin/nginx"]).status.code(), Some(1), "the machine starts without nginx");
-    Some(c)
+    c
 }
 
 /// `converge ARGS PLAYBOOK` inside, offline; (exit code, stdout, stderr).
@@ -80,9 +85,8 @@ fn log_spawns(c: &Container) {
     c.sh("touch /root/spawned");
 }
 
-#[test]
 fn one_apply_from_nothing_then_nothing() {
-    let Some(c) = machine("scenario-fresh") else { return };
+    let c = machine("scenario-fresh");
     let started = Instant::now();
     let out = apply(&c, "/root/playbooks/gunicorn.yml", &[]);
     let first = started.elapsed();
@@ -109,9 +113,8 @@ fn one_apply_from_nothing_then_nothing() {
     eprintln!("scenario timings (container): first apply {first:?}, no-op apply {second:?}");
 }
 
-#[test]
 fn edits_broken_edits_hand_edits_and_a_killed_run() {
-    let Some(c) = machine("scenario-edits") else { return };
+    let c = machine("scenario-edits");
     let playbook = "/root/playbooks/gunicorn.yml";
     apply(&c, playbook, &[]);
     serves(&c, "/run/gunicorn/socket");
@@ -158,9 +161,8 @@ fn edits_broken_edits_hand_edits_and_a_killed_run() {
     }
 }
 
-#[test]
 fn the_modules_playbook_serves_too() {
-    let Some(c) = machine("scenario-modules") else { return };
+    let c = machine("scenario-modules");
     apply(&c, "/root/playbooks/gunicorn-modules.yml", &[]);
     serves(&c, "/run/gunicorn.sock");
     let out = apply(&c, "/root/playbooks/gunicorn-modules.yml", &[]);

@@ -7,9 +7,14 @@ use std::path::Path;
 
 use crate::support::{Test, schema_errors};
 
+tests![
+    the_committed_schema_is_what_converge_schema_prints,
+    every_shipped_playbook_and_module_names_the_schema_and_is_valid,
+    broken_playbooks_fail_the_schema,
+];
+
 const HEADER: &str = "# yaml-language-server: $schema=../schema/converge.schema.json\n";
 
-#[test]
 fn the_committed_schema_is_what_converge_schema_prints() {
     let run = Test::new().run_args(&["schema"]).success();
     let committed =
@@ -24,7 +29,6 @@ fn the_committed_schema_is_what_converge_schema_prints() {
     jsonschema::draft202012::new(&schema).expect("a valid draft 2020-12 schema");
 }
 
-#[test]
 fn every_shipped_playbook_and_module_names_the_schema_and_is_valid() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut seen = 0;
@@ -45,7 +49,6 @@ fn every_shipped_playbook_and_module_names_the_schema_and_is_valid() {
 }
 
 /// Each broken playbook fails the schema, and `converge validate` rejects it too.
-#[test]
 fn broken_playbooks_fail_the_schema() {
     let broken = [
         ("unknown kind", "resources:\n  - fiel: /etc/motd\n    content: hi\n"),

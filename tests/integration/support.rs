@@ -174,20 +174,146 @@ impl Run {
     }
 }
 
-/// Tests that create users or chown need root; CI runs as root. Elsewhere they say they are
-/// skipped; under `CI=true` a test that cannot run fails instead of passing unseen.
-pub fn is_root() -> bool {
-    let root = nix_is_root();
-    if !root {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "this test needs root, and CI must run it");
-        eprintln!("skipped: needs root (CI runs the tests as root)");
-    }
-    root
+/// What a test needs of the machine, for [`require!`](crate::require): each is checked when the
+/// test reaches it.
+#[derive(Clone, Copy, Debug)]
+pub enum Need {
+    /// Root: tests that create users, chown, or apply without `--root` (/run/converge.lock).
+    Root,
+    /// systemd-nspawn, to boot the end-to-end containers (harness/install-deps.sh).
+    Nspawn,
+    /// A program on PATH (`script`, `qemu-system-x86_64`, `vagrant`, ...).
+    Tool(&'static str),
+    /// nginx, for `nginx -t` in the nginx_site tests (`apt-get install nginx`).
+    Nginx,
+    /// Debian's /usr/bin/python3 with its venv and ensurepip modules (python3-venv).
+    PythonVenv,
+    /// No system bus (/run/dbus/system_bus_socket), as on CI's machine.
+    NoSystemBus,
+    /// The static (musl) converge that `.ci/run` builds.
+    StaticBuild,
+    /// A converge linked against glibc (the usual build), not a static one.
+    DynamicBuild,
 }
 
-fn nix_is_root() -> bool {
+impl Need {
+    /// Why the machine lacks this, or Ok.
+    fn check(self) -> Result<(), String> {
+        let missing = |met: bool, why: String| if met { Ok(()) } else { Err(why) };
+        match self {
+            Need::Root => missing(is_root(), "needs root, as CI runs the tests".into()),
+            Need::Nspawn => missing(
+                Path::new("/usr/bin/systemd-nspawn").exists(),
+                "needs systemd-nspawn (harness/install-deps.sh)".into(),
+            ),
+            Need::Tool(program) => missing(on_path(program), format!("needs {program} on PATH")),
+            Need::Nginx => missing(Path::new("/usr/sbin/nginx").exists(), "needs nginx (apt-get install nginx)".into()),
+            Need::PythonVenv => missing(
+                python_stdlib().is_some_and(|lib| lib.join("venv").exists() && lib.join("ensurepip").exists()),
+                "needs Debian's /usr/bin/python3 with its venv module (apt-get install python3-venv)".into(),
+            ),
+            Need::NoSystemBus => missing(
+                !Path::new("/run/dbus/system_bus_socket").exists(),
+                "needs a machine without a system bus".into(),
+            ),
+            Need::StaticBuild => {
+                let path = static_binary_path();
+                missing(
+                    path.exists(),
+                    format!(
+                        "needs the static build {}: .ci/run builds it (rustup target add ...-musl; \
+                         cargo build --release --target ...)",
+                        path.display()
+                    ),
+                )
+            }
+            Need::DynamicBuild => missing(
+                converge_is_dynamic(),
+                "needs a converge linked against glibc; this one is static already".into(),
+            ),
+        }
+    }
+}
+
+/// The payload with which an unmet [`require!`](crate::require) stops a test: the harness reports
+/// the test as ignored, with this reason.
+pub struct Unmet(pub String);
+
+/// Whether this is CI (`CI` set, as CI services set it, and not to `false` or `0`): there, a test
+/// that cannot run fails.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|ci| !ci.is_empty() && ci != "false" && ci != "0")
+}
+
+/// Returns if the machine has every need; otherwise stops the test: ignored with the reasons, or
+/// failed under CI. Called by [`require!`](crate::require).
+#[track_caller]
+pub fn require(needs: &[Need]) {
+    let unmet: Vec<String> = needs.iter().filter_map(|need| need.check().err()).collect();
+    if unmet.is_empty() {
+        return;
+    }
+    let reason = unmet.join("; ");
+    if in_ci() {
+        panic!("this test cannot run here, and CI must run it: {reason}");
+    }
+    // Not a panic: no panic message, and the harness tells this payload from a failure.
+    std::panic::resume_unwind(Box::new(Unmet(reason)));
+}
+
+/// Whether the tests run as root.
+pub fn is_root() -> bool {
     fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
 }
+
+/// Whether `program` is a file in one of PATH's folders.
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+        .unwrap_or(false)
+}
+
+/// The standard library folder of Debian's /usr/bin/python3 (/usr/lib/python3.11).
+pub fn python_stdlib() -> Option<PathBuf> {
+    let real = fs::canonicalize("/usr/bin/python3").ok()?;
+    Some(Path::new("/usr/lib").join(real.file_name()?))
+}
+
+/// Where `.ci/run` builds the static converge: target/ARCH-unknown-linux-musl/release/converge.
+pub fn static_binary_path() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join(format!("{}-unknown-linux-musl/release/converge", std::env::consts::ARCH))
+}
+
+/// Whether the converge under test needs glibc (is not static).
+fn converge_is_dynamic() -> bool {
+    converge::remote::binary::glibc_needed(Path::new(env!("CARGO_BIN_EXE_converge"))).is_ok_and(|glibc| glibc.is_some())
+}
+
+/// Polls `condition` until it holds, for at most `timeout`; whether it held. For what a test
+/// waits for (a process, a lock holder, a reload), instead of a fixed sleep.
+pub fn wait_until(timeout: std::time::Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The page that the mission's playbooks (playbooks/gunicorn*.yml) serve, in the scenario tests
+/// (scenario_e2e.rs, vm_e2e.rs).
+pub const PAGE: &str = "Hello from gunicorn, set up by converge.";
+
+/// The variables that make those playbooks install offline: gunicorn from the wheels that
+/// harness/artifacts.sh fetched, copied to /srv/wheels.
+pub const OFFLINE: [&str; 4] = ["--var", "wheels=/srv/wheels", "--var", "offline=true"];
 
 /// uid and gid of a user of the build machine.
 pub fn ids_of(user: &str) -> (u32, u32) {

@@ -5,7 +5,25 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::support::is_root;
+
+tests![
+    a_new_socket_service_pair_is_enabled_listening_and_activates,
+    a_changed_service_is_reloaded_once_and_serves_anew,
+    a_changed_socket_is_restarted,
+    a_hand_edit_outside_converge_gets_its_daemon_reload,
+    restarting_a_service_whose_runtime_directory_holds_the_socket_leaves_a_live_socket,
+    a_unit_that_fails_to_start_fails_the_run_and_is_named,
+    triggers_of_a_killed_run_fire_on_the_next,
+    a_journal_of_an_older_converge_still_fires,
+    an_absent_unit_is_stopped_disabled_and_removed,
+    a_simple_service_that_dies_at_once_fails_the_run_with_its_journal,
+    a_service_that_systemd_keeps_restarting_fails_the_run,
+    a_service_that_stays_up_passes_and_settle_zero_skips_the_watch,
+    a_template_change_restarts_its_running_instances_by_name,
+    an_accept_socket_and_its_template_service_answer,
+    a_tmpfiles_resource_creates_its_directory_now_and_at_boot,
+    a_timer_is_enabled_and_active_and_its_service_is_not_started,
+];
 
 /// A booted container; powered off when dropped, also when the test panics.
 pub struct Container {
@@ -18,23 +36,15 @@ fn harness(args: &[&str]) -> Output {
 }
 
 impl Container {
-    /// Boots a container, or None where that cannot work (not root, no systemd-nspawn) outside CI.
-    pub fn boot(test: &str) -> Option<Container> {
-        let possible = is_root() && Path::new("/usr/bin/systemd-nspawn").exists();
-        if !possible {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must run the systemd tests: run harness/install-deps.sh as root"
-            );
-            eprintln!("skipped: needs root and systemd-nspawn (harness/install-deps.sh)");
-            return None;
-        }
+    /// Boots a container (root and systemd-nspawn: harness/install-deps.sh).
+    pub fn boot(test: &str) -> Container {
+        require!(Root, Nspawn);
         let name = format!("t-{}-{}", test.replace('_', "-").chars().take(40).collect::<String>(), std::process::id());
         let out = harness(&["boot", &name]);
         assert!(out.status.success(), "boot {name}: {}", String::from_utf8_lossy(&out.stderr));
         let container = Container { name };
         container.copy_in(Path::new(env!("CARGO_BIN_EXE_converge")), "/usr/local/bin/converge");
-        Some(container)
+        container
     }
 
     /// The container's name for harness/container.sh.
@@ -103,9 +113,12 @@ impl Container {
         self.sh(&format!("curl -sS --max-time 10 --unix-socket {socket} http://localhost/"))
     }
 
-    /// How many times systemd reloaded its configuration since boot.
+    /// How many times systemd reloaded its configuration since boot: PID 1's `Reloading.` lines
+    /// (systemd 252; 254 and later say `Reloading...`, between `Reloading requested from client
+    /// PID ...` and `Reloading finished in N ms.`, which are not counted).
     pub fn daemon_reloads(&self) -> usize {
-        self.sh("journalctl -b --no-pager -o cat _PID=1 | grep -c '^Reloading' || true").parse().unwrap_or(0)
+        let journal = self.sh("journalctl --sync && journalctl -b --no-pager -o cat _PID=1");
+        journal.lines().filter(|line| matches!(line.trim_end(), "Reloading." | "Reloading...")).count()
     }
 }
 
@@ -166,9 +179,8 @@ pub fn pair(greeting: &str, socket_extra: &str, service_extra: &str) -> String {
     )
 }
 
-#[test]
 fn a_new_socket_service_pair_is_enabled_listening_and_activates() {
-    let Some(c) = Container::boot("new-pair") else { return };
+    let c = Container::boot("new-pair");
     let out = c.apply(&pair("hello", "", ""));
     assert!(out.contains("daemon-reload: done"), "{out}");
     assert_eq!(c.show("app.socket", "UnitFileState"), "enabled");
@@ -180,18 +192,19 @@ fn a_new_socket_service_pair_is_enabled_listening_and_activates() {
     // A second apply changes nothing and runs no trigger.
     let invocation = c.show("app.service", "InvocationID");
     let reloads = c.daemon_reloads();
+    assert!(reloads > 0, "the first apply's daemon-reload is in the journal");
     let out = c.apply(&pair("hello", "", ""));
     assert!(out.starts_with("No changes. The host matches the playbook."), "{out}");
     assert_eq!(c.show("app.service", "InvocationID"), invocation);
     assert_eq!(c.daemon_reloads(), reloads);
 }
 
-#[test]
 fn a_changed_service_is_reloaded_once_and_serves_anew() {
-    let Some(c) = Container::boot("service-change") else { return };
+    let c = Container::boot("service-change");
     c.apply(&pair("hello", "", ""));
     let first = c.curl("/run/app/socket");
     let reloads = c.daemon_reloads();
+    assert!(reloads > 0, "the first apply's daemon-reload is in the journal");
 
     let (code, plan, _) = c.converge(&["plan"], &pair("howdy", "", ""));
     assert_eq!(code, 2);
@@ -212,9 +225,8 @@ fn a_changed_service_is_reloaded_once_and_serves_anew() {
     assert_ne!(first.split(" from ").nth(1), second.split(" from ").nth(1), "a new instance answered");
 }
 
-#[test]
 fn a_changed_socket_is_restarted() {
-    let Some(c) = Container::boot("socket-change") else { return };
+    let c = Container::boot("socket-change");
     c.apply(&pair("hello", "", ""));
     c.curl("/run/app/socket");
     let inode = c.sh("stat -c %i /run/app/socket");
@@ -225,9 +237,8 @@ fn a_changed_socket_is_restarted() {
     assert!(c.curl("/run/app/socket").starts_with("hello from "), "the service starts on the next use");
 }
 
-#[test]
 fn a_hand_edit_outside_converge_gets_its_daemon_reload() {
-    let Some(c) = Container::boot("hand-edit") else { return };
+    let c = Container::boot("hand-edit");
     let with_dropin = pair("hello", "", "").replace(
         "    restart_triggers:",
         "    dropins:\n      10-limits.conf: \"[Service]\\nLimitNOFILE=4096\\n\"\n    restart_triggers:",
@@ -250,9 +261,8 @@ fn a_hand_edit_outside_converge_gets_its_daemon_reload() {
     assert!(c.show("app.service", "Environment").contains("GREETING=hello"));
 }
 
-#[test]
 fn restarting_a_service_whose_runtime_directory_holds_the_socket_leaves_a_live_socket() {
-    let Some(c) = Container::boot("runtime-dir") else { return };
+    let c = Container::boot("runtime-dir");
     c.apply(&pair("hello", "", ""));
     let first = c.curl("/run/app/socket");
     // The app's code changes: restart_triggers restarts app.service, whose stop removes /run/app
@@ -265,9 +275,8 @@ fn restarting_a_service_whose_runtime_directory_holds_the_socket_leaves_a_live_s
     assert_ne!(first, second, "a new instance answered");
 }
 
-#[test]
 fn a_unit_that_fails_to_start_fails_the_run_and_is_named() {
-    let Some(c) = Container::boot("failing-unit") else { return };
+    let c = Container::boot("failing-unit");
     let playbook = "resources:
   - unit: broken.service
     content: |
@@ -282,9 +291,8 @@ fn a_unit_that_fails_to_start_fails_the_run_and_is_named() {
     assert_eq!(c.show("broken.service", "ActiveState"), "failed");
 }
 
-#[test]
 fn triggers_of_a_killed_run_fire_on_the_next() {
-    let Some(c) = Container::boot("killed-run") else { return };
+    let c = Container::boot("killed-run");
     c.apply(&pair("hello", "", ""));
     c.curl("/run/app/socket");
     // The last resource kills converge (its parent) after the unit file was written and before
@@ -310,9 +318,8 @@ fn triggers_of_a_killed_run_fire_on_the_next() {
 /// A journal that an older converge left behind, its requests written as `[action, unit,
 /// reason]` arrays, is still honoured: the next run fires its triggers (docs/triggers.md, "The
 /// journal").
-#[test]
 fn a_journal_of_an_older_converge_still_fires() {
-    let Some(c) = Container::boot("old-journal") else { return };
+    let c = Container::boot("old-journal");
     c.apply(&pair("hello", "", ""));
     let first = c.curl("/run/app/socket");
     c.sh("mkdir -p /var/lib/converge");
@@ -330,9 +337,8 @@ fn a_journal_of_an_older_converge_still_fires() {
     );
 }
 
-#[test]
 fn an_absent_unit_is_stopped_disabled_and_removed() {
-    let Some(c) = Container::boot("absent") else { return };
+    let c = Container::boot("absent");
     c.apply(&pair("hello", "", ""));
     c.curl("/run/app/socket");
     let out =
@@ -354,9 +360,8 @@ fn service(name: &str, service_lines: &str, extra: &str) -> String {
     format!("resources:\n  - unit: {name}\n    content: |\n      [Service]\n{lines}    active: true\n{extra}")
 }
 
-#[test]
 fn a_simple_service_that_dies_at_once_fails_the_run_with_its_journal() {
-    let Some(c) = Container::boot("dies-at-once") else { return };
+    let c = Container::boot("dies-at-once");
     // Type=simple: the start job ends `done` as soon as systemd forked; /bin/false exits after.
     let playbook = service("dies.service", "ExecStart=/bin/sh -c 'echo cannot open the database >&2; exit 3'", "");
     let start = std::time::Instant::now();
@@ -370,9 +375,8 @@ fn a_simple_service_that_dies_at_once_fails_the_run_with_its_journal() {
     assert_eq!(c.show("dies.service", "ActiveState"), "failed");
 }
 
-#[test]
 fn a_service_that_systemd_keeps_restarting_fails_the_run() {
-    let Some(c) = Container::boot("auto-restart") else { return };
+    let c = Container::boot("auto-restart");
     // Restart=always: it never stays `failed`; it goes `activating (auto-restart)` and is
     // started again (systemd 252 shows `failed` for a moment between the two, which the watch
     // may see first: either is a service that died).
@@ -387,9 +391,8 @@ fn a_service_that_systemd_keeps_restarting_fails_the_run() {
     assert!(err.contains("status=1/FAILURE"), "systemd's own journal line is shown: {err}");
 }
 
-#[test]
 fn a_service_that_stays_up_passes_and_settle_zero_skips_the_watch() {
-    let Some(c) = Container::boot("settle") else { return };
+    let c = Container::boot("settle");
     // Timings for the report only (no assertion on them): a good start with and without the watch.
     let start = std::time::Instant::now();
     c.apply(&service("unwatched.service", "ExecStart=/bin/sleep infinity", "    settle: 0\n"));
@@ -443,9 +446,8 @@ fn workers(version: &str) -> String {
     )
 }
 
-#[test]
 fn a_template_change_restarts_its_running_instances_by_name() {
-    let Some(c) = Container::boot("template") else { return };
+    let c = Container::boot("template");
     let (code, plan, err) = c.converge(&["plan"], &workers("1"));
     assert_eq!(code, 2, "{plan}{err}");
     assert!(plan.contains("start worker@one.service") && plan.contains("start worker@two.service"), "{plan}");
@@ -480,9 +482,8 @@ fn a_template_change_restarts_its_running_instances_by_name() {
     assert_eq!(c.show("worker@three.service", "ActiveState"), "inactive", "a stopped instance stays stopped");
 }
 
-#[test]
 fn an_accept_socket_and_its_template_service_answer() {
-    let Some(c) = Container::boot("accept") else { return };
+    let c = Container::boot("accept");
     let playbook = |greeting: &str| {
         format!(
             "resources:
@@ -515,9 +516,8 @@ fn an_accept_socket_and_its_template_service_answer() {
     assert!(out.starts_with("No changes."), "{out}");
 }
 
-#[test]
 fn a_tmpfiles_resource_creates_its_directory_now_and_at_boot() {
-    let Some(c) = Container::boot("tmpfiles") else { return };
+    let c = Container::boot("tmpfiles");
     let playbook = "resources:
   - tmpfiles: app
     entries:
@@ -576,9 +576,8 @@ fn backup(hour: &str) -> String {
     )
 }
 
-#[test]
 fn a_timer_is_enabled_and_active_and_its_service_is_not_started() {
-    let Some(c) = Container::boot("timer") else { return };
+    let c = Container::boot("timer");
     let out = c.apply(&backup("03"));
     assert!(out.contains("start backup.timer: done"), "{out}");
     assert!(!out.contains("start backup.service"), "the service is not started by converge: {out}");

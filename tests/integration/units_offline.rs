@@ -5,7 +5,16 @@
 use std::fs;
 use std::path::Path;
 
-use crate::support::{Test, is_root};
+use crate::support::Test;
+
+tests![
+    enabling_under_root_makes_the_install_symlinks,
+    a_package_unit_is_enabled_and_masked_by_links,
+    removing_a_unit_under_root_disables_and_deletes_it,
+    without_a_bus_plan_says_so_and_apply_refuses,
+    an_instance_is_enabled_under_root_by_a_link_to_its_template,
+    a_template_is_never_enabled_and_an_instance_has_no_content,
+];
 
 const SOCKET: &str = "resources:
   - unit: app.socket
@@ -18,7 +27,6 @@ const SOCKET: &str = "resources:
     enabled: ENABLED
 ";
 
-#[test]
 fn enabling_under_root_makes_the_install_symlinks() {
     let test = Test::new().playbook(&SOCKET.replace("ENABLED", "true"));
     let run = test.apply().success();
@@ -44,7 +52,6 @@ fn enabling_under_root_makes_the_install_symlinks() {
     test.plan().code(0);
 }
 
-#[test]
 fn a_package_unit_is_enabled_and_masked_by_links() {
     let test = Test::new()
         .playbook(
@@ -62,7 +69,6 @@ fn a_package_unit_is_enabled_and_masked_by_links() {
     test.plan().code(0);
 }
 
-#[test]
 fn removing_a_unit_under_root_disables_and_deletes_it() {
     let test = Test::new().playbook(&SOCKET.replace("ENABLED", "true"));
     test.apply().success();
@@ -74,11 +80,8 @@ fn removing_a_unit_under_root_disables_and_deletes_it() {
     test.plan().code(0);
 }
 
-#[test]
 fn without_a_bus_plan_says_so_and_apply_refuses() {
-    if !is_root() || Path::new("/run/dbus/system_bus_socket").exists() {
-        return; // this needs a machine without a system bus, as CI's is
-    }
+    require!(Root, NoSystemBus); // a machine without a system bus, as CI's is
     let test = Test::new().playbook(
         "resources:\n  - unit: converge-test-nobus.service\n    content: \"[Service]\\nExecStart=/bin/true\\n\"\n",
     );
@@ -89,7 +92,6 @@ fn without_a_bus_plan_says_so_and_apply_refuses() {
     assert!(!Path::new("/etc/systemd/system/converge-test-nobus.service").exists(), "nothing was written");
 }
 
-#[test]
 fn an_instance_is_enabled_under_root_by_a_link_to_its_template() {
     let test = Test::new().playbook(
         "resources:
@@ -111,7 +113,6 @@ fn an_instance_is_enabled_under_root_by_a_link_to_its_template() {
     test.plan().code(0);
 }
 
-#[test]
 fn a_template_is_never_enabled_and_an_instance_has_no_content() {
     let run = Test::new()
         .playbook(

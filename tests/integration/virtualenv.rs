@@ -10,7 +10,19 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 
-use crate::support::{Run, Test, is_root};
+use crate::support::{Run, Test};
+
+tests![
+    creates_installs_and_a_converged_venv_runs_no_process,
+    a_version_bump_is_planned_as_an_upgrade_and_applied_once,
+    every_file_of_the_venv_belongs_to_its_owner,
+    a_broken_requirement_is_an_error_at_its_line_and_column,
+    a_pip_failure_stops_the_run_with_pips_message_and_leaves_nothing_half_made,
+    recreated_when_broken_or_when_the_interpreter_changed,
+    absent_removes_a_venv_but_never_a_directory_that_is_not_one,
+    under_root_the_venv_is_made_inside_it_with_chroot_and_triggers_its_unit,
+    the_interpreter_is_found_as_its_owner_would_and_one_it_cannot_run_is_named,
+];
 
 /// A wheel is a zip of the package and its NAME-VERSION.dist-info/{METADATA,WHEEL,RECORD}:
 /// written by hand, as setuptools here cannot build one without the `wheel` package or a network.
@@ -111,11 +123,8 @@ fn venv_yaml(venv: &Path, extra: &str, packages: &str) -> String {
     )
 }
 
-#[test]
 fn creates_installs_and_a_converged_venv_runs_no_process() {
-    if !is_root() {
-        return; // without --root, apply takes /run/converge.lock
-    }
+    require!(Root); // without --root, apply takes /run/converge.lock
     let _one = one_at_a_time();
     let test = with_wheels();
     let dir = test.dir.path().to_path_buf();
@@ -164,11 +173,8 @@ fn creates_installs_and_a_converged_venv_runs_no_process() {
     assert!(run.stdout.starts_with("No changes."), "{}", run.stdout);
 }
 
-#[test]
 fn a_version_bump_is_planned_as_an_upgrade_and_applied_once() {
-    if !is_root() {
-        return;
-    }
+    require!(Root);
     let _one = one_at_a_time();
     let test = with_wheels();
     let venv = test.dir.path().join("venv");
@@ -263,11 +269,8 @@ fn assert_owned_by(venv: &Path, (uid, gid): (u32, u32)) {
     assert!(others.is_empty(), "not owned by {uid}:{gid}: {:?}", &others[..others.len().min(5)]);
 }
 
-#[test]
 fn every_file_of_the_venv_belongs_to_its_owner() {
-    if !is_root() {
-        return;
-    }
+    require!(Root);
     let _one = one_at_a_time();
     let user = TempUser::new();
     let test = with_wheels();
@@ -291,7 +294,6 @@ fn every_file_of_the_venv_belongs_to_its_owner() {
     test.run_args(&["plan", "{playbook}"]).code(0);
 }
 
-#[test]
 fn a_broken_requirement_is_an_error_at_its_line_and_column() {
     let test = Test::new()
         .playbook("resources:\n  - virtualenv: /srv/venv\n    packages:\n      - \"django>=4.2\"\n      - \"requests>=2.0,<<3\"\n      - flask[async)\n    requirements: requirements.txt\n")
@@ -301,11 +303,8 @@ fn a_broken_requirement_is_an_error_at_its_line_and_column() {
     insta::assert_snapshot!(run.err());
 }
 
-#[test]
 fn a_pip_failure_stops_the_run_with_pips_message_and_leaves_nothing_half_made() {
-    if !is_root() {
-        return;
-    }
+    require!(Root);
     let _one = one_at_a_time();
     let test = with_wheels();
     let dir = test.dir.path().to_path_buf();
@@ -343,11 +342,8 @@ fn a_pip_failure_stops_the_run_with_pips_message_and_leaves_nothing_half_made() 
     assert_eq!(installed(&venv), ["demo_pkg-1.0.dist-info"]);
 }
 
-#[test]
 fn recreated_when_broken_or_when_the_interpreter_changed() {
-    if !is_root() {
-        return;
-    }
+    require!(Root);
     let _one = one_at_a_time();
     let test = with_wheels();
     let dir = test.dir.path().to_path_buf();
@@ -385,11 +381,8 @@ fn recreated_when_broken_or_when_the_interpreter_changed() {
     test.run_args(&["plan", "{playbook}"]).code(0);
 }
 
-#[test]
 fn absent_removes_a_venv_but_never_a_directory_that_is_not_one() {
-    if !is_root() {
-        return;
-    }
+    require!(Root);
     let _one = one_at_a_time();
     let test = with_wheels();
     let venv = test.dir.path().join("venv");
@@ -411,14 +404,11 @@ fn absent_removes_a_venv_but_never_a_directory_that_is_not_one() {
 /// An offline root with the build machine's Debian python3 in it: its binary, standard library,
 /// the wheels ensurepip installs from, and the shared libraries they load (hard links where the
 /// file system allows, copies otherwise).
-fn python_root(root: &Path) -> bool {
-    let python = Path::new("/usr/bin/python3");
-    let Ok(real) = fs::canonicalize(python) else { return false };
+fn python_root(root: &Path) {
+    require!(PythonVenv);
+    let real = fs::canonicalize("/usr/bin/python3").unwrap();
     let version = real.file_name().unwrap().to_string_lossy().into_owned();
-    let stdlib = Path::new("/usr/lib").join(&version);
-    if !stdlib.join("venv").exists() || !stdlib.join("ensurepip").exists() {
-        return false;
-    }
+    let stdlib = crate::support::python_stdlib().unwrap();
     let copy = |from: &Path| {
         let to = root.join(from.strip_prefix("/").unwrap());
         fs::create_dir_all(to.parent().unwrap()).unwrap();
@@ -451,19 +441,12 @@ fn python_root(root: &Path) -> bool {
             copy(Path::new(lib));
         }
     }
-    true
 }
 
-#[test]
 fn under_root_the_venv_is_made_inside_it_with_chroot_and_triggers_its_unit() {
-    if !is_root() {
-        return;
-    }
+    require!(Root);
     let test = with_wheels().with_accounts();
-    if !python_root(&test.root()) {
-        eprintln!("skipped: needs Debian's /usr/bin/python3 with its venv module (apt-get install python3-venv)");
-        return;
-    }
+    python_root(&test.root());
     // pip runs inside the root: the wheels must be there too.
     let status =
         Command::new("cp").arg("-r").arg(test.dir.path().join("wheels")).arg(test.host_path("/wheels")).status();
@@ -500,11 +483,8 @@ fn under_root_the_venv_is_made_inside_it_with_chroot_and_triggers_its_unit() {
 /// case), a venv of another owner is made with the python3 that owner would find on the system
 /// PATH; named by its path, the private one is an error that says the owner cannot execute it and
 /// what to write instead.
-#[test]
 fn the_interpreter_is_found_as_its_owner_would_and_one_it_cannot_run_is_named() {
-    if !is_root() {
-        return;
-    }
+    require!(Root);
     let _one = one_at_a_time();
     let user = TempUser::new();
     let test = Test::new();

@@ -10,34 +10,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::is_root;
+use crate::support::{OFFLINE, PAGE};
 
-const PAGE: &str = "Hello from gunicorn, set up by converge.";
-const OFFLINE: [&str; 4] = ["--var", "wheels=/srv/wheels", "--var", "offline=true"];
+tests![
+    qemu_vm_one_apply_from_nothing_then_nothing,
+    vagrant_up_with_the_projects_vagrantfile,
+];
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Whether the VM tests can run here: root and the tools of harness/vm/install-deps.sh. Outside CI
-/// they are skipped with a message where they cannot; CI must run them.
-fn possible(tools: &[&str]) -> bool {
-    let missing: Vec<&str> = tools.iter().copied().filter(|tool| !on_path(tool)).collect();
-    if is_root() && missing.is_empty() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must run the VM tests: run harness/vm/install-deps.sh as root (missing: {missing:?})"
-    );
-    eprintln!("skipped: needs root and {missing:?} (harness/vm/install-deps.sh)");
-    false
-}
-
-fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
-        .unwrap_or(false)
 }
 
 /// Runs a harness script; panics with its stderr when it fails; its stdout's last line.
@@ -147,11 +128,9 @@ fn curl_page(curl: impl Fn() -> Output, wait: Duration) -> String {
 /// units and the site, and the page is served through nginx (inside the VM and on the port the
 /// host forwards to its port 80) and on gunicorn's socket; a second apply changes nothing and
 /// spawns no apt, python or systemctl process.
-#[test]
 fn qemu_vm_one_apply_from_nothing_then_nothing() {
-    if !possible(&["qemu-system-x86_64", "qemu-img", "mkfs.ext4", "ssh"]) {
-        return;
-    }
+    // The tools of harness/vm/install-deps.sh.
+    require!(Root, Tool("qemu-system-x86_64"), Tool("qemu-img"), Tool("mkfs.ext4"), Tool("ssh"));
     let started = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     let binary = converge_binary(tmp.path());
@@ -302,11 +281,18 @@ fn tail(out: &str) -> String {
 /// `vagrant up` with vagrant/Vagrantfile and a box built from the project's image converges the VM
 /// from nothing (its provisioner runs converge apply playbooks/gunicorn.yml), the page is served
 /// on the forwarded port and on the VM's address, and `vagrant provision` changes nothing.
-#[test]
 fn vagrant_up_with_the_projects_vagrantfile() {
-    if !possible(&["vagrant", "libvirtd", "virtlogd", "virsh", "qemu-system-x86_64", "ip", "curl"]) {
-        return;
-    }
+    // The tools of harness/vm/install-deps.sh.
+    require!(
+        Root,
+        Tool("vagrant"),
+        Tool("libvirtd"),
+        Tool("virtlogd"),
+        Tool("virsh"),
+        Tool("qemu-system-x86_64"),
+        Tool("ip"),
+        Tool("curl")
+    );
     let started = Instant::now();
     let boxname = harness("harness/vm/box.sh", &[]);
     let box_ready = started.elapsed();
