@@ -6,7 +6,7 @@
 //! load     (playbook/mod.rs)      YAML -> tree with spans
 //! resolve  (engine/resolve.rs)    vars, templates, typed resources, ids, order; every error at once
 //! plan     (engine/plan.rs)       observe each resource (read-only) and diff it
-//! render   (output/)              Terraform-style plan with unified diffs, or JSON records
+//! render   (output/)              the engine's records (engine/record.rs): Terraform-style, or JSON
 //! apply    (engine/apply.rs)      only what differs, in order, re-observing before each write
 //! triggers (engine/trigger.rs)    what the changes set off (daemon-reload, restarts): docs/triggers.md
 //! ```
@@ -15,9 +15,9 @@
 //!
 //! ```text
 //! cli.rs, commands/   the command line: parses arguments, runs a pipeline, hands records to output/
-//! output/             records and their renderers (human, JSON), progress lines
+//! output/             the engine's sink: records as JSON lines or for people, progress lines
 //! remote/             reaching other hosts over OpenSSH; their engines send records back
-//! engine/             resolve, plan, apply, triggers, journal, saved plans, recorded runs
+//! engine/             resolve, plan, apply, triggers, journal, saved plans, recorded runs, records
 //! kinds/              the Resource trait (kinds/resource.rs) and one file per kind
 //! playbook/           the YAML tree, attributes, templates, modules, secrets
 //! host/               the only door to the machine: files, programs, accounts, systemd

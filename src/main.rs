@@ -17,8 +17,16 @@ fn main() -> ExitCode {
                 let message = first.join(" ");
                 let message = message.trim_start_matches("error: ");
                 let tip = text.lines().find_map(|l| l.trim().strip_prefix("tip: ")).unwrap_or("see `converge --help`");
-                let record = serde_json::json!({"type": "error", "kind": "usage", "message": message, "file": null, "line": null, "column": null, "help": tip});
-                println!("{record}");
+                use converge::engine::record::{Diagnostic, DiagnosticKind, Located, Record};
+                let at = Located {
+                    kind: DiagnosticKind::Usage,
+                    file: None,
+                    line: None,
+                    column: None,
+                    help: Some(tip.into()),
+                };
+                let error = Diagnostic { message: message.into(), at: Some(at), id: None, label: None };
+                converge::output::Printer::new(converge::output::Format::Json, true, 0).record(Record::Error(error));
             }
             e.exit()
         }

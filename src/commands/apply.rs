@@ -51,7 +51,7 @@ fn run_resolved(
     if !options.check
         && let Some(finished) = crate::kinds::nginx_site::finish_interrupted(&host)?
     {
-        printer.finished_interrupted(&finished);
+        printer.record(crate::engine::record::Record::Finished(finished));
     }
     if let Some(saved) = saved {
         saved.check_fresh(resolved, &host)?;
@@ -81,6 +81,9 @@ fn run_resolved(
     }
     let mut applied = Applied::default();
     let result = apply(resolved, &plan, &host, printer, &mut applied);
+    if result.is_err() {
+        printer.failed_after(&applied, &plan);
+    }
     // Recorded even when the run failed half way: what it did can be rolled back.
     let recorder = std::mem::take(&mut applied.recorder);
     let playbook = saved.map(|s| s.playbook.path.display().to_string()).unwrap_or_else(|| resolved.source.name.clone());

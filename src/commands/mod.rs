@@ -27,5 +27,5 @@ fn load_and_resolve(path: &Path, settings: &Settings, printer: &Printer) -> Resu
 }
 
 fn host(settings: &Settings) -> Host {
-    Host::new(settings.root.clone())
+    Host::new(settings.root.clone()).with_tool_output(crate::output::progress::stream_tool_output())
 }

@@ -73,32 +73,14 @@ pub fn run(
 
     let width = targets.iter().map(|t| t.name.chars().count()).max().unwrap_or(0);
     let label = |i: usize| format!("{:width$} | ", targets[i].name);
-    // A plan is shown whole (its resources, triggers and closing line); what an apply does is
-    // shown as it happens.
-    let mut pending: Vec<Vec<Value>> = vec![Vec::new(); hosts.len()];
     let reports = fleet.converge(|event, report| match event {
-        Event::Record { host, record } => match record["type"].as_str() {
-            Some("resource" | "trigger") => pending[*host].push(record.clone()),
-            Some("plan") => {
-                pending[*host].push(record.clone());
-                let block = std::mem::take(&mut pending[*host]);
-                printer.host_records(&label(*host), &targets[*host].name, &block);
-            }
-            _ => printer.host_records(&label(*host), &targets[*host].name, std::slice::from_ref(record)),
-        },
+        Event::Record { host, record } => printer.host_record(&label(*host), &targets[*host].name, record.clone()),
         Event::Text { host, line } => printer.host_text(&label(*host), &targets[*host].name, line),
         Event::Uploaded { host, path, bytes, untrusted } => {
             printer.host_binary(&label(*host), &targets[*host].name, path, Some((*bytes, untrusted.as_deref())))
         }
         Event::Cached { host, path } => printer.host_binary(&label(*host), &targets[*host].name, path, None),
-        Event::Done { host, .. } => {
-            // A plan cut short (the engine failed half way) is shown as far as it came.
-            let block = std::mem::take(&mut pending[*host]);
-            if !block.is_empty() {
-                printer.host_records(&label(*host), &targets[*host].name, &block);
-            }
-            printer.host_done(&label(*host), report, run_kind);
-        }
+        Event::Done { host, .. } => printer.host_done(&label(*host), report, run_kind),
     });
     printer.hosts_summary(&reports, run_kind);
 

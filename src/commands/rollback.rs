@@ -1,9 +1,8 @@
 //! `converge rollback [--to N] [--check]` and `converge history` (runs.rs).
 
-use serde_json::json;
-
 use crate::cli::Settings;
 use crate::engine::lock::lock;
+use crate::engine::record::{HistoryEntry, NotRestored, Record, Restore, RollbackDone, RollbackPlan, RunRecord};
 use crate::engine::runs::{self, Recorder, describe};
 use crate::error::{Error, Result};
 use crate::output::Printer;
@@ -48,20 +47,24 @@ pub fn run(to: Option<u64>, check: bool, keep_runs: usize, settings: &Settings, 
             _ => "~",
         };
         printer.say(format!("  {verb} {} ({} -> {})", host.shown(&step.path), describe(&step.now), describe(&step.to)));
-        printer.record(
-            json!({"type": "restore", "path": step.path, "from": describe(&step.now), "to": describe(&step.to)}),
-        );
+        printer.record(Record::Restore(Restore {
+            path: step.path.clone(),
+            from: describe(&step.now),
+            to: describe(&step.to),
+        }));
     }
     let not_restored: Vec<_> = undone.iter().flat_map(|r| r.not_restored.iter()).collect();
     for (id, reason) in &not_restored {
         printer.say(format!("  ! {id} (not restored: {reason})"));
-        printer.record(json!({"type": "not_restored", "id": id, "reason": reason}));
+        printer.record(Record::NotRestored(NotRestored { id: id.clone(), reason: reason.clone() }));
     }
     printer.say("");
     printer.say(format!("Rollback: {} paths to restore; {} not restored.", steps.len(), not_restored.len()));
-    printer.record(
-        json!({"type": "rollback_plan", "runs": numbers, "restore": steps.len(), "not_restored": not_restored.len()}),
-    );
+    printer.record(Record::RollbackPlan(RollbackPlan {
+        runs: numbers.clone(),
+        restore: steps.len(),
+        not_restored: not_restored.len(),
+    }));
     if check {
         return Ok(if steps.is_empty() { 0 } else { 2 });
     }
@@ -96,7 +99,7 @@ pub fn run(to: Option<u64>, check: bool, keep_runs: usize, settings: &Settings, 
     let number = runs::record(&host, "rollback", &label, &[], recorder, numbers, keep_runs)?;
     let number = number.map(|n| format!(" (recorded as run {n})")).unwrap_or_default();
     printer.say(format!("Rollback complete: {} paths restored{number}.", steps.len()));
-    printer.record(json!({"type": "rollback", "restored": steps.len()}));
+    printer.record(Record::Rollback(RollbackDone { restored: steps.len() }));
     Ok(0)
 }
 
@@ -151,7 +154,8 @@ pub fn history(settings: &Settings, printer: &mut Printer) -> Result<u8> {
     }
     for unreadable in &recorded.unreadable {
         printer.say(format!("{:>4}  cannot be read: {}", unreadable.number, unreadable.reason));
-        printer.record(json!({ "type": "run", "number": unreadable.number, "unreadable": unreadable.reason }));
+        let (number, unreadable) = (unreadable.number, unreadable.reason.clone());
+        printer.record(Record::Run(HistoryEntry::Unreadable { number, unreadable }));
     }
     for run in &all {
         let rolled = match run.rolled_back_by {
@@ -162,11 +166,20 @@ pub fn history(settings: &Settings, printer: &mut Printer) -> Result<u8> {
             "{:>4}  {}  {:<8}  {}  {}  +{} ~{} -{} >{}{rolled}",
             run.number, run.time, run.kind, run.playbook, run.host, run.create, run.update, run.remove, run.run
         ));
-        printer.record(json!({
-            "type": "run", "number": run.number, "time": run.time, "kind": run.kind, "playbook": run.playbook,
-            "host": run.host, "create": run.create, "update": run.update, "remove": run.remove, "run": run.run,
-            "paths": run.before.len(), "rolled_back_by": run.rolled_back_by, "rollback_of": run.rollback_of,
-        }));
+        printer.record(Record::Run(HistoryEntry::Recorded(RunRecord {
+            number: run.number,
+            time: run.time,
+            kind: run.kind.clone(),
+            playbook: run.playbook.clone(),
+            host: run.host.clone(),
+            create: run.create,
+            update: run.update,
+            remove: run.remove,
+            run: run.run,
+            paths: run.before.len(),
+            rolled_back_by: run.rolled_back_by,
+            rollback_of: run.rollback_of.clone(),
+        })));
     }
     Ok(0)
 }

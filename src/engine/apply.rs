@@ -8,14 +8,13 @@
 //! before it stays applied, and the error says so.
 
 use crate::engine::plan::{Plan, ResourcePlan};
+use crate::engine::record::{AppliedRecord, Diagnostic, Record, ResourceRecord, Sink};
 use crate::engine::resolve::Resolved;
 use crate::engine::trigger::{Step, Trigger};
 use crate::error::{Error, JournalTail, Result};
 use crate::host::Host;
 use crate::host::systemd::{DEFAULT_SETTLE, Job, JobAction, Systemd, SystemdError};
 use crate::kinds::AnyResource;
-use crate::output::Printer;
-use crate::output::progress;
 use std::time::Duration;
 
 /// What an apply did.
@@ -26,30 +25,21 @@ pub struct Applied {
     pub recorder: crate::engine::runs::Recorder,
 }
 
-/// Fills `applied` as it goes, so that what a failed run did is still known (and recorded).
-pub fn apply(
-    resolved: &Resolved,
-    plan: &Plan,
-    host: &Host,
-    printer: &mut Printer,
-    applied: &mut Applied,
-) -> Result<()> {
+/// Fills `applied` as it goes, so that what a failed run did is still known (and recorded); each
+/// resource applied is a record to `sink`.
+pub fn apply(resolved: &Resolved, plan: &Plan, host: &Host, sink: &mut dyn Sink, applied: &mut Applied) -> Result<()> {
     for (index, entry) in resolved.entries.iter().enumerate() {
         let planned = plan.resources.iter().find(|r| r.index == index);
         if planned.is_none() && applied.resources.is_empty() {
             continue;
         }
         // A signal stops the run between two resources, never inside one.
-        if let Err(stopped) = Error::check_stop() {
-            printer.failed_after(applied, plan);
-            return Err(stopped);
-        }
+        Error::check_stop()?;
         let result = (|| {
             let now = entry.resource.plan(host)?;
             if !now.is_empty() {
                 applied.recorder.capture(host, &entry.id, &entry.resource, entry.sensitive)?;
-                let _spinner =
-                    slow_step(&entry.resource).map(|what| progress::spinner(format!("{} ({what})", entry.id)));
+                let _busy = slow_step(&entry.resource).map(|what| sink.busy(format!("{} ({what})", entry.id)));
                 entry.resource.apply(&now, host)?;
             }
             Ok(now)
@@ -66,13 +56,10 @@ pub fn apply(
                     created_above: planned.map(|p| p.created_above.clone()).unwrap_or_default(),
                 };
                 let as_planned = planned.is_some_and(|p| p.changes == done.changes);
-                printer.applied(&done, as_planned);
+                sink.record(Record::Applied(AppliedRecord { resource: ResourceRecord::of(&done), as_planned }));
                 applied.resources.push(done);
             }
-            Err(e) => {
-                printer.failed_after(applied, plan);
-                return Err(e);
-            }
+            Err(e) => return Err(e),
         }
     }
     Ok(())
@@ -99,7 +86,7 @@ pub fn run_triggers(
     systemd: &Systemd,
     settle: &dyn Fn(&str) -> Duration,
     host: &Host,
-    printer: &mut Printer,
+    sink: &mut dyn Sink,
 ) -> Result<usize> {
     let mut ran = 0;
     let mut phases: Vec<(Step, Vec<&Trigger>)> = Vec::new();
@@ -113,10 +100,10 @@ pub fn run_triggers(
         Error::check_stop()?;
         let action = match step {
             Step::DaemonReload => {
-                let spinner = progress::spinner("systemctl daemon-reload");
+                let busy = sink.busy("systemctl daemon-reload".into());
                 systemd.daemon_reload()?;
-                drop(spinner);
-                printer.trigger_ran(group[0]);
+                drop(busy);
+                sink.record(Record::TriggerRan(group[0].clone()));
                 ran += 1;
                 continue;
             }
@@ -143,23 +130,23 @@ pub fn run_triggers(
             }
         }
         let units: Vec<&str> = jobs.iter().map(|job| job.unit.as_str()).collect();
-        let spinner = progress::spinner(format!("systemctl {action} {}", units.join(" ")));
+        let busy = sink.busy(format!("systemctl {action} {}", units.join(" ")));
         systemd.run_jobs(&jobs).map_err(|e| failed(e, host))?;
-        drop(spinner);
+        drop(busy);
         for exits in old_workers {
             let left = exits.wait(OLD_WORKERS_TIMEOUT);
             if !left.is_empty() {
-                printer.warning(&format!(
+                sink.record(Record::Warning(Diagnostic::message(format!(
                     "{NGINX}: {} old worker process(es) still running {} s after the reload (pids {}): they finish \
                      their open connections and may answer with the old configuration until then",
                     left.len(),
                     OLD_WORKERS_TIMEOUT.as_secs(),
                     left.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
-                ));
+                ))));
             }
         }
         for trigger in group {
-            printer.trigger_ran(trigger);
+            sink.record(Record::TriggerRan((*trigger).clone()));
             ran += 1;
         }
     }

@@ -4,12 +4,14 @@
 //! runs, `saved` and `runs` keep reviewed plans and what each run changed (for rollback), `lock`
 //! keeps two runs apart and `stop` lets SIGTERM end a run between steps.
 //!
-//! It uses the kinds, the playbook layer and the Host; it must not print (output/ does).
+//! It uses the kinds, the playbook layer and the Host; it must not print: it reports records
+//! (`record`) to a `record::Sink`, which output/ implements.
 
 pub mod apply;
 pub mod journal;
 pub mod lock;
 pub mod plan;
+pub mod record;
 pub mod resolve;
 pub mod runs;
 pub mod saved;

@@ -54,7 +54,8 @@ pub struct ResourcePlan {
 
 /// What a plan line does to its resource, as Terraform names its actions (`+ file:/x (create)`).
 /// A job systemd runs on a unit is a [`crate::host::systemd::JobAction`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Action {
     Create,
     Update,
@@ -88,7 +89,7 @@ impl ResourcePlan {
 }
 
 /// How many resources each action touches.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counts {
     pub create: usize,
     pub update: usize,

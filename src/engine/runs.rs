@@ -161,13 +161,15 @@ fn state_of(host: &Host, path: &Path, store: bool) -> std::io::Result<Before> {
 
 fn store_object(host: &Host, sha256: &str, bytes: &[u8]) -> std::io::Result<()> {
     let dir = Path::new(OBJECTS);
+    // Owned by whoever runs converge (root; under --root, possibly a user in their own tree).
+    let (uid, gid) = host.system_owner();
     if host.stat(dir)?.is_none() {
         host.create_dirs(dir.parent().expect("a parent"))?;
-        host.create_dir(dir, Mode(0o700), 0, 0)?;
+        host.create_dir(dir, Mode(0o700), uid, gid)?;
     }
     let object = dir.join(sha256);
     if host.stat(&object)?.is_none() {
-        host.write_atomic(&object, bytes, Mode(0o600), 0, 0)?;
+        host.write_atomic(&object, bytes, Mode(0o600), uid, gid)?;
     }
     Ok(())
 }

@@ -69,7 +69,7 @@ pub struct PlaybookInfo {
     pub files: Vec<FileDigest>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileDigest {
     pub path: PathBuf,
     pub sha256: String,

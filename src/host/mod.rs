@@ -55,6 +55,8 @@ pub struct Host {
     systemd: OnceLock<Option<Systemd>>,
     /// Unit statuses read from systemd, by name; cleared when a resource changes units.
     units: Mutex<HashMap<String, UnitStatus>>,
+    /// Long-running tools (apt-get, pip) show their own output on stderr (`-v` on a terminal).
+    stream_tool_output: bool,
 }
 
 #[derive(Default)]
@@ -70,7 +72,24 @@ impl Host {
     pub fn new(root: Option<PathBuf>) -> Host {
         let root = root.map(|r| std::path::absolute(&r).unwrap_or(r));
         let tree = fs::Tree::new(root.as_deref().unwrap_or(Path::new("/")));
-        Host { root, tree, accounts: Mutex::default(), systemd: OnceLock::new(), units: Mutex::default() }
+        Host {
+            root,
+            tree,
+            accounts: Mutex::default(),
+            systemd: OnceLock::new(),
+            units: Mutex::default(),
+            stream_tool_output: false,
+        }
+    }
+
+    /// This host, with long-running tools (apt-get, pip) showing their own output on stderr.
+    pub fn with_tool_output(self, stream: bool) -> Host {
+        Host { stream_tool_output: stream, ..self }
+    }
+
+    /// Whether long-running tools show their own output on stderr.
+    pub fn streams_tool_output(&self) -> bool {
+        self.stream_tool_output
     }
 
     /// The offline root, if this is one (absolute).

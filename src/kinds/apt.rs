@@ -140,7 +140,7 @@ impl Apt {
             host.program(&argv).env("DEBIAN_FRONTEND", "noninteractive").env("LC_ALL", "C").network(true).command();
         command.stdin(std::process::Stdio::null());
         // With -v on a terminal, apt-get's own output streams (to stderr: stdout is converge's).
-        if crate::output::progress::stream_tool_output() {
+        if host.streams_tool_output() {
             use std::os::fd::AsFd;
             let cannot = |e| Error::resource_io(self.id(), "cannot run apt-get", e);
             let stderr = std::io::stderr().as_fd().try_clone_to_owned().map_err(cannot)?;

@@ -1,22 +1,29 @@
-//! The printer: the only code that writes to the terminal. Human output speaks Terraform's
-//! vocabulary (`+ create`, `~ update`, `- remove`, a unified diff under each content change, a
-//! closing "Plan: ..." line); `--output json` prints one JSON record per line instead. Output is
+//! The printer: the only code that writes to the terminal. It is the engine's sink: each record
+//! (engine/record.rs) is printed as one JSON line with `--output json` (after a first `stream`
+//! record; docs/output.md), or rendered for people by `human.rs`, in Terraform's vocabulary
+//! (`+ create`, `~ update`, `- remove`, a unified diff under each content change, a closing
+//! "Plan: ..." line). Remote hosts' records pass the same renderer (`remote.rs`). Output is
 //! deterministic: no timestamps, no PIDs, in playbook order.
 
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
-use std::path::Path;
-
-use serde_json::json;
-use similar::TextDiff;
 
 use crate::engine::apply::Applied;
-use crate::engine::plan::{Action, Counts, Plan, ResourcePlan};
+use crate::engine::plan::{Counts, Plan};
+use crate::engine::record::{
+    ApplySummary, Diagnostic, DiagnosticKind, Located, ModuleParam, ModuleRecord, Record, SavedPlanRecord, Sink,
+    SkippedTrigger, Stream, Valid,
+};
 use crate::engine::trigger::Trigger;
-use crate::kinds::resource::{Change, Content, ResourceId};
+use textwrap::core::Word;
 
-// Remote runs: records that other hosts' engines sent back, prefixed by host.
+mod human;
 pub mod progress;
+// Remote runs: records that other hosts' engines sent back, prefixed by host.
 mod remote;
+
+use human::Human;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -29,7 +36,13 @@ pub struct Printer {
     color: bool,
     /// -1 quiet, 0 normal, 1+ verbose.
     verbosity: i8,
-    out: Box<dyn Write>,
+    out: RefCell<Box<dyn Write>>,
+    /// The stream record went out (JSON): it comes first, before any other.
+    started: Cell<bool>,
+    /// This run's records, rendered for people.
+    human: Human,
+    /// Remote hosts' records, rendered for people, by host.
+    hosts: BTreeMap<String, Human>,
 }
 
 const RESET: &str = "\x1b[0m";
@@ -39,263 +52,88 @@ const RED: &str = "\x1b[31m";
 const CYAN: &str = "\x1b[36m";
 const BOLD: &str = "\x1b[1m";
 
+/// `text` in `color` when `colors`.
+fn paint(colors: bool, color: &str, text: &str) -> String {
+    if colors { format!("{color}{text}{RESET}") } else { text.to_owned() }
+}
+
 impl Printer {
     pub fn new(format: Format, no_color: bool, verbosity: i8) -> Printer {
         let color =
             !no_color && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal();
-        Printer { format, color, verbosity, out: Box::new(std::io::stdout()) }
+        Printer::to(Box::new(std::io::stdout()), format, color, verbosity)
+    }
+
+    /// A printer that writes to `out` (tests), with colors or not.
+    pub fn to(out: Box<dyn Write>, format: Format, color: bool, verbosity: i8) -> Printer {
+        Printer {
+            format,
+            color,
+            verbosity,
+            out: RefCell::new(out),
+            started: Cell::new(false),
+            human: Human::new(color, verbosity),
+            hosts: BTreeMap::new(),
+        }
     }
 
     fn paint(&self, color: &str, text: &str) -> String {
-        if self.color { format!("{color}{text}{RESET}") } else { text.to_owned() }
+        paint(self.color, color, text)
     }
 
     /// Every human line passes here: secrets are replaced, and control characters from the
     /// host or the playbook are escaped (the printer's own colors aside).
-    fn line(&mut self, text: impl AsRef<str>) {
+    fn line(&self, text: impl AsRef<str>) {
         let text = crate::playbook::redact::apply(text.as_ref());
         let text = terminal_safe(&text, self.color);
-        let out = &mut self.out;
+        let mut out = self.out.borrow_mut();
         crate::output::progress::suspend(|| writeln!(out, "{text}")).ok();
     }
 
-    /// Every JSON record passes here; serde_json escapes control characters itself.
-    fn json(&mut self, value: serde_json::Value) {
-        let _ = writeln!(self.out, "{}", crate::playbook::redact::apply(&value.to_string()));
+    /// Every JSON record passes here, after the stream record; serde_json escapes control
+    /// characters itself. Keys are in alphabetical order (serde_json's map).
+    fn json(&self, value: serde_json::Value) {
+        let mut out = self.out.borrow_mut();
+        if !self.started.replace(true) {
+            let stream = serde_json::to_value(Record::Stream(Stream::this())).expect("records serialize");
+            let _ = writeln!(out, "{stream}");
+        }
+        let _ = writeln!(out, "{}", crate::playbook::redact::apply(&value.to_string()));
     }
 
-    /// The plan: each differing resource with its changes, then the triggers, then a summary.
-    pub fn plan(&mut self, plan: &Plan) {
+    /// One record: a JSON line, or its human lines (a warning on stderr).
+    pub fn record(&mut self, record: Record) {
         if self.format == Format::Json {
-            if self.verbosity >= 1 {
-                for (id, when) in &plan.skipped {
-                    self.json(json!({"type": "skipped", "id": id, "when": when}));
-                }
-            }
-            for r in &plan.resources {
-                let record = resource_json(r);
-                self.json(record);
-            }
-            for t in &plan.triggers {
-                let mut record = trigger_json(t);
-                if let Some(why) = plan.triggers_skipped {
-                    record["skipped"] = json!(why);
-                }
-                self.json(record);
-            }
-            let c = plan.counts();
-            self.json(json!({"type": "plan", "create": c.create, "update": c.update, "remove": c.remove, "run": c.run, "triggers": plan.triggers.len(), "units_unobserved": plan.units_unobserved}));
+            self.json(serde_json::to_value(record).expect("records serialize"));
             return;
         }
-        if plan.units_unobserved && self.format == Format::Human {
-            self.line("Unit state could not be read: there is no system bus here. The plan shows file changes only.");
-        }
-        if self.verbosity >= 1 {
-            for id in &plan.unchanged {
-                self.line(format!("  = {id} (no change)"));
-            }
-            for (id, when) in &plan.skipped {
-                self.line(format!("  ! {id} (skipped: when {when} is false)"));
-            }
-        }
-        if plan.is_empty() {
-            self.line("No changes. The host matches the playbook.");
+        if let Record::Warning(warning) = &record {
+            let _ = std::io::stderr().write_all(format!("warning: {}\n", warning.message).as_bytes());
             return;
         }
-        if self.verbosity >= 0 {
-            self.line("converge will make these changes:");
-            self.line("");
-            for r in &plan.resources {
-                self.resource(r);
-            }
-            self.triggers(&plan.triggers, plan.triggers_skipped);
-        }
-        let skipped = if plan.triggers_skipped.is_some() && !plan.triggers.is_empty() { " (skipped)" } else { "" };
-        let summary = format!("Plan: {}; {}{skipped}.", counts(plan.counts()), plural(plan.triggers.len(), "trigger"));
-        self.line(self.paint(BOLD, &summary));
-    }
-
-    fn resource(&mut self, r: &ResourcePlan) {
-        let action = r.action();
-        let (symbol, color) = match action {
-            Action::Create => ("+", GREEN),
-            Action::Update => ("~", YELLOW),
-            Action::Remove => ("-", RED),
-            Action::Run => (">", CYAN),
-        };
-        let head = match r.changes.iter().find_map(|c| match c {
-            Change::Run { reason } => Some(reason),
-            _ => None,
-        }) {
-            Some(_) if r.sensitive => format!("  {symbol} {} (runs: {SENSITIVE_GUARD})", r.id),
-            Some(reason) => format!("  {symbol} {} (runs: {reason})", r.id),
-            None => format!("  {symbol} {} ({})", r.id, action.verb()),
-        };
-        self.line(self.paint(color, &head));
-        // Attributes first, then the content's diff.
-        let (content, attributes): (Vec<&Change>, Vec<&Change>) =
-            r.changes.iter().partition(|c| matches!(c, Change::Content { .. }));
-        for change in attributes.into_iter().chain(content) {
-            match change {
-                Change::Set { attr, to, .. } if r.sensitive && !shown_when_sensitive(attr, to) => {
-                    self.line(format!("      {attr}: {SENSITIVE_VALUE}"))
-                }
-                Change::Set { attr, from, to } => {
-                    let kind = if *attr == "owner" { "user" } else { "group" };
-                    let above = r.created_above.contains(&ResourceId::new(kind, to));
-                    let note = if above && matches!(*attr, "owner" | "group") { " (created above)" } else { "" };
-                    // A user's groups: which are added and which removed, not only both lists.
-                    let note = match (*attr, from.as_deref()) {
-                        ("groups", Some(from)) => groups_note(from, to),
-                        _ => note.to_owned(),
-                    };
-                    match from.as_deref().filter(|f| !f.is_empty()) {
-                        Some(from) => self.line(format!("      {attr}: {from} -> {to}{note}")),
-                        None => self.line(format!("      {attr}: {to}{note}")),
-                    }
-                }
-                Change::Content { file, from, to } => {
-                    let text = if r.sensitive {
-                        vec![format!("      content: {SENSITIVE_VALUE}")]
-                    } else {
-                        self.content(r, file.as_deref(), from.as_ref(), to)
-                    };
-                    for l in text {
-                        self.line(l);
-                    }
-                }
-                Change::Create | Change::Remove | Change::Run { .. } => {}
-            }
-        }
-        self.line("");
-    }
-
-    /// A unified diff for text, digests for binary or big content.
-    fn content(&self, r: &ResourcePlan, file: Option<&Path>, from: Option<&Content>, to: &Content) -> Vec<String> {
-        let own = r.id.0.split_once(':').map(|(_, p)| p).unwrap_or(&r.id.0);
-        let file = file.map(|f| f.display().to_string());
-        let path = file.as_deref().unwrap_or(own);
-        let old = match from {
-            None => Some(""),
-            Some(content) => content.as_text(),
-        };
-        let (Some(old), Some(new)) = (old, to.as_text()) else {
-            let from =
-                from.map(|c| format!("sha256:{} ({} bytes)", c.sha256(), c.len())).unwrap_or_else(|| "nothing".into());
-            return vec![format!("      content: {from} -> sha256:{} ({} bytes)", to.sha256(), to.len())];
-        };
-        let from_name = if from.is_some() { path } else { "/dev/null" };
-        let unified =
-            TextDiff::from_lines(old, new).unified_diff().context_radius(3).header(from_name, path).to_string();
-        unified
-            .lines()
-            .map(|l| {
-                let color = match l.as_bytes().first() {
-                    Some(b'+') if !l.starts_with("+++") => GREEN,
-                    Some(b'-') if !l.starts_with("---") => RED,
-                    Some(b'@') => CYAN,
-                    _ => return format!("      {l}"),
-                };
-                self.paint(color, &format!("      {l}"))
-            })
-            .collect()
-    }
-
-    /// The planned triggers; with `skipped`, each marked as apply will report it.
-    fn triggers(&mut self, triggers: &[Trigger], skipped: Option<&str>) {
-        if triggers.is_empty() {
-            return;
-        }
-        self.line("Triggers, in order:");
-        let width = triggers.iter().map(|t| t.to_string().len()).max().unwrap_or(0);
-        for t in triggers {
-            let skipped = skipped.map(|why| format!(": skipped ({why})")).unwrap_or_default();
-            self.line(format!("  {:width$}   ({}){skipped}", t.to_string(), t.reason));
-        }
-        self.line("");
-    }
-
-    /// One resource applied, as it happens.
-    pub fn applied(&mut self, r: &ResourcePlan, as_planned: bool) {
-        match self.format {
-            Format::Json => {
-                let mut record = resource_json(r);
-                record["type"] = json!("applied");
-                record["as_planned"] = json!(as_planned);
-                self.json(record);
-            }
-            Format::Human if self.verbosity >= 0 => {
-                let done = match r.action() {
-                    Action::Create => "created",
-                    Action::Update => "updated",
-                    Action::Remove => "removed",
-                    Action::Run => "ran",
-                };
-                if as_planned {
-                    self.line(format!("{}: {done}", r.id));
-                } else {
-                    // An earlier resource of this run (or someone else) changed it since the plan.
-                    self.line(format!("{}: {done} (it changed since the plan:)", r.id));
-                    self.resource(r);
-                }
-            }
-            Format::Human => {}
+        for line in self.human.feed(record) {
+            self.line(line);
         }
     }
 
-    /// A site that an interrupted run had left untested, now tested: kept or rolled back.
-    pub fn finished_interrupted(&mut self, f: &crate::kinds::nginx_site::Finished) {
-        match self.format {
-            Format::Json => self.json(json!({
-                "type": "finished", "id": f.id.to_string(), "accepted": f.accepted, "message": f.message,
-            })),
-            Format::Human => self.line(finished_text(f)),
-        }
-    }
-
-    /// A trigger that ran.
-    pub fn trigger_ran(&mut self, trigger: &Trigger) {
-        match self.format {
-            Format::Json => {
-                let mut record = trigger_json(trigger);
-                record["type"] = json!("trigger-ran");
-                self.json(record);
-            }
-            Format::Human if self.verbosity >= 0 => self.line(format!("{trigger}: done")),
-            Format::Human => {}
+    /// The plan's records: its resources, triggers and closing record.
+    pub fn plan(&mut self, plan: &Plan) {
+        for record in crate::engine::record::plan_records(plan, self.verbosity >= 1) {
+            self.record(record);
         }
     }
 
     /// Triggers that were not run, and why.
     pub fn triggers_skipped(&mut self, triggers: &[Trigger], why: &str) {
         for t in triggers {
-            match self.format {
-                Format::Json => {
-                    let mut record = trigger_json(t);
-                    record["type"] = json!("trigger-skipped");
-                    record["why"] = json!(why);
-                    self.json(record);
-                }
-                Format::Human if self.verbosity >= 0 => self.line(format!("{t}: skipped ({why})")),
-                Format::Human => {}
-            }
+            self.record(Record::TriggerSkipped(SkippedTrigger { trigger: t.clone(), why: why.to_owned() }));
         }
     }
 
-    /// The closing line of an apply.
+    /// The closing record of an apply.
     pub fn apply_done(&mut self, applied: &Applied, triggers_run: usize, triggers_skipped: usize) {
         let counts = Counts::of(&applied.resources);
-        match self.format {
-            Format::Json => self.json(json!({"type": "apply", "create": counts.create, "update": counts.update, "remove": counts.remove, "run": counts.run, "triggers": triggers_run, "triggers_skipped": triggers_skipped})),
-            Format::Human => {
-                let mut text = format!("Apply complete: {}; {} run", done_counts(counts), plural(triggers_run, "trigger"));
-                if triggers_skipped > 0 {
-                    text += &format!(", {triggers_skipped} skipped");
-                }
-                text.push('.');
-                self.line(self.paint(BOLD, &text));
-            }
-        }
+        self.record(Record::Apply(ApplySummary { counts, triggers: triggers_run, triggers_skipped }));
     }
 
     /// After a failure: what had been applied before it.
@@ -313,7 +151,7 @@ impl Printer {
 
     pub fn validated(&mut self, name: &str, resources: usize) {
         match self.format {
-            Format::Json => self.json(json!({"type": "valid", "name": name, "resources": resources})),
+            Format::Json => self.record(Record::Valid(Valid { name: name.to_owned(), resources })),
             Format::Human => self.line(format!("The playbook is valid: {}.", plural(resources, "resource"))),
         }
     }
@@ -322,15 +160,18 @@ impl Printer {
     pub fn modules(&mut self, modules: &[crate::playbook::module::Module]) {
         if self.format == Format::Json {
             for m in modules {
-                let params: Vec<serde_json::Value> = m
+                let params = m
                     .params
                     .iter()
-                    .map(|p| {
-                        let default = p.default.as_ref().map(crate::playbook::yaml_node::Node::to_json);
-                        json!({"name": p.name, "type": p.kind.name(), "default": default, "description": p.description})
+                    .map(|p| ModuleParam {
+                        name: p.name.clone(),
+                        kind: p.kind.name().to_owned(),
+                        default: p.default.as_ref().map(crate::playbook::yaml_node::Node::to_json),
+                        description: p.description.clone(),
                     })
                     .collect();
-                self.json(json!({"type": "module", "name": m.name, "origin": m.origin, "description": m.description, "params": params}));
+                let (name, origin, description) = (m.name.clone(), m.origin.clone(), m.description.clone());
+                self.record(Record::Module(ModuleRecord { name, origin, description, params }));
             }
             return;
         }
@@ -369,17 +210,7 @@ impl Printer {
     /// Warnings about the playbook, on stderr.
     /// A warning about the run (not the playbook), on stderr; a record in JSON.
     pub fn warning(&mut self, text: &str) {
-        match self.format {
-            Format::Json => self.json(json!({"type": "warning", "message": text})),
-            _ => {
-                let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("warning: {text}\n").as_bytes());
-            }
-        }
-    }
-
-    /// Whether records are JSON.
-    pub fn is_json(&self) -> bool {
-        self.format == Format::Json
+        self.record(Record::Warning(Diagnostic::message(text)));
     }
 
     /// A human line of a command that formats its own output (rollback, history); none with -q.
@@ -389,17 +220,10 @@ impl Printer {
         }
     }
 
-    /// A JSON record of a command that formats its own output.
-    pub fn record(&mut self, value: serde_json::Value) {
-        if self.format == Format::Json {
-            self.json(value);
-        }
-    }
-
     /// After `plan --out FILE`: where the plan went, and how to apply it.
     pub fn saved_plan(&mut self, file: &std::path::Path) {
         if self.format == Format::Json {
-            self.json(json!({"type": "saved_plan", "file": file.display().to_string()}));
+            self.record(Record::SavedPlan(SavedPlanRecord::Written { file: file.to_owned() }));
         } else if self.verbosity >= 0 {
             self.line(format!(
                 "Saved the plan to {0}; apply exactly it with: converge apply --plan {0}",
@@ -412,13 +236,14 @@ impl Printer {
     pub fn saved_plan_header(&mut self, saved: &crate::engine::saved::SavedPlan) {
         let root = saved.root.as_ref().map(|r| r.display().to_string());
         if self.format == Format::Json {
-            let files: Vec<_> = saved
-                .playbook
-                .files
-                .iter()
-                .map(|f| json!({"path": f.path.display().to_string(), "sha256": f.sha256}))
-                .collect();
-            self.json(json!({"type": "saved_plan", "playbook": saved.playbook.path.display().to_string(), "name": saved.playbook.name, "created": saved.created, "converge_version": saved.converge_version, "root": root, "files": files}));
+            self.record(Record::SavedPlan(SavedPlanRecord::Header {
+                playbook: saved.playbook.path.display().to_string(),
+                name: saved.playbook.name.clone(),
+                created: saved.created,
+                converge_version: saved.converge_version.clone(),
+                root,
+                files: saved.playbook.files.clone(),
+            }));
             return;
         }
         if self.verbosity < 0 {
@@ -447,9 +272,8 @@ impl Printer {
     /// also one record per mistake on stdout, so that a program never has to parse text.
     pub fn error(&self, error: &(dyn miette::Diagnostic + 'static)) {
         if self.format == Format::Json {
-            let mut out = std::io::stdout().lock();
             for record in error_records(error) {
-                let _ = writeln!(out, "{}", crate::playbook::redact::apply(&record.to_string()));
+                self.json(serde_json::to_value(record).expect("records serialize"));
             }
         }
         let theme =
@@ -457,7 +281,11 @@ impl Printer {
         let mut text = String::new();
         // Wrapping could cut a secret in two, where the search for it would miss it.
         let width = if crate::playbook::redact::any() { usize::MAX / 4 } else { 100 };
-        let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(width);
+        let handler = miette::GraphicalReportHandler::new_themed(theme)
+            .with_width(width)
+            .with_break_words(false)
+            .with_word_separator(textwrap::WordSeparator::Custom(paths_whole))
+            .with_word_splitter(textwrap::WordSplitter::Custom(split_unless_path));
         let _ = handler.render_report(&mut text, error);
         let text = crate::playbook::redact::apply(&text);
         // Not eprint!, which panics when stderr is gone (a remote run whose connection dropped).
@@ -465,7 +293,59 @@ impl Printer {
     }
 }
 
-/// What `finished_interrupted` says, here and (from its record) for a remote host.
+impl Sink for Printer {
+    fn record(&mut self, record: Record) {
+        Printer::record(self, record);
+    }
+
+    fn busy(&mut self, what: String) -> Box<dyn std::any::Any> {
+        Box::new(progress::spinner(what))
+    }
+}
+
+/// The words of a line as miette wraps it (Unicode line breaking), except that a path or URL (a
+/// token with `/`) stays one word: it overflows the line rather than being cut.
+fn paths_whole(line: &str) -> Box<dyn Iterator<Item = Word<'_>> + '_> {
+    let mut words = Vec::new();
+    let mut token = Vec::new();
+    for word in textwrap::WordSeparator::UnicodeBreakProperties.find_words(line) {
+        let ends_token = !word.whitespace.is_empty();
+        token.push(word);
+        if ends_token {
+            whole_if_path(line, &mut token, &mut words);
+        }
+    }
+    whole_if_path(line, &mut token, &mut words);
+    Box::new(words.into_iter())
+}
+
+/// Moves the words of `token` (words of `line` with no space between them) to `words`: as one
+/// word when it is a path or URL.
+fn whole_if_path<'a>(line: &'a str, token: &mut Vec<Word<'a>>, words: &mut Vec<Word<'a>>) {
+    let (Some(first), Some(last)) = (token.first(), token.last()) else { return };
+    let offset = |s: &str| s.as_ptr() as usize - line.as_ptr() as usize;
+    let whole = &line[offset(first.word)..offset(last.whitespace) + last.whitespace.len()];
+    if token.len() > 1 && whole.contains('/') {
+        // Unicode keeps a space before `/` inside a word ("dir /run"): split there only.
+        let mut rest = whole;
+        while !rest.is_empty() {
+            let word = rest.find(' ').unwrap_or(rest.len());
+            let end = rest.len() - rest[word..].trim_start_matches(' ').len();
+            words.push(Word::from(&rest[..end]));
+            rest = &rest[end..];
+        }
+        token.clear();
+    } else {
+        words.append(token);
+    }
+}
+
+/// Where a word may be hyphenated: nowhere in a path or URL.
+fn split_unless_path(word: &str) -> Vec<usize> {
+    if word.contains('/') { Vec::new() } else { textwrap::WordSplitter::HyphenSplitter.split_points(word) }
+}
+
+/// What a `finished` record says.
 pub fn finished_text(f: &crate::kinds::nginx_site::Finished) -> String {
     let head = format!("{}: a run was stopped before nginx -t answered;", f.id);
     if f.accepted {
@@ -475,33 +355,33 @@ pub fn finished_text(f: &crate::kinds::nginx_site::Finished) -> String {
     }
 }
 
-/// The JSON records of an error (one per mistake of a playbook) or a warning: `type` (error or
+/// The records of an error (one per mistake of a playbook) or a warning: `type` (error or
 /// warning), `kind` (playbook, resource, read, write, lock, drift, locked, systemd, usage), `message`, and
 /// where it points (`file`, `line`, `column`, 1-based) and `help` when it has them.
-pub fn error_records(error: &(dyn miette::Diagnostic + 'static)) -> Vec<serde_json::Value> {
+pub fn error_records(error: &(dyn miette::Diagnostic + 'static)) -> Vec<Record> {
     records(error, (error as &dyn std::error::Error).downcast_ref::<crate::error::Error>())
 }
 
-fn records(error: &dyn miette::Diagnostic, typed: Option<&crate::error::Error>) -> Vec<serde_json::Value> {
+fn records(error: &dyn miette::Diagnostic, typed: Option<&crate::error::Error>) -> Vec<Record> {
     if let Some(related) = error.related() {
-        let records: Vec<serde_json::Value> = related.flat_map(|e| records(e, None)).collect();
+        let records: Vec<Record> = related.flat_map(|e| records(e, None)).collect();
         if !records.is_empty() {
             return records;
         }
     }
     let warning = error.severity() == Some(miette::Severity::Warning);
     let kind = match typed {
-        Some(crate::error::Error::Playbook(_)) | None => "playbook",
-        Some(crate::error::Error::Read { .. }) => "read",
-        Some(crate::error::Error::Write { .. }) => "write",
-        Some(crate::error::Error::Lock { .. }) => "lock",
-        Some(crate::error::Error::Resource { .. }) => "resource",
-        Some(crate::error::Error::Drift { .. }) => "drift",
-        Some(crate::error::Error::Locked { .. }) => "locked",
-        Some(crate::error::Error::Systemd { .. } | crate::error::Error::NoBus) => "systemd",
-        Some(crate::error::Error::Usage { .. }) => "usage",
-        Some(crate::error::Error::PlanFile { .. }) => "plan_file",
-        Some(crate::error::Error::Stopped { .. }) => "stopped",
+        Some(crate::error::Error::Playbook(_)) | None => DiagnosticKind::Playbook,
+        Some(crate::error::Error::Read { .. }) => DiagnosticKind::Read,
+        Some(crate::error::Error::Write { .. }) => DiagnosticKind::Write,
+        Some(crate::error::Error::Lock { .. }) => DiagnosticKind::Lock,
+        Some(crate::error::Error::Resource { .. }) => DiagnosticKind::Resource,
+        Some(crate::error::Error::Drift { .. }) => DiagnosticKind::Drift,
+        Some(crate::error::Error::Locked { .. }) => DiagnosticKind::Locked,
+        Some(crate::error::Error::Systemd { .. } | crate::error::Error::NoBus) => DiagnosticKind::Systemd,
+        Some(crate::error::Error::Usage { .. }) => DiagnosticKind::Usage,
+        Some(crate::error::Error::PlanFile { .. }) => DiagnosticKind::PlanFile,
+        Some(crate::error::Error::Stopped { .. }) => DiagnosticKind::Stopped,
     };
     let mut message = error.to_string();
     let mut cause = std::error::Error::source(error);
@@ -509,44 +389,32 @@ fn records(error: &dyn miette::Diagnostic, typed: Option<&crate::error::Error>) 
         message = format!("{message}: {c}");
         cause = c.source();
     }
-    let mut record = json!({
-        "type": if warning { "warning" } else { "error" },
-        "kind": kind,
-        "message": message,
-        "file": null, "line": null, "column": null,
-        "help": error.help().map(|h| h.to_string()),
-    });
+    let mut at = Located { kind, file: None, line: None, column: None, help: error.help().map(|h| h.to_string()) };
+    let mut id = None;
     match typed {
-        Some(crate::error::Error::Resource { id, .. } | crate::error::Error::Drift { id }) => record["id"] = json!(id),
+        Some(crate::error::Error::Resource { id: of, .. } | crate::error::Error::Drift { id: of }) => {
+            id = Some(of.to_string())
+        }
         Some(
             crate::error::Error::Read { path, .. }
             | crate::error::Error::Write { path, .. }
             | crate::error::Error::Lock { path, .. }
             | crate::error::Error::Locked { path },
-        ) => record["file"] = json!(path),
+        ) => at.file = Some(path.display().to_string()),
         _ => {}
     }
-    let label = error.labels().and_then(|mut labels| labels.next());
-    if let (Some(label), Some(source)) = (label, error.source_code()) {
-        if let Ok(contents) = source.read_span(label.inner(), 0, 0) {
-            record["file"] = json!(contents.name());
-            record["line"] = json!(contents.line() + 1);
-            record["column"] = json!(contents.column() + 1);
+    let mut label = None;
+    if let (Some(first), Some(source)) = (error.labels().and_then(|mut labels| labels.next()), error.source_code()) {
+        if let Ok(contents) = source.read_span(first.inner(), 0, 0) {
+            at.file = contents.name().map(str::to_owned);
+            at.line = Some(contents.line() + 1);
+            at.column = Some(contents.column() + 1);
         }
-        record["label"] = json!(label.label());
+        label = first.label().map(str::to_owned);
     }
-    vec![record]
+    let diagnostic = Diagnostic { message, at: Some(at), id, label };
+    vec![if warning { Record::Warning(diagnostic) } else { Record::Error(diagnostic) }]
 }
-
-/// A sensitive resource still shows the attributes that name things (mode, owner, ...) when
-/// they hold no secret.
-fn shown_when_sensitive(attr: &str, to: &str) -> bool {
-    crate::engine::resolve::NOT_SECRET.contains(&attr) && crate::playbook::redact::apply(to) == to
-}
-
-/// What a sensitive resource shows instead of a value, and instead of its guard.
-pub const SENSITIVE_VALUE: &str = "(sensitive value changed)";
-pub const SENSITIVE_GUARD: &str = "(sensitive guard)";
 
 /// `text` with control characters escaped (`\x1b`) except newline and tab; with `colors`, the
 /// SGR sequences (`ESC [ ... m`) the printer paints with are kept, which can only color text:
@@ -582,16 +450,6 @@ pub fn terminal_safe(text: &str, colors: bool) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
-/// " (+added, -removed)" between two comma-separated lists of groups.
-fn groups_note(from: &str, to: &str) -> String {
-    let list = |s: &str| s.split(',').filter(|g| !g.is_empty()).map(str::to_owned).collect::<Vec<_>>();
-    let (from, to) = (list(from), list(to));
-    let added = to.iter().filter(|g| !from.contains(g)).map(|g| format!("+{g}"));
-    let removed = from.iter().filter(|g| !to.contains(g)).map(|g| format!("-{g}"));
-    let words: Vec<String> = added.chain(removed).collect();
-    if words.is_empty() { String::new() } else { format!(" ({})", words.join(", ")) }
-}
-
 /// The width `converge modules` keeps its lines within.
 const MODULES_WIDTH: usize = 100;
 
@@ -618,50 +476,152 @@ fn plural(n: usize, what: &str) -> String {
     if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
 }
 
-fn counts(c: Counts) -> String {
-    let mut text = format!("{} to create, {} to update, {} to remove", c.create, c.update, c.remove);
-    if c.run > 0 {
-        text += &format!(", {} to run", c.run);
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::engine::plan::ResourcePlan;
+    use crate::engine::record::{AppliedRecord, ResourceRecord, plan_records};
+    use crate::engine::trigger::Step;
+    use crate::kinds::resource::{Change, ResourceId};
+
+    /// What a printer wrote.
+    #[derive(Clone, Default)]
+    struct Captured(Rc<RefCell<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.borrow_mut().write(buf)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
-    text
-}
 
-fn done_counts(c: Counts) -> String {
-    let mut text = format!("{} created, {} updated, {} removed", c.create, c.update, c.remove);
-    if c.run > 0 {
-        text += &format!(", {} ran", c.run);
+    impl Captured {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.borrow().clone()).unwrap()
+        }
     }
-    text
-}
 
-fn resource_json(r: &ResourcePlan) -> serde_json::Value {
-    let changes: Vec<serde_json::Value> = r
-        .changes
-        .iter()
-        .filter_map(|c| match c {
-            Change::Set { attr, to, .. } if r.sensitive && !shown_when_sensitive(attr, to) => {
-                Some(json!({"attr": attr, "sensitive": true}))
-            }
-            Change::Run { .. } if r.sensitive => {
-                Some(json!({"attr": "run", "reason": SENSITIVE_GUARD, "sensitive": true}))
-            }
-            Change::Set { attr, from, to } => Some(json!({"attr": attr, "from": from, "to": to})),
-            Change::Content { .. } if r.sensitive => Some(json!({"attr": "content", "sensitive": true})),
-            Change::Content { file, from, to } => {
-                let diff = match (from.as_ref().map(|f| f.as_text()), to.as_text()) {
-                    (Some(Some(old)), Some(new)) => Some(TextDiff::from_lines(old, new).unified_diff().context_radius(3).to_string()),
-                    (None, Some(new)) => Some(TextDiff::from_lines("", new).unified_diff().context_radius(3).to_string()),
-                    _ => None,
-                };
-                Some(json!({"attr": "content", "file": file, "from_sha256": from.as_ref().map(Content::sha256), "to_sha256": to.sha256(), "diff": diff}))
-            }
-            Change::Run { reason } => Some(json!({"attr": "run", "reason": reason})),
-            Change::Create | Change::Remove => None,
-        })
-        .collect();
-    json!({"type": "resource", "id": r.id, "action": r.action().verb(), "changes": changes, "created_above": r.created_above, "sensitive": r.sensitive})
-}
+    /// Records of every type a run's engine sends, with every kind of change.
+    fn records() -> Vec<Record> {
+        let id = |kind, name| ResourceId::new(kind, name);
+        let set =
+            |attr, from: Option<&str>, to: &str| Change::Set { attr, from: from.map(str::to_owned), to: to.into() };
+        let resources = vec![
+            ResourcePlan {
+                index: 0,
+                id: id("file", "/etc/app.conf"),
+                changes: vec![
+                    Change::Content { file: None, from: Some("port = 80\n".into()), to: "port = 81\n".into() },
+                    set("owner", Some("root"), "app"),
+                    set("mode", Some("0644"), "0640"),
+                ],
+                sensitive: false,
+                created_above: vec![id("user", "app")],
+            },
+            ResourcePlan {
+                index: 1,
+                id: id("file", "/etc/blob"),
+                changes: vec![
+                    Change::Create,
+                    Change::Content { file: None, from: None, to: b"\0binary".to_vec().into() },
+                ],
+                sensitive: false,
+                created_above: Vec::new(),
+            },
+            ResourcePlan {
+                index: 2,
+                id: id("unit", "app.service"),
+                changes: vec![Change::Content {
+                    file: Some("/etc/systemd/system/app.service.d/override.conf".into()),
+                    from: Some(b"\0old".to_vec().into()),
+                    to: b"\0new".to_vec().into(),
+                }],
+                sensitive: false,
+                created_above: Vec::new(),
+            },
+            ResourcePlan {
+                index: 3,
+                id: id("user", "app"),
+                changes: vec![set("groups", Some("adm,www-data"), "www-data,docker")],
+                sensitive: false,
+                created_above: Vec::new(),
+            },
+            ResourcePlan {
+                index: 4,
+                id: id("file", "/etc/secret"),
+                changes: vec![
+                    Change::Content { file: None, from: Some("a\n".into()), to: "b\n".into() },
+                    set("mode", Some("0644"), "0600"),
+                ],
+                sensitive: true,
+                created_above: Vec::new(),
+            },
+            ResourcePlan {
+                index: 5,
+                id: id("command", "migrate"),
+                changes: vec![Change::Run { reason: "/srv/done does not exist".into() }],
+                sensitive: false,
+                created_above: Vec::new(),
+            },
+            ResourcePlan {
+                index: 6,
+                id: id("file", "/etc/old"),
+                changes: vec![Change::Remove],
+                sensitive: false,
+                created_above: Vec::new(),
+            },
+        ];
+        let reload = Trigger { step: Step::DaemonReload, unit: None, reason: "app.service changed".into() };
+        let restart = Trigger { step: Step::Restart, unit: Some("app.service".into()), reason: "its file".into() };
+        let plan = Plan {
+            resources: resources.clone(),
+            triggers: vec![reload.clone(), restart.clone()],
+            unchanged: vec![id("directory", "/srv")],
+            skipped: vec![("file:/etc/when".into(), "false".into())],
+            ..Plan::default()
+        };
+        let mut records = plan_records(&plan, true);
+        let finished = crate::kinds::nginx_site::Finished {
+            id: id("nginx_site", "app"),
+            accepted: false,
+            message: "nginx: [emerg] unknown directive\nnginx: configuration file test failed".into(),
+        };
+        records.push(Record::Finished(finished));
+        for (i, r) in resources.iter().enumerate() {
+            records.push(Record::Applied(AppliedRecord { resource: ResourceRecord::of(r), as_planned: i % 2 == 0 }));
+        }
+        records.push(Record::TriggerRan(reload));
+        records.push(Record::TriggerSkipped(SkippedTrigger { trigger: restart, why: "offline root".into() }));
+        records.push(Record::Apply(ApplySummary {
+            counts: Counts { create: 1, update: 4, remove: 1, run: 1 },
+            triggers: 1,
+            triggers_skipped: 1,
+        }));
+        records
+    }
 
-fn trigger_json(t: &Trigger) -> serde_json::Value {
-    json!({"type": "trigger", "step": t.step, "unit": t.unit, "reason": t.reason})
+    /// A remote host's records, sent as JSON and read back, print what the same records print
+    /// in a local run, with the host's name before each line.
+    #[test]
+    fn remote_and_local_runs_render_records_alike() {
+        for (color, verbosity) in [(false, 0), (true, 0), (false, 1), (false, -1)] {
+            let (local, remote) = (Captured::default(), Captured::default());
+            let mut here = Printer::to(Box::new(local.clone()), Format::Human, color, verbosity);
+            let mut there = Printer::to(Box::new(remote.clone()), Format::Human, color, verbosity);
+            for record in records() {
+                let wire = serde_json::to_string(&record).unwrap();
+                there.host_record("web1 | ", "web1", serde_json::from_str(&wire).unwrap());
+                here.record(record);
+            }
+            let expected: Vec<String> =
+                local.text().lines().map(|l| format!("web1 | {l}").trim_end().to_owned()).collect();
+            assert!(local.text().contains("Apply complete"), "{}", local.text());
+            assert_eq!(remote.text().lines().collect::<Vec<_>>(), expected, "color {color}, verbosity {verbosity}");
+        }
+    }
 }

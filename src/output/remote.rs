@@ -3,85 +3,34 @@
 //! one summary table. With `--output json` each record is passed on with a `host` field, and each
 //! host ends with a `host` record.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::{BOLD, CYAN, Format, GREEN, Printer, RED, YELLOW, plural};
-use crate::engine::plan::Counts;
+use super::{BOLD, Format, GREEN, Human, Printer, RED, YELLOW, plural};
+use crate::engine::record::{Cached, HostOutput, HostRecord, HostStatus, Record, Upload};
 use crate::remote::report::{HostReport, Outcome, RunKind, Status};
 
 impl Printer {
-    /// Records of one host: a plan (its resources and triggers, ending with the `plan` record),
-    /// or one record of an apply as it happens. `label` is the host's padded name.
-    pub fn host_records(&mut self, label: &str, host: &str, records: &[Value]) {
+    /// A record of one host's engine: in JSON passed on with a `host` field; for people,
+    /// rendered as a local run's (a plan once its closing record came), each line prefixed by
+    /// `label`, the host's padded name. Warnings and errors are left to the host's end, which
+    /// shows what the engine said on stderr.
+    pub fn host_record(&mut self, label: &str, host: &str, record: Record) {
         if self.format == Format::Json {
-            for record in records {
-                let mut record = record.clone();
-                record["host"] = json!(host);
-                self.json(record);
-            }
+            let mut value = serde_json::to_value(record).expect("records serialize");
+            value["host"] = json!(host);
+            self.json(value);
             return;
         }
-        if self.verbosity < 0 {
-            return;
-        }
-        let mut lines = Vec::new();
-        let planned: Vec<&Value> =
-            records.iter().filter(|r| matches!(r["type"].as_str(), Some("resource" | "trigger"))).collect();
-        for record in records {
-            match record["type"].as_str() {
-                Some("plan") => self.remote_plan(&planned, record, &mut lines),
-                Some("applied") => {
-                    let id = record["id"].as_str().unwrap_or("?");
-                    let done = match record["action"].as_str() {
-                        Some("create") => "created",
-                        Some("remove") => "removed",
-                        Some("run") => "ran",
-                        _ => "updated",
-                    };
-                    if record["as_planned"] == json!(false) {
-                        lines.push(format!("{id}: {done} (it changed since the plan:)"));
-                        self.remote_resource(record, &mut lines);
-                    } else {
-                        lines.push(format!("{id}: {done}"));
-                    }
-                }
-                Some("trigger-ran") => lines.push(format!("{}: done", trigger_name(record))),
-                Some("finished") => {
-                    let finished = crate::kinds::nginx_site::Finished {
-                        id: crate::kinds::resource::ResourceId(record["id"].as_str().unwrap_or("?").to_owned()),
-                        accepted: record["accepted"] == json!(true),
-                        message: record["message"].as_str().unwrap_or("").to_owned(),
-                    };
-                    lines.extend(super::finished_text(&finished).lines().map(str::to_owned));
-                }
-                Some("trigger-skipped") => {
-                    lines.push(format!("{}: skipped ({})", trigger_name(record), record["why"].as_str().unwrap_or("")))
-                }
-                Some("apply") => {
-                    let n = |key: &str| record[key].as_u64().unwrap_or(0) as usize;
-                    let counts =
-                        Counts { create: n("create"), update: n("update"), remove: n("remove"), run: n("run") };
-                    let mut text = format!(
-                        "Apply complete: {}; {} run",
-                        super::done_counts(counts),
-                        plural(n("triggers"), "trigger")
-                    );
-                    if n("triggers_skipped") > 0 {
-                        text += &format!(", {} skipped", n("triggers_skipped"));
-                    }
-                    text.push('.');
-                    lines.push(self.paint(BOLD, &text));
-                }
-                _ => {}
-            }
-        }
+        let (color, verbosity) = (self.color, self.verbosity);
+        let renderer = self.hosts.entry(host.to_owned()).or_insert_with(|| Human::new(color, verbosity));
+        let lines = renderer.feed(record);
         self.host_lines(label, &lines);
     }
 
     /// A line a host printed that is not a record.
     pub fn host_text(&mut self, label: &str, host: &str, line: &str) {
         match self.format {
-            Format::Json => self.json(json!({"type": "output", "host": host, "line": line})),
+            Format::Json => self.record(Record::Output(HostOutput { host: host.to_owned(), line: line.to_owned() })),
             Format::Human if self.verbosity >= 0 => self.host_lines(label, &[line.to_owned()]),
             Format::Human => {}
         }
@@ -92,9 +41,12 @@ impl Printer {
     pub fn host_binary(&mut self, label: &str, host: &str, path: &str, uploaded: Option<(u64, Option<&str>)>) {
         match (self.format, uploaded) {
             (Format::Json, Some((bytes, untrusted))) => {
-                self.json(json!({"type": "upload", "host": host, "path": path, "bytes": bytes, "untrusted": untrusted}))
+                let (host, path, untrusted) = (host.to_owned(), path.to_owned(), untrusted.map(str::to_owned));
+                self.record(Record::Upload(Upload { host, path, bytes, untrusted }))
             }
-            (Format::Json, None) => self.json(json!({"type": "cached", "host": host, "path": path})),
+            (Format::Json, None) => {
+                self.record(Record::Cached(Cached { host: host.to_owned(), path: path.to_owned() }))
+            }
             (Format::Human, Some((bytes, untrusted))) if self.verbosity >= 0 => {
                 let mb = bytes as f64 / 1e6;
                 let mut lines = Vec::new();
@@ -115,23 +67,31 @@ impl Printer {
 
     /// The end of a host: why it failed, with what the target said; a `host` record in JSON.
     pub fn host_done(&mut self, label: &str, report: &HostReport, mode: RunKind) {
+        // A plan cut short (the engine failed half way) has no closing record: nothing of it.
+        self.hosts.remove(&report.name);
         let status = report.status(mode);
         if self.format == Format::Json {
             let (name, reason) = match &status {
-                Status::Converged => ("converged", None),
-                Status::Changed => ("changed", None),
-                Status::Pending => ("pending", None),
-                Status::Failed(reason) => ("failed", Some(reason.clone())),
-                Status::Interrupted => ("interrupted", None),
+                Status::Converged => (HostStatus::Converged, None),
+                Status::Changed => (HostStatus::Changed, None),
+                Status::Pending => (HostStatus::Pending, None),
+                Status::Failed(reason) => (HostStatus::Failed, Some(reason.clone())),
+                Status::Interrupted => (HostStatus::Interrupted, None),
             };
             let stderr = match &report.outcome {
                 Outcome::Ran { stderr, .. } if matches!(status, Status::Failed(_)) => Some(stderr.clone()),
                 _ => None,
             };
-            self.json(json!({
-                "type": "host", "host": report.name, "status": name, "reason": reason, "stderr": stderr,
-                "ok": report.ok(), "changed": report.changed(mode), "failed": report.failed(mode),
-                "triggers": report.triggers(mode), "seconds": (report.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+            self.record(Record::Host(HostRecord {
+                host: report.name.clone(),
+                status: name,
+                reason,
+                stderr,
+                ok: report.ok(),
+                changed: report.changed(mode),
+                failed: report.failed(mode),
+                triggers: report.triggers(mode),
+                seconds: (report.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
             }));
             return;
         }
@@ -219,113 +179,5 @@ impl Printer {
             let line = format!("{label}{l}");
             self.line(line.trim_end());
         }
-    }
-
-    fn remote_plan(&self, planned: &[&Value], summary: &Value, lines: &mut Vec<String>) {
-        if summary["units_unobserved"] == json!(true) {
-            lines.push(
-                "Unit state could not be read: there is no system bus here. The plan shows file changes only.".into(),
-            );
-        }
-        if planned.is_empty() {
-            lines.push("No changes. The host matches the playbook.".into());
-            return;
-        }
-        lines.push("converge will make these changes:".into());
-        lines.push(String::new());
-        let triggers: Vec<&&Value> = planned.iter().filter(|r| r["type"] == "trigger").collect();
-        for r in planned.iter().filter(|r| r["type"] == "resource") {
-            self.remote_resource(r, lines);
-        }
-        if !triggers.is_empty() {
-            lines.push("Triggers, in order:".into());
-            let width = triggers.iter().map(|t| trigger_name(t).len()).max().unwrap_or(0);
-            for t in &triggers {
-                lines.push(format!("  {:width$}   ({})", trigger_name(t), t["reason"].as_str().unwrap_or("")));
-            }
-            lines.push(String::new());
-        }
-        let n = |key: &str| summary[key].as_u64().unwrap_or(0) as usize;
-        let counts = Counts { create: n("create"), update: n("update"), remove: n("remove"), run: n("run") };
-        let text = format!("Plan: {}; {}.", super::counts(counts), plural(n("triggers"), "trigger"));
-        lines.push(self.paint(BOLD, &text));
-    }
-
-    /// One resource of a plan, from its JSON record (printer.rs `resource`, in JSON's terms).
-    fn remote_resource(&self, r: &Value, lines: &mut Vec<String>) {
-        let id = r["id"].as_str().unwrap_or("?");
-        let action = r["action"].as_str().unwrap_or("update");
-        let (symbol, color) = match action {
-            "create" => ("+", GREEN),
-            "remove" => ("-", RED),
-            "run" => (">", CYAN),
-            _ => ("~", YELLOW),
-        };
-        let changes = r["changes"].as_array().cloned().unwrap_or_default();
-        let head = match changes.iter().find(|c| c["attr"] == "run") {
-            Some(run) => format!("  {symbol} {id} (runs: {})", run["reason"].as_str().unwrap_or("")),
-            None => format!("  {symbol} {id} ({action})"),
-        };
-        lines.push(self.paint(color, &head));
-        let created_above: Vec<&str> =
-            r["created_above"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-        let (content, attributes): (Vec<&Value>, Vec<&Value>) =
-            changes.iter().filter(|c| c["attr"] != "run").partition(|c| c["attr"] == "content");
-        for c in attributes {
-            let attr = c["attr"].as_str().unwrap_or("?");
-            if c["sensitive"] == json!(true) {
-                lines.push(format!("      {attr}: {}", super::SENSITIVE_VALUE));
-                continue;
-            }
-            let to = c["to"].as_str().unwrap_or("");
-            let kind = if attr == "owner" { "user" } else { "group" };
-            let above = matches!(attr, "owner" | "group") && created_above.contains(&format!("{kind}:{to}").as_str());
-            let note = if above { " (created above)" } else { "" };
-            match c["from"].as_str().filter(|f| !f.is_empty()) {
-                Some(from) => lines.push(format!("      {attr}: {from} -> {to}{note}")),
-                None => lines.push(format!("      {attr}: {to}{note}")),
-            }
-        }
-        let own = id.split_once(':').map(|(_, p)| p).unwrap_or(id);
-        for c in content {
-            if c["sensitive"] == json!(true) {
-                lines.push(format!("      content: {}", super::SENSITIVE_VALUE));
-                continue;
-            }
-            let path = c["file"].as_str().unwrap_or(own);
-            let from = c["from_sha256"].as_str();
-            match c["diff"].as_str() {
-                Some(diff) => {
-                    lines.push(format!("      --- {}", if from.is_some() { path } else { "/dev/null" }));
-                    lines.push(format!("      +++ {path}"));
-                    for l in diff.lines() {
-                        let color = match l.as_bytes().first() {
-                            Some(b'+') => GREEN,
-                            Some(b'-') => RED,
-                            Some(b'@') => CYAN,
-                            _ => {
-                                lines.push(format!("      {l}"));
-                                continue;
-                            }
-                        };
-                        lines.push(self.paint(color, &format!("      {l}")));
-                    }
-                }
-                None => {
-                    let from = from.map(|f| format!("sha256:{f}")).unwrap_or_else(|| "nothing".into());
-                    lines.push(format!("      content: {from} -> sha256:{}", c["to_sha256"].as_str().unwrap_or("?")));
-                }
-            }
-        }
-        lines.push(String::new());
-    }
-}
-
-/// `restart app.service`, `daemon-reload`: a trigger record as `Trigger`'s Display writes it.
-fn trigger_name(record: &Value) -> String {
-    let step = record["step"].as_str().unwrap_or("?");
-    match record["unit"].as_str() {
-        Some(unit) => format!("{step} {unit}"),
-        None => step.to_owned(),
     }
 }

@@ -54,7 +54,8 @@ impl Binary {
 
     /// This executable. Its digest is remembered in the user's cache, keyed by the file's
     /// device, inode, size and mtime (a rebuild writes a new file): hashing a debug build
-    /// (150 MB) takes seconds.
+    /// (150 MB) takes seconds. The memo keeps the last [`MEMO_ENTRIES`] binaries, so that
+    /// several builds used in turn (a release and a debug one, two checkouts) each hash once.
     pub fn current() -> Result<Binary> {
         let path = PathBuf::from("/proc/self/exe");
         let key = std::fs::metadata(&path).ok().map(|m| {
@@ -62,12 +63,9 @@ impl Binary {
             format!("{} {} {} {}.{}", m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec())
         });
         let memo = digest_memo();
-        if let (Some(key), Some(memo)) = (&key, &memo)
-            && let Ok(text) = std::fs::read_to_string(memo)
-            && let Some((known, sha256)) = text.trim_end().rsplit_once(' ')
-            && known == key
-            && sha256.len() == 64
-            && sha256.bytes().all(|b| b.is_ascii_hexdigit())
+        let known = memo.as_ref().and_then(|m| std::fs::read_to_string(m).ok()).unwrap_or_default();
+        if let Some(key) = &key
+            && let Some(sha256) = recall(&known, key)
         {
             let size = key.split(' ').nth(2).and_then(|s| s.parse().ok()).unwrap_or(0);
             let glibc = glibc_needed(&path).map_err(|source| Error::Read { path: path.clone(), source })?;
@@ -76,7 +74,7 @@ impl Binary {
         let binary = Binary::at(path)?;
         if let (Some(key), Some(memo)) = (key, memo) {
             // A cache: when it cannot be written, the next run hashes again.
-            let _ = write_atomically(&memo, format!("{key} {}\n", binary.sha256).as_bytes());
+            let _ = write_atomically(&memo, remember(&known, &key, &binary.sha256).as_bytes());
         }
         Ok(binary)
     }
@@ -185,7 +183,28 @@ pub fn parse_glibc(text: &str) -> Option<(u32, u32)> {
     Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
-/// `$XDG_CACHE_HOME/converge/self-sha256` (or `~/.cache/...`).
+/// How many binaries' digests the memo keeps (newest first).
+const MEMO_ENTRIES: usize = 8;
+
+/// The digest the memo's text `known` holds for `key`.
+fn recall<'a>(known: &'a str, key: &str) -> Option<&'a str> {
+    let valid = |sha256: &str| sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit());
+    known
+        .lines()
+        .filter_map(|line| line.rsplit_once(' '))
+        .find(|(k, sha256)| *k == key && valid(sha256))
+        .map(|(_, s)| s)
+}
+
+/// The memo's text with `key`'s digest first, then the others, [`MEMO_ENTRIES`] at most.
+fn remember(known: &str, key: &str, sha256: &str) -> String {
+    let mut lines = vec![format!("{key} {sha256}")];
+    lines.extend(known.lines().filter(|line| line.rsplit_once(' ').is_none_or(|(k, _)| k != key)).map(str::to_owned));
+    lines.truncate(MEMO_ENTRIES);
+    lines.join("\n") + "\n"
+}
+
+/// `$XDG_CACHE_HOME/converge/self-sha256` (or `~/.cache/...`): one `KEY SHA256` line per binary.
 fn digest_memo() -> Option<PathBuf> {
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .filter(|d| !d.is_empty())
@@ -219,6 +238,22 @@ pub fn arch_of_uname(machine: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_memo_keeps_several_binaries_newest_first() {
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        let memo = remember("", "1 2 3 4.5", &a);
+        let memo = remember(&memo, "1 9 3 4.5", &b);
+        assert_eq!(recall(&memo, "1 2 3 4.5"), Some(a.as_str()), "the first build is still known");
+        assert_eq!(recall(&memo, "1 9 3 4.5"), Some(b.as_str()));
+        assert_eq!(recall(&memo, "1 9 3 4.6"), None);
+        assert!(memo.starts_with("1 9 3 4.5 "), "newest first: {memo}");
+        let again = remember(&memo, "1 2 3 4.5", &a);
+        assert_eq!(again.lines().count(), 2, "a key is kept once: {again}");
+        let full = (0..20).fold(String::new(), |m, i| remember(&m, &format!("1 {i} 3 4.5"), &a));
+        assert_eq!(full.lines().count(), MEMO_ENTRIES);
+        assert_eq!(recall("1 2 3 4.5 not-hex", "1 2 3 4.5"), None, "a damaged line is ignored");
+    }
 
     #[test]
     fn digest_is_sha256_in_hex() {

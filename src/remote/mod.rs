@@ -31,8 +31,10 @@
 //!   the local files and nothing is sent for a broken playbook, and resolved again there by the
 //!   same binary on the same inputs, which is why the bundle does not need a serialized form of
 //!   the resources: the engine's own `plan` and `apply` run unchanged.
-//! - **The protocol back** is the engine's `--output json`: one record per line (resource,
-//!   trigger, plan, applied, trigger-ran, apply). Errors are the engine's stderr and exit code.
+//! - **The protocol back** is the engine's `--output json`: one record per line
+//!   (`engine::record::Record`, docs/output.md), the first saying its format, which the session
+//!   checks; each is rendered by the renderer of local runs. Errors are the engine's stderr and
+//!   exit code.
 //! - **Transport** (`ssh.rs`): the system's OpenSSH client, argv only, one multiplexed connection
 //!   per host (ControlMaster), BatchMode. `--ssh-config FILE` is `ssh -F FILE`.
 //! - **Failures stay per host**: an unreachable host, a refused sudo, a failed apply end that

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use crate::engine::record::Record;
 
 /// What a run asks of each host's engine (`apply --check` is a plan).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,14 +44,15 @@ pub struct Tally {
 }
 
 impl Tally {
-    pub fn record(&mut self, record: &Value) {
-        match record["type"].as_str() {
-            Some("resource") => self.planned += 1,
-            Some("trigger") => self.triggers_planned += 1,
-            Some("applied") => self.applied += 1,
-            Some("trigger-ran") => self.triggers_ran += 1,
-            Some("trigger-skipped") => self.triggers_skipped += 1,
-            Some("plan") => self.plan_seen = true,
+    /// Counts one record.
+    pub fn record(&mut self, record: &Record) {
+        match record {
+            Record::Resource(_) => self.planned += 1,
+            Record::Trigger(_) => self.triggers_planned += 1,
+            Record::Applied(_) => self.applied += 1,
+            Record::TriggerRan(_) => self.triggers_ran += 1,
+            Record::TriggerSkipped(_) => self.triggers_skipped += 1,
+            Record::Plan(_) => self.plan_seen = true,
             _ => {}
         }
     }
@@ -143,11 +144,26 @@ pub fn reason(stderr: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
+    use crate::engine::plan::{Action, Counts};
+    use crate::engine::record::{AppliedRecord, PlanSummary, PlannedTrigger, ResourceRecord};
+    use crate::engine::trigger::{Step, Trigger};
+    use crate::kinds::resource::ResourceId;
 
-    fn report(outcome: Outcome, records: &[Value]) -> HostReport {
+    fn resource() -> ResourceRecord {
+        let id = ResourceId::new("file", "/x");
+        ResourceRecord { id, action: Action::Create, changes: vec![], created_above: vec![], sensitive: false }
+    }
+
+    fn trigger() -> Trigger {
+        Trigger { step: Step::Restart, unit: Some("a.service".into()), reason: "r".into() }
+    }
+
+    fn summary() -> Record {
+        Record::Plan(PlanSummary { counts: Counts::default(), triggers: 0, units_unobserved: false })
+    }
+
+    fn report(outcome: Outcome, records: &[Record]) -> HostReport {
         let mut tally = Tally::default();
         records.iter().for_each(|r| tally.record(r));
         HostReport { name: "web1".into(), resources: 5, tally, outcome, elapsed: Duration::ZERO }
@@ -156,7 +172,11 @@ mod tests {
     #[test]
     fn statuses_and_counts() {
         let ran = |code| Outcome::Ran { code, stderr: String::new() };
-        let plan = [json!({"type": "resource"}), json!({"type": "trigger"}), json!({"type": "plan"})];
+        let plan = [
+            Record::Resource(resource()),
+            Record::Trigger(PlannedTrigger { trigger: trigger(), skipped: None }),
+            summary(),
+        ];
         let r = report(ran(2), &plan);
         assert_eq!(r.status(RunKind::Plan), Status::Pending);
         assert_eq!(
@@ -164,13 +184,15 @@ mod tests {
             (Some(4), 1, 0, 1)
         );
 
-        let applied = [plan.as_slice(), &[json!({"type": "applied"}), json!({"type": "trigger-ran"})]].concat();
+        let done =
+            [Record::Applied(AppliedRecord { resource: resource(), as_planned: true }), Record::TriggerRan(trigger())];
+        let applied = [plan.as_slice(), &done].concat();
         let r = report(ran(0), &applied);
         assert_eq!(r.status(RunKind::Apply), Status::Changed);
         assert_eq!((r.ok(), r.changed(RunKind::Apply), r.triggers(RunKind::Apply)), (Some(4), 1, 1));
 
-        assert_eq!(report(ran(0), &[json!({"type": "plan"})]).status(RunKind::Apply), Status::Converged);
-        assert_eq!(report(ran(0), &[json!({"type": "plan"})]).status(RunKind::Plan), Status::Converged);
+        assert_eq!(report(ran(0), &[summary()]).status(RunKind::Apply), Status::Converged);
+        assert_eq!(report(ran(0), &[summary()]).status(RunKind::Plan), Status::Converged);
 
         let failed =
             report(Outcome::Ran { code: 1, stderr: "  × file:/x: cannot write\n  ╰─▶ denied\n".into() }, &plan);

@@ -44,6 +44,7 @@ use super::interrupt::{self, Exit};
 use super::report::{Outcome, RunKind, reason};
 use super::ssh::Ssh;
 use super::target::Target;
+use crate::engine::record::Record;
 
 /// What a session reports as it goes.
 #[derive(Debug)]
@@ -61,10 +62,11 @@ pub enum Event {
         host: usize,
         path: String,
     },
-    /// A record of the engine's `--output json`.
+    /// A record of the engine's `--output json` (its stream record aside, which the session
+    /// checks).
     Record {
         host: usize,
-        record: serde_json::Value,
+        record: Record,
     },
     /// A line of the engine's stdout that is not a record (a login script's chatter, say).
     Text {
@@ -161,6 +163,8 @@ impl Session<'_> {
     fn run_engine(&self, ssh: &Ssh, events: &Sender<Event>, announce: bool) -> Result<Engine, Stop> {
         let host = self.host;
         let mut probe: Vec<String> = Vec::new();
+        // Whether the engine's records can be read: None until its stream record came.
+        let mut readable: Option<Result<(), String>> = None;
         let (status, stderr) = exchange(
             ssh,
             &self.run_script(),
@@ -175,14 +179,28 @@ impl Session<'_> {
                     probe.push(field.to_owned());
                     return;
                 }
-                let event = match serde_json::from_str::<serde_json::Value>(&line) {
-                    Ok(record) if record.get("type").is_some() => Event::Record { host, record },
-                    _ => Event::Text { host, line },
-                };
-                let _ = events.send(event);
+                match (serde_json::from_str::<Record>(&line), &readable) {
+                    // Once the format is known to differ, nothing of the stream is read.
+                    (_, Some(Err(_))) => {}
+                    (Ok(Record::Stream(stream)), None) => readable = Some(stream.check()),
+                    (Ok(record), Some(Ok(()))) => {
+                        let _ = events.send(Event::Record { host, record });
+                    }
+                    (Ok(_), None) => {
+                        readable = Some(Err("the target's converge sent records without a stream record first (a \
+                                             converge older than this one?): run the same converge on both ends"
+                            .into()))
+                    }
+                    (Err(_), _) => {
+                        let _ = events.send(Event::Text { host, line });
+                    }
+                }
             },
         )
         .map_err(|e| Outcome::Failed(format!("cannot run ssh: {e}")))?;
+        if let Some(Err(why)) = readable {
+            return Err(Outcome::Failed(why));
+        }
         if probe.iter().any(|l| l == "missing") {
             return Ok(Engine::Missing(probe));
         }

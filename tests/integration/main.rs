@@ -66,6 +66,7 @@ suite![
     nginx_e2e,
     paths,
     plan_output,
+    records,
     remote,
     rollback,
     safety,
@@ -93,9 +94,23 @@ fn main() -> ExitCode {
         args.test_threads = std::env::var("RUST_TEST_THREADS").ok().and_then(|n| n.parse().ok());
     }
     install_panic_hook(args.nocapture);
-    let mut cases: Vec<&'static Case> = SUITE.iter().flat_map(|cases| cases.iter()).collect();
+    // Each test once; those of the end-to-end modules of support::MULTI_SUITE once per Debian
+    // release of their containers, the default release's under the test's plain name.
+    let suites = support::suites();
+    let mut runs: Vec<(String, &'static Case, &'static str)> = Vec::new();
+    for case in SUITE.iter().flat_map(|cases| cases.iter()) {
+        let name = name_of(case);
+        if !support::MULTI_SUITE.iter().any(|module| name.starts_with(&format!("{module}::"))) {
+            runs.push((name, case, support::SUITES[0]));
+            continue;
+        }
+        for &suite in &suites {
+            let named = if suite == support::SUITES[0] { name.clone() } else { format!("{suite}::{name}") };
+            runs.push((named, case, suite));
+        }
+    }
     // libtest runs the tests in the order of their names.
-    cases.sort_by_key(|case| name_of(case));
+    runs.sort_by(|a, b| a.0.cmp(&b.0));
     // libtest takes several filters (a test runs when it matches one); libtest-mimic takes one.
     // Several become a `--skip --exact` of every test that matches none of them (or a --skip).
     match filters.as_slice() {
@@ -104,14 +119,17 @@ fn main() -> ExitCode {
         filters => {
             let exact = args.exact;
             let matches = |pattern: &String, name: &str| if exact { name == pattern } else { name.contains(pattern) };
-            let skip = cases.iter().map(|case| name_of(case)).filter(|name| {
+            let skip = runs.iter().map(|(name, ..)| name.clone()).filter(|name| {
                 !filters.iter().any(|filter| matches(filter, name)) || args.skip.iter().any(|skip| matches(skip, name))
             });
             args.skip = skip.collect();
             args.exact = true;
         }
     }
-    let trials = cases.into_iter().map(|case| Trial::ignorable_test(name_of(case), move || run(case))).collect();
+    let trials = runs
+        .into_iter()
+        .map(|(name, case, suite)| Trial::ignorable_test(name, move || support::with_suite(suite, || run(case))))
+        .collect();
     libtest_mimic::run(&args, trials).exit_code()
 }
 

@@ -180,8 +180,7 @@ fn apt_installs_what_is_missing_and_nothing_when_converged() {
 fn kill_during_nginx_test(c: &Container, playbook: &str) {
     c.sh("rm -f /etc/nginx/conf.d/gate.conf && mkfifo /etc/nginx/conf.d/gate.conf");
     c.write("/root/playbook.yml", playbook);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("harness/container.sh");
-    let mut child = Command::new(script)
+    let mut child = crate::support::harness_script("harness/container.sh")
         .args(["exec", c.name(), "converge", "apply", "/root/playbook.yml"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

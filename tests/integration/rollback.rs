@@ -14,6 +14,7 @@ tests![
     a_noop_apply_records_nothing_and_retention_drops_old_runs_and_their_content,
     a_failed_run_is_recorded_and_what_cannot_be_restored_is_listed,
     a_unit_file_is_rolled_back_and_its_triggers_are_named,
+    a_run_record_this_converge_cannot_read_is_kept_and_never_skipped,
 ];
 
 const V1: &str = "resources:\n  - directory: /etc/app\n    mode: \"0750\"\n  - file: /etc/app/app.conf\n    content: \"port = 80\\n\"\n  - file: /etc/app/old.conf\n    content: \"old\\n\"\n    mode: \"0600\"\n";
@@ -87,7 +88,9 @@ fn rollback_restores_the_tree_of_the_previous_run_and_can_itself_be_rolled_back(
     assert_eq!(tree(&test.root()), after_v2, "the rollback of the rollback is v2 again");
 
     let history = test.run_args(&["history", "--root", "{root}", "--output", "json"]).success();
-    let runs: Vec<serde_json::Value> = history.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let runs: Vec<serde_json::Value> =
+        // After the stream record.
+        history.stdout.lines().skip(1).map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(runs.len(), 4);
     assert_eq!(runs[1]["rolled_back_by"], 3);
     assert_eq!(runs[2]["kind"], "rollback");
@@ -154,4 +157,44 @@ fn a_unit_file_is_rolled_back_and_its_triggers_are_named() {
     let run = test.run_args(&["rollback", "--root", "{root}"]).success();
     assert_eq!(fs::read_to_string(test.host_path("/etc/systemd/system/app.service")).unwrap(), v1);
     assert!(run.stdout.contains("daemon-reload") && run.stdout.contains("app.service"), "{}", run.stdout);
+}
+
+/// A record of another converge version (or a damaged one) does not stop an apply: the next run
+/// gets a later number, the content it refers to survives retention, history lists it, and a
+/// rollback refuses to reach past it.
+fn a_run_record_this_converge_cannot_read_is_kept_and_never_skipped() {
+    let test = Test::new().playbook(V1);
+    test.apply().success();
+    fs::write(test.playbook_path(), V2).unwrap();
+    test.apply().success();
+    let objects = |test: &Test| -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(test.host_path("/var/lib/converge/objects"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let kept = objects(&test);
+    assert!(!kept.is_empty(), "run 2 stored the previous content of app.conf");
+    // Run 2 as a future converge might write it: valid JSON of another shape, same objects.
+    let record = test.host_path("/var/lib/converge/runs/2/run.json");
+    let mut value: serde_json::Value = serde_json::from_str(&fs::read_to_string(&record).unwrap()).unwrap();
+    value["number"] = serde_json::json!("two");
+    fs::write(&record, value.to_string()).unwrap();
+
+    fs::write(test.playbook_path(), V2.replace("8000", "9000")).unwrap();
+    test.run_args(&["apply", "{playbook}", "--root", "{root}", "--keep-runs", "1"]).success();
+    assert_eq!(run_dirs(&test), ["2", "3"], "run 3 is recorded; retention drops readable runs only");
+    for object in &kept {
+        assert!(objects(&test).contains(object), "{object}: referred to by the unreadable run 2");
+    }
+
+    let history = test.run_args(&["history", "--root", "{root}"]).success();
+    assert!(history.stdout.contains("2  cannot be read:"), "{}", history.stdout);
+    assert!(history.stdout.contains("is not a run record this converge can read"), "{}", history.stdout);
+
+    test.run_args(&["rollback", "--root", "{root}"]).success();
+    let past = test.run_args(&["rollback", "--root", "{root}", "--to", "2"]).code(1);
+    assert!(past.stderr.contains("run 2 cannot be rolled back by this converge"), "{}", past.stderr);
 }

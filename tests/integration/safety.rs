@@ -299,8 +299,9 @@ fn a_wrong_id_given_to_a_module_is_reported_at_the_use_line() {
     assert!(err.contains("playbook.yml:2:10"), "{err}");
 }
 
+/// The records after the stream record.
 fn json_records(stdout: &str) -> Vec<serde_json::Value> {
-    stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
+    stdout.lines().skip(1).map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
 }
 
 fn with_output_json_errors_and_warnings_are_records_on_stdout() {

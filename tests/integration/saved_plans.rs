@@ -74,7 +74,9 @@ fn show_prints_the_saved_plan_as_plan_did() {
     assert!(body.contains("-old\n") && body.contains("+other\n"), "{body}");
 
     let json = test.run_args(&["show", "plan.json", "--output", "json"]).code(2);
-    let records: Vec<serde_json::Value> = json.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let records: Vec<serde_json::Value> =
+        // After the stream record.
+        json.stdout.lines().skip(1).map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(records[0]["type"], "saved_plan");
     assert_eq!(records.last().unwrap()["type"], "plan");
     assert_eq!(records.last().unwrap()["create"], 2);

@@ -5,7 +5,6 @@
 //! apt repository and gunicorn from wheels, both fetched beforehand by harness/artifacts.sh.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::{OFFLINE, PAGE};
@@ -19,7 +18,7 @@ tests![
 
 
 fn artifacts() -> PathBuf {
-    let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("harness/artifacts.sh"))
+    let out = crate::support::harness_script("harness/artifacts.sh")
         .output()
         .expect("harness/artifacts.sh");
     assert!(out.status.success(), "harness/artifacts.sh: {}", String::from_utf8_lossy(&out.stderr));
@@ -77,7 +76,9 @@ fn serves(c: &Container, socket: &str) {
 
 /// Every later call of apt-get, systemctl or the Python interpreter is logged to /root/spawned.
 fn log_spawns(c: &Container) {
-    for program in ["/usr/bin/apt-get", "/usr/bin/systemctl", "/usr/bin/python3.11"] {
+    // The interpreter python3 names: python3.11 on bookworm, python3.13 on trixie.
+    let python = format!("/usr/bin/{}", c.sh("readlink /usr/bin/python3"));
+    for program in ["/usr/bin/apt-get", "/usr/bin/systemctl", python.as_str()] {
         c.sh(&format!(
             "mv {program} {program}.real && printf '#!/bin/sh\\necho \"{program} $*\" >> /root/spawned\\nexec {program}.real \"$@\"\\n' > {program} && chmod 755 {program}"
         ));

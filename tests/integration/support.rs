@@ -332,3 +332,53 @@ pub fn schema_errors(yaml: &str) -> Vec<String> {
     let instance = converge::playbook::yaml_node::Node::parse(yaml).expect("YAML").to_json();
     validator.iter_errors(&instance).map(|e| format!("{} at {}", e, e.instance_path())).collect()
 }
+
+// ----- the Debian release of the end-to-end containers -----------------------------------------
+
+/// The Debian releases the end-to-end tests boot (harness/README.md, "Two Debian releases"): the
+/// tests of [`MULTI_SUITE`] run once per release; the first is the default one, whose tests keep
+/// their plain names, the others' are prefixed (`trixie::systemd_e2e::...`).
+/// `CONVERGE_E2E_SUITES=bookworm` runs one only.
+pub const SUITES: [&str; 2] = ["bookworm", "trixie"];
+
+/// The modules whose tests run on every release of [`SUITES`].
+pub const MULTI_SUITE: [&str; 3] = ["systemd_e2e", "nginx_e2e", "scenario_e2e"];
+
+/// The releases to test: [`SUITES`], or those CONVERGE_E2E_SUITES names (comma-separated).
+pub fn suites() -> Vec<&'static str> {
+    match std::env::var("CONVERGE_E2E_SUITES") {
+        Ok(list) if !list.trim().is_empty() => {
+            let wanted: Vec<&str> = list.split(',').map(str::trim).collect();
+            for w in &wanted {
+                assert!(SUITES.contains(w), "CONVERGE_E2E_SUITES: {w} is not one of {SUITES:?}");
+            }
+            SUITES.into_iter().filter(|s| wanted.contains(s)).collect()
+        }
+        _ => SUITES.to_vec(),
+    }
+}
+
+thread_local! {
+    static SUITE: std::cell::Cell<&'static str> = const { std::cell::Cell::new(SUITES[0]) };
+}
+
+/// Runs `f` with the containers it boots made from `suite` (the harness runs each test on its own
+/// thread).
+pub fn with_suite<T>(suite: &'static str, f: impl FnOnce() -> T) -> T {
+    let before = SUITE.with(|s| s.replace(suite));
+    let value = f();
+    SUITE.with(|s| s.set(before));
+    value
+}
+
+/// The Debian release this test's containers are made from.
+pub fn suite() -> &'static str {
+    SUITE.with(|s| s.get())
+}
+
+/// A harness script (`harness/container.sh`, ...) for this test's release (CONVERGE_SUITE).
+pub fn harness_script(script: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join(script));
+    command.env("CONVERGE_SUITE", suite());
+    command
+}

@@ -3,7 +3,7 @@
 //! asserts on systemd through `systemctl show`, never on converge's own report alone.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 
 tests![
@@ -31,15 +31,17 @@ pub struct Container {
 }
 
 fn harness(args: &[&str]) -> Output {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("harness/container.sh");
-    Command::new(script).args(args).output().expect("harness/container.sh runs")
+    crate::support::harness_script("harness/container.sh").args(args).output().expect("harness/container.sh runs")
 }
 
 impl Container {
     /// Boots a container (root and systemd-nspawn: harness/install-deps.sh).
     pub fn boot(test: &str) -> Container {
         require!(Root, Nspawn);
-        let name = format!("t-{}-{}", test.replace('_', "-").chars().take(40).collect::<String>(), std::process::id());
+        // The release in the name: a test runs on each (support::SUITES), maybe at the same time.
+        let suite = &crate::support::suite()[..3];
+        let test: String = test.replace('_', "-").chars().take(40).collect();
+        let name = format!("t-{suite}-{test}-{}", std::process::id());
         let out = harness(&["boot", &name]);
         assert!(out.status.success(), "boot {name}: {}", String::from_utf8_lossy(&out.stderr));
         let container = Container { name };

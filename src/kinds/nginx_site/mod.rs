@@ -96,7 +96,7 @@ fn restore(host: &Host, was: &SiteInTest) -> std::io::Result<()> {
 }
 
 /// What [`finish_interrupted`] did with the site an interrupted run left untested.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Finished {
     pub id: ResourceId,
     /// nginx accepted it; otherwise the previous site was put back.

@@ -15,7 +15,7 @@ use crate::kinds::resource::{Change, Resource};
 /// kept and shown only through the printer, which hides them (pip would print an index URL's
 /// token, or a requirement given as a secret).
 pub(super) fn run(host: &Host, owner: &Account, argv: &[OsString], quiet: bool) -> Result<(), Failure> {
-    let stream = !quiet && !crate::playbook::redact::any() && crate::output::progress::stream_tool_output();
+    let stream = !quiet && !crate::playbook::redact::any() && host.streams_tool_output();
     host.program(argv).user(owner).env("PIP_ROOT_USER_ACTION", "ignore").network(true).run(stream)
 }
 
