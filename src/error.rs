@@ -5,9 +5,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use miette::{Diagnostic, NamedSource, SourceSpan};
+use miette::{Diagnostic, LabeledSpan, NamedSource, Severity, SourceSpan};
 use thiserror::Error;
 
+use crate::host::systemd::SystemdError;
 use crate::playbook::yaml_node::Span;
 
 /// A text that errors can point into: the playbook, a vars file or a template.
@@ -32,6 +33,7 @@ impl Source {
             span: span.into(),
             label: shorten(label.into()),
             help: None,
+            severity: Severity::Error,
         }
     }
 
@@ -165,18 +167,18 @@ impl miette::SourceCode for Snippet {
     }
 }
 
-/// One mistake in a playbook, pointing at the YAML that causes it.
-#[derive(Debug, Error, Diagnostic)]
+/// One mistake in a playbook, pointing at the YAML that causes it; or, with the severity
+/// [`Severity::Warning`] ([`PlaybookError::warning`]), something in it that works but is likely
+/// to hurt: printed, never fatal. Both render alike through miette, a warning with its own mark.
+#[derive(Debug, Error)]
 #[error("{message}")]
 pub struct PlaybookError {
     pub message: String,
-    #[source_code]
     pub src: Snippet,
-    #[label("{label}")]
     pub span: SourceSpan,
     pub label: String,
-    #[help]
     pub help: Option<String>,
+    pub severity: Severity,
 }
 
 impl PlaybookError {
@@ -184,26 +186,28 @@ impl PlaybookError {
         self.help = Some(shorten(help.into()));
         self
     }
+
+    /// The same remark, as a warning.
+    pub fn warning(self) -> PlaybookError {
+        PlaybookError { severity: Severity::Warning, ..self }
+    }
 }
 
-/// Something in a playbook that works but is likely to hurt; printed, never fatal.
-#[derive(Debug, Error, Diagnostic)]
-#[error("{message}")]
-#[diagnostic(severity(Warning))]
-pub struct PlaybookWarning {
-    pub message: String,
-    #[source_code]
-    pub src: Snippet,
-    #[label("{label}")]
-    pub span: SourceSpan,
-    pub label: String,
-    #[help]
-    pub help: Option<String>,
-}
+impl Diagnostic for PlaybookError {
+    fn severity(&self) -> Option<Severity> {
+        Some(self.severity)
+    }
 
-impl From<PlaybookError> for PlaybookWarning {
-    fn from(e: PlaybookError) -> PlaybookWarning {
-        PlaybookWarning { message: e.message, src: e.src, span: e.span, label: e.label, help: e.help }
+    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        self.help.as_ref().map(|help| Box::new(help) as Box<dyn std::fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        Some(&self.src)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        Some(Box::new(std::iter::once(LabeledSpan::new_with_span(Some(self.label.clone()), self.span))))
     }
 }
 
@@ -223,8 +227,25 @@ pub enum Error {
     #[diagnostic(transparent)]
     Playbook(#[from] PlaybookErrors),
 
+    /// A file converge reads (a playbook, an inventory, a journal) cannot be read.
     #[error("cannot read {}", path.display())]
     Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A file converge writes for itself (not a resource's) cannot be written.
+    #[error("cannot write {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The run lock cannot be opened or taken (not: another run holds it, which is `Locked`).
+    #[error("cannot take the lock {}", path.display())]
+    Lock {
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -248,8 +269,17 @@ pub enum Error {
     ))]
     Locked { path: PathBuf },
 
-    #[error("systemd: {0}")]
-    Systemd(String),
+    /// systemd refused a call or failed a job; a job or start that failed shows the unit's last
+    /// journal lines, which usually say why it died.
+    #[error("systemd: {error}{}", journal.as_ref().map(ToString::to_string).unwrap_or_default())]
+    Systemd { error: SystemdError, journal: Option<JournalTail> },
+
+    /// No system bus, and no offline root: unit state cannot be read, nor units (re)started.
+    #[error(
+        "systemd: the system bus is not reachable, so unit state cannot be read and units cannot be reloaded or \
+         restarted; run converge on a host booted with systemd, or converge an offline image with --root DIR"
+    )]
+    NoBus,
 
     #[error("stopped by {signal}: the step in progress was finished, and nothing after it was started")]
     #[diagnostic(help(
@@ -290,6 +320,28 @@ impl Error {
 
     pub fn resource_io(id: impl ToString, message: impl Into<String>, source: std::io::Error) -> Error {
         Error::Resource { id: id.to_string(), message: message.into(), source: Some(source) }
+    }
+}
+
+impl From<SystemdError> for Error {
+    fn from(error: SystemdError) -> Error {
+        Error::Systemd { error, journal: None }
+    }
+}
+
+/// The last lines a unit logged (`journalctl --unit UNIT -n ASKED`), shown under its failure.
+#[derive(Debug)]
+pub struct JournalTail {
+    pub unit: String,
+    /// How many lines were asked for (`-n`).
+    pub asked: usize,
+    pub lines: Vec<String>,
+}
+
+impl std::fmt::Display for JournalTail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "\nits last journal lines (journalctl --unit {} -n {}):", self.unit, self.asked)?;
+        self.lines.iter().try_for_each(|line| write!(f, "\n  {line}"))
     }
 }
 

@@ -8,7 +8,7 @@
 //! plan     (engine/plan.rs)       observe each resource (read-only) and diff it
 //! render   (output/)              the engine's records (engine/record.rs): Terraform-style, or JSON
 //! apply    (engine/apply.rs)      only what differs, in order, re-observing before each write
-//! triggers (engine/trigger.rs)    what the changes set off (daemon-reload, restarts)
+//! triggers (engine/trigger.rs)    what the changes set off (daemon-reload, restarts): docs/triggers.md
 //! ```
 //!
 //! The layers, each a folder; the arrows run one way, from the top down:
@@ -59,17 +59,17 @@ pub fn run(cli: Cli) -> u8 {
             })
         }
         Command::Plan { playbook, remote, .. } if remote.any() => {
-            commands::remote::run(playbook, commands::remote::Mode::Plan, remote, &settings, &mut printer)
+            commands::remote::run(playbook, commands::remote::RemoteCommand::Plan, remote, &settings, &mut printer)
         }
         Command::Apply { playbook: Some(playbook), check, detailed_exitcode, lock_wait, remote, .. }
             if remote.any() =>
         {
-            let mode = commands::remote::Mode::Apply {
+            let command = commands::remote::RemoteCommand::Apply {
                 check: *check,
                 detailed_exitcode: *detailed_exitcode,
                 lock_wait: *lock_wait,
             };
-            commands::remote::run(playbook, mode, remote, &settings, &mut printer)
+            commands::remote::run(playbook, command, remote, &settings, &mut printer)
         }
         Command::Plan { playbook, out, allow_secrets, .. } => {
             commands::plan::run(playbook, out.as_deref(), *allow_secrets, &settings, &mut printer)

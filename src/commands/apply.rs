@@ -70,14 +70,11 @@ fn run_resolved(
     }
     let systemd = host.systemd()?;
     if systemd.is_none() && host.root().is_none() && plan.units_unobserved {
-        return Err(Error::Systemd(
-            "the system bus is not reachable, so unit state cannot be read and units cannot be reloaded or \
-             restarted; run converge on a host booted with systemd, or converge an offline image with --root DIR"
-                .into(),
-        ));
+        return Err(Error::NoBus);
     }
-    // Rule 6: what the changes trigger is recorded before anything is applied, and cleared only
-    // once the triggers ran, so that a run that stops half way hands them to the next one.
+    // What the changes trigger is recorded before anything is applied, and cleared only once the
+    // triggers ran, so that a run that stops half way hands them to the next one
+    // (docs/triggers.md, rule 8).
     let mut journaled = systemd.is_some() && !plan.pending.is_empty();
     if journaled {
         journal::save(&host, &plan.pending)?;
@@ -109,7 +106,7 @@ fn run_resolved(
     }
     let ran = match systemd {
         Some(systemd) => {
-            let settle = |unit: &str| crate::kinds::systemd_unit::settle_time(resolved, unit);
+            let settle = |unit: &str| crate::engine::apply::settle_time(resolved, unit);
             run_triggers(&triggers, systemd, &settle, &host, printer)?
         }
         None => {

@@ -18,13 +18,14 @@ use crate::remote::binary::Binary;
 use crate::remote::bundle::Bundle;
 use crate::remote::interrupt;
 use crate::remote::inventory::Inventory;
-use crate::remote::report::{Mode as HostMode, Status};
+use crate::remote::report::{RunKind, Status};
 use crate::remote::session::Event;
 use crate::remote::target::Target;
-use crate::remote::{Fleet, Host, PrivateDir};
+use crate::remote::{Fleet, PrivateDir, Remote};
 
+/// The command given for the remote hosts, with its options: `plan` or `apply`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub enum RemoteCommand {
     Plan,
     /// `lock_wait`: seconds the target's engine waits for another run's lock.
     Apply {
@@ -34,7 +35,13 @@ pub enum Mode {
     },
 }
 
-pub fn run(path: &Path, mode: Mode, args: &RemoteArgs, settings: &Settings, printer: &mut Printer) -> Result<u8> {
+pub fn run(
+    path: &Path,
+    command: RemoteCommand,
+    args: &RemoteArgs,
+    settings: &Settings,
+    printer: &mut Printer,
+) -> Result<u8> {
     // Before any thread exists, so that every thread leaves the signals to the watcher.
     interrupt::watch();
     let targets = targets(args)?;
@@ -45,21 +52,21 @@ pub fn run(path: &Path, mode: Mode, args: &RemoteArgs, settings: &Settings, prin
         None => return Ok(1),
     };
     let binary = Binary::for_upload()?;
-    let host_mode = match mode {
-        Mode::Plan | Mode::Apply { check: true, .. } => HostMode::Plan,
-        Mode::Apply { check: false, .. } => HostMode::Apply,
+    let run_kind = match command {
+        RemoteCommand::Plan | RemoteCommand::Apply { check: true, .. } => RunKind::Plan,
+        RemoteCommand::Apply { check: false, .. } => RunKind::Apply,
     };
     let fleet = Fleet {
         hosts: &hosts,
         binary: &binary,
-        mode: host_mode,
+        mode: run_kind,
         root: settings.root.as_deref(),
         ssh_config: args.ssh_config.as_deref(),
         become_root: args.become_root,
         forks: usize::from(args.forks),
-        lock_wait: match mode {
-            Mode::Apply { lock_wait, .. } => lock_wait,
-            Mode::Plan => 0,
+        lock_wait: match command {
+            RemoteCommand::Apply { lock_wait, .. } => lock_wait,
+            RemoteCommand::Plan => 0,
         },
         dir: dir.path(),
     };
@@ -73,11 +80,11 @@ pub fn run(path: &Path, mode: Mode, args: &RemoteArgs, settings: &Settings, prin
             printer.host_binary(&label(*host), &targets[*host].name, path, Some((*bytes, untrusted.as_deref())))
         }
         Event::Cached { host, path } => printer.host_binary(&label(*host), &targets[*host].name, path, None),
-        Event::Done { host, .. } => printer.host_done(&label(*host), report, host_mode),
+        Event::Done { host, .. } => printer.host_done(&label(*host), report, run_kind),
     });
-    printer.hosts_summary(&reports, host_mode);
+    printer.hosts_summary(&reports, run_kind);
 
-    let statuses: Vec<Status> = reports.iter().map(|r| r.status(host_mode)).collect();
+    let statuses: Vec<Status> = reports.iter().map(|r| r.status(run_kind)).collect();
     if statuses.contains(&Status::Interrupted) {
         return Ok(130);
     }
@@ -86,9 +93,9 @@ pub fn run(path: &Path, mode: Mode, args: &RemoteArgs, settings: &Settings, prin
     }
     let pending = statuses.contains(&Status::Pending);
     let changed = statuses.contains(&Status::Changed);
-    Ok(match mode {
-        Mode::Plan | Mode::Apply { check: true, .. } => u8::from(pending) * 2,
-        Mode::Apply { check: false, detailed_exitcode, .. } => u8::from(detailed_exitcode && changed) * 2,
+    Ok(match command {
+        RemoteCommand::Plan | RemoteCommand::Apply { check: true, .. } => u8::from(pending) * 2,
+        RemoteCommand::Apply { check: false, detailed_exitcode, .. } => u8::from(detailed_exitcode && changed) * 2,
     })
 }
 
@@ -139,7 +146,7 @@ fn prepare(
     settings: &Settings,
     dir: &Path,
     printer: &mut Printer,
-) -> Result<Option<Vec<Host>>> {
+) -> Result<Option<Vec<Remote>>> {
     let playbook = Playbook::load(path)?;
     let mut user_files = Vec::new();
     for file in &settings.vars.files {
@@ -178,7 +185,7 @@ fn prepare(
         if !target.vars.is_empty() {
             let text = serde_json::to_vec(&target.vars).expect("JSON values serialize");
             let local = dir.join(format!("inventory-vars-{i}.yml"));
-            std::fs::write(&local, &text).map_err(|source| Error::Read { path: local.clone(), source })?;
+            std::fs::write(&local, &text).map_err(|source| Error::Write { path: local.clone(), source })?;
             input.files.insert(0, local);
             vars_files.push(text);
         }
@@ -195,7 +202,7 @@ fn prepare(
                 }
                 let bundle =
                     Bundle::new(path, &playbook.source.text, &reads, vars_files)?.with_secrets(secrets_files.clone());
-                hosts.push(Host { target: target.clone(), bundle, resources: resolved.entries.len() });
+                hosts.push(Remote { target: target.clone(), bundle, resources: resolved.entries.len() });
             }
             Err(error) => {
                 let key = format!("{error:?}");

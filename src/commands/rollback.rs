@@ -108,7 +108,7 @@ pub fn run(to: Option<u64>, check: bool, keep_runs: usize, settings: &Settings, 
 /// skipped.
 fn run_unit_triggers(host: &crate::host::Host, steps: &[runs::Restore], printer: &mut Printer) -> Result<()> {
     use crate::engine::trigger::{Step, Trigger};
-    let unit_dir = std::path::Path::new(crate::kinds::systemd_unit::UNIT_DIR);
+    let unit_dir = std::path::Path::new(crate::kinds::unit::UNIT_DIR);
     let mut units: Vec<String> = Vec::new();
     for step in steps {
         let Ok(rest) = step.path.strip_prefix(unit_dir) else { continue };
@@ -134,7 +134,7 @@ fn run_unit_triggers(host: &crate::host::Host, steps: &[runs::Restore], printer:
     };
     host.observe_units(&units)?;
     for unit in &units {
-        let active = host.unit_status(unit)?.is_some_and(|s| crate::kinds::systemd_unit::observed_state(&s).2);
+        let active = host.unit_status(unit)?.is_some_and(|s| crate::kinds::unit::observed_state(&s).2);
         if active {
             triggers.push(Trigger { step: Step::Restart, unit: Some(unit.clone()), reason: reason.clone() });
         }

@@ -11,9 +11,10 @@ use crate::engine::plan::{Plan, ResourcePlan};
 use crate::engine::record::{AppliedRecord, Diagnostic, Record, ResourceRecord, Sink};
 use crate::engine::resolve::Resolved;
 use crate::engine::trigger::{Step, Trigger};
-use crate::error::{Error, Result};
+use crate::error::{Error, JournalTail, Result};
 use crate::host::Host;
-use crate::host::systemd::{Job, JobAction, Systemd, SystemdError};
+use crate::host::systemd::{DEFAULT_SETTLE, Job, JobAction, Systemd, SystemdError};
+use crate::kinds::AnyResource;
 use std::time::Duration;
 
 /// What an apply did.
@@ -67,7 +68,8 @@ pub fn apply(resolved: &Resolved, plan: &Plan, host: &Host, sink: &mut dyn Sink,
 /// Runs the triggers through systemd, phase by phase (stop, daemon-reload, reload, restart,
 /// start); the jobs of one phase are enqueued together and each is awaited, and a service
 /// started or restarted is watched for `settle(unit)` (see `Systemd::run_jobs`). A job or start
-/// that fails ends the run with the unit's last journal lines. Returns how many ran.
+/// that fails ends the run with the unit's last journal lines (docs/triggers.md, rule 2; nginx's
+/// old workers: rule 7). Returns how many ran.
 pub fn run_triggers(
     triggers: &[Trigger],
     systemd: &Systemd,
@@ -88,7 +90,7 @@ pub fn run_triggers(
         let action = match step {
             Step::DaemonReload => {
                 let busy = sink.busy("systemctl daemon-reload".into());
-                systemd.daemon_reload().map_err(|e| Error::Systemd(e.to_string()))?;
+                systemd.daemon_reload()?;
                 drop(busy);
                 sink.record(Record::TriggerRan(group[0].clone()));
                 ran += 1;
@@ -112,7 +114,7 @@ pub fn run_triggers(
         let mut old_workers = Vec::new();
         if step == Step::Reload {
             for job in jobs.iter().filter(|job| job.unit == NGINX) {
-                let pids = systemd.helper_processes(&job.unit).map_err(|e| Error::Systemd(e.to_string()))?;
+                let pids = systemd.helper_processes(&job.unit)?;
                 old_workers.push(host.watch_exits(&pids));
             }
         }
@@ -140,20 +142,24 @@ pub fn run_triggers(
     Ok(ran)
 }
 
+/// How long to watch `unit` after starting or restarting it: its `settle:`, or the default.
+pub fn settle_time(resolved: &Resolved, unit: &str) -> Duration {
+    let managed = resolved.entries.iter().find_map(|entry| match &entry.resource {
+        AnyResource::Unit(u) if u.name == unit => Some(u.settle),
+        _ => None,
+    });
+    managed.flatten().unwrap_or(DEFAULT_SETTLE)
+}
+
 /// The error of a failed job or start, with the unit's last lines in the journal, which usually
 /// say why it died.
 fn failed(error: SystemdError, host: &Host) -> Error {
-    let mut message = error.to_string();
-    if let Some(unit) = error.failed_unit() {
-        let lines = journal_lines(host, unit);
-        if !lines.is_empty() {
-            message += &format!("\nits last journal lines (journalctl --unit {unit} -n {JOURNAL_LINES}):");
-            for line in lines {
-                message += &format!("\n  {line}");
-            }
-        }
-    }
-    Error::Systemd(message)
+    let journal = error.failed_unit().map(|unit| JournalTail {
+        unit: unit.to_owned(),
+        asked: JOURNAL_LINES,
+        lines: journal_lines(host, unit),
+    });
+    Error::Systemd { journal: journal.filter(|tail| !tail.lines.is_empty()), error }
 }
 
 /// The unit whose reload waits for its old workers.

@@ -17,7 +17,7 @@ pub struct RunLock {
 /// Takes the lock, waiting up to `wait` for another run to finish (`--lock-wait`).
 pub fn lock(host: &Host, wait: Duration) -> Result<RunLock> {
     let (path, file) = host.lock_file();
-    let mut file = file.map_err(|source| Error::Read { path: path.clone(), source })?;
+    let mut file = file.map_err(|source| Error::Lock { path: path.clone(), source })?;
     let deadline = Instant::now() + wait;
     loop {
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
@@ -27,7 +27,7 @@ pub fn lock(host: &Host, wait: Duration) -> Result<RunLock> {
                 std::thread::sleep(Duration::from_millis(50));
             }
             Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Err(Error::Locked { path }),
-            Err((_, errno)) => return Err(Error::Read { path, source: errno.into() }),
+            Err((_, errno)) => return Err(Error::Lock { path, source: errno.into() }),
         }
     }
 }

@@ -9,14 +9,15 @@ use std::path::PathBuf;
 
 use crate::engine::journal::{self, Pending};
 use crate::engine::resolve::Resolved;
-use crate::engine::trigger::{self, Action as TriggerAction, Observed, Request, Trigger, UnitFacts};
+use crate::engine::trigger::{self, Observed, Request, Trigger, UnitFacts};
 use crate::error::{Error, Result};
 use crate::host::Host;
+use crate::host::systemd::JobAction;
 use crate::host::systemd::UnitStatus;
 use crate::kinds::AnyResource;
-use crate::kinds::SystemdUnit;
+use crate::kinds::Unit;
 use crate::kinds::resource::{Attr, Change, Need, PackageTo, Provide, ResourceId, Value};
-use crate::kinds::systemd_unit::observed_state;
+use crate::kinds::unit::observed_state;
 
 /// What `apply` would do: the resources that differ, and the triggers they set off.
 #[derive(Debug, Default)]
@@ -51,7 +52,8 @@ pub struct ResourcePlan {
     pub created_above: Vec<ResourceId>,
 }
 
-/// What a resource's changes amount to.
+/// What a plan line does to its resource, as Terraform names its actions (`+ file:/x (create)`).
+/// A job systemd runs on a unit is a [`crate::host::systemd::JobAction`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
@@ -313,7 +315,7 @@ fn pending(resolved: &Resolved, changed: &[ResourcePlan]) -> Pending {
         let entry = &resolved.entries[r.index];
         let reason = format!("{} changed", r.id);
         for notify in entry.notify.iter().cloned().chain(entry.resource.implicit_notify()) {
-            pending.requests.push((notify.action, notify.unit, reason.clone()));
+            pending.requests.push(Request { action: notify.action, unit: notify.unit, reason: reason.clone() });
         }
         if let AnyResource::Unit(unit) = &entry.resource
             && r.changes.iter().any(|c| matches!(c, Change::Content { .. } | Change::Create | Change::Remove))
@@ -324,10 +326,10 @@ fn pending(resolved: &Resolved, changed: &[ResourcePlan]) -> Pending {
     let changed: Vec<&ResourceId> = changed.iter().map(|r| &r.id).collect();
     for entry in &resolved.entries {
         let AnyResource::Unit(unit) = &entry.resource else { continue };
-        let restarts = unit.restart_triggers.iter().map(|(id, _)| (TriggerAction::Restart, id));
-        for (action, id) in restarts.chain(unit.reload_triggers.iter().map(|(id, _)| (TriggerAction::Reload, id))) {
+        let restarts = unit.restart_triggers.iter().map(|(id, _)| (JobAction::Restart, id));
+        for (action, id) in restarts.chain(unit.reload_triggers.iter().map(|(id, _)| (JobAction::Reload, id))) {
             if changed.contains(&id) {
-                pending.requests.push((action, unit.name.clone(), format!("{id} changed")));
+                pending.requests.push(Request { action, unit: unit.name.clone(), reason: format!("{id} changed") });
             }
         }
     }
@@ -362,9 +364,9 @@ fn decide_triggers(
             ..unit_facts(unit, status.as_ref())
         });
     }
-    let mut requests: Vec<Request> = pending.requests().collect();
+    let mut requests = pending.requests.clone();
     for request in &mut requests {
-        if interrupted.requests().any(|r| r == *request) {
+        if interrupted.requests.contains(request) {
             request.reason += " (in a run that did not finish)";
         }
     }
@@ -373,14 +375,14 @@ fn decide_triggers(
     for instance in instances {
         if !facts.iter().any(|f| f.name == instance) {
             let status = host.unit_status(&instance)?;
-            let unmanaged = SystemdUnit { name: instance.clone(), ..SystemdUnit::unmanaged() };
+            let unmanaged = Unit { name: instance.clone(), ..Unit::unmanaged() };
             facts.push(unit_facts(&unmanaged, status.as_ref()));
         }
     }
     for request in &requests {
         if !facts.iter().any(|f| f.name == request.unit) {
             let status = host.unit_status(&request.unit)?;
-            let unmanaged = SystemdUnit { name: request.unit.clone(), ..SystemdUnit::unmanaged() };
+            let unmanaged = Unit { name: request.unit.clone(), ..Unit::unmanaged() };
             facts.push(unit_facts(&unmanaged, status.as_ref()));
         }
     }
@@ -416,7 +418,7 @@ fn next_elapse(resolved: &Resolved, trigger: &Trigger, host: &Host) -> Option<St
 }
 
 /// What a unit's file (as it will be) and systemd's status say, for the decision.
-fn unit_facts(unit: &SystemdUnit, status: Option<&UnitStatus>) -> UnitFacts {
+fn unit_facts(unit: &Unit, status: Option<&UnitStatus>) -> UnitFacts {
     let parsed = unit.parsed();
     let (runtime_dirs, runtime_preserve) = match (&parsed, status) {
         (Some(file), _) => file.runtime_directories(),

@@ -393,8 +393,12 @@ pub struct Located {
 pub enum DiagnosticKind {
     /// In the playbook, a vars file or a template.
     Playbook,
-    /// A file that could not be read or written.
+    /// A file that could not be read.
     Read,
+    /// A file converge writes for itself that could not be written.
+    Write,
+    /// The run lock could not be opened or taken.
+    Lock,
     /// A resource failed.
     Resource,
     /// A saved plan's resource changed since the plan.
@@ -650,7 +654,9 @@ pub fn plan_records(plan: &Plan, verbose: bool) -> Vec<Record> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::trigger::{Action as Notify, Observed, OnChange, Request, UnitFacts, decide};
+    use crate::engine::trigger::{Observed, Request, UnitFacts, decide};
+    use crate::host::systemd::JobAction;
+    use crate::kinds::unit::OnChange;
 
     fn unit(name: &str, files_changed: bool) -> UnitFacts {
         UnitFacts {
@@ -685,7 +691,7 @@ mod tests {
         json.join("\n")
     }
 
-    fn request(action: Notify, unit: &str) -> Request {
+    fn request(action: JobAction, unit: &str) -> Request {
         Request { action, unit: unit.into(), reason: "file:/etc/app.conf changed".into() }
     }
 
@@ -697,7 +703,7 @@ mod tests {
     #[test]
     fn reload() {
         let nginx = UnitFacts { on_change: OnChange::Reload, ..unit("nginx.service", false) };
-        insta::assert_snapshot!(stream(&[nginx], &[request(Notify::Reload, "nginx.service")]));
+        insta::assert_snapshot!(stream(&[nginx], &[request(JobAction::Reload, "nginx.service")]));
     }
 
     #[test]
@@ -705,7 +711,7 @@ mod tests {
         let mut started = UnitFacts { want_active: Some(true), ..unit("worker.service", true) };
         started.observed.as_mut().unwrap().active = false;
         let stopped = UnitFacts { want_active: Some(false), ..unit("old.service", false) };
-        insta::assert_snapshot!(stream(&[started, stopped], &[request(Notify::Stop, "old.service")]));
+        insta::assert_snapshot!(stream(&[started, stopped], &[request(JobAction::Stop, "old.service")]));
     }
 
     #[test]
@@ -720,7 +726,7 @@ mod tests {
         service.runtime_dirs = vec!["/run/gunicorn".into()];
         let pair = stream(&[socket.clone(), service.clone()], &[]);
         service.files_changed = false;
-        let runtime_dir = stream(&[socket, service], &[request(Notify::Restart, "gunicorn.service")]);
+        let runtime_dir = stream(&[socket, service], &[request(JobAction::Restart, "gunicorn.service")]);
         insta::assert_snapshot!(format!(
             "# the service changed\n{pair}\n# restarted, its socket in its RuntimeDirectory\n{runtime_dir}"
         ));

@@ -10,8 +10,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 
 use crate::engine::graph;
-use crate::engine::trigger::Notify;
-use crate::error::{Error, PlaybookError, PlaybookErrors, PlaybookWarning, Result, Source, did_you_mean, nearest};
+use crate::error::{Error, PlaybookError, PlaybookErrors, Result, Source, did_you_mean, nearest};
+use crate::kinds::notify::Notify;
 use crate::kinds::resource::ResourceId;
 use crate::kinds::{AnyResource, Kind};
 use crate::playbook::attrs::Attrs;
@@ -91,7 +91,8 @@ pub struct Resolved {
     pub name: String,
     pub entries: Vec<Entry>,
     pub source: Source,
-    pub warnings: Vec<PlaybookWarning>,
+    /// What works but is likely to hurt: each of severity warning.
+    pub warnings: Vec<PlaybookError>,
     /// Resources a `when:` left out, with the expression, for `plan -v`.
     pub skipped: Vec<(String, String)>,
     /// The variables the templates used, by name; None for a secret one (for saved plans).
@@ -173,7 +174,7 @@ pub fn resolve(playbook: &Playbook, input: &VarsInput) -> Result<Resolved> {
 }
 
 /// A variable of a vars file (or an inventory) that no template uses is likely a typo.
-fn unused_vars(file_vars: &[(Source, String, Span)], templates: &Templates) -> Vec<PlaybookWarning> {
+fn unused_vars(file_vars: &[(Source, String, Span)], templates: &Templates) -> Vec<PlaybookError> {
     let used = templates.all_used();
     file_vars
         .iter()
@@ -183,7 +184,7 @@ fn unused_vars(file_vars: &[(Source, String, Span)], templates: &Templates) -> V
                 Some(close) => format!("did you mean `{close}`? The playbook uses `{close}`"),
                 None => "no template of the playbook uses it; remove it, or use it".to_owned(),
             };
-            file.error(*span, format!("variable `{name}` is not used by the playbook"), "unused").help(help).into()
+            file.error(*span, format!("variable `{name}` is not used by the playbook"), "unused").help(help).warning()
         })
         .collect()
 }
@@ -617,7 +618,7 @@ fn order(
 }
 
 /// A `directory:` under /run or /var/run: a tmpfs, so it is gone after the next boot.
-fn run_directory_warnings(entries: &[Entry], source: &Source) -> Vec<PlaybookWarning> {
+fn run_directory_warnings(entries: &[Entry], source: &Source) -> Vec<PlaybookError> {
     let dirs = entries.iter().filter_map(|e| match &e.resource {
         AnyResource::Directory(d) if d.state == crate::kinds::resource::State::Present => Some((e, &d.path)),
         _ => None,
@@ -625,16 +626,16 @@ fn run_directory_warnings(entries: &[Entry], source: &Source) -> Vec<PlaybookWar
     dirs.filter_map(|(entry, path)| {
         let help = crate::kinds::tmpfiles::run_directory_help(path)?;
         let message = format!("directory {} is on a tmpfs: it does not survive a reboot", path.display());
-        Some(source.error(entry.span, message, "gone after the next boot").help(help).into())
+        Some(source.error(entry.span, message, "gone after the next boot").help(help).warning())
     })
     .collect()
 }
 
-/// The seed's trap (DESIGN.md section 4, rule 4): a socket listening inside its service's
+/// The seed's trap (docs/triggers.md, rule 4): a socket listening inside its service's
 /// `RuntimeDirectory=`, which systemd removes when the service stops, taking the socket file
 /// with it. converge restarts the socket with the service, but a stop by hand still breaks it.
-fn socket_layout_warnings(entries: &[Entry], source: &Source) -> Vec<PlaybookWarning> {
-    let units: Vec<(&Entry, &crate::kinds::SystemdUnit)> = entries
+fn socket_layout_warnings(entries: &[Entry], source: &Source) -> Vec<PlaybookError> {
+    let units: Vec<(&Entry, &crate::kinds::Unit)> = entries
         .iter()
         .filter_map(|e| match &e.resource {
             AnyResource::Unit(u) => Some((e, u)),
@@ -660,7 +661,7 @@ fn socket_layout_warnings(entries: &[Entry], source: &Source) -> Vec<PlaybookWar
                             "systemd removes {dir} when {} stops, and the socket file with it; converge restarts {} with the service, but a `systemctl stop` by hand leaves a dead socket. Add `RuntimeDirectoryPreserve=yes` to {}, or listen outside {dir} (e.g. /run/{}.sock)",
                             service.name, socket.name, service.name, socket.name.trim_end_matches(".socket")
                         ));
-                    warnings.push(warning.into());
+                    warnings.push(warning.warning());
                 }
             }
         }

@@ -20,11 +20,12 @@ use sha2::{Digest, Sha256};
 use crate::engine::journal::Pending;
 use crate::engine::plan::{Plan, ResourcePlan};
 use crate::engine::resolve::{Entry, Resolved};
-use crate::engine::trigger::{Notify, Trigger};
+use crate::engine::trigger::Trigger;
 use crate::error::{Error, Result};
 use crate::host::mode::Mode;
 use crate::host::{FileKind, Host};
 use crate::kinds::AnyResource;
+use crate::kinds::notify::Notify;
 use crate::kinds::resource::{Change, Content, ResourceId};
 use crate::kinds::virtualenv::Wanted;
 

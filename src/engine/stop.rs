@@ -1,8 +1,8 @@
-//! SIGTERM (and SIGINT, SIGHUP) during `apply`: the run finishes the atomic step it is in (the
-//! resource being applied, with its `nginx -t` and rollback; the phase of triggers being run),
-//! starts nothing after it, keeps its journals, and exits with 128 + the signal's number. This
-//! is how the engine on a remote target stops when its connection goes (the run script sends
-//! it SIGTERM), and how `systemctl stop` or `timeout` stop a local run.
+//! SIGTERM (and SIGINT, SIGHUP) during `apply` (docs/triggers.md, rule 9): the run finishes the
+//! atomic step it is in (the resource being applied, with its `nginx -t` and rollback; the phase
+//! of triggers being run), starts nothing after it, keeps its journals, and exits with 128 + the
+//! signal's number. This is how the engine on a remote target stops when its connection goes (the
+//! run script sends it SIGTERM), and how `systemctl stop` or `timeout` stop a local run.
 //!
 //! The handler only records the signal in an atomic (async-signal-safe); the engine looks at it
 //! between steps. It is installed with SA_RESETHAND, so the same signal a second time has its

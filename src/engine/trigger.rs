@@ -1,107 +1,18 @@
 //! Triggers: what the changes of a run set off in systemd, decided by a pure function of what
-//! changed and what systemd reported (DESIGN.md, section 4), so that every rule has a table-driven
-//! test. `host/systemd.rs` carries the decisions out; this module never talks to the host.
-//!
-//! The rules, as the tests name them:
-//! 1. A changed unit file or drop-in, a changed enablement, or a managed unit whose
-//!    `NeedDaemonReload` is set (hand-edited) causes exactly one `daemon-reload`.
-//! 2. Steps run in phases: stop -> daemon-reload -> reload -> restart -> start.
-//! 3. A changed unit that is not socket-activated and is active is restarted (reloaded with
-//!    `on_change: reload` when it can reload; left alone with `on_change: none`); an inactive
-//!    one is left alone unless `active: true`.
-//! 4. A socket + service pair: when either changed, the service is stopped and the socket
-//!    restarted, so the next connection starts the new service (`active: true` on the service
-//!    starts it now). A restart of a socket-activated service also restarts its socket when the
-//!    socket's path lies inside the service's `RuntimeDirectory` (stopping removes it).
-//!    A template (`app@.service`) is never started or stopped itself: what rules 3 and 4 (and
-//!    rule 5's requests) would do to it is done to each of its running instances, by name; a
-//!    stopped instance stays stopped. An `Accept=yes` socket `app.socket` pairs with the
-//!    template `app@.service`.
-//! 5. `notify`, `restart_triggers` and `reload_triggers` fire only when their source changed
-//!    (the caller passes requests only for changed resources); a unit started in this run is not
-//!    also restarted.
+//! changed and what systemd reported, so that every rule has a table-driven test. The rules are
+//! numbered in docs/triggers.md: [`decide`] applies rules 1 and 3 to 6 and orders the steps in
+//! rule 2's phases (the rows of its test table start with their rule's number);
+//! `engine/apply.rs` runs them through `host/systemd.rs` (the rest of rule 2). This module never
+//! talks to the host.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-// ----- notify: "restart gunicorn.service" -------------------------------------------------
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Action {
-    Stop,
-    Reload,
-    Restart,
-    Start,
-}
-
-impl Action {
-    fn parse(word: &str) -> Option<Action> {
-        Some(match word {
-            "stop" => Action::Stop,
-            "reload" => Action::Reload,
-            "restart" => Action::Restart,
-            "start" => Action::Start,
-            _ => return None,
-        })
-    }
-}
-
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Action::Stop => "stop",
-            Action::Reload => "reload",
-            Action::Restart => "restart",
-            Action::Start => "start",
-        })
-    }
-}
-
-/// `notify: "restart gunicorn.service"`: an action on a unit.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
-pub struct Notify {
-    pub action: Action,
-    pub unit: String,
-}
-
-impl Notify {
-    /// Parses "ACTION UNIT"; the error is a help line.
-    pub fn parse(text: &str) -> Result<Notify, String> {
-        let words: Vec<&str> = text.split_whitespace().collect();
-        let [action, unit] = words[..] else {
-            return Err("write an action and a unit, such as \"restart gunicorn.service\"".into());
-        };
-        let Some(action) = Action::parse(action) else {
-            let close = crate::error::did_you_mean(action, ["restart", "reload", "start", "stop"]);
-            let close = close.map(|c| c + " ").unwrap_or_default();
-            return Err(format!("{close}`{action}` is not an action: use restart, reload, start or stop"));
-        };
-        if crate::host::unit_file::check_unit_name(unit).is_err() {
-            return Err(crate::kinds::systemd_unit::unit_name_help(unit));
-        }
-        Ok(Notify { action, unit: unit.to_owned() })
-    }
-}
-
-impl fmt::Display for Notify {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.action, self.unit)
-    }
-}
+use crate::host::systemd::JobAction;
+use crate::kinds::unit::OnChange;
 
 // ----- the decision --------------------------------------------------------------------------
-
-/// How a unit reacts to a change of its own files (`on_change:`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum OnChange {
-    #[default]
-    Restart,
-    Reload,
-    None,
-}
 
 /// What systemd reported about a unit.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -154,15 +65,18 @@ impl UnitFacts {
 }
 
 /// A trigger that a changed resource asks for, with its reason ("file:/srv/app/wsgi.py changed").
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The pending-trigger journal stores these (docs/triggers.md, "The journal"); a journal of an
+/// older converge holds them as `[action, unit, reason]` arrays, which serde reads into the same
+/// fields in this order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
-    pub action: Action,
+    pub action: JobAction,
     pub unit: String,
     pub reason: String,
 }
 
 /// The steps, in the order their phases run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Step {
     Stop,
@@ -173,7 +87,7 @@ pub enum Step {
 }
 
 /// One thing to do in systemd, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Trigger {
     pub step: Step,
     /// None for daemon-reload.
@@ -197,7 +111,7 @@ impl fmt::Display for Trigger {
     }
 }
 
-/// Decides the triggers of a run; see the module's rules.
+/// Decides the triggers of a run (docs/triggers.md, rules 1 to 6), in the order of their phases.
 pub fn decide(units: &[UnitFacts], requests: &[Request]) -> Vec<Trigger> {
     let mut plan = Decision { units, triggers: Vec::new() };
 
@@ -296,7 +210,7 @@ impl Decision<'_> {
         facts
     }
 
-    /// Rules 3 and 4: the unit's own files changed.
+    /// Rules 3 to 5: the unit's own files changed.
     fn changed(&mut self, unit: &UnitFacts, reason: &str) {
         if crate::host::unit_file::is_template(&unit.name) {
             let socket = self.socket_of(unit).cloned();
@@ -350,7 +264,8 @@ impl Decision<'_> {
         }
     }
 
-    /// Rule 5: a trigger asked for by a changed resource.
+    /// Rule 6: a trigger asked for by a changed resource (rules 4 and 5 for sockets and
+    /// templates).
     fn request(&mut self, request: &Request) {
         let unknown = UnitFacts { name: request.unit.clone(), ..UnitFacts::default() };
         let unit = self.facts(&request.unit).cloned().unwrap_or(unknown);
@@ -363,10 +278,10 @@ impl Decision<'_> {
         }
         let reason = request.reason.as_str();
         match request.action {
-            Action::Start if !unit.active() => self.add(Step::Start, &unit.name, reason),
-            Action::Stop if unit.active() => self.add(Step::Stop, &unit.name, reason),
-            Action::Reload if unit.active() && unit.can_reload() => self.add(Step::Reload, &unit.name, reason),
-            Action::Reload | Action::Restart if unit.active() => match self.socket_of(&unit).cloned() {
+            JobAction::Start if !unit.active() => self.add(Step::Start, &unit.name, reason),
+            JobAction::Stop if unit.active() => self.add(Step::Stop, &unit.name, reason),
+            JobAction::Reload if unit.active() && unit.can_reload() => self.add(Step::Reload, &unit.name, reason),
+            JobAction::Reload | JobAction::Restart if unit.active() => match self.socket_of(&unit).cloned() {
                 // A socket-activated service is stopped; the next connection starts it anew.
                 Some(socket) => {
                     self.add(
@@ -453,7 +368,7 @@ mod tests {
         template_named("g@.service", files_changed)
     }
 
-    fn request(action: Action, unit: &str) -> Request {
+    fn request(action: JobAction, unit: &str) -> Request {
         Request { action, unit: unit.into(), reason: "file:/srv/app/wsgi.py changed".into() }
     }
 
@@ -462,7 +377,7 @@ mod tests {
         decide(units, requests).iter().map(ToString::to_string).collect()
     }
 
-    /// (rule and case, the units, the requests, the triggers expected in order)
+    /// (rule of docs/triggers.md and case, the units, the requests, the triggers expected in order)
     type Row = (&'static str, Vec<UnitFacts>, Vec<Request>, Vec<&'static str>);
 
     #[test]
@@ -561,55 +476,55 @@ mod tests {
                 vec!["daemon-reload", "restart app.socket", "start app.service"],
             ),
             (
-                "4: restart of a socket-activated service with its socket in RuntimeDirectory",
+                "4: a restart asked of a socket-activated service with its socket in RuntimeDirectory",
                 vec![socket_for("gunicorn.socket", "gunicorn.service"), gunicorn_service()],
-                vec![request(Action::Restart, "gunicorn.service")],
+                vec![request(JobAction::Restart, "gunicorn.service")],
                 vec!["stop gunicorn.service", "restart gunicorn.socket"],
             ),
             (
                 "4: ... with RuntimeDirectoryPreserve=yes the socket stays",
                 vec![socket_for("gunicorn.socket", "gunicorn.service"), preserved()],
-                vec![request(Action::Restart, "gunicorn.service")],
+                vec![request(JobAction::Restart, "gunicorn.service")],
                 vec!["stop gunicorn.service"],
             ),
             (
-                "5: a request restarts an active unit",
+                "6: a request restarts an active unit",
                 vec![unit("app.service")],
-                vec![request(Action::Restart, "app.service")],
+                vec![request(JobAction::Restart, "app.service")],
                 vec!["restart app.service"],
             ),
             (
-                "5: a request on an unmanaged unit with no facts counts it active",
+                "6: a request on an unmanaged unit with no facts counts it active",
                 vec![],
-                vec![request(Action::Reload, "nginx.service")],
+                vec![request(JobAction::Reload, "nginx.service")],
                 vec!["reload nginx.service"],
             ),
             (
-                "5: a request does not restart an inactive unit",
+                "6: a request does not restart an inactive unit",
                 vec![inactive(unit("app.service"))],
-                vec![request(Action::Restart, "app.service")],
+                vec![request(JobAction::Restart, "app.service")],
                 vec![],
             ),
             (
-                "5: a unit started in this run is not restarted",
+                "6: a unit started in this run is not restarted",
                 vec![UnitFacts { want_active: Some(true), ..inactive(changed("a.service")) }],
-                vec![request(Action::Restart, "a.service")],
+                vec![request(JobAction::Restart, "a.service")],
                 vec!["daemon-reload", "start a.service"],
             ),
             (
-                "5: restart wins over reload",
+                "6: restart wins over reload",
                 vec![unit("app.service")],
-                vec![request(Action::Reload, "app.service"), request(Action::Restart, "app.service")],
+                vec![request(JobAction::Reload, "app.service"), request(JobAction::Restart, "app.service")],
                 vec!["restart app.service"],
             ),
             (
-                "removed and active: stopped, then daemon-reload",
+                "3: removed and active: stopped, then daemon-reload",
                 vec![UnitFacts { removed: true, files_changed: true, ..unit("old.service") }],
                 vec![],
                 vec!["stop old.service", "daemon-reload"],
             ),
             (
-                "active: false stops, and no restart follows",
+                "3: active: false stops, and no restart follows",
                 vec![UnitFacts { want_active: Some(false), ..changed("a.service") }],
                 vec![],
                 vec!["stop a.service", "daemon-reload"],
@@ -632,7 +547,7 @@ mod tests {
                 vec!["daemon-reload", "restart a.service"],
             ),
             (
-                "4: a changed template restarts its running instances, by name, never itself",
+                "5: a changed template restarts its running instances, by name, never itself",
                 vec![
                     UnitFacts { instances: vec!["g@a.service".into(), "g@b.service".into()], ..template(true) },
                     unit("g@a.service"),
@@ -642,7 +557,7 @@ mod tests {
                 vec!["daemon-reload", "restart g@a.service", "restart g@b.service"],
             ),
             (
-                "4: a template with on_change: reload reloads its instances",
+                "5: a template with on_change: reload reloads its instances",
                 vec![UnitFacts {
                     on_change: OnChange::Reload,
                     instances: vec!["g@a.service".into()],
@@ -652,7 +567,7 @@ mod tests {
                 vec!["daemon-reload", "reload g@a.service"],
             ),
             (
-                "4: a template's new instance is started, not restarted",
+                "5: a template's new instance is started, not restarted",
                 vec![
                     UnitFacts { instances: vec![], ..template(true) },
                     UnitFacts { want_active: Some(true), ..inactive(unit("g@a.service")) },
@@ -663,11 +578,11 @@ mod tests {
             (
                 "5: restart_triggers of a template restart its running instances",
                 vec![UnitFacts { instances: vec!["g@a.service".into()], ..template(false) }],
-                vec![request(Action::Restart, "g@.service")],
+                vec![request(JobAction::Restart, "g@.service")],
                 vec!["restart g@a.service"],
             ),
             (
-                "4: an Accept=yes socket and its template: instances stop, the socket restarts",
+                "5: an Accept=yes socket and its template: instances stop, the socket restarts",
                 vec![
                     unit("echo.socket"),
                     UnitFacts { instances: vec!["echo@1-2.service".into()], ..template_named("echo@.service", true) },
@@ -676,7 +591,7 @@ mod tests {
                 vec!["stop echo@1-2.service", "daemon-reload", "restart echo.socket"],
             ),
             (
-                "4: a changed Accept=yes socket: the template itself is never stopped",
+                "5: a changed Accept=yes socket: the template itself is never stopped",
                 vec![changed("echo.socket"), template_named("echo@.service", false)],
                 vec![],
                 vec!["daemon-reload", "restart echo.socket"],
@@ -695,16 +610,5 @@ mod tests {
         assert_eq!(triggers[0].reason, "app.service: NeedDaemonReload was set by an edit outside converge");
         let triggers = decide(&[socket_for("g.socket", "g.service"), changed("g.service")], &[]);
         assert_eq!(triggers[0].reason, "g.service changed; g.socket starts it on the next connection");
-    }
-
-    #[test]
-    fn notify_parses_and_explains() {
-        assert_eq!(
-            Notify::parse("restart gunicorn.service"),
-            Ok(Notify { action: Action::Restart, unit: "gunicorn.service".into() })
-        );
-        assert!(Notify::parse("bounce nginx.service").unwrap_err().contains("not an action"));
-        assert!(Notify::parse("reload nginx").unwrap_err().contains("nginx.service"));
-        assert!(Notify::parse("nginx.service").unwrap_err().contains("an action and a unit"));
     }
 }

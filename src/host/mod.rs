@@ -23,7 +23,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::host::mode::Mode;
 use crate::host::systemd::{Systemd, UnitStatus};
 
@@ -329,7 +329,7 @@ impl Host {
         if let Some(systemd) = self.systemd.get() {
             return Ok(systemd.as_ref());
         }
-        let systemd = Systemd::connect().map_err(|e| Error::Systemd(e.to_string()))?;
+        let systemd = Systemd::connect()?;
         Ok(self.systemd.get_or_init(|| systemd).as_ref())
     }
 
@@ -344,7 +344,7 @@ impl Host {
         if missing.is_empty() {
             return Ok(());
         }
-        let statuses = systemd.units(&missing).map_err(|e| Error::Systemd(e.to_string()))?;
+        let statuses = systemd.units(&missing)?;
         let mut known = self.units.lock().unwrap();
         for status in statuses {
             known.insert(status.name.clone(), status);
@@ -368,7 +368,7 @@ impl Host {
     /// The running instances of a template, by name; none without a bus.
     pub fn running_instances(&self, template: &str) -> Result<Vec<String>> {
         match self.systemd()? {
-            Some(systemd) => systemd.running_instances(template).map_err(|e| Error::Systemd(e.to_string())),
+            Some(systemd) => Ok(systemd.running_instances(template)?),
             None => Ok(Vec::new()),
         }
     }

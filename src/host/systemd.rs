@@ -236,16 +236,36 @@ pub enum SystemdError {
     Disconnected { units: String },
 }
 
-/// The jobs converge enqueues, displayed as their `systemctl` verbs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The jobs converge enqueues, displayed (and written in playbooks and journals) as their
+/// `systemctl` verbs: what a trigger does to a unit (`notify: "restart app.service"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum JobAction {
-    Start,
     Stop,
-    Restart,
     Reload,
+    Restart,
+    Start,
 }
 
 impl JobAction {
+    /// Every job, as `systemctl` names them.
+    pub const ALL: [JobAction; 4] = [JobAction::Restart, JobAction::Reload, JobAction::Start, JobAction::Stop];
+
+    /// The job a `systemctl` verb names.
+    pub fn parse(word: &str) -> Option<JobAction> {
+        JobAction::ALL.into_iter().find(|action| action.as_str() == word)
+    }
+
+    /// The `systemctl` verb.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobAction::Start => "start",
+            JobAction::Stop => "stop",
+            JobAction::Restart => "restart",
+            JobAction::Reload => "reload",
+        }
+    }
+
     /// The manager method that enqueues this job.
     fn method(self) -> &'static str {
         match self {
@@ -259,12 +279,7 @@ impl JobAction {
 
 impl fmt::Display for JobAction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            JobAction::Start => "start",
-            JobAction::Stop => "stop",
-            JobAction::Restart => "restart",
-            JobAction::Reload => "reload",
-        })
+        f.write_str(self.as_str())
     }
 }
 

@@ -6,14 +6,15 @@
 //!
 //! Kinds import the playbook layer (attributes, templates) and the host; never the output.
 
+pub mod notify;
 pub mod resource;
 pub mod schema;
 
 use std::path::PathBuf;
 
-use crate::engine::trigger::Notify;
 use crate::error::Result;
 use crate::host::{Host, Stat};
+use crate::kinds::notify::Notify;
 use crate::kinds::resource::{Change, Content, Need, Ownership, Provide, Resource, ResourceId};
 use crate::playbook::attrs::Attrs;
 use crate::playbook::table::Table;
@@ -176,7 +177,7 @@ registry! {
     User(user::User) = "user",
     Group(group::Group) = "group",
     Command(command::Command) = "command",
-    Unit(systemd_unit::SystemdUnit) = "unit",
+    Unit(unit::Unit) = "unit",
     Apt(apt::Apt) = "apt",
     NginxSite(nginx_site::NginxSite) = "nginx_site",
     Virtualenv(virtualenv::Virtualenv) = "virtualenv",

@@ -17,10 +17,10 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::engine::trigger::Notify;
 use crate::error::Result;
 use crate::host::Host;
 use crate::kinds::Kind;
+use crate::kinds::notify::Notify;
 use crate::playbook::attrs::Attrs;
 use crate::playbook::table::Table;
 pub use crate::playbook::values::{Ownership, State};

@@ -262,7 +262,7 @@ impl Printer {
         self.line("");
     }
 
-    pub fn warnings(&self, warnings: &[crate::error::PlaybookWarning]) {
+    pub fn warnings(&self, warnings: &[crate::error::PlaybookError]) {
         for warning in warnings {
             self.error(warning);
         }
@@ -356,7 +356,7 @@ pub fn finished_text(f: &crate::kinds::nginx_site::Finished) -> String {
 }
 
 /// The records of an error (one per mistake of a playbook) or a warning: `type` (error or
-/// warning), `kind` (playbook, resource, read, drift, locked, systemd, usage), `message`, and
+/// warning), `kind` (playbook, resource, read, write, lock, drift, locked, systemd, usage), `message`, and
 /// where it points (`file`, `line`, `column`, 1-based) and `help` when it has them.
 pub fn error_records(error: &(dyn miette::Diagnostic + 'static)) -> Vec<Record> {
     records(error, (error as &dyn std::error::Error).downcast_ref::<crate::error::Error>())
@@ -373,10 +373,12 @@ fn records(error: &dyn miette::Diagnostic, typed: Option<&crate::error::Error>) 
     let kind = match typed {
         Some(crate::error::Error::Playbook(_)) | None => DiagnosticKind::Playbook,
         Some(crate::error::Error::Read { .. }) => DiagnosticKind::Read,
+        Some(crate::error::Error::Write { .. }) => DiagnosticKind::Write,
+        Some(crate::error::Error::Lock { .. }) => DiagnosticKind::Lock,
         Some(crate::error::Error::Resource { .. }) => DiagnosticKind::Resource,
         Some(crate::error::Error::Drift { .. }) => DiagnosticKind::Drift,
         Some(crate::error::Error::Locked { .. }) => DiagnosticKind::Locked,
-        Some(crate::error::Error::Systemd(_)) => DiagnosticKind::Systemd,
+        Some(crate::error::Error::Systemd { .. } | crate::error::Error::NoBus) => DiagnosticKind::Systemd,
         Some(crate::error::Error::Usage { .. }) => DiagnosticKind::Usage,
         Some(crate::error::Error::PlanFile { .. }) => DiagnosticKind::PlanFile,
         Some(crate::error::Error::Stopped { .. }) => DiagnosticKind::Stopped,
@@ -393,9 +395,12 @@ fn records(error: &dyn miette::Diagnostic, typed: Option<&crate::error::Error>) 
         Some(crate::error::Error::Resource { id: of, .. } | crate::error::Error::Drift { id: of }) => {
             id = Some(of.to_string())
         }
-        Some(crate::error::Error::Read { path, .. } | crate::error::Error::Locked { path }) => {
-            at.file = Some(path.display().to_string())
-        }
+        Some(
+            crate::error::Error::Read { path, .. }
+            | crate::error::Error::Write { path, .. }
+            | crate::error::Error::Lock { path, .. }
+            | crate::error::Error::Locked { path },
+        ) => at.file = Some(path.display().to_string()),
         _ => {}
     }
     let mut label = None;

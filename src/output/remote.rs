@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::{BOLD, Format, GREEN, Human, Printer, RED, YELLOW, plural};
 use crate::engine::record::{Cached, HostOutput, HostRecord, HostStatus, Record, Upload};
-use crate::remote::report::{HostReport, Mode, Outcome, Status};
+use crate::remote::report::{HostReport, Outcome, RunKind, Status};
 
 impl Printer {
     /// A record of one host's engine: in JSON passed on with a `host` field; for people,
@@ -66,7 +66,7 @@ impl Printer {
     }
 
     /// The end of a host: why it failed, with what the target said; a `host` record in JSON.
-    pub fn host_done(&mut self, label: &str, report: &HostReport, mode: Mode) {
+    pub fn host_done(&mut self, label: &str, report: &HostReport, mode: RunKind) {
         // A plan cut short (the engine failed half way) has no closing record: nothing of it.
         self.hosts.remove(&report.name);
         let status = report.status(mode);
@@ -112,12 +112,12 @@ impl Printer {
     }
 
     /// The closing table: one row per host, then one line.
-    pub fn hosts_summary(&mut self, reports: &[HostReport], mode: Mode) {
+    pub fn hosts_summary(&mut self, reports: &[HostReport], mode: RunKind) {
         if self.format == Format::Json {
             return;
         }
         let width = reports.iter().map(|r| r.name.chars().count()).max().unwrap_or(0).max(4);
-        let changed = if mode == Mode::Plan { "TO CHANGE" } else { "CHANGED" };
+        let changed = if mode == RunKind::Plan { "TO CHANGE" } else { "CHANGED" };
         if self.verbosity >= 0 {
             self.line("");
         }

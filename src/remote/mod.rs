@@ -63,12 +63,14 @@ use std::time::Duration;
 
 use binary::Binary;
 use bundle::Bundle;
-use report::{HostReport, Mode, Outcome, Tally};
+use report::{HostReport, Outcome, RunKind, Tally};
 use session::{Event, Session};
 use target::Target;
 
-/// A target with what it gets: its bundle, and how many resources the playbook has for it.
-pub struct Host {
+/// A remote host of the run: where it is reached (its [`Target`]), what it gets (its bundle), and
+/// how many resources the playbook has for it. (`crate::host::Host` is the machine converge runs
+/// on.)
+pub struct Remote {
     pub target: Target,
     pub bundle: Bundle,
     pub resources: usize,
@@ -76,9 +78,9 @@ pub struct Host {
 
 /// What every host of a run shares.
 pub struct Fleet<'a> {
-    pub hosts: &'a [Host],
+    pub hosts: &'a [Remote],
     pub binary: &'a Binary,
-    pub mode: Mode,
+    pub mode: RunKind,
     /// `--root DIR`, passed to each target's engine.
     pub root: Option<&'a Path>,
     pub ssh_config: Option<&'a Path>,

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use crate::engine::record::Record;
 
-/// What a run asks of each host.
+/// What a run asks of each host's engine (`apply --check` is a plan).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub enum RunKind {
     /// A dry run: the host's plan, with diffs.
     Plan,
     /// Converge the host.
@@ -82,17 +82,21 @@ pub struct HostReport {
 }
 
 impl HostReport {
-    pub fn status(&self, mode: Mode) -> Status {
+    pub fn status(&self, mode: RunKind) -> Status {
         match &self.outcome {
             Outcome::Unreachable(reason) => Status::Failed(format!("unreachable: {reason}")),
             Outcome::Failed(reason) => Status::Failed(reason.clone()),
             Outcome::Interrupted => Status::Interrupted,
             Outcome::Ran { code, stderr } => match (mode, code) {
-                (Mode::Plan, 0) | (Mode::Apply, 0) if self.tally.applied == 0 && self.tally.triggers_ran == 0 => {
-                    if mode == Mode::Plan && self.tally.planned > 0 { Status::Pending } else { Status::Converged }
+                (RunKind::Plan, 0) | (RunKind::Apply, 0) if self.tally.applied == 0 && self.tally.triggers_ran == 0 => {
+                    if mode == RunKind::Plan && self.tally.planned > 0 {
+                        Status::Pending
+                    } else {
+                        Status::Converged
+                    }
                 }
-                (Mode::Apply, 0) => Status::Changed,
-                (Mode::Plan, 2) => Status::Pending,
+                (RunKind::Apply, 0) => Status::Changed,
+                (RunKind::Plan, 2) => Status::Pending,
                 (_, code) => Status::Failed(reason(stderr).unwrap_or_else(|| format!("converge exited with {code}"))),
             },
         }
@@ -106,22 +110,22 @@ impl HostReport {
     }
 
     /// Resources changed (apply) or to change (plan).
-    pub fn changed(&self, mode: Mode) -> usize {
+    pub fn changed(&self, mode: RunKind) -> usize {
         match mode {
-            Mode::Plan => self.tally.planned,
-            Mode::Apply => self.tally.applied,
+            RunKind::Plan => self.tally.planned,
+            RunKind::Apply => self.tally.applied,
         }
     }
 
     /// 1 when the host failed: a resource, a trigger, or the host itself.
-    pub fn failed(&self, mode: Mode) -> usize {
+    pub fn failed(&self, mode: RunKind) -> usize {
         usize::from(matches!(self.status(mode), Status::Failed(_)))
     }
 
-    pub fn triggers(&self, mode: Mode) -> usize {
+    pub fn triggers(&self, mode: RunKind) -> usize {
         match mode {
-            Mode::Plan => self.tally.triggers_planned,
-            Mode::Apply => self.tally.triggers_ran,
+            RunKind::Plan => self.tally.triggers_planned,
+            RunKind::Apply => self.tally.triggers_ran,
         }
     }
 }
@@ -174,29 +178,32 @@ mod tests {
             summary(),
         ];
         let r = report(ran(2), &plan);
-        assert_eq!(r.status(Mode::Plan), Status::Pending);
-        assert_eq!((r.ok(), r.changed(Mode::Plan), r.failed(Mode::Plan), r.triggers(Mode::Plan)), (Some(4), 1, 0, 1));
+        assert_eq!(r.status(RunKind::Plan), Status::Pending);
+        assert_eq!(
+            (r.ok(), r.changed(RunKind::Plan), r.failed(RunKind::Plan), r.triggers(RunKind::Plan)),
+            (Some(4), 1, 0, 1)
+        );
 
         let done =
             [Record::Applied(AppliedRecord { resource: resource(), as_planned: true }), Record::TriggerRan(trigger())];
         let applied = [plan.as_slice(), &done].concat();
         let r = report(ran(0), &applied);
-        assert_eq!(r.status(Mode::Apply), Status::Changed);
-        assert_eq!((r.ok(), r.changed(Mode::Apply), r.triggers(Mode::Apply)), (Some(4), 1, 1));
+        assert_eq!(r.status(RunKind::Apply), Status::Changed);
+        assert_eq!((r.ok(), r.changed(RunKind::Apply), r.triggers(RunKind::Apply)), (Some(4), 1, 1));
 
-        assert_eq!(report(ran(0), &[summary()]).status(Mode::Apply), Status::Converged);
-        assert_eq!(report(ran(0), &[summary()]).status(Mode::Plan), Status::Converged);
+        assert_eq!(report(ran(0), &[summary()]).status(RunKind::Apply), Status::Converged);
+        assert_eq!(report(ran(0), &[summary()]).status(RunKind::Plan), Status::Converged);
 
         let failed =
             report(Outcome::Ran { code: 1, stderr: "  × file:/x: cannot write\n  ╰─▶ denied\n".into() }, &plan);
-        assert_eq!(failed.status(Mode::Apply), Status::Failed("file:/x: cannot write".into()));
-        assert_eq!((failed.ok(), failed.failed(Mode::Apply)), (Some(4), 1));
+        assert_eq!(failed.status(RunKind::Apply), Status::Failed("file:/x: cannot write".into()));
+        assert_eq!((failed.ok(), failed.failed(RunKind::Apply)), (Some(4), 1));
         let early = report(Outcome::Ran { code: 1, stderr: "  × another converge run holds the lock\n".into() }, &[]);
-        assert_eq!((early.ok(), early.failed(Mode::Apply)), (None, 1));
+        assert_eq!((early.ok(), early.failed(RunKind::Apply)), (None, 1));
 
         let down = report(Outcome::Unreachable("ssh: connect to host h port 22: Connection refused".into()), &[]);
         assert_eq!(
-            down.status(Mode::Apply),
+            down.status(RunKind::Apply),
             Status::Failed("unreachable: ssh: connect to host h port 22: Connection refused".into())
         );
         assert_eq!(down.ok(), None);

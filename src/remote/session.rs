@@ -41,7 +41,7 @@ use super::Fleet;
 use super::binary::arch_of_uname;
 use super::bundle::Bundle;
 use super::interrupt::{self, Exit};
-use super::report::{Mode, Outcome, reason};
+use super::report::{Outcome, RunKind, reason};
 use super::ssh::Ssh;
 use super::target::Target;
 use crate::engine::record::Record;
@@ -277,14 +277,14 @@ impl Session<'_> {
     fn run_script(&self) -> String {
         let mut args = vec![
             match self.fleet.mode {
-                Mode::Plan => "plan",
-                Mode::Apply => "apply",
+                RunKind::Plan => "plan",
+                RunKind::Apply => "apply",
             }
             .to_owned(),
             quote(&self.bundle.playbook).into_owned(),
             "--output json --no-color".to_owned(),
         ];
-        if self.fleet.mode == Mode::Apply && self.fleet.lock_wait > 0 {
+        if self.fleet.mode == RunKind::Apply && self.fleet.lock_wait > 0 {
             args.push(format!("--lock-wait {}", self.fleet.lock_wait));
         }
         if let Some(root) = self.fleet.root {

@@ -14,6 +14,7 @@ tests![
     restarting_a_service_whose_runtime_directory_holds_the_socket_leaves_a_live_socket,
     a_unit_that_fails_to_start_fails_the_run_and_is_named,
     triggers_of_a_killed_run_fire_on_the_next,
+    a_journal_of_an_older_converge_still_fires,
     an_absent_unit_is_stopped_disabled_and_removed,
     a_simple_service_that_dies_at_once_fails_the_run_with_its_journal,
     a_service_that_systemd_keeps_restarting_fails_the_run,
@@ -314,6 +315,28 @@ fn triggers_of_a_killed_run_fire_on_the_next() {
     );
     let out = c.apply(&(pair("howdy", "", "") + killer));
     assert!(out.starts_with("No changes."), "{out}");
+}
+
+/// A journal that an older converge left behind, its requests written as `[action, unit,
+/// reason]` arrays, is still honoured: the next run fires its triggers (docs/triggers.md, "The
+/// journal").
+fn a_journal_of_an_older_converge_still_fires() {
+    let c = Container::boot("old-journal");
+    c.apply(&pair("hello", "", ""));
+    let first = c.curl("/run/app/socket");
+    c.sh("mkdir -p /var/lib/converge");
+    c.write(
+        "/var/lib/converge/pending-triggers.json",
+        r#"{"changed_units": [], "requests": [["restart", "app.service", "file:/srv/app/server.py changed"]]}"#,
+    );
+    let out = c.apply(&pair("hello", "", ""));
+    assert!(out.contains("file:/srv/app/server.py changed (in a run that did not finish)"), "{out}");
+    assert!(out.contains("stop app.service: done"), "{out}");
+    assert_ne!(c.curl("/run/app/socket"), first, "a new instance answered");
+    assert!(
+        c.exec(&["test", "-e", "/var/lib/converge/pending-triggers.json"]).status.code() == Some(1),
+        "journal cleared"
+    );
 }
 
 fn an_absent_unit_is_stopped_disabled_and_removed() {

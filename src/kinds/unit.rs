@@ -4,7 +4,7 @@
 //! What it does: writes the unit file and drop-ins atomically, enables, disables, masks or
 //! unmasks it (over D-Bus, or with the `[Install]` symlinks under `--root`, as
 //! `systemctl --root` does). Starting, stopping and restarting are triggers: they run after every
-//! file of the run is written and after the one `daemon-reload` (see engine/trigger.rs).
+//! file of the run is written and after the one `daemon-reload` (docs/triggers.md).
 //! Without `content` it manages only the state of a unit that a package installed
 //! (`unit: nginx.service` with `enabled: true`). `state: absent` stops, disables and removes it.
 //! Why: systemd does not reload unit files by itself; converge knows which units changed and does
@@ -13,15 +13,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::engine::resolve::Resolved;
-use crate::engine::trigger::OnChange;
 use crate::error::{Error, Result};
 use crate::host::mode::Mode;
-use crate::host::systemd::{DEFAULT_SETTLE, UnitStatus};
+use crate::host::systemd::UnitStatus;
 use crate::host::unit_file::{UnitFile, check_unit_name, is_template, template_of};
 use crate::host::{FileKind, Host};
+use crate::kinds::Kind;
 use crate::kinds::resource::{self, Attr, Change, Content, Resource, ResourceId, State};
-use crate::kinds::{AnyResource, Kind};
 use crate::playbook::attrs::Attrs;
 use crate::playbook::table::{CONTENT, STATE, TEMPLATE, Table, Type, attr};
 use crate::playbook::yaml_node::{Node, Span, Value};
@@ -30,8 +28,18 @@ pub const UNIT_DIR: &str = "/etc/systemd/system";
 /// Where packages put their units (a `unit` without content).
 const PACKAGE_UNIT_DIRS: &[&str] = &["/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"];
 
+/// How a unit reacts to a change of its own files (`on_change:`; docs/triggers.md, rule 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnChange {
+    #[default]
+    Restart,
+    Reload,
+    None,
+}
+
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SystemdUnit {
+pub struct Unit {
     pub name: String,
     pub state: State,
     /// The unit file; None manages only the state of a unit installed by a package.
@@ -46,7 +54,7 @@ pub struct SystemdUnit {
     pub restart_triggers: Vec<(ResourceId, Span)>,
     pub reload_triggers: Vec<(ResourceId, Span)>,
     /// `settle:` how long to watch the service after converge starts or restarts it; None for
-    /// the default ([`DEFAULT_SETTLE`]).
+    /// the default ([`crate::host::systemd::DEFAULT_SETTLE`]).
     pub settle: Option<Duration>,
 }
 
@@ -63,9 +71,9 @@ pub struct UnitActual {
     pub active: Option<bool>,
 }
 
-impl SystemdUnit {
+impl Unit {
     /// Builds it; `name` is the kind key's value, rendered (empty when it could not be).
-    fn build(name: String, at: Span, attrs: &mut Attrs) -> Option<SystemdUnit> {
+    fn build(name: String, at: Span, attrs: &mut Attrs) -> Option<Unit> {
         let state = attrs.state();
         let inline = attrs.string("content");
         let template = attrs.node("template").and_then(|node| {
@@ -187,7 +195,7 @@ impl SystemdUnit {
                 "masking links the unit to /dev/null: drop `masked: true` or the other attributes",
             );
         }
-        Some(SystemdUnit {
+        Some(Unit {
             name,
             state,
             content,
@@ -203,8 +211,8 @@ impl SystemdUnit {
     }
 
     /// A unit that the playbook does not manage (named only by a trigger).
-    pub fn unmanaged() -> SystemdUnit {
-        SystemdUnit {
+    pub fn unmanaged() -> Unit {
+        Unit {
             name: String::new(),
             state: State::Present,
             content: None,
@@ -345,15 +353,6 @@ impl SystemdUnit {
     }
 }
 
-/// How long to watch `unit` after starting or restarting it: its `settle:`, or the default.
-pub fn settle_time(resolved: &Resolved, unit: &str) -> Duration {
-    let managed = resolved.entries.iter().find_map(|entry| match &entry.resource {
-        AnyResource::Unit(u) if u.name == unit => Some(u.settle),
-        _ => None,
-    });
-    managed.flatten().unwrap_or(DEFAULT_SETTLE)
-}
-
 /// A duration as `settle:` takes it: seconds (`2`, `1.5`, `2s`) or milliseconds (`500ms`), at
 /// most an hour.
 pub fn parse_duration(text: &str) -> Option<Duration> {
@@ -393,7 +392,7 @@ pub fn observed_state(status: &UnitStatus) -> (Option<bool>, bool, bool) {
     (enabled, masked, active)
 }
 
-impl Resource for SystemdUnit {
+impl Resource for Unit {
     type Actual = UnitActual;
 
     const KIND: Kind = Kind::Unit;
@@ -416,9 +415,9 @@ impl Resource for SystemdUnit {
         ],
     };
 
-    fn from_attrs(name: &Node, attrs: &mut Attrs) -> Option<SystemdUnit> {
+    fn from_attrs(name: &Node, attrs: &mut Attrs) -> Option<Unit> {
         let unit = attrs.render_string(Self::KIND.name(), name);
-        let resource = SystemdUnit::build(unit.clone().unwrap_or_default(), name.span, attrs)?;
+        let resource = Unit::build(unit.clone().unwrap_or_default(), name.span, attrs)?;
         unit.map(|_| resource)
     }
 
@@ -574,8 +573,8 @@ impl Resource for SystemdUnit {
 mod tests {
     use super::*;
 
-    fn unit() -> SystemdUnit {
-        SystemdUnit {
+    fn unit() -> Unit {
+        Unit {
             name: "gunicorn.service".into(),
             state: State::Present,
             content: Some(Content::from("[Service]\nExecStart=/bin/true\n")),

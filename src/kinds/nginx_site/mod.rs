@@ -10,18 +10,20 @@
 //! `state: absent` removes both the file and the link.
 //!
 //! Between the write and nginx's verdict the site is recorded in the nginx site journal
-//! (`journal::SITE_PATH`), saved before anything is written, with what to put back: the previous
+//! ([`journal::SITE_PATH`]), saved before anything is written, with what to put back: the previous
 //! file's bytes, mode and owner, the previous links (or their absence). A run killed during
 //! `nginx -t` leaves it behind; the next `apply` finishes it first ([`finish_interrupted`]):
 //! nginx is asked again, and the site is kept or the recorded one put back, mode and owner too.
 //! Until then `plan` shows the site as not yet tested, never as converged.
 
+pub mod journal;
+
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 
-use crate::engine::journal::{self, Bytes, Entry, SiteInTest};
-use crate::engine::trigger::{Action, Notify};
+use crate::host::systemd::JobAction;
+use crate::kinds::notify::Notify;
 use crate::error::{Error, Result};
 use crate::host::mode::Mode;
 use crate::host::{FileKind, Host};
@@ -30,6 +32,7 @@ use crate::kinds::resource::{Attr, Change, Content, Need, Resource, ResourceId, 
 use crate::playbook::attrs::Attrs;
 use crate::playbook::table::{CONTENT, STATE, TEMPLATE, Table, Type, attr};
 use crate::playbook::yaml_node::{Node, Span};
+use journal::{Bytes, Entry, SiteInTest};
 
 const AVAILABLE: &str = "/etc/nginx/sites-available";
 const ENABLED: &str = "/etc/nginx/sites-enabled";
@@ -277,7 +280,7 @@ impl Resource for NginxSite {
 
     /// A changed site reloads nginx, or starts it when it is not running.
     fn implicit_notify(&self) -> Vec<Notify> {
-        [Action::Reload, Action::Start]
+        [JobAction::Reload, JobAction::Start]
             .into_iter()
             .map(|action| Notify { action, unit: "nginx.service".into() })
             .collect()
