@@ -1,4 +1,5 @@
 //! One file per subcommand; each sequences the pipeline's stages and returns the exit code.
+//! The top layer: it may import every other; nothing imports it but `lib.rs`.
 
 pub mod apply;
 pub mod docs;

@@ -73,14 +73,24 @@ pub fn run(
 
     let width = targets.iter().map(|t| t.name.chars().count()).max().unwrap_or(0);
     let label = |i: usize| format!("{:width$} | ", targets[i].name);
+    // A spinner per host while its binary uploads (a terminal only; output::progress decides).
+    let mut uploading: std::collections::HashMap<usize, crate::output::progress::Spinner> = Default::default();
     let reports = fleet.converge(|event, report| match event {
+        Event::Uploading { host, bytes } => {
+            let what = format!("{}: uploading converge ({:.1} MB)", targets[*host].name, *bytes as f64 / 1_000_000.0);
+            uploading.insert(*host, crate::output::progress::spinner(what));
+        }
         Event::Record { host, record } => printer.host_record(&label(*host), &targets[*host].name, record.clone()),
         Event::Text { host, line } => printer.host_text(&label(*host), &targets[*host].name, line),
         Event::Uploaded { host, path, bytes, untrusted } => {
+            uploading.remove(host);
             printer.host_binary(&label(*host), &targets[*host].name, path, Some((*bytes, untrusted.as_deref())))
         }
         Event::Cached { host, path } => printer.host_binary(&label(*host), &targets[*host].name, path, None),
-        Event::Done { host, .. } => printer.host_done(&label(*host), report, run_kind),
+        Event::Done { host, .. } => {
+            uploading.remove(host);
+            printer.host_done(&label(*host), report, run_kind)
+        }
     });
     printer.hosts_summary(&reports, run_kind);
 

@@ -4,8 +4,9 @@
 //! restarts across runs, `saved` and `runs` keep reviewed plans and what each run changed (for rollback), `lock`
 //! keeps two runs apart and `stop` lets SIGTERM end a run between steps.
 //!
-//! It uses the kinds, the playbook layer and the Host; it must not print: it reports records
-//! (`record`) to a `record::Sink`, which output/ implements.
+//! It uses the kinds, the playbook layer and the Host; it never imports output/, remote/ or the
+//! command line, and must not print: it reports records (`record`) to a `record::Sink`, which
+//! output/ implements.
 
 pub mod apply;
 pub mod graph;

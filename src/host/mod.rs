@@ -6,6 +6,9 @@
 //! paths, user and group names (DIR/etc/passwd, DIR/etc/group) all resolve inside DIR, and a
 //! symlink inside it resolves as it would after a chroot. Without it, accounts are looked up
 //! through NSS (nix), so users from LDAP or sssd count too.
+//!
+//! The bottom layer: it imports nothing of converge but `error.rs` (no playbook, kinds, engine
+//! or output); what it must know of them comes in as arguments.
 
 mod fs;
 pub mod mode;

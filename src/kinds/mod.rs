@@ -4,7 +4,8 @@
 //! them all. Adding a kind: its file (its struct, its attribute [`Table`], `impl Resource`) and
 //! one line in `registry!`.
 //!
-//! Kinds import the playbook layer (attributes, templates) and the host; never the output.
+//! Kinds import the playbook layer (attributes, templates) and the host; never the engine, the
+//! output, remote/ or the command line.
 
 pub mod notify;
 pub mod resource;

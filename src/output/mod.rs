@@ -4,6 +4,9 @@
 //! (`+ create`, `~ update`, `- remove`, a unified diff under each content change, a closing
 //! "Plan: ..." line). Remote hosts' records pass the same renderer (`remote.rs`). Output is
 //! deterministic: no timestamps, no PIDs, in playbook order.
+//!
+//! It reads the engine's records and remote/'s reports; nothing below it imports it (the
+//! engine and remote/ report through `record::Sink` and `remote::session::Event`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;

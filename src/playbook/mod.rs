@@ -1,6 +1,7 @@
 //! The playbook layer: a playbook file read into a YAML tree whose nodes keep their spans
 //! (`load`, here), the attribute readers the kinds use (`attrs`), templates, modules and secret
-//! values (`redact`). It knows nothing of the engine, the kinds or the output.
+//! values (`redact`). It imports only the host (and `error.rs`): never the kinds, the engine,
+//! the output, remote/ or the command line.
 
 pub mod attrs;
 pub mod module;

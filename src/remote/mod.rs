@@ -42,9 +42,13 @@
 //! - **Ctrl-C** (`interrupt.rs`) stops the local ssh processes and closes the master
 //!   connections, skips hosts not yet started and still prints the summary. On each target the
 //!   engine reads nothing but notices the connection go (the run script watches its stdin) and
-//!   is sent SIGTERM, on which it stops between two of its atomic steps (`stop.rs`): every file it wrote is whole (old
-//!   or new), and the triggers its changes owe are in the journal, which the next run fires. A
+//!   is sent SIGTERM, on which it stops between two of its atomic steps (engine/stop.rs): every
+//!   file it wrote is whole (old or new), and the triggers its changes owe are in the journal, which the next run fires. A
 //!   program it had started (a `command`, apt) finishes on its own; nothing after it starts.
+//!
+//! remote/ imports the engine (to resolve and bundle a playbook), the playbook layer and the
+//! host; never output/ or the command line: sessions report `session::Event`s, which
+//! commands/remote.rs hands to output/.
 
 pub mod binary;
 pub mod bundle;
@@ -142,7 +146,10 @@ impl Fleet<'_> {
                         reports[*host].elapsed = *elapsed;
                         *host
                     }
-                    Event::Uploaded { host, .. } | Event::Cached { host, .. } | Event::Text { host, .. } => *host,
+                    Event::Uploading { host, .. }
+                    | Event::Uploaded { host, .. }
+                    | Event::Cached { host, .. }
+                    | Event::Text { host, .. } => *host,
                 };
                 event(&e, &reports[host]);
             }

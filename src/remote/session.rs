@@ -49,6 +49,11 @@ use crate::engine::record::Record;
 /// What a session reports as it goes.
 #[derive(Debug)]
 pub enum Event {
+    /// The binary is being sent to the host (`bytes` of it); `Uploaded` or `Done` follows.
+    Uploading {
+        host: usize,
+        bytes: u64,
+    },
     /// The binary was sent to the host.
     Uploaded {
         host: usize,
@@ -148,7 +153,7 @@ impl Session<'_> {
                 )));
             }
         }
-        self.upload(ssh)?;
+        self.upload(ssh, events)?;
         let _ = events.send(Event::Uploaded { host: self.host, path, bytes: self.fleet.binary.size, untrusted });
         match self.run_engine(ssh, events, false)? {
             Engine::Ran(outcome) => Ok(outcome),
@@ -226,7 +231,7 @@ impl Session<'_> {
         )
     }
 
-    fn upload(&self, ssh: &Ssh) -> Result<(), Stop> {
+    fn upload(&self, ssh: &Ssh, events: &Sender<Event>) -> Result<(), Stop> {
         let sha = quote(&self.fleet.binary.sha256);
         let size = self.fleet.binary.size;
         let script = format!(
@@ -248,11 +253,7 @@ impl Session<'_> {
             prelude = self.prelude()
         );
         let path = self.fleet.binary.path.clone();
-        let _spinner = crate::output::progress::spinner(format!(
-            "{}: uploading converge ({:.1} MB)",
-            self.target.name,
-            size as f64 / 1_000_000.0
-        ));
+        let _ = events.send(Event::Uploading { host: self.host, bytes: size });
         let (status, stderr) = exchange(
             ssh,
             &script,
