@@ -4,6 +4,7 @@
 //! `sysctl -p FILE` so that the kernel has the value now; systemd-sysctl.service applies the
 //! file again at every boot. Under `--root` it only writes the file (the image's first boot
 //! applies it). `state: absent` removes the file and leaves the running kernel's value alone.
+//! When the kernel refuses the value, the file is put back as it was and the run fails.
 //! The plan compares the file, not the kernel's current value.
 
 use std::path::{Path, PathBuf};
@@ -162,7 +163,7 @@ impl Resource for Sysctl {
         if host.root().is_some() {
             return Ok(()); // an offline root: its first boot applies the file
         }
-        let argv = [std::ffi::OsString::from("sysctl"), "-p".into(), path.into_os_string()];
+        let argv = [std::ffi::OsString::from("sysctl"), "-p".into(), path.clone().into_os_string()];
         let output = host
             .program(&argv)
             .env("LC_ALL", "C")
@@ -171,8 +172,26 @@ impl Resource for Sysctl {
             .output()
             .map_err(|e| self.error("cannot run sysctl", e))?;
         if !output.status.success() {
+            // A value the kernel refuses must not be applied at every boot: the file goes back
+            // to what it was (or away), and the error says so.
+            let before = changes.iter().find_map(|c| match c {
+                Change::Content { from, .. } => Some(from.clone()),
+                _ => None,
+            });
+            let restored = match before.flatten() {
+                Some(old @ Content::Bytes(_)) => host.write_system_file(&path, old.bytes(), Mode(0o644)),
+                Some(Content::Large { .. }) => Ok(()), // never ours: it was over 64 MiB
+                None => host.remove(&path),
+            };
             let stderr = String::from_utf8_lossy(&output.stderr);
-            return Err(Error::resource(self.id(), format!("sysctl -p failed ({}): {}", output.status, stderr.trim())));
+            let what = match restored {
+                Ok(()) => format!("{} is as it was", path.display()),
+                Err(e) => format!("{} could not be put back: {e}", path.display()),
+            };
+            return Err(Error::resource(
+                self.id(),
+                format!("sysctl -p failed ({}): {}; {what}", output.status, stderr.trim()),
+            ));
         }
         Ok(())
     }

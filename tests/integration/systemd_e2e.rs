@@ -7,6 +7,7 @@ use std::process::Output;
 
 
 tests![
+    a_sysctl_is_written_and_applied_to_the_running_kernel,
     a_new_socket_service_pair_is_enabled_listening_and_activates,
     a_changed_service_is_reloaded_once_and_serves_anew,
     a_changed_socket_is_restarted,
@@ -601,4 +602,32 @@ fn a_timer_is_enabled_and_active_and_its_service_is_not_started() {
     assert!(next.contains("04:00:00"), "{next}");
     assert_eq!(c.show("backup.service", "ActiveState"), "inactive");
     assert!(c.apply(&backup("04")).starts_with("No changes."));
+}
+
+/// `sysctl:` on a live host: the file in /etc/sysctl.d and the running kernel's value (the
+/// container's own network namespace, so net.* is its to change), then a no-op, then a change.
+fn a_sysctl_is_written_and_applied_to_the_running_kernel() {
+    let c = Container::boot("sysctl");
+    let forward = |value: &str| format!("resources:\n  - sysctl: net.ipv4.ip_forward\n    value: \"{value}\"\n");
+    assert_eq!(c.sh("cat /proc/sys/net/ipv4/ip_forward"), "0", "the container starts without forwarding");
+    let out = c.apply(&forward("1"));
+    assert!(out.contains("+ sysctl:net.ipv4.ip_forward (create)"), "{out}");
+    assert_eq!(c.sh("cat /proc/sys/net/ipv4/ip_forward"), "1", "applied at once, not at the next boot");
+    assert_eq!(
+        c.sh("cat /etc/sysctl.d/net.ipv4.ip_forward.conf"),
+        "# Managed by converge.\nnet.ipv4.ip_forward = 1",
+        "and kept for every boot"
+    );
+    assert_eq!(c.sh("stat -c '%a %U' /etc/sysctl.d/net.ipv4.ip_forward.conf"), "644 root");
+    assert!(c.apply(&forward("1")).starts_with("No changes."));
+    c.apply(&forward("0"));
+    assert_eq!(c.sh("cat /proc/sys/net/ipv4/ip_forward"), "0");
+    // A value the kernel refuses fails the run with sysctl's own words, and the file is put back
+    // (it would be applied at every boot).
+    let (code, _, err) = c.converge(&["apply"], "resources:\n  - sysctl: net.ipv4.ip_forward\n    value: \"banana\"\n");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("sysctl -p failed") && err.contains("net.ipv4.ip_forward"), "{err}");
+    assert!(err.contains("is as it was"), "{err}");
+    assert_eq!(c.sh("cat /etc/sysctl.d/net.ipv4.ip_forward.conf"), "# Managed by converge.\nnet.ipv4.ip_forward = 0");
+    assert_eq!(c.sh("cat /proc/sys/net/ipv4/ip_forward"), "0");
 }
