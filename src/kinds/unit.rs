@@ -81,6 +81,38 @@ impl Unit {
             attrs.templates().render_file(&relative, node.span).map_err(|e| attrs.errors.push(e)).ok()
         });
         attrs.one_of(&["content", "template"], false, at);
+        let dropins = Self::dropins(attrs);
+        let enabled = attrs.bool("enabled");
+        let active = attrs.bool("active");
+        let masked = attrs.bool("masked");
+        let on_change = Self::on_change(attrs);
+        let restart_triggers = Self::ids(attrs, "restart_triggers");
+        let reload_triggers = Self::ids(attrs, "reload_triggers");
+        let settle = Self::settle(attrs);
+
+        if let Err(why) = check_unit_name(&name) {
+            attrs.error(at, format!("`{name}` is not a unit name: it {why}"), "not a unit name", unit_name_help(&name));
+        }
+        let content = inline.or(template).map(|text| Content::from(text.as_str()));
+        let unit = Unit {
+            name,
+            state,
+            content,
+            dropins,
+            enabled,
+            active,
+            masked,
+            on_change,
+            restart_triggers,
+            reload_triggers,
+            settle,
+        };
+        unit.check_combination(at, attrs);
+        Some(unit)
+    }
+
+    /// `dropins:`, a mapping of `NAME.conf` to content, sorted by name.
+    fn dropins(attrs: &mut Attrs) -> Vec<(String, Content)> {
         let mut dropins = Vec::new();
         if let Some(node) = attrs.node("dropins") {
             match &node.value {
@@ -107,12 +139,14 @@ impl Unit {
                     "write `dropins: {override.conf: \"[Service]\\n...\"}`",
                 ),
             }
-        }
-        dropins.sort_by(|a, b| a.0.cmp(&b.0));
-        let enabled = attrs.bool("enabled");
-        let active = attrs.bool("active");
-        let masked = attrs.bool("masked");
-        let on_change = match attrs.node("on_change") {
+    }
+    dropins.sort_by(|a, b| a.0.cmp(&b.0));
+    dropins
+    }
+
+    /// `on_change:` restart (the default), reload or none.
+    fn on_change(attrs: &mut Attrs) -> OnChange {
+        match attrs.node("on_change") {
             None => OnChange::Restart,
             Some(node) => match attrs.render_string("on_change", node).as_deref() {
                 Some("restart") | None => OnChange::Restart,
@@ -130,20 +164,24 @@ impl Unit {
                     OnChange::Restart
                 }
             },
-        };
-        let ids = |attrs: &mut Attrs, key| {
-            let ids = attrs.strings(key).into_iter().filter_map(|(text, span)| match text.parse::<ResourceId>() {
-                Ok(id) => Some((id, span)),
-                Err(why) => {
-                    attrs.error(span, format!("`{text}` is not an id"), "not kind:name", why.to_string());
-                    None
-                }
-            });
-            ids.collect()
-        };
-        let restart_triggers = ids(attrs, "restart_triggers");
-        let reload_triggers = ids(attrs, "reload_triggers");
-        let settle = attrs.node("settle").and_then(|node| {
+    }
+    }
+
+    /// The ids listed under `key` (`restart_triggers`, `reload_triggers`).
+    fn ids(attrs: &mut Attrs, key: &'static str) -> Vec<(ResourceId, Span)> {
+        let ids = attrs.strings(key).into_iter().filter_map(|(text, span)| match text.parse::<ResourceId>() {
+            Ok(id) => Some((id, span)),
+            Err(why) => {
+                attrs.error(span, format!("`{text}` is not an id"), "not kind:name", why.to_string());
+                None
+            }
+        });
+        ids.collect()
+    }
+
+    /// `settle:`, how long a started unit is watched (a number of seconds, or `2s`, `500ms`).
+    fn settle(attrs: &mut Attrs) -> Option<Duration> {
+        attrs.node("settle").and_then(|node| {
             let text = match &node.value {
                 Value::Int(_) | Value::Float(_) => Some(node.source(&attrs.templates().source().text).to_owned()),
                 _ => attrs.render_string("settle", node),
@@ -158,13 +196,15 @@ impl Unit {
                 );
             }
             parsed
-        });
+        })
+    }
 
-        if let Err(why) = check_unit_name(&name) {
-            attrs.error(at, format!("`{name}` is not a unit name: it {why}"), "not a unit name", unit_name_help(&name));
-        }
-        let content = inline.or(template).map(|text| Content::from(text.as_str()));
-        if is_template(&name) && (enabled.is_some() || active.is_some()) {
+    /// The attributes that contradict each other or the unit's name (a template, an instance,
+    /// a masked unit).
+    fn check_combination(&self, at: Span, attrs: &mut Attrs) {
+        let Unit { name, content, enabled, active, masked, .. } = self;
+        let (enabled, active, masked) = (*enabled, *active, *masked);
+        if is_template(name) && (enabled.is_some() || active.is_some()) {
             let instance = name.replacen("@.", "@one.", 1);
             attrs.error(
                 at,
@@ -174,40 +214,27 @@ impl Unit {
                     "drop `enabled`/`active` here and manage each instance: `- unit: {instance}` with `enabled: true` and `active: true`"
                 ),
             );
-        }
-        if let Some(template) = template_of(&name)
-            && content.is_some()
-        {
-            attrs.error(
-                at,
-                format!("`{name}` is an instance of `{template}`: it takes its unit file from the template"),
-                "an instance with content",
-                format!(
-                    "put the content on `- unit: {template}` and keep only `enabled`/`active` (and `dropins`) on the instance"
-                ),
-            );
-        }
-        if masked == Some(true) && (content.is_some() || active == Some(true) || enabled == Some(true)) {
-            attrs.error(
-                at,
-                "a masked unit cannot have content, be enabled or be active",
-                "contradicting attributes",
-                "masking links the unit to /dev/null: drop `masked: true` or the other attributes",
-            );
-        }
-        Some(Unit {
-            name,
-            state,
-            content,
-            dropins,
-            enabled,
-            active,
-            masked,
-            on_change,
-            restart_triggers,
-            reload_triggers,
-            settle,
-        })
+    }
+    if let Some(template) = template_of(name)
+        && content.is_some()
+    {
+        attrs.error(
+            at,
+            format!("`{name}` is an instance of `{template}`: it takes its unit file from the template"),
+            "an instance with content",
+            format!(
+                "put the content on `- unit: {template}` and keep only `enabled`/`active` (and `dropins`) on the instance"
+            ),
+        );
+    }
+    if masked == Some(true) && (content.is_some() || active == Some(true) || enabled == Some(true)) {
+        attrs.error(
+            at,
+            "a masked unit cannot have content, be enabled or be active",
+            "contradicting attributes",
+            "masking links the unit to /dev/null: drop `masked: true` or the other attributes",
+        );
+    }
     }
 
     /// A unit that the playbook does not manage (named only by a trigger).
