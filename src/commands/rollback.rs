@@ -86,6 +86,7 @@ pub fn run(to: Option<u64>, check: bool, keep_runs: usize, settings: &Settings, 
             content: None,
             ownership: Default::default(),
             mode: None,
+            validate: None,
         });
         stored.capture(&host, &id, &file, false)?;
     }

@@ -10,6 +10,7 @@
 pub mod notify;
 pub mod resource;
 pub mod schema;
+pub mod validate;
 
 use std::path::PathBuf;
 
