@@ -217,8 +217,8 @@ impl Host {
     /// its final owner and mode, written and fsynced, then renamed over the target, and the
     /// directory fsynced. A reader (or a crash) sees the old file or the new one, never a part.
     pub fn write_atomic(&self, path: &Path, content: &[u8], mode: Mode, uid: u32, gid: u32) -> io::Result<()> {
-        let written = self.write_checked(path, content, (mode, uid, gid), |_| Ok::<(), Infallible>(()))?;
-        Ok(written.unwrap_or_else(|never| match never {}))
+        let Ok(()) = self.write_checked(path, content, (mode, uid, gid), |_| Ok::<(), Infallible>(()))?;
+        Ok(())
     }
 
     /// [`Host::write_atomic`] of a candidate that `check` must accept first (a checker such as
