@@ -92,21 +92,23 @@ pub fn write(
             validate.check(host, at)
         })
         .map_err(io)?;
-    verdict.map_err(|failure| Error::resource(id, refusal(validate, &failure, path, candidate.as_deref())))
+    let shown = |c: &Path| shell_words::join(validate.argv_for(c).iter().map(|a| a.to_string_lossy()));
+    let shown = candidate.as_deref().map(shown).unwrap_or_else(|| shell_words::join(&validate.argv));
+    verdict.map_err(|failure| Error::resource(id, refusal(&shown, &failure, path)))
 }
 
-/// What a refusal says: the checker, how it ended and what it said (of the candidate), and that
-/// the file was left alone.
-fn refusal(validate: &Validate, failure: &Failure, path: &Path, candidate: Option<&Path>) -> String {
-    let shown = shell_words::join(&validate.argv);
+/// What a refusal says: the checker as it ran, how it ended and what it said, and that the file
+/// was left alone.
+fn refusal(shown: &str, failure: &Failure, path: &Path) -> String {
     let kept = format!("{} was left as it was", path.display());
     match failure {
         Failure::Start { error, .. } => format!("cannot run `{shown}` to check the new content: {error}; {kept}"),
         Failure::Streamed(status) => format!("`{shown}` refused the new content ({status}); {kept}"),
+        Failure::Said { status, said } if said.is_empty() => {
+            format!("`{shown}` refused the new content ({status}), saying nothing; {kept}")
+        }
         Failure::Said { status, said } => {
-            let at = candidate.map(|c| format!(" (it checked {})", c.display())).unwrap_or_default();
-            let said = if said.is_empty() { "(nothing)".to_owned() } else { said.replace('\n', "\n  ") };
-            format!("`{shown}` refused the new content ({status}); {kept}. It said{at}:\n  {said}")
+            format!("`{shown}` refused the new content ({status}); {kept}. It said:\n  {}", said.replace('\n', "\n  "))
         }
     }
 }

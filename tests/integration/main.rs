@@ -61,6 +61,8 @@ suite![
     convergence,
     errors,
     files,
+    lines,
+    lines_e2e,
     modules,
     nginx,
     nginx_e2e,
