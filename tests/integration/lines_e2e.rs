@@ -10,6 +10,7 @@ tests![
     sshd_refuses_a_broken_line_and_the_file_stays_as_it_was,
     two_lines_in_sshd_config_are_one_write_checked_once_then_a_no_op,
     visudo_refuses_a_broken_sudoers_drop_in_and_the_old_one_stays,
+    the_readme_examples_work_as_written,
 ];
 
 const SSHD_CONFIG: &str = "/etc/ssh/sshd_config";
@@ -109,4 +110,40 @@ fn visudo_refuses_a_broken_sudoers_drop_in_and_the_old_one_stays() {
     assert_eq!(state_of(&container, drop_in), before, "the old drop-in stays, byte for byte");
     assert!(container.sh("visudo -c").contains("parsed OK"));
     assert!(container.apply(&playbook(":")).starts_with("No changes."));
+}
+
+/// The README's example that starts with `first_line`, as a playbook.
+fn readme_example(first_line: &str) -> String {
+    let readme = include_str!("../../README.md");
+    let start = readme.find(&format!("```yaml\n{first_line}\n")).expect("the example is in the README") + 8;
+    let example = &readme[start..start + readme[start..].find("```").unwrap()];
+    let items: Vec<String> = example.lines().map(|line| format!("  {line}\n")).collect();
+    format!("resources:\n{}", items.concat())
+}
+
+fn the_readme_examples_work_as_written() {
+    let container = Container::boot("the_readme_examples_work");
+    let sshd = readme_example("- line_in_file: /etc/ssh/sshd_config");
+    let plan = container.converge(&["plan"], &sshd).1;
+    let diffs = plan.split_once("~ line_in_file:/etc/ssh/sshd_config (update)\n").expect("planned").1;
+    let shown = diffs.split("\n\n").next().unwrap();
+    // The README shows Debian 12's file (13's comments differ).
+    let readme = include_str!("../../README.md");
+    assert!(crate::support::suite() != "bookworm" || readme.contains(shown), "the README shows the plan:\n{plan}");
+    let out = container.apply(&sshd);
+    assert!(out.contains("reload ssh.service"), "{out}");
+    let effective = container.sh("sshd -T | grep -iE '^(passwordauthentication|permitrootlogin) ' | sort");
+    // sshd -T names prohibit-password by its older name on OpenSSH 9.
+    let effective = effective.replace("without-password", "prohibit-password");
+    assert_eq!(effective, "passwordauthentication no\npermitrootlogin prohibit-password");
+    assert!(container.apply(&sshd).starts_with("No changes."));
+
+    let sudoers = readme_example("- file: /etc/sudoers.d/deploy");
+    container.apply(&sudoers);
+    assert_eq!(container.sh("stat -c '%a %U:%G' /etc/sudoers.d/deploy"), "440 root:root");
+    assert!(container.sh("visudo -c").contains("parsed OK"));
+    let broken = sudoers.replace("NOPASSWD:", "NOPASSWD");
+    let (code, _, err) = container.converge(&["apply"], &broken);
+    assert_eq!(code, 1, "{err}");
+    assert!(flat(&err).contains("/etc/sudoers.d/deploy was left as it was. It said:"), "{err}");
 }
