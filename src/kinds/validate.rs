@@ -64,9 +64,10 @@ impl Validate {
         self.argv.iter().map(|arg| OsString::from(arg.replace(CANDIDATE, &path))).collect()
     }
 
-    /// Runs it on `candidate` (inside the root under `--root`); how it refused, if it did.
-    fn check(&self, host: &Host, candidate: &Path) -> std::result::Result<(), Failure> {
-        host.program(&self.argv_for(candidate)).env("LC_ALL", "C").run(false)
+    /// Runs it on `candidate` (inside the root under `--root`); what its refusal says of `path`.
+    fn check(&self, host: &Host, candidate: &Path, path: &Path) -> std::result::Result<(), String> {
+        let program = host.program(&self.argv_for(candidate)).env("LC_ALL", "C");
+        program.run(false).map_err(|failure| refusal(&program.shown(), &failure, path))
     }
 }
 
@@ -85,16 +86,8 @@ pub fn write(
     let Some(validate) = validate else {
         return host.write_atomic(path, content, meta.0, meta.1, meta.2).map_err(io);
     };
-    let mut candidate = None;
-    let verdict = host
-        .write_checked(path, content, meta, |at| {
-            candidate = Some(at.to_owned());
-            validate.check(host, at)
-        })
-        .map_err(io)?;
-    let shown = |c: &Path| shell_words::join(validate.argv_for(c).iter().map(|a| a.to_string_lossy()));
-    let shown = candidate.as_deref().map(shown).unwrap_or_else(|| shell_words::join(&validate.argv));
-    verdict.map_err(|failure| Error::resource(id, refusal(&shown, &failure, path)))
+    let checked = host.write_checked(path, content, meta, |candidate| validate.check(host, candidate, path));
+    checked.map_err(io)?.map_err(|refusal| Error::resource(id, refusal))
 }
 
 /// What a refusal says: the checker as it ran, how it ended and what it said, and that the file
