@@ -60,8 +60,10 @@ pub enum Anchor {
     /// At the end of the file.
     End,
     /// Right after the first line the pattern finds (at the end when it finds none).
+    #[serde(rename = "insert_after")]
     After(Pattern),
     /// Right before the first line the pattern finds (at the end when it finds none).
+    #[serde(rename = "insert_before")]
     Before(Pattern),
 }
 
@@ -72,16 +74,23 @@ pub enum Finder {
     /// Every line equal to this one.
     Line(String),
     /// Every line the pattern finds.
+    #[serde(rename = "match")]
     Pattern(Pattern),
 }
 
-/// One `line_in_file` entry: what it makes of the file.
+/// One `line_in_file` entry: what it makes of the file (kept in saved plans with the playbook's
+/// words: `match`, `insert_after`, `insert_before`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Edit {
     /// `line` is in the file: it replaces the first line `pattern` finds; else, when no line is
     /// equal to it, it is inserted at `anchor`.
-    Ensure { line: String, pattern: Option<Pattern>, anchor: Anchor },
+    Ensure {
+        line: String,
+        #[serde(rename = "match")]
+        pattern: Option<Pattern>,
+        anchor: Anchor,
+    },
     /// No line of the file is one the finder finds.
     Remove(Finder),
 }
