@@ -4,6 +4,7 @@ use crate::cli::Settings;
 use crate::engine::lock::lock;
 use crate::engine::record::{HistoryEntry, NotRestored, Record, Restore, RollbackDone, RollbackPlan, RunRecord};
 use crate::engine::runs::{self, Recorder, describe};
+use crate::engine::{journal, rollback};
 use crate::error::{Error, Result};
 use crate::output::Printer;
 
@@ -71,76 +72,47 @@ pub fn run(to: Option<u64>, check: bool, keep_runs: usize, settings: &Settings, 
     crate::engine::stop::catch();
     // The state now of what is put back, so that the rollback can itself be rolled back.
     let mut recorder = Recorder::default();
-    let mut before = Vec::new();
-    for step in &steps {
-        recorder.before.push(runs::PathBefore { path: step.path.clone(), before: step.now.clone() });
-        before.push(step.path.clone());
+    recorder.capture_restored(&host, &steps)?;
+    // Its triggers, by the rules of an apply, journaled until they ran (docs/triggers.md, rule 8).
+    let (mut pending, removed) = rollback::pending(&steps);
+    pending.merge(&journal::load(&host)?);
+    let systemd = host.systemd()?;
+    let journaled = systemd.is_some() && !pending.is_empty();
+    if journaled {
+        journal::save(&host, &pending)?;
     }
-    // A file's content now is stored too (state_of without storing only digested it).
-    let mut stored = Recorder::default();
-    for path in &before {
-        let id = crate::kinds::resource::ResourceId::path(crate::kinds::Kind::File, path);
-        let file = crate::kinds::AnyResource::File(crate::kinds::File {
-            path: path.clone(),
-            state: crate::kinds::resource::State::Present,
-            content: None,
-            ownership: Default::default(),
-            mode: None,
-        });
-        stored.capture(&host, &id, &file, false)?;
-    }
-    recorder.before = stored.before;
-    for step in &steps {
-        Error::check_stop()?;
-        runs::restore(&host, step)?;
-    }
-    run_unit_triggers(&host, &steps, printer)?;
+    let restored = restore_all(&host, &steps).and_then(|()| rollback::test_nginx(&host, &steps));
+    // Recorded even when it failed half way, as an apply is: what it did can be rolled back.
     let label = format!("rollback of run {}", shown.join(", "));
     let number = runs::record(&host, "rollback", &label, &[], recorder, numbers, keep_runs)?;
+    restored?;
+    let triggers = crate::engine::plan::decide_without_playbook(&pending, &removed, &host)?;
+    let ran = match systemd {
+        Some(systemd) => {
+            let settle = |_: &str| crate::host::systemd::DEFAULT_SETTLE;
+            crate::engine::apply::run_triggers(&triggers, systemd, &settle, &host, printer)?
+        }
+        None => {
+            printer.triggers_skipped(&triggers, crate::engine::plan::OFFLINE_ROOT);
+            0
+        }
+    };
+    if journaled {
+        journal::clear(&host)?;
+    }
     let number = number.map(|n| format!(" (recorded as run {n})")).unwrap_or_default();
-    printer.say(format!("Rollback complete: {} paths restored{number}.", steps.len()));
+    let ran = if ran > 0 { format!(", {ran} triggers ran") } else { String::new() };
+    printer.say(format!("Rollback complete: {} paths restored{ran}{number}.", steps.len()));
     printer.record(Record::Rollback(RollbackDone { restored: steps.len() }));
     Ok(0)
 }
 
-/// Unit files put back are loaded (daemon-reload) and their active units restarted, as an
-/// apply does for a changed unit file; without a service manager (`--root`) they are listed as
-/// skipped.
-fn run_unit_triggers(host: &crate::host::Host, steps: &[runs::Restore], printer: &mut Printer) -> Result<()> {
-    use crate::engine::trigger::{Step, Trigger};
-    let unit_dir = std::path::Path::new(crate::kinds::unit::UNIT_DIR);
-    let mut units: Vec<String> = Vec::new();
+/// Puts every path back, in the plan's order; a signal stops it between two paths.
+fn restore_all(host: &crate::host::Host, steps: &[runs::Restore]) -> Result<()> {
     for step in steps {
-        let Ok(rest) = step.path.strip_prefix(unit_dir) else { continue };
-        // /etc/systemd/system/NAME or /etc/systemd/system/NAME.d/drop-in.conf
-        let Some(first) = rest.components().next() else { continue };
-        let name = first.as_os_str().to_string_lossy();
-        let name = name.strip_suffix(".d").unwrap_or(&name).to_owned();
-        if !units.contains(&name) {
-            units.push(name);
-        }
+        Error::check_stop()?;
+        runs::restore(host, step)?;
     }
-    if units.is_empty() {
-        return Ok(());
-    }
-    let reason = "its unit file was rolled back".to_owned();
-    let mut triggers = vec![Trigger { step: Step::DaemonReload, unit: None, reason: reason.clone() }];
-    let Some(systemd) = host.systemd()? else {
-        for unit in &units {
-            triggers.push(Trigger { step: Step::Restart, unit: Some(unit.clone()), reason: reason.clone() });
-        }
-        printer.triggers_skipped(&triggers, "offline root: no service manager to run it");
-        return Ok(());
-    };
-    host.observe_units(&units)?;
-    for unit in &units {
-        let active = host.unit_status(unit)?.is_some_and(|s| crate::kinds::unit::observed_state(&s).2);
-        if active {
-            triggers.push(Trigger { step: Step::Restart, unit: Some(unit.clone()), reason: reason.clone() });
-        }
-    }
-    let settle = |_: &str| crate::host::systemd::DEFAULT_SETTLE;
-    crate::engine::apply::run_triggers(&triggers, systemd, &settle, host, printer)?;
     Ok(())
 }
 
