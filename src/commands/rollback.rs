@@ -81,7 +81,7 @@ pub fn run(to: Option<u64>, check: bool, keep_runs: usize, settings: &Settings, 
     if journaled {
         journal::save(&host, &pending)?;
     }
-    let restored = restore_all(&host, &steps).and_then(|()| rollback::test_nginx(&host, &steps));
+    let restored = restore_all(&host, &steps).and_then(|()| rollback::test_nginx(&host, &steps, &mut recorder));
     // Recorded even when it failed half way, as an apply is: what it did can be rolled back.
     let label = format!("rollback of run {}", shown.join(", "));
     let number = runs::record(&host, "rollback", &label, &[], recorder, numbers, keep_runs)?;

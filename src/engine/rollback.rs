@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use crate::engine::journal::Pending;
-use crate::engine::runs::{self, Before, Restore};
+use crate::engine::runs::{self, Before, Recorder, Restore};
 use crate::engine::trigger::Request;
 use crate::error::{Error, Result};
 use crate::host::Host;
@@ -53,8 +53,9 @@ fn unit_of(path: &Path) -> Option<(String, bool)> {
 
 /// Rule 7 for a rollback: when it put back anything under /etc/nginx, `nginx -t` checks the
 /// whole configuration before any trigger runs. Rejected, those paths are put back as they were
-/// before the rollback (their content was stored when it was captured) and the error says so.
-pub fn test_nginx(host: &Host, steps: &[Restore]) -> Result<()> {
+/// before the rollback (their content was stored when `recorder` captured it), leave the
+/// rollback's record (it did not change them), and the error says so.
+pub fn test_nginx(host: &Host, steps: &[Restore], recorder: &mut Recorder) -> Result<()> {
     let touched: Vec<&Restore> = steps.iter().filter(|s| s.path.starts_with(NGINX_DIR)).collect();
     if touched.is_empty() {
         return Ok(());
@@ -63,6 +64,7 @@ pub fn test_nginx(host: &Host, steps: &[Restore]) -> Result<()> {
     for step in touched.iter().rev() {
         let back = Restore { path: step.path.clone(), now: step.to.clone(), to: step.now.clone(), notify: Vec::new() };
         runs::restore(host, &back)?;
+        recorder.before.retain(|b| !b.path.starts_with(&step.path));
     }
     let paths: Vec<String> = touched.iter().map(|s| host.shown(&s.path)).collect();
     Err(Error::Usage {
