@@ -93,7 +93,7 @@ fn nginx_serves_the_app_refuses_a_broken_edit_and_reloads_once() {
 fn a_rolled_back_site_is_tested_before_nginx_reloads() {
     let c = Container::boot("nginx-rollback");
     c.write("/etc/nginx/snippets/v1.conf", "add_header X-Version v1;\n");
-    let v = |body: &str| site(&format!("          location / {{ {body} return 200 \"served\\n\"; }}\n"));
+    let v = |body: &str| "resources:\n".to_owned() + &site(&format!("          location / {{ {body} return 200 \"served\\n\"; }}\n"));
     c.apply(&v("include snippets/v1.conf;"));
     serves(&c, "-i", "X-Version: v1");
     let v2 = v("add_header X-Version v2;");
