@@ -112,8 +112,22 @@ impl Recorder {
             return Ok(());
         }
         for path in resource.paths() {
-            self.capture_path(host, id, &path)
+            self.capture_missing_parents(host, id, &path)
+                .and_then(|()| self.capture_path(host, id, &path))
                 .map_err(|e| Error::resource_io(id, "cannot record its previous state", e))?;
+        }
+        Ok(())
+    }
+
+    /// The missing directories above `path`, which a resource creating it makes too (a
+    /// `directory:` makes its parents): recorded as absent, so that a rollback removes them.
+    fn capture_missing_parents(&mut self, host: &Host, id: &ResourceId, path: &Path) -> std::io::Result<()> {
+        let mut parent = path.parent();
+        while let Some(dir) = parent
+            && host.stat(dir)?.is_none()
+        {
+            self.capture_path(host, id, dir)?;
+            parent = dir.parent();
         }
         Ok(())
     }

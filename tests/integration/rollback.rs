@@ -11,6 +11,7 @@ use crate::support::Test;
 tests![
     rollback_restores_the_tree_of_the_previous_run_and_can_itself_be_rolled_back,
     rollback_to_n_undoes_every_run_from_n,
+    rollback_puts_back_owners_and_groups,
     a_noop_apply_records_nothing_and_retention_drops_old_runs_and_their_content,
     a_failed_run_is_recorded_and_what_cannot_be_restored_is_listed,
     a_unit_file_is_rolled_back_and_its_triggers_are_named,
@@ -97,6 +98,22 @@ fn rollback_restores_the_tree_of_the_previous_run_and_can_itself_be_rolled_back(
     assert_eq!(runs[3]["rollback_of"], serde_json::json!([3]));
     assert_eq!(runs[0]["update"], 0);
     assert_eq!(runs[1]["remove"], 1);
+}
+
+/// v2 gives a directory, a file and a symlink other owners and groups: the rollback puts v1's
+/// back, compared file by file with the tree after v1.
+fn rollback_puts_back_owners_and_groups() {
+    require!(Root);
+    let owned = "  - directory: /srv/www\n    owner: www-data\n    group: www-data\n  - file: /srv/www/index.html\n    content: hi\n    owner: nobody\n    group: www-data\n    mode: \"0640\"\n";
+    let test = Test::new().with_accounts().playbook(V1);
+    test.apply().success();
+    let after_v1 = tree(&test.root());
+    fs::write(test.playbook_path(), format!("{V1}{owned}").replace("/etc/app/old.conf\n", "/etc/app/old.conf\n    owner: nobody\n")).unwrap();
+    test.apply().success();
+    let after_v2 = tree(&test.root());
+    assert!(after_v2["etc/app/old.conf"].contains("owner 65534:"), "{after_v2:?}");
+    test.run_args(&["rollback", "--root", "{root}"]).success();
+    assert_eq!(tree(&test.root()), after_v1, "file by file: content, mode, owner, type");
 }
 
 fn rollback_to_n_undoes_every_run_from_n() {
