@@ -171,9 +171,12 @@ fn a_unit_file_is_rolled_back_and_its_triggers_are_named() {
     let v1 = fs::read_to_string(test.host_path("/etc/systemd/system/app.service")).unwrap();
     fs::write(test.playbook_path(), unit("2")).unwrap();
     test.apply().success();
+    let check = test.run_args(&["rollback", "--root", "{root}", "--check"]).code(2);
+    assert!(check.stdout.contains("Triggers, in order:\n  daemon-reload   (app.service changed): skipped"), "{}", check.stdout);
+    assert!(check.stdout.contains("  restart app.service   (app.service changed): skipped"), "{}", check.stdout);
     let run = test.run_args(&["rollback", "--root", "{root}"]).success();
     assert_eq!(fs::read_to_string(test.host_path("/etc/systemd/system/app.service")).unwrap(), v1);
-    assert!(run.stdout.contains("daemon-reload") && run.stdout.contains("app.service"), "{}", run.stdout);
+    assert!(run.stdout.contains("daemon-reload: skipped") && run.stdout.contains("restart app.service: skipped"), "{}", run.stdout);
 }
 
 /// A record of another converge version (or a damaged one) does not stop an apply: the next run
