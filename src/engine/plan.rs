@@ -403,7 +403,7 @@ fn decide_triggers(
     Ok(trigger::decide(&facts, &requests))
 }
 
-/// The triggers of changes made without a playbook (a rollback, engine/runs.rs): the units
+/// The triggers of changes made without a playbook (a rollback, engine/rollback.rs): the units
 /// whose files changed (`removed`: their unit file is gone) and the requests, decided by the same
 /// rules as an apply's with what systemd reports of each unit. What the playbook said of a unit
 /// (`on_change:`, `active:`) is not known here: a changed active unit is restarted.
