@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Run-recording benchmark (hyperfine) on bench/noop.sh's 1000-file workload (bench/workload.sh):
 #   - an apply that changes 10 of the 1000 files, which records the run (the 10 previous contents
-#     stored by sha256 and fsynced, run.json written, old runs pruned), against the same apply's
-#     no-op and against copying those 10 files with and without fsync: what the recording must at
-#     least do. Between two timed runs, an untimed apply puts the 10 files back (--prepare).
+#     stored by sha256 and fsynced, run.json written, old runs pruned): first with an empty state
+#     directory (10 new contents to store), then with those contents stored already by earlier
+#     runs (stored once by sha256); against copying those 10 files with and without fsync, what
+#     the recording must at least do. Between two timed runs, an untimed apply puts the 10 files
+#     back (--prepare). `strace -c -e trace=fsync` of one such apply counts its fsyncs: 20 for
+#     the 10 files it writes (file and directory), 20 for the 10 contents it stores, 2 for run.json.
 #   - a no-op apply, which must record nothing: the script fails if it added a run.
 # Run from the repo root:
 #   bench/runs.sh
@@ -28,11 +31,16 @@ changed=()
 for ((f = 0; f < 10; f++)); do changed+=("$root/srv/bench/d0/f$f.conf"); done
 copy=$work/copy
 put_back="$bin apply $a --root $root -q"
+# Without the state directory: the run stores the 10 previous contents anew (its first run).
+fresh="sh -c '$put_back && rm -rf $root/var/lib/converge'"
 baseline=()
 [[ -n ${BASELINE:-} ]] && baseline=(--prepare "$put_back" -n "baseline apply changing 10 of 1000 files"
   "$BASELINE apply $b --root $root -q")
 hyperfine --warmup 2 --min-runs 20 -N \
-  --prepare "$put_back" -n "converge apply changing 10 of 1000 files (recorded)" "$bin apply $b --root $root -q" \
+  --prepare "$fresh" -n "converge apply changing 10 of 1000 files (recorded, 10 new contents stored)" \
+  "$bin apply $b --root $root -q" \
+  --prepare "$put_back" -n "converge apply changing 10 of 1000 files (recorded, contents stored already)" \
+  "$bin apply $b --root $root -q" \
   "${baseline[@]}" \
   --prepare "rm -rf $copy" -n "cp of those 10 files" "sh -c 'mkdir $copy && cp ${changed[*]} $copy/'" \
   --prepare "rm -rf $copy" -n "cp + fsync of those 10 files" "sh -c 'mkdir $copy && cp ${changed[*]} $copy/ && sync $copy/*'"
