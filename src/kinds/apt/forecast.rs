@@ -154,20 +154,20 @@ impl<'h> Starts<'h> {
     }
 
     /// Whether the postinst's start of `unit` runs, and why, for people.
-    fn unit(&self, package: &str, postinst: &str, unit: &str) -> (bool, String) {
+    fn unit(&self, postinst: &str, unit: &str) -> (bool, String) {
         if !postinst_starts(postinst, unit) {
-            return (false, format!("{package}'s postinst does not start it"));
+            return (false, "its postinst does not start it".into());
         }
         if !self.systemd {
-            return (false, format!("no service manager runs here, so {package}'s postinst cannot start it"));
+            return (false, "no service manager runs here, so its postinst cannot start it".into());
         }
         // deb-systemd-invoke and invoke-rc.d skip a start that policy-rc.d answers 101.
         let status = self.policy.then(|| self.host.program(&[Self::POLICY, unit, "start"]).command().status());
         match status {
             Some(Ok(status)) if status.code() == Some(101) => {
-                (false, format!("{} forbids {package}'s postinst to start it", Self::POLICY))
+                (false, format!("{} forbids its postinst to start it", Self::POLICY))
             }
-            _ => (true, format!("{package}'s postinst starts it")),
+            _ => (true, "its postinst starts it".into()),
         }
     }
 }
@@ -342,7 +342,7 @@ fn units(forecast: &Forecast, package: &str, postinst: &str, starts: &Starts) ->
             .content
             .as_ref()
             .is_some_and(|c| String::from_utf8_lossy(c).lines().any(|l| l.trim_start().starts_with("ExecReload=")));
-        let (starts, why) = starts.unit(package, postinst, name);
+        let (starts, why) = starts.unit(postinst, name);
         units.push(ForeseenUnit { name: name.to_owned(), starts, can_reload, package: package.to_owned(), why });
     }
     units
