@@ -56,6 +56,9 @@ impl Incoming {
 /// What installing `packages` (names, or `name=version`) will bring; or why that cannot be
 /// known, in words for the plan.
 pub fn forecast(host: &Host, packages: &[String]) -> Result<Forecast, String> {
+    if host.root().is_some() {
+        return Err("the plan of an offline root downloads no package into it".into());
+    }
     let incoming = simulate(host, packages)?;
     let starts = Starts::on(host);
     let mut forecast = Forecast::default();
@@ -150,7 +153,7 @@ impl<'h> Starts<'h> {
     fn on(host: &'h Host) -> Starts<'h> {
         let runs = host.stat(Path::new("/run/systemd/system")).ok().flatten();
         let policy = host.stat(Path::new(Self::POLICY)).ok().flatten().is_some();
-        Starts { host, systemd: host.root().is_none() && runs.is_some_and(|s| s.kind == FileKind::Directory), policy }
+        Starts { host, systemd: runs.is_some_and(|s| s.kind == FileKind::Directory), policy }
     }
 
     /// Whether the postinst's start of `unit` runs, and why, for people.
