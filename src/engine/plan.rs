@@ -182,7 +182,8 @@ pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
     let mut installing: Vec<String> = Vec::new();
     // What those installs bring is laid over the host for the resources after them; or why not.
     let _lift = Lift(host);
-    let mut unforeseen: Option<String> = None;
+    // The packages whose install could not be foreseen, and why.
+    let mut unforeseen: Option<(Vec<String>, String)> = None;
     for (index, entry) in resolved.entries.iter().enumerate() {
         host.foreseen_reads();
         let mut changes = entry.resource.plan(host).map_err(|e| entry.own_error(e))?;
@@ -194,12 +195,11 @@ pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
             if !fresh.is_empty() {
                 match crate::kinds::apt::forecast::forecast(host, &fresh) {
                     Ok(forecast) => host.foresee(forecast),
-                    Err(why) => unforeseen = Some(why),
+                    Err(why) => unforeseen.get_or_insert_with(|| (Vec::new(), why)).0.extend(fresh),
                 }
             }
         }
-        let needs_package = entry.resource.needs().iter().any(|n| matches!(n, Need::Package(_)));
-        if let Some(why) = unforeseen.as_ref().filter(|_| needs_package) {
+        if let Some((_, why)) = unforeseen.as_ref().filter(|(packages, _)| needs_one_of(&entry.resource, packages)) {
             foresight.push(Foresight::Unknown { why: why.clone() });
         }
         check_may_give(host, &entry.id, &changes)?;
@@ -267,7 +267,8 @@ pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
     (plan.pending, plan.triggers) = triggers_after(resolved, &plan.resources, &plan.interrupted, host)?;
     plan.triggers_skipped = host.root().map(|_| OFFLINE_ROOT);
     for trigger in &mut plan.triggers {
-        if let Some(note) = trigger.unit.as_deref().map(|u| foreseen_unit(resolved, host, u, unforeseen.as_deref())) {
+        let why = unforeseen.as_ref().map(|(_, why)| why.as_str());
+        if let Some(note) = trigger.unit.as_deref().map(|u| foreseen_unit(resolved, host, u, why)) {
             trigger.reason += &note?;
         }
     }
@@ -289,6 +290,12 @@ fn foreseen_unit(resolved: &Resolved, host: &Host, unit: &str, unforeseen: Optio
         ),
         false => String::new(),
     })
+}
+
+/// Whether `resource` needs one of `packages` (names, or `name=version`).
+fn needs_one_of(resource: &AnyResource, packages: &[String]) -> bool {
+    let named = |name: &str| packages.iter().any(|p| p.split('=').next() == Some(name));
+    resource.needs().iter().any(|need| matches!(need, Need::Package(names) if names.iter().any(|n| named(n))))
 }
 
 /// The packages that `changes` install afresh (`name`, or `name=version` when pinned).
