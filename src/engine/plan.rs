@@ -62,12 +62,56 @@ impl std::fmt::Display for Foresight {
     }
 }
 
-/// Lifts the forecast off the host when the plan is done (or fails): apply reads the host as it is.
-struct Lift<'h>(&'h Host);
+/// What the installs of the plan bring, laid over the host for the resources after them and
+/// lifted when the plan is done (or fails), so that apply reads the host as it is; or which
+/// packages could not be foreseen, and why.
+struct Installs<'h> {
+    host: &'h Host,
+    unforeseen: Option<(Vec<String>, String)>,
+}
 
-impl Drop for Lift<'_> {
+impl<'h> Installs<'h> {
+    fn new(host: &'h Host) -> Installs<'h> {
+        Installs { host, unforeseen: None }
+    }
+
+    /// Foresees what `changes` (of an `apt` resource) install afresh.
+    fn foresee(&mut self, changes: &[Change]) {
+        let fresh = fresh_installs(changes);
+        if fresh.is_empty() {
+            return;
+        }
+        match crate::kinds::apt::forecast::forecast(self.host, &fresh) {
+            Ok(forecast) => self.host.foresee(forecast),
+            Err(why) => self.unforeseen.get_or_insert_with(|| (Vec::new(), why)).0.extend(fresh),
+        }
+    }
+
+    /// Forgets what was read so far: the next resource's plan starts.
+    fn start(&self) {
+        self.host.foreseen_reads();
+    }
+
+    /// What the plan of `resource` took from the forecast since [`Installs::start`], and that
+    /// it depends on a package whose install could not be foreseen.
+    fn foresight(&self, resource: &AnyResource) -> Vec<Foresight> {
+        let reads = self.host.foreseen_reads().into_iter();
+        let mut foresight: Vec<Foresight> = reads.map(|(path, origin)| Foresight::Saw { path, origin }).collect();
+        if let Some((_, why)) = self.unforeseen.as_ref().filter(|(packages, _)| needs_one_of(resource, packages)) {
+            foresight.push(Foresight::Unknown { why: why.clone() });
+        }
+        foresight
+    }
+
+    /// Why some install could not be foreseen.
+    fn why(&self) -> Option<&str> {
+        self.unforeseen.as_ref().map(|(_, why)| why.as_str())
+    }
+}
+
+impl Drop for Installs<'_> {
     fn drop(&mut self) {
-        self.0.forget_forecast();
+        self.host.forget_forecast();
     }
 }
 
@@ -181,27 +225,15 @@ pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
     // module's `apt: nginx` and the playbook's) finds them installed when apply reaches it.
     let mut installing: Vec<String> = Vec::new();
     // What those installs bring is laid over the host for the resources after them; or why not.
-    let _lift = Lift(host);
-    // The packages whose install could not be foreseen, and why.
-    let mut unforeseen: Option<(Vec<String>, String)> = None;
+    let mut installs = Installs::new(host);
     for (index, entry) in resolved.entries.iter().enumerate() {
-        host.foreseen_reads();
+        installs.start();
         let mut changes = entry.resource.plan(host).map_err(|e| entry.own_error(e))?;
-        let mut foresight: Vec<Foresight> =
-            host.foreseen_reads().into_iter().map(|(path, origin)| Foresight::Saw { path, origin }).collect();
         if changes.iter().any(|c| c.sets(Attr::Package)) {
             changes = merge_installs(changes, &mut installing);
-            let fresh = fresh_installs(&changes);
-            if !fresh.is_empty() {
-                match crate::kinds::apt::forecast::forecast(host, &fresh) {
-                    Ok(forecast) => host.foresee(forecast),
-                    Err(why) => unforeseen.get_or_insert_with(|| (Vec::new(), why)).0.extend(fresh),
-                }
-            }
         }
-        if let Some((_, why)) = unforeseen.as_ref().filter(|(packages, _)| needs_one_of(&entry.resource, packages)) {
-            foresight.push(Foresight::Unknown { why: why.clone() });
-        }
+        let foresight = installs.foresight(&entry.resource);
+        installs.foresee(&changes);
         check_may_give(host, &entry.id, &changes)?;
         let needs = entry.resource.needs();
         for need in &needs {
@@ -267,8 +299,7 @@ pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
     (plan.pending, plan.triggers) = triggers_after(resolved, &plan.resources, &plan.interrupted, host)?;
     plan.triggers_skipped = host.root().map(|_| OFFLINE_ROOT);
     for trigger in &mut plan.triggers {
-        let why = unforeseen.as_ref().map(|(_, why)| why.as_str());
-        if let Some(note) = trigger.unit.as_deref().map(|u| foreseen_unit(resolved, host, u, why)) {
+        if let Some(note) = trigger.unit.as_deref().map(|u| foreseen_unit(resolved, host, u, installs.why())) {
             trigger.reason += &note?;
         }
     }
