@@ -137,4 +137,56 @@ mod tests {
         assert_eq!((status.load_state.as_str(), status.active_state.as_str()), ("loaded", "active"));
         assert!(forecast.unit("ssh.service").is_none());
     }
+
+    fn foreseen(kind: FileKind, content: Option<&str>, target: Option<&str>) -> Foreseen {
+        Foreseen {
+            kind,
+            content: content.map(|c| Arc::from(c.as_bytes())),
+            size: content.map_or(0, |c| c.len() as u64),
+            target: target.map(PathBuf::from),
+            ..dir()
+        }
+    }
+
+    /// The host reads the forecast where it has nothing, its own files first, and tells which
+    /// foreseen paths were read; lifted, the forecast is gone.
+    #[test]
+    fn the_host_reads_the_forecast_where_it_has_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let host = crate::host::Host::new(Some(root.path().to_owned()));
+        host.create_dirs(Path::new("/etc/nginx/sites-available")).unwrap();
+        let (uid, gid) = host.system_owner();
+        host.write_atomic(Path::new("/etc/nginx/sites-available/default"), b"mine\n", Mode(0o600), uid, gid).unwrap();
+        let mut forecast = Forecast::default();
+        forecast.paths.insert("/etc/nginx/sites-enabled".into(), dir());
+        let link = foreseen(FileKind::Symlink, None, Some("/etc/nginx/sites-available/default"));
+        forecast.paths.insert("/etc/nginx/sites-enabled/default".into(), link);
+        forecast.paths.insert("/etc/nginx/nginx.conf".into(), foreseen(FileKind::File, Some("events {}\n"), None));
+        forecast
+            .paths
+            .insert("/etc/nginx/sites-available/default".into(), foreseen(FileKind::File, Some("theirs"), None));
+        forecast.paths.insert("/usr/sbin/nginx".into(), foreseen(FileKind::File, None, None));
+        host.foresee(forecast);
+
+        let enabled = Path::new("/etc/nginx/sites-enabled/default");
+        assert_eq!(host.stat(enabled).unwrap().map(|s| s.kind), Some(FileKind::Symlink));
+        assert_eq!(host.read_link(enabled).unwrap(), Path::new("/etc/nginx/sites-available/default"));
+        assert_eq!(host.read(Path::new("/etc/nginx/nginx.conf")).unwrap(), b"events {}\n");
+        assert_eq!(host.digest(Path::new("/etc/nginx/nginx.conf")).unwrap().0, 10);
+        assert_eq!(host.read(Path::new("/etc/nginx/sites-available/default")).unwrap(), b"mine\n", "the host wins");
+        assert!(host.read(Path::new("/usr/sbin/nginx")).is_err(), "content not kept: no bytes made up");
+        let mut names: Vec<_> = host.read_dir(Path::new("/etc/nginx")).unwrap().into_iter().map(|(n, _)| n).collect();
+        names.sort();
+        assert_eq!(names, ["nginx.conf", "sites-available", "sites-enabled"]);
+        let read: Vec<PathBuf> = host.foreseen_reads().into_iter().map(|(path, _)| path).collect();
+        assert!(
+            read.contains(&enabled.to_path_buf()) && read.contains(&PathBuf::from("/etc/nginx/nginx.conf")),
+            "{read:?}"
+        );
+        assert!(!read.contains(&PathBuf::from("/etc/nginx/sites-available/default")), "{read:?}");
+
+        host.forget_forecast();
+        assert_eq!(host.stat(enabled).unwrap(), None);
+        assert!(host.read_dir(Path::new("/etc/nginx/sites-enabled")).is_err());
+    }
 }

@@ -14,6 +14,7 @@ tests![
     one_apply_from_nothing_then_nothing,
     edits_broken_edits_hand_edits_and_a_killed_run,
     the_modules_playbook_serves_too,
+    a_policy_that_forbids_starts_makes_the_plan_start_nginx,
 ];
 
 
@@ -226,4 +227,24 @@ fn the_modules_playbook_serves_too() {
     serves(&c, "/run/gunicorn.sock");
     let out = apply(&c, "/root/playbooks/gunicorn-modules.yml", &[]);
     assert!(out.starts_with("No changes."), "{out}");
+}
+
+/// Where /usr/sbin/policy-rc.d forbids maintainer scripts to start services (as in image
+/// builders), the nginx package leaves nginx stopped: the first plan says `start nginx.service`,
+/// with why, and apply does just that.
+fn a_policy_that_forbids_starts_makes_the_plan_start_nginx() {
+    let c = machine("scenario-policy");
+    c.write("/usr/sbin/policy-rc.d", "#!/bin/sh\nexit 101\n");
+    c.sh("chmod 755 /usr/sbin/policy-rc.d");
+    let playbook = "vars: {wheels: unused, offline: true}\nresources:\n  - apt: nginx\n  - nginx_site: plain\n    \
+                    content: \"server { listen 8080; return 200 plain; }\\n\"\n    remove_default: true\n";
+    c.write("/root/playbooks/policy.yml", playbook);
+    let plan = records(&c, "plan", "/root/playbooks/policy.yml", &[], 2);
+    let triggers = of_type(&plan, "trigger");
+    let nginx = triggers.iter().find(|t| t["unit"] == "nginx.service").unwrap_or_else(|| panic!("{triggers:?}"));
+    assert_eq!(nginx["step"], "start", "{nginx}");
+    assert!(nginx["reason"].as_str().unwrap().contains("policy-rc.d forbids its postinst to start it"), "{nginx}");
+    plan_is_what_apply_did(&plan, &records(&c, "apply", "/root/playbooks/policy.yml", &[], 0));
+    assert_eq!(c.sh("curl -sS --max-time 10 http://127.0.0.1:8080/"), "plain");
+    assert_eq!(c.sh("ls /etc/nginx/sites-enabled"), "plain", "the default site is gone");
 }
