@@ -17,10 +17,14 @@ use super::systemd::UnitStatus;
 /// A path that a package to be installed will bring.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Foreseen {
+    /// A file, a directory, a symlink.
     pub kind: FileKind,
+    /// Its permission bits, as the package ships them.
     pub mode: Mode,
+    /// Its owner and group ids.
     pub uid: u32,
     pub gid: u32,
+    /// Its size in bytes (a symlink: its target's length).
     pub size: u64,
     /// A file's bytes, where the forecast keeps them (configuration and unit files); None for
     /// the rest, which no resource reads.
@@ -41,6 +45,7 @@ impl Foreseen {
 /// A unit that a package to be installed brings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ForeseenUnit {
+    /// Its name (`nginx.service`).
     pub name: String,
     /// Whether the package's postinst starts it (Debian's `deb-systemd-invoke start`), as this
     /// host's policy (`/usr/sbin/policy-rc.d`) lets it.
@@ -70,7 +75,9 @@ impl ForeseenUnit {
 /// What the packages of a plan will bring.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Forecast {
+    /// The paths the packages bring, absolute.
     pub paths: BTreeMap<PathBuf, Foreseen>,
+    /// The units among them.
     pub units: Vec<ForeseenUnit>,
 }
 

@@ -40,8 +40,11 @@ const UNIT_DIRS: [&str; 2] = ["/lib/systemd/system", "/usr/lib/systemd/system"];
 /// A package that apt would install, as `apt-get install -s` names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Incoming {
+    /// The package's name.
     pub name: String,
+    /// The version apt would install.
     pub version: String,
+    /// Its architecture (`amd64`, `all`).
     pub arch: String,
 }
 
