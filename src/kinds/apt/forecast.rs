@@ -31,6 +31,10 @@ pub const CACHE: &str = "/var/cache/converge/debs";
 /// apt's own cache of the `.deb`s it downloaded, looked into before downloading.
 const ARCHIVES: &str = "/var/cache/apt/archives";
 
+/// apt's binary caches are built in memory, never written: a plan leaves pkgcache.bin as it
+/// was, and with it the age of the lists that `update_cache: SECONDS` goes by.
+const NO_CACHE_FILES: [&str; 4] = ["-o", "Dir::Cache::pkgcache=", "-o", "Dir::Cache::srcpkgcache="];
+
 /// The largest file whose bytes the forecast keeps.
 const KEPT: u64 = 1024 * 1024;
 
@@ -79,7 +83,9 @@ pub fn forecast(host: &Host, packages: &[String]) -> Result<Forecast, String> {
 
 /// `apt-get install -s`: the packages the install brings, with their versions.
 fn simulate(host: &Host, packages: &[String]) -> Result<Vec<Incoming>, String> {
-    let mut argv = vec!["apt-get", "install", "-s", "-q", "--no-install-recommends", "--"];
+    let mut argv = vec!["apt-get", "install", "-s", "-q", "--no-install-recommends"];
+    argv.extend(NO_CACHE_FILES);
+    argv.push("--");
     argv.extend(packages.iter().map(String::as_str));
     let output = host
         .program(&argv)
@@ -121,7 +127,9 @@ fn fetch(host: &Host, package: &Incoming) -> Result<PathBuf, String> {
     }
     host.create_dirs(Path::new(CACHE)).map_err(|e| format!("cannot make {CACHE} to download it into: {e}"))?;
     let spec = format!("{}={}", package.name, package.version);
-    let argv = ["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", "--", &spec];
+    let mut argv = vec!["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root"];
+    argv.extend(NO_CACHE_FILES);
+    argv.extend(["--", &spec]);
     let output = host
         .program(&argv)
         .env("LC_ALL", "C")
