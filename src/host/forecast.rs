@@ -130,6 +130,7 @@ mod tests {
         let mut forecast = Forecast::default();
         forecast.paths.insert("/etc/nginx".into(), dir());
         forecast.paths.insert("/etc/nginx/sites-enabled".into(), dir());
+        forecast.paths.insert("/etc/nginx/conf.d".into(), dir());
         forecast.paths.insert("/etc/nginx/sites-enabled/x/y".into(), dir());
         let names: Vec<_> = forecast.children(Path::new("/etc/nginx")).into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["sites-enabled"]);
@@ -184,7 +185,8 @@ mod tests {
         assert!(host.read(Path::new("/usr/sbin/nginx")).is_err(), "content not kept: no bytes made up");
         let mut names: Vec<_> = host.read_dir(Path::new("/etc/nginx")).unwrap().into_iter().map(|(n, _)| n).collect();
         names.sort();
-        assert_eq!(names, ["nginx.conf", "sites-available", "sites-enabled"]);
+        assert_eq!(names, ["conf.d", "nginx.conf", "sites-available", "sites-enabled"]);
+        assert_eq!(host.read_dir(Path::new("/etc/nginx/conf.d")).unwrap(), vec![], "a foreseen empty directory");
         let read: Vec<PathBuf> = host.foreseen_reads().into_iter().map(|(path, _)| path).collect();
         assert!(
             read.contains(&enabled.to_path_buf()) && read.contains(&PathBuf::from("/etc/nginx/nginx.conf")),
@@ -192,6 +194,7 @@ mod tests {
         );
         assert!(!read.contains(&PathBuf::from("/etc/nginx/sites-available/default")), "{read:?}");
 
+        assert_eq!(host.read_dir(Path::new("/etc/nginx/sites-enabled")).unwrap().len(), 1);
         host.forget_forecast();
         assert_eq!(host.stat(enabled).unwrap(), None);
         assert!(host.read_dir(Path::new("/etc/nginx/sites-enabled")).is_err());

@@ -227,9 +227,12 @@ impl Host {
 
     /// The entries of a directory, with what each is (symlinks not followed).
     pub fn read_dir(&self, path: &Path) -> io::Result<Vec<(OsString, FileKind)>> {
-        let foreseen = self.forecast.lock().unwrap().children(path);
+        let (foreseen, foreseen_dir) = {
+            let forecast = self.forecast.lock().unwrap();
+            (forecast.children(path), forecast.at(path).is_some_and(|f| f.kind == FileKind::Directory))
+        };
         let mut entries = match self.tree.read_dir(path, &self.namer()) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound && !foreseen.is_empty() => Vec::new(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && (foreseen_dir || !foreseen.is_empty()) => Vec::new(),
             result => result?,
         };
         for (name, kind) in foreseen {
