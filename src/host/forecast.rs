@@ -130,7 +130,6 @@ mod tests {
         let mut forecast = Forecast::default();
         forecast.paths.insert("/etc/nginx".into(), dir());
         forecast.paths.insert("/etc/nginx/sites-enabled".into(), dir());
-        forecast.paths.insert("/etc/nginx/conf.d".into(), dir());
         forecast.paths.insert("/etc/nginx/sites-enabled/x/y".into(), dir());
         let names: Vec<_> = forecast.children(Path::new("/etc/nginx")).into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["sites-enabled"]);
@@ -167,6 +166,7 @@ mod tests {
         host.write_atomic(Path::new("/etc/nginx/sites-available/default"), b"mine\n", Mode(0o600), uid, gid).unwrap();
         let mut forecast = Forecast::default();
         forecast.paths.insert("/etc/nginx/sites-enabled".into(), dir());
+        forecast.paths.insert("/etc/nginx/conf.d".into(), dir());
         let link = foreseen(FileKind::Symlink, None, Some("/etc/nginx/sites-available/default"));
         forecast.paths.insert("/etc/nginx/sites-enabled/default".into(), link);
         forecast.paths.insert("/etc/nginx/nginx.conf".into(), foreseen(FileKind::File, Some("events {}\n"), None));
