@@ -100,7 +100,8 @@ fn run_resolved(
     result?;
     // Decided again from what was really applied (usually what was planned), and journaled
     // again when that differs.
-    let (pending, triggers) = crate::engine::plan::triggers(resolved, &applied.resources, &host)?;
+    let (pending, triggers) =
+        crate::engine::plan::triggers_after(resolved, &applied.resources, &plan.interrupted, &host)?;
     if systemd.is_some() && !pending.is_empty() && pending != plan.pending {
         journal::save(&host, &pending)?;
         journaled = true;

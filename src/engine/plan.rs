@@ -29,12 +29,91 @@ pub struct Plan {
     pub unchanged: Vec<ResourceId>,
     /// What the triggers are decided from, for the journal: this run's and an interrupted one's.
     pub pending: Pending,
+    /// What an interrupted run left pending, as the journal held it before this run.
+    pub interrupted: Pending,
     /// Unit state could not be read: no system bus and no offline root.
     pub units_unobserved: bool,
     /// Resources a `when:` left out, and the expression, for `-v`.
     pub skipped: Vec<(String, String)>,
     /// Why the triggers will not run (an offline root has no service manager), as apply says.
     pub triggers_skipped: Option<&'static str>,
+    /// What the plan of a resource took from the packages an earlier `apt` resource installs,
+    /// or why it could not know (docs/first-run.md).
+    pub foresight: HashMap<ResourceId, Vec<Foresight>>,
+}
+
+/// What the plan of a resource took from the packages that an earlier `apt` resource of the
+/// plan installs, or why it cannot know what they bring.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Foresight {
+    /// It found a path that a package brings.
+    Saw { path: PathBuf, origin: String },
+    /// What an earlier install brings could not be foreseen.
+    Unknown { why: String },
+}
+
+impl std::fmt::Display for Foresight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Foresight::Saw { path, origin } => {
+                write!(f, "finds {}, from {origin}, installed above", path.display())
+            }
+            Foresight::Unknown { why } => write!(f, "depends on what apt installs: {why}"),
+        }
+    }
+}
+
+/// What the installs of the plan bring, laid over the host for the resources after them and
+/// lifted when the plan is done (or fails), so that apply reads the host as it is; or which
+/// packages could not be foreseen, and why.
+struct Installs<'h> {
+    host: &'h Host,
+    unforeseen: Option<(Vec<String>, String)>,
+}
+
+impl<'h> Installs<'h> {
+    fn new(host: &'h Host) -> Installs<'h> {
+        Installs { host, unforeseen: None }
+    }
+
+    /// Foresees what `changes` (of an `apt` resource) install afresh.
+    fn foresee(&mut self, changes: &[Change]) {
+        let fresh = fresh_installs(changes);
+        if fresh.is_empty() {
+            return;
+        }
+        match crate::kinds::apt::forecast::forecast(self.host, &fresh) {
+            Ok(forecast) => self.host.foresee(forecast),
+            Err(why) => self.unforeseen.get_or_insert_with(|| (Vec::new(), why)).0.extend(fresh),
+        }
+    }
+
+    /// Forgets what was read so far: the next resource's plan starts.
+    fn start(&self) {
+        self.host.foreseen_reads();
+    }
+
+    /// What the plan of `resource` took from the forecast since [`Installs::start`], and that
+    /// it depends on a package whose install could not be foreseen.
+    fn foresight(&self, resource: &AnyResource) -> Vec<Foresight> {
+        let reads = self.host.foreseen_reads().into_iter();
+        let mut foresight: Vec<Foresight> = reads.map(|(path, origin)| Foresight::Saw { path, origin }).collect();
+        if let Some((_, why)) = self.unforeseen.as_ref().filter(|(packages, _)| needs_one_of(resource, packages)) {
+            foresight.push(Foresight::Unknown { why: why.clone() });
+        }
+        foresight
+    }
+
+    /// Why some install could not be foreseen.
+    fn why(&self) -> Option<&str> {
+        self.unforeseen.as_ref().map(|(_, why)| why.as_str())
+    }
+}
+
+impl Drop for Installs<'_> {
+    fn drop(&mut self) {
+        self.host.forget_forecast();
+    }
 }
 
 /// Why apply skips the triggers under `--root`.
@@ -146,11 +225,16 @@ pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
     // Packages an earlier `apt` resource of the plan installs: a later one naming them too (a
     // module's `apt: nginx` and the playbook's) finds them installed when apply reaches it.
     let mut installing: Vec<String> = Vec::new();
+    // What those installs bring is laid over the host for the resources after them; or why not.
+    let mut installs = Installs::new(host);
     for (index, entry) in resolved.entries.iter().enumerate() {
+        installs.start();
         let mut changes = entry.resource.plan(host).map_err(|e| entry.own_error(e))?;
         if changes.iter().any(|c| c.sets(Attr::Package)) {
             changes = merge_installs(changes, &mut installing);
         }
+        let foresight = installs.foresight(&entry.resource);
+        installs.foresee(&changes);
         check_may_give(host, &entry.id, &changes)?;
         let needs = entry.resource.needs();
         for need in &needs {
@@ -197,6 +281,9 @@ pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
             }
         }
         created.insert(&entry.id, changes.contains(&Change::Create));
+        if !foresight.is_empty() && !changes.is_empty() {
+            plan.foresight.insert(entry.id.clone(), foresight);
+        }
         if changes.is_empty() {
             plan.unchanged.push(entry.id.clone());
         } else {
@@ -209,23 +296,51 @@ pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
             });
         }
     }
-    (plan.pending, plan.triggers) = triggers(resolved, &plan.resources, host)?;
+    plan.interrupted = journal::load(host)?;
+    (plan.pending, plan.triggers) = triggers_after(resolved, &plan.resources, &plan.interrupted, host)?;
     plan.triggers_skipped = host.root().map(|_| OFFLINE_ROOT);
-    // A unit that a package of this plan may bring and start: what its trigger will really be
-    // is known only once apt has run. The plan says so rather than guess.
-    let installs = plan.resources.iter().flat_map(|r| &r.changes).any(|c| installed_package(c).is_some());
-    if installs {
-        for trigger in &mut plan.triggers {
-            let Some(unit) = &trigger.unit else { continue };
-            if host.unit_status(unit)?.is_some_and(|s| s.load_state == "not-found") {
-                trigger.reason += &format!(
-                    "; depends on what apt installs: {unit} is not there yet, and a package that starts it makes this a \
-                     reload or nothing"
-                );
-            }
+    for trigger in &mut plan.triggers {
+        if let Some(note) = trigger.unit.as_deref().map(|u| foreseen_unit(resolved, host, u, installs.why())) {
+            trigger.reason += &note?;
         }
     }
     Ok(plan)
+}
+
+/// What a trigger on `unit` owes to a package of the plan: the unit comes with it (and its
+/// postinst starts it or not), or it is not there yet and the install could not be foreseen.
+fn foreseen_unit(resolved: &Resolved, host: &Host, unit: &str, unforeseen: Option<&str>) -> Result<String> {
+    if let Some(foreseen) = host.foreseen_unit(unit) {
+        return Ok(format!("; {unit} comes with package {}, installed above: {}", foreseen.package, foreseen.why));
+    }
+    let managed = resolved.entries.iter().any(|e| matches!(&e.resource, AnyResource::Unit(u) if u.name == unit));
+    let Some(why) = unforeseen.filter(|_| !managed) else { return Ok(String::new()) };
+    Ok(match host.unit_status(unit)?.is_some_and(|s| s.load_state == "not-found") {
+        true => format!(
+            "; depends on what apt installs: {unit} is not there yet, and a package that starts it makes this a \
+             reload or nothing ({why})"
+        ),
+        false => String::new(),
+    })
+}
+
+/// Whether `resource` needs one of `packages` (names, or `name=version`).
+fn needs_one_of(resource: &AnyResource, packages: &[String]) -> bool {
+    let named = |name: &str| packages.iter().any(|p| p.split('=').next() == Some(name));
+    resource.needs().iter().any(|need| matches!(need, Need::Package(names) if names.iter().any(|n| named(n))))
+}
+
+/// The packages that `changes` install afresh (`name`, or `name=version` when pinned).
+fn fresh_installs(changes: &[Change]) -> Vec<String> {
+    let fresh = |change: &Change| match change {
+        Change::Set { attr: Attr::Package, from: None, to: Value::Package { name, to } } => match to {
+            PackageTo::Install => Some(name.clone()),
+            PackageTo::Version(version) => Some(format!("{name}={version}")),
+            PackageTo::Remove => None,
+        },
+        _ => None,
+    };
+    changes.iter().filter_map(fresh).collect()
 }
 
 /// The package a change installs (at the candidate version), if it does.
@@ -252,12 +367,22 @@ fn merge_installs(changes: Vec<Change>, installing: &mut Vec<String>) -> Vec<Cha
 }
 
 /// The triggers that `changed` resources set off, with what an interrupted run left pending:
-/// decided at plan time from the planned changes, and again after apply from the real ones.
+/// decided at plan time from the planned changes.
 pub fn triggers(resolved: &Resolved, changed: &[ResourcePlan], host: &Host) -> Result<(Pending, Vec<Trigger>)> {
+    triggers_after(resolved, changed, &journal::load(host)?, host)
+}
+
+/// [`triggers`] decided again after apply from the real changes, with what the run that was
+/// `interrupted` before this one left pending (the journal holds this run's own by then).
+pub fn triggers_after(
+    resolved: &Resolved,
+    changed: &[ResourcePlan],
+    interrupted: &Pending,
+    host: &Host,
+) -> Result<(Pending, Vec<Trigger>)> {
     let mut pending = pending(resolved, changed);
-    let interrupted = journal::load(host)?;
-    pending.merge(&interrupted);
-    let mut triggers = decide_triggers(resolved, changed, &pending, &interrupted, host)?;
+    pending.merge(interrupted);
+    let mut triggers = decide_triggers(resolved, changed, &pending, interrupted, host)?;
     for trigger in &mut triggers {
         if let Some(next) = next_elapse(resolved, trigger, host) {
             trigger.reason += &format!("; next elapse {next}");

@@ -149,6 +149,10 @@ pub struct ResourceRecord {
     pub created_above: Vec<ResourceId>,
     /// Its values are hidden (the changes say which).
     pub sensitive: bool,
+    /// In a plan: what it finds that a package installed above brings, or that it depends on
+    /// what apt installs and why (docs/first-run.md); absent when nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub foreseen: Vec<String>,
 }
 
 /// The attribute name of a content change: `"content"`.
@@ -289,6 +293,7 @@ impl ResourceRecord {
             changes: r.changes.iter().filter_map(|c| ChangeView::of(c, r.sensitive)).collect(),
             created_above: r.created_above.clone(),
             sensitive: r.sensitive,
+            foreseen: Vec::new(),
         }
     }
 }
@@ -639,7 +644,10 @@ pub fn plan_records(plan: &Plan, verbose: bool) -> Vec<Record> {
             plan.skipped.iter().map(|(id, when)| Record::Skipped(Skipped { id: id.clone(), when: when.clone() })),
         );
     }
-    records.extend(plan.resources.iter().map(|r| Record::Resource(ResourceRecord::of(r))));
+    records.extend(plan.resources.iter().map(|r| {
+        let foreseen = plan.foresight.get(&r.id).map(|f| f.iter().map(ToString::to_string).collect());
+        Record::Resource(ResourceRecord { foreseen: foreseen.unwrap_or_default(), ..ResourceRecord::of(r) })
+    }));
     records.extend(plan.triggers.iter().map(|t| {
         Record::Trigger(PlannedTrigger { trigger: t.clone(), skipped: plan.triggers_skipped.map(str::to_owned) })
     }));

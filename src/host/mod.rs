@@ -10,6 +10,7 @@
 //! The bottom layer: it imports nothing of converge but `error.rs` (no playbook, kinds, engine
 //! or output); what it must know of them comes in as arguments.
 
+pub mod forecast;
 mod fs;
 pub mod mode;
 mod process;
@@ -28,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use crate::error::Result;
+use crate::host::forecast::{Forecast, Foreseen};
 use crate::host::mode::Mode;
 use crate::host::systemd::{Systemd, UnitStatus};
 
@@ -61,6 +63,11 @@ pub struct Host {
     units: Mutex<HashMap<String, UnitStatus>>,
     /// Long-running tools (apt-get, pip) show their own output on stderr (`-v` on a terminal).
     stream_tool_output: bool,
+    /// What the packages of the plan will bring, laid over the host while the plan observes
+    /// (forecast.rs); empty otherwise.
+    forecast: Mutex<Forecast>,
+    /// The foreseen paths read since the last [`Host::foreseen_reads`].
+    foreseen_reads: Mutex<Vec<PathBuf>>,
 }
 
 #[derive(Default)]
@@ -83,6 +90,8 @@ impl Host {
             systemd: OnceLock::new(),
             units: Mutex::default(),
             stream_tool_output: false,
+            forecast: Mutex::default(),
+            foreseen_reads: Mutex::default(),
         }
     }
 
@@ -144,17 +153,23 @@ impl Host {
 
     /// `lstat`: what is at the path itself; None when it (or a directory on the way) is missing.
     pub fn stat(&self, path: &Path) -> io::Result<Option<Stat>> {
-        self.tree.stat(path, &self.namer())
+        match self.tree.stat(path, &self.namer())? {
+            None => Ok(self.foreseen(path).map(|f| f.stat())),
+            found => Ok(found),
+        }
     }
 
     /// Reads a regular file (never a symlink, FIFO or device) of at most [`MAX_READ`] bytes.
     pub fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        self.tree.read(path, MAX_READ, &self.namer())
+        self.tree.read(path, MAX_READ, &self.namer()).or_else(|e| self.foreseen_content(path, e).map(|c| c.to_vec()))
     }
 
     /// The size and sha256 of a regular file, streamed, whatever its size.
     pub fn digest(&self, path: &Path) -> io::Result<(u64, String)> {
-        self.tree.digest(path, &self.namer())
+        self.tree.digest(path, &self.namer()).or_else(|e| {
+            let content = self.foreseen_content(path, e)?;
+            Ok((content.len() as u64, hex(&<sha2::Sha256 as sha2::Digest>::digest(&content))))
+        })
     }
 
     /// The first bytes (at most `n`) of a regular file.
@@ -164,7 +179,10 @@ impl Host {
 
     /// The target of a symlink, as written.
     pub fn read_link(&self, path: &Path) -> io::Result<PathBuf> {
-        self.tree.read_link(path, &self.namer())
+        self.tree.read_link(path, &self.namer()).or_else(|e| match e.kind() {
+            io::ErrorKind::NotFound => self.foreseen(path).and_then(|f| f.target).ok_or(e),
+            _ => Err(e),
+        })
     }
 
     /// Where `path` leads with all its symlinks followed, as realpath(3) would after a chroot:
@@ -210,7 +228,68 @@ impl Host {
 
     /// The entries of a directory, with what each is (symlinks not followed).
     pub fn read_dir(&self, path: &Path) -> io::Result<Vec<(OsString, FileKind)>> {
-        self.tree.read_dir(path, &self.namer())
+        let (foreseen, foreseen_dir) = {
+            let forecast = self.forecast.lock().unwrap();
+            (forecast.children(path), forecast.at(path).is_some_and(|f| f.kind == FileKind::Directory))
+        };
+        let mut entries = match self.tree.read_dir(path, &self.namer()) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && (foreseen_dir || !foreseen.is_empty()) => Vec::new(),
+            result => result?,
+        };
+        for (name, kind) in foreseen {
+            if !entries.iter().any(|(n, _)| *n == name) {
+                entries.push((name, kind));
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Lays what the packages of the plan will bring over the host, for the resources observed
+    /// from now on (forecast.rs); added to what is laid already.
+    pub fn foresee(&self, forecast: Forecast) {
+        self.forecast.lock().unwrap().extend(forecast);
+    }
+
+    /// Lifts the forecast: the host is read as it is again.
+    pub fn forget_forecast(&self) {
+        *self.forecast.lock().unwrap() = Forecast::default();
+        self.foreseen_reads.lock().unwrap().clear();
+    }
+
+    /// The foreseen paths read since the last call, each once, with who brings them.
+    pub fn foreseen_reads(&self) -> Vec<(PathBuf, String)> {
+        let mut reads = std::mem::take(&mut *self.foreseen_reads.lock().unwrap());
+        reads.dedup();
+        let forecast = self.forecast.lock().unwrap();
+        let mut seen = Vec::new();
+        for path in reads {
+            if let Some(f) = forecast.at(&path).filter(|_| !seen.iter().any(|(p, _)| *p == path)) {
+                seen.push((path, f.origin.clone()));
+            }
+        }
+        seen
+    }
+
+    /// What the forecast lays at `path` (a read of it, for [`Host::foreseen_reads`]).
+    fn foreseen(&self, path: &Path) -> Option<Foreseen> {
+        let found = self.forecast.lock().unwrap().at(path).cloned()?;
+        self.foreseen_reads.lock().unwrap().push(path.to_owned());
+        Some(found)
+    }
+
+    /// The bytes of a foreseen file where the host has none (`error`, a NotFound, otherwise).
+    fn foreseen_content(&self, path: &Path, error: io::Error) -> io::Result<std::sync::Arc<[u8]>> {
+        if error.kind() != io::ErrorKind::NotFound {
+            return Err(error);
+        }
+        match self.foreseen(path) {
+            Some(Foreseen { content: Some(content), .. }) => Ok(content),
+            Some(_) => Err(io::Error::other(format!(
+                "{} comes with a package this plan installs, and the plan does not know its content",
+                path.display()
+            ))),
+            None => Err(error),
+        }
     }
 
     /// Replaces `path` atomically: a temporary file beside it (`.cvg.XXXXXXXX`) is created with
@@ -380,11 +459,22 @@ impl Host {
         if self.systemd()?.is_none() || crate::host::unit_file::is_template(name) {
             return Ok(None);
         }
-        if let Some(status) = self.units.lock().unwrap().get(name) {
-            return Ok(Some(status.clone()));
+        if !self.units.lock().unwrap().contains_key(name) {
+            self.observe_units(&[name.to_owned()])?;
         }
-        self.observe_units(&[name.to_owned()])?;
-        Ok(self.units.lock().unwrap().get(name).cloned())
+        let status = self.units.lock().unwrap().get(name).cloned();
+        // A unit that a package of the plan brings: as systemd will report it after the install.
+        if status.as_ref().is_some_and(|s| s.load_state == "not-found")
+            && let Some(unit) = self.forecast.lock().unwrap().unit(name)
+        {
+            return Ok(Some(unit.status()));
+        }
+        Ok(status)
+    }
+
+    /// The unit that a package of the plan brings, by name, if one does.
+    pub fn foreseen_unit(&self, name: &str) -> Option<crate::host::forecast::ForeseenUnit> {
+        self.forecast.lock().unwrap().unit(name).cloned()
     }
 
     /// The running instances of a template, by name; none without a bus.

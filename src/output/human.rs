@@ -126,6 +126,8 @@ impl Human {
             None => format!("  {symbol} {} ({})", r.id, r.action.verb()),
         };
         lines.push(self.paint(color, &head));
+        // What a package installed above brings that it finds, or why that is not known.
+        lines.extend(r.foreseen.iter().map(|note| format!("      ({note})")));
         // Attributes first, then the content's diff.
         let (content, attributes): (Vec<&ChangeView>, Vec<&ChangeView>) = r.changes.iter().partition(|c| is_content(c));
         for change in attributes.into_iter().chain(content) {

@@ -152,7 +152,14 @@ mod tests {
 
     fn resource() -> ResourceRecord {
         let id = ResourceId::new(crate::kinds::Kind::File, "/x");
-        ResourceRecord { id, action: Action::Create, changes: vec![], created_above: vec![], sensitive: false }
+        ResourceRecord {
+            id,
+            action: Action::Create,
+            changes: vec![],
+            created_above: vec![],
+            sensitive: false,
+            foreseen: vec![],
+        }
     }
 
     fn trigger() -> Trigger {

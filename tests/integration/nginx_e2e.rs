@@ -172,10 +172,20 @@ fn apt_installs_what_is_missing_and_nothing_when_converged() {
     assert!(!out.contains("package: nginx"), "nginx is installed already: {out}");
     assert_eq!(c.sh("cat /usr/share/converge-hello/README"), "hello");
     let calls = c.sh("cat /root/apt-calls");
-    // One call per line, exactly: a longer install line (more packages) would not do.
+    // The plan's own calls: they read, build apt's caches in memory only, and install nothing.
+    let no_cache = "-o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache=";
+    let simulate = |name: &str| format!("install -s -q --no-install-recommends {no_cache} -- {name}");
+    let download = |name: &str| format!("download -q -o APT::Sandbox::User=root {no_cache} -- {name}=1.0");
+    // One call per line, exactly: a longer install line (more packages) would not do. The plan
+    // first asks what the install brings (docs/first-run.md); the lists do not know the local
+    // repository yet, so it cannot tell, and downloads nothing.
     assert_eq!(
         calls.lines().collect::<Vec<_>>(),
-        ["update -q", "install -y -q --no-install-recommends -- converge-hello"],
+        [
+            &simulate("converge-hello"),
+            "update -q",
+            "install -y -q --no-install-recommends -- converge-hello"
+        ],
         "{calls}"
     );
 
@@ -192,13 +202,28 @@ fn apt_installs_what_is_missing_and_nothing_when_converged() {
     let new_calls = |before: &str| c.sh("cat /root/apt-calls").strip_prefix(before).unwrap().trim().to_owned();
     let calls = c.sh("cat /root/apt-calls");
     c.apply("resources:\n  - apt: converge-fresh\n    update_cache: 3600\n");
-    assert_eq!(new_calls(&calls), "install -y -q --no-install-recommends -- converge-fresh", "fresh lists");
+    // The plan reads the package's .deb, downloaded once into converge's cache.
+    assert_eq!(
+        new_calls(&calls).lines().collect::<Vec<_>>(),
+        [
+            &simulate("converge-fresh"),
+            &download("converge-fresh"),
+            "install -y -q --no-install-recommends -- converge-fresh"
+        ],
+        "fresh lists"
+    );
+    assert_eq!(c.sh("ls /var/cache/converge/debs"), "converge-fresh_1.0_all.deb");
     let calls = c.sh("cat /root/apt-calls");
     c.sh("touch -d '2 hours ago' /var/cache/apt/pkgcache.bin");
     c.apply("resources:\n  - apt: converge-stale\n    update_cache: 3600\n");
     assert_eq!(
         new_calls(&calls).lines().collect::<Vec<_>>(),
-        ["update -q", "install -y -q --no-install-recommends -- converge-stale"],
+        [
+            &simulate("converge-stale"),
+            &download("converge-stale"),
+            "update -q",
+            "install -y -q --no-install-recommends -- converge-stale"
+        ],
         "lists older than an hour"
     );
     assert_eq!(c.sh("cat /usr/share/converge-stale/README"), "converge-stale");

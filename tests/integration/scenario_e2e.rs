@@ -14,6 +14,7 @@ tests![
     one_apply_from_nothing_then_nothing,
     edits_broken_edits_hand_edits_and_a_killed_run,
     the_modules_playbook_serves_too,
+    a_policy_that_forbids_starts_makes_the_plan_start_nginx,
 ];
 
 
@@ -86,15 +87,66 @@ fn log_spawns(c: &Container) {
     c.sh("touch /root/spawned");
 }
 
+/// The JSON records of `converge COMMAND --output json PLAYBOOK` inside, offline; the command
+/// must end with `code`.
+fn records(c: &Container, command: &str, playbook: &str, vars: &[&str], code: i32) -> Vec<serde_json::Value> {
+    let (got, out, err) = converge(c, &[command, "--output", "json"], playbook, vars);
+    assert_eq!(got, code, "{command} {playbook}\nstdout:\n{out}\nstderr:\n{err}");
+    out.lines().map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))).collect()
+}
+
+/// The records of one type.
+fn of_type<'a>(records: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    records.iter().filter(|r| r["type"] == kind).collect()
+}
+
+/// The first plan of a fresh machine is what the apply after it did: the same resources with
+/// the same changes, none of them "changed since the plan", the same triggers in the same
+/// order, the same counts. Returns the plan's resource records.
+fn plan_is_what_apply_did(plan: &[serde_json::Value], applied: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    let resource = |r: &&serde_json::Value| (r["id"].clone(), r["action"].clone(), r["changes"].clone());
+    let planned: Vec<_> = of_type(plan, "resource").iter().map(resource).collect();
+    let done: Vec<_> = of_type(applied, "applied").iter().map(resource).collect();
+    assert_eq!(planned, done, "the plan's resources and changes are what apply did");
+    let changed_since = of_type(applied, "applied").iter().filter(|r| r["as_planned"] != true).count();
+    assert_eq!(changed_since, 0, "no resource changed since the plan: {applied:#?}");
+    let trigger = |t: &&serde_json::Value| (t["step"].clone(), t["unit"].clone());
+    let planned: Vec<_> = of_type(plan, "trigger").iter().map(trigger).collect();
+    let ran: Vec<_> = of_type(applied, "trigger-ran").iter().map(trigger).collect();
+    assert_eq!(planned, ran, "the plan's triggers are those apply ran");
+    let reasons = of_type(applied, "trigger-ran").into_iter().map(|t| t["reason"].to_string());
+    assert!(reasons.clone().all(|r| !r.contains("did not finish")), "this run's own: {:?}", reasons.collect::<Vec<_>>());
+    let counts = |r: &serde_json::Value| ["create", "update", "remove", "run", "triggers"].map(|k| r[k].clone());
+    assert_eq!(counts(of_type(plan, "plan")[0]), counts(of_type(applied, "apply")[0]), "the summary counts");
+    of_type(plan, "resource").into_iter().cloned().collect()
+}
+
 fn one_apply_from_nothing_then_nothing() {
     let c = machine("scenario-fresh");
+    let playbook = "/root/playbooks/gunicorn.yml";
+    let plan = records(&c, "plan", playbook, &[], 2);
+    // The .debs the plan read are kept: a second plan downloads nothing.
+    let debs = "stat -c '%n %i %Y' /var/cache/converge/debs/*.deb";
+    let kept = c.sh(debs);
+    assert!(kept.contains("/nginx-common_"), "{kept}");
+    assert_eq!(records(&c, "plan", playbook, &[], 2), plan, "the same plan again");
+    assert_eq!(c.sh(debs), kept, "nothing downloaded again");
     let started = Instant::now();
-    let out = apply(&c, "/root/playbooks/gunicorn.yml", &[]);
+    let applied = records(&c, "apply", playbook, &[], 0);
     let first = started.elapsed();
-    assert!(out.contains("package: nginx: install") && out.contains("virtualenv:/home/vagrant/.venvs/mysite"), "{out}");
-    // The plan cannot know whether the nginx package starts nginx, and says so next to the step.
-    let start = out.lines().find(|l| l.trim_start().starts_with("start nginx.service")).unwrap_or_default();
-    assert!(start.contains("depends on what apt installs"), "{out}");
+    let resources = plan_is_what_apply_did(&plan, &applied);
+    // The plan foresaw what the nginx package brings: the default site that nginx_site removes
+    // (with where it comes from), and nginx running, so that the new site is a reload.
+    let site = resources.iter().find(|r| r["id"] == "nginx_site:mysite").expect("the site is planned");
+    assert!(site["changes"].as_array().unwrap().iter().any(|c| c["attr"] == "default site"), "{site}");
+    assert!(site["foreseen"][0].as_str().unwrap().contains("/etc/nginx/sites-enabled/default"), "{site}");
+    let triggers = of_type(&plan, "trigger");
+    let nginx = triggers.iter().find(|t| t["unit"] == "nginx.service").unwrap_or_else(|| panic!("{triggers:?}"));
+    assert_eq!(nginx["step"], "reload", "{nginx}");
+    assert!(nginx["reason"].as_str().unwrap().contains("comes with package nginx-common"), "{nginx}");
+    let install = resources.iter().find(|r| r["id"] == "apt:nginx,python3-venv").expect("the install is planned");
+    assert_eq!(install["action"], "create", "installing is `+`, with its packages: {install}");
+    assert_eq!(install["changes"][0]["to"], "nginx: install", "{install}");
     serves(&c, "/run/gunicorn/socket");
     assert_eq!(
         c.sh("find /home/vagrant/.venvs/mysite ! -user vagrant | wc -l"),
@@ -164,8 +216,35 @@ fn edits_broken_edits_hand_edits_and_a_killed_run() {
 
 fn the_modules_playbook_serves_too() {
     let c = machine("scenario-modules");
-    apply(&c, "/root/playbooks/gunicorn-modules.yml", &[]);
+    // nginx named twice, by the playbook and by the nginx-proxy module: one install, in the plan
+    // and in the counts, as in apply.
+    let twice = c.sh("cat /root/playbooks/gunicorn-modules.yml").replace("- apt: python3-venv", "- apt: [nginx, python3-venv]");
+    c.write("/root/playbooks/twice.yml", &twice);
+    let plan = records(&c, "plan", "/root/playbooks/twice.yml", &[], 2);
+    let installs = plan.iter().flat_map(|r| r["changes"].as_array().cloned().unwrap_or_default());
+    assert_eq!(installs.filter(|c| c["to"] == "nginx: install").count(), 1, "{plan:#?}");
+    plan_is_what_apply_did(&plan, &records(&c, "apply", "/root/playbooks/twice.yml", &[], 0));
     serves(&c, "/run/gunicorn.sock");
     let out = apply(&c, "/root/playbooks/gunicorn-modules.yml", &[]);
     assert!(out.starts_with("No changes."), "{out}");
+}
+
+/// Where /usr/sbin/policy-rc.d forbids maintainer scripts to start services (as in image
+/// builders), the nginx package leaves nginx stopped: the first plan says `start nginx.service`,
+/// with why, and apply does just that.
+fn a_policy_that_forbids_starts_makes_the_plan_start_nginx() {
+    let c = machine("scenario-policy");
+    c.write("/usr/sbin/policy-rc.d", "#!/bin/sh\nexit 101\n");
+    c.sh("chmod 755 /usr/sbin/policy-rc.d");
+    let playbook = "vars: {wheels: unused, offline: true}\nresources:\n  - apt: nginx\n  - nginx_site: plain\n    \
+                    content: \"server { listen 8080; return 200 plain; }\\n\"\n    remove_default: true\n";
+    c.write("/root/playbooks/policy.yml", playbook);
+    let plan = records(&c, "plan", "/root/playbooks/policy.yml", &[], 2);
+    let triggers = of_type(&plan, "trigger");
+    let nginx = triggers.iter().find(|t| t["unit"] == "nginx.service").unwrap_or_else(|| panic!("{triggers:?}"));
+    assert_eq!(nginx["step"], "start", "{nginx}");
+    assert!(nginx["reason"].as_str().unwrap().contains("policy-rc.d forbids its postinst to start it"), "{nginx}");
+    plan_is_what_apply_did(&plan, &records(&c, "apply", "/root/playbooks/policy.yml", &[], 0));
+    assert_eq!(c.sh("curl -sS --max-time 10 http://127.0.0.1:8080/"), "plain");
+    assert_eq!(c.sh("ls /etc/nginx/sites-enabled"), "plain", "the default site is gone");
 }

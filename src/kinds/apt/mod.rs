@@ -11,6 +11,8 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+pub mod forecast;
+
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::kinds::Kind;
