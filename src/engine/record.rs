@@ -206,6 +206,24 @@ pub enum ChangeView {
         /// The size in bytes of the new content.
         to_bytes: u64,
     },
+    /// An entry inside a tree the resource copies (a `directory` with `source:`), made, removed
+    /// or with an attribute changed: `{"file":"/srv/site/img","entry":"create"}`, or
+    /// `{"file":"/srv/site/run.sh","entry":"update","attr":"mode","from":"0644","to":"0755"}`.
+    Entry {
+        /// Its path.
+        file: PathBuf,
+        /// What becomes of it.
+        entry: Action,
+        /// The attribute that changes (an update).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attr: Option<String>,
+        /// Its value there.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+        /// The playbook's value.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+    },
     /// An attribute: `{"attr":"mode","from":"0644","to":"0600"}` (`from` null when unset).
     Set {
         /// The attribute.
@@ -247,6 +265,7 @@ impl ChangeView {
                 ChangeView::HiddenRun { attr: RunAttr::Run, reason: SENSITIVE_GUARD.into(), sensitive: true }
             }
             Change::Run { reason } => ChangeView::Run { attr: RunAttr::Run, reason: reason.clone() },
+            Change::Entry { file, of } => entry_view(file, of, sensitive)?,
             Change::Content { .. } if sensitive => ChangeView::Hidden { attr: "content".into(), sensitive: true },
             Change::Content { file, from, to } => {
                 let old = match from {
@@ -271,6 +290,20 @@ impl ChangeView {
             }
         };
         Some(view)
+    }
+}
+
+/// The view of a change of the entry `file` of a tree: its attributes are shown as a resource's
+/// are.
+fn entry_view(file: &std::path::Path, of: &Change, sensitive: bool) -> Option<ChangeView> {
+    let file = file.to_path_buf();
+    let view = |entry, attr, from, to| ChangeView::Entry { file: file.clone(), entry, attr, from, to };
+    match ChangeView::of(of, sensitive) {
+        _ if *of == Change::Create => Some(view(Action::Create, None, None, None)),
+        _ if *of == Change::Remove => Some(view(Action::Remove, None, None, None)),
+        Some(ChangeView::Set { attr, from, to }) => Some(view(Action::Update, Some(attr), from, Some(to))),
+        Some(ChangeView::Hidden { attr, .. }) => Some(view(Action::Update, Some(attr), None, None)),
+        _ => None,
     }
 }
 

@@ -184,6 +184,7 @@ registry! {
     Virtualenv(virtualenv::Virtualenv) = "virtualenv",
     Tmpfiles(tmpfiles::Tmpfiles) = "tmpfiles",
     Sysctl(sysctl::Sysctl) = "sysctl",
+    Download(download::Download) = "download",
 }
 
 impl std::fmt::Display for Kind {
