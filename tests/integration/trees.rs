@@ -122,7 +122,7 @@ fn a_symlink_in_the_destination_is_refused_and_never_followed() {
     fs::create_dir_all(test.host_path("/etc/secret")).unwrap();
     symlink("/etc/secret", test.host_path("/srv/site/css")).unwrap();
     let run = test.apply().code(1);
-    let err = run.err().split_whitespace().collect::<Vec<_>>().join(" ");
+    let err = crate::downloads::flat(&run.err());
     assert!(err.contains("/srv/site/css is a symlink (to /etc/secret)"), "{err}");
     assert!(err.contains("never writes through a link"), "{err}");
     test.expect_absent("/etc/secret/site.css").expect_absent("/srv/site/index.html");
@@ -140,7 +140,7 @@ fn a_symlink_in_the_source_is_an_error_at_its_line() {
     let test = site(Test::new().playbook("resources:\n  - directory: /srv/site\n    source: files/site\n"));
     symlink("/etc/shadow", test.dir.path().join("files/site/leak")).unwrap();
     let run = test.validate().code(1);
-    let err = run.err().split_whitespace().collect::<Vec<_>>().join(" ");
+    let err = crate::downloads::flat(&run.err());
     assert!(err.contains("files/site/leak is a symlink"), "{err}");
     assert!(err.contains("playbook.yml:3:13"), "{err}");
     test.plan().code(1);

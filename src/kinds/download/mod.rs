@@ -20,7 +20,7 @@ use crate::kinds::resource::{Attr, Change, Need, Ownership, Resource, ownership_
 use crate::kinds::{Kind, observe_owner, owner_ids, ownership_needs, path_needs};
 use crate::playbook::attrs::Attrs;
 use crate::playbook::table::{GROUP, MODE, OWNER, Table, Type, attr};
-use crate::playbook::yaml_node::Node;
+use crate::playbook::yaml_node::{Node, Value};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Download {
@@ -270,7 +270,11 @@ fn read_url(attrs: &mut Attrs) -> Option<String> {
 /// `sha256:`: 64 hex digits (a `sha256:` prefix and upper case are taken too).
 fn read_sha256(attrs: &mut Attrs) -> Option<String> {
     let node = attrs.node("sha256")?;
-    let text = attrs.render_string("sha256", node)?;
+    // A digest of digits only is a number to YAML: taken as written.
+    let text = match &node.value {
+        Value::Int(_) | Value::Float(_) => node.source(&attrs.templates().source().text).to_owned(),
+        _ => attrs.render_string("sha256", node)?,
+    };
     let digest = text.trim().trim_start_matches("sha256:").to_ascii_lowercase();
     if digest.len() != 64 || !digest.chars().all(|c| c.is_ascii_hexdigit()) {
         let shown = crate::error::escape(&text).into_owned();
