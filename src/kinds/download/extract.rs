@@ -41,7 +41,7 @@ pub struct Manifest {
 pub struct Member {
     pub path: PathBuf,
     pub kind: MemberKind,
-    /// Permission bits (not written to the manifest's meaning: the archive's own).
+    /// Its permission bits, as the archive gives them (no setuid, setgid or sticky bit).
     pub mode: u32,
 }
 
