@@ -691,6 +691,23 @@ mod tests {
     use crate::host::systemd::JobAction;
     use crate::kinds::unit::OnChange;
 
+    #[test]
+    fn tree_entries_read_back_as_they_were_written() {
+        use crate::host::mode::Mode;
+        let changes = [
+            Change::entry("/srv/site/img", Change::Create),
+            Change::entry("/srv/site/old", Change::Remove),
+            Change::entry("/srv/site/a", Change::set(Attr::Mode, Some(Mode(0o600)), Mode(0o644))),
+            Change::set(Attr::Mode, Some(Mode(0o600)), Mode(0o644)),
+        ];
+        let views: Vec<ChangeView> = changes.iter().filter_map(|c| ChangeView::of(c, false)).collect();
+        let json = serde_json::to_string(&views).unwrap();
+        assert!(json.starts_with(r#"[{"file":"/srv/site/img","entry":"create"}"#), "{json}");
+        assert_eq!(serde_json::from_str::<Vec<ChangeView>>(&json).unwrap(), views, "{json}");
+        let sensitive = ChangeView::of(&changes[2], true).unwrap();
+        assert!(matches!(sensitive, ChangeView::Entry { entry: Action::Update, .. }), "{sensitive:?}");
+    }
+
     fn unit(name: &str, files_changed: bool) -> UnitFacts {
         UnitFacts {
             name: name.into(),
