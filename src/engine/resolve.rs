@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use crate::engine::graph;
 use crate::error::{Error, PlaybookError, PlaybookErrors, Result, Source, did_you_mean, nearest};
 use crate::kinds::notify::Notify;
-use crate::kinds::resource::ResourceId;
+use crate::kinds::resource::{ResourceId, Unmerged};
 use crate::kinds::{AnyResource, Kind};
 use crate::playbook::attrs::Attrs;
 use crate::playbook::template::{Templates, to_jinja};
@@ -160,6 +160,7 @@ pub fn resolve(playbook: &Playbook, input: &VarsInput) -> Result<Resolved> {
         None => {}
     }
 
+    let (entries, afters) = merge_entries(entries, afters, source, &mut errors);
     let order = order(&entries, &afters, source, &mut errors);
     if !errors.is_empty() {
         return Err(PlaybookErrors { path: source.name.clone(), errors }.into());
@@ -504,6 +505,7 @@ pub const NOT_SECRET: &[&str] = &[
     "on_change",
     "restart_triggers",
     "reload_triggers",
+    "validate",
 ];
 
 /// What a sensitive entry hides: the values of its attributes and of the variables they use
@@ -558,6 +560,49 @@ fn hide_values(
         crate::playbook::redact::add(value);
     }
     values
+}
+
+/// Entries with the id of an earlier one are folded into it when their kind adds entries up
+/// (the `line_in_file` entries of one file: [`crate::kinds::resource::Resource::merge`]), with
+/// their `notify:`, `after:` and secrets; a duplicate is kept for `order` to report.
+fn merge_entries(
+    entries: Vec<Entry>,
+    afters: Vec<Vec<(String, Span)>>,
+    source: &Source,
+    errors: &mut Vec<PlaybookError>,
+) -> (Vec<Entry>, Vec<Vec<(String, Span)>>) {
+    let mut kept: Vec<(Entry, Vec<(String, Span)>)> = Vec::with_capacity(entries.len());
+    let mut first: HashMap<ResourceId, usize> = HashMap::new();
+    for (entry, after) in entries.into_iter().zip(afters) {
+        let Some(&at) = first.get(&entry.id) else {
+            first.insert(entry.id.clone(), kept.len());
+            kept.push((entry, after));
+            continue;
+        };
+        let (earlier, earlier_after) = &mut kept[at];
+        match earlier.resource.merge(&entry.resource) {
+            Ok(()) => {
+                for notify in entry.notify {
+                    if !earlier.notify.contains(&notify) {
+                        earlier.notify.push(notify);
+                    }
+                }
+                earlier.sensitive |= entry.sensitive;
+                earlier.secrets.extend(entry.secrets);
+                earlier_after.extend(after);
+            }
+            Err(Unmerged::Conflict(message)) => {
+                let line = source.line_of(earlier.span.offset);
+                errors.push(
+                    source
+                        .error(entry.span, message, "disagrees with an earlier entry")
+                        .help(format!("make it agree with the entry on line {line}")),
+                );
+            }
+            Err(Unmerged::Duplicate) => kept.push((entry, after)),
+        }
+    }
+    kept.into_iter().unzip()
 }
 
 /// The apply order (`engine/graph.rs`). Reports duplicate ids, ids that name no resource of the

@@ -563,6 +563,7 @@ mod tests {
             content: Some(Content::from(vec![1u8, 2, 200])),
             ownership: crate::kinds::resource::Ownership { owner: Some("www-data".into()), group: None },
             mode: Some(Mode(0o2750)),
+            validate: Some(crate::kinds::validate::Validate { argv: vec!["visudo".into(), "-cf".into(), "%s".into()] }),
         });
         let json = serde_json::to_value(&file).unwrap();
         assert_eq!(json["kind"], "file");

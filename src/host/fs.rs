@@ -362,18 +362,21 @@ impl Tree {
         Ok(entries)
     }
 
-    /// Replaces `path` atomically: a temporary file beside it is created with its final owner
-    /// and mode, written and fsynced, then renamed over the target, and the directory fsynced.
-    /// A reader (or a crash) sees the old file or the new one, never a part.
-    pub fn write_atomic(
+    /// Replaces `path` atomically: a temporary file beside it (the candidate) is created with its
+    /// final owner and mode, written and fsynced, then renamed over the target, and the directory
+    /// fsynced. A reader (or a crash) sees the old file or the new one, never a part.
+    ///
+    /// `check` is given the candidate's path (as the playbook names paths: inside the root)
+    /// before the rename: when it refuses, the candidate is removed, the target is left as it
+    /// was, and its refusal is returned.
+    pub fn write_atomic<R>(
         &self,
         path: &Path,
         content: &[u8],
-        perm: u32,
-        uid: u32,
-        gid: u32,
+        (perm, uid, gid): (u32, u32, u32),
         names: Namer,
-    ) -> io::Result<()> {
+        check: impl FnOnce(&Path) -> Result<(), R>,
+    ) -> io::Result<Result<(), R>> {
         let _forget = Forget(self);
         let place = self.place(path, names)?;
         self.sweep(&place.dir);
@@ -385,14 +388,21 @@ impl Tree {
             fchmod(&file, Perm::from_bits_truncate(perm)).map_err(|e| errno(e, format!("chmod {shown}")))?;
             file.write_all(content).map_err(|e| io::Error::new(e.kind(), format!("write {shown}: {e}")))?;
             file.sync_all()?;
+            let candidate = path.parent().unwrap_or(Path::new("/")).join(&tmp);
+            if let Err(refusal) = check(&candidate) {
+                return Ok(Err(refusal));
+            }
             renameat(&place.dir, tmp.as_os_str(), &place.dir, place.name.as_os_str())
                 .map_err(|e| errno(e, format!("rename into {shown}")))
+                .map(Ok)
         })();
-        if written.is_err() {
+        if !matches!(written, Ok(Ok(()))) {
             let _ = unlinkat(&place.dir, tmp.as_os_str(), UnlinkatFlags::NoRemoveDir);
         }
-        written?;
-        sync_dir(&place.dir)
+        if written.as_ref().is_ok_and(Result::is_ok) {
+            sync_dir(&place.dir)?;
+        }
+        written
     }
 
     /// [`Tree::write_atomic`] of what `source` reads, streamed (no size limit): `accept` is

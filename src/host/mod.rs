@@ -22,6 +22,7 @@ pub use fs::{FileKind, InputEntry, MAX_READ, Stat, hex, read_input, read_input_t
 pub use process::{Account, Failure, PATH, Program, Scratch};
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::ffi::OsString;
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
@@ -218,8 +219,7 @@ impl Host {
     /// its final owner and mode, written and fsynced, then renamed over the target, and the
     /// directory fsynced. A reader (or a crash) sees the old file or the new one, never a part.
     pub fn write_atomic(&self, path: &Path, content: &[u8], mode: Mode, uid: u32, gid: u32) -> io::Result<()> {
-        self.tree.write_atomic(path, content, mode.0, uid, gid, &self.namer())?;
-        self.forget_written(path);
+        let Ok(()) = self.write_checked(path, content, (mode, uid, gid), |_| Ok::<(), Infallible>(()))?;
         Ok(())
     }
 
@@ -247,6 +247,25 @@ impl Host {
     /// `http://` or `https://` (fetch.rs).
     pub fn fetch(&self, url: &str) -> io::Result<Box<dyn io::Read + Send>> {
         fetch::fetch(url)
+    }
+
+    /// [`Host::write_atomic`] of a candidate that `check` must accept first (a checker such as
+    /// `visudo -cf`): `check` gets the candidate's path, beside the target, as the playbook names
+    /// paths (a program run inside the root finds it there), with its final content, mode and
+    /// owner. Only when it accepts is the candidate renamed in; otherwise it is removed, the
+    /// target is left as it was, and `check`'s refusal is returned.
+    pub fn write_checked<R>(
+        &self,
+        path: &Path,
+        content: &[u8],
+        (mode, uid, gid): (Mode, u32, u32),
+        check: impl FnOnce(&Path) -> Result<(), R>,
+    ) -> io::Result<Result<(), R>> {
+        let written = self.tree.write_atomic(path, content, (mode.0, uid, gid), &self.namer(), check)?;
+        if written.is_ok() {
+            self.forget_written(path);
+        }
+        Ok(written)
     }
 
     /// [`Host::write_atomic`] of a file of the system (a unit, an nginx site, the journal),

@@ -1,7 +1,8 @@
 //! `file`: a regular file with its content, owner, group and mode.
 //!
 //! What it does: writes `content` (inline), `template` (rendered) or `source` (copied as bytes),
-//! atomically, then sets owner, group and mode; `state: absent` removes it.
+//! atomically, then sets owner, group and mode; `state: absent` removes it. With `validate:`, a
+//! checker must accept the new content before it replaces the file (kinds/validate.rs).
 //! Why: the content is compared byte for byte, so an unchanged file is never rewritten and
 //! its mtime and inode stay as they were.
 
@@ -11,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::host::mode::Mode;
 use crate::host::{FileKind, Host};
 use crate::kinds::resource::{Attr, Change, Content, Need, Ownership, Resource, State, ownership_changes};
+use crate::kinds::validate::{self, VALIDATE, Validate};
 use crate::kinds::{Kind, observe_owner, owner_ids, ownership_needs, path_needs};
 use crate::playbook::attrs::Attrs;
 use crate::playbook::table::{CONTENT, GROUP, MODE, OWNER, STATE, TEMPLATE, Table, Type, attr};
@@ -24,6 +26,9 @@ pub struct File {
     pub content: Option<Content>,
     pub ownership: Ownership,
     pub mode: Option<Mode>,
+    /// A checker of new content (`visudo -cf %s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validate: Option<Validate>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +55,7 @@ impl Resource for File {
             OWNER,
             GROUP,
             MODE,
+            VALIDATE,
         ],
     };
 
@@ -71,12 +77,21 @@ impl Resource for File {
         attrs.one_of(&["content", "template", "source"], state == State::Present, at);
         let ownership = attrs.ownership();
         let mode = attrs.mode("mode");
+        let validate = Validate::from_attrs(attrs);
+        if validate.is_some() && state == State::Absent {
+            attrs.error(
+                at,
+                "`validate` checks new content, and `state: absent` writes none",
+                "nothing to check",
+                "remove `validate`, or the `state: absent`",
+            );
+        }
         let content = match (inline, template, source) {
             (Some(text), _, _) | (None, Some(text), _) => Some(Content::from(text.as_str())),
             (None, None, Some(bytes)) => Some(Content::from(bytes)),
             (None, None, None) => None,
         };
-        Some(File { path: path?, state, content, ownership, mode })
+        Some(File { path: path?, state, content, ownership, mode, validate })
     }
 
     fn name(&self) -> String {
@@ -179,7 +194,8 @@ impl Resource for File {
                     format!("its directory {} does not exist; add a `directory:` resource for it", parent.display()),
                 ));
             }
-            return host.write_atomic(&self.path, content.bytes(), mode, uid, gid).map_err(io("cannot write it"));
+            let validate = self.validate.as_ref();
+            return validate::write(host, &id, validate, &self.path, content.bytes(), (mode, uid, gid));
         }
         apply_attributes(host, &self.path, changes, &self.ownership, self.mode)
             .map_err(io("cannot change its attributes"))
@@ -217,6 +233,7 @@ mod tests {
             content: Some(Content::from(content)),
             ownership: Ownership { owner: Some("www-data".into()), group: None },
             mode: Some(Mode(0o640)),
+            validate: None,
         }
     }
 

@@ -10,13 +10,14 @@
 pub mod notify;
 pub mod resource;
 pub mod schema;
+pub mod validate;
 
 use std::path::PathBuf;
 
 use crate::error::Result;
 use crate::host::{Host, Stat};
 use crate::kinds::notify::Notify;
-use crate::kinds::resource::{Change, Content, Need, Ownership, Provide, Resource, ResourceId};
+use crate::kinds::resource::{Change, Content, Need, Ownership, Provide, Resource, ResourceId, Unmerged};
 use crate::playbook::attrs::Attrs;
 use crate::playbook::table::Table;
 use crate::playbook::yaml_node::{Node, Span};
@@ -98,6 +99,14 @@ macro_rules! registry {
             pub fn provides(&self) -> Vec<Provide> {
                 match self {
                     $(AnyResource::$variant(r) => r.provides(),)*
+                }
+            }
+
+            /// See [`Resource::merge`]; entries of two kinds never merge.
+            pub fn merge(&mut self, other: &AnyResource) -> Result<(), Unmerged> {
+                match (self, other) {
+                    $((AnyResource::$variant(r), AnyResource::$variant(o)) => r.merge(o),)*
+                    _ => Err(Unmerged::Duplicate),
                 }
             }
 
@@ -185,6 +194,7 @@ registry! {
     Tmpfiles(tmpfiles::Tmpfiles) = "tmpfiles",
     Sysctl(sysctl::Sysctl) = "sysctl",
     Download(download::Download) = "download",
+    LineInFile(line_in_file::LineInFile) = "line_in_file",
 }
 
 impl std::fmt::Display for Kind {

@@ -65,6 +65,12 @@ pub trait Resource: Sized {
         Vec::new()
     }
 
+    /// Folds in another entry of the playbook with the same id, for a kind whose entries add up
+    /// (the `line_in_file` entries of one file, made in one write); otherwise it is a duplicate.
+    fn merge(&mut self, _other: &Self) -> Result<(), Unmerged> {
+        Err(Unmerged::Duplicate)
+    }
+
     /// Ids of other resources it names (a unit's `restart_triggers`), with where: each must be a
     /// resource of the playbook.
     fn names_ids(&self) -> Vec<(&ResourceId, Span)> {
@@ -136,6 +142,15 @@ impl Need {
             Need::Inside(_) | Need::Directory(_) | Need::Package(_) => None,
         }
     }
+}
+
+/// Why an entry with the id of an earlier one is not folded into it ([`Resource::merge`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unmerged {
+    /// Its kind does not add entries up: it is a duplicate.
+    Duplicate,
+    /// The two disagree; the message says on what, and how to make them agree.
+    Conflict(String),
 }
 
 /// Something a resource makes, that others may need.
@@ -322,6 +337,8 @@ pub enum Attr {
     Sha256,
     /// The directory a download is extracted into.
     Extract,
+    /// The lines `line_in_file` edits, in a file that is not there yet.
+    Lines,
 }
 
 impl Attr {
@@ -353,6 +370,7 @@ impl Attr {
             Attr::DefaultSite => "default site",
             Attr::Sha256 => "sha256",
             Attr::Extract => "extract",
+            Attr::Lines => "lines",
         }
     }
 }

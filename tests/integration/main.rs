@@ -62,6 +62,8 @@ suite![
     downloads,
     errors,
     files,
+    lines,
+    lines_e2e,
     modules,
     nginx,
     nginx_e2e,

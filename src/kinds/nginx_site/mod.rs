@@ -26,7 +26,7 @@ use crate::host::systemd::JobAction;
 use crate::kinds::notify::Notify;
 use crate::error::{Error, Result};
 use crate::host::mode::Mode;
-use crate::host::{FileKind, Host};
+use crate::host::{Failure, FileKind, Host};
 use crate::kinds::Kind;
 use crate::kinds::resource::{Attr, Change, Content, Need, Resource, ResourceId, State};
 use crate::playbook::attrs::Attrs;
@@ -203,34 +203,30 @@ pub fn nginx_test(host: &Host) -> Result<Option<String>, String> {
         return Ok(None); // an image without nginx's configuration: nothing to check against
     }
     let pid_file = crate::host::Scratch::new("nginx-test.pid");
-    let mut command = match host.root() {
-        None => host.program(&["nginx"]).command(),
+    let test = ["-t", "-q", "-e", "stderr"];
+    let program = match host.root() {
+        None => host.program(&[&["nginx"][..], &test].concat()),
         Some(_) if host.stat(Path::new("/usr/sbin/nginx")).ok().flatten().is_some() => {
-            host.program(&["/usr/sbin/nginx"]).command()
+            host.program(&[&["/usr/sbin/nginx"][..], &test].concat())
         }
         Some(root) => {
             // `nginx -t` writes its pid file: keep it out of the root (removed when dropped).
+            let prefix = format!("{}/", root.display());
+            let conf = root.join("etc/nginx/nginx.conf").display().to_string();
             let pid = format!("pid {};", pid_file.path().display());
-            let mut command = host.tool(&["nginx"]).command();
-            command.arg("-p").arg(format!("{}/", root.display()));
-            command.arg("-c").arg(root.join("etc/nginx/nginx.conf")).args(["-g", &pid]);
-            command
+            host.tool(&[&["nginx", "-p", &prefix, "-c", &conf, "-g", &pid][..], &test].concat())
         }
     };
-    command.args(["-t", "-q", "-e", "stderr"]);
-    let output = command.output();
-    let output = match output {
-        Ok(output) => output,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot run nginx -t: {e}")),
-    };
-    if output.status.success() {
-        return Ok(Some(String::new()));
+    match program.run(false) {
+        Ok(()) => Ok(Some(String::new())),
+        Err(Failure::Start { error, .. }) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(Failure::Start { error, .. }) => Err(format!("cannot run nginx -t: {error}")),
+        Err(Failure::Said { status, .. } | Failure::Streamed(status)) if status.signal().is_some() => {
+            Err(format!("nginx -t was killed by signal {} before it answered", status.signal().unwrap_or_default()))
+        }
+        Err(Failure::Said { said, .. }) => Err(said),
+        Err(Failure::Streamed(status)) => Err(format!("nginx -t failed ({status})")),
     }
-    if let Some(signal) = output.status.signal() {
-        return Err(format!("nginx -t was killed by signal {signal} before it answered"));
-    }
-    Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
 }
 
 /// The line nginx names in its message ("... in /etc/nginx/sites-enabled/mysite:3"), if it is
