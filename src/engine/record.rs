@@ -210,6 +210,24 @@ pub enum ChangeView {
         /// The size in bytes of the new content.
         to_bytes: u64,
     },
+    /// An entry inside a tree the resource copies (a `directory` with `source:`), made, removed
+    /// or with an attribute changed: `{"file":"/srv/site/img","entry":"create"}`, or
+    /// `{"file":"/srv/site/run.sh","entry":"update","attr":"mode","from":"0644","to":"0755"}`.
+    Entry {
+        /// Its path.
+        file: PathBuf,
+        /// What becomes of it.
+        entry: Action,
+        /// The attribute that changes (an update).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attr: Option<String>,
+        /// Its value there.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+        /// The playbook's value.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+    },
     /// An attribute: `{"attr":"mode","from":"0644","to":"0600"}` (`from` null when unset).
     Set {
         /// The attribute.
@@ -251,6 +269,7 @@ impl ChangeView {
                 ChangeView::HiddenRun { attr: RunAttr::Run, reason: SENSITIVE_GUARD.into(), sensitive: true }
             }
             Change::Run { reason } => ChangeView::Run { attr: RunAttr::Run, reason: reason.clone() },
+            Change::Entry { file, of } => entry_view(file, of, sensitive)?,
             Change::Content { .. } if sensitive => ChangeView::Hidden { attr: "content".into(), sensitive: true },
             Change::Content { file, from, to } => {
                 let old = match from {
@@ -275,6 +294,20 @@ impl ChangeView {
             }
         };
         Some(view)
+    }
+}
+
+/// The view of a change of the entry `file` of a tree: its attributes are shown as a resource's
+/// are.
+fn entry_view(file: &std::path::Path, of: &Change, sensitive: bool) -> Option<ChangeView> {
+    let file = file.to_path_buf();
+    let view = |entry, attr, from, to| ChangeView::Entry { file: file.clone(), entry, attr, from, to };
+    match ChangeView::of(of, sensitive) {
+        _ if *of == Change::Create => Some(view(Action::Create, None, None, None)),
+        _ if *of == Change::Remove => Some(view(Action::Remove, None, None, None)),
+        Some(ChangeView::Set { attr, from, to }) => Some(view(Action::Update, Some(attr), from, Some(to))),
+        Some(ChangeView::Hidden { attr, .. }) => Some(view(Action::Update, Some(attr), None, None)),
+        _ => None,
     }
 }
 
@@ -665,6 +698,23 @@ mod tests {
     use crate::engine::trigger::{Observed, Request, UnitFacts, decide};
     use crate::host::systemd::JobAction;
     use crate::kinds::unit::OnChange;
+
+    #[test]
+    fn tree_entries_read_back_as_they_were_written() {
+        use crate::host::mode::Mode;
+        let changes = [
+            Change::entry("/srv/site/img", Change::Create),
+            Change::entry("/srv/site/old", Change::Remove),
+            Change::entry("/srv/site/a", Change::set(Attr::Mode, Some(Mode(0o600)), Mode(0o644))),
+            Change::set(Attr::Mode, Some(Mode(0o600)), Mode(0o644)),
+        ];
+        let views: Vec<ChangeView> = changes.iter().filter_map(|c| ChangeView::of(c, false)).collect();
+        let json = serde_json::to_string(&views).unwrap();
+        assert!(json.starts_with(r#"[{"file":"/srv/site/img","entry":"create"}"#), "{json}");
+        assert_eq!(serde_json::from_str::<Vec<ChangeView>>(&json).unwrap(), views, "{json}");
+        let sensitive = ChangeView::of(&changes[2], true).unwrap();
+        assert!(matches!(sensitive, ChangeView::Entry { entry: Action::Update, .. }), "{sensitive:?}");
+    }
 
     fn unit(name: &str, files_changed: bool) -> UnitFacts {
         UnitFacts {

@@ -26,6 +26,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -404,6 +405,49 @@ impl Tree {
         written
     }
 
+    /// [`Tree::write_atomic`] of what `source` reads, streamed (no size limit): `accept` is
+    /// given the sha256 of all of it before the rename and may refuse it, and then the temporary
+    /// file is removed and the target is left as it was. Returns the sha256.
+    #[allow(clippy::too_many_arguments)]
+    pub fn write_atomic_from(
+        &self,
+        path: &Path,
+        source: &mut dyn Read,
+        perm: u32,
+        (uid, gid): (u32, u32),
+        accept: &dyn Fn(&str) -> io::Result<()>,
+        names: Namer,
+    ) -> io::Result<String> {
+        let _forget = Forget(self);
+        let place = self.place(path, names)?;
+        self.sweep(&place.dir);
+        let shown = self.shown(path);
+        let (tmp, file) = self.create_temp(&place.dir, &shown)?;
+        let written = (|| -> io::Result<String> {
+            let mut file = File::from(file);
+            self.give(&file, uid, gid, &shown)?;
+            fchmod(&file, Perm::from_bits_truncate(perm)).map_err(|e| errno(e, format!("chmod {shown}")))?;
+            let sha256 =
+                copy_hashed(source, &mut file).map_err(|e| io::Error::new(e.kind(), format!("write {shown}: {e}")))?;
+            accept(&sha256)?;
+            file.sync_all()?;
+            renameat(&place.dir, tmp.as_os_str(), &place.dir, place.name.as_os_str())
+                .map_err(|e| errno(e, format!("rename into {shown}")))?;
+            Ok(sha256)
+        })();
+        if written.is_err() {
+            let _ = unlinkat(&place.dir, tmp.as_os_str(), UnlinkatFlags::NoRemoveDir);
+        }
+        let sha256 = written?;
+        sync_dir(&place.dir)?;
+        Ok(sha256)
+    }
+
+    /// Opens a regular file for reading as a stream (never a symlink, FIFO or device).
+    pub fn open(&self, path: &Path, names: Namer) -> io::Result<File> {
+        self.open_regular(path, names).map(|(file, _)| file)
+    }
+
     /// Creates the directory `path` (its parent must exist) with its owner and mode.
     pub fn create_dir(&self, path: &Path, perm: u32, uid: u32, gid: u32, names: Namer) -> io::Result<()> {
         let _forget = Forget(self);
@@ -587,13 +631,93 @@ impl Tree {
 /// Reads a file that converge takes as input (a playbook, a template, a `source:`, a vars file):
 /// a regular file (a FIFO would hang the run, a device never end) of at most [`MAX_READ`] bytes.
 pub fn read_input(path: &Path) -> io::Result<Vec<u8>> {
-    let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
-    let fd = nix::fcntl::open(path, flags, Perm::empty()).map_err(io::Error::from)?;
+    let (fd, stat) = open_input_flags(path, OFlag::empty())?;
+    read_opened_input(path, fd, &stat)
+}
+
+/// [`read_input`] of a file of a source tree: a symlink there is refused, never followed.
+pub fn read_input_entry(path: &Path) -> io::Result<Vec<u8>> {
+    let (fd, stat) = open_input_flags(path, OFlag::O_NOFOLLOW)?;
+    read_opened_input(path, fd, &stat)
+}
+
+/// Opens an input file to stream it (a `file://` download), whatever its size: a regular file.
+pub fn open_input(path: &Path) -> io::Result<File> {
+    open_input_flags(path, OFlag::empty()).map(|(fd, _)| File::from(fd))
+}
+
+/// One entry of a source tree beside the playbook (a `directory` with `source:`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputEntry {
+    /// Its path below the tree's top.
+    pub path: PathBuf,
+    /// Its permission bits.
+    pub mode: u32,
+    /// Its bytes; None for a directory.
+    pub bytes: Option<Vec<u8>>,
+}
+
+/// Reads the tree below `top` (a directory the playbook names, followed if it is a symlink):
+/// every directory and regular file, each directory before what is inside it and its entries by
+/// name. A symlink inside is an error naming it, never followed (its target may lie anywhere);
+/// so is a FIFO, socket or device. Each file is read as [`read_input`] reads one.
+pub fn read_input_tree(top: &Path) -> io::Result<Vec<InputEntry>> {
+    let meta = std::fs::metadata(top)?;
+    if !meta.is_dir() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "it is not a directory"));
+    }
+    let mut entries = Vec::new();
+    read_input_dir(top, Path::new(""), &mut entries)?;
+    Ok(entries)
+}
+
+fn read_input_dir(top: &Path, below: &Path, entries: &mut Vec<InputEntry>) -> io::Result<()> {
+    let mut names: Vec<OsString> =
+        std::fs::read_dir(top.join(below))?.map(|e| e.map(|e| e.file_name())).collect::<io::Result<_>>()?;
+    names.sort();
+    for name in names {
+        let path = below.join(&name);
+        let full = top.join(&path);
+        let meta = std::fs::symlink_metadata(&full)?;
+        let mode = meta.permissions().mode() & 0o7777;
+        let kind = meta.file_type();
+        if kind.is_dir() {
+            entries.push(InputEntry { path: path.clone(), mode, bytes: None });
+            read_input_dir(top, &path, entries)?;
+        } else if kind.is_file() {
+            let bytes =
+                read_input_entry(&full).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", full.display())))?;
+            entries.push(InputEntry { path, mode, bytes: Some(bytes) });
+        } else {
+            let what = if kind.is_symlink() { "a symlink" } else { "a special file (FIFO, socket or device)" };
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} is {what}: a source tree holds only directories and regular files, and converge never \
+                     follows a link in it (put the file itself there, or manage the link with a `symlink:` resource)",
+                    full.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn open_input_flags(path: &Path, extra: OFlag) -> io::Result<(OwnedFd, FileStat)> {
+    let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC | extra;
+    let fd = nix::fcntl::open(path, flags, Perm::empty()).map_err(|e| match e {
+        Errno::ELOOP => io::Error::new(io::ErrorKind::InvalidInput, "it is a symlink"),
+        e => io::Error::from(e),
+    })?;
     let stat = fstat(&fd).map_err(io::Error::from)?;
     let kind = kind_of(&stat);
     if kind != FileKind::File {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("it is {}, not a regular file", kind.name())));
     }
+    Ok((fd, stat))
+}
+
+fn read_opened_input(path: &Path, fd: OwnedFd, stat: &FileStat) -> io::Result<Vec<u8>> {
     let size = stat.st_size as u64;
     let limit = MAX_READ;
     let shown = path.display().to_string();
@@ -793,6 +917,23 @@ fn too_big(shown: &str, size: u64, limit: u64) -> io::Error {
         io::ErrorKind::InvalidData,
         format!("{shown} is {size} bytes, more than the {} MiB converge reads into memory", limit / (1024 * 1024)),
     )
+}
+
+/// Copies `source` into `out`, returning the sha256 of what went through.
+fn copy_hashed(source: &mut dyn Read, out: &mut dyn Write) -> io::Result<String> {
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0; 1 << 16];
+    loop {
+        let n = match source.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buffer[..n]);
+        out.write_all(&buffer[..n])?;
+    }
+    Ok(hex(&hasher.finalize()))
 }
 
 pub fn hex(bytes: &[u8]) -> String {

@@ -10,6 +10,7 @@
 //! The bottom layer: it imports nothing of converge but `error.rs` (no playbook, kinds, engine
 //! or output); what it must know of them comes in as arguments.
 
+mod fetch;
 pub mod forecast;
 mod fs;
 pub mod mode;
@@ -17,7 +18,8 @@ mod process;
 pub mod systemd;
 pub mod unit_file;
 
-pub use fs::{FileKind, MAX_READ, Stat, hex, read_input, read_input_text, record_inputs};
+pub use fetch::supported as can_fetch;
+pub use fs::{FileKind, InputEntry, MAX_READ, Stat, hex, read_input, read_input_text, read_input_tree, record_inputs};
 pub use process::{Account, Failure, PATH, Program, Scratch};
 
 use std::collections::HashMap;
@@ -298,6 +300,32 @@ impl Host {
     pub fn write_atomic(&self, path: &Path, content: &[u8], mode: Mode, uid: u32, gid: u32) -> io::Result<()> {
         let Ok(()) = self.write_checked(path, content, (mode, uid, gid), |_| Ok::<(), Infallible>(()))?;
         Ok(())
+    }
+
+    /// [`Host::write_atomic`] of what `source` reads, streamed: `accept` is given its sha256
+    /// before the rename and may refuse it, leaving the target as it was. Returns the sha256.
+    pub fn write_atomic_from(
+        &self,
+        path: &Path,
+        source: &mut dyn io::Read,
+        mode: Mode,
+        owner: (u32, u32),
+        accept: &dyn Fn(&str) -> io::Result<()>,
+    ) -> io::Result<String> {
+        let sha256 = self.tree.write_atomic_from(path, source, mode.0, owner, accept, &self.namer())?;
+        self.forget_written(path);
+        Ok(sha256)
+    }
+
+    /// Opens a regular file (never a symlink, FIFO or device) to stream it, whatever its size.
+    pub fn open(&self, path: &Path) -> io::Result<std::fs::File> {
+        self.tree.open(path, &self.namer())
+    }
+
+    /// A stream of what a URL names: `file://` (a file of this machine, also under `--root`),
+    /// `http://` or `https://` (fetch.rs).
+    pub fn fetch(&self, url: &str) -> io::Result<Box<dyn io::Read + Send>> {
+        fetch::fetch(url)
     }
 
     /// [`Host::write_atomic`] of a candidate that `check` must accept first (a checker such as

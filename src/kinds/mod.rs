@@ -193,6 +193,7 @@ registry! {
     Virtualenv(virtualenv::Virtualenv) = "virtualenv",
     Tmpfiles(tmpfiles::Tmpfiles) = "tmpfiles",
     Sysctl(sysctl::Sysctl) = "sysctl",
+    Download(download::Download) = "download",
     LineInFile(line_in_file::LineInFile) = "line_in_file",
 }
 

@@ -254,6 +254,10 @@ pub enum Change {
     Set { attr: Attr, from: Option<Value>, to: Value },
     /// A command will run, and why.
     Run { reason: String },
+    /// One entry inside a tree the resource copies (a `directory` with `source:`), by its path:
+    /// `Create` (a directory made), `Remove` (what `purge` removes) or a `Set` of its mode, owner
+    /// or group. A file's new content is a `Content` change naming the file.
+    Entry { file: PathBuf, of: Box<Change> },
 }
 
 impl Change {
@@ -265,6 +269,11 @@ impl Change {
     /// A `Set` change of `attr`, which had no value.
     pub fn set_to(attr: Attr, to: impl Into<Value>) -> Change {
         Change::Set { attr, from: None, to: to.into() }
+    }
+
+    /// A change of the entry `file` of a tree.
+    pub fn entry(file: impl Into<PathBuf>, change: Change) -> Change {
+        Change::Entry { file: file.into(), of: Box::new(change) }
     }
 
     /// Whether it is a `Set` of `attr`.
@@ -324,6 +333,10 @@ pub enum Attr {
     NginxTest,
     /// The distribution's default nginx site.
     DefaultSite,
+    /// A download's sha256.
+    Sha256,
+    /// The directory a download is extracted into.
+    Extract,
     /// The lines `line_in_file` edits, in a file that is not there yet.
     Lines,
 }
@@ -355,6 +368,8 @@ impl Attr {
             Attr::Recreate => "recreate",
             Attr::NginxTest => "nginx -t",
             Attr::DefaultSite => "default site",
+            Attr::Sha256 => "sha256",
+            Attr::Extract => "extract",
             Attr::Lines => "lines",
         }
     }

@@ -160,14 +160,43 @@ impl Human {
                                 (Some(sha), None) => format!("sha256:{sha}"),
                                 (None, _) => "nothing".into(),
                             };
-                            lines.push(format!("      content: {from} -> sha256:{to_sha256} ({to_bytes} bytes)"));
+                            let of = file.as_deref().map(|f| format!(" of {f}")).unwrap_or_default();
+                            lines.push(format!("      content{of}: {from} -> sha256:{to_sha256} ({to_bytes} bytes)"));
                         }
                     }
+                }
+                ChangeView::Entry { file, entry, attr, from, to } => {
+                    lines.push(self.entry(file, *entry, attr, from, to))
                 }
                 ChangeView::Run { .. } | ChangeView::HiddenRun { .. } => {}
             }
         }
         lines.push(String::new());
+    }
+
+    /// An entry of a copied tree: `+ path` made, `- path` removed, `~ path: mode: 0644 -> 0755`.
+    fn entry(
+        &self,
+        file: &std::path::Path,
+        entry: Action,
+        attr: &Option<String>,
+        from: &Option<String>,
+        to: &Option<String>,
+    ) -> String {
+        let file = file.display();
+        match (entry, attr) {
+            (Action::Create, _) => self.paint(GREEN, &format!("      + {file}")),
+            (Action::Remove, _) => self.paint(RED, &format!("      - {file}")),
+            (_, attr) => {
+                let attr = attr.as_deref().unwrap_or_default();
+                let value = match (from, to) {
+                    (Some(from), Some(to)) => format!("{from} -> {to}"),
+                    (None, Some(to)) => to.clone(),
+                    (_, None) => SENSITIVE_VALUE.to_owned(),
+                };
+                self.paint(YELLOW, &format!("      ~ {file}: {attr}: {value}"))
+            }
+        }
     }
 
     /// A unified diff, headed by the file's name (`/dev/null` for a file that is not there yet);

@@ -160,6 +160,19 @@ impl Templates {
         Ok(bytes)
     }
 
+    /// Reads a tree relative to the playbook, for a directory's `source:`: its directories and
+    /// files (host::read_input_tree), each file recorded as `read_bytes` records one.
+    pub fn read_tree(&self, relative: &str, span: Span) -> Result<Vec<crate::host::InputEntry>, PlaybookError> {
+        let entries =
+            crate::host::read_input_tree(&self.dir.join(relative)).map_err(|e| self.missing(relative, span, e))?;
+        for entry in &entries {
+            if let Some(bytes) = &entry.bytes {
+                note_read(&self.dir, &Path::new(relative).join(&entry.path).to_string_lossy(), bytes);
+            }
+        }
+        Ok(entries)
+    }
+
     /// Evaluates a `when:` expression. A variable it names must be defined, unless the
     /// expression asks about that itself (`x is defined`, `x | default(...)`): a typo never
     /// silently drops a resource.

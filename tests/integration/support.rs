@@ -86,6 +86,17 @@ impl Test {
         command
     }
 
+    /// Runs a command of [`Test::command`] (with its environment changed, say).
+    pub fn run_command(&self, mut command: Command) -> Run {
+        let output = command.output().expect("the converge binary runs");
+        Run {
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            code: output.status.code().unwrap_or(-1),
+            test_dir: self.dir.path().to_path_buf(),
+        }
+    }
+
     pub fn run_args(&self, args: &[&str]) -> Run {
         let output = self.command(args).output().expect("the converge binary runs");
         // A playbook that converge accepts is valid against `converge schema` too.
