@@ -305,6 +305,8 @@ pub enum Attr {
     Extraneous,
     /// A virtualenv made again, and why.
     Recreate,
+    /// The program that makes a virtualenv and installs into it: uv or pip.
+    Installer,
     /// An nginx site an interrupted run left untested.
     NginxTest,
     /// The distribution's default nginx site.
@@ -336,6 +338,7 @@ impl Attr {
             Attr::Uninstall => "uninstall",
             Attr::Extraneous => "extraneous",
             Attr::Recreate => "recreate",
+            Attr::Installer => "installer",
             Attr::NginxTest => "nginx -t",
             Attr::DefaultSite => "default site",
         }
