@@ -97,6 +97,11 @@ impl Resource for File {
         vec![self.path.clone()]
     }
 
+    /// A file: beside long work, in the playbook's order.
+    fn overlap(&self) -> crate::kinds::resource::Overlap {
+        crate::kinds::resource::Overlap::Beside
+    }
+
     fn observe(&self, host: &Host) -> Result<FileActual> {
         let io = |e| Error::resource_io(self.id(), "cannot read it", e);
         let Some(stat) = host.stat(&self.path).map_err(io)? else {

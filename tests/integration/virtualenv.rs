@@ -25,6 +25,8 @@ tests![
     uv_and_pip_make_the_same_venv_and_each_finds_the_others_converged,
     a_uv_venv_belongs_to_its_owner_and_auto_finds_uv_on_the_path,
     installer_uv_without_uv_is_an_error_at_its_line,
+    two_independent_venvs_are_built_at_once_and_reported_in_playbook_order,
+    a_failure_beside_a_parallel_venv_lets_it_finish_and_reports_both,
 ];
 
 /// A wheel is a zip of the package and its NAME-VERSION.dist-info/{METADATA,WHEEL,RECORD}:
@@ -640,4 +642,81 @@ fn installer_uv_without_uv_is_an_error_at_its_line() {
     let test = test.playbook(&installer_yaml(&venv, yaml, "[\"demo-pkg==1.0\"]"));
     let run = test.validate().code(1);
     assert!(run.stderr.contains("uv has no equivalent of the pip argument `--trusted-host`"), "{}", run.stderr);
+}
+
+/// A `python` that waits `seconds` before it runs the real one: its venv takes that much longer.
+fn slow_python(path: &Path, seconds: u32) {
+    let script = format!("#!/bin/sh\nsleep {seconds}\nexec {} \"$@\"\n", real_python().display());
+    fs::write(path, script).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Two venvs from the test's wheels, `first` and `second`, made by pip; `first` with `extra`.
+fn two_venvs(test: &Test, first: &str, second: &str) -> String {
+    let dir = test.dir.path();
+    let one = installer_yaml(&dir.join("first"), &format!("    installer: pip\n{first}"), "[\"demo-pkg==1.0\"]");
+    let two = installer_yaml(&dir.join("second"), &format!("    installer: pip\n{second}"), "[\"helper\"]");
+    one + two.trim_start_matches("resources:\n")
+}
+
+/// The `applied` records of a JSON stream: id, start and duration in ms.
+fn applied_records(stdout: &str) -> Vec<(String, u64, u64)> {
+    stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|record| record["type"] == "applied")
+        .map(|r| {
+            let ms = |key: &str| r[key].as_u64().unwrap_or_else(|| panic!("{key} in {r}"));
+            (r["id"].as_str().unwrap().to_owned(), ms("started_ms"), ms("duration_ms"))
+        })
+        .collect()
+}
+
+fn two_independent_venvs_are_built_at_once_and_reported_in_playbook_order() {
+    require!(Root);
+    let _one = one_at_a_time();
+    let test = with_wheels();
+    let python = test.dir.path().join("slow-python");
+    // The first is slower: it usually finishes last, and is reported first all the same.
+    slow_python(&python, 3);
+    let yaml = two_venvs(&test, &format!("    python: {}\n", python.display()), "");
+    let test = test.playbook(&yaml);
+    let run = live(&test, &["apply", "{playbook}", "--output", "json"]).success();
+    let records = applied_records(&run.stdout);
+    let ids: Vec<&str> = records.iter().map(|(id, ..)| id.rsplit('/').next().unwrap()).collect();
+    assert_eq!(ids, ["first", "second"], "in playbook order: {}", run.stdout);
+    let (_, start_a, took_a) = records[0];
+    let (_, start_b, took_b) = records[1];
+    assert!(took_a >= 3000, "the first waited for its python: {took_a} ms");
+    assert!(start_b < start_a + took_a && start_a < start_b + took_b, "they overlap: {records:?}");
+    let summary = run.stdout.lines().find(|l| l.contains("\"type\":\"apply\"")).unwrap();
+    assert!(summary.contains("\"slowest\":[{\"duration_ms\":"), "{summary}");
+
+    // For people: the same order, with -v each one's time, and the slowest named at the end.
+    for venv in ["first", "second"] {
+        fs::remove_dir_all(test.dir.path().join(venv)).unwrap();
+    }
+    let run = live(&test, &["apply", "{playbook}", "-v"]).success();
+    let first = run.stdout.find("/first: created in ").expect(&run.stdout);
+    let second = run.stdout.find("/second: created in ").expect(&run.stdout);
+    assert!(first < second, "{}", run.stdout);
+    assert!(run.stdout.contains("\nSlowest: virtualenv:"), "{}", run.stdout);
+}
+
+fn a_failure_beside_a_parallel_venv_lets_it_finish_and_reports_both() {
+    require!(Root);
+    let _one = one_at_a_time();
+    let test = with_wheels();
+    let python = test.dir.path().join("slow-python");
+    slow_python(&python, 2);
+    // The first fails at once (no such package), while the second, slower, is being built.
+    let yaml = two_venvs(&test, "    pip_args: [--no-deps]\n", &format!("    python: {}\n", python.display()))
+        .replacen("demo-pkg==1.0", "no-such-package==9", 1);
+    let test = test.playbook(&yaml);
+    let run = live(&test, &["apply", "{playbook}"]).code(1);
+    assert!(run.stderr.contains("/first: pip install failed"), "{}", run.stderr);
+    assert!(run.stdout.contains("/second: created"), "the other finished and is reported: {}", run.stdout);
+    assert!(run.stdout.contains("Applied 1 of 2 before the failure"), "{}", run.stdout);
+    assert!(!test.dir.path().join("first").exists(), "the failed one left nothing");
+    assert_eq!(installed(&test.dir.path().join("second")), ["helper-1.5.dist-info"]);
 }

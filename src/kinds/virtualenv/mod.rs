@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::host::Host;
-use crate::kinds::resource::{Attr, Change, Need, Ownership, Resource, State, ownership_changes};
+use crate::kinds::resource::{Attr, Change, Need, Overlap, Ownership, Resource, State, ownership_changes};
 use crate::kinds::{Kind, ownership_needs, path_needs};
 use crate::playbook::attrs::Attrs;
 use crate::playbook::table::{GROUP, OWNER, STATE, Table, Type, attr};
@@ -210,6 +210,24 @@ impl Resource for Virtualenv {
             Installer::Pip => "python -m venv, pip",
             Installer::Uv => "uv",
         })
+    }
+
+    /// A venv built is long work of its own.
+    fn overlap(&self) -> Overlap {
+        Overlap::Long
+    }
+
+    /// With uv and an interpreter that is there already, no package is waited for: uv needs
+    /// neither venv nor pip.
+    fn needs_now(&self, host: &Host) -> Result<Vec<Need>> {
+        let mut needs = self.needs();
+        let ready = self.state == State::Absent
+            || (matches!(self.tool(host)?, Tool::Uv(_))
+                && matches!(self.wanted_python(host)?, WantedPython::Binary(_) | WantedPython::Script(_)));
+        if ready {
+            needs.retain(|need| !matches!(need, Need::Package(_)));
+        }
+        Ok(needs)
     }
 
     fn observe(&self, host: &Host) -> Result<Seen> {
