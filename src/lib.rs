@@ -74,12 +74,13 @@ pub fn run(cli: Cli) -> u8 {
         Command::Plan { playbook, out, allow_secrets, .. } => {
             commands::plan::run(playbook, out.as_deref(), *allow_secrets, &settings, &mut printer)
         }
-        Command::Apply { playbook, plan, check, detailed_exitcode, lock_wait, keep_runs, .. } => {
+        Command::Apply { playbook, plan, check, detailed_exitcode, lock_wait, keep_runs, jobs, .. } => {
             let options = commands::apply::Options {
                 check: *check,
                 detailed_exitcode: *detailed_exitcode,
                 lock_wait: std::time::Duration::from_secs(*lock_wait),
                 keep_runs: *keep_runs,
+                jobs: usize::from(*jobs),
             };
             match (plan, playbook) {
                 (Some(file), _) => commands::apply::run_saved(file, &options, &settings, &mut printer),

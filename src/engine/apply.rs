@@ -33,7 +33,7 @@ use crate::host::systemd::{DEFAULT_SETTLE, Job, JobAction, Systemd, SystemdError
 use crate::kinds::AnyResource;
 use crate::kinds::resource::{Change, Overlap, ResourceId};
 
-/// At most this many long resources apply at once.
+/// At most this many long resources apply at once, unless `apply --jobs N` says otherwise.
 pub const PARALLEL: usize = 4;
 
 /// What an apply did.
@@ -84,10 +84,12 @@ struct Schedule {
     overlap: Vec<Overlap>,
     /// The resources its ordering edges name, by index.
     before: Vec<BTreeSet<usize>>,
+    /// How many long resources may run at once.
+    jobs: usize,
 }
 
 impl Schedule {
-    fn new(resolved: &Resolved, plan: &Plan, host: &Host) -> Result<Schedule> {
+    fn new(resolved: &Resolved, plan: &Plan, host: &Host, jobs: usize) -> Result<Schedule> {
         let entries = &resolved.entries;
         let first = plan.resources.iter().map(|r| r.index).min().unwrap_or(entries.len());
         let index = |id: &ResourceId| entries.iter().position(|e| e.id == *id);
@@ -99,8 +101,10 @@ impl Schedule {
         }
         Ok(Schedule {
             active: (0..entries.len()).map(|i| i >= first).collect(),
-            overlap: entries.iter().map(|e| e.resource.overlap()).collect(),
+            // One at a time: each after everything before it, as before parallel apply.
+            overlap: entries.iter().map(|e| if jobs > 1 { e.resource.overlap() } else { Overlap::Alone }).collect(),
             before: graph::edges(&nodes),
+            jobs: jobs.max(1),
         })
     }
 
@@ -110,10 +114,10 @@ impl Schedule {
         match self.overlap[i] {
             Overlap::Alone => running.is_empty() && done[..i].iter().all(|&d| d),
             Overlap::Beside => edges_done,
-            Overlap::Long => edges_done && running.len() < PARALLEL,
+            Overlap::Long => edges_done && running.len() < self.jobs,
             Overlap::LongExclusive => {
                 edges_done
-                    && running.len() < PARALLEL
+                    && running.len() < self.jobs
                     && !running.iter().any(|&j| self.overlap[j] == Overlap::LongExclusive)
             }
         }
@@ -193,9 +197,17 @@ pub fn millis(duration: Duration) -> u64 {
 }
 
 /// Fills `applied` as it goes, so that what a failed run did is still known (and recorded); each
-/// resource applied is a record to `sink`, in the playbook's order.
-pub fn apply(resolved: &Resolved, plan: &Plan, host: &Host, sink: &mut dyn Sink, applied: &mut Applied) -> Result<()> {
-    let schedule = Schedule::new(resolved, plan, host)?;
+/// resource applied is a record to `sink`, in the playbook's order. At most `jobs` long
+/// resources run at once.
+pub fn apply(
+    resolved: &Resolved,
+    plan: &Plan,
+    host: &Host,
+    jobs: usize,
+    sink: &mut dyn Sink,
+    applied: &mut Applied,
+) -> Result<()> {
+    let schedule = Schedule::new(resolved, plan, host, jobs)?;
     let entries = &resolved.entries;
     let begun = Instant::now();
     let mut results =
