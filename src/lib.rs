@@ -7,7 +7,7 @@
 //! resolve  (engine/resolve.rs)    vars, templates, typed resources, ids, order; every error at once
 //! plan     (engine/plan.rs)       observe each resource (read-only) and diff it
 //! render   (output/)              the engine's records (engine/record.rs): Terraform-style, or JSON
-//! apply    (engine/apply.rs)      only what differs, in order, re-observing before each write
+//! apply    (engine/apply.rs)      only what differs, in order (long work in parallel), re-observing first
 //! triggers (engine/trigger.rs)    what the changes set off (daemon-reload, restarts): docs/triggers.md
 //! ```
 //!

@@ -77,6 +77,12 @@ fn apply_one(entry: &Entry, host: &Host, begun: Instant) -> Result<Done> {
     Ok(Done { changes, recorder, started, took: begun.elapsed() - started })
 }
 
+/// [`apply_one`] on a thread of its own: a panic is its failure, not a wait that never ends.
+fn apply_caught(entry: &Entry, host: &Host, begun: Instant) -> Result<Done> {
+    let run = std::panic::AssertUnwindSafe(|| apply_one(entry, host, begun));
+    std::panic::catch_unwind(run).unwrap_or_else(|_| Err(Error::resource(&entry.id, "its apply panicked")))
+}
+
 /// When each resource of the apply may start.
 struct Schedule {
     /// Whether it is applied at all: planned, or after one that is.
@@ -224,7 +230,8 @@ pub fn apply(
                     break;
                 }
                 let ids: Vec<usize> = running.iter().map(|(i, _)| *i).collect();
-                if schedule.active[next] && !schedule.may_start(next, &results.finished(), &ids) {
+                // With nothing running, there is nothing to wait for.
+                if schedule.active[next] && !ids.is_empty() && !schedule.may_start(next, &results.finished(), &ids) {
                     break;
                 }
                 let entry = &entries[next];
@@ -234,7 +241,7 @@ pub fn apply(
                     let what = entry.resource.slow_step().unwrap_or("long");
                     running.push((next, sink.busy(format!("{} ({what})", entry.id))));
                     let (finished, i) = (finished.clone(), next);
-                    scope.spawn(move || finished.send((i, apply_one(entry, host, begun))));
+                    scope.spawn(move || finished.send((i, apply_caught(entry, host, begun))));
                 } else {
                     let busy = entry.resource.slow_step().map(|what| sink.busy(format!("{} ({what})", entry.id)));
                     results.done[next] = Some(apply_one(entry, host, begun));
@@ -377,5 +384,58 @@ fn journal_lines(host: &Host, unit: &str) -> Vec<String> {
     match host.program(&argv).env("LC_ALL", "C").command().output() {
         Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect(),
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schedule(overlap: &[Overlap], before: &[&[usize]], jobs: usize) -> Schedule {
+        Schedule {
+            active: vec![true; overlap.len()],
+            overlap: overlap.to_vec(),
+            before: before.iter().map(|b| b.iter().copied().collect()).collect(),
+            jobs,
+        }
+    }
+
+    #[test]
+    fn long_work_overlaps_what_no_edge_joins_it_to() {
+        use Overlap::*;
+        // apt; a user; a venv owned by the user; a unit.
+        let s = schedule(&[LongExclusive, Beside, Long, Alone], &[&[], &[], &[1], &[]], 4);
+        let none = [false; 4];
+        assert!(s.may_start(1, &none, &[0]), "the user beside apt");
+        assert!(!s.may_start(2, &none, &[0]), "the venv waits for its owner");
+        assert!(s.may_start(2, &[false, true, false, false], &[0]), "then goes beside apt");
+        assert!(!s.may_start(3, &[false, true, false, false], &[0, 2]), "the unit waits for all before it");
+        assert!(s.may_start(3, &[true, true, true, false], &[]));
+    }
+
+    #[test]
+    fn one_apt_at_a_time_and_no_more_than_jobs() {
+        use Overlap::*;
+        let s = schedule(&[LongExclusive, LongExclusive, Long, Long], &[&[], &[], &[], &[]], 3);
+        assert!(!s.may_start(1, &[false; 4], &[0]), "dpkg's lock");
+        assert!(s.may_start(2, &[false; 4], &[0]));
+        assert!(s.may_start(3, &[false; 4], &[0, 2]));
+        assert!(!s.may_start(3, &[false; 4], &[0, 1, 2]), "three at once at most");
+    }
+
+    #[test]
+    fn the_slowest_come_first() {
+        let id = |n: &str| ResourceId::new(crate::kinds::Kind::File, n);
+        let applied = Applied {
+            durations: vec![
+                (id("/a"), Duration::from_millis(5)),
+                (id("/b"), Duration::from_millis(50)),
+                (id("/c"), Duration::from_millis(20)),
+                (id("/d"), Duration::from_millis(1)),
+            ],
+            ..Applied::default()
+        };
+        let slowest: Vec<String> = applied.slowest(3).into_iter().map(|(id, _)| id.name).collect();
+        assert_eq!(slowest, ["/b", "/c", "/a"]);
     }
 }
