@@ -320,7 +320,7 @@ fn a_pip_failure_stops_the_run_with_pips_message_and_leaves_nothing_half_made() 
     let dir = test.dir.path().to_path_buf();
     let venv = dir.join("venv");
     let yaml = format!(
-        "resources:\n  - file: {before}\n    content: a\n  - virtualenv: {venv}\n    packages: [\"demo-pkg==1.0\", \"no-such-pkg==1.0\"]\n    no_index: true\n    find_links: [wheels]\n  - file: {after}\n    content: b\n",
+        "resources:\n  - file: {before}\n    content: a\n  - virtualenv: {venv}\n    packages: [\"demo-pkg==1.0\", \"no-such-pkg==1.0\"]\n    no_index: true\n    find_links: [wheels]\n  - file: {after}\n    content: b\n    after: [\"virtualenv:{venv}\"]\n",
         before = dir.join("before.txt").display(),
         after = dir.join("after.txt").display(),
         venv = venv.display(),
@@ -331,7 +331,7 @@ fn a_pip_failure_stops_the_run_with_pips_message_and_leaves_nothing_half_made() 
     assert!(run.stderr.contains("No matching distribution found for no-such-pkg==1.0"), "{}", run.stderr);
     assert!(run.stdout.contains("Applied 1 of 3 before the failure: file:"), "{}", run.stdout);
     assert!(!venv.exists(), "the new venv is removed again");
-    assert!(!dir.join("after.txt").exists(), "nothing after the failure ran");
+    assert!(!dir.join("after.txt").exists(), "nothing that waits for it (`after:`) ran");
 
     // A venv that exists keeps what it had when an install into it fails.
     let good = test.playbook(&venv_yaml(&venv, "", "[\"demo-pkg==1.0\"]"));
