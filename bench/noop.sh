@@ -11,22 +11,10 @@ bin=$PWD/target/release/converge
 work=$(mktemp -d /tmp/converge-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-playbook() { # N -> a playbook of N files, 10 per directory, of about 1 KiB each
-  local n=$1 out=$work/files-$1.yml
-  {
-    echo "name: $n files"
-    echo "resources:"
-    for ((d = 0; d < (n + 9) / 10; d++)); do
-      echo "  - directory: /srv/bench/d$d"
-      for ((f = d * 10; f < d * 10 + 10 && f < n; f++)); do
-        echo "  - file: /srv/bench/d$d/f$f.conf"
-        echo "    mode: \"0644\""
-        echo "    content: |"
-        for ((l = 0; l < 16; l++)); do echo "      key_$l = value of file $f, line $l, padded to about sixty bytes"; done
-      done
-    done
-  } > "$out"
-  echo "$out"
+source bench/workload.sh
+playbook() { # N -> a playbook of N files (bench/workload.sh)
+  workload_playbook "$1" "$work/files-$1.yml"
+  echo "$work/files-$1.yml"
 }
 
 for n in 20 1000; do

@@ -41,7 +41,8 @@ pub enum Command {
     Plan {
         /// The playbook (YAML).
         playbook: PathBuf,
-        /// Also save the plan to FILE (JSON), for `converge show FILE` and `converge apply --plan FILE`.
+        /// Also save the plan to FILE (JSON), for `converge show FILE` and `converge apply --plan FILE`;
+        /// with --host/--inventory, FILE is a directory of one plan per host (HOST.json).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
         /// Save the plan even when it holds sensitive values (written in clear into FILE, mode 0600).
@@ -56,7 +57,8 @@ pub enum Command {
         #[arg(required_unless_present = "plan")]
         playbook: Option<PathBuf>,
         /// Apply the plan saved by `converge plan --out FILE`, exactly, or refuse (changing nothing)
-        /// when the host changed since it was made.
+        /// when the host changed since it was made; with --host/--inventory, FILE is the
+        /// directory of their plans, each host applying its HOST.json.
         #[arg(long, value_name = "FILE", conflicts_with = "playbook")]
         plan: Option<PathBuf>,
         /// Only show what would change, like `plan` (and exit like it: 2 when changes are pending).

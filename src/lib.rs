@@ -51,25 +51,25 @@ pub fn run(cli: Cli) -> u8 {
     let mut printer = Printer::new(settings.format, settings.no_color, settings.verbosity);
     output::progress::configure(settings.format == output::Format::Human, settings.verbosity);
     let result = match &cli.command {
-        Command::Plan { out: Some(_), remote, .. } | Command::Apply { plan: Some(_), remote, .. } if remote.any() => {
-            Err(error::Error::Usage {
-                message: "saved plans are for the local host and --root only: `plan --out` and `apply --plan` do not \
-                          take --host or --inventory (docs/saved-plans.md)"
-                    .into(),
-            })
+        Command::Plan { playbook, remote, out, allow_secrets } if remote.any() => {
+            let input = match out {
+                Some(dir) => commands::remote::Input::SavePlans { playbook, dir, allow_secrets: *allow_secrets },
+                None => commands::remote::Input::Playbook(playbook),
+            };
+            commands::remote::run(input, commands::remote::RemoteCommand::Plan, remote, &settings, &mut printer)
         }
-        Command::Plan { playbook, remote, .. } if remote.any() => {
-            commands::remote::run(playbook, commands::remote::RemoteCommand::Plan, remote, &settings, &mut printer)
-        }
-        Command::Apply { playbook: Some(playbook), check, detailed_exitcode, lock_wait, remote, .. }
-            if remote.any() =>
-        {
+        Command::Apply { playbook, plan, check, detailed_exitcode, lock_wait, remote, .. } if remote.any() => {
             let command = commands::remote::RemoteCommand::Apply {
                 check: *check,
                 detailed_exitcode: *detailed_exitcode,
                 lock_wait: *lock_wait,
             };
-            commands::remote::run(playbook, command, remote, &settings, &mut printer)
+            match (plan, playbook) {
+                (Some(dir), _) => Ok(commands::remote::Input::SavedPlans(dir)),
+                (None, Some(playbook)) => Ok(commands::remote::Input::Playbook(playbook)),
+                (None, None) => Err(error::Error::Usage { message: "give a playbook, or --plan DIR".into() }),
+            }
+            .and_then(|input| commands::remote::run(input, command, remote, &settings, &mut printer))
         }
         Command::Plan { playbook, out, allow_secrets, .. } => {
             commands::plan::run(playbook, out.as_deref(), *allow_secrets, &settings, &mut printer)

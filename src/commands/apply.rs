@@ -87,7 +87,8 @@ fn run_resolved(
         printer.failed_after(&applied, &plan);
     }
     // Recorded even when the run failed half way: what it did can be rolled back.
-    let recorder = std::mem::take(&mut applied.recorder);
+    let mut recorder = std::mem::take(&mut applied.recorder);
+    recorder.note_asks(resolved, &applied.resources);
     let playbook = saved.map(|s| s.playbook.path.display().to_string()).unwrap_or_else(|| resolved.source.name.clone());
     crate::engine::runs::record(
         &host,

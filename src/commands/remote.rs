@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::cli::{RemoteArgs, Settings};
 use crate::engine::resolve::resolve;
+use crate::engine::saved::SavedPlan;
 use crate::error::{Error, Result};
 use crate::output::Printer;
 use crate::playbook::Playbook;
@@ -21,7 +22,7 @@ use crate::remote::inventory::Inventory;
 use crate::remote::report::{RunKind, Status};
 use crate::remote::session::Event;
 use crate::remote::target::Target;
-use crate::remote::{Fleet, PrivateDir, Remote};
+use crate::remote::{Fleet, PrivateDir, Remote, SavedPlans};
 
 /// The command given for the remote hosts, with its options: `plan` or `apply`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,8 +36,19 @@ pub enum RemoteCommand {
     },
 }
 
+/// What the hosts are given (docs/saved-plans.md, "Remote hosts": one plan file per host).
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    /// A playbook, resolved here for each host and sent.
+    Playbook(&'a Path),
+    /// `plan PLAYBOOK --out DIR`: each host's plan is saved to `DIR/HOST.json`.
+    SavePlans { playbook: &'a Path, dir: &'a Path, allow_secrets: bool },
+    /// `apply --plan DIR`: each host applies `DIR/HOST.json`, exactly, or refuses.
+    SavedPlans(&'a Path),
+}
+
 pub fn run(
-    path: &Path,
+    input: Input<'_>,
     command: RemoteCommand,
     args: &RemoteArgs,
     settings: &Settings,
@@ -47,10 +59,15 @@ pub fn run(
     let targets = targets(args)?;
     let dir =
         PrivateDir::new().map_err(|e| Error::Usage { message: format!("cannot create a temporary directory: {e}") })?;
-    let hosts = match prepare(path, &targets, settings, dir.path(), printer)? {
-        Some(hosts) => hosts,
-        None => return Ok(1),
+    let (hosts, saved) = match input {
+        Input::Playbook(path) => (prepare(path, &targets, settings, dir.path(), printer)?, SavedPlans::None),
+        Input::SavePlans { playbook, dir: out, allow_secrets } => {
+            clear_plans(out, &targets)?;
+            (prepare(playbook, &targets, settings, dir.path(), printer)?, SavedPlans::Save { allow_secrets })
+        }
+        Input::SavedPlans(plans) => (Some(saved_plans(plans, &targets)?), SavedPlans::Apply),
     };
+    let Some(hosts) = hosts else { return Ok(1) };
     let binary = Binary::for_upload()?;
     let run_kind = match command {
         RemoteCommand::Plan | RemoteCommand::Apply { check: true, .. } => RunKind::Plan,
@@ -69,17 +86,21 @@ pub fn run(
             RemoteCommand::Plan => 0,
         },
         dir: dir.path(),
+        saved,
     };
 
     let width = targets.iter().map(|t| t.name.chars().count()).max().unwrap_or(0);
     let label = |i: usize| format!("{:width$} | ", targets[i].name);
     // A spinner per host while its binary uploads (a terminal only; output::progress decides).
     let mut uploading: std::collections::HashMap<usize, crate::output::progress::Spinner> = Default::default();
+    let mut unsaved = 0;
     let reports = fleet.converge(|event, report| match event {
         Event::Uploading { host, bytes } => {
             let what = format!("{}: uploading converge ({:.1} MB)", targets[*host].name, *bytes as f64 / 1_000_000.0);
             uploading.insert(*host, crate::output::progress::spinner(what));
         }
+        // The target's own "saved to its temporary file": the plan comes back as Event::SavedPlan.
+        Event::Record { record: crate::engine::record::Record::SavedPlan(_), .. } => {}
         Event::Record { host, record } => printer.host_record(&label(*host), &targets[*host].name, record.clone()),
         Event::Text { host, line } => printer.host_text(&label(*host), &targets[*host].name, line),
         Event::Uploaded { host, path, bytes, untrusted } => {
@@ -87,6 +108,18 @@ pub fn run(
             printer.host_binary(&label(*host), &targets[*host].name, path, Some((*bytes, untrusted.as_deref())))
         }
         Event::Cached { host, path } => printer.host_binary(&label(*host), &targets[*host].name, path, None),
+        Event::SavedPlan { host, json } => {
+            let Input::SavePlans { dir, allow_secrets, .. } = input else { return };
+            let name = &targets[*host].name;
+            let line = match save_plan(dir, name, json, allow_secrets) {
+                Ok(file) => format!("Saved the plan to {}", file.display()),
+                Err(e) => {
+                    unsaved += 1;
+                    format!("the plan was not saved: {e}")
+                }
+            };
+            printer.host_text(&label(*host), name, &line);
+        }
         Event::Done { host, .. } => {
             uploading.remove(host);
             printer.host_done(&label(*host), report, run_kind)
@@ -98,7 +131,7 @@ pub fn run(
     if statuses.contains(&Status::Interrupted) {
         return Ok(130);
     }
-    if statuses.iter().any(|s| matches!(s, Status::Failed(_))) {
+    if unsaved > 0 || statuses.iter().any(|s| matches!(s, Status::Failed(_))) {
         return Ok(1);
     }
     let pending = statuses.contains(&Status::Pending);
@@ -107,6 +140,60 @@ pub fn run(
         RemoteCommand::Plan | RemoteCommand::Apply { check: true, .. } => u8::from(pending) * 2,
         RemoteCommand::Apply { check: false, detailed_exitcode, .. } => u8::from(detailed_exitcode && changed) * 2,
     })
+}
+
+/// Where the saved plan of host `name` is in `dir`: `DIR/NAME.json`.
+fn plan_file(dir: &Path, name: &str) -> Result<std::path::PathBuf> {
+    if name.contains('/') || name.starts_with('.') {
+        return Err(Error::Usage {
+            message: format!("the host name `{name}` cannot name a plan file: give the host another name"),
+        });
+    }
+    Ok(dir.join(format!("{name}.json")))
+}
+
+/// Makes `dir` for the plans of `targets`, without their older plans: a host that makes none
+/// this time has none there to apply.
+fn clear_plans(dir: &Path, targets: &[Target]) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|source| Error::Write { path: dir.to_owned(), source })?;
+    for target in targets {
+        let file = plan_file(dir, &target.name)?;
+        match std::fs::remove_file(&file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::Write { path: file, source: e });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Writes the plan host `name` sent back to `DIR/NAME.json`, as `plan --out` writes one.
+fn save_plan(dir: &Path, name: &str, json: &str, allow_secrets: bool) -> Result<std::path::PathBuf> {
+    let file = plan_file(dir, name)?;
+    let saved = SavedPlan::parse(json.as_bytes(), &file)?;
+    saved.write(&file, allow_secrets)?;
+    Ok(file)
+}
+
+/// The hosts of `apply --plan DIR`: each gets its `DIR/HOST.json`. A host without one stops the
+/// run before any host is contacted.
+fn saved_plans(dir: &Path, targets: &[Target]) -> Result<Vec<Remote>> {
+    let mut hosts = Vec::new();
+    for target in targets {
+        let file = plan_file(dir, &target.name)?;
+        let bytes = std::fs::read(&file).map_err(|e| Error::PlanFile {
+            message: format!("no saved plan for host {} ({}: {e})", target.name, file.display()),
+            help: format!(
+                "make one per host with `converge plan PLAYBOOK --host/--inventory ... --out {}`",
+                dir.display()
+            ),
+        })?;
+        let saved = SavedPlan::parse(&bytes, &file)?;
+        let resources = saved.resources.len();
+        hosts.push(Remote { target: target.clone(), bundle: Bundle::saved_plan(&bytes), resources });
+    }
+    Ok(hosts)
 }
 
 /// The hosts of `--host` and `--inventory`, narrowed by `--limit`, each once.

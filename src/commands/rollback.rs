@@ -2,8 +2,12 @@
 
 use crate::cli::Settings;
 use crate::engine::lock::lock;
-use crate::engine::record::{HistoryEntry, NotRestored, Record, Restore, RollbackDone, RollbackPlan, RunRecord};
+use crate::engine::record::{
+    HistoryEntry, NotRestored, PlannedTrigger, Record, Restore, RollbackDone, RollbackPlan, RunRecord,
+};
 use crate::engine::runs::{self, Recorder, describe};
+use crate::engine::trigger::Trigger;
+use crate::engine::{journal, rollback};
 use crate::error::{Error, Result};
 use crate::output::Printer;
 
@@ -12,8 +16,57 @@ use crate::output::Printer;
 pub fn run(to: Option<u64>, check: bool, keep_runs: usize, settings: &Settings, printer: &mut Printer) -> Result<u8> {
     let host = super::host(settings);
     let _lock = if check { None } else { Some(lock(&host, std::time::Duration::ZERO)?) };
-    let recorded = runs::load_all(&host)?;
-    // A run this converge cannot read is never skipped over: rolling back past it is refused.
+    let all = runs::load_all(&host)?;
+    let undone = runs_to_undo(&all, to)?;
+    let steps = runs::restore_plan(&host, &undone)?;
+    // Its triggers, by the rules of an apply, with what an interrupted run left (rule 8).
+    let (mut pending, removed) = rollback::pending(&steps);
+    pending.merge(&journal::load(&host)?);
+    let triggers = crate::engine::plan::decide_without_playbook(&pending, &removed, &host)?;
+    show_plan(&host, &undone, &steps, &triggers, printer);
+    if check {
+        return Ok(if steps.is_empty() { 0 } else { 2 });
+    }
+    crate::engine::stop::catch();
+    // The state now of what is put back, so that the rollback can itself be rolled back.
+    let mut recorder = Recorder::default();
+    recorder.capture_restored(&host, &steps)?;
+    let systemd = host.systemd()?;
+    let journaled = systemd.is_some() && !pending.is_empty();
+    if journaled {
+        journal::save(&host, &pending)?;
+    }
+    let restored = restore_all(&host, &steps).and_then(|()| rollback::test_nginx(&host, &steps, &mut recorder));
+    // Recorded even when it failed half way, as an apply is: what it did can be rolled back.
+    let numbers: Vec<u64> = undone.iter().map(|r| r.number).collect();
+    let label = format!("rollback of run {}", list(&numbers));
+    let number = runs::record(&host, "rollback", &label, &[], recorder, numbers, keep_runs)?;
+    restored?;
+    // Decided again with what systemd reports now, as an apply does after its changes.
+    let triggers = crate::engine::plan::decide_without_playbook(&pending, &removed, &host)?;
+    let ran = match systemd {
+        Some(systemd) => {
+            let settle = |_: &str| crate::host::systemd::DEFAULT_SETTLE;
+            crate::engine::apply::run_triggers(&triggers, systemd, &settle, &host, printer)?
+        }
+        None => {
+            printer.triggers_skipped(&triggers, crate::engine::plan::OFFLINE_ROOT);
+            0
+        }
+    };
+    if journaled {
+        journal::clear(&host)?;
+    }
+    let number = number.map(|n| format!(" (recorded as run {n})")).unwrap_or_default();
+    let ran = if ran > 0 { format!(", {ran} triggers ran") } else { String::new() };
+    printer.say(format!("Rollback complete: {} paths restored{ran}{number}.", steps.len()));
+    printer.record(Record::Rollback(RollbackDone { restored: steps.len() }));
+    Ok(0)
+}
+
+/// The runs a rollback undoes, newest first: the last, or `to` and every one after it. A run
+/// this converge cannot read is never skipped over: rolling back past it is refused.
+fn runs_to_undo(recorded: &runs::Recorded, to: Option<u64>) -> Result<Vec<&runs::Run>> {
     let from = to.unwrap_or(recorded.next_number().saturating_sub(1));
     if let Some(unreadable) = recorded.unreadable.iter().find(|u| u.number >= from) {
         return Err(Error::Usage {
@@ -23,7 +76,7 @@ pub fn run(to: Option<u64>, check: bool, keep_runs: usize, settings: &Settings, 
             ),
         });
     }
-    let all = recorded.runs;
+    let all = &recorded.runs;
     let Some(last) = all.last() else {
         return Err(Error::Usage { message: "no run is recorded here: nothing to roll back".into() });
     };
@@ -34,13 +87,26 @@ pub fn run(to: Option<u64>, check: bool, keep_runs: usize, settings: &Settings, 
             message: format!("there is no run {from} (the runs kept are {}; see `converge history`)", kept.join(", ")),
         });
     }
-    let undone: Vec<&runs::Run> = all.iter().rev().filter(|r| r.number >= from).collect();
+    Ok(all.iter().rev().filter(|r| r.number >= from).collect())
+}
+
+/// "3, 2": run numbers as a rollback names them.
+fn list(numbers: &[u64]) -> String {
+    numbers.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// The rollback's plan: each path and what it goes back to, what is not restored, the triggers.
+fn show_plan(
+    host: &crate::host::Host,
+    undone: &[&runs::Run],
+    steps: &[runs::Restore],
+    triggers: &[Trigger],
+    printer: &mut Printer,
+) {
     let numbers: Vec<u64> = undone.iter().map(|r| r.number).collect();
-    let steps = runs::restore_plan(&host, &undone)?;
-    let shown: Vec<String> = numbers.iter().map(u64::to_string).collect();
-    printer.say(format!("converge rollback will undo run {}:", shown.join(", ")));
+    printer.say(format!("converge rollback will undo run {}:", list(&numbers)));
     printer.say("");
-    for step in &steps {
+    for step in steps {
         let verb = match (&step.now, &step.to) {
             (runs::Before::Absent, _) => "+",
             (_, runs::Before::Absent) => "-",
@@ -59,88 +125,35 @@ pub fn run(to: Option<u64>, check: bool, keep_runs: usize, settings: &Settings, 
         printer.record(Record::NotRestored(NotRestored { id: id.clone(), reason: reason.clone() }));
     }
     printer.say("");
-    printer.say(format!("Rollback: {} paths to restore; {} not restored.", steps.len(), not_restored.len()));
+    let skipped = host.root().map(|_| crate::engine::plan::OFFLINE_ROOT.to_owned());
+    if !triggers.is_empty() {
+        printer.say("Triggers, in order:");
+        for trigger in triggers {
+            let why = skipped.as_ref().map(|why| format!(": skipped ({why})")).unwrap_or_default();
+            printer.say(format!("  {trigger}   ({}){why}", trigger.reason));
+            printer.record(Record::Trigger(PlannedTrigger { trigger: trigger.clone(), skipped: skipped.clone() }));
+        }
+        printer.say("");
+    }
+    printer.say(format!(
+        "Rollback: {} paths to restore; {} not restored; {} triggers.",
+        steps.len(),
+        not_restored.len(),
+        triggers.len()
+    ));
     printer.record(Record::RollbackPlan(RollbackPlan {
-        runs: numbers.clone(),
+        runs: numbers,
         restore: steps.len(),
         not_restored: not_restored.len(),
     }));
-    if check {
-        return Ok(if steps.is_empty() { 0 } else { 2 });
-    }
-    crate::engine::stop::catch();
-    // The state now of what is put back, so that the rollback can itself be rolled back.
-    let mut recorder = Recorder::default();
-    let mut before = Vec::new();
-    for step in &steps {
-        recorder.before.push(runs::PathBefore { path: step.path.clone(), before: step.now.clone() });
-        before.push(step.path.clone());
-    }
-    // A file's content now is stored too (state_of without storing only digested it).
-    let mut stored = Recorder::default();
-    for path in &before {
-        let id = crate::kinds::resource::ResourceId::path(crate::kinds::Kind::File, path);
-        let file = crate::kinds::AnyResource::File(crate::kinds::File {
-            path: path.clone(),
-            state: crate::kinds::resource::State::Present,
-            content: None,
-            ownership: Default::default(),
-            mode: None,
-        });
-        stored.capture(&host, &id, &file, false)?;
-    }
-    recorder.before = stored.before;
-    for step in &steps {
-        Error::check_stop()?;
-        runs::restore(&host, step)?;
-    }
-    run_unit_triggers(&host, &steps, printer)?;
-    let label = format!("rollback of run {}", shown.join(", "));
-    let number = runs::record(&host, "rollback", &label, &[], recorder, numbers, keep_runs)?;
-    let number = number.map(|n| format!(" (recorded as run {n})")).unwrap_or_default();
-    printer.say(format!("Rollback complete: {} paths restored{number}.", steps.len()));
-    printer.record(Record::Rollback(RollbackDone { restored: steps.len() }));
-    Ok(0)
 }
 
-/// Unit files put back are loaded (daemon-reload) and their active units restarted, as an
-/// apply does for a changed unit file; without a service manager (`--root`) they are listed as
-/// skipped.
-fn run_unit_triggers(host: &crate::host::Host, steps: &[runs::Restore], printer: &mut Printer) -> Result<()> {
-    use crate::engine::trigger::{Step, Trigger};
-    let unit_dir = std::path::Path::new(crate::kinds::unit::UNIT_DIR);
-    let mut units: Vec<String> = Vec::new();
+/// Puts every path back, in the plan's order; a signal stops it between two paths.
+fn restore_all(host: &crate::host::Host, steps: &[runs::Restore]) -> Result<()> {
     for step in steps {
-        let Ok(rest) = step.path.strip_prefix(unit_dir) else { continue };
-        // /etc/systemd/system/NAME or /etc/systemd/system/NAME.d/drop-in.conf
-        let Some(first) = rest.components().next() else { continue };
-        let name = first.as_os_str().to_string_lossy();
-        let name = name.strip_suffix(".d").unwrap_or(&name).to_owned();
-        if !units.contains(&name) {
-            units.push(name);
-        }
+        Error::check_stop()?;
+        runs::restore(host, step)?;
     }
-    if units.is_empty() {
-        return Ok(());
-    }
-    let reason = "its unit file was rolled back".to_owned();
-    let mut triggers = vec![Trigger { step: Step::DaemonReload, unit: None, reason: reason.clone() }];
-    let Some(systemd) = host.systemd()? else {
-        for unit in &units {
-            triggers.push(Trigger { step: Step::Restart, unit: Some(unit.clone()), reason: reason.clone() });
-        }
-        printer.triggers_skipped(&triggers, "offline root: no service manager to run it");
-        return Ok(());
-    };
-    host.observe_units(&units)?;
-    for unit in &units {
-        let active = host.unit_status(unit)?.is_some_and(|s| crate::kinds::unit::observed_state(&s).2);
-        if active {
-            triggers.push(Trigger { step: Step::Restart, unit: Some(unit.clone()), reason: reason.clone() });
-        }
-    }
-    let settle = |_: &str| crate::host::systemd::DEFAULT_SETTLE;
-    crate::engine::apply::run_triggers(&triggers, systemd, &settle, host, printer)?;
     Ok(())
 }
 

@@ -15,6 +15,7 @@ pub mod lock;
 pub mod plan;
 pub mod record;
 pub mod resolve;
+pub mod rollback;
 pub mod runs;
 pub mod saved;
 pub mod stop;

@@ -16,6 +16,7 @@ use crate::host::systemd::JobAction;
 use crate::host::systemd::UnitStatus;
 use crate::kinds::AnyResource;
 use crate::kinds::Unit;
+use crate::kinds::notify::Notify;
 use crate::kinds::resource::{Attr, Change, Need, PackageTo, Provide, ResourceId, Value};
 use crate::kinds::unit::observed_state;
 
@@ -314,7 +315,7 @@ fn pending(resolved: &Resolved, changed: &[ResourcePlan]) -> Pending {
     for r in changed {
         let entry = &resolved.entries[r.index];
         let reason = format!("{} changed", r.id);
-        for notify in entry.notify.iter().cloned().chain(entry.resource.implicit_notify()) {
+        for notify in own_notify(resolved, r.index) {
             pending.requests.push(Request { action: notify.action, unit: notify.unit, reason: reason.clone() });
         }
         if let AnyResource::Unit(unit) = &entry.resource
@@ -325,15 +326,43 @@ fn pending(resolved: &Resolved, changed: &[ResourcePlan]) -> Pending {
     }
     let changed: Vec<&ResourceId> = changed.iter().map(|r| &r.id).collect();
     for entry in &resolved.entries {
-        let AnyResource::Unit(unit) = &entry.resource else { continue };
-        let restarts = unit.restart_triggers.iter().map(|(id, _)| (JobAction::Restart, id));
-        for (action, id) in restarts.chain(unit.reload_triggers.iter().map(|(id, _)| (JobAction::Reload, id))) {
+        for (id, notify) in unit_triggers(entry) {
             if changed.contains(&id) {
-                pending.requests.push(Request { action, unit: unit.name.clone(), reason: format!("{id} changed") });
+                pending.requests.push(Request {
+                    action: notify.action,
+                    unit: notify.unit,
+                    reason: format!("{id} changed"),
+                });
             }
         }
     }
     pending
+}
+
+/// What a change of the resource at `index` asks of units (docs/triggers.md, rule 6): its
+/// `notify:`, what its kind implies (a site reloads nginx), and the `restart_triggers` and
+/// `reload_triggers` of units that name it. A run record keeps these, so that a rollback of the
+/// change asks the same.
+pub fn asks(resolved: &Resolved, index: usize) -> Vec<Notify> {
+    let id = &resolved.entries[index].id;
+    let named = resolved.entries.iter().flat_map(unit_triggers).filter(|(by, _)| *by == id).map(|(_, n)| n);
+    own_notify(resolved, index).into_iter().chain(named).collect()
+}
+
+/// The resource's `notify:` and what its kind implies.
+fn own_notify(resolved: &Resolved, index: usize) -> Vec<Notify> {
+    let entry = &resolved.entries[index];
+    entry.notify.iter().cloned().chain(entry.resource.implicit_notify()).collect()
+}
+
+/// A unit's `restart_triggers` and `reload_triggers`: the resource named, and the job it asks.
+fn unit_triggers(entry: &crate::engine::resolve::Entry) -> Vec<(&ResourceId, Notify)> {
+    let AnyResource::Unit(unit) = &entry.resource else { return Vec::new() };
+    let asked = [(JobAction::Restart, &unit.restart_triggers), (JobAction::Reload, &unit.reload_triggers)];
+    asked
+        .into_iter()
+        .flat_map(|(action, ids)| ids.iter().map(move |(id, _)| (id, Notify { action, unit: unit.name.clone() })))
+        .collect()
 }
 
 /// Gathers the facts of every unit involved and asks `trigger::decide`.
@@ -370,23 +399,50 @@ fn decide_triggers(
             request.reason += " (in a run that did not finish)";
         }
     }
-    // The running instances of managed templates, which a template's change restarts.
-    let instances: Vec<String> = facts.iter().flat_map(|f| f.instances.clone()).collect();
-    for instance in instances {
-        if !facts.iter().any(|f| f.name == instance) {
-            let status = host.unit_status(&instance)?;
-            let unmanaged = Unit { name: instance.clone(), ..Unit::unmanaged() };
-            facts.push(unit_facts(&unmanaged, status.as_ref()));
-        }
-    }
-    for request in &requests {
-        if !facts.iter().any(|f| f.name == request.unit) {
-            let status = host.unit_status(&request.unit)?;
-            let unmanaged = Unit { name: request.unit.clone(), ..Unit::unmanaged() };
-            facts.push(unit_facts(&unmanaged, status.as_ref()));
-        }
-    }
+    add_other_units(&mut facts, &requests, host)?;
     Ok(trigger::decide(&facts, &requests))
+}
+
+/// The triggers of changes made without a playbook (a rollback, engine/rollback.rs): the units
+/// whose files changed (`removed`: their unit file is gone) and the requests, decided by the same
+/// rules as an apply's with what systemd reports of each unit. What the playbook said of a unit
+/// (`on_change:`, `active:`) is not known here: a changed active unit is restarted.
+pub fn decide_without_playbook(pending: &Pending, removed: &[String], host: &Host) -> Result<Vec<Trigger>> {
+    let names: Vec<String> =
+        pending.changed_units.iter().chain(pending.requests.iter().map(|r| &r.unit)).cloned().collect();
+    host.observe_units(&names)?;
+    let mut facts = Vec::new();
+    for name in &pending.changed_units {
+        let status = host.unit_status(name)?;
+        let instances = match crate::host::unit_file::is_template(name) {
+            true => host.running_instances(name)?,
+            false => Vec::new(),
+        };
+        let unit = Unit { name: name.clone(), ..Unit::unmanaged() };
+        facts.push(UnitFacts {
+            managed: true,
+            files_changed: true,
+            removed: removed.contains(name),
+            instances,
+            ..unit_facts(&unit, status.as_ref())
+        });
+    }
+    add_other_units(&mut facts, &pending.requests, host)?;
+    Ok(trigger::decide(&facts, &pending.requests))
+}
+
+/// Adds the facts of the units the decision needs beyond those of `facts`: the running
+/// instances of templates (which a template's change restarts) and the units `requests` name.
+fn add_other_units(facts: &mut Vec<UnitFacts>, requests: &[Request], host: &Host) -> Result<()> {
+    let instances: Vec<String> = facts.iter().flat_map(|f| f.instances.clone()).collect();
+    for name in instances.into_iter().chain(requests.iter().map(|r| r.unit.clone())) {
+        if !facts.iter().any(|f| f.name == name) {
+            let status = host.unit_status(&name)?;
+            let unmanaged = Unit { name, ..Unit::unmanaged() };
+            facts.push(unit_facts(&unmanaged, status.as_ref()));
+        }
+    }
+    Ok(())
 }
 
 /// When a timer that this trigger starts or restarts will elapse next, as systemd computes it

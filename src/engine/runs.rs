@@ -10,11 +10,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::engine::plan::Counts;
+use crate::engine::plan::{Counts, ResourcePlan};
 use crate::error::{Error, Result};
 use crate::host::mode::Mode;
 use crate::host::{FileKind, Host};
 use crate::kinds::AnyResource;
+use crate::kinds::notify::Notify;
 use crate::kinds::resource::ResourceId;
 
 pub const RUNS: &str = "/var/lib/converge/runs";
@@ -34,10 +35,15 @@ pub enum Before {
     Symlink { target: PathBuf, uid: u32, gid: u32 },
 }
 
+/// A path a run changed: what it was before, and what its change asked of units.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PathBefore {
     pub path: PathBuf,
     pub before: Before,
+    /// The jobs the change of the resource owning it asked for ([`crate::engine::plan::asks`]):
+    /// putting it back asks them again (a record of an older converge has none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<Notify>,
 }
 
 /// One recorded run.
@@ -106,7 +112,8 @@ impl Recorder {
             return Ok(());
         }
         for path in resource.paths() {
-            self.capture_path(host, id, &path)
+            self.capture_missing_parents(host, id, &path)
+                .and_then(|()| self.capture_path(host, id, &path))
                 .map_err(|e| Error::resource_io(id, "cannot record its previous state", e))?;
         }
         Ok(())
@@ -123,6 +130,45 @@ impl Recorder {
         self.not_restored.extend(other.not_restored);
     }
 
+    /// The missing directories above `path`, which a resource creating it makes too (a
+    /// `directory:` makes its parents): recorded as absent, so that a rollback removes them.
+    fn capture_missing_parents(&mut self, host: &Host, id: &ResourceId, path: &Path) -> std::io::Result<()> {
+        let mut parent = path.parent();
+        while let Some(dir) = parent
+            && host.stat(dir)?.is_none()
+        {
+            self.capture_path(host, id, dir)?;
+            parent = dir.parent();
+        }
+        Ok(())
+    }
+
+    /// Notes on each path captured what the change of its resource asked of units, so that a
+    /// rollback asks it again: for every resource of `applied`, its paths and what lies inside.
+    pub fn note_asks(&mut self, resolved: &crate::engine::resolve::Resolved, applied: &[ResourcePlan]) {
+        for r in applied {
+            let asks = crate::engine::plan::asks(resolved, r.index);
+            let paths = resolved.entries[r.index].resource.paths();
+            for b in self.before.iter_mut().filter(|b| paths.iter().any(|p| b.path.starts_with(p))) {
+                b.notify.extend(asks.iter().filter(|n| !b.notify.contains(n)).cloned().collect::<Vec<_>>());
+            }
+        }
+    }
+
+    /// Records what the paths a rollback puts back are now (content stored), each with what
+    /// its change asks of units, so that the rollback can itself be rolled back.
+    pub fn capture_restored(&mut self, host: &Host, steps: &[Restore]) -> Result<()> {
+        for step in steps {
+            let id = ResourceId::path(crate::kinds::Kind::File, &step.path);
+            self.capture_path(host, &id, &step.path)
+                .map_err(|e| Error::resource_io(&id, "cannot record its state before the rollback", e))?;
+            for b in self.before.iter_mut().filter(|b| b.path.starts_with(&step.path)) {
+                b.notify.extend(step.notify.iter().filter(|n| !b.notify.contains(n)).cloned().collect::<Vec<_>>());
+            }
+        }
+        Ok(())
+    }
+
     fn capture_path(&mut self, host: &Host, id: &ResourceId, path: &Path) -> std::io::Result<()> {
         if self.before.iter().any(|b| b.path == path) {
             return Ok(());
@@ -137,7 +183,7 @@ impl Recorder {
             return Ok(());
         }
         let before = state_of(host, path, true)?;
-        self.before.push(PathBefore { path: path.to_owned(), before: before.clone() });
+        self.before.push(PathBefore { path: path.to_owned(), before: before.clone(), notify: Vec::new() });
         // A directory that is replaced or removed takes what is inside with it.
         if matches!(before, Before::Directory { .. }) {
             for (name, _) in host.read_dir(path)? {
@@ -288,7 +334,7 @@ pub fn record(
     host: &Host,
     kind: &str,
     playbook: &str,
-    applied: &[crate::engine::plan::ResourcePlan],
+    applied: &[ResourcePlan],
     recorder: Recorder,
     rollback_of: Vec<u64>,
     keep: usize,
@@ -395,22 +441,26 @@ pub struct Restore {
     pub path: PathBuf,
     pub now: Before,
     pub to: Before,
+    /// What the change being undone asked of units, which putting it back asks again.
+    pub notify: Vec<Notify>,
 }
 
 /// What rolling back `runs` (newest first) does: each path to its state before the oldest of
 /// them, where it differs from now; creations and updates parents first, removals deepest first.
 pub fn restore_plan(host: &Host, runs: &[&Run]) -> Result<Vec<Restore>> {
-    let mut target: BTreeMap<PathBuf, Before> = BTreeMap::new();
+    let mut target: BTreeMap<PathBuf, (Before, Vec<Notify>)> = BTreeMap::new();
     for run in runs {
         for b in &run.before {
-            target.insert(b.path.clone(), b.before.clone());
+            let (to, notify) = target.entry(b.path.clone()).or_insert_with(|| (Before::Absent, Vec::new()));
+            *to = b.before.clone();
+            notify.extend(b.notify.iter().filter(|n| !notify.contains(n)).cloned().collect::<Vec<_>>());
         }
     }
     let mut steps = Vec::new();
-    for (path, to) in target {
+    for (path, (to, notify)) in target {
         let now = state_of(host, &path, false).map_err(io(&format!("cannot read {}", path.display())))?;
         if !same(&now, &to) {
-            steps.push(Restore { path, now, to });
+            steps.push(Restore { path, now, to, notify });
         }
     }
     let (mut removals, mut others): (Vec<Restore>, Vec<Restore>) =

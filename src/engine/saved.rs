@@ -325,12 +325,17 @@ impl SavedPlan {
     /// Reads a plan file, refusing one of another format or converge version.
     pub fn load(path: &Path) -> Result<SavedPlan> {
         let bytes = crate::host::read_input(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
+        SavedPlan::parse(&bytes, path)
+    }
+
+    /// Reads a plan from its file's bytes (`path` names it in errors), refusing one of another
+    /// format or converge version.
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<SavedPlan> {
         let bad = |why: String| Error::PlanFile {
             message: format!("{} is not a plan converge can apply: {why}", path.display()),
             help: "make it again with `converge plan PLAYBOOK --out FILE`".into(),
         };
-        let value: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| bad(format!("invalid JSON ({e})")))?;
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| bad(format!("invalid JSON ({e})")))?;
         if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
             return Err(bad(format!("it has no \"format\": \"{FORMAT}\"")));
         }

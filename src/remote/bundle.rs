@@ -102,6 +102,18 @@ impl Bundle {
         })
     }
 
+    /// The bundle of a saved plan (`apply --plan DIR`): its file alone, which the target's
+    /// engine applies exactly or refuses; nothing is resolved there.
+    pub fn saved_plan(bytes: &[u8]) -> Bundle {
+        Bundle {
+            dir: PathBuf::from("tree"),
+            playbook: "plan.json".into(),
+            files: vec![(PathBuf::from("tree/plan.json"), Arc::from(bytes))],
+            vars: Vec::new(),
+            secrets: Vec::new(),
+        }
+    }
+
     /// The same bundle with secret variables files.
     pub fn with_secrets(mut self, secrets: Vec<Vec<u8>>) -> Bundle {
         self.secrets = secrets.into_iter().map(Arc::from).collect();

@@ -80,6 +80,20 @@ pub struct Remote {
     pub resources: usize,
 }
 
+/// What a run does with saved plans (docs/saved-plans.md, "Remote hosts"): one file per host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SavedPlans {
+    /// None: the playbook is planned or applied.
+    #[default]
+    None,
+    /// `plan --out DIR`: each target's engine saves its plan and sends it back
+    /// ([`session::Event::SavedPlan`]); `allow_secrets` is passed on.
+    Save { allow_secrets: bool },
+    /// `apply --plan DIR`: each bundle holds its host's saved plan ([`Bundle::saved_plan`]),
+    /// which the target's engine applies exactly, or refuses.
+    Apply,
+}
+
 /// What every host of a run shares.
 pub struct Fleet<'a> {
     pub hosts: &'a [Remote],
@@ -93,6 +107,8 @@ pub struct Fleet<'a> {
     pub forks: usize,
     /// `apply --lock-wait SECONDS` on each target.
     pub lock_wait: u64,
+    /// Saved plans: made and sent back by each target, or applied there.
+    pub saved: SavedPlans,
     /// The run's private directory (ssh's control sockets).
     pub dir: &'a Path,
 }
@@ -149,6 +165,7 @@ impl Fleet<'_> {
                     Event::Uploading { host, .. }
                     | Event::Uploaded { host, .. }
                     | Event::Cached { host, .. }
+                    | Event::SavedPlan { host, .. }
                     | Event::Text { host, .. } => *host,
                 };
                 event(&e, &reports[host]);

@@ -37,13 +37,13 @@ use std::time::{Duration, Instant};
 
 use shell_words::quote;
 
-use super::Fleet;
 use super::binary::arch_of_uname;
 use super::bundle::Bundle;
 use super::interrupt::{self, Exit};
 use super::report::{Outcome, RunKind, reason};
 use super::ssh::Ssh;
 use super::target::Target;
+use super::{Fleet, SavedPlans};
 use crate::engine::record::Record;
 
 /// What a session reports as it goes.
@@ -72,6 +72,11 @@ pub enum Event {
     Record {
         host: usize,
         record: Record,
+    },
+    /// The plan the target's engine saved (`plan --out`), as the JSON of its file.
+    SavedPlan {
+        host: usize,
+        json: String,
     },
     /// A line of the engine's stdout that is not a record (a login script's chatter, say).
     Text {
@@ -176,6 +181,10 @@ impl Session<'_> {
             |stdin| self.bundle.write_tar(stdin),
             Stdin::Hold,
             |line| {
+                if let Some(json) = line.strip_prefix(SAVED_PLAN) {
+                    let _ = events.send(Event::SavedPlan { host, json: json.to_owned() });
+                    return;
+                }
                 if let Some(field) = line.strip_prefix("converge-probe ") {
                     if field == "present" && announce {
                         let path = probe.iter().find_map(|l| l.strip_prefix("bin=")).unwrap_or_default().to_owned();
@@ -276,15 +285,26 @@ impl Session<'_> {
     }
 
     fn run_script(&self) -> String {
-        let mut args = vec![
-            match self.fleet.mode {
-                RunKind::Plan => "plan",
-                RunKind::Apply => "apply",
+        let playbook = quote(&self.bundle.playbook);
+        let mut args = match (self.fleet.saved, self.fleet.mode) {
+            (SavedPlans::Apply, RunKind::Plan) => vec![format!("apply --plan {playbook} --check")],
+            (SavedPlans::Apply, RunKind::Apply) => vec![format!("apply --plan {playbook}")],
+            (_, RunKind::Plan) => vec![format!("plan {playbook}")],
+            (_, RunKind::Apply) => vec![format!("apply {playbook}")],
+        };
+        args.push("--output json --no-color".to_owned());
+        // The saved plan comes back on one line after the engine's records (its pretty JSON
+        // holds newlines only between tokens: strings escape theirs).
+        let mut send_back = String::new();
+        if let SavedPlans::Save { allow_secrets } = self.fleet.saved {
+            args.push("--out \"$work\"/saved-plan.json".to_owned());
+            if allow_secrets {
+                args.push("--allow-secrets".to_owned());
             }
-            .to_owned(),
-            quote(&self.bundle.playbook).into_owned(),
-            "--output json --no-color".to_owned(),
-        ];
+            send_back = format!(
+                "if [ -f \"$work\"/saved-plan.json ]; then printf '{SAVED_PLAN}'; tr -d '\\n' <\"$work\"/saved-plan.json; echo; fi; "
+            );
+        }
         if self.fleet.mode == RunKind::Apply && self.fleet.lock_wait > 0 {
             args.push(format!("--lock-wait {}", self.fleet.lock_wait));
         }
@@ -310,7 +330,7 @@ impl Session<'_> {
              cd \"$work\"/{dir} || exit 1; exec 3<&0; \"$bin\" {args} </dev/null 3<&- & engine=$!; \
              {{ while read -r _; do :; done; kill -TERM \"$engine\"; }} <&3 >/dev/null 2>&1 & watch=$!; \
              exec 3<&-; trap '' PIPE; trap 'exit 143' HUP TERM; \
-             wait \"$engine\"; status=$?; kill \"$watch\" 2>/dev/null; exit $status",
+             wait \"$engine\"; status=$?; kill \"$watch\" 2>/dev/null; {send_back}exit $status",
             prelude = self.prelude(),
             dir = quote(&self.bundle.dir.to_string_lossy()),
             args = args.join(" "),
@@ -328,6 +348,9 @@ const TRUST: &str = "unsafe_own() { find \"$@\" -prune \\( -type l -o ! -user \"
      unsafe_above() { _p=${base%/*}; set --; while [ -n \"$_p\" ]; do if [ -e \"$_p\" ] || [ -L \"$_p\" ]; then set -- \"$@\" \"$_p\"; fi; _p=${_p%/*}; done; \
      find \"$@\" / -prune ! -type l \\( ! -user 0 ! -user \"$uid\" -o \\( -perm -020 -o -perm -002 \\) ! -perm -1000 \\) -print 2>&1; }; \
      first_line() { printf '%s\\n' \"${1%%\"\n\"*}\"; }";
+
+/// The prefix of the line that carries a saved plan back (`plan --out` with `--host`).
+const SAVED_PLAN: &str = "converge-saved-plan ";
 
 /// What the run script did: ran the engine, or found converge missing (with the probe's
 /// `os=`, `arch=`, `bin=` answers).

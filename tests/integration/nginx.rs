@@ -20,6 +20,7 @@ tests![
     a_refused_sensitive_site_shows_none_of_its_lines,
     a_rejected_edit_puts_back_mode_owner_and_the_default_site,
     rollback_puts_back_the_site_its_mode_owner_and_the_default_site,
+    a_rolled_back_site_is_tested_and_undone_again_when_nginx_rejects_it,
 ];
 
 // No access log: nginx -t opens it, and /var/log/nginx is root's (the tests run as anyone).
@@ -422,5 +423,32 @@ fn rollback_puts_back_the_site_its_mode_owner_and_the_default_site() {
 
     let run = test.run_args(&["rollback", "--root", "{root}"]).success();
     assert!(run.stdout.contains("recorded as run 2"), "{}", run.stdout);
+    assert!(run.stdout.contains("reload nginx.service: skipped"), "the reload a site change asks for: {}", run.stdout);
     expect_hand_made_site(&test);
+}
+
+/// A site put back by a rollback is checked by `nginx -t` before any reload; when nginx rejects
+/// it (here, a snippet it includes was deleted since), the rollback undoes it again, says so and
+/// reloads nothing; the rest of the rollback stays done, and is recorded.
+fn a_rolled_back_site_is_tested_and_undone_again_when_nginx_rejects_it() {
+    let v1 = "server {\n    listen 8080;\n    include snippets/extra.conf;\n}\n";
+    let playbook = |content: &str, other: &str| {
+        site(content) + &format!("  - file: /etc/app.conf\n    content: \"{other}\\n\"\n")
+    };
+    let test = nginx_root().host_file("/etc/nginx/snippets/extra.conf", "add_header X-Extra yes;\n");
+    let test = test.playbook(&playbook(v1, "v1"));
+    test.apply().success();
+    let test = test.playbook(&playbook(GOOD2, "v2"));
+    test.apply().success();
+    fs::remove_file(test.host_path("/etc/nginx/snippets/extra.conf")).unwrap();
+
+    let run = test.run_args(&["rollback", "--root", "{root}"]).code(1);
+    assert!(run.stderr.contains("nginx rejected the configuration the rollback put back"), "{}", run.stderr);
+    assert!(run.stderr.contains("snippets/extra.conf"), "nginx's own message: {}", run.stderr);
+    assert!(!run.stdout.contains("reload nginx.service: "), "nothing reloaded: {}", run.stdout);
+    test.expect_file("/etc/nginx/sites-available/mysite", GOOD2);
+    test.expect_file("/etc/app.conf", "v1\n");
+    nginx_t(&test).unwrap();
+    let history = test.run_args(&["history", "--root", "{root}"]).success();
+    assert!(history.stdout.contains("rollback of run 2"), "the rollback is recorded: {}", history.stdout);
 }

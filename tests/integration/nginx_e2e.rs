@@ -14,6 +14,7 @@ tests![
     apt_installs_what_is_missing_and_nothing_when_converged,
     a_run_killed_during_nginx_test_is_finished_by_the_next,
     the_first_request_after_a_reload_gets_the_new_site,
+    a_rolled_back_site_is_tested_before_nginx_reloads,
 ];
 
 fn site(body: &str) -> String {
@@ -77,15 +78,49 @@ fn nginx_serves_the_app_refuses_a_broken_edit_and_reloads_once() {
     assert_ne!(workers_after, workers, "a reload replaces the workers");
     assert!(c.apply(&changed).starts_with("No changes."));
 
-    // `converge rollback` puts the previous site back, which nginx accepts; it does not reload
-    // nginx (docs/saved-plans.md), so the site serves once nginx is reloaded.
-    let out = c.exec(&["converge", "rollback"]);
-    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    // `converge rollback` puts the previous site back, nginx accepts it and is reloaded: the
+    // next request gets the previous site.
+    let out = c.sh("converge rollback");
+    assert_eq!(out.matches("reload nginx.service: done").count(), 1, "{out}");
     assert_eq!(c.sh("cat /etc/nginx/sites-available/app"), good_site, "the site before the change");
+    let answer = c.sh("curl -sS -i --max-time 10 http://127.0.0.1/");
+    assert!(!answer.contains("X-Converge") && answer.contains("hello from "), "{answer}");
+}
+
+/// A site v1 that includes a snippet, v2 that does not. With the snippet deleted, nginx rejects
+/// v1 when a rollback puts it back: the rollback undoes it again and nginx is not touched. With
+/// the snippet back, the rollback's site is tested, then nginx reloads and serves v1.
+fn a_rolled_back_site_is_tested_before_nginx_reloads() {
+    let c = Container::boot("nginx-rollback");
+    c.write("/etc/nginx/snippets/v1.conf", "add_header X-Version v1;\n");
+    let v = |body: &str| "resources:\n".to_owned() + &site(&format!("          location / {{ {body} return 200 \"served\\n\"; }}\n"));
+    c.apply(&v("include snippets/v1.conf;"));
+    serves(&c, "-i", "X-Version: v1");
+    let v2 = v("add_header X-Version v2;");
+    c.apply(&v2);
+    serves(&c, "-i", "X-Version: v2");
+    let v2_site = c.sh("cat /etc/nginx/sites-available/app");
+
+    c.sh("mv /etc/nginx/snippets/v1.conf /root/v1.conf");
+    let old_workers = || c.sh("pgrep -f 'nginx: worker process is shutting dow[n]' >/dev/null && echo yes || echo no");
+    assert!(wait_until(Duration::from_secs(30), || old_workers() == "no"), "nginx's old workers never left");
+    let before = master_and_workers(&c);
+    let out = c.exec(&["converge", "rollback"]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("nginx rejected the configuration the rollback put back"), "{stderr}");
+    assert!(stderr.contains("snippets/v1.conf"), "nginx's own message: {stderr}");
+    assert_eq!(c.sh("cat /etc/nginx/sites-available/app"), v2_site, "v2 is put back");
     nginx_accepts(&c);
-    c.sh("systemctl reload nginx");
-    assert!(wait_until(Duration::from_secs(10), || !c.sh("curl -sS -i --max-time 10 http://127.0.0.1/").contains("X-Converge")));
-    serves(&c, "", "hello from ");
+    assert_eq!(master_and_workers(&c), before, "nginx was not touched");
+    assert!(c.sh("curl -sS -i --max-time 10 http://127.0.0.1/").contains("X-Version: v2"));
+
+    c.sh("mv /root/v1.conf /etc/nginx/snippets/v1.conf");
+    let out = c.sh("converge rollback");
+    assert!(out.contains("reload nginx.service: done"), "{out}");
+    let answer = c.sh("curl -sS -i --max-time 10 http://127.0.0.1/");
+    assert!(answer.contains("X-Version: v1"), "the first request after the rollback gets v1: {answer}");
+    assert_eq!(master_and_workers(&c).0, before.0, "a reload keeps the master");
 }
 
 /// `nginx -t` inside accepts the configuration.

@@ -16,6 +16,7 @@ tests![
     a_no_op_fleet_run_changes_nothing_anywhere,
     one_host_down_the_others_converge,
     a_plan_shows_each_hosts_diff_from_an_inventory,
+    saved_plans_are_one_file_per_host_each_applied_exactly_or_refused,
     ssh_config_as_vagrant_prints_it_and_become,
     an_interrupt_stops_the_engine_on_the_target_between_steps,
     sigterm_stops_the_engine_on_the_target_after_its_step_and_keeps_the_journal,
@@ -399,6 +400,58 @@ groups:
     for c in &cs {
         assert_eq!(c.sh("cat /srv/remote/motd; test -e /srv/remote/blob || echo no blob"), "hello from old\nno blob");
     }
+}
+
+/// `plan --inventory ... --out DIR` saves each host's plan, made on it, to DIR/HOST.json;
+/// `apply --plan DIR --inventory ...` applies each host its own plan: the playbook as it was
+/// (an edit since changes nothing), and a host edited by hand since refuses and stays as it is.
+fn saved_plans_are_one_file_per_host_each_applied_exactly_or_refused() {
+    let cs = boot("saved", 2);
+    let net = Net::new("saved", &cs.iter().collect::<Vec<_>>());
+    for c in &cs {
+        c.sh("mkdir -p /srv/remote && printf 'hello from old\\n' > /srv/remote/motd && chmod 640 /srv/remote/motd");
+    }
+    let site = Site::new();
+    let inventory = format!(
+        "vars: {{greeting: hi}}\nhosts:\n  web: {{address: {}, vars: {{role: web}}}}\n  db: {{address: {}, vars: {{role: db}}}}\n",
+        Net::address(0),
+        Net::address(1)
+    );
+    site.write("inventory.yml", &inventory);
+    let inventory = site.path("inventory.yml").display().to_string();
+    let config = site.path("ssh_config").display().to_string();
+    let plans = site.path("plans").display().to_string();
+    let playbook = site.playbook();
+    let remote = ["--inventory", &inventory, "--ssh-config", &config];
+
+    let run = converge(&site, &net.path(), &[&["plan", &playbook, "--out", &plans][..], &remote].concat()).expect(2);
+    assert!(run.stdout.contains(&format!("web | Saved the plan to {plans}/web.json")), "{}", run.stdout);
+    for (host, role) in [("web", "web"), ("db", "db")] {
+        let file = site.path(&format!("plans/{host}.json"));
+        let plan: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        assert_eq!(plan["format"], "converge-plan");
+        assert_eq!(plan["resources"][1]["desired"]["content"]["text"], format!("hi from {role}\n"), "{host}");
+        assert_eq!(plan["resources"][1]["observed"]["facts"]["sha256"].as_str().map(str::len), Some(64), "{host}");
+    }
+    for c in &cs {
+        assert_eq!(c.sh("cat /srv/remote/motd"), "hello from old", "a plan changes nothing");
+    }
+
+    // After the review: the template changes (ignored: the plans hold what was reviewed), and
+    // someone edits db by hand (its plan is stale).
+    site.write("site/templates/motd.j2", "{{ greeting }} edited after the review\n");
+    cs[1].sh("printf 'edited by hand\\n' > /srv/remote/motd");
+    let run = converge(&site, &net.path(), &[&["apply", "--plan", &plans][..], &remote].concat()).expect(1);
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(all.contains("the plan is stale: file:/srv/remote/motd changed since the plan"), "{all}");
+    assert_eq!(cs[0].sh("cat /srv/remote/motd"), "hi from web", "web applied its saved plan");
+    assert_eq!(cs[1].sh("cat /srv/remote/motd"), "edited by hand", "db refused, changed nothing");
+    assert_eq!(cs[1].sh("test -e /srv/remote/blob || echo none"), "none", "db refused before any resource");
+
+    // A host without a plan in DIR stops the run before any host is contacted.
+    std::fs::remove_file(site.path("plans/db.json")).unwrap();
+    let run = converge(&site, &net.path(), &[&["apply", "--plan", &plans][..], &remote].concat()).expect(1);
+    assert!(run.stderr.contains("no saved plan for host db"), "{}", run.stderr);
 }
 
 fn ssh_config_as_vagrant_prints_it_and_become() {

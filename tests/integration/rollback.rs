@@ -11,6 +11,7 @@ use crate::support::Test;
 tests![
     rollback_restores_the_tree_of_the_previous_run_and_can_itself_be_rolled_back,
     rollback_to_n_undoes_every_run_from_n,
+    rollback_puts_back_owners_and_groups,
     a_noop_apply_records_nothing_and_retention_drops_old_runs_and_their_content,
     a_failed_run_is_recorded_and_what_cannot_be_restored_is_listed,
     a_unit_file_is_rolled_back_and_its_triggers_are_named,
@@ -99,6 +100,22 @@ fn rollback_restores_the_tree_of_the_previous_run_and_can_itself_be_rolled_back(
     assert_eq!(runs[1]["remove"], 1);
 }
 
+/// v2 gives a directory, a file and a symlink other owners and groups: the rollback puts v1's
+/// back, compared file by file with the tree after v1.
+fn rollback_puts_back_owners_and_groups() {
+    require!(Root);
+    let owned = "  - directory: /srv/www\n    owner: www-data\n    group: www-data\n  - file: /srv/www/index.html\n    content: hi\n    owner: nobody\n    group: www-data\n    mode: \"0640\"\n";
+    let test = Test::new().with_accounts().playbook(V1);
+    test.apply().success();
+    let after_v1 = tree(&test.root());
+    fs::write(test.playbook_path(), format!("{V1}{owned}").replace("/etc/app/old.conf\n", "/etc/app/old.conf\n    owner: nobody\n")).unwrap();
+    test.apply().success();
+    let after_v2 = tree(&test.root());
+    assert!(after_v2["etc/app/old.conf"].contains("owner 65534:"), "{after_v2:?}");
+    test.run_args(&["rollback", "--root", "{root}"]).success();
+    assert_eq!(tree(&test.root()), after_v1, "file by file: content, mode, owner, type");
+}
+
 fn rollback_to_n_undoes_every_run_from_n() {
     let test = Test::new().playbook(V1);
     test.apply().success();
@@ -154,9 +171,12 @@ fn a_unit_file_is_rolled_back_and_its_triggers_are_named() {
     let v1 = fs::read_to_string(test.host_path("/etc/systemd/system/app.service")).unwrap();
     fs::write(test.playbook_path(), unit("2")).unwrap();
     test.apply().success();
+    let check = test.run_args(&["rollback", "--root", "{root}", "--check"]).code(2);
+    assert!(check.stdout.contains("Triggers, in order:\n  daemon-reload   (app.service changed): skipped"), "{}", check.stdout);
+    assert!(check.stdout.contains("  restart app.service   (app.service changed): skipped"), "{}", check.stdout);
     let run = test.run_args(&["rollback", "--root", "{root}"]).success();
     assert_eq!(fs::read_to_string(test.host_path("/etc/systemd/system/app.service")).unwrap(), v1);
-    assert!(run.stdout.contains("daemon-reload") && run.stdout.contains("app.service"), "{}", run.stdout);
+    assert!(run.stdout.contains("daemon-reload: skipped") && run.stdout.contains("restart app.service: skipped"), "{}", run.stdout);
 }
 
 /// A record of another converge version (or a damaged one) does not stop an apply: the next run

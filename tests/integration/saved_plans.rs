@@ -226,7 +226,7 @@ fn bad_plan_files_and_targets_are_clear_errors() {
     let run = test.run_args(&["apply", "--plan", "plan.json", "--root", "other"]).code(1);
     assert!(run.stderr.contains("the plan was made for --root"), "{}", run.stderr);
     let run = test.run_args(&["apply", "--plan", "plan.json", "--host", "web1"]).code(1);
-    assert!(run.stderr.contains("saved plans are for the local host and --root only"), "{}", run.stderr);
+    assert!(run.stderr.contains("no saved plan for host web1"), "one file per host: {}", run.stderr);
     let run = test.run_args(&["apply", "{playbook}", "--plan", "plan.json"]).code(2);
     assert!(run.stderr.contains("cannot be used with"), "{}", run.stderr);
     test.expect_absent("/etc/app/app.conf");

@@ -24,6 +24,7 @@ tests![
     an_accept_socket_and_its_template_service_answer,
     a_tmpfiles_resource_creates_its_directory_now_and_at_boot,
     a_timer_is_enabled_and_active_and_its_service_is_not_started,
+    a_unit_rolled_back_is_daemon_reloaded_and_restarted,
 ];
 
 /// A booted container; powered off when dropped, also when the test panics.
@@ -361,6 +362,41 @@ fn an_absent_unit_is_stopped_disabled_and_removed() {
 fn service(name: &str, service_lines: &str, extra: &str) -> String {
     let lines: String = service_lines.lines().map(|l| format!("      {l}\n")).collect();
     format!("resources:\n  - unit: {name}\n    content: |\n      [Service]\n{lines}    active: true\n{extra}")
+}
+
+/// `converge rollback` (docs/saved-plans.md): a unit file changed by v2 is back, with one
+/// daemon-reload and a restart (a new InvocationID); a file whose change notified a restart,
+/// rolled back, restarts the unit again and reloads nothing.
+fn a_unit_rolled_back_is_daemon_reloaded_and_restarted() {
+    let c = Container::boot("rollback-unit");
+    let playbook = |unit: &str, conf: &str| {
+        let conf = format!("  - file: /etc/app.conf\n    content: \"{conf}\\n\"\n    notify: \"restart app.service\"\n");
+        service("app.service", &format!("Environment=V={unit}\nExecStart=/bin/sleep infinity"), &conf)
+    };
+    c.apply(&playbook("1", "a"));
+    let v1 = c.sh("cat /etc/systemd/system/app.service");
+    let out = c.apply(&playbook("2", "a"));
+    assert!(out.contains("restart app.service: done"), "{out}");
+    assert_eq!(c.show("app.service", "Environment"), "V=2");
+    let (invocation, reloads) = (c.show("app.service", "InvocationID"), c.daemon_reloads());
+
+    let out = c.sh("converge rollback");
+    assert!(out.contains("daemon-reload: done") && out.contains("restart app.service: done"), "{out}");
+    assert_eq!(c.sh("cat /etc/systemd/system/app.service"), v1, "v1's unit file, byte for byte");
+    assert_eq!(c.daemon_reloads(), reloads + 1, "exactly one daemon-reload");
+    assert_eq!(c.show("app.service", "NeedDaemonReload"), "no");
+    assert_eq!(c.show("app.service", "Environment"), "V=1", "systemd runs v1's definition");
+    assert_eq!(c.show("app.service", "ActiveState"), "active");
+    assert_ne!(c.show("app.service", "InvocationID"), invocation, "restarted");
+
+    // Only the notifying file changes: its rollback restarts the unit, with no daemon-reload.
+    c.apply(&playbook("1", "b"));
+    let (invocation, reloads) = (c.show("app.service", "InvocationID"), c.daemon_reloads());
+    let out = c.sh("converge rollback");
+    assert!(out.contains("restart app.service: done") && !out.contains("daemon-reload"), "{out}");
+    assert_eq!(c.sh("cat /etc/app.conf"), "a");
+    assert_ne!(c.show("app.service", "InvocationID"), invocation, "restarted");
+    assert_eq!(c.daemon_reloads(), reloads);
 }
 
 fn a_simple_service_that_dies_at_once_fails_the_run_with_its_journal() {

@@ -1,0 +1,21 @@
+# The file workload of the benchmarks (sourced): a playbook of N files, 10 per directory, of
+# about 1 KiB each. `workload_playbook N OUT [CHANGED]` writes it to OUT; with CHANGED, the first
+# CHANGED files have other content (a run that changes exactly those).
+workload_playbook() {
+  local n=$1 out=$2 changed=${3:-0}
+  {
+    echo "name: $n files"
+    echo "resources:"
+    for ((d = 0; d < (n + 9) / 10; d++)); do
+      echo "  - directory: /srv/bench/d$d"
+      for ((f = d * 10; f < d * 10 + 10 && f < n; f++)); do
+        local value="value of file $f"
+        ((f < changed)) && value="changed value of file $f"
+        echo "  - file: /srv/bench/d$d/f$f.conf"
+        echo "    mode: \"0644\""
+        echo "    content: |"
+        for ((l = 0; l < 16; l++)); do echo "      key_$l = $value, line $l, padded to about sixty bytes"; done
+      done
+    done
+  } > "$out"
+}
