@@ -73,6 +73,10 @@ pub enum Command {
         /// How many runs to keep recorded for `rollback` (under /var/lib/converge/runs, or inside --root).
         #[arg(long, value_name = "N", env = "CONVERGE_KEEP_RUNS", default_value_t = 10)]
         keep_runs: usize,
+        /// How many long resources (apt, virtualenv) may apply at once; 1 applies one at a time.
+        #[arg(long, value_name = "N", env = "CONVERGE_JOBS", default_value_t = 4,
+              value_parser = clap::value_parser!(u8).range(1..=16))]
+        jobs: u8,
         #[command(flatten)]
         remote: RemoteArgs,
     },

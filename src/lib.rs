@@ -7,7 +7,7 @@
 //! resolve  (engine/resolve.rs)    vars, templates, typed resources, ids, order; every error at once
 //! plan     (engine/plan.rs)       observe each resource (read-only) and diff it
 //! render   (output/)              the engine's records (engine/record.rs): Terraform-style, or JSON
-//! apply    (engine/apply.rs)      only what differs, in order, re-observing before each write
+//! apply    (engine/apply.rs)      only what differs, in order (long work in parallel), re-observing first
 //! triggers (engine/trigger.rs)    what the changes set off (daemon-reload, restarts): docs/triggers.md
 //! ```
 //!
@@ -74,12 +74,13 @@ pub fn run(cli: Cli) -> u8 {
         Command::Plan { playbook, out, allow_secrets, .. } => {
             commands::plan::run(playbook, out.as_deref(), *allow_secrets, &settings, &mut printer)
         }
-        Command::Apply { playbook, plan, check, detailed_exitcode, lock_wait, keep_runs, .. } => {
+        Command::Apply { playbook, plan, check, detailed_exitcode, lock_wait, keep_runs, jobs, .. } => {
             let options = commands::apply::Options {
                 check: *check,
                 detailed_exitcode: *detailed_exitcode,
                 lock_wait: std::time::Duration::from_secs(*lock_wait),
                 keep_runs: *keep_runs,
+                jobs: usize::from(*jobs),
             };
             match (plan, playbook) {
                 (Some(file), _) => commands::apply::run_saved(file, &options, &settings, &mut printer),

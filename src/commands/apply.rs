@@ -20,6 +20,8 @@ pub struct Options {
     pub lock_wait: std::time::Duration,
     /// How many runs to keep recorded (runs.rs).
     pub keep_runs: usize,
+    /// How many long resources may apply at once.
+    pub jobs: usize,
 }
 
 pub fn run(path: &Path, options: &Options, settings: &Settings, printer: &mut Printer) -> Result<u8> {
@@ -80,7 +82,7 @@ fn run_resolved(
         journal::save(&host, &plan.pending)?;
     }
     let mut applied = Applied::default();
-    let result = apply(resolved, &plan, &host, printer, &mut applied);
+    let result = apply(resolved, &plan, &host, options.jobs, printer, &mut applied);
     if result.is_err() {
         printer.failed_after(&applied, &plan);
     }

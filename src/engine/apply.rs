@@ -1,68 +1,271 @@
-//! `apply`: make the changes, resource by resource, in order.
+//! `apply`: make the changes, resource by resource.
 //!
 //! Each resource is observed again right before it is written, and what differs then is what is
 //! applied: an earlier resource of the same run may have changed what a later one sees (apt
-//! installing nginx creates its default site, which a later `nginx_site` removes), so once
-//! anything was applied, the resources planned as unchanged are observed again too. When the fresh
-//! diff differs from the plan, the output says so. A failure stops the run; what was applied
-//! before it stays applied, and the error says so.
+//! installing nginx creates its default site, which a later `nginx_site` removes), so once a
+//! resource before it was planned, the resources planned as unchanged are observed again too.
+//! When the fresh diff differs from the plan, the output says so.
+//!
+//! Long work runs in parallel (docs/output.md, "Parallel apply"): a resource whose apply is long
+//! ([`Overlap::Long`]: a venv built; [`Overlap::LongExclusive`]: apt-get, one at a time) starts,
+//! on a thread of its own, as soon as what its ordering edges name (`after:`, and what its kind
+//! needs now: [`AnyResource::needs_now`]) has been applied, up to [`PARALLEL`] at once. Files and
+//! accounts ([`Overlap::Beside`]) go on in the playbook's order meanwhile, waiting only for what
+//! their edges name; every other resource ([`Overlap::Alone`]: a command, a unit, a site) waits
+//! for everything before it. Resources start in the playbook's order, and their records are
+//! reported in that order whatever order they finish in. A failure (or a signal) starts nothing
+//! more; what runs is let finish and reported, and the first failure in the playbook's order is
+//! the run's error (the others are warnings). What was applied before it stays applied.
 
+use std::collections::BTreeSet;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::engine::graph;
 use crate::engine::plan::{Plan, ResourcePlan};
 use crate::engine::record::{AppliedRecord, Diagnostic, Record, ResourceRecord, Sink};
-use crate::engine::resolve::Resolved;
+use crate::engine::resolve::{Entry, Resolved};
+use crate::engine::runs::Recorder;
 use crate::engine::trigger::{Step, Trigger};
 use crate::error::{Error, JournalTail, Result};
 use crate::host::Host;
 use crate::host::systemd::{DEFAULT_SETTLE, Job, JobAction, Systemd, SystemdError};
 use crate::kinds::AnyResource;
-use std::time::Duration;
+use crate::kinds::resource::{Change, Overlap, ResourceId};
+
+/// At most this many long resources apply at once, unless `apply --jobs N` says otherwise.
+pub const PARALLEL: usize = 4;
 
 /// What an apply did.
 #[derive(Debug, Default)]
 pub struct Applied {
     pub resources: Vec<ResourcePlan>,
+    /// How long each took, in the order of `resources`.
+    pub durations: Vec<(ResourceId, Duration)>,
     /// The previous state of what was changed, for the run record (runs.rs).
     pub recorder: crate::engine::runs::Recorder,
 }
 
-/// Fills `applied` as it goes, so that what a failed run did is still known (and recorded); each
-/// resource applied is a record to `sink`.
-pub fn apply(resolved: &Resolved, plan: &Plan, host: &Host, sink: &mut dyn Sink, applied: &mut Applied) -> Result<()> {
-    for (index, entry) in resolved.entries.iter().enumerate() {
-        let planned = plan.resources.iter().find(|r| r.index == index);
-        if planned.is_none() && applied.resources.is_empty() {
-            continue;
+impl Applied {
+    /// The `n` slowest resources, slowest first.
+    pub fn slowest(&self, n: usize) -> Vec<(ResourceId, Duration)> {
+        let mut all = self.durations.clone();
+        all.sort_by_key(|(_, took)| std::cmp::Reverse(*took));
+        all.truncate(n);
+        all
+    }
+}
+
+/// One resource done: what it changed, the previous state of its paths, and when.
+struct Done {
+    changes: Vec<Change>,
+    recorder: Recorder,
+    /// When it started, since the apply began.
+    started: Duration,
+    took: Duration,
+}
+
+/// Observes `entry` again and applies what differs now.
+fn apply_one(entry: &Entry, host: &Host, begun: Instant) -> Result<Done> {
+    let started = begun.elapsed();
+    let mut recorder = Recorder::default();
+    let changes = entry.resource.plan(host).map_err(|e| entry.own_error(e))?;
+    if !changes.is_empty() {
+        recorder.capture(host, &entry.id, &entry.resource, entry.sensitive)?;
+        entry.resource.apply(&changes, host).map_err(|e| entry.own_error(e))?;
+    }
+    Ok(Done { changes, recorder, started, took: begun.elapsed() - started })
+}
+
+/// [`apply_one`] on a thread of its own: a panic is its failure, not a wait that never ends.
+fn apply_caught(entry: &Entry, host: &Host, begun: Instant) -> Result<Done> {
+    let run = std::panic::AssertUnwindSafe(|| apply_one(entry, host, begun));
+    std::panic::catch_unwind(run).unwrap_or_else(|_| Err(Error::resource(&entry.id, "its apply panicked")))
+}
+
+/// When each resource of the apply may start.
+struct Schedule {
+    /// Whether it is applied at all: planned, or after one that is.
+    active: Vec<bool>,
+    overlap: Vec<Overlap>,
+    /// The resources its ordering edges name, by index.
+    before: Vec<BTreeSet<usize>>,
+    /// How many long resources may run at once.
+    jobs: usize,
+}
+
+impl Schedule {
+    fn new(resolved: &Resolved, plan: &Plan, host: &Host, jobs: usize) -> Result<Schedule> {
+        let entries = &resolved.entries;
+        let first = plan.resources.iter().map(|r| r.index).min().unwrap_or(entries.len());
+        let index = |id: &ResourceId| entries.iter().position(|e| e.id == *id);
+        let mut nodes = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let needs = entry.resource.needs_now(host).map_err(|e| entry.own_error(e))?;
+            let after = entry.after.iter().filter_map(index).collect();
+            nodes.push(graph::Node { id: &entry.id, resource: &entry.resource, after, needs });
         }
-        // A signal stops the run between two resources, never inside one.
-        Error::check_stop()?;
-        let result = (|| {
-            let now = entry.resource.plan(host)?;
-            if !now.is_empty() {
-                applied.recorder.capture(host, &entry.id, &entry.resource, entry.sensitive)?;
-                let _busy = entry.resource.slow_step().map(|what| sink.busy(format!("{} ({what})", entry.id)));
-                entry.resource.apply(&now, host)?;
+        Ok(Schedule {
+            active: (0..entries.len()).map(|i| i >= first).collect(),
+            // One at a time: each after everything before it, as before parallel apply.
+            overlap: entries.iter().map(|e| if jobs > 1 { e.resource.overlap() } else { Overlap::Alone }).collect(),
+            before: graph::edges(&nodes),
+            jobs: jobs.max(1),
+        })
+    }
+
+    /// Whether resource `i` may start, with `done` those finished and `running` those running.
+    fn may_start(&self, i: usize, done: &[bool], running: &[usize]) -> bool {
+        let edges_done = self.before[i].iter().all(|&j| done[j]);
+        match self.overlap[i] {
+            Overlap::Alone => running.is_empty() && done[..i].iter().all(|&d| d),
+            Overlap::Beside => edges_done,
+            Overlap::Long => edges_done && running.len() < self.jobs,
+            Overlap::LongExclusive => {
+                edges_done
+                    && running.len() < self.jobs
+                    && !running.iter().any(|&j| self.overlap[j] == Overlap::LongExclusive)
             }
-            Ok(now)
-        })()
-        .map_err(|e| entry.own_error(e));
-        match result {
-            Ok(now) if now.is_empty() => {}
-            Ok(now) => {
-                let done = ResourcePlan {
-                    index,
-                    id: entry.id.clone(),
-                    changes: now,
-                    sensitive: entry.sensitive,
-                    created_above: planned.map(|p| p.created_above.clone()).unwrap_or_default(),
-                };
-                let as_planned = planned.is_some_and(|p| p.changes == done.changes);
-                sink.record(Record::Applied(AppliedRecord { resource: ResourceRecord::of(&done), as_planned }));
-                applied.resources.push(done);
-            }
-            Err(e) => return Err(e),
         }
     }
-    Ok(())
+
+    fn is_long(&self, i: usize) -> bool {
+        matches!(self.overlap[i], Overlap::Long | Overlap::LongExclusive)
+    }
+}
+
+/// The results so far, reported in the playbook's order as they come in.
+struct Results<'a> {
+    resolved: &'a Resolved,
+    plan: &'a Plan,
+    done: Vec<Option<Result<Done>>>,
+    reported: usize,
+    /// The first failure in the playbook's order; the others are reported as warnings.
+    failure: Option<Error>,
+}
+
+impl Results<'_> {
+    fn finished(&self) -> Vec<bool> {
+        self.done.iter().map(|d| matches!(d, Some(Ok(_)))).collect()
+    }
+
+    /// Reports, in order, every result not reported yet that has nothing unfinished before it.
+    fn report(&mut self, sink: &mut dyn Sink, applied: &mut Applied) {
+        while let Some(Some(result)) = self.done.get_mut(self.reported).map(Option::take) {
+            let index = self.reported;
+            self.reported += 1;
+            match result {
+                Ok(done) => self.report_done(index, done, sink, applied),
+                Err(error) if self.failure.is_none() => self.failure = Some(error),
+                Err(error) => sink.record(Record::Warning(Diagnostic::message(format!("it failed too: {error}")))),
+            }
+            // Taken to report it; what it was is kept for may_start.
+            self.done[index] = Some(Ok(Done::reported()));
+        }
+    }
+
+    fn report_done(&self, index: usize, done: Done, sink: &mut dyn Sink, applied: &mut Applied) {
+        if done.changes.is_empty() {
+            return;
+        }
+        let entry = &self.resolved.entries[index];
+        let planned = self.plan.resources.iter().find(|r| r.index == index);
+        let resource = ResourcePlan {
+            index,
+            id: entry.id.clone(),
+            changes: done.changes,
+            sensitive: entry.sensitive,
+            created_above: planned.map(|p| p.created_above.clone()).unwrap_or_default(),
+        };
+        let as_planned = planned.is_some_and(|p| p.changes == resource.changes);
+        sink.record(Record::Applied(AppliedRecord {
+            resource: ResourceRecord::of(&resource),
+            as_planned,
+            started_ms: millis(done.started),
+            duration_ms: millis(done.took),
+        }));
+        applied.recorder.merge(done.recorder);
+        applied.durations.push((entry.id.clone(), done.took));
+        applied.resources.push(resource);
+    }
+}
+
+impl Done {
+    /// A result already reported (or a resource not applied): finished, nothing to report.
+    fn reported() -> Done {
+        Done { changes: Vec::new(), recorder: Recorder::default(), started: Duration::ZERO, took: Duration::ZERO }
+    }
+}
+
+/// Whole milliseconds.
+pub fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Fills `applied` as it goes, so that what a failed run did is still known (and recorded); each
+/// resource applied is a record to `sink`, in the playbook's order. At most `jobs` long
+/// resources run at once.
+pub fn apply(
+    resolved: &Resolved,
+    plan: &Plan,
+    host: &Host,
+    jobs: usize,
+    sink: &mut dyn Sink,
+    applied: &mut Applied,
+) -> Result<()> {
+    let schedule = Schedule::new(resolved, plan, host, jobs)?;
+    let entries = &resolved.entries;
+    let begun = Instant::now();
+    let mut results =
+        Results { resolved, plan, done: entries.iter().map(|_| None).collect(), reported: 0, failure: None };
+    std::thread::scope(|scope| {
+        let (finished, arrivals) = mpsc::channel::<(usize, Result<Done>)>();
+        let mut running: Vec<(usize, Box<dyn std::any::Any>)> = Vec::new();
+        let mut next = 0;
+        loop {
+            while next < entries.len() && results.failure.is_none() && !any_failed(&results) {
+                // A signal stops the run between two resources, never inside one.
+                if let Err(stop) = Error::check_stop() {
+                    results.failure = Some(stop);
+                    break;
+                }
+                let ids: Vec<usize> = running.iter().map(|(i, _)| *i).collect();
+                // With nothing running, there is nothing to wait for.
+                if schedule.active[next] && !ids.is_empty() && !schedule.may_start(next, &results.finished(), &ids) {
+                    break;
+                }
+                let entry = &entries[next];
+                if !schedule.active[next] {
+                    results.done[next] = Some(Ok(Done::reported()));
+                } else if schedule.is_long(next) {
+                    let what = entry.resource.slow_step().unwrap_or("long");
+                    running.push((next, sink.busy(format!("{} ({what})", entry.id))));
+                    let (finished, i) = (finished.clone(), next);
+                    scope.spawn(move || finished.send((i, apply_caught(entry, host, begun))));
+                } else {
+                    let busy = entry.resource.slow_step().map(|what| sink.busy(format!("{} ({what})", entry.id)));
+                    results.done[next] = Some(apply_one(entry, host, begun));
+                    drop(busy);
+                }
+                next += 1;
+                results.report(sink, applied);
+            }
+            if running.is_empty() {
+                break;
+            }
+            let (i, result) = arrivals.recv().expect("a running resource reports");
+            running.retain(|(j, _)| *j != i);
+            results.done[i] = Some(result);
+            results.report(sink, applied);
+        }
+    });
+    results.report(sink, applied);
+    results.failure.map_or(Ok(()), Err)
+}
+
+/// Whether a resource failed, reported or not: nothing more starts.
+fn any_failed(results: &Results) -> bool {
+    results.done.iter().any(|d| matches!(d, Some(Err(_))))
 }
 
 /// Runs the triggers through systemd, phase by phase (stop, daemon-reload, reload, restart,
@@ -181,5 +384,58 @@ fn journal_lines(host: &Host, unit: &str) -> Vec<String> {
     match host.program(&argv).env("LC_ALL", "C").command().output() {
         Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect(),
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schedule(overlap: &[Overlap], before: &[&[usize]], jobs: usize) -> Schedule {
+        Schedule {
+            active: vec![true; overlap.len()],
+            overlap: overlap.to_vec(),
+            before: before.iter().map(|b| b.iter().copied().collect()).collect(),
+            jobs,
+        }
+    }
+
+    #[test]
+    fn long_work_overlaps_what_no_edge_joins_it_to() {
+        use Overlap::*;
+        // apt; a user; a venv owned by the user; a unit.
+        let s = schedule(&[LongExclusive, Beside, Long, Alone], &[&[], &[], &[1], &[]], 4);
+        let none = [false; 4];
+        assert!(s.may_start(1, &none, &[0]), "the user beside apt");
+        assert!(!s.may_start(2, &none, &[0]), "the venv waits for its owner");
+        assert!(s.may_start(2, &[false, true, false, false], &[0]), "then goes beside apt");
+        assert!(!s.may_start(3, &[false, true, false, false], &[0, 2]), "the unit waits for all before it");
+        assert!(s.may_start(3, &[true, true, true, false], &[]));
+    }
+
+    #[test]
+    fn one_apt_at_a_time_and_no_more_than_jobs() {
+        use Overlap::*;
+        let s = schedule(&[LongExclusive, LongExclusive, Long, Long], &[&[], &[], &[], &[]], 3);
+        assert!(!s.may_start(1, &[false; 4], &[0]), "dpkg's lock");
+        assert!(s.may_start(2, &[false; 4], &[0]));
+        assert!(s.may_start(3, &[false; 4], &[0, 2]));
+        assert!(!s.may_start(3, &[false; 4], &[0, 1, 2]), "three at once at most");
+    }
+
+    #[test]
+    fn the_slowest_come_first() {
+        let id = |n: &str| ResourceId::new(crate::kinds::Kind::File, n);
+        let applied = Applied {
+            durations: vec![
+                (id("/a"), Duration::from_millis(5)),
+                (id("/b"), Duration::from_millis(50)),
+                (id("/c"), Duration::from_millis(20)),
+                (id("/d"), Duration::from_millis(1)),
+            ],
+            ..Applied::default()
+        };
+        let slowest: Vec<String> = applied.slowest(3).into_iter().map(|(id, _)| id.name).collect();
+        assert_eq!(slowest, ["/b", "/c", "/a"]);
     }
 }

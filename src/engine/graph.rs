@@ -23,6 +23,8 @@ pub struct Node<'a> {
     pub resource: &'a AnyResource,
     /// The nodes its `after:` names, by index.
     pub after: Vec<usize>,
+    /// Its ordering facts: [`AnyResource::needs`], or at apply time [`AnyResource::needs_now`].
+    pub needs: Vec<Need>,
 }
 
 /// Resources that must each come before the next: no order can satisfy them.
@@ -52,8 +54,9 @@ pub fn order(nodes: &[Node]) -> Result<Vec<usize>, Cycle> {
     })
 }
 
-/// `before[i]`: the nodes that must come before node `i`.
-fn edges(nodes: &[Node]) -> Vec<BTreeSet<usize>> {
+/// `before[i]`: the nodes that must come before node `i` (apply.rs runs what no edge joins at
+/// the same time).
+pub fn edges(nodes: &[Node]) -> Vec<BTreeSet<usize>> {
     let index: HashMap<&ResourceId, usize> = nodes.iter().enumerate().rev().map(|(i, n)| (n.id, i)).collect();
     let mut dirs: HashMap<&Path, usize> = HashMap::new();
     let mut packages: Vec<(String, usize)> = Vec::new();
@@ -71,8 +74,8 @@ fn edges(nodes: &[Node]) -> Vec<BTreeSet<usize>> {
     let mut before: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); nodes.len()];
     for (i, node) in nodes.iter().enumerate() {
         before[i].extend(&node.after);
-        for need in node.resource.needs() {
-            match &need {
+        for need in &node.needs {
+            match need {
                 Need::User(_) | Need::Group(_) => before[i].extend(need.id().and_then(|id| index.get(&id))),
                 Need::Package(names) => {
                     before[i].extend(packages.iter().filter(|(p, _)| names.contains(&p.as_str())).map(|(_, j)| j))

@@ -362,6 +362,12 @@ pub struct AppliedRecord {
     pub resource: ResourceRecord,
     /// False when it changed since the plan (an earlier resource, or someone else).
     pub as_planned: bool,
+    /// When its apply started, in milliseconds since the apply began (0 from an older converge).
+    #[serde(default)]
+    pub started_ms: u64,
+    /// How long it took (observed again, then applied), in milliseconds.
+    #[serde(default)]
+    pub duration_ms: u64,
 }
 
 /// A trigger that was not run.
@@ -384,6 +390,16 @@ pub struct ApplySummary {
     pub triggers: usize,
     /// How many triggers were not run.
     pub triggers_skipped: usize,
+    /// The slowest resources applied (three at most), slowest first.
+    #[serde(default)]
+    pub slowest: Vec<Timing>,
+}
+
+/// How long a resource took to apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timing {
+    pub id: ResourceId,
+    pub duration_ms: u64,
 }
 
 /// An error or warning. A run's warning has only `message`; a mistake (of the playbook, or
@@ -739,7 +755,12 @@ mod tests {
         };
         let plan = Plan { resources: vec![changed.clone()], triggers: triggers.clone(), ..Plan::default() };
         let mut records = plan_records(&plan, false);
-        records.push(Record::Applied(AppliedRecord { resource: ResourceRecord::of(&changed), as_planned: true }));
+        records.push(Record::Applied(AppliedRecord {
+            resource: ResourceRecord::of(&changed),
+            as_planned: true,
+            started_ms: 0,
+            duration_ms: 3,
+        }));
         records.extend(triggers.into_iter().map(Record::TriggerRan));
         let json: Vec<String> = records.iter().map(|r| serde_json::to_value(r).unwrap().to_string()).collect();
         // What is written is what is read back.

@@ -55,6 +55,8 @@ pub struct Entry {
     pub sensitive: bool,
     /// What to hide in this entry's own messages (its values, its variables' values).
     pub secrets: Vec<String>,
+    /// The ids its `after:` names.
+    pub after: Vec<ResourceId>,
 }
 
 impl Entry {
@@ -160,8 +162,11 @@ pub fn resolve(playbook: &Playbook, input: &VarsInput) -> Result<Resolved> {
         None => {}
     }
 
-    let (entries, afters) = merge_entries(entries, afters, source, &mut errors);
+    let (mut entries, afters) = merge_entries(entries, afters, source, &mut errors);
     let order = order(&entries, &afters, source, &mut errors);
+    for (entry, after) in entries.iter_mut().zip(&afters) {
+        entry.after = after.iter().filter_map(|(text, _)| text.parse().ok()).collect();
+    }
     if !errors.is_empty() {
         return Err(PlaybookErrors { path: source.name.clone(), errors }.into());
     }
@@ -388,7 +393,7 @@ fn resolve_entry(
         skipped.push((id.to_string(), expr));
         return None;
     }
-    Some((Entry { id, span: name.span, resource, notify, sensitive, secrets }, after))
+    Some((Entry { id, span: name.span, resource, notify, sensitive, secrets, after: Vec::new() }, after))
 }
 
 /// The keys and values of a mapping.
@@ -650,7 +655,7 @@ fn order(
                 unknown(errors, &id.to_string(), span, message, "virtualenv:/srv/venv");
             }
         }
-        nodes.push(graph::Node { id: &entry.id, resource: &entry.resource, after });
+        nodes.push(graph::Node { id: &entry.id, resource: &entry.resource, after, needs: entry.resource.needs() });
     }
     graph::order(&nodes).unwrap_or_else(|cycle| {
         errors.push(

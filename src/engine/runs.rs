@@ -119,6 +119,17 @@ impl Recorder {
         Ok(())
     }
 
+    /// Adds what `other` captured (of a resource applied later in the playbook's order); a path
+    /// captured already keeps its first state.
+    pub fn merge(&mut self, other: Recorder) {
+        for before in other.before {
+            if !self.before.iter().any(|b| b.path == before.path) {
+                self.before.push(before);
+            }
+        }
+        self.not_restored.extend(other.not_restored);
+    }
+
     /// The missing directories above `path`, which a resource creating it makes too (a
     /// `directory:` makes its parents): recorded as absent, so that a rollback removes them.
     fn capture_missing_parents(&mut self, host: &Host, id: &ResourceId, path: &Path) -> std::io::Result<()> {

@@ -379,18 +379,21 @@ impl SavedPlan {
         Ok(())
     }
 
-    /// The playbook as the plan holds it, ready to plan and apply again.
+    /// The playbook as the plan holds it, ready to plan and apply again. It keeps no `after:`,
+    /// so each resource is applied after all those before it, one at a time.
     pub fn resolved(&self) -> Resolved {
         let entries = self
             .resources
             .iter()
-            .map(|r| Entry {
+            .enumerate()
+            .map(|(i, r)| Entry {
                 id: r.id.clone(),
                 span: Default::default(),
                 resource: r.desired.clone(),
                 notify: r.notify.clone(),
                 sensitive: r.sensitive,
                 secrets: r.secrets.clone(),
+                after: self.resources[..i].iter().map(|earlier| earlier.id.clone()).collect(),
             })
             .collect();
         let name = self.playbook.path.display().to_string();

@@ -112,6 +112,15 @@ impl Resource for File {
         vec![self.path.clone()]
     }
 
+    /// A file: beside long work, in the playbook's order; alone when a checker (`validate:`)
+    /// runs a program that may need what long work before it installs.
+    fn overlap(&self) -> crate::kinds::resource::Overlap {
+        match self.validate {
+            Some(_) => crate::kinds::resource::Overlap::Alone,
+            None => crate::kinds::resource::Overlap::Beside,
+        }
+    }
+
     fn observe(&self, host: &Host) -> Result<FileActual> {
         let io = |e| Error::resource_io(self.id(), "cannot read it", e);
         let Some(stat) = host.stat(&self.path).map_err(io)? else {

@@ -49,6 +49,11 @@ impl Resource for Group {
         Some("a group is not restored")
     }
 
+    /// An account: beside long work, in the playbook's order.
+    fn overlap(&self) -> crate::kinds::resource::Overlap {
+        crate::kinds::resource::Overlap::Beside
+    }
+
     fn observe(&self, host: &Host) -> Result<Option<GroupEntry>> {
         host.group(&self.name).map_err(|e| Error::resource_io(self.id(), "cannot look it up", e))
     }

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use crate::error::Result;
 use crate::host::{Host, Stat};
 use crate::kinds::notify::Notify;
-use crate::kinds::resource::{Change, Content, Need, Ownership, Provide, Resource, ResourceId, Unmerged};
+use crate::kinds::resource::{Change, Content, Need, Overlap, Ownership, Provide, Resource, ResourceId, Unmerged};
 use crate::playbook::attrs::Attrs;
 use crate::playbook::table::Table;
 use crate::playbook::yaml_node::{Node, Span};
@@ -160,6 +160,20 @@ macro_rules! registry {
             pub fn slow_step(&self) -> Option<&'static str> {
                 match self {
                     $(AnyResource::$variant(r) => r.slow_step(),)*
+                }
+            }
+
+            /// See [`Resource::overlap`].
+            pub fn overlap(&self) -> Overlap {
+                match self {
+                    $(AnyResource::$variant(r) => r.overlap(),)*
+                }
+            }
+
+            /// See [`Resource::needs_now`].
+            pub fn needs_now(&self, host: &Host) -> Result<Vec<Need>> {
+                match self {
+                    $(AnyResource::$variant(r) => r.needs_now(host),)*
                 }
             }
 

@@ -106,6 +106,19 @@ pub trait Resource: Sized {
         None
     }
 
+    /// How its apply may overlap with other resources' (engine/apply.rs).
+    fn overlap(&self) -> Overlap {
+        Overlap::Alone
+    }
+
+    /// Its ordering facts at apply time, when the host can tell that some of [`Resource::needs`]
+    /// are met already (a venv that uv makes with an interpreter that is there waits for no
+    /// package). Reads the host; never writes.
+    fn needs_now(&self, host: &Host) -> Result<Vec<Need>> {
+        let _ = host;
+        Ok(self.needs())
+    }
+
     /// Reads the host; never writes.
     fn observe(&self, host: &Host) -> Result<Self::Actual>;
 
@@ -115,6 +128,24 @@ pub trait Resource: Sized {
     /// Makes `changes` (which `diff` returned) on the host. What to do is taken from the desired
     /// state (`self`); a change says only which attribute differs.
     fn apply(&self, changes: &[Change], host: &Host) -> Result<()>;
+}
+
+/// How a resource's apply may overlap with others' during an apply (engine/apply.rs): what is not
+/// joined by an ordering edge (`after:`, [`Resource::needs`]) may run at the same time as long work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overlap {
+    /// After everything before it, and nothing else meanwhile: it may run programs that need
+    /// anything applied before it (a command, a unit started, a site tested with `nginx -t`).
+    Alone,
+    /// Files and accounts: in the playbook's order, while long work before it that no ordering
+    /// edge joins it to goes on.
+    Beside,
+    /// Long work of its own (a venv built): beside other work that no ordering edge joins it
+    /// to, a few at once.
+    Long,
+    /// Long work that holds a host-wide lock (apt-get, dpkg's): as [`Overlap::Long`], but never
+    /// beside another of its kind.
+    LongExclusive,
 }
 
 /// Something a resource needs before it is applied.
@@ -329,6 +360,8 @@ pub enum Attr {
     Extraneous,
     /// A virtualenv made again, and why.
     Recreate,
+    /// The program that makes a virtualenv and installs into it: uv or pip.
+    Installer,
     /// An nginx site an interrupted run left untested.
     NginxTest,
     /// The distribution's default nginx site.
@@ -366,6 +399,7 @@ impl Attr {
             Attr::Uninstall => "uninstall",
             Attr::Extraneous => "extraneous",
             Attr::Recreate => "recreate",
+            Attr::Installer => "installer",
             Attr::NginxTest => "nginx -t",
             Attr::DefaultSite => "default site",
             Attr::Sha256 => "sha256",

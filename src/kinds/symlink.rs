@@ -60,6 +60,11 @@ impl Resource for Symlink {
         vec![self.path.clone()]
     }
 
+    /// A link: beside long work, in the playbook's order.
+    fn overlap(&self) -> crate::kinds::resource::Overlap {
+        crate::kinds::resource::Overlap::Beside
+    }
+
     fn observe(&self, host: &Host) -> Result<SymlinkActual> {
         let id = self.id();
         let io = |e| Error::resource_io(&id, "cannot read it", e);

@@ -120,6 +120,11 @@ impl Resource for User {
         Some("a user account is not restored (its removal could orphan files)")
     }
 
+    /// An account: beside long work, in the playbook's order.
+    fn overlap(&self) -> crate::kinds::resource::Overlap {
+        crate::kinds::resource::Overlap::Beside
+    }
+
     fn observe(&self, host: &Host) -> Result<Option<UserActual>> {
         let io = |e| Error::resource_io(self.id(), "cannot look it up", e);
         let Some(entry) = host.user(&self.name).map_err(io)? else {

@@ -45,7 +45,7 @@ impl Human {
             Record::TriggerSkipped(t) if self.verbosity >= 0 => {
                 lines.push(format!("{}: skipped ({})", t.trigger, t.why))
             }
-            Record::Apply(summary) => lines.push(self.apply_done(&summary)),
+            Record::Apply(summary) => lines.extend(self.apply_done(&summary)),
             Record::Finished(f) => lines.extend(super::finished_text(&f).lines().map(str::to_owned)),
             Record::Applied(_)
             | Record::TriggerRan(_)
@@ -244,24 +244,42 @@ impl Human {
             Action::Remove => "removed",
             Action::Run => "ran",
         };
+        let took = match self.verbosity {
+            1.. => format!(" in {}", duration(applied.duration_ms)),
+            _ => String::new(),
+        };
         if applied.as_planned {
-            lines.push(format!("{}: {done}", r.id));
+            lines.push(format!("{}: {done}{took}", r.id));
         } else {
             // An earlier resource of this run (or someone else) changed it since the plan.
-            lines.push(format!("{}: {done} (it changed since the plan:)", r.id));
+            lines.push(format!("{}: {done}{took} (it changed since the plan:)", r.id));
             self.resource(r, lines);
         }
     }
 
-    /// The closing line of an apply.
-    fn apply_done(&self, summary: &ApplySummary) -> String {
+    /// The closing lines of an apply: its counts, and its slowest resources.
+    fn apply_done(&self, summary: &ApplySummary) -> Vec<String> {
         let mut text =
             format!("Apply complete: {}; {} run", done_counts(summary.counts), plural(summary.triggers, "trigger"));
         if summary.triggers_skipped > 0 {
             text += &format!(", {} skipped", summary.triggers_skipped);
         }
         text.push('.');
-        self.paint(BOLD, &text)
+        let mut lines = vec![self.paint(BOLD, &text)];
+        if !summary.slowest.is_empty() && self.verbosity >= 0 {
+            let slowest: Vec<String> =
+                summary.slowest.iter().map(|t| format!("{} {}", t.id, duration(t.duration_ms))).collect();
+            lines.push(format!("Slowest: {}.", slowest.join(", ")));
+        }
+        lines
+    }
+}
+
+/// A duration for people: `120 ms`, `3.2 s`.
+fn duration(ms: u64) -> String {
+    match ms {
+        0..1000 => format!("{ms} ms"),
+        _ => format!("{:.1} s", ms as f64 / 1000.0),
     }
 }
 

@@ -16,7 +16,7 @@ use crate::engine::apply::Applied;
 use crate::engine::plan::{Counts, Plan};
 use crate::engine::record::{
     ApplySummary, Diagnostic, DiagnosticKind, Located, ModuleParam, ModuleRecord, Record, SavedPlanRecord, Sink,
-    SkippedTrigger, Stream, Valid,
+    SkippedTrigger, Stream, Timing, Valid,
 };
 use crate::engine::trigger::Trigger;
 use textwrap::core::Word;
@@ -136,7 +136,12 @@ impl Printer {
     /// The closing record of an apply.
     pub fn apply_done(&mut self, applied: &Applied, triggers_run: usize, triggers_skipped: usize) {
         let counts = Counts::of(&applied.resources);
-        self.record(Record::Apply(ApplySummary { counts, triggers: triggers_run, triggers_skipped }));
+        let slowest = applied
+            .slowest(3)
+            .into_iter()
+            .map(|(id, took)| Timing { id, duration_ms: crate::engine::apply::millis(took) })
+            .collect();
+        self.record(Record::Apply(ApplySummary { counts, triggers: triggers_run, triggers_skipped, slowest }));
     }
 
     /// After a failure: what had been applied before it.
@@ -595,7 +600,12 @@ mod tests {
         };
         records.push(Record::Finished(finished));
         for (i, r) in resources.iter().enumerate() {
-            records.push(Record::Applied(AppliedRecord { resource: ResourceRecord::of(r), as_planned: i % 2 == 0 }));
+            records.push(Record::Applied(AppliedRecord {
+                resource: ResourceRecord::of(r),
+                as_planned: i % 2 == 0,
+                started_ms: 0,
+                duration_ms: 1500,
+            }));
         }
         records.push(Record::TriggerRan(reload));
         records.push(Record::TriggerSkipped(SkippedTrigger { trigger: restart, why: "offline root".into() }));
@@ -603,6 +613,7 @@ mod tests {
             counts: Counts { create: 1, update: 4, remove: 1, run: 1 },
             triggers: 1,
             triggers_skipped: 1,
+            slowest: vec![Timing { id: "apt:nginx".parse().unwrap(), duration_ms: 2100 }],
         }));
         records
     }

@@ -191,8 +191,10 @@ mod tests {
             (Some(4), 1, 0, 1)
         );
 
-        let done =
-            [Record::Applied(AppliedRecord { resource: resource(), as_planned: true }), Record::TriggerRan(trigger())];
+        let done = [
+            Record::Applied(AppliedRecord { resource: resource(), as_planned: true, started_ms: 0, duration_ms: 1 }),
+            Record::TriggerRan(trigger()),
+        ];
         let applied = [plan.as_slice(), &done].concat();
         let r = report(ran(0), &applied);
         assert_eq!(r.status(RunKind::Apply), Status::Changed);

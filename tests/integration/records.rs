@@ -17,7 +17,7 @@ tests![
 ];
 
 /// `plan`, `apply` and `plan` again, with `--output json`: the records, the test's directory
-/// as `[TMP]` and converge's version as `[VERSION]`.
+/// as `[TMP]`, converge's version as `[VERSION]` and times as `[MS]`.
 fn stream(test: &Test, apply: bool) -> String {
     let mut text = String::new();
     let runs: &[&str] = if apply { &["plan", "apply", "plan"] } else { &["plan"] };
@@ -26,7 +26,28 @@ fn stream(test: &Test, apply: bool) -> String {
         assert!(matches!(run.code, 0 | 2), "converge {command}:\n{}\n{}", run.stdout, run.stderr);
         let out =
             run.out().replace(&format!("\"converge\":\"{}\"", env!("CARGO_PKG_VERSION")), "\"converge\":\"[VERSION]\"");
-        text += &format!("$ converge {command} --output json\n{out}");
+        text += &format!("$ converge {command} --output json\n{}", without_times(&out));
+    }
+    text
+}
+
+/// The records with their times (`"duration_ms":12`) as `"duration_ms":"[MS]"`, and the
+/// slowest resources (whose order depends on them) as `"[SLOWEST]"`.
+fn without_times(out: &str) -> String {
+    let mut text = out.to_owned();
+    while let Some(start) = text.find("\"slowest\":[") {
+        let end = start + text[start..].find(']').expect("the list ends");
+        text.replace_range(start..=end, "\"slowest\":\"[SLOWEST]\"");
+    }
+    for key in ["\"duration_ms\":", "\"started_ms\":"] {
+        let mut parts = text.split(key);
+        let mut joined = parts.next().unwrap_or_default().to_owned();
+        for part in parts {
+            joined += key;
+            joined += "\"[MS]\"";
+            joined += part.trim_start_matches(|c: char| c.is_ascii_digit());
+        }
+        text = joined;
     }
     text
 }

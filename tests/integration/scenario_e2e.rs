@@ -15,6 +15,7 @@ tests![
     edits_broken_edits_hand_edits_and_a_killed_run,
     the_modules_playbook_serves_too,
     a_policy_that_forbids_starts_makes_the_plan_start_nginx,
+    with_uv_the_venv_is_built_while_apt_installs_nginx,
 ];
 
 
@@ -247,4 +248,35 @@ fn a_policy_that_forbids_starts_makes_the_plan_start_nginx() {
     plan_is_what_apply_did(&plan, &records(&c, "apply", "/root/playbooks/policy.yml", &[], 0));
     assert_eq!(c.sh("curl -sS --max-time 10 http://127.0.0.1:8080/"), "plain");
     assert_eq!(c.sh("ls /etc/nginx/sites-enabled"), "plain", "the default site is gone");
+}
+
+/// With uv in the machine, `installer: auto` builds the venv with it, and since python3 is there
+/// the venv waits for no package: it is built while apt installs nginx (their records' times
+/// overlap), and the result is the same site.
+fn with_uv_the_venv_is_built_while_apt_installs_nginx() {
+    require!(Uv);
+    let c = machine("scenario-uv");
+    c.copy_in(&crate::support::uv_binary().unwrap(), "/usr/local/bin/uv");
+    let (code, out, err) = converge(&c, &["apply", "--output", "json"], "/root/playbooks/gunicorn.yml", &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let applied: Vec<serde_json::Value> = out
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|r| r["type"] == "applied")
+        .collect();
+    let times = |prefix: &str| {
+        let r = applied.iter().find(|r| r["id"].as_str().unwrap().starts_with(prefix)).expect(prefix);
+        let start = r["started_ms"].as_u64().unwrap();
+        (start, start + r["duration_ms"].as_u64().unwrap())
+    };
+    let (apt, venv) = (times("apt:"), times("virtualenv:"));
+    assert!(venv.0 < apt.1 && apt.0 < venv.1, "apt {apt:?} and the venv {venv:?} overlap:\n{out}");
+    let ids: Vec<&str> = applied.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert!(ids[0].starts_with("apt:") && ids.iter().position(|i| i.starts_with("virtualenv:")) > Some(0), "{ids:?}");
+    assert!(out.contains(r#"{"attr":"installer","from":null,"to":"uv (/usr/local/bin/uv)"}"#), "{out}");
+    serves(&c, "/run/gunicorn/socket");
+    assert_eq!(c.sh("grep -c '^uv = ' /home/vagrant/.venvs/mysite/pyvenv.cfg"), "1", "uv made the venv");
+    assert_eq!(c.sh("find /home/vagrant/.venvs/mysite ! -user vagrant | wc -l"), "0", "all of it vagrant's");
+    let out = apply(&c, "/root/playbooks/gunicorn.yml", &[]);
+    assert!(out.starts_with("No changes. The host matches the playbook."), "{out}");
 }

@@ -205,6 +205,8 @@ pub enum Need {
     StaticBuild,
     /// A converge linked against glibc (the usual build), not a static one.
     DynamicBuild,
+    /// uv, as harness/uv.sh caches it ([`uv_binary`]).
+    Uv,
 }
 
 impl Need {
@@ -238,6 +240,7 @@ impl Need {
                     ),
                 )
             }
+            Need::Uv => missing(uv_binary().is_some(), "needs uv: harness/uv.sh fetches it from PyPI".into()),
             Need::DynamicBuild => missing(
                 converge_is_dynamic(),
                 "needs a converge linked against glibc; this one is static already".into(),
@@ -270,6 +273,22 @@ pub fn require(needs: &[Need]) {
     }
     // Not a panic: no panic message, and the harness tells this payload from a failure.
     std::panic::resume_unwind(Box::new(Unmet(reason)));
+}
+
+/// The uv that harness/uv.sh fetched into the cache (CONVERGE_CACHE, else
+/// /var/cache/converge-e2e), as uv-VERSION/uv.
+pub fn uv_binary() -> Option<PathBuf> {
+    let cache =
+        std::env::var_os("CONVERGE_CACHE").map_or_else(|| PathBuf::from("/var/cache/converge-e2e"), PathBuf::from);
+    let mut found: Vec<PathBuf> = fs::read_dir(cache)
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("uv-"))
+        .map(|e| e.path().join("uv"))
+        .filter(|uv| uv.is_file())
+        .collect();
+    found.sort();
+    found.pop()
 }
 
 /// Whether the tests run as root.

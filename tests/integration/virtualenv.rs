@@ -22,6 +22,11 @@ tests![
     absent_removes_a_venv_but_never_a_directory_that_is_not_one,
     under_root_the_venv_is_made_inside_it_with_chroot_and_triggers_its_unit,
     the_interpreter_is_found_as_its_owner_would_and_one_it_cannot_run_is_named,
+    uv_and_pip_make_the_same_venv_and_each_finds_the_others_converged,
+    a_uv_venv_belongs_to_its_owner_and_auto_finds_uv_on_the_path,
+    installer_uv_without_uv_is_an_error_at_its_line,
+    two_independent_venvs_are_built_at_once_and_reported_in_playbook_order,
+    a_failure_beside_a_parallel_venv_lets_it_finish_and_reports_both,
 ];
 
 /// A wheel is a zip of the package and its NAME-VERSION.dist-info/{METADATA,WHEEL,RECORD}:
@@ -116,7 +121,12 @@ fn installed(venv: &Path) -> Vec<String> {
     names
 }
 
+/// A venv of `packages` from the test's wheels, made by pip (whatever uv this machine has).
 fn venv_yaml(venv: &Path, extra: &str, packages: &str) -> String {
+    installer_yaml(venv, &format!("    installer: pip\n{extra}"), packages)
+}
+
+fn installer_yaml(venv: &Path, extra: &str, packages: &str) -> String {
     format!(
         "resources:\n  - virtualenv: {}\n{extra}    packages: {packages}\n    no_index: true\n    find_links: [wheels]\n",
         venv.display()
@@ -310,7 +320,7 @@ fn a_pip_failure_stops_the_run_with_pips_message_and_leaves_nothing_half_made() 
     let dir = test.dir.path().to_path_buf();
     let venv = dir.join("venv");
     let yaml = format!(
-        "resources:\n  - file: {before}\n    content: a\n  - virtualenv: {venv}\n    packages: [\"demo-pkg==1.0\", \"no-such-pkg==1.0\"]\n    no_index: true\n    find_links: [wheels]\n  - file: {after}\n    content: b\n",
+        "resources:\n  - file: {before}\n    content: a\n  - virtualenv: {venv}\n    packages: [\"demo-pkg==1.0\", \"no-such-pkg==1.0\"]\n    no_index: true\n    find_links: [wheels]\n  - file: {after}\n    content: b\n    after: [\"virtualenv:{venv}\"]\n",
         before = dir.join("before.txt").display(),
         after = dir.join("after.txt").display(),
         venv = venv.display(),
@@ -321,7 +331,7 @@ fn a_pip_failure_stops_the_run_with_pips_message_and_leaves_nothing_half_made() 
     assert!(run.stderr.contains("No matching distribution found for no-such-pkg==1.0"), "{}", run.stderr);
     assert!(run.stdout.contains("Applied 1 of 3 before the failure: file:"), "{}", run.stdout);
     assert!(!venv.exists(), "the new venv is removed again");
-    assert!(!dir.join("after.txt").exists(), "nothing after the failure ran");
+    assert!(!dir.join("after.txt").exists(), "nothing that waits for it (`after:`) ran");
 
     // A venv that exists keeps what it had when an install into it fails.
     let good = test.playbook(&venv_yaml(&venv, "", "[\"demo-pkg==1.0\"]"));
@@ -521,4 +531,192 @@ fn the_interpreter_is_found_as_its_owner_would_and_one_it_cannot_run_is_named() 
     assert!(said.contains(&expected), "no `{expected}` in:\n{}", run.stderr);
     assert!(said.contains("`python:/usr/bin/python3`"), "{}", run.stderr);
     assert!(!other.exists(), "nothing is left of the failed venv");
+}
+
+/// `installer: uv` with the cached uv.
+fn uv_yaml(uv: &Path) -> String {
+    format!("    installer: uv\n    uv: {}\n", uv.display())
+}
+
+/// What the observation reads of a venv: its pyvenv.cfg's version, where bin/python leads, and
+/// the METADATA of its distributions (pip's own aside).
+fn observed(venv: &Path) -> (String, PathBuf, Vec<(String, String)>) {
+    let cfg = fs::read_to_string(venv.join("pyvenv.cfg")).unwrap();
+    let version = cfg
+        .lines()
+        .find_map(|l| l.strip_prefix("version = ").or_else(|| l.strip_prefix("version_info = ")))
+        .unwrap()
+        .to_owned();
+    let metadata = installed(venv)
+        .into_iter()
+        .map(|info| (fs::read_to_string(site_packages(venv).join(&info).join("METADATA")).unwrap(), info))
+        .map(|(text, info)| (info, text))
+        .collect();
+    (version, fs::canonicalize(venv.join("bin/python")).unwrap(), metadata)
+}
+
+fn uv_and_pip_make_the_same_venv_and_each_finds_the_others_converged() {
+    require!(Root, Uv);
+    let _one = one_at_a_time();
+    let uv = crate::support::uv_binary().unwrap();
+    let test = with_wheels();
+    let (by_uv, by_pip) = (test.dir.path().join("by-uv"), test.dir.path().join("by-pip"));
+    let packages = "[\"demo-pkg==2.0\"]";
+    let test = test.playbook(&installer_yaml(&by_uv, &uv_yaml(&uv), packages));
+    let run = test.run_args(&["plan", "{playbook}"]).code(2);
+    assert!(run.stdout.contains(&format!("installer: uv ({})", uv.display())), "the plan says uv: {}", run.stdout);
+    let run = live(&test, &["apply", "{playbook}"]).success();
+    assert!(run.stdout.contains("/by-uv: created"), "{}", run.stdout);
+    assert!(fs::read_to_string(by_uv.join("pyvenv.cfg")).unwrap().contains("uv = "), "uv made it");
+    let test = test.playbook(&installer_yaml(&by_pip, "    installer: pip\n", packages));
+    let run = live(&test, &["apply", "{playbook}"]).success();
+    assert!(run.stdout.contains("installer: pip"), "{}", run.stdout);
+
+    assert_eq!(installed(&by_uv), ["demo_pkg-2.0.dist-info", "helper-1.5.dist-info"]);
+    assert_eq!(observed(&by_uv), observed(&by_pip), "the same venv to the observation");
+
+    // Each installer finds the other's venv converged: no change, no process.
+    let test = test.playbook(&installer_yaml(&by_uv, "    installer: pip\n", packages));
+    let run = live(&test, &["apply", "{playbook}"]).success();
+    assert!(run.stdout.starts_with("No changes."), "pip on uv's venv: {}", run.stdout);
+    let test = test.playbook(&installer_yaml(&by_pip, &uv_yaml(&uv), packages));
+    let run = live(&test, &["apply", "{playbook}"]).success();
+    assert!(run.stdout.starts_with("No changes."), "uv on pip's venv: {}", run.stdout);
+
+    // And each can change the other's: pip installs into uv's venv (which has no pip of its own).
+    let test = test.playbook(&installer_yaml(&by_uv, "    installer: pip\n", "[\"demo-pkg==1.0\"]"));
+    live(&test, &["apply", "{playbook}"]).success();
+    let test = test.playbook(&installer_yaml(&by_pip, &uv_yaml(&uv), "[\"demo-pkg==1.0\"]"));
+    live(&test, &["apply", "{playbook}"]).success();
+    assert_eq!(observed(&by_uv).2, observed(&by_pip).2);
+    assert_eq!(installed(&by_uv), ["demo_pkg-1.0.dist-info", "helper-1.5.dist-info"]);
+    test.run_args(&["plan", "{playbook}"]).code(0);
+}
+
+fn a_uv_venv_belongs_to_its_owner_and_auto_finds_uv_on_the_path() {
+    require!(Root, Uv);
+    let _one = one_at_a_time();
+    let user = TempUser::new();
+    let uv = crate::support::uv_binary().unwrap();
+    let test = with_wheels();
+    fs::set_permissions(test.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let venv = test.dir.path().join("venv");
+    let python = python_for(&user);
+    let extra = format!("    owner: {}\n    python: {}\n", user.name, python.display());
+    let test = test.playbook(&installer_yaml(&venv, &extra, "[\"demo-pkg==2.0\"]"));
+    // No `installer:`, no `uv:`: the PATH of the run has uv, so uv makes it.
+    let path = format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", uv.parent().unwrap().display());
+    let run = test.command(&["apply", "{playbook}"]).env("PATH", &path).output().unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}{}", String::from_utf8_lossy(&run.stderr));
+    assert!(stdout.contains(&format!("installer: uv ({})", uv.display())), "{stdout}");
+    assert!(fs::read_to_string(venv.join("pyvenv.cfg")).unwrap().contains("uv = "), "uv made it");
+    assert_eq!(installed(&venv), ["demo_pkg-2.0.dist-info", "helper-1.5.dist-info"]);
+    let mut found = Vec::new();
+    owners(&venv, &mut found);
+    let others: Vec<_> = found.iter().filter(|(_, u, g)| (*u, *g) != (user.uid, user.gid)).collect();
+    assert!(found.len() > 10 && others.is_empty(), "not the owner's: {others:?}");
+    // Without uv on the PATH, auto is pip, and pip finds uv's venv converged.
+    let run = test.command(&["plan", "{playbook}"]).env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").output().unwrap();
+    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stdout));
+}
+
+fn installer_uv_without_uv_is_an_error_at_its_line() {
+    require!(Root);
+    let test = with_wheels();
+    let venv = test.dir.path().join("venv");
+    let test = test.playbook(&installer_yaml(&venv, "    installer: uv\n", "[\"demo-pkg==1.0\"]"));
+    let run = test.command(&["plan", "{playbook}"]).env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").output().unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("uv is asked for, but no `uv` on the PATH"), "{stderr}");
+    assert!(stderr.contains("playbook.yml:3:16"), "at the line and column of `installer: uv`: {stderr}");
+    assert!(!venv.exists(), "nothing was made");
+    // A `uv:` that is not there is an error at its own line.
+    let test = test.playbook(&installer_yaml(&venv, "    uv: /nowhere/uv\n", "[\"demo-pkg==1.0\"]"));
+    let run = test.run_args(&["apply", "{playbook}"]).code(1);
+    assert!(run.stderr.contains("/nowhere/uv does not exist") && run.stderr.contains(":3:9"), "{}", run.stderr);
+    assert!(!venv.exists(), "nothing was made");
+    // A pip argument uv has no equivalent of, with `installer: uv`: at validate already.
+    let yaml = "    installer: uv\n    pip_args: --trusted-host example.org\n";
+    let test = test.playbook(&installer_yaml(&venv, yaml, "[\"demo-pkg==1.0\"]"));
+    let run = test.validate().code(1);
+    assert!(run.stderr.contains("uv has no equivalent of the pip argument `--trusted-host`"), "{}", run.stderr);
+}
+
+/// A `python` that waits `seconds` before it runs the real one: its venv takes that much longer.
+fn slow_python(path: &Path, seconds: u32) {
+    let script = format!("#!/bin/sh\nsleep {seconds}\nexec {} \"$@\"\n", real_python().display());
+    fs::write(path, script).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Two venvs from the test's wheels, `first` and `second`, made by pip; `first` with `extra`.
+fn two_venvs(test: &Test, first: &str, second: &str) -> String {
+    let dir = test.dir.path();
+    let one = installer_yaml(&dir.join("first"), &format!("    installer: pip\n{first}"), "[\"demo-pkg==1.0\"]");
+    let two = installer_yaml(&dir.join("second"), &format!("    installer: pip\n{second}"), "[\"helper\"]");
+    one + two.trim_start_matches("resources:\n")
+}
+
+/// The `applied` records of a JSON stream: id, start and duration in ms.
+fn applied_records(stdout: &str) -> Vec<(String, u64, u64)> {
+    stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|record| record["type"] == "applied")
+        .map(|r| {
+            let ms = |key: &str| r[key].as_u64().unwrap_or_else(|| panic!("{key} in {r}"));
+            (r["id"].as_str().unwrap().to_owned(), ms("started_ms"), ms("duration_ms"))
+        })
+        .collect()
+}
+
+fn two_independent_venvs_are_built_at_once_and_reported_in_playbook_order() {
+    require!(Root);
+    let _one = one_at_a_time();
+    let test = with_wheels();
+    let python = test.dir.path().join("slow-python");
+    // The first is slower: it usually finishes last, and is reported first all the same.
+    slow_python(&python, 3);
+    let yaml = two_venvs(&test, &format!("    python: {}\n", python.display()), "");
+    let test = test.playbook(&yaml);
+    let run = live(&test, &["apply", "{playbook}", "--output", "json"]).success();
+    let records = applied_records(&run.stdout);
+    let ids: Vec<&str> = records.iter().map(|(id, ..)| id.rsplit('/').next().unwrap()).collect();
+    assert_eq!(ids, ["first", "second"], "in playbook order: {}", run.stdout);
+    let (_, start_a, took_a) = records[0];
+    let (_, start_b, took_b) = records[1];
+    assert!(took_a >= 3000, "the first waited for its python: {took_a} ms");
+    assert!(start_b < start_a + took_a && start_a < start_b + took_b, "they overlap: {records:?}");
+    let summary = run.stdout.lines().find(|l| l.contains("\"type\":\"apply\"")).unwrap();
+    assert!(summary.contains("\"slowest\":[{\"duration_ms\":"), "{summary}");
+
+    // For people: the same order, with -v each one's time, and the slowest named at the end.
+    for venv in ["first", "second"] {
+        fs::remove_dir_all(test.dir.path().join(venv)).unwrap();
+    }
+    let run = live(&test, &["apply", "{playbook}", "-v"]).success();
+    let first = run.stdout.find("/first: created in ").expect(&run.stdout);
+    let second = run.stdout.find("/second: created in ").expect(&run.stdout);
+    assert!(first < second, "{}", run.stdout);
+    assert!(run.stdout.contains("\nSlowest: virtualenv:"), "{}", run.stdout);
+}
+
+fn a_failure_beside_a_parallel_venv_lets_it_finish_and_reports_both() {
+    require!(Root);
+    let _one = one_at_a_time();
+    let test = with_wheels();
+    let python = test.dir.path().join("slow-python");
+    slow_python(&python, 2);
+    // The first fails at once (no such package), while the second, slower, is being built.
+    let yaml = two_venvs(&test, "    pip_args: [--no-deps]\n", &format!("    python: {}\n", python.display()))
+        .replacen("demo-pkg==1.0", "no-such-package==9", 1);
+    let test = test.playbook(&yaml);
+    let run = live(&test, &["apply", "{playbook}"]).code(1);
+    assert!(run.stderr.contains("/first: pip install failed"), "{}", run.stderr);
+    assert!(run.stdout.contains("/second: created"), "the other finished and is reported: {}", run.stdout);
+    assert!(run.stdout.contains("Applied 1 of 2 before the failure"), "{}", run.stdout);
+    assert!(!test.dir.path().join("first").exists(), "the failed one left nothing");
+    assert_eq!(installed(&test.dir.path().join("second")), ["helper-1.5.dist-info"]);
 }

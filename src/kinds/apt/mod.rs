@@ -264,6 +264,11 @@ impl Resource for Apt {
         Some("apt-get")
     }
 
+    /// apt-get is long, and holds dpkg's lock: never two at once.
+    fn overlap(&self) -> crate::kinds::resource::Overlap {
+        crate::kinds::resource::Overlap::LongExclusive
+    }
+
     fn observe(&self, host: &Host) -> Result<AptActual> {
         let status = match host.read(Path::new(STATUS)) {
             Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),

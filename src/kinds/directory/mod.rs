@@ -91,6 +91,11 @@ impl Resource for Directory {
         paths
     }
 
+    /// A directory: beside long work, in the playbook's order.
+    fn overlap(&self) -> crate::kinds::resource::Overlap {
+        crate::kinds::resource::Overlap::Beside
+    }
+
     fn observe(&self, host: &Host) -> Result<DirectoryActual> {
         let id = self.id();
         let io = |e| Error::resource_io(&id, "cannot read it", e);

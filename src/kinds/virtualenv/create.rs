@@ -1,9 +1,10 @@
-//! Making a venv, or making it anew: `python -m venv` as its owner, then its packages; a failed
-//! attempt leaves the path as it found it.
+//! Making a venv, or making it anew: `python -m venv` or `uv venv` as its owner, then its
+//! packages; a failed attempt leaves the path as it found it.
 
 use std::path::{Path, PathBuf};
 
-use super::observe::{VenvActual, WantedPython};
+use super::installer::Tool;
+use super::observe::{VenvActual, WantedPython, observe};
 use super::{Virtualenv, list_dir, pip};
 use crate::error::{Error, Result};
 use crate::host::mode::Mode;
@@ -24,10 +25,10 @@ impl Virtualenv {
     /// Creates (or recreates) the venv and installs its packages. A venv being replaced is moved
     /// aside first and put back if anything fails; a new one that fails is removed again, so a
     /// failed run leaves the path as it found it.
-    pub(super) fn create(&self, host: &Host, owner: &Account) -> Result<()> {
+    pub(super) fn create(&self, host: &Host, owner: &Account, tool: &Tool) -> Result<()> {
         let id = self.id();
         let before = self.move_aside(host)?;
-        match self.make(host, owner, before.existed) {
+        match self.make(host, owner, tool, before.existed) {
             Ok(()) if before.had_cfg => {
                 host.remove(&before.aside).map_err(|e| Error::resource_io(&id, "cannot remove the old venv", e))
             }
@@ -64,9 +65,9 @@ impl Virtualenv {
         Ok(Before { aside, had_cfg, existed })
     }
 
-    /// Makes the venv in its (empty or missing) directory with `python -m venv` as its owner,
-    /// checks that it is what the playbook asks for, and installs its packages.
-    fn make(&self, host: &Host, owner: &Account, existed: bool) -> Result<()> {
+    /// Makes the venv in its (empty or missing) directory with `python -m venv` or `uv venv` as
+    /// its owner, checks that it is what the playbook asks for, and installs its packages.
+    fn make(&self, host: &Host, owner: &Account, tool: &Tool, existed: bool) -> Result<()> {
         let id = self.id();
         if existed {
             host.chown(&self.path, Some(owner.uid), Some(owner.gid))
@@ -76,12 +77,21 @@ impl Virtualenv {
                 .map_err(|e| Error::resource_io(&id, "cannot create it", e))?;
         }
         let python = self.creator(host, owner)?;
-        let argv = [python.into_os_string(), "-m".into(), "venv".into(), self.path.clone().into_os_string()];
-        pip::run(host, owner, &argv, true)
-            .map_err(|failure| Error::resource(&id, format!("python -m venv failed {failure}")))?;
-        let venv = match self.observe(host)? {
+        let (argv, what) = match tool {
+            Tool::Pip => {
+                let argv = [python.into_os_string(), "-m".into(), "venv".into(), self.path.clone().into_os_string()];
+                (argv.to_vec(), "python -m venv")
+            }
+            Tool::Uv(uv) => {
+                let mut argv = self.uv_argv(uv, &["venv", "--quiet"]);
+                argv.extend(["--python".into(), python.into_os_string(), self.path.clone().into_os_string()]);
+                (argv, "uv venv")
+            }
+        };
+        pip::run(host, owner, &argv, true).map_err(|failure| Error::resource(&id, format!("{what} failed {failure}")))?;
+        let venv = match observe(self, host)? {
             VenvActual::Present(venv) => venv,
-            VenvActual::Absent => return Err(Error::resource(&id, "python -m venv made no pyvenv.cfg")),
+            VenvActual::Absent => return Err(Error::resource(&id, format!("{what} made no pyvenv.cfg"))),
         };
         // Else every later run would recreate it again.
         if let Some(reason) = self.recreate_reason(&venv) {
@@ -92,7 +102,7 @@ impl Virtualenv {
                 ),
             ));
         }
-        self.pip(host, owner, &venv)
+        self.install(host, owner, tool, &venv)
     }
 
     /// The interpreter that makes the venv: found, and one its owner can execute.

@@ -216,7 +216,8 @@ impl Virtualenv {
 #[cfg(test)]
 mod tests {
     use super::super::metadata::normalize;
-    use super::super::observe::{Platform, VenvActual};
+    use super::super::installer::{Installer, Tool};
+    use super::super::observe::{Platform, Seen, VenvActual};
     use super::*;
     use crate::kinds::resource::Resource;
     use crate::kinds::resource::{Ownership, State};
@@ -234,6 +235,9 @@ mod tests {
             no_index: false,
             pip_args: vec![],
             exact: false,
+            installer: Installer::Auto,
+            uv: None,
+            installer_at: Default::default(),
         }
     }
 
@@ -263,7 +267,7 @@ mod tests {
 
     #[test]
     fn a_new_venv_is_created_with_every_requirement() {
-        let changes = venv(&["demo==1.0", "idna>=3"]).diff(&VenvActual::Absent);
+        let changes = venv(&["demo==1.0", "idna>=3"]).venv_changes(&VenvActual::Absent);
         assert_eq!(
             changes,
             [
@@ -285,9 +289,9 @@ mod tests {
         // Names match whatever their spelling; idna is a dependency, pip and setuptools are
         // tooling: nothing is extraneous, even with `exact`.
         let mut v = venv(&["demo-pkg>=1,<2"]);
-        assert_eq!(v.diff(&actual), vec![]);
+        assert_eq!(v.venv_changes(&actual), vec![]);
         v.exact = true;
-        assert_eq!(v.diff(&actual), vec![]);
+        assert_eq!(v.venv_changes(&actual), vec![]);
         assert_eq!(
             v.pip_work(match &actual {
                 VenvActual::Present(o) => o,
@@ -301,18 +305,18 @@ mod tests {
     fn versions_that_fail_their_specifier_are_upgraded_or_downgraded() {
         let actual = observed(vec![installed("demo", "1.0", &[]), installed("idna", "3.7", &[])]);
         assert_eq!(
-            venv(&["demo==2.0", "idna<3"]).diff(&actual),
+            venv(&["demo==2.0", "idna<3"]).venv_changes(&actual),
             [set(Attr::Upgrade, Some("demo 1.0"), "demo==2.0"), set(Attr::Downgrade, Some("idna 3.7"), "idna<3")]
         );
-        assert_eq!(venv(&["demo!=1.0", "idna"]).diff(&actual), [set(Attr::Replace, Some("demo 1.0"), "demo!=1.0")]);
+        assert_eq!(venv(&["demo!=1.0", "idna"]).venv_changes(&actual), [set(Attr::Replace, Some("demo 1.0"), "demo!=1.0")]);
     }
 
     #[test]
     fn extraneous_packages_are_listed_beside_changes_and_removed_only_when_exact() {
         let actual = observed(vec![installed("demo", "1.0", &[]), installed("left-over", "0.3", &[])]);
-        assert_eq!(venv(&["demo"]).diff(&actual), vec![], "extraneous alone is no change");
+        assert_eq!(venv(&["demo"]).venv_changes(&actual), vec![], "extraneous alone is no change");
         assert_eq!(
-            venv(&["demo", "idna"]).diff(&actual),
+            venv(&["demo", "idna"]).venv_changes(&actual),
             [
                 set(Attr::Install, None, "idna"),
                 set(Attr::Extraneous, None, "left-over 0.3 (left alone; `exact: true` uninstalls it)"),
@@ -320,13 +324,13 @@ mod tests {
         );
         let mut exact = venv(&["demo"]);
         exact.exact = true;
-        assert_eq!(exact.diff(&actual), [set(Attr::Uninstall, None, "left-over 0.3")]);
+        assert_eq!(exact.venv_changes(&actual), [set(Attr::Uninstall, None, "left-over 0.3")]);
         let VenvActual::Present(o) = &actual else { unreachable!() };
         assert_eq!(exact.pip_work(o), (vec![], vec!["left-over".to_owned()]));
         // Beside an install, the new version may need it: that is decided after the install.
         exact.requirements.push(Wanted::parse("idna").unwrap());
         assert_eq!(
-            exact.diff(&actual),
+            exact.venv_changes(&actual),
             [
                 set(Attr::Install, None, "idna"),
                 set(Attr::Uninstall, None, "left-over 0.3 (unless what is installed now needs it)"),
@@ -339,7 +343,7 @@ mod tests {
         let actual =
             observed(vec![installed("demo", "1.0", &["idna>=3", "chardet<5"]), installed("chardet", "5.2", &[])]);
         assert_eq!(
-            venv(&["demo"]).diff(&actual),
+            venv(&["demo"]).venv_changes(&actual),
             [
                 set(Attr::Install, None, "idna>=3 (a dependency of demo 1.0)"),
                 set(Attr::Install, Some("chardet 5.2"), "chardet<5 (a dependency of demo 1.0)"),
@@ -354,10 +358,10 @@ mod tests {
         let actual =
             observed(vec![installed("demo", "1.0", &["pysocks; extra == \"socks\"", "old; python_version < \"3\""])]);
         // A requirement for another Python does not apply; an extra's dependency only with it.
-        assert_eq!(venv(&["demo", "futures; python_version < \"3\""]).diff(&actual), vec![]);
-        assert_eq!(venv(&["demo[socks]"]).diff(&actual), [set(Attr::Install, None, "pysocks (a dependency of demo 1.0)")]);
+        assert_eq!(venv(&["demo", "futures; python_version < \"3\""]).venv_changes(&actual), vec![]);
+        assert_eq!(venv(&["demo[socks]"]).venv_changes(&actual), [set(Attr::Install, None, "pysocks (a dependency of demo 1.0)")]);
         assert_eq!(
-            venv(&["uvloop; sys_platform == \"linux\" and python_version >= \"3.8\""]).diff(&actual)[0],
+            venv(&["uvloop; sys_platform == \"linux\" and python_version >= \"3.8\""]).venv_changes(&actual)[0],
             set(Attr::Install, None, "uvloop; sys_platform == \"linux\" and python_version >= \"3.8\"")
         );
     }
@@ -370,7 +374,7 @@ mod tests {
             VenvActual::Present(o)
         };
         let v = venv(&["demo"]);
-        let changes = v.diff(&with(&|o| o.wanted_python = WantedPython::Binary("/opt/py/bin/python3.12".into())));
+        let changes = v.venv_changes(&with(&|o| o.wanted_python = WantedPython::Binary("/opt/py/bin/python3.12".into())));
         assert_eq!(changes[0], Change::Create);
         assert_eq!(
             changes[1],
@@ -381,10 +385,10 @@ mod tests {
         );
         assert_eq!(changes[2], set(Attr::Install, None, "demo"));
         // A wrapper or a shim cannot be seen through without running it: no recreate.
-        assert_eq!(v.diff(&with(&|o| o.wanted_python = WantedPython::Script("/usr/local/bin/py".into()))), vec![]);
-        assert_eq!(v.diff(&with(&|o| o.wanted_python = WantedPython::NotFound)), vec![]);
+        assert_eq!(v.venv_changes(&with(&|o| o.wanted_python = WantedPython::Script("/usr/local/bin/py".into()))), vec![]);
+        assert_eq!(v.venv_changes(&with(&|o| o.wanted_python = WantedPython::NotFound)), vec![]);
         let broken =
-            v.diff(&with(&|o| o.broken = Some("bin/python leads to /usr/bin/python3.9, which does not exist".into())));
+            v.venv_changes(&with(&|o| o.broken = Some("bin/python leads to /usr/bin/python3.9, which does not exist".into())));
         assert_eq!(
             broken[..2],
             [
@@ -395,13 +399,29 @@ mod tests {
     }
 
     #[test]
+    fn the_plan_names_the_installer_when_one_runs() {
+        let uv = Tool::Uv("/usr/local/bin/uv".into());
+        let seen = |venv: VenvActual| Seen { venv, tool: Some(uv.clone()) };
+        let changes = venv(&["demo"]).diff(&seen(VenvActual::Absent));
+        assert_eq!(changes.last(), Some(&set(Attr::Installer, None, "uv (/usr/local/bin/uv)")));
+        let converged = seen(observed(vec![installed("demo", "1.0", &[])]));
+        assert_eq!(venv(&["demo"]).diff(&converged), vec![], "a converged venv plans nothing, whatever the tool");
+        let VenvActual::Present(mut o) = observed(vec![installed("demo", "1.0", &[])]) else { unreachable!() };
+        o.owner = "root".into();
+        let chown = venv(&["demo"]).diff(&seen(VenvActual::Present(o)));
+        assert_eq!(chown, [set(Attr::Owner, Some("root"), "app")], "no installer runs for an owner");
+        let pip = Seen { venv: observed(vec![]), tool: Some(Tool::Pip) };
+        assert_eq!(venv(&["demo"]).diff(&pip), [set(Attr::Install, None, "demo"), set(Attr::Installer, None, "pip")]);
+    }
+
+    #[test]
     fn owner_drift_and_absent() {
         let VenvActual::Present(mut o) = observed(vec![]) else { unreachable!() };
         o.owner = "root".into();
-        assert_eq!(venv(&[]).diff(&VenvActual::Present(o)), [set(Attr::Owner, Some("root"), "app")]);
+        assert_eq!(venv(&[]).venv_changes(&VenvActual::Present(o)), [set(Attr::Owner, Some("root"), "app")]);
         let mut gone = venv(&[]);
         gone.state = State::Absent;
-        assert_eq!(gone.diff(&observed(vec![])), [Change::Remove]);
-        assert_eq!(gone.diff(&VenvActual::Absent), vec![]);
+        assert_eq!(gone.venv_changes(&observed(vec![])), [Change::Remove]);
+        assert_eq!(gone.venv_changes(&VenvActual::Absent), vec![]);
     }
 }

@@ -5,12 +5,21 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::Virtualenv;
+use super::installer::Tool;
 use super::metadata::{Installed, installed, parse_cfg};
 use crate::error::{Error, Result};
 use crate::host::{FileKind, Host, Stat};
 use crate::kinds::observe_owner;
 use crate::kinds::resource::Resource;
 use crate::kinds::resource::State;
+
+/// What observing a venv reads: the venv, and the program that would make its changes (none
+/// for a venv to remove).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Seen {
+    pub venv: VenvActual,
+    pub tool: Option<Tool>,
+}
 
 /// A venv path as observed.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,10 +1,12 @@
-//! Running the venv's programs as its owner (never a root-owned file in a user's venv):
-//! `python -m venv`, and the venv's own pip to install and uninstall.
+//! Running the installer's programs as the venv's owner (never a root-owned file in a user's
+//! venv): the venv's own pip, or uv, to install and uninstall.
 
 use std::ffi::OsString;
+use std::path::Path;
 
 use super::Virtualenv;
-use super::observe::{Observed, VenvActual};
+use super::installer::{Tool, uv_args};
+use super::observe::{Observed, VenvActual, observe};
 use crate::error::{Error, Result};
 use crate::host::{Account, Failure, Host};
 use crate::kinds::resource::{Attr, Resource, Shown};
@@ -29,32 +31,47 @@ impl Virtualenv {
             .ok_or_else(|| Error::resource(&id, format!("user `{}` does not exist", owner.unwrap_or_default())))
     }
 
-    /// `pip install` what is missing, then `pip uninstall` what is extraneous (`exact`): what
-    /// is extraneous is decided again after the install, as a new version may depend on it.
-    pub(super) fn pip(&self, host: &Host, owner: &Account, venv: &Observed) -> Result<()> {
+    /// Installs what is missing, then uninstalls what is extraneous (`exact`): what is
+    /// extraneous is decided again after the install, as a new version may depend on it.
+    pub(super) fn install(&self, host: &Host, owner: &Account, tool: &Tool, venv: &Observed) -> Result<()> {
         let (install, mut uninstall) = self.pip_work(venv);
         if !install.is_empty() {
-            run(host, owner, &self.install_argv(&install), false)
-                .map_err(|m| Error::resource(self.id(), format!("pip install failed {m}")))?;
+            if *tool == Tool::Pip && !venv.packages.contains_key("pip") {
+                // A venv uv made has no pip of its own.
+                let python = self.path.join("bin/python").into_os_string();
+                run(host, owner, &[python, "-m".into(), "ensurepip".into(), "--default-pip".into()], true)
+                    .map_err(|m| Error::resource(self.id(), format!("python -m ensurepip failed {m}")))?;
+            }
+            run(host, owner, &self.install_argv(tool, &install), false)
+                .map_err(|m| Error::resource(self.id(), format!("{} install failed {m}", tool.name())))?;
             if self.exact {
-                uninstall = match self.observe(host)? {
+                uninstall = match observe(self, host)? {
                     VenvActual::Present(venv) => self.pip_work(&venv).1,
                     VenvActual::Absent => Vec::new(),
                 };
             }
         }
         if !uninstall.is_empty() {
-            let mut argv = self.pip_argv("uninstall");
-            argv.push("--yes".into());
+            let mut argv = match tool {
+                Tool::Pip => [self.pip_argv("uninstall"), vec!["--yes".into()]].concat(),
+                Tool::Uv(uv) => self.uv_pip_argv(uv, "uninstall"),
+            };
             argv.push("--".into());
             argv.extend(uninstall.iter().map(OsString::from));
             run(host, owner, &argv, false)
-                .map_err(|m| Error::resource(self.id(), format!("pip uninstall failed {m}")))?;
+                .map_err(|m| Error::resource(self.id(), format!("{} uninstall failed {m}", tool.name())))?;
         }
         if install.is_empty() && uninstall.is_empty() {
             return Ok(());
         }
-        self.check_pip(host)
+        self.check_installed(host, tool)
+    }
+
+    /// `uv pip COMMAND` for the venv's interpreter.
+    fn uv_pip_argv(&self, uv: &Path, command: &str) -> Vec<OsString> {
+        let mut argv = self.uv_argv(uv, &["pip", command]);
+        argv.extend(["--python".into(), self.path.join("bin/python").into_os_string()]);
+        argv
     }
 
     /// `bin/python -m pip COMMAND`, quiet about its own version and never asking.
@@ -66,9 +83,16 @@ impl Virtualenv {
         argv
     }
 
-    /// `pip install` with the index options, then the requirements.
-    fn install_argv(&self, install: &[String]) -> Vec<OsString> {
-        let mut argv = self.pip_argv("install");
+    /// `pip install` or `uv pip install` with the index options, then the requirements.
+    fn install_argv(&self, tool: &Tool, install: &[String]) -> Vec<OsString> {
+        let (mut argv, extra) = match tool {
+            Tool::Pip => (self.pip_argv("install"), self.pip_args.clone()),
+            // The files are the venv's own: copied, never linked to a cache.
+            Tool::Uv(uv) => {
+                let argv = [self.uv_pip_argv(uv, "install"), vec!["--link-mode".into(), "copy".into()]].concat();
+                (argv, uv_args(&self.pip_args).unwrap_or_default())
+            }
+        };
         if let Some(url) = &self.index_url {
             argv.extend(["--index-url".into(), url.into()]);
         }
@@ -81,16 +105,16 @@ impl Virtualenv {
         if self.no_index {
             argv.push("--no-index".into());
         }
-        argv.extend(self.pip_args.iter().map(OsString::from));
+        argv.extend(extra.iter().map(OsString::from));
         argv.push("--".into());
         argv.extend(install.iter().map(OsString::from));
         argv
     }
 
-    /// pip succeeded; what it did must be what the next plan sees, or every run would install
-    /// again (a marker pip judged otherwise, a name the distribution does not have).
-    fn check_pip(&self, host: &Host) -> Result<()> {
-        let VenvActual::Present(venv) = self.observe(host)? else { return Ok(()) };
+    /// The installer succeeded; what it did must be what the next plan sees, or every run would
+    /// install again (a marker pip judged otherwise, a name the distribution does not have).
+    fn check_installed(&self, host: &Host, tool: &Tool) -> Result<()> {
+        let VenvActual::Present(venv) = observe(self, host)? else { return Ok(()) };
         let left: Vec<String> = self
             .package_changes(&venv)
             .into_iter()
@@ -105,7 +129,7 @@ impl Virtualenv {
             true => Ok(()),
             false => Err(Error::resource(
                 self.id(),
-                format!("pip succeeded, but the venv still differs from the playbook: {}", left.join("; ")),
+                format!("{} succeeded, but the venv still differs from the playbook: {}", tool.name(), left.join("; ")),
             )),
         }
     }
