@@ -96,6 +96,14 @@ fn purge_removes_what_the_source_lacks_and_the_plan_lists_each_file() {
     test.expect_file("/srv/site/index.html", "<h1>hello</h1>\n").expect_file("/srv/site/css/site.css", "body { margin: 0 }\n");
     test.plan().code(0);
 
+    // The run kept what purge removed, inside a removed directory too: a rollback puts it back.
+    test.run_args(&["rollback", "--root", "{root}"]).success();
+    test.expect_file("/srv/site/old.html", "gone\n")
+        .expect_file("/srv/site/olddir/inside", "gone too\n")
+        .expect_file("/srv/site/css/old.css", "gone\n")
+        .expect_file("/srv/site/index.html", "<h1>old</h1>\n")
+        .expect_absent("/srv/site/bin");
+
     // Without purge, what the source lacks stays.
     let kept = site(Test::new().playbook("resources:\n  - directory: /srv/site\n    source: files/site\n"))
         .host_file("/srv/site/extra.html", "mine\n");
