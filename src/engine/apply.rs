@@ -65,22 +65,41 @@ struct Done {
     took: Duration,
 }
 
+/// One resource failed: why, and the previous state of what it may have changed before it
+/// failed (kept in the run record, so that a rollback puts it back or lists it as not restored).
+struct Failed {
+    error: Error,
+    recorder: Recorder,
+}
+
+/// What applying one resource came to.
+type Outcome = std::result::Result<Done, Failed>;
+
 /// Observes `entry` again and applies what differs now.
-fn apply_one(entry: &Entry, host: &Host, begun: Instant) -> Result<Done> {
+fn apply_one(entry: &Entry, host: &Host, begun: Instant) -> Outcome {
     let started = begun.elapsed();
     let mut recorder = Recorder::default();
-    let changes = entry.resource.plan(host).map_err(|e| entry.own_error(e))?;
+    let changes = match entry.resource.plan(host) {
+        Ok(changes) => changes,
+        Err(e) => return Err(Failed { error: entry.own_error(e), recorder }),
+    };
     if !changes.is_empty() {
-        recorder.capture(host, &entry.id, &entry.resource, entry.sensitive)?;
-        entry.resource.apply(&changes, host).map_err(|e| entry.own_error(e))?;
+        if let Err(error) = recorder.capture(host, &entry.id, &entry.resource, entry.sensitive) {
+            return Err(Failed { error, recorder });
+        }
+        if let Err(e) = entry.resource.apply(&changes, host) {
+            return Err(Failed { error: entry.own_error(e), recorder });
+        }
     }
     Ok(Done { changes, recorder, started, took: begun.elapsed() - started })
 }
 
 /// [`apply_one`] on a thread of its own: a panic is its failure, not a wait that never ends.
-fn apply_caught(entry: &Entry, host: &Host, begun: Instant) -> Result<Done> {
+fn apply_caught(entry: &Entry, host: &Host, begun: Instant) -> Outcome {
     let run = std::panic::AssertUnwindSafe(|| apply_one(entry, host, begun));
-    std::panic::catch_unwind(run).unwrap_or_else(|_| Err(Error::resource(&entry.id, "its apply panicked")))
+    std::panic::catch_unwind(run).unwrap_or_else(|_| {
+        Err(Failed { error: Error::resource(&entry.id, "its apply panicked"), recorder: Recorder::default() })
+    })
 }
 
 /// When each resource of the apply may start.
@@ -138,7 +157,7 @@ impl Schedule {
 struct Results<'a> {
     resolved: &'a Resolved,
     plan: &'a Plan,
-    done: Vec<Option<Result<Done>>>,
+    done: Vec<Option<Outcome>>,
     reported: usize,
     /// The first failure in the playbook's order; the others are reported as warnings.
     failure: Option<Error>,
@@ -156,8 +175,13 @@ impl Results<'_> {
             self.reported += 1;
             match result {
                 Ok(done) => self.report_done(index, done, sink, applied),
-                Err(error) if self.failure.is_none() => self.failure = Some(error),
-                Err(error) => sink.record(Record::Warning(Diagnostic::message(format!("it failed too: {error}")))),
+                Err(Failed { error, recorder }) => {
+                    applied.recorder.merge(recorder);
+                    match self.failure {
+                        None => self.failure = Some(error),
+                        Some(_) => sink.record(Record::Warning(Diagnostic::message(format!("it failed too: {error}")))),
+                    }
+                }
             }
             // Taken to report it; what it was is kept for may_start.
             self.done[index] = Some(Ok(Done::reported()));
@@ -219,7 +243,7 @@ pub fn apply(
     let mut results =
         Results { resolved, plan, done: entries.iter().map(|_| None).collect(), reported: 0, failure: None };
     std::thread::scope(|scope| {
-        let (finished, arrivals) = mpsc::channel::<(usize, Result<Done>)>();
+        let (finished, arrivals) = mpsc::channel::<(usize, Outcome)>();
         let mut running: Vec<(usize, Box<dyn std::any::Any>)> = Vec::new();
         let mut next = 0;
         loop {
