@@ -38,14 +38,7 @@ setup() { # N -> a root with N config files, and a playbook of 5 entries on each
   echo "$out"
 }
 
+source bench/workload.sh
 for n in 20 200; do
-  pb=$(setup $n)
-  root=$work/root-$n
-  "$bin" apply "$pb" --root "$root" -q > /dev/null
-  "$bin" plan "$pb" --root "$root" > /dev/null   # exits 0 only when converged
-  baseline=()
-  [[ -n ${BASELINE:-} ]] && baseline=(-n "baseline apply, $n files (no-op)" "$BASELINE apply $pb --root $root -q")
-  hyperfine --warmup 3 --min-runs 20 -N \
-    -n "converge apply, $n files x 5 lines (no-op)" "$bin apply $pb --root $root -q" "${baseline[@]}" \
-    -n "find -exec sha256sum, $n files" "find $root/etc/app -type f -exec sha256sum {} +"
+  noop_compare "$n files x 5 lines" "$(setup $n)" "$work/root-$n" "$work/root-$n/etc/app"
 done

@@ -3,11 +3,12 @@
 # the same files with `find -exec sha256sum`, and the example playbook. Run from the repo root:
 #   bench/noop.sh            # 20 and 1000 files, and playbooks/mysite.yml
 #   BASELINE=/path/to/an/older/converge bench/noop.sh   # the same runs of another build, side by side
+#   CONVERGE_BIN=target/debug/converge bench/noop.sh     # a build of your own, not rebuilt
 # Needs hyperfine (apt-get install hyperfine). Writes only under a temp dir.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-bin=$PWD/target/release/converge
+[[ -n ${CONVERGE_BIN:-} ]] || cargo build --release --quiet
+bin=$(realpath "${CONVERGE_BIN:-target/release/converge}")
 work=$(mktemp -d /tmp/converge-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
@@ -18,15 +19,7 @@ playbook() { # N -> a playbook of N files (bench/workload.sh)
 }
 
 for n in 20 1000; do
-  pb=$(playbook $n)
-  root=$work/root-$n
-  "$bin" apply "$pb" --root "$root" -q > /dev/null
-  "$bin" plan "$pb" --root "$root" > /dev/null   # exits 0 only when converged
-  baseline=()
-  [[ -n ${BASELINE:-} ]] && baseline=(-n "baseline apply, $n files (no-op)" "$BASELINE apply $pb --root $root -q")
-  hyperfine --warmup 3 --min-runs 20 -N \
-    -n "converge apply, $n files (no-op)" "$bin apply $pb --root $root -q" "${baseline[@]}" \
-    -n "find -exec sha256sum, $n files" "find $root/srv -type f -exec sha256sum {} +"
+  noop_compare "$n files" "$(playbook $n)" "$work/root-$n" "$work/root-$n/srv"
 done
 
 root=$work/root-mysite

@@ -19,3 +19,17 @@ workload_playbook() {
     done
   } > "$out"
 }
+
+# `noop_compare LABEL PLAYBOOK ROOT TREE`: converges PLAYBOOK into ROOT with $bin, checks that a
+# plan then finds nothing, and times a no-op apply ($bin, and $BASELINE when set) against reading
+# and hashing the files under TREE with `find -exec sha256sum`.
+noop_compare() {
+  local label=$1 pb=$2 root=$3 tree=$4
+  "$bin" apply "$pb" --root "$root" -q > /dev/null
+  "$bin" plan "$pb" --root "$root" > /dev/null   # exits 0 only when converged
+  local baseline=()
+  [[ -n ${BASELINE:-} ]] && baseline=(-n "baseline apply, $label (no-op)" "$BASELINE apply $pb --root $root -q")
+  hyperfine --warmup 3 --min-runs 20 -N \
+    -n "converge apply, $label (no-op)" "$bin apply $pb --root $root -q" "${baseline[@]}" \
+    -n "find -exec sha256sum, $label" "find $tree -type f -exec sha256sum {} +"
+}
