@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use crate::error::{Error, Result};
 use crate::host::mode::Mode;
 use crate::host::{FileKind, Host};
-use crate::kinds::resource::{Attr, Change, Content, Need, Ownership, Resource, State, ownership_changes};
+use crate::kinds::resource::{Attr, Change, Content, Need, Overlap, Ownership, Resource, State, ownership_changes};
 use crate::kinds::validate::{self, VALIDATE, Validate};
 use crate::kinds::{Kind, observe_owner, owner_ids, ownership_needs, path_needs};
 use crate::playbook::attrs::Attrs;
@@ -114,10 +114,10 @@ impl Resource for File {
 
     /// A file: beside long work, in the playbook's order; alone when a checker (`validate:`)
     /// runs a program that may need what long work before it installs.
-    fn overlap(&self) -> crate::kinds::resource::Overlap {
+    fn overlap(&self) -> Overlap {
         match self.validate {
-            Some(_) => crate::kinds::resource::Overlap::Alone,
-            None => crate::kinds::resource::Overlap::Beside,
+            Some(_) => Overlap::Alone,
+            None => Overlap::Beside,
         }
     }
 

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::host::{GroupEntry, Host};
-use crate::kinds::resource::{Attr, Change, Resource, State};
+use crate::kinds::resource::{Attr, Change, Overlap, Resource, State};
 use crate::kinds::user::account_name;
 use crate::kinds::{Kind, run_tool};
 use crate::playbook::attrs::Attrs;
@@ -50,8 +50,8 @@ impl Resource for Group {
     }
 
     /// An account: beside long work, in the playbook's order.
-    fn overlap(&self) -> crate::kinds::resource::Overlap {
-        crate::kinds::resource::Overlap::Beside
+    fn overlap(&self) -> Overlap {
+        Overlap::Beside
     }
 
     fn observe(&self, host: &Host) -> Result<Option<GroupEntry>> {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 use crate::host::{FileKind, Host};
-use crate::kinds::resource::{Attr, Change, Need, Resource, State};
+use crate::kinds::resource::{Attr, Change, Need, Overlap, Resource, State};
 use crate::kinds::{Kind, path_needs};
 use crate::playbook::attrs::Attrs;
 use crate::playbook::table::{STATE, Table, Type, attr};
@@ -61,8 +61,8 @@ impl Resource for Symlink {
     }
 
     /// A link: beside long work, in the playbook's order.
-    fn overlap(&self) -> crate::kinds::resource::Overlap {
-        crate::kinds::resource::Overlap::Beside
+    fn overlap(&self) -> Overlap {
+        Overlap::Beside
     }
 
     fn observe(&self, host: &Host) -> Result<SymlinkActual> {

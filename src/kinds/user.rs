@@ -9,7 +9,7 @@
 
 use crate::error::{Error, Result};
 use crate::host::{Host, UserEntry};
-use crate::kinds::resource::{Attr, Change, Need, Resource, State, Value};
+use crate::kinds::resource::{Attr, Change, Need, Overlap, Resource, State, Value};
 use crate::kinds::{Kind, check_account_name, run_tool};
 use crate::playbook::attrs::Attrs;
 use crate::playbook::table::{STATE, Table, Type, attr};
@@ -121,8 +121,8 @@ impl Resource for User {
     }
 
     /// An account: beside long work, in the playbook's order.
-    fn overlap(&self) -> crate::kinds::resource::Overlap {
-        crate::kinds::resource::Overlap::Beside
+    fn overlap(&self) -> Overlap {
+        Overlap::Beside
     }
 
     fn observe(&self, host: &Host) -> Result<Option<UserActual>> {

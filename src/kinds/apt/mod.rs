@@ -16,7 +16,7 @@ pub mod forecast;
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::kinds::Kind;
-use crate::kinds::resource::{self, Attr, Change, PackageTo, Provide, Resource, State};
+use crate::kinds::resource::{self, Attr, Change, Overlap, PackageTo, Provide, Resource, State};
 use crate::playbook::attrs::Attrs;
 use crate::playbook::table::{STATE, Table, Type, attr};
 use crate::playbook::yaml_node::{Node, Span, Value};
@@ -265,8 +265,8 @@ impl Resource for Apt {
     }
 
     /// apt-get is long, and holds dpkg's lock: never two at once.
-    fn overlap(&self) -> crate::kinds::resource::Overlap {
-        crate::kinds::resource::Overlap::LongExclusive
+    fn overlap(&self) -> Overlap {
+        Overlap::LongExclusive
     }
 
     fn observe(&self, host: &Host) -> Result<AptActual> {

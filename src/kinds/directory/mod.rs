@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::host::mode::Mode;
 use crate::host::{FileKind, Host};
 use crate::kinds::file::apply_attributes;
-use crate::kinds::resource::{Attr, Change, Need, Ownership, Provide, Resource, State, ownership_changes};
+use crate::kinds::resource::{Attr, Change, Need, Overlap, Ownership, Provide, Resource, State, ownership_changes};
 use crate::kinds::{Kind, observe_owner, owner_ids, ownership_needs, path_needs};
 use crate::playbook::attrs::Attrs;
 use crate::playbook::table::{GROUP, MODE, OWNER, STATE, Table, Type, attr};
@@ -92,8 +92,8 @@ impl Resource for Directory {
     }
 
     /// A directory: beside long work, in the playbook's order.
-    fn overlap(&self) -> crate::kinds::resource::Overlap {
-        crate::kinds::resource::Overlap::Beside
+    fn overlap(&self) -> Overlap {
+        Overlap::Beside
     }
 
     fn observe(&self, host: &Host) -> Result<DirectoryActual> {
