@@ -12,6 +12,7 @@ pub mod apply;
 pub mod graph;
 pub mod journal;
 pub mod lock;
+pub mod on_change;
 pub mod plan;
 pub mod record;
 pub mod resolve;

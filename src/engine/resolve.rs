@@ -677,10 +677,14 @@ fn order(
             index.insert(&entry.id, i);
         }
     }
-    let ids: Vec<String> = index.keys().map(ToString::to_string).collect();
+    let mut ids: Vec<String> = index.keys().map(ToString::to_string).collect();
+    ids.sort();
     let unknown = |errors: &mut Vec<PlaybookError>, text: &str, span: Span, message: String, example: &str| {
-        let help = did_you_mean(text, ids.iter().map(String::as_str))
-            .unwrap_or_else(|| format!("name a resource of this playbook by its id, such as `{example}`"));
+        let help = did_you_mean(text, ids.iter().map(String::as_str)).unwrap_or_else(|| match ids.len() {
+            0 => format!("name a resource of this playbook by its id, such as `{example}`"),
+            1..=8 => format!("name a resource of this playbook by its id: {}", ids.join(", ")),
+            n => format!("name a resource of this playbook by its id: {}, ... ({n} in all)", ids[..8].join(", ")),
+        });
         errors.push(source.error(span, message, "unknown resource").help(help));
     };
     let mut nodes = Vec::with_capacity(entries.len());

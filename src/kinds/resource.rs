@@ -162,6 +162,9 @@ pub enum Need {
     Group(String),
     /// One of these packages: an `apt` resource that installs one of them comes first.
     Package(&'static [&'static str]),
+    /// A resource of the playbook whose change it reacts to (a command's `on_change:`): it comes
+    /// after it.
+    Changed(ResourceId),
 }
 
 impl Need {
@@ -170,7 +173,7 @@ impl Need {
         match self {
             Need::User(name) => Some(ResourceId::new(Kind::User, name)),
             Need::Group(name) => Some(ResourceId::new(Kind::Group, name)),
-            Need::Inside(_) | Need::Directory(_) | Need::Package(_) => None,
+            Need::Inside(_) | Need::Directory(_) | Need::Package(_) | Need::Changed(_) => None,
         }
     }
 }
