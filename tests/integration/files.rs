@@ -17,6 +17,7 @@ tests![
     a_file_whose_directory_is_missing_fails_with_a_hint,
     variables_from_the_command_line_win,
     parent_directories_are_ordered_first,
+    for_each_makes_one_resource_per_item_and_a_second_apply_changes_nothing,
 ];
 
 fn apply_writes_content_template_and_source() {
@@ -148,4 +149,36 @@ fn parent_directories_are_ordered_first() {
         ["directory:/srv/app: created", "directory:/srv/app/conf: created", "file:/srv/app/conf/app.ini: created"]
     );
     test.expect_file("/srv/app/conf/app.ini", "x");
+}
+
+/// `for_each:` over a list, a mapping of mappings, and a list variable from a vars file: one
+/// resource each, with its own id; the second apply is a no-op.
+fn for_each_makes_one_resource_per_item_and_a_second_apply_changes_nothing() {
+    let test = Test::new()
+        .playbook(
+            "resources:
+  - directory: /etc/app
+  - file: \"/etc/app/{{ item }}.conf\"
+    for_each: [a, b]
+    content: \"name={{ item }}\\n\"
+  - file: \"/etc/app/{{ key }}.port\"
+    for_each:
+      web: {port: 80}
+      api: {port: 8080}
+    content: \"{{ value.port }}\\n\"
+    mode: \"0600\"
+  - directory: \"/etc/app/{{ item }}\"
+    for_each: \"{{ sites }}\"
+",
+        )
+        .file("vars.yml", "sites: [one, two]\n");
+    let run = test.run_args(&["apply", "{playbook}", "--root", "{root}", "--vars-file", "vars.yml"]).success();
+    for id in ["file:/etc/app/a.conf", "file:/etc/app/b.conf", "file:/etc/app/web.port", "directory:/etc/app/two"] {
+        assert!(run.stdout.contains(&format!("{id}: created")), "{id}: {}", run.stdout);
+    }
+    test.expect_file("/etc/app/b.conf", "name=b\n").expect_file("/etc/app/api.port", "8080\n");
+    test.expect_stat("/etc/app/web.port", 0o600, 0, 0);
+    assert!(test.host_path("/etc/app/one").is_dir());
+    let again = test.run_args(&["apply", "{playbook}", "--root", "{root}", "--vars-file", "vars.yml"]).success();
+    assert!(again.stdout.starts_with("No changes."), "{}", again.stdout);
 }

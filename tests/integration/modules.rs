@@ -10,6 +10,7 @@ tests![
     converge_modules_lists_parameters,
     modules_stay_within_100_columns_and_json_defaults_keep_their_types,
     a_package_named_by_a_module_and_the_playbook_is_one_install,
+    a_modules_resource_can_loop_over_a_list_parameter,
 ];
 
 fn shipped_modules_expand_into_resources() {
@@ -105,4 +106,17 @@ fn a_package_named_by_a_module_and_the_playbook_is_one_install() {
     assert_eq!(run.stdout.matches("package: nginx: install").count(), 1, "{}", run.stdout);
     assert_eq!(run.stdout.matches("package: curl: install").count(), 1, "{}", run.stdout);
     assert!(run.stdout.contains("Plan: 3 to create, 0 to update, 0 to remove;"), "{}", run.stdout);
+}
+
+/// A module's resource with `for_each:` over a list parameter: one resource per item.
+fn a_modules_resource_can_loop_over_a_list_parameter() {
+    let test = Test::new()
+        .playbook("resources:\n  - use: greetings\n    with: {names: [ann, bob]}\n")
+        .file(
+            "modules/greetings.yml",
+            "description: one greeting per name\nparams:\n  names: {type: list, description: who}\nresources:\n  - file: \"/etc/hello-{{ item }}\"\n    for_each: \"{{ names }}\"\n    content: \"hello {{ item }}\\n\"\n",
+        );
+    test.apply().success();
+    test.expect_file("/etc/hello-ann", "hello ann\n").expect_file("/etc/hello-bob", "hello bob\n");
+    assert!(test.apply().success().stdout.starts_with("No changes."));
 }
