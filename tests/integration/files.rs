@@ -18,6 +18,7 @@ tests![
     variables_from_the_command_line_win,
     parent_directories_are_ordered_first,
     for_each_makes_one_resource_per_item_and_a_second_apply_changes_nothing,
+    for_each_over_a_secret_never_prints_its_items,
 ];
 
 fn apply_writes_content_template_and_source() {
@@ -181,4 +182,23 @@ fn for_each_makes_one_resource_per_item_and_a_second_apply_changes_nothing() {
     assert!(test.host_path("/etc/app/one").is_dir());
     let again = test.run_args(&["apply", "{playbook}", "--root", "{root}", "--vars-file", "vars.yml"]).success();
     assert!(again.stdout.starts_with("No changes."), "{}", again.stdout);
+}
+
+/// Items of a secret variable are named by their number, in ids and errors alike.
+fn for_each_over_a_secret_never_prints_its_items() {
+    let test = Test::new().playbook(
+        "secrets:\n  tokens: [s3cr3t-one, s3cr3t-two]\nresources:\n  - file: \"/etc/{{ item }}\"\n    for_each: \"{{ tokens }}\"\n    content: \"{{ item }}\\n\"\n  - file: /etc/same\n    for_each: \"{{ tokens }}\"\n    content: x\n",
+    );
+    let err = test.validate().code(1).stderr;
+    assert!(err.contains("for_each: item #1 and item #2 both make `file:/etc/same`"), "{err}");
+    let test = test.playbook(
+        "secrets:\n  tokens: [s3cr3t-one, s3cr3t-two]\nresources:\n  - file: \"/etc/{{ item }}\"\n    for_each: \"{{ tokens }}\"\n    content: \"{{ item }}\\n\"\n",
+    );
+    let plan = test.plan();
+    assert!(plan.stdout.contains("file:(sensitive, line 4, item #2) (create)"), "{}", plan.stdout);
+    let run = test.apply().success();
+    for output in [plan.stdout, plan.stderr, err, run.stdout, run.stderr] {
+        assert!(!output.contains("s3cr3t"), "{output}");
+    }
+    test.expect_file("/etc/s3cr3t-two", "s3cr3t-two\n");
 }
