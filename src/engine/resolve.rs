@@ -358,6 +358,9 @@ fn use_module(
     resolved
 }
 
+/// An entry, and the ids its `after:` names with where.
+type WithAfter = (Entry, Vec<(String, Span)>);
+
 /// A resource entry of a list: one resource, or one per item of its `for_each:`
 /// (playbook/for_each.rs). An instance's mistakes name its item, each mistake once; two instances
 /// with one id (that their kind does not add up) are an error at `for_each:`.
@@ -366,12 +369,12 @@ fn resolve_item(
     templates: &Templates,
     errors: &mut Vec<PlaybookError>,
     skipped: &mut Vec<(String, String)>,
-) -> Vec<(Entry, Vec<(String, Span)>)> {
+) -> Vec<WithAfter> {
     let Some((at, instances)) = for_each::instances(item, templates, errors) else {
         return resolve_entry(item, templates, errors, skipped).into_iter().collect();
     };
     let source = templates.source();
-    let mut made: Vec<(Entry, Vec<(String, Span)>, String)> = Vec::new();
+    let mut made: Vec<(WithAfter, String)> = Vec::new();
     let mut seen = BTreeSet::new();
     for (n, instance) in instances.into_iter().enumerate() {
         let mut own = Vec::new();
@@ -383,18 +386,18 @@ fn resolve_item(
             let line = source.line_of(entry.span.offset);
             entry.id.name = format!("{SENSITIVE_NAME}{line}, item #{})", n + 1);
         }
-        let twin = made
-            .iter()
-            .find(|(e, ..)| e.id == entry.id && e.resource.clone().merge(&entry.resource) == Err(Unmerged::Duplicate));
-        if let Some((_, _, first)) = twin {
+        let twin = made.iter().find(|((e, _), _)| {
+            e.id == entry.id && e.resource.clone().merge(&entry.resource) == Err(Unmerged::Duplicate)
+        });
+        if let Some((_, first)) = twin {
             let message = format!("for_each: {first} and {} both make `{}`", instance.label, entry.id);
             let help = "each item must make its own id: use the item in the resource's name, such as `file: /etc/app/{{ item }}.conf`";
             errors.push(source.error(at, message, "two items, one id").help(help));
             continue;
         }
-        made.push((entry, after, instance.label));
+        made.push(((entry, after), instance.label));
     }
-    made.into_iter().map(|(entry, after, _)| (entry, after)).collect()
+    made.into_iter().map(|(made, _)| made).collect()
 }
 
 /// One resource entry: its kind key, its common attributes, then the kind's own.
