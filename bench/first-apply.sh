@@ -12,22 +12,25 @@
 # uploads runs); Ansible and pyinfra from this machine through a network namespace made here
 # (10.232.0.2 exists only inside it), installed by bench/tools.sh into a throw-away virtualenv.
 # Each tool's result is checked on one more run: nginx serves the app's page, the unit files are
-# converge's byte for byte, and a second run changes nothing. Then the steps of converge's runs
+# converge's byte for byte, and a second run changes nothing. Ansible's apt module needs python3-apt
+# on the target: the prepare step installs it (bench/tools.sh debs), outside the timing. Then the steps of converge's runs
 # (duration_ms of the JSON records): apt's, the venv's, the slowest.
 # Run from the repo root, as root:  bench/first-apply.sh [RUNS]   (default 5)
 #   ONLY=converge|ansible|pyinfra bench/first-apply.sh   no timing: only check that tool's result
+#   CONVERGE_BIN=PATH bench/first-apply.sh   use that converge instead of building target/release
 # Needs hyperfine, harness/install-deps.sh; builds the release binary, the rootfs, the artifacts,
 # uv and the tools' virtualenv when they are not cached. Writes only under a temp dir, the
 # harness's run dir and its cache.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
-cargo build --release --quiet
-bin=${CARGO_TARGET_DIR:-$PWD/target}/release/converge
+if [ -n "${CONVERGE_BIN:-}" ]; then bin=$CONVERGE_BIN   # a converge built elsewhere (a release build)
+else cargo build --release --quiet; bin=${CARGO_TARGET_DIR:-$PWD/target}/release/converge; fi
 harness/rootfs.sh > /dev/null
 artifacts=$(harness/artifacts.sh | tail -1)
 uv=$(harness/uv.sh | tail -1)
 tools=$(bench/tools.sh 2> /dev/null | tail -1)
+apt_debs=$(bench/tools.sh debs | tail -1)
 key=${CONVERGE_CACHE:-/var/cache/converge-e2e}/ssh/id_ed25519
 work=$(mktemp -d /tmp/converge-bench-first.XXXXXX)
 name=bench-first-$$
@@ -57,6 +60,11 @@ inside sh -c "echo 'deb [trusted=yes] file:/srv/debs ./' > /etc/apt/sources.list
 case "\$1" in pip|uv) harness/container.sh copy-in "$name" "$bin" /usr/local/bin/converge
                     harness/container.sh copy-in "$name" playbooks /root/playbooks ;; esac
 [ "\$1" = uv ] && harness/container.sh copy-in "$name" "$uv" /usr/local/bin/uv
+# Ansible's apt module needs python3-apt on the target: installed here, outside the timing.
+if [ "\$1" = ansible ]; then
+  harness/container.sh copy-in "$name" "$apt_debs" /root/apt-debs
+  inside sh -c 'dpkg -i /root/apt-debs/*.deb >/dev/null'
+fi
 exit 0
 FRESH
 chmod +x "$work/fresh"

@@ -3,6 +3,7 @@ container): the same packages, files, templates (playbooks/templates/, Jinja2 fo
 triggers, as a careful pyinfra user writes them: daemon-reload when a unit file changed, a
 try-restart of gunicorn (restart only if it runs, as converge's restart_triggers), and `nginx -t`
 before nginx reloads. Offline: wheels from /srv/wheels, no index."""
+from io import StringIO
 from pathlib import Path
 
 from pyinfra.operations import apt, files, pip, server, systemd
@@ -13,6 +14,17 @@ V = dict(site="mysite", user="vagrant", group="www-data", socket="/run/gunicorn/
 V["app_dir"] = f"/srv/{V['site']}"
 V["venv"] = f"/home/{V['user']}/.venvs/{V['site']}"
 WHEELS = "/srv/wheels"
+
+
+def template(name):
+    """playbooks/templates/NAME, with its `user` and `group` taken from app_user and app_group:
+    files.template keeps those two keywords for the owner of the file it writes."""
+    text = (PLAYBOOKS / "templates" / name).read_text()
+    return StringIO("{% set user = app_user %}{% set group = app_group %}" + text)
+
+
+T = {k: v for k, v in V.items() if k not in ("user", "group")}
+T.update(app_user=V["user"], app_group=V["group"])
 
 
 def changed(*ops):
@@ -29,21 +41,21 @@ venv = pip.packages(name="virtualenv", packages=["gunicorn==23.0.0"], virtualenv
                     virtualenv_kwargs={"venv": True, "python": "python3"},
                     extra_install_args=f"--no-index --find-links {WHEELS}",
                     _sudo=True, _sudo_user=V["user"])
-socket = files.template(name="gunicorn.socket", src=str(PLAYBOOKS / "templates/gunicorn.socket.j2"),
-                        dest="/etc/systemd/system/gunicorn.socket", **V)
+socket = files.template(name="gunicorn.socket", src=template("gunicorn.socket.j2"),
+                        dest="/etc/systemd/system/gunicorn.socket", **T)
 service = files.template(name="gunicorn.service",
-                         src=str(PLAYBOOKS / "templates/gunicorn.service.j2"),
-                         dest="/etc/systemd/system/gunicorn.service", **V)
+                         src=template("gunicorn.service.j2"),
+                         dest="/etc/systemd/system/gunicorn.service", **T)
 systemd.daemon_reload(name="daemon-reload", _if=changed(socket, service))
 systemd.service(name="socket enabled and listening", service="gunicorn.socket",
                 running=True, enabled=True)
 server.shell(name="restart gunicorn", commands=["systemctl try-restart gunicorn.service"],
              _if=changed(app, venv, service))
-site = files.template(name="nginx site", src=str(PLAYBOOKS / "templates/nginx-site.j2"),
-                      dest=f"/etc/nginx/sites-available/{V['site']}", **V)
+site = files.template(name="nginx site", src=template("nginx-site.j2"),
+                      dest=f"/etc/nginx/sites-available/{V['site']}", **T)
 link = files.link(name="nginx site enabled", path=f"/etc/nginx/sites-enabled/{V['site']}",
                   target=f"../sites-available/{V['site']}")
-default = files.file(name="nginx default site removed", path="/etc/nginx/sites-enabled/default",
+default = files.link(name="nginx default site removed", path="/etc/nginx/sites-enabled/default",
                      present=False)
 server.shell(name="test nginx", commands=["nginx -t"], _if=changed(site, link, default))
 systemd.service(name="reload nginx", service="nginx", reloaded=True,
