@@ -98,16 +98,16 @@ fn apply_one(entry: &Entry, host: &Host, begun: Instant, reason: Option<&str>) -
 }
 
 /// An entry applied in turn (not long work): an `on_change:` command only when what it names
-/// changed in this run or the interrupted one owes it, and then it is owed no more.
+/// changed in this run or the interrupted one owes it; either way it is owed no more.
 fn apply_in_turn(entry: &Entry, plan: &Plan, applied: &Applied, journal: &mut Kept, begun: Instant) -> Outcome {
     let host = journal.host();
     let changed: Vec<on_change::Changed> = applied.resources.iter().map(|r| (&r.id, true)).collect();
-    let cause = match on_change::gate(entry, &changed, &plan.interrupted) {
+    let done = match on_change::gate(entry, &changed, &plan.interrupted) {
         Gate::Free => return apply_one(entry, host, begun, None),
-        Gate::Quiet => return Ok(Done::reported()),
-        Gate::Fires(cause) => cause,
+        // What it names did not change after all (apply found it as the playbook says).
+        Gate::Quiet => Done::reported(),
+        Gate::Fires(cause) => apply_one(entry, host, begun, Some(&cause.reason()))?,
     };
-    let done = apply_one(entry, host, begun, Some(&cause.reason()))?;
     match journal.ran(&entry.id) {
         Ok(()) => Ok(done),
         Err(error) => Err(Failed { error, recorder: done.recorder }),
