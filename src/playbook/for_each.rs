@@ -189,6 +189,8 @@ mod tests {
         assert_eq!(sites.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>(), ["one", "two"]);
         let rendered = expand("for_each: [\"{{ d }}\", \"www.{{ d }}\"]\n", &[("d", "example.org")]).unwrap();
         assert_eq!(rendered[1].1, "www.example.org");
+        let numbers = expand("for_each: \"{{ range(3) | list }}\"\n", &[]).unwrap();
+        assert_eq!(numbers.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>(), ["0", "1", "2"]);
         let map = expand("for_each: \"{{ ports }}\"\n", &[("ports", "{a: {port: 1}}")]).unwrap();
         assert_eq!(map[0].0, "key \"a\"");
     }

@@ -188,14 +188,16 @@ impl Templates {
     }
 
     /// The value of an expression (`sites`, `sites | default([])`), as `when:` and
-    /// `for_each: "{{ sites }}"` take it. A variable it names must be defined, unless the
-    /// expression asks about that itself (`x is defined`, `x | default(...)`).
+    /// `for_each: "{{ sites }}"` take it. A variable it names must be defined (or be one of
+    /// minijinja's functions, such as `range`), unless the expression asks about that itself
+    /// (`x is defined`, `x | default(...)`).
     pub fn value(&self, expr: &str, span: Span) -> Result<Jinja, PlaybookError> {
         let compiled = self.env.compile_expression(expr).map_err(|e| self.explain(&self.source, span, expr, e))?;
         let names = compiled.undeclared_variables(false);
         self.note_used(names.iter().cloned());
         let asks = expr.contains("defined") || expr.contains("default");
-        let undefined = names.iter().filter(|n| !self.vars.contains_key(*n)).min();
+        let global = |name: &str| self.env.globals().any(|(g, _)| g == name);
+        let undefined = names.iter().filter(|n| !self.vars.contains_key(*n) && !global(n)).min();
         if let (Some(name), false) = (undefined, asks) {
             return Err(self.undefined(&self.source, span, name));
         }
