@@ -101,8 +101,8 @@ fn apply_one(entry: &Entry, host: &Host, begun: Instant, reason: Option<&str>) -
 /// changed in this run or the interrupted one owes it; either way it is owed no more.
 fn apply_in_turn(entry: &Entry, plan: &Plan, applied: &Applied, journal: &mut Kept, begun: Instant) -> Outcome {
     let host = journal.host();
-    let changed: Vec<on_change::Changed> = applied.resources.iter().map(|r| (&r.id, true)).collect();
-    let done = match on_change::gate(entry, &changed, &plan.interrupted) {
+    let changed = |id: &ResourceId| applied.resources.iter().any(|r| r.id == *id).then_some(true);
+    let done = match on_change::gate(entry, changed, &plan.interrupted) {
         Gate::Free => return apply_one(entry, host, begun, None),
         // What it names did not change after all (apply found it as the playbook says).
         Gate::Quiet => Done::reported(),

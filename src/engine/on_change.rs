@@ -31,18 +31,15 @@ pub enum Cause<'a> {
     Interrupted(&'a Owed),
 }
 
-/// A changed resource as the gate sees it: its id, and whether its change is certain.
-pub type Changed<'a> = (&'a ResourceId, bool);
-
-/// What `on_change:` says of `entry`, with the resources `changed` so far in this run and what
-/// the `interrupted` run owes.
-pub fn gate<'a>(entry: &'a Entry, changed: &[Changed<'a>], interrupted: &'a Pending) -> Gate<'a> {
+/// What `on_change:` says of `entry`, with what the `interrupted` run owes and `changed`, which
+/// tells whether a resource changed so far in this run (Some), and whether that is certain.
+pub fn gate<'a>(entry: &'a Entry, changed: impl Fn(&ResourceId) -> Option<bool>, interrupted: &'a Pending) -> Gate<'a> {
     let AnyResource::Command(command) = &entry.resource else { return Gate::Free };
     if command.on_change.is_empty() {
         return Gate::Free;
     }
-    let named: Vec<Changed> =
-        changed.iter().filter(|(id, _)| command.on_change.iter().any(|(named, _)| named == *id)).copied().collect();
+    let named: Vec<(&ResourceId, bool)> =
+        command.on_change.iter().filter_map(|(id, _)| changed(id).map(|sure| (id, sure))).collect();
     if !named.is_empty() {
         let sure = named.iter().any(|(_, sure)| *sure);
         return Gate::Fires(Cause::Changed { ids: named.into_iter().map(|(id, _)| id).collect(), sure });

@@ -315,9 +315,9 @@ fn planned_changes(entry: &Entry, plan: &Plan, host: &Host) -> Result<Vec<Change
     let unsure = |id: &ResourceId| {
         plan.foresight.get(id).is_some_and(|seen| seen.iter().any(|f| matches!(f, Foresight::Unknown { .. })))
     };
-    let changed: Vec<on_change::Changed> = plan.resources.iter().map(|r| (&r.id, !unsure(&r.id))).collect();
+    let changed = |id: &ResourceId| plan.resources.iter().any(|r| r.id == *id).then(|| !unsure(id));
     let observed = || entry.resource.plan(host).map_err(|e| entry.own_error(e));
-    Ok(match on_change::gate(entry, &changed, &plan.interrupted) {
+    Ok(match on_change::gate(entry, changed, &plan.interrupted) {
         Gate::Free => observed()?,
         Gate::Quiet => Vec::new(),
         Gate::Fires(cause) => on_change::run_because(observed()?, &cause.reason()),
@@ -466,11 +466,11 @@ fn pending(resolved: &Resolved, changed: &[ResourcePlan]) -> Pending {
             pending.changed_units.push(unit.name.clone());
         }
     }
-    let ids: Vec<on_change::Changed> = changed.iter().map(|r| (&r.id, true)).collect();
+    let ids = |id: &ResourceId| changed.iter().any(|r| r.id == *id).then_some(true);
     for r in changed {
         let entry = &resolved.entries[r.index];
         // Owed by an interrupted run: merged in from its journal.
-        if let Gate::Fires(cause @ on_change::Cause::Changed { .. }) = on_change::gate(entry, &ids, &Pending::default())
+        if let Gate::Fires(cause @ on_change::Cause::Changed { .. }) = on_change::gate(entry, ids, &Pending::default())
         {
             pending.commands.push(cause.owed(&r.id));
         }
