@@ -100,7 +100,7 @@ impl<'h> Installs<'h> {
         }
         if !self.unfetched.is_empty() {
             // apt-get install -s would read the lists as they are, without the new sources.
-            let why = format!("the lists of {} are not fetched yet", self.unfetched.join(", "));
+            let why = format!("the lists of repository {} are not fetched yet", self.unfetched.join(", "));
             self.unforeseen.get_or_insert_with(|| (Vec::new(), why)).0.extend(fresh);
             return Some(Foresight::Unfetched { repositories: self.unfetched.clone() });
         }

@@ -184,8 +184,14 @@ impl Apt {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let missing: Vec<&str> =
             stderr.lines().filter_map(|l| l.strip_prefix("E: Unable to locate package ")).collect();
+        let unsigned = stderr.lines().any(|l| l.starts_with("E: The repository") && l.ends_with("is not signed."));
+        let hint = match unsigned {
+            true => "\napt refused a repository it cannot verify: the `key:` of its apt_repository must be the key \
+                     that signs its Release file (converge never marks a repository trusted)",
+            false => "",
+        };
         let message = match missing[..] {
-            [] => format!("{shown} failed ({}):\n{}", output.status, stderr.trim()),
+            [] => format!("{shown} failed ({}):\n{}{hint}", output.status, stderr.trim()),
             _ => format!(
                 "no such package: {} (apt-get: Unable to locate package; check the name, or add `update_cache: true`)",
                 missing.join(", ")
