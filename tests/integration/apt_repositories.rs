@@ -9,6 +9,7 @@ tests![
     a_binary_key_replaces_the_armored_one_and_absent_removes_both,
     bad_values_are_errors_at_their_lines_and_nothing_is_written,
     the_readme_example_plans_as_written,
+    an_install_written_before_the_repository_comes_after_it,
 ];
 
 const ARMORED: &str = "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmDMEZ0test\n=abcd\n-----END PGP PUBLIC KEY BLOCK-----\n";
@@ -124,4 +125,13 @@ fn the_readme_example_plans_as_written() {
     assert!(plan.stdout.contains("+Signed-By: /etc/apt/keyrings/nginx.asc"), "{}", plan.stdout);
     let install = plan.stdout.split_once("+ apt:nginx (create)\n").expect("nginx is installed after").1;
     assert!(install.starts_with("      (depends on the lists of repository nginx, not fetched yet)"), "{}", plan.stdout);
+}
+
+fn an_install_written_before_the_repository_comes_after_it() {
+    let playbook = format!("resources:\n  - apt: nginx\n{}", &VENDOR[11..]);
+    let test = Test::new().playbook(&playbook).file("files/vendor.asc", ARMORED);
+    let plan = test.plan().code(2).stdout;
+    let at = |line: &str| plan.find(line).unwrap_or_else(|| panic!("{line}:\n{plan}"));
+    assert!(at("+ apt_repository:vendor (create)") < at("+ apt:nginx (create)"), "{plan}");
+    assert!(plan.contains("(depends on the lists of repository vendor, not fetched yet)"), "{plan}");
 }

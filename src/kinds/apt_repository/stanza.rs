@@ -134,7 +134,9 @@ pub fn uri_problem(uri: &str) -> Option<String> {
         return Some("it holds a user name or password, which a world-readable file must not".into());
     }
     let needs_host = !matches!(parsed.scheme(), "file" | "copy" | "cdrom" | "mirror+file");
-    if needs_host && parsed.host_str().is_none_or(str::is_empty) {
+    // As written: the parser makes `https:///debian` a URI of the host `debian`.
+    let authority = uri.split_once("://").map(|(_, rest)| rest).filter(|rest| !rest.starts_with('/'));
+    if needs_host && (authority.is_none() || parsed.host_str().is_none_or(str::is_empty)) {
         return Some(format!("a `{}:` URI names a host", parsed.scheme()));
     }
     None
