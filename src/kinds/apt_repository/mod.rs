@@ -105,7 +105,11 @@ fn file_changes(path: &Path, found: Option<&FileFacts>, content: &Content, owner
     };
     let mut changes = Vec::new();
     if found.content != *content {
-        changes.push(Change::Content { file: Some(path.to_owned()), from: Some(found.content.clone()), to: content.clone() });
+        changes.push(Change::Content {
+            file: Some(path.to_owned()),
+            from: Some(found.content.clone()),
+            to: content.clone(),
+        });
     }
     if found.mode != MODE {
         changes.push(Change::entry(path, Change::set(Attr::Mode, Some(found.mode), MODE)));
@@ -154,7 +158,9 @@ impl Resource for AptRepository {
         let key = read_key(attrs);
         let repository = repository?;
         let stanza = stanza.map(|stanza| Stanza {
-            signed_by: key.as_ref().map(|k| Path::new(KEYRINGS_DIR).join(format!("{repository}.{}", k.format.extension()))),
+            signed_by: key
+                .as_ref()
+                .map(|k| Path::new(KEYRINGS_DIR).join(format!("{repository}.{}", k.format.extension()))),
             ..stanza
         });
         Some(AptRepository { name: repository, state, stanza, key })
@@ -200,7 +206,8 @@ impl Resource for AptRepository {
             let owner = host.user_name(stat.uid).map_err(cannot)?;
             files.push((path, FileFacts { content, mode: stat.mode, owner }));
         }
-        let system_owner = host.user_name(host.system_owner().0).map_err(|e| self.error("cannot name root".into(), e))?;
+        let system_owner =
+            host.user_name(host.system_owner().0).map_err(|e| self.error("cannot name root".into(), e))?;
         Ok(AptRepositoryActual { files, system_owner })
     }
 
@@ -212,9 +219,9 @@ impl Resource for AptRepository {
         let mut changes: Vec<Change> = match self.state {
             State::Absent => removals.collect(),
             State::Present => {
-                let writes = wanted.iter().flat_map(|(path, content)| {
-                    file_changes(path, found(path), content, &actual.system_owner)
-                });
+                let writes = wanted
+                    .iter()
+                    .flat_map(|(path, content)| file_changes(path, found(path), content, &actual.system_owner));
                 writes.chain(removals).collect()
             }
         };
@@ -285,39 +292,57 @@ fn words(attrs: &mut Attrs, key: &'static str, problem: impl Fn(&str) -> Option<
 
 /// The stanza's fields, each value checked; None with `state: absent` or when one is missing.
 fn read_stanza(attrs: &mut Attrs, at: Span, state: State) -> Option<Stanza> {
-    let plain = |word: &str| stanza::value_problem(word).map(str::to_owned);
-    let uris = words(attrs, "uris", stanza::uri_problem, "write a URI such as `https://nginx.org/packages/debian` or `file:/srv/repo`");
-    let suites = words(attrs, "suites", plain, "write a distribution such as `bookworm`, or `./` for a flat repository");
-    let components = words(attrs, "components", plain, "write components such as `main`");
-    let arch = |word: &str| stanza::architecture_problem(word).map(str::to_owned);
-    let architectures = words(attrs, "architectures", arch, "write architectures such as `amd64`");
-    let type_of = |word: &str| SourceType::ALL.into_iter().find(|t| t.name() == word);
-    let type_problem = |word: &str| type_of(word).is_none().then(|| "the types are `deb` and `deb-src`".to_owned());
-    let types: Vec<SourceType> = words(attrs, "types", type_problem, "write `types: [deb]` or `types: [deb, deb-src]`")
-        .iter()
-        .filter_map(|word| type_of(word))
-        .collect();
+    let uris = words(attrs, "uris", stanza::uri_problem, "write a URI such as `https://nginx.org/packages/debian`");
+    let suites = words(attrs, "suites", plain_problem, "write a suite such as `bookworm`, or `./` (flat)");
+    let components = words(attrs, "components", plain_problem, "write components such as `main`");
+    let architectures = words(attrs, "architectures", architecture_problem, "write architectures such as `amd64`");
+    let types = words(attrs, "types", type_problem, "write `types: [deb]` or `types: [deb, deb-src]`");
     let enabled = attrs.bool("enabled").unwrap_or(true);
     if state == State::Absent {
         return None;
     }
-    for (key, given, example) in [("uris", !uris.is_empty(), "`uris: https://nginx.org/packages/debian`"), ("suites", !suites.is_empty(), "`suites: bookworm`")] {
-        if !given && attrs.node(key).is_none() {
-            attrs.error(at, format!("an apt_repository needs `{key}`"), format!("no `{key}`"), format!("add {example}"));
-        }
-    }
-    if let Some(problem) = stanza::layout_problem(&suites, &components).filter(|_| !suites.is_empty()) {
-        attrs.error(
-            at,
-            format!("these suites and components do not make an apt repository: {problem}"),
-            "suites and components disagree",
-            "a flat repository is `suites: ./` without `components:`; any other is `suites: bookworm` with `components: [main]`",
-        );
+    require(attrs, "uris", !uris.is_empty(), at, "`uris: https://nginx.org/packages/debian`");
+    require(attrs, "suites", !suites.is_empty(), at, "`suites: bookworm`");
+    if !suites.is_empty() && !check_layout(attrs, &suites, &components, at) {
         return None;
     }
-    let types = if types.is_empty() { vec![SourceType::Deb] } else { types };
+    let mut types: Vec<SourceType> = types.iter().filter_map(|word| SourceType::named(word)).collect();
+    if types.is_empty() {
+        types.push(SourceType::Deb);
+    }
     let complete = !uris.is_empty() && !suites.is_empty();
     complete.then_some(Stanza { types, uris, suites, components, architectures, enabled, signed_by: None })
+}
+
+fn plain_problem(word: &str) -> Option<String> {
+    stanza::value_problem(word).map(str::to_owned)
+}
+
+fn architecture_problem(word: &str) -> Option<String> {
+    stanza::architecture_problem(word).map(str::to_owned)
+}
+
+fn type_problem(word: &str) -> Option<String> {
+    SourceType::named(word).is_none().then(|| "the types are `deb` and `deb-src`".to_owned())
+}
+
+/// Reports `key` missing (when it is not there at all: a wrong value is reported already).
+fn require(attrs: &mut Attrs, key: &'static str, found: bool, at: Span, example: &str) {
+    if !found && attrs.node(key).is_none() {
+        attrs.error(at, format!("an apt_repository needs `{key}`"), format!("no `{key}`"), format!("add {example}"));
+    }
+}
+
+/// Reports suites and components that do not make a repository as apt reads them.
+fn check_layout(attrs: &mut Attrs, suites: &[String], components: &[String], at: Span) -> bool {
+    let Some(problem) = stanza::layout_problem(suites, components) else { return true };
+    attrs.error(
+        at,
+        format!("these suites and components do not make an apt repository: {problem}"),
+        "suites and components disagree",
+        "a flat repository is `suites: ./` without `components:`; any other is `suites: bookworm` with `components: [main]`",
+    );
+    false
 }
 
 /// `key:`: armored text inline, or a file beside the playbook; its format told by its content.
@@ -376,7 +401,10 @@ mod tests {
 
     fn converged() -> AptRepositoryActual {
         let source = vendor().stanza.unwrap().render();
-        actual(&[("/etc/apt/sources.list.d/vendor.sources", facts(&source)), ("/etc/apt/keyrings/vendor.asc", facts(KEY))])
+        actual(&[
+            ("/etc/apt/sources.list.d/vendor.sources", facts(&source)),
+            ("/etc/apt/keyrings/vendor.asc", facts(KEY)),
+        ])
     }
 
     #[test]

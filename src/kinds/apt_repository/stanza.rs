@@ -16,6 +16,11 @@ impl SourceType {
     /// Every type, by its name in `types:`.
     pub const ALL: [SourceType; 2] = [SourceType::Deb, SourceType::DebSrc];
 
+    /// The type `name` names in `types:`.
+    pub fn named(name: &str) -> Option<SourceType> {
+        SourceType::ALL.into_iter().find(|t| t.name() == name)
+    }
+
     /// Its name in the stanza and in `types:`.
     pub fn name(self) -> &'static str {
         match self {
@@ -226,7 +231,8 @@ mod tests {
 
     #[test]
     fn uris_are_parsed() {
-        for good in ["https://nginx.org/packages/debian", "http://127.0.0.1:8080/repo", "file:/srv/repo", "file:///srv/repo"]
+        for good in
+            ["https://nginx.org/packages/debian", "http://127.0.0.1:8080/repo", "file:/srv/repo", "file:///srv/repo"]
         {
             assert_eq!(uri_problem(good), None, "{good}");
         }
