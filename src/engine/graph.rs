@@ -2,7 +2,7 @@
 //!
 //! The edges are `after:` and what each kind says it needs ([`Resource::needs`]): a directory
 //! before what is inside it, a user or group before what it owns, an `apt` resource before what
-//! uses its packages, every `apt_repository` before an `apt` resource that installs. The order is the playbook's own, each resource moved only as far as the
+//! uses its packages, an `apt_repository` before the installs written after it. The order is the playbook's own, each resource moved only as far as the
 //! edges require (a stable topological sort: Kahn's algorithm, always taking the earliest ready
 //! resource). A cycle is reported with the ids around it.
 //!
@@ -83,7 +83,7 @@ pub fn edges(nodes: &[Node]) -> Vec<BTreeSet<usize>> {
                     before[i].extend(packages.iter().filter(|(p, _)| names.contains(&p.as_str())).map(|(_, j)| j))
                 }
                 Need::Inside(path) => before[i].extend(path.ancestors().skip(1).filter_map(|p| dirs.get(p))),
-                Need::AptSources => before[i].extend(&sources),
+                Need::AptSources => before[i].extend(sources.iter().filter(|&&j| j < i)),
                 Need::Directory(_) => {}
             }
         }

@@ -162,7 +162,9 @@ pub enum Need {
     Group(String),
     /// One of these packages: an `apt` resource that installs one of them comes first.
     Package(&'static [&'static str]),
-    /// The playbook's apt sources: every `apt_repository` resource comes first.
+    /// The apt sources written before it: each `apt_repository` resource earlier in the
+    /// playbook comes first (one written later does not: an install before it may bring what
+    /// fetching it needs, such as ca-certificates).
     AptSources,
 }
 

@@ -9,7 +9,7 @@ tests![
     a_binary_key_replaces_the_armored_one_and_absent_removes_both,
     bad_values_are_errors_at_their_lines_and_nothing_is_written,
     the_readme_example_plans_as_written,
-    an_install_written_before_the_repository_comes_after_it,
+    installs_written_after_a_repository_wait_for_it_and_those_before_stay_before,
 ];
 
 const ARMORED: &str = "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmDMEZ0test\n=abcd\n-----END PGP PUBLIC KEY BLOCK-----\n";
@@ -127,11 +127,26 @@ fn the_readme_example_plans_as_written() {
     assert!(install.starts_with("      (depends on the lists of repository nginx, not fetched yet)"), "{}", plan.stdout);
 }
 
-fn an_install_written_before_the_repository_comes_after_it() {
-    let playbook = format!("resources:\n  - apt: nginx\n{}", &VENDOR[11..]);
+fn installs_written_after_a_repository_wait_for_it_and_those_before_stay_before() {
+    let playbook = format!("resources:\n  - apt: ca-certificates\n{}  - apt: nginx\n", &VENDOR[11..]);
     let test = Test::new().playbook(&playbook).file("files/vendor.asc", ARMORED);
     let plan = test.plan().code(2).stdout;
     let at = |line: &str| plan.find(line).unwrap_or_else(|| panic!("{line}:\n{plan}"));
-    assert!(at("+ apt_repository:vendor (create)") < at("+ apt:nginx (create)"), "{plan}");
-    assert!(plan.contains("(depends on the lists of repository vendor, not fetched yet)"), "{plan}");
+    let (before, repository, after) =
+        (at("+ apt:ca-certificates (create)"), at("+ apt_repository:vendor (create)"), at("+ apt:nginx (create)"));
+    assert!(before < repository && repository < after, "{plan}");
+    let unfetched = "(depends on the lists of repository vendor, not fetched yet)";
+    assert!(!plan[..repository].contains(unfetched) && plan[after..].contains(unfetched), "{plan}");
+    // The repository moved after a file by its `after:` takes the install written after it along.
+    let moved = format!(
+        "{}    after: file:/etc/vendor.conf\n  - apt: nginx\n  - file: /etc/vendor.conf\n    content: x\n",
+        VENDOR
+    );
+    let test = test.playbook(&moved);
+    let plan = test.plan().code(2).stdout;
+    let at = |line: &str| plan.find(line).unwrap_or_else(|| panic!("{line}:\n{plan}"));
+    assert!(at("+ file:/etc/vendor.conf") < at("+ apt_repository:vendor") && at("+ apt_repository:vendor") < at("+ apt:nginx"), "{plan}");
+    // The first install is not made to wait: a repository may say `after:` it, with no cycle.
+    let test = test.playbook(&playbook.replace("    key: files/vendor.asc\n", "    key: files/vendor.asc\n    after: apt:ca-certificates\n"));
+    test.plan().code(2);
 }

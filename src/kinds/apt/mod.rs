@@ -274,7 +274,7 @@ impl Resource for Apt {
         self.packages.join(",")
     }
 
-    /// An install comes after the playbook's apt sources (`apt_repository`).
+    /// An install comes after the apt sources (`apt_repository`) written before it.
     fn needs(&self) -> Vec<Need> {
         match self.state {
             State::Present => vec![Need::AptSources],

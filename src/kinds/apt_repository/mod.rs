@@ -8,8 +8,8 @@
 //! `state: absent` removes the source and the key.
 //!
 //! A change of the source or its key makes the next `apt` resource of the run that installs
-//! something fetch the lists of this source first, and every `apt` resource that installs comes
-//! after every `apt_repository` of the playbook (docs/apt-repositories.md).
+//! something fetch the lists of this source first, and the `apt` resources written after it that
+//! install wait for it (docs/apt-repositories.md).
 
 mod key;
 mod stanza;
@@ -176,7 +176,7 @@ impl Resource for AptRepository {
         self.paths().into_iter().map(Need::Inside).collect()
     }
 
-    /// Every `apt` resource that installs comes after it.
+    /// The `apt` resources written after it that install come after it.
     fn provides(&self) -> Vec<Provide> {
         vec![Provide::AptSource]
     }
