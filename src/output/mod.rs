@@ -19,6 +19,7 @@ use crate::engine::record::{
     SkippedTrigger, Stream, Timing, Valid,
 };
 use crate::engine::trigger::Trigger;
+use crate::playbook::yaml_node::{Node, Value};
 use textwrap::core::Word;
 
 mod human;
@@ -192,14 +193,17 @@ impl Printer {
                 self.line(format!("  {line}"));
             }
             let width = m.params.iter().map(|p| p.name.len()).max().unwrap_or(0);
-            let indent = " ".repeat(2 + width + 2 + 6 + 2 + DEFAULT_COLUMN + 2);
+            let type_width = m.params.iter().map(|p| p.kind.name().len()).max().unwrap_or(0).max(6);
+            let indent = " ".repeat(2 + width + 2 + type_width + 2 + DEFAULT_COLUMN + 2);
             let description_width = MODULES_WIDTH.saturating_sub(indent.len()).max(30);
             for p in &m.params {
                 let default = match &p.default {
+                    // A mapping or a list as JSON: its source may span lines.
+                    Some(d @ Node { value: Value::Map(_) | Value::Seq(_), .. }) => format!("default {}", d.to_json()),
                     Some(d) => format!("default {}", d.source(&m.source.text).trim()),
                     None => "required".into(),
                 };
-                let head = format!("  {:width$}  {:6}  ", p.name, p.kind.name());
+                let head = format!("  {:width$}  {:type_width$}  ", p.name, p.kind.name());
                 let mut lines = wrap(&p.description, description_width).into_iter();
                 if default.chars().count() > DEFAULT_COLUMN {
                     self.line(format!("{head}{default}"));

@@ -22,31 +22,44 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ("nginx-proxy", include_str!("../../modules/nginx-proxy.yml")),
 ];
 
+/// The type of a module's parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParamType {
     String,
     Int,
     Bool,
     List,
+    /// Environment variables: a mapping of NAME (letters, digits, `_`) to a one-line value.
+    Environment,
+    /// systemd settings of a section: a mapping of Key (letters) to a one-line value or a list
+    /// of them (one `Key=value` line each).
+    UnitSettings,
 }
 
 impl ParamType {
+    /// Every type, in the order messages list them.
+    pub const ALL: [ParamType; 6] = [
+        ParamType::String,
+        ParamType::Int,
+        ParamType::Bool,
+        ParamType::List,
+        ParamType::Environment,
+        ParamType::UnitSettings,
+    ];
+
     fn parse(word: &str) -> Option<ParamType> {
-        Some(match word {
-            "string" => ParamType::String,
-            "int" => ParamType::Int,
-            "bool" => ParamType::Bool,
-            "list" => ParamType::List,
-            _ => return None,
-        })
+        ParamType::ALL.into_iter().find(|t| t.name() == word)
     }
 
+    /// Its name in a module's `params:`.
     pub fn name(self) -> &'static str {
         match self {
             ParamType::String => "string",
             ParamType::Int => "int",
             ParamType::Bool => "bool",
             ParamType::List => "list",
+            ParamType::Environment => "environment",
+            ParamType::UnitSettings => "unit_settings",
         }
     }
 
@@ -57,7 +70,50 @@ impl ParamType {
                 | (ParamType::Int, Value::Int(_))
                 | (ParamType::Bool, Value::Bool(_))
                 | (ParamType::List, Value::Seq(_))
+                | (ParamType::Environment | ParamType::UnitSettings, Value::Map(_))
         )
+    }
+
+    /// What is wrong with an entry of a mapping of this type, and where, with how to fix it.
+    fn entry_problem(self, key: &Node, value: &Node) -> Option<(Span, String, &'static str)> {
+        let name = key.as_str().unwrap_or_default();
+        let (valid_key, key_help) = match self {
+            ParamType::Environment => (
+                name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "a variable's name is letters, digits and _, not starting with a digit (DATABASE_URL)",
+            ),
+            ParamType::UnitSettings => (
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphabetic()),
+                "a systemd setting is letters only, as systemd spells it (TimeoutStartSec, LimitNOFILE)",
+            ),
+            _ => return None,
+        };
+        if !valid_key {
+            return Some((key.span, format!("`{}` is not a valid name here", crate::error::escape(name)), key_help));
+        }
+        let values = match (&value.value, self) {
+            (Value::Seq(items), ParamType::UnitSettings) => items.iter().collect(),
+            _ => vec![value],
+        };
+        for value in values {
+            match &value.value {
+                Value::String(text) if text.contains(['\n', '\r', '\0']) => {
+                    let message = format!("the value of `{name}` holds a line break");
+                    return Some((value.span, message, "each value is one line: the file holds one per line"));
+                }
+                Value::String(_) | Value::Int(_) | Value::Float(_) | Value::Bool(_) => {}
+                _ => {
+                    let message = format!("the value of `{name}` must be one value, not {}", value.type_name());
+                    let help = match self {
+                        ParamType::UnitSettings => "write a value, or a list of values for a setting given more than once",
+                        _ => "write a string, a number or true/false",
+                    };
+                    return Some((value.span, message, help));
+                }
+            }
+        }
+        None
     }
 }
 
@@ -96,8 +152,9 @@ impl Module {
                 let Some(kind) = ParamType::parse(kind_word) else {
                     errors.push(
                         source.error(spec.span, format!("unknown parameter type `{kind_word}`"), "not a type").help(
-                            did_you_mean(kind_word, ["string", "int", "bool", "list"])
-                                .unwrap_or_else(|| "use string, int, bool or list".to_owned()),
+                            did_you_mean(kind_word, ParamType::ALL.map(ParamType::name)).unwrap_or_else(|| {
+                                format!("use one of: {}", ParamType::ALL.map(ParamType::name).join(", "))
+                            }),
                         ),
                     );
                     continue;
@@ -280,7 +337,8 @@ fn typed(
             }
             .unwrap_or_else(|| node.clone())
         }
-        _ => node.clone(),
+        // A list's or a mapping's strings are templates too.
+        _ => render_node(node, templates).map_err(|e| errors.push(e)).ok()?,
     };
     if !param.kind.accepts(&node) {
         errors.push(
@@ -294,7 +352,29 @@ fn typed(
         );
         return None;
     }
+    if let Value::Map(entries) = &node.value {
+        let problems: Vec<_> = entries.iter().filter_map(|(k, v)| param.kind.entry_problem(k, v)).collect();
+        for (span, message, help) in &problems {
+            errors.push(source.error(*span, message.clone(), format!("in `{}`", param.name)).help(*help));
+        }
+        if !problems.is_empty() {
+            return None;
+        }
+    }
     Some(to_jinja(&node))
+}
+
+/// A node with each of its strings rendered as a template (keys stay as written).
+pub fn render_node(node: &Node, templates: &Templates) -> Result<Node, PlaybookError> {
+    let value = match &node.value {
+        Value::String(text) => Value::String(templates.render(text, node.span)?),
+        Value::Seq(items) => Value::Seq(items.iter().map(|n| render_node(n, templates)).collect::<Result<_, _>>()?),
+        Value::Map(entries) => Value::Map(
+            entries.iter().map(|(k, v)| Ok((k.clone(), render_node(v, templates)?))).collect::<Result<_, _>>()?,
+        ),
+        other => other.clone(),
+    };
+    Ok(Node { span: node.span, value })
 }
 
 /// The span of a `use:` entry, for errors about what it expands to.

@@ -10,6 +10,8 @@ tests![
     converge_modules_lists_parameters,
     modules_stay_within_100_columns_and_json_defaults_keep_their_types,
     a_package_named_by_a_module_and_the_playbook_is_one_install,
+    drop_ins_for_a_module_unit_merge_into_it,
+    a_second_content_for_a_module_unit_names_both_lines,
 ];
 
 fn shipped_modules_expand_into_resources() {
@@ -105,4 +107,39 @@ fn a_package_named_by_a_module_and_the_playbook_is_one_install() {
     assert_eq!(run.stdout.matches("package: nginx: install").count(), 1, "{}", run.stdout);
     assert_eq!(run.stdout.matches("package: curl: install").count(), 1, "{}", run.stdout);
     assert!(run.stdout.contains("Plan: 3 to create, 0 to update, 0 to remove;"), "{}", run.stdout);
+}
+
+const GUNICORN: &str = "  - use: gunicorn
+    with: {name: app, user: www-data, app_dir: /srv/app, venv: /srv/venv, wsgi: app:application}
+  - directory: /srv
+  - virtualenv: /srv/venv
+    packages: [gunicorn]
+";
+
+fn drop_ins_for_a_module_unit_merge_into_it() {
+    // Before the module's entry or after it, the drop-ins land beside its unit file.
+    for playbook in [
+        format!("resources:\n{GUNICORN}  - unit: app.service\n    dropins:\n      limits.conf: \"[Service]\\nLimitNOFILE=8192\\n\"\n"),
+        format!("resources:\n  - unit: app.service\n    dropins: {{limits.conf: \"[Service]\\nLimitNOFILE=8192\\n\"}}\n{GUNICORN}"),
+    ] {
+        let test = Test::new().playbook(&playbook);
+        let run = test.run_args(&["plan", "{playbook}", "--root", "{root}", "--no-color"]).code(2);
+        assert!(run.stdout.contains("app.service.d/limits.conf"), "{}", run.stdout);
+        assert!(run.stdout.contains("+LimitNOFILE=8192"), "{}", run.stdout);
+        assert_eq!(run.stdout.matches("+ unit:app.service").count(), 1, "{}", run.stdout);
+    }
+}
+
+fn a_second_content_for_a_module_unit_names_both_lines() {
+    let test = Test::new().playbook(&format!(
+        "resources:\n{GUNICORN}  - unit: app.service\n    content: \"[Service]\\nExecStart=/bin/true\\n\"\n"
+    ));
+    let err = test.validate().code(1).err();
+    assert!(err.contains("may only add `dropins:`"), "{err}");
+    assert!(err.contains("line 2"), "{err}");
+    let test = Test::new().playbook(&format!(
+        "resources:\n{GUNICORN}  - unit: app.service\n    dropins: {{a.conf: one}}\n  - unit: app.service\n    dropins: {{a.conf: two}}\n"
+    ));
+    let err = test.validate().code(1).err();
+    assert!(err.contains("both entries for `app.service` set the drop-in `a.conf`"), "{err}");
 }
