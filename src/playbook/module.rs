@@ -106,7 +106,9 @@ impl ParamType {
                 _ => {
                     let message = format!("the value of `{name}` must be one value, not {}", value.type_name());
                     let help = match self {
-                        ParamType::UnitSettings => "write a value, or a list of values for a setting given more than once",
+                        ParamType::UnitSettings => {
+                            "write a value, or a list of values for a setting given more than once"
+                        }
                         _ => "write a string, a number or true/false",
                     };
                     return Some((value.span, message, help));
@@ -361,7 +363,24 @@ fn typed(
             return None;
         }
     }
-    Some(to_jinja(&node))
+    match param.kind {
+        ParamType::Environment | ParamType::UnitSettings => Some(to_jinja(&scalars_as_text(node))),
+        _ => Some(to_jinja(&node)),
+    }
+}
+
+/// The numbers and booleans of a file's settings as the text a file holds for them (`false`, not
+/// the template engine's `False`); other nodes as they are.
+fn scalars_as_text(node: Node) -> Node {
+    let value = match node.value {
+        Value::Bool(b) => Value::String(b.to_string()),
+        Value::Int(n) => Value::String(n.to_string()),
+        Value::Float(f) => Value::String(f.to_string()),
+        Value::Seq(items) => Value::Seq(items.into_iter().map(scalars_as_text).collect()),
+        Value::Map(entries) => Value::Map(entries.into_iter().map(|(k, v)| (k, scalars_as_text(v))).collect()),
+        other => other,
+    };
+    Node { span: node.span, value }
 }
 
 /// A node with each of its strings rendered as a template (keys stay as written).

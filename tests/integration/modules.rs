@@ -12,6 +12,7 @@ tests![
     a_package_named_by_a_module_and_the_playbook_is_one_install,
     drop_ins_for_a_module_unit_merge_into_it,
     a_second_content_for_a_module_unit_names_both_lines,
+    gunicorn_environment_is_a_hidden_file_and_service_settings_are_checked,
 ];
 
 fn shipped_modules_expand_into_resources() {
@@ -142,4 +143,34 @@ fn a_second_content_for_a_module_unit_names_both_lines() {
     ));
     let err = test.validate().code(1).err();
     assert!(err.contains("both entries for `app.service` set the drop-in `a.conf`"), "{err}");
+}
+
+fn gunicorn_environment_is_a_hidden_file_and_service_settings_are_checked() {
+    let playbook = "resources:
+  - use: gunicorn
+    with:
+      name: app
+      user: www-data
+      app_dir: /srv/app
+      venv: /srv/venv
+      wsgi: app:application
+      environment: {GREETING: 'hi \"there\"', DEBUG: false}
+      service: {TimeoutStartSec: 30, Environment: [A=1, B=2]}
+  - directory: /srv
+  - virtualenv: /srv/venv
+    packages: [gunicorn]
+";
+    let test = Test::new().with_accounts().host_file("/etc/default/.keep", "").playbook(playbook);
+    let run = test.run_args(&["plan", "{playbook}", "--root", "{root}", "--no-color"]).code(2);
+    assert!(run.stdout.contains("+ file:/etc/default/app (create)"), "{}", run.stdout);
+    assert!(!run.stdout.contains("there"), "the environment is never shown: {}", run.stdout);
+    assert!(run.stdout.contains("mode: 0640\n      owner: root\n      group: www-data"), "{}", run.stdout);
+    for line in ["+EnvironmentFile=/etc/default/app", "+Environment=A=1\n", "+Environment=B=2\n", "+TimeoutStartSec=30"] {
+        assert!(run.stdout.contains(line), "{line}: {}", run.stdout);
+    }
+    let mistakes = "resources:\n  - use: gunicorn\n    with:\n      user: www-data\n      app_dir: /srv/app\n      venv: /srv/venv\n      wsgi: a:b\n      environment: {2FA: x, NAME: \"a\\nb\"}\n      service: {Exec-Start: x}\n";
+    let err = crate::lines::flat(&Test::new().playbook(mistakes).validate().code(1).err());
+    assert!(err.contains("`2FA` is not a valid name here"), "{err}");
+    assert!(err.contains("the value of `NAME` holds a line break"), "{err}");
+    assert!(err.contains("`Exec-Start` is not a valid name here"), "{err}");
 }
