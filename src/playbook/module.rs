@@ -396,6 +396,63 @@ pub fn render_node(node: &Node, templates: &Templates) -> Result<Node, PlaybookE
     Ok(Node { span: node.span, value })
 }
 
+/// A module expanded with given parameters, as `converge modules NAME` shows it.
+pub struct Expansion {
+    pub module: Module,
+    /// Each parameter: its name, its value, and whether that is the module's default.
+    pub params: Vec<(String, minijinja::Value, bool)>,
+    /// Its resources in order, rendered.
+    pub resources: Vec<Shown>,
+}
+
+/// A resource of an expanded module.
+pub enum Shown {
+    /// Its id, and its entry as a playbook would write it, every template rendered.
+    Resource { id: String, node: Node },
+    /// Its kind, left out by its `when:` (the expression as written).
+    LeftOut { kind: String, when: String },
+}
+
+impl Expansion {
+    /// The parameters' values from `scope` (what [`expand`] made), marking those not in `given`.
+    pub fn params(module: &Module, scope: &Templates, given: &[&str]) -> Vec<(String, minijinja::Value, bool)> {
+        let value = |name: &str| scope.var(name).cloned().unwrap_or_default();
+        module.params.iter().map(|p| (p.name.clone(), value(&p.name), !given.contains(&p.name.as_str()))).collect()
+    }
+}
+
+/// A resource of a module rendered for showing: its strings rendered, without the `when:` that
+/// kept it, and for a sensitive one every value that names nothing (`keep`) hidden.
+pub fn shown_node(node: &Node, scope: &Templates, sensitive: bool, keep: &[&str]) -> Result<Node, PlaybookError> {
+    let Value::Map(entries) = &node.value else { return render_node(node, scope) };
+    let mut shown = Vec::with_capacity(entries.len());
+    for (i, (key, value)) in entries.iter().enumerate() {
+        let name = key.as_str().unwrap_or_default();
+        if name == "when" {
+            continue;
+        }
+        let hidden = sensitive && i > 0 && !keep.contains(&name);
+        let value = match hidden {
+            true => Node { span: value.span, value: Value::String("(sensitive)".into()) },
+            false => typed_as_written(value, render_node(value, scope)?),
+        };
+        shown.push((key.clone(), value));
+    }
+    Ok(Node { span: node.span, value: Value::Map(shown) })
+}
+
+/// A template that rendered a boolean (`"{{ remove_default }}"` gives `True`) as the boolean a
+/// playbook writes.
+fn typed_as_written(template: &Node, rendered: Node) -> Node {
+    let is_template = matches!(&template.value, Value::String(t) if t.contains("{{"));
+    let value = match &rendered.value {
+        Value::String(text) if is_template && text.eq_ignore_ascii_case("true") => Value::Bool(true),
+        Value::String(text) if is_template && text.eq_ignore_ascii_case("false") => Value::Bool(false),
+        _ => return rendered,
+    };
+    Node { span: rendered.span, value }
+}
+
 /// The span of a `use:` entry, for errors about what it expands to.
 pub fn use_span(item: &Node) -> Span {
     item.get("use").map(|n| n.span).unwrap_or(item.span)

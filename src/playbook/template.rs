@@ -122,6 +122,11 @@ impl Templates {
         &self.dir
     }
 
+    /// A variable's value.
+    pub fn var(&self, name: &str) -> Option<&Jinja> {
+        self.vars.get(name)
+    }
+
     pub fn set_var(&mut self, name: String, value: Jinja) {
         self.vars.insert(name, value);
         self.context = Jinja::from(self.vars.clone());
@@ -335,6 +340,33 @@ fn leaves(value: &Jinja) -> Vec<String> {
         }
         minijinja::value::ValueKind::Undefined | minijinja::value::ValueKind::None => Vec::new(),
         _ => vec![value.to_string()],
+    }
+}
+
+/// A template value as JSON (the values YAML gives: none, booleans, numbers, strings, lists and
+/// mappings; anything else as its text).
+pub fn to_json(value: &Jinja) -> serde_json::Value {
+    use minijinja::value::ValueKind;
+    use serde_json::Value as J;
+    match value.kind() {
+        ValueKind::Undefined | ValueKind::None => J::Null,
+        ValueKind::Bool => J::Bool(value.is_true()),
+        ValueKind::Number => match value.as_i64() {
+            Some(n) => J::from(n),
+            None => {
+                value.to_string().parse::<f64>().ok().and_then(serde_json::Number::from_f64).map_or(J::Null, J::Number)
+            }
+        },
+        ValueKind::Seq => J::Array(value.try_iter().into_iter().flatten().map(|v| to_json(&v)).collect()),
+        ValueKind::Map => J::Object(
+            value
+                .try_iter()
+                .into_iter()
+                .flatten()
+                .map(|k| (k.to_string(), to_json(&value.get_item(&k).unwrap_or_default())))
+                .collect(),
+        ),
+        _ => J::String(value.to_string()),
     }
 }
 

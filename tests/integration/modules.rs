@@ -13,6 +13,8 @@ tests![
     drop_ins_for_a_module_unit_merge_into_it,
     a_second_content_for_a_module_unit_names_both_lines,
     gunicorn_environment_is_a_hidden_file_and_service_settings_are_checked,
+    converge_modules_name_shows_the_resources_as_a_playbook_would_write_them,
+    converge_modules_name_explains_an_unknown_module_and_missing_parameters,
 ];
 
 fn shipped_modules_expand_into_resources() {
@@ -65,7 +67,7 @@ fn a_playbook_module_overrides_a_shipped_one_and_is_listed() {
         .file("modules/motd.yml", "description: a message of the day\nparams:\n  text: {type: string, default: hello}\nresources:\n  - file: /etc/motd\n    content: \"{{ text }}\\n\"\n");
     test.apply().success();
     test.expect_file("/etc/greeting", "hi\n");
-    let run = test.run_args(&["modules", "{playbook}"]).success();
+    let run = test.run_args(&["modules", "--playbook", "{playbook}"]).success();
     assert!(run.stdout.contains("gunicorn (shipped)"), "{}", run.stdout);
     assert!(run.out().contains("nginx-proxy ([TMP]/modules/nginx-proxy.yml)\n  my own"), "{}", run.stdout);
     assert!(run.stdout.contains("  text  string  default hello"), "{}", run.stdout);
@@ -173,4 +175,35 @@ fn gunicorn_environment_is_a_hidden_file_and_service_settings_are_checked() {
     assert!(err.contains("`2FA` is not a valid name here"), "{err}");
     assert!(err.contains("the value of `NAME` holds a line break"), "{err}");
     assert!(err.contains("`Exec-Start` is not a valid name here"), "{err}");
+}
+
+fn converge_modules_name_shows_the_resources_as_a_playbook_would_write_them() {
+    let test = Test::new();
+    let args = ["modules", "nginx-proxy", "--var", "name=mysite", "--var", "upstream=unix:/run/x.sock", "--var", "listen=8080"];
+    let run = test.run_args(&args).success();
+    for line in ["#   listen: 8080\n", "#   server_name: \"_\"  # default\n", "  # nginx_site:mysite\n", "    remove_default: true\n", "          listen 8080;\n"] {
+        assert!(run.stdout.contains(line), "{line}: {}", run.stdout);
+    }
+    // What it prints is a playbook as it stands.
+    let test = test.playbook(&run.stdout);
+    assert_eq!(test.validate().success().stdout, "The playbook is valid: 2 resources.\n");
+    let json = test.run_args(&[&args[..], &["--output", "json"]].concat()).success();
+    let record: serde_json::Value = serde_json::from_str(json.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(record["type"], "module_resources");
+    assert_eq!(record["resources"][1]["id"], "nginx_site:mysite");
+    assert_eq!(record["params"][3], serde_json::json!({"name": "listen", "value": 8080, "default": false}));
+    // A resource its `when:` leaves out is named.
+    let run = test
+        .run_args(&["modules", "gunicorn", "--var", "user=app", "--var", "app_dir=/srv/a", "--var", "venv=/srv/v", "--var", "wsgi=a:b"])
+        .success();
+    assert!(run.stdout.contains("  # a file left out by `when: environment | length > 0`\n"), "{}", run.stdout);
+    assert!(run.stdout.contains("--workers 3 --bind unix:/run/gunicorn.sock a:b\n"), "{}", run.stdout);
+}
+
+fn converge_modules_name_explains_an_unknown_module_and_missing_parameters() {
+    let err = crate::lines::flat(&Test::new().run_args(&["modules", "nginx-proxi"]).code(1).stderr);
+    assert!(err.contains("no module `nginx-proxi` (did you mean `nginx-proxy`?); the modules here are gunicorn,"), "{err}");
+    let err = crate::lines::flat(&Test::new().run_args(&["modules", "gunicorn", "--var", "user=app"]).code(1).stderr);
+    assert!(err.contains("needs app_dir, venv, wsgi"), "{err}");
+    assert!(err.contains("converge modules gunicorn --var app_dir=... --var venv=... --var wsgi=..."), "{err}");
 }
