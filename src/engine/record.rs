@@ -511,7 +511,9 @@ pub struct ModuleResourcesRecord {
 /// A parameter's value in an expanded module.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ParamValue {
+    /// Its name.
     pub name: String,
+    /// Its value, with its JSON type.
     pub value: serde_json::Value,
     /// The module's default (not given).
     pub default: bool,
@@ -520,14 +522,18 @@ pub struct ParamValue {
 /// A resource of an expanded module.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModuleResource {
+    /// Its id (`unit:app.service`).
     pub id: String,
+    /// Its entry, every template rendered.
     pub resource: serde_json::Value,
 }
 
 /// A resource of a module that its `when:` left out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LeftOut {
+    /// Its kind's name.
     pub kind: String,
+    /// The `when:` expression, as written.
     pub when: String,
 }
 

@@ -398,6 +398,7 @@ pub fn render_node(node: &Node, templates: &Templates) -> Result<Node, PlaybookE
 
 /// A module expanded with given parameters, as `converge modules NAME` shows it.
 pub struct Expansion {
+    /// The module.
     pub module: Module,
     /// Each parameter: its name, its value, and whether that is the module's default.
     pub params: Vec<(String, minijinja::Value, bool)>,

@@ -44,7 +44,9 @@ pub struct LineInFile {
 /// How `create: true` makes a missing file.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Created {
+    /// `owner` and `group` (root when not given).
     pub ownership: Ownership,
+    /// `mode` (0644 when not given).
     pub mode: Option<Mode>,
 }
 
