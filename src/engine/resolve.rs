@@ -334,12 +334,7 @@ fn use_module(
     let at = crate::playbook::module::use_span(item);
     let mut resolved = Vec::new();
     for node in module.resources() {
-        if node.as_map_first_key() == Some("use") {
-            let e = scope.source().error(node.span, "a module cannot use another module", "nested `use:`");
-            errors.push(e.help("list the resources here instead"));
-            continue;
-        }
-        for (mut entry, mut after) in resolve_item(node, &scope, errors, skipped) {
+        for (mut entry, mut after) in module_entry(node, &scope, errors, skipped) {
             // Ordering errors are reported against the playbook: every span at the `use:` line
             // (a span into the module's text would point past the playbook's end).
             entry.span = at;
@@ -356,6 +351,42 @@ fn use_module(
         }
     }
     resolved
+}
+
+/// A module's resources resolved with its parameters (`scope`, from
+/// [`crate::playbook::module::expand`]), for `converge modules NAME`: each resource node with
+/// its entry, or None when its `when:` left it out or it has a mistake (then in `errors`).
+pub fn module_entries<'m>(
+    module: &'m crate::playbook::module::Module,
+    scope: &Templates,
+    errors: &mut Vec<PlaybookError>,
+) -> Vec<(&'m Node, Option<Entry>)> {
+    let mut skipped = Vec::new();
+    let mut pairs = Vec::new();
+    for node in module.resources() {
+        let entries = module_entry(node, scope, errors, &mut skipped);
+        match entries.is_empty() {
+            true => pairs.push((node, None)),
+            // One per item of its `for_each:`.
+            false => pairs.extend(entries.into_iter().map(|(entry, _)| (node, Some(entry)))),
+        }
+    }
+    pairs
+}
+
+/// One resource of a module (one per item of its `for_each:`): never a `use:` of another.
+fn module_entry(
+    node: &Node,
+    scope: &Templates,
+    errors: &mut Vec<PlaybookError>,
+    skipped: &mut Vec<(String, String)>,
+) -> Vec<WithAfter> {
+    if node.as_map_first_key() == Some("use") {
+        let e = scope.source().error(node.span, "a module cannot use another module", "nested `use:`");
+        errors.push(e.help("list the resources here instead"));
+        return Vec::new();
+    }
+    resolve_item(node, scope, errors, skipped)
 }
 
 /// An entry, and the ids its `after:` names with where.
