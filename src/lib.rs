@@ -98,6 +98,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Completions { shell } => commands::docs::completions(*shell),
         Command::Man { command } => commands::docs::man(command.as_deref()),
         Command::Schema => commands::docs::schema(),
+        Command::Disconnect => commands::remote::disconnect(&mut printer),
     };
     result.unwrap_or_else(|error| {
         printer.error(&error);

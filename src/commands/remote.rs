@@ -21,6 +21,7 @@ use crate::remote::interrupt;
 use crate::remote::inventory::Inventory;
 use crate::remote::report::{RunKind, Status};
 use crate::remote::session::Event;
+use crate::remote::ssh;
 use crate::remote::target::Target;
 use crate::remote::{Fleet, PrivateDir, Remote, SavedPlans};
 
@@ -78,14 +79,18 @@ pub fn run(
         binary: &binary,
         mode: run_kind,
         root: settings.root.as_deref(),
-        ssh_config: args.ssh_config.as_deref(),
+        ssh: ssh::Options {
+            config: args.ssh_config.as_deref(),
+            connect_timeout: args.connect_timeout,
+            masters: ssh::Masters::new(args.ssh_persist, dir.path()),
+        },
         become_root: args.become_root,
         forks: usize::from(args.forks),
+        timeout: Some(args.timeout).filter(|t| !t.is_zero()),
         lock_wait: match command {
             RemoteCommand::Apply { lock_wait, .. } => lock_wait,
             RemoteCommand::Plan => 0,
         },
-        dir: dir.path(),
         saved,
     };
 
@@ -314,4 +319,15 @@ fn prepare(
         printer.hosts_error(error, names, names.len() == targets.len());
     }
     Ok(None)
+}
+
+/// `converge disconnect`: closes the SSH connections that remote runs keep (`--ssh-persist`).
+pub fn disconnect(printer: &mut Printer) -> Result<u8> {
+    let closed = ssh::close_kept();
+    printer.say(match closed {
+        0 => "No SSH connection was kept open.".to_owned(),
+        1 => "Closed 1 kept SSH connection.".to_owned(),
+        n => format!("Closed {n} kept SSH connections."),
+    });
+    Ok(0)
 }

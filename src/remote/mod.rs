@@ -101,16 +101,18 @@ pub struct Fleet<'a> {
     pub mode: RunKind,
     /// `--root DIR`, passed to each target's engine.
     pub root: Option<&'a Path>,
-    pub ssh_config: Option<&'a Path>,
+    /// `--ssh-config`, `--connect-timeout` and where the master connections are.
+    pub ssh: ssh::Options<'a>,
     /// `--become` for every host (an inventory can set it per host too).
     pub become_root: bool,
     pub forks: usize,
+    /// `--timeout`: how long a host may take, from its first connection to its last record;
+    /// None: no limit.
+    pub timeout: Option<Duration>,
     /// `apply --lock-wait SECONDS` on each target.
     pub lock_wait: u64,
     /// Saved plans: made and sent back by each target, or applied there.
     pub saved: SavedPlans,
-    /// The run's private directory (ssh's control sockets).
-    pub dir: &'a Path,
 }
 
 impl Fleet<'_> {
@@ -143,8 +145,9 @@ impl Fleet<'_> {
                             target: &host.target,
                             bundle: &host.bundle,
                             fleet: self,
-                            control: self.dir.join(format!("{i}.ssh")),
+                            control: self.ssh.masters.socket(i, &host.target, self.ssh.config),
                             sudo: self.become_root || host.target.become_root,
+                            deadline: self.timeout.map(|t| std::time::Instant::now() + t),
                         };
                         session.run(&sender);
                     }
