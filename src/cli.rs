@@ -183,9 +183,9 @@ pub struct RemoteArgs {
     #[arg(long, value_name = "PATTERN", requires = "inventory")]
     pub limit: Option<String>,
 
-    /// How many hosts to converge at the same time.
-    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
-    pub forks: u16,
+    /// How many hosts to converge at the same time [default: all, up to 50].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub forks: Option<u16>,
 
     /// A host still running after DURATION (90s, 10m, 1h) is stopped and reported failed; 0: no limit.
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]

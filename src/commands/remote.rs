@@ -29,11 +29,13 @@ use crate::remote::{Fleet, PrivateDir, Remote, SavedPlans};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RemoteCommand {
     Plan,
-    /// `lock_wait`: seconds the target's engine waits for another run's lock.
+    /// `lock_wait`: seconds the target's engine waits for another run's lock; `jobs`: how many
+    /// long resources it applies at once.
     Apply {
         check: bool,
         detailed_exitcode: bool,
         lock_wait: u64,
+        jobs: u8,
     },
 }
 
@@ -85,15 +87,20 @@ pub fn run(
             masters: ssh::Masters::new(args.ssh_persist, dir.path()),
         },
         become_root: args.become_root,
-        forks: usize::from(args.forks),
+        forks: args.forks.map_or(crate::remote::FORKS, usize::from),
         timeout: Some(args.timeout).filter(|t| !t.is_zero()),
         lock_wait: match command {
             RemoteCommand::Apply { lock_wait, .. } => lock_wait,
             RemoteCommand::Plan => 0,
         },
+        jobs: match command {
+            RemoteCommand::Apply { jobs, .. } => jobs,
+            RemoteCommand::Plan => 1,
+        },
         saved,
     };
 
+    printer.hosts_start(targets.len());
     let width = targets.iter().map(|t| t.name.chars().count()).max().unwrap_or(0);
     let label = |i: usize| format!("{:width$} | ", targets[i].name);
     // A spinner per host while its binary uploads (a terminal only; output::progress decides).

@@ -130,6 +130,9 @@ impl Session<'_> {
     }
 
     fn steps(&self, ssh: &Ssh, events: &Sender<Event>) -> Result<Outcome, Stop> {
+        if !ssh.master_open() {
+            self.open_master(ssh)?;
+        }
         // Usually converge is there already, and one session probes and runs.
         let probe = match self.run_engine(ssh, events, true)? {
             Engine::Ran(outcome) => return Ok(outcome),
@@ -182,7 +185,7 @@ impl Session<'_> {
         let mut readable: Option<Result<(), String>> = None;
         let (status, stderr) = self.exchange(
             ssh,
-            &self.run_script(),
+            &ssh.argv(&self.run_script()),
             |stdin| self.bundle.write_tar(stdin),
             Stdin::Hold,
             |line| {
@@ -234,16 +237,25 @@ impl Session<'_> {
         }
     }
 
+    /// Opens the host's master connection (see [`Ssh::master_argv`]).
+    fn open_master(&self, ssh: &Ssh) -> Result<(), Stop> {
+        let (status, stderr) = self.exchange(ssh, &ssh.master_argv(), |_| Ok(()), Stdin::Close, |_| {})?;
+        match status.0 {
+            Some(0) => Ok(()),
+            _ => Err(Outcome::Unreachable(lost(&stderr))),
+        }
+    }
+
     /// [`exchange`] before the host's deadline: past it, ssh is stopped and the host fails.
     fn exchange(
         &self,
         ssh: &Ssh,
-        script: &str,
+        argv: &[std::ffi::OsString],
         input: impl FnOnce(&mut PipeWriter) -> std::io::Result<()> + Send,
         keep: Stdin,
         line: impl FnMut(String),
     ) -> Result<(Exit, String), Stop> {
-        let reply = exchange(ssh, script, input, keep, line, self.deadline)
+        let reply = exchange(ssh, argv, input, keep, line, self.deadline)
             .map_err(|e| Outcome::Failed(format!("cannot run ssh: {e}")))?;
         if reply.timed_out {
             return Err(Outcome::TimedOut(self.fleet.timeout.unwrap_or_default()));
@@ -286,7 +298,7 @@ impl Session<'_> {
         let _ = events.send(Event::Uploading { host: self.host, bytes: size });
         let (status, stderr) = self.exchange(
             ssh,
-            &script,
+            &ssh.argv(&script),
             |stdin| {
                 let mut file = std::fs::File::open(&path)?;
                 std::io::copy(&mut file, stdin).map(|_| ())
@@ -327,6 +339,10 @@ impl Session<'_> {
         }
         if self.fleet.mode == RunKind::Apply && self.fleet.lock_wait > 0 {
             args.push(format!("--lock-wait {}", self.fleet.lock_wait));
+        }
+        // Its default may differ from the target's (CONVERGE_JOBS here): always said.
+        if self.fleet.mode == RunKind::Apply {
+            args.push(format!("--jobs {}", self.fleet.jobs));
         }
         if let Some(root) = self.fleet.root {
             args.push(format!("--root {}", quote(&root.to_string_lossy())));
@@ -402,20 +418,20 @@ struct Reply {
     timed_out: bool,
 }
 
-/// Runs `script` on the host: `input` writes its stdin, `line` gets each line of its stdout
+/// Runs `argv` (ssh, with a script for the host): `input` writes its stdin, `line` gets each line of its stdout
 /// as it comes. Past `deadline`, ssh is sent SIGTERM (SIGKILL two seconds later) and its master
 /// connection is closed (which holds a copy of the pipes while the session it opened lasts):
 /// that ends the pipes and so the exchange. A host that hangs (its sshd stopped, a command that
 /// never returns) holds neither the run nor a process.
 fn exchange(
     ssh: &Ssh,
-    script: &str,
+    argv: &[std::ffi::OsString],
     input: impl FnOnce(&mut PipeWriter) -> std::io::Result<()> + Send,
     keep: Stdin,
     mut line: impl FnMut(String),
     deadline: Option<Instant>,
 ) -> std::io::Result<Reply> {
-    let mut child = interrupt::spawn(&ssh.argv(script))?;
+    let mut child = interrupt::spawn(argv)?;
     let mut stdin = child.stdin.take().expect("piped");
     let stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");

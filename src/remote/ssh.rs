@@ -166,6 +166,25 @@ impl Ssh {
         argv
     }
 
+    /// `ssh -o ControlMaster=yes OPTIONS -f -N -- DESTINATION`: opens the master connection, which
+    /// goes to the background once logged in. Opened on its own, it serves every session as a
+    /// mux client and holds none of their pipes (the master that a session opens keeps a copy of
+    /// that session's stdio for as long as the session lasts, even past its ssh client).
+    pub fn master_argv(&self) -> Vec<OsString> {
+        // ssh takes the first value given for an option.
+        let mut argv: Vec<OsString> = ["ssh", "-o", "ControlMaster=yes"].map(OsString::from).into();
+        argv.extend(self.options.iter().cloned());
+        argv.extend(["-f", "-N", "--"].map(OsString::from));
+        argv.push(self.destination.clone().into());
+        argv
+    }
+
+    /// Whether a master connection's socket is there (a stale one is replaced by the next
+    /// session, as `ControlMaster=auto` does).
+    pub fn master_open(&self) -> bool {
+        self.control.exists()
+    }
+
     /// The command line the remote login shell runs.
     pub fn remote_command(&self, script: &str) -> String {
         let sh = format!("sh -c {}", shell_words::quote(script));

@@ -31,6 +31,7 @@ tests![
     forks_is_how_many_hosts_are_contacted_at_once,
     a_host_that_hangs_fails_after_the_timeout_and_the_others_converge,
     a_kept_connection_serves_the_next_run_until_idle_or_disconnect,
+    apply_jobs_reaches_the_engine_on_the_target,
 ];
 
 const PLAYBOOK: &str = "vars:
@@ -695,7 +696,10 @@ fn forks_is_how_many_hosts_are_contacted_at_once() {
     let most_at_once = |forks: &str| {
         let _ = std::fs::remove_file(&log);
         let playbook = site.playbook();
-        let mut args = vec!["plan", &playbook, "--ssh-config", &config, "--forks", forks];
+        let mut args = vec!["plan", &playbook, "--ssh-config", &config];
+        if !forks.is_empty() {
+            args.extend(["--forks", forks]);
+        }
         for host in ["h1", "h2", "h3", "h4"] {
             args.extend(["--host", host]);
         }
@@ -715,6 +719,7 @@ fn forks_is_how_many_hosts_are_contacted_at_once() {
     assert_eq!(most_at_once("1"), 1, "--forks 1: one host at a time");
     assert_eq!(most_at_once("2"), 2, "--forks 2: two at a time");
     assert_eq!(most_at_once("4"), 4, "--forks 4: all four at once");
+    assert_eq!(most_at_once(""), 4, "by default, all hosts at once (up to 50)");
     let run = offline(&site, &["plan", &site.playbook(), "--host", "h1", "--forks", "0"]).expect(2);
     assert!(run.stderr.contains("--forks"), "{}", run.stderr);
 }
@@ -895,7 +900,8 @@ const HANG: &str = "  - command: [sh, -c, 'for p in /proc/[0-9]*; do case $(cat 
     onlyif: [test, -e, /etc/converge-hang]
 ";
 
-/// The processes of this machine whose command line mentions `word`.
+/// The processes of this machine whose command line mentions `word` (a path of the test's own:
+/// other tests use the same addresses in their own network namespaces).
 fn processes_with(word: &str) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -941,7 +947,8 @@ fn a_host_that_hangs_fails_after_the_timeout_and_the_others_converge() {
     assert_eq!(cs[0].sh("cat /srv/remote/motd"), "hello from none");
     assert_eq!(cs[2].sh("cat /srv/remote/motd"), "hello from none");
     // The hung host's ssh was stopped, and its master connection closed: no process left.
-    assert_eq!(processes_with(&hosts[1]), Vec::<String>::new());
+    let left: Vec<String> = processes_with(&config).into_iter().filter(|p| p.contains(&hosts[1])).collect();
+    assert_eq!(left, Vec::<String>::new());
     assert!(run.took >= Duration::from_secs(8), "it waited for the timeout: {:?}", run.took);
 
     // Human output: the reason on the host's line and in its row of the table.
@@ -997,4 +1004,24 @@ fn a_kept_connection_serves_the_next_run_until_idle_or_disconnect() {
 
     run(args("plan", &["--ssh-persist", "0"])).expect(0);
     assert!(wait_until(Duration::from_secs(5), || ssh_connections(&leader).is_empty()), "closed at the end of the run");
+}
+
+/// `apply --jobs N` is the target engine's `--jobs N`: a command notes its parent's (the
+/// engine's) command line.
+fn apply_jobs_reaches_the_engine_on_the_target() {
+    let c = Container::boot("remote-jobs");
+    let site = Site::new();
+    site.write(
+        "site/site.yml",
+        &format!(
+            "{PLAYBOOK}  - command: [sh, -c, 'tr \"\\\\0\" \" \" < /proc/$PPID/cmdline > /srv/remote/engine']\n    creates: /srv/remote/engine\n"
+        ),
+    );
+    let netns = format!("/proc/{}/ns/net", leader(&c));
+    let config = site.path("ssh_config").display().to_string();
+    let playbook = site.playbook();
+    let args = ["apply", &playbook, "--host", "root@127.0.0.1", "--ssh-config", &config, "--jobs", "3"];
+    converge(&site, &netns, &args).expect(0);
+    let engine = c.sh("cat /srv/remote/engine");
+    assert!(engine.contains(" apply ") && engine.contains(" --jobs 3"), "{engine}");
 }
