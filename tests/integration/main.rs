@@ -55,6 +55,8 @@ mod support;
 
 suite![
     accounts,
+    apt_repositories,
+    apt_repository_e2e,
     atomicity,
     cli,
     commands,
