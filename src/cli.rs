@@ -2,6 +2,7 @@
 //! program uses.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -136,6 +137,8 @@ pub enum Command {
     },
     /// Print the JSON Schema (draft 2020-12) of playbooks and modules, for editors.
     Schema,
+    /// Close the SSH connections that remote runs keep open for the next (--ssh-persist), now.
+    Disconnect,
 }
 
 #[derive(Debug, Args)]
@@ -194,9 +197,21 @@ pub struct RemoteArgs {
     #[arg(long, value_name = "PATTERN", requires = "inventory")]
     pub limit: Option<String>,
 
-    /// How many hosts to converge at the same time.
-    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
-    pub forks: u16,
+    /// How many hosts to converge at the same time [default: all, up to 50].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub forks: Option<u16>,
+
+    /// A host still running after DURATION (90s, 10m, 1h) is stopped and reported failed; 0: no limit.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// A host that does not answer ssh's connection and handshake within SECONDS is unreachable (ssh -o ConnectTimeout).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
+    pub connect_timeout: u16,
+
+    /// Keep each host's SSH connection open DURATION after the run, for the next (`converge disconnect` closes them); 0: close at the end.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub ssh_persist: Duration,
 
     /// An OpenSSH config file for every host (ssh -F FILE), such as `vagrant ssh-config` prints.
     #[arg(long, value_name = "FILE", requires = "targets")]
@@ -212,6 +227,20 @@ impl RemoteArgs {
     pub fn any(&self) -> bool {
         !self.hosts.is_empty() || self.inventory.is_some()
     }
+}
+
+/// `90`, `90s`, `10m`, `1h`: a whole number of seconds, minutes or hours.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(format!("`{text}` is not a duration: write seconds (90 or 90s), minutes (10m) or hours (1h)")),
+    };
+    let n: u64 =
+        number.parse().map_err(|_| format!("`{text}` does not start with a whole number, as in 90s or 10m"))?;
+    Ok(Duration::from_secs(n * scale))
 }
 
 fn parse_var(text: &str) -> Result<(String, String), String> {

@@ -58,11 +58,12 @@ pub fn run(cli: Cli) -> u8 {
             };
             commands::remote::run(input, commands::remote::RemoteCommand::Plan, remote, &settings, &mut printer)
         }
-        Command::Apply { playbook, plan, check, detailed_exitcode, lock_wait, remote, .. } if remote.any() => {
+        Command::Apply { playbook, plan, check, detailed_exitcode, lock_wait, jobs, remote, .. } if remote.any() => {
             let command = commands::remote::RemoteCommand::Apply {
                 check: *check,
                 detailed_exitcode: *detailed_exitcode,
                 lock_wait: *lock_wait,
+                jobs: *jobs,
             };
             match (plan, playbook) {
                 (Some(dir), _) => Ok(commands::remote::Input::SavedPlans(dir)),
@@ -100,6 +101,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Completions { shell } => commands::docs::completions(*shell),
         Command::Man { command } => commands::docs::man(command.as_deref()),
         Command::Schema => commands::docs::schema(),
+        Command::Disconnect => commands::remote::disconnect(&mut printer),
     };
     result.unwrap_or_else(|error| {
         printer.error(&error);

@@ -21,6 +21,7 @@ use crate::remote::interrupt;
 use crate::remote::inventory::Inventory;
 use crate::remote::report::{RunKind, Status};
 use crate::remote::session::Event;
+use crate::remote::ssh;
 use crate::remote::target::Target;
 use crate::remote::{Fleet, PrivateDir, Remote, SavedPlans};
 
@@ -28,11 +29,13 @@ use crate::remote::{Fleet, PrivateDir, Remote, SavedPlans};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RemoteCommand {
     Plan,
-    /// `lock_wait`: seconds the target's engine waits for another run's lock.
+    /// `lock_wait`: seconds the target's engine waits for another run's lock; `jobs`: how many
+    /// long resources it applies at once.
     Apply {
         check: bool,
         detailed_exitcode: bool,
         lock_wait: u64,
+        jobs: u8,
     },
 }
 
@@ -78,17 +81,26 @@ pub fn run(
         binary: &binary,
         mode: run_kind,
         root: settings.root.as_deref(),
-        ssh_config: args.ssh_config.as_deref(),
+        ssh: ssh::Options {
+            config: args.ssh_config.as_deref(),
+            connect_timeout: args.connect_timeout,
+            masters: ssh::Masters::new(args.ssh_persist, dir.path()),
+        },
         become_root: args.become_root,
-        forks: usize::from(args.forks),
+        forks: args.forks.map_or(crate::remote::FORKS, usize::from),
+        timeout: Some(args.timeout).filter(|t| !t.is_zero()),
         lock_wait: match command {
             RemoteCommand::Apply { lock_wait, .. } => lock_wait,
             RemoteCommand::Plan => 0,
         },
-        dir: dir.path(),
+        jobs: match command {
+            RemoteCommand::Apply { jobs, .. } => jobs,
+            RemoteCommand::Plan => 1,
+        },
         saved,
     };
 
+    printer.hosts_start(targets.len());
     let width = targets.iter().map(|t| t.name.chars().count()).max().unwrap_or(0);
     let label = |i: usize| format!("{:width$} | ", targets[i].name);
     // A spinner per host while its binary uploads (a terminal only; output::progress decides).
@@ -314,4 +326,15 @@ fn prepare(
         printer.hosts_error(error, names, names.len() == targets.len());
     }
     Ok(None)
+}
+
+/// `converge disconnect`: closes the SSH connections that remote runs keep (`--ssh-persist`).
+pub fn disconnect(printer: &mut Printer) -> Result<u8> {
+    let closed = ssh::close_kept();
+    printer.say(match closed {
+        0 => "No SSH connection was kept open.".to_owned(),
+        1 => "Closed 1 kept SSH connection.".to_owned(),
+        n => format!("Closed {n} kept SSH connections."),
+    });
+    Ok(0)
 }

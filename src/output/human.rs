@@ -20,12 +20,19 @@ pub struct Human {
     pub verbosity: i8,
     /// The plan's records so far.
     block: Vec<Record>,
+    /// A plan without changes prints nothing (a host of a fleet, which the summary counts).
+    silent_when_converged: bool,
 }
 
 impl Human {
     /// A renderer with these settings.
     pub fn new(color: bool, verbosity: i8) -> Human {
-        Human { color, verbosity, block: Vec::new() }
+        Human { color, verbosity, block: Vec::new(), silent_when_converged: false }
+    }
+
+    /// The same renderer, but a plan without changes prints nothing.
+    pub fn silent_when_converged(self) -> Human {
+        Human { silent_when_converged: true, ..self }
     }
 
     /// The lines `record` prints now (none for a record that only the printer or the stream
@@ -96,7 +103,9 @@ impl Human {
             }
         }
         if resources.is_empty() && triggers.is_empty() {
-            lines.push("No changes. The host matches the playbook.".into());
+            if !self.silent_when_converged {
+                lines.push("No changes. The host matches the playbook.".into());
+            }
             return;
         }
         if self.verbosity >= 0 {

@@ -47,6 +47,9 @@ pub struct Printer {
     human: Human,
     /// Remote hosts' records, rendered for people, by host.
     hosts: BTreeMap<String, Human>,
+    /// A run of many hosts, shown without -v: only hosts that change or fail have lines
+    /// (output/remote.rs).
+    fleet: bool,
 }
 
 const RESET: &str = "\x1b[0m";
@@ -78,6 +81,7 @@ impl Printer {
             started: Cell::new(false),
             human: Human::new(color, verbosity),
             hosts: BTreeMap::new(),
+            fleet: false,
         }
     }
 
@@ -551,7 +555,7 @@ mod tests {
 
     /// What a printer wrote.
     #[derive(Clone, Default)]
-    struct Captured(Rc<RefCell<Vec<u8>>>);
+    pub(super) struct Captured(Rc<RefCell<Vec<u8>>>);
 
     impl Write for Captured {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -564,7 +568,7 @@ mod tests {
     }
 
     impl Captured {
-        fn text(&self) -> String {
+        pub(super) fn text(&self) -> String {
             String::from_utf8(self.0.borrow().clone()).unwrap()
         }
     }

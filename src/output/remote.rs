@@ -9,7 +9,18 @@ use super::{BOLD, Format, GREEN, Human, Printer, RED, YELLOW, plural};
 use crate::engine::record::{Cached, HostOutput, HostRecord, HostStatus, Record, Upload};
 use crate::remote::report::{HostReport, Outcome, RunKind, Status};
 
+/// Up to this many hosts, each says how it ended (`No changes.`) and has its row in the summary
+/// table; past it, without `-v`, only the hosts that change or fail do, and the summary line
+/// counts the others.
+pub const FEW_HOSTS: usize = 5;
+
 impl Printer {
+    /// Says how many hosts the run has: past [`FEW_HOSTS`], the output leaves out converged hosts
+    /// (unless -v).
+    pub fn hosts_start(&mut self, hosts: usize) {
+        self.fleet = hosts > FEW_HOSTS && self.verbosity < 1;
+    }
+
     /// A record of one host's engine: in JSON passed on with a `host` field; for people,
     /// rendered as a local run's (a plan once its closing record came), each line prefixed by
     /// `label`, the host's padded name. Warnings and errors are left to the host's end, which
@@ -22,7 +33,11 @@ impl Printer {
             return;
         }
         let (color, verbosity) = (self.color, self.verbosity);
-        let renderer = self.hosts.entry(host.to_owned()).or_insert_with(|| Human::new(color, verbosity));
+        let fleet = self.fleet;
+        let renderer = self.hosts.entry(host.to_owned()).or_insert_with(|| {
+            let human = Human::new(color, verbosity);
+            if fleet { human.silent_when_converged() } else { human }
+        });
         let lines = renderer.feed(record);
         self.host_lines(label, &lines);
     }
@@ -116,18 +131,31 @@ impl Printer {
         if self.format == Format::Json {
             return;
         }
-        let width = reports.iter().map(|r| r.name.chars().count()).max().unwrap_or(0).max(4);
-        let changed = if mode == RunKind::Plan { "TO CHANGE" } else { "CHANGED" };
+        let mut rows: Vec<(Status, &HostReport)> = reports.iter().map(|r| (r.status(mode), r)).collect();
+        rows.sort_by_key(|(status, _)| rank(status));
+        if self.fleet {
+            rows.retain(|(status, _)| *status != Status::Converged);
+        }
+        let left_out = reports.len() - rows.len();
         if self.verbosity >= 0 {
             self.line("");
         }
+        if !rows.is_empty() {
+            self.table(&rows, mode);
+        }
+        self.line(self.paint(BOLD, &summary_line(reports, mode, left_out)));
+    }
+
+    /// The summary table: a row per host of `rows`.
+    fn table(&mut self, rows: &[(Status, &HostReport)], mode: RunKind) {
+        let width = rows.iter().map(|(_, r)| r.name.chars().count()).max().unwrap_or(0).max(4);
+        let changed = if mode == RunKind::Plan { "TO CHANGE" } else { "CHANGED" };
         self.line(self.paint(
             BOLD,
             &format!("{:width$}  {:>4}  {changed:>9}  {:>6}  {:>8}  {:>6}", "HOST", "OK", "FAILED", "TRIGGERS", "TIME"),
         ));
         let dash = |n: Option<usize>| n.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
-        for r in reports {
-            let status = r.status(mode);
+        for (status, r) in rows {
             let ran = matches!(r.outcome, Outcome::Ran { .. });
             let (changes, triggers) = if ran { (Some(r.changed(mode)), Some(r.triggers(mode))) } else { (None, None) };
             let row = format!(
@@ -139,7 +167,7 @@ impl Printer {
                 dash(triggers),
                 r.elapsed.as_secs_f64()
             );
-            let row = match &status {
+            let row = match status {
                 Status::Failed(reason) => self.paint(RED, &format!("{row}  {reason}")),
                 Status::Interrupted => self.paint(RED, &format!("{row}  interrupted")),
                 Status::Changed | Status::Pending => self.paint(YELLOW, &row),
@@ -147,19 +175,6 @@ impl Printer {
             };
             self.line(row);
         }
-        let count = |f: &dyn Fn(&Status) -> bool| reports.iter().filter(|r| f(&r.status(mode))).count();
-        let parts: Vec<String> = [
-            (count(&|s| *s == Status::Converged), "converged"),
-            (count(&|s| *s == Status::Changed), "changed"),
-            (count(&|s| *s == Status::Pending), "with changes pending"),
-            (count(&|s| matches!(s, Status::Failed(_))), "failed"),
-            (count(&|s| *s == Status::Interrupted), "interrupted"),
-        ]
-        .into_iter()
-        .filter(|(n, _)| *n > 0)
-        .map(|(n, what)| format!("{n} {what}"))
-        .collect();
-        self.line(self.paint(BOLD, &format!("{}: {}.", plural(reports.len(), "host"), parts.join(", "))));
     }
 
     /// A playbook mistake, found while resolving it for `hosts` (all of them when `all`).
@@ -179,5 +194,72 @@ impl Printer {
             let line = format!("{label}{l}");
             self.line(line.trim_end());
         }
+    }
+}
+
+/// Where a host's row goes in the summary table: failures first, then the hosts that changed.
+fn rank(status: &Status) -> u8 {
+    match status {
+        Status::Failed(_) => 0,
+        Status::Interrupted => 1,
+        Status::Changed | Status::Pending => 2,
+        Status::Converged => 3,
+    }
+}
+
+/// `3 hosts: 2 changed, 1 failed.`; with `left_out` rows not in the table, says how to see them.
+fn summary_line(reports: &[HostReport], mode: RunKind, left_out: usize) -> String {
+    let count = |f: &dyn Fn(&Status) -> bool| reports.iter().filter(|r| f(&r.status(mode))).count();
+    let parts: Vec<String> = [
+        (count(&|s| *s == Status::Converged), "converged"),
+        (count(&|s| *s == Status::Changed), "changed"),
+        (count(&|s| *s == Status::Pending), "with changes pending"),
+        (count(&|s| matches!(s, Status::Failed(_))), "failed"),
+        (count(&|s| *s == Status::Interrupted), "interrupted"),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect();
+    let hint = if left_out > 0 { " (-v lists the converged hosts too)" } else { "" };
+    format!("{}: {}.{hint}", plural(reports.len(), "host"), parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::tests::Captured;
+    use super::*;
+    use crate::remote::report::Tally;
+
+    fn report(name: &str, outcome: Outcome, applied: usize) -> HostReport {
+        let tally = Tally { applied, plan_seen: true, ..Tally::default() };
+        HostReport { name: name.into(), resources: 3, tally, outcome, elapsed: Duration::from_millis(200) }
+    }
+
+    /// The summary of `reports` as printed with `verbosity`.
+    fn summary(reports: &[HostReport], verbosity: i8) -> Vec<String> {
+        let out = Captured::default();
+        let mut printer = Printer::to(Box::new(out.clone()), Format::Human, false, verbosity);
+        printer.hosts_start(reports.len());
+        printer.hosts_summary(reports, RunKind::Apply);
+        out.text().lines().map(|l| l.split_whitespace().next().unwrap_or_default().to_owned()).collect()
+    }
+
+    #[test]
+    fn a_fleet_lists_failures_first_and_leaves_out_converged_hosts_unless_verbose() {
+        let ran = Outcome::Ran { code: 0, stderr: String::new() };
+        let mut reports: Vec<HostReport> = (1..=5).map(|i| report(&format!("web{i}"), ran.clone(), 0)).collect();
+        reports.insert(2, report("app1", ran.clone(), 2));
+        reports.push(report("db1", Outcome::TimedOut(Duration::from_secs(600)), 0));
+        assert_eq!(summary(&reports, 0), ["", "HOST", "db1", "app1", "7"]);
+        let verbose = summary(&reports, 1);
+        assert_eq!(verbose[..4], ["", "HOST", "db1", "app1"]);
+        assert_eq!(verbose[4..9], ["web1", "web2", "web3", "web4", "web5"]);
+
+        // A few hosts: every row, failures first all the same.
+        let few = [report("a", ran.clone(), 0), report("b", Outcome::Unreachable("refused".into()), 0)];
+        assert_eq!(summary(&few, 0), ["", "HOST", "b", "a", "2"]);
     }
 }

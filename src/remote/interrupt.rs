@@ -74,18 +74,31 @@ pub fn master(socket: &Path) {
 }
 
 /// Asks the master connection at `socket` to exit (`ssh -O exit`): its sessions end with it.
-pub fn close_master(socket: &Path) {
+/// Whether there was one.
+pub fn close_master(socket: &Path) -> bool {
+    ask_master(socket, "exit")
+}
+
+/// Asks the master connection at `socket` to take no new sessions and exit after its last
+/// (`ssh -O stop`): a run that uses it finishes. Whether there was one.
+pub fn stop_master(socket: &Path) -> bool {
+    ask_master(socket, "stop")
+}
+
+/// `ssh -O COMMAND` to the master at `socket`.
+fn ask_master(socket: &Path, command: &str) -> bool {
     let mut path = OsString::from("ControlPath=");
     path.push(socket);
     // The destination only names the connection; the socket is given.
-    let _ = std::process::Command::new("ssh")
+    std::process::Command::new("ssh")
         .arg("-o")
         .arg(path)
-        .args(["-O", "exit", "--", "converge-master"])
+        .args(["-O", command, "--", "converge-master"])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
-        .status();
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Whether the run was interrupted.
@@ -129,6 +142,22 @@ pub fn spawn(argv: &[OsString]) -> io::Result<Child> {
     let pid = posix_spawnp(program, &actions, &attr, &args, &env)?;
     children.insert(pid.as_raw());
     Ok(Child { pid, stdin: Some(stdin_w), stdout: Some(stdout_r), stderr: Some(stderr_r) })
+}
+
+impl Child {
+    /// Its process id, for [`stop`].
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+}
+
+/// Sends `signal` to `pid` if it is a child of [`spawn`] that has not been reaped (so never to
+/// a recycled pid).
+pub fn stop(pid: Pid, signal: Signal) {
+    let children = CHILDREN.lock().unwrap_or_else(|e| e.into_inner());
+    if children.contains(&pid.as_raw()) {
+        let _ = kill(pid, signal);
+    }
 }
 
 /// How a child ended: its exit code, or None when a signal killed it.

@@ -36,9 +36,11 @@
 //!   checks; each is rendered by the renderer of local runs. Errors are the engine's stderr and
 //!   exit code.
 //! - **Transport** (`ssh.rs`): the system's OpenSSH client, argv only, one multiplexed connection
-//!   per host (ControlMaster), BatchMode. `--ssh-config FILE` is `ssh -F FILE`.
-//! - **Failures stay per host**: an unreachable host, a refused sudo, a failed apply end that
-//!   host with its reason; the others go on, `--forks` at a time, and the exit code is 1.
+//!   per host (ControlMaster), kept for the next run (`--ssh-persist`), BatchMode. `--ssh-config
+//!   FILE` is `ssh -F FILE`.
+//! - **Failures stay per host**: an unreachable host, a refused sudo, a failed apply, a host past
+//!   `--timeout` (its ssh stopped) end that host with its reason; the others go on, `--forks` at
+//!   a time (all, up to [`FORKS`]), and the exit code is 1.
 //! - **Ctrl-C** (`interrupt.rs`) stops the local ssh processes and closes the master
 //!   connections, skips hosts not yet started and still prints the summary. On each target the
 //!   engine reads nothing but notices the connection go (the run script watches its stdin) and
@@ -94,6 +96,12 @@ pub enum SavedPlans {
     Apply,
 }
 
+/// How many hosts a run converges at once without `--forks`: all of them, up to this many. A host
+/// costs this machine an ssh client (about 50 ms of CPU for the handshake, then nothing but
+/// waiting), so the fleet's run time, not the CPU, is what a smaller number would cost; past
+/// this many, ssh clients and servers competing for the CPU slow every host.
+pub const FORKS: usize = 50;
+
 /// What every host of a run shares.
 pub struct Fleet<'a> {
     pub hosts: &'a [Remote],
@@ -101,16 +109,20 @@ pub struct Fleet<'a> {
     pub mode: RunKind,
     /// `--root DIR`, passed to each target's engine.
     pub root: Option<&'a Path>,
-    pub ssh_config: Option<&'a Path>,
+    /// `--ssh-config`, `--connect-timeout` and where the master connections are.
+    pub ssh: ssh::Options<'a>,
     /// `--become` for every host (an inventory can set it per host too).
     pub become_root: bool,
     pub forks: usize,
+    /// `--timeout`: how long a host may take, from its first connection to its last record;
+    /// None: no limit.
+    pub timeout: Option<Duration>,
     /// `apply --lock-wait SECONDS` on each target.
     pub lock_wait: u64,
+    /// `apply --jobs N` on each target.
+    pub jobs: u8,
     /// Saved plans: made and sent back by each target, or applied there.
     pub saved: SavedPlans,
-    /// The run's private directory (ssh's control sockets).
-    pub dir: &'a Path,
 }
 
 impl Fleet<'_> {
@@ -143,8 +155,9 @@ impl Fleet<'_> {
                             target: &host.target,
                             bundle: &host.bundle,
                             fleet: self,
-                            control: self.dir.join(format!("{i}.ssh")),
+                            control: self.ssh.masters.socket(i, &host.target, self.ssh.config),
                             sudo: self.become_root || host.target.become_root,
+                            deadline: self.timeout.map(|t| std::time::Instant::now() + t),
                         };
                         session.run(&sender);
                     }

@@ -22,6 +22,8 @@ pub enum Outcome {
     Ran { code: i32, stderr: String },
     /// ssh could not connect or log in.
     Unreachable(String),
+    /// The host was still running after `--timeout` (this long): its ssh was stopped.
+    TimedOut(Duration),
     /// Something before the engine failed: sudo, the architecture, the upload.
     Failed(String),
     /// Ctrl-C: stopped, or never started.
@@ -86,6 +88,7 @@ impl HostReport {
         match &self.outcome {
             Outcome::Unreachable(reason) => Status::Failed(format!("unreachable: {reason}")),
             Outcome::Failed(reason) => Status::Failed(reason.clone()),
+            Outcome::TimedOut(limit) => Status::Failed(format!("timed out after {} (--timeout)", seconds(*limit))),
             Outcome::Interrupted => Status::Interrupted,
             Outcome::Ran { code, stderr } => match (mode, code) {
                 (RunKind::Plan, 0) | (RunKind::Apply, 0) if self.tally.applied == 0 && self.tally.triggers_ran == 0 => {
@@ -127,6 +130,15 @@ impl HostReport {
             RunKind::Plan => self.tally.triggers_planned,
             RunKind::Apply => self.tally.triggers_ran,
         }
+    }
+}
+
+/// A duration as `--timeout` takes it: `90s`, `10m`, `1h`.
+pub fn seconds(duration: Duration) -> String {
+    match duration.as_secs() {
+        s if s >= 3600 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
     }
 }
 

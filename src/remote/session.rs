@@ -100,6 +100,8 @@ pub struct Session<'a> {
     /// The master connection's socket.
     pub control: PathBuf,
     pub sudo: bool,
+    /// `--timeout`: when its ssh is stopped and the host fails.
+    pub deadline: Option<Instant>,
 }
 
 /// Why a step stopped the session.
@@ -112,9 +114,12 @@ impl Session<'_> {
         let outcome = if interrupt::interrupted() {
             Outcome::Interrupted
         } else {
-            let ssh = Ssh::new(self.target, self.fleet.ssh_config, self.control.clone(), self.sudo);
+            let ssh = Ssh::new(self.target, &self.fleet.ssh, self.control.clone(), self.sudo);
             let outcome = self.steps(&ssh, events).unwrap_or_else(|stop| stop);
-            ssh.close();
+            // A master that hangs is no use to the next run.
+            if !self.fleet.ssh.masters.kept() || matches!(outcome, Outcome::TimedOut(_)) {
+                ssh.close();
+            }
             if interrupt::interrupted() && !matches!(outcome, Outcome::Ran { code: 0 | 2, .. }) {
                 Outcome::Interrupted
             } else {
@@ -125,6 +130,9 @@ impl Session<'_> {
     }
 
     fn steps(&self, ssh: &Ssh, events: &Sender<Event>) -> Result<Outcome, Stop> {
+        if !ssh.master_open() {
+            self.open_master(ssh)?;
+        }
         // Usually converge is there already, and one session probes and runs.
         let probe = match self.run_engine(ssh, events, true)? {
             Engine::Ran(outcome) => return Ok(outcome),
@@ -175,9 +183,9 @@ impl Session<'_> {
         let mut probe: Vec<String> = Vec::new();
         // Whether the engine's records can be read: None until its stream record came.
         let mut readable: Option<Result<(), String>> = None;
-        let (status, stderr) = exchange(
+        let (status, stderr) = self.exchange(
             ssh,
-            &self.run_script(),
+            &ssh.argv(&self.run_script()),
             |stdin| self.bundle.write_tar(stdin),
             Stdin::Hold,
             |line| {
@@ -210,8 +218,7 @@ impl Session<'_> {
                     }
                 }
             },
-        )
-        .map_err(|e| Outcome::Failed(format!("cannot run ssh: {e}")))?;
+        )?;
         if let Some(Err(why)) = readable {
             return Err(Outcome::Failed(why));
         }
@@ -228,6 +235,32 @@ impl Session<'_> {
             Some(code) => Ok(Engine::Ran(Outcome::Ran { code, stderr })),
             None => Err(Outcome::Failed("ssh was killed".into())),
         }
+    }
+
+    /// Opens the host's master connection (see [`Ssh::master_argv`]).
+    fn open_master(&self, ssh: &Ssh) -> Result<(), Stop> {
+        let (status, stderr) = self.exchange(ssh, &ssh.master_argv(), |_| Ok(()), Stdin::Close, |_| {})?;
+        match status.0 {
+            Some(0) => Ok(()),
+            _ => Err(Outcome::Unreachable(lost(&stderr))),
+        }
+    }
+
+    /// [`exchange`] before the host's deadline: past it, ssh is stopped and the host fails.
+    fn exchange(
+        &self,
+        ssh: &Ssh,
+        argv: &[std::ffi::OsString],
+        input: impl FnOnce(&mut PipeWriter) -> std::io::Result<()> + Send,
+        keep: Stdin,
+        line: impl FnMut(String),
+    ) -> Result<(Exit, String), Stop> {
+        let reply = exchange(ssh, argv, input, keep, line, self.deadline)
+            .map_err(|e| Outcome::Failed(format!("cannot run ssh: {e}")))?;
+        if reply.timed_out {
+            return Err(Outcome::TimedOut(self.fleet.timeout.unwrap_or_default()));
+        }
+        Ok((reply.status, reply.stderr))
     }
 
     /// Sets `base` (the cache directory), `dir` (this binary's), `bin` and `uid`, and defines
@@ -263,17 +296,16 @@ impl Session<'_> {
         );
         let path = self.fleet.binary.path.clone();
         let _ = events.send(Event::Uploading { host: self.host, bytes: size });
-        let (status, stderr) = exchange(
+        let (status, stderr) = self.exchange(
             ssh,
-            &script,
+            &ssh.argv(&script),
             |stdin| {
                 let mut file = std::fs::File::open(&path)?;
                 std::io::copy(&mut file, stdin).map(|_| ())
             },
             Stdin::Close,
             |_| {},
-        )
-        .map_err(|e| Outcome::Failed(format!("cannot upload converge: {e}")))?;
+        )?;
         match status.0 {
             Some(0) => Ok(()),
             Some(255) => Err(Outcome::Unreachable(lost(&stderr))),
@@ -307,6 +339,10 @@ impl Session<'_> {
         }
         if self.fleet.mode == RunKind::Apply && self.fleet.lock_wait > 0 {
             args.push(format!("--lock-wait {}", self.fleet.lock_wait));
+        }
+        // Its default may differ from the target's (CONVERGE_JOBS here): always said.
+        if self.fleet.mode == RunKind::Apply {
+            args.push(format!("--jobs {}", self.fleet.jobs));
         }
         if let Some(root) = self.fleet.root {
             args.push(format!("--root {}", quote(&root.to_string_lossy())));
@@ -374,20 +410,35 @@ enum Stdin {
     Hold,
 }
 
-/// Runs `script` on the host: `input` writes its stdin, `line` gets each line of its stdout
-/// as it comes; returns the exit status and stderr.
+/// What `exchange` got back: the exit status and stderr of ssh, and whether the deadline
+/// stopped it.
+struct Reply {
+    status: Exit,
+    stderr: String,
+    timed_out: bool,
+}
+
+/// Runs `argv` (ssh, with a script for the host): `input` writes its stdin, `line` gets each line of its stdout
+/// as it comes. Past `deadline`, ssh is sent SIGTERM (SIGKILL two seconds later) and its master
+/// connection is closed (which holds a copy of the pipes while the session it opened lasts):
+/// that ends the pipes and so the exchange. A host that hangs (its sshd stopped, a command that
+/// never returns) holds neither the run nor a process.
 fn exchange(
     ssh: &Ssh,
-    script: &str,
+    argv: &[std::ffi::OsString],
     input: impl FnOnce(&mut PipeWriter) -> std::io::Result<()> + Send,
     keep: Stdin,
     mut line: impl FnMut(String),
-) -> std::io::Result<(Exit, String)> {
-    let mut child = interrupt::spawn(&ssh.argv(script))?;
+    deadline: Option<Instant>,
+) -> std::io::Result<Reply> {
+    let mut child = interrupt::spawn(argv)?;
     let mut stdin = child.stdin.take().expect("piped");
     let stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
-    let stderr = std::thread::scope(|s| {
+    let pid = child.pid();
+    let (finished, done) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        let watchdog = deadline.map(|deadline| s.spawn(move || watch(ssh, pid, deadline, &done)));
         // A target that stops reading (it failed early) is not an error here: its exit status
         // and stderr say what happened.
         let writer = s.spawn(move || {
@@ -407,10 +458,27 @@ fn exchange(
             }
         }
         drop(writer.join());
-        err.join().unwrap_or_default()
-    });
-    let status = interrupt::wait(child)?;
-    Ok((status, stderr))
+        let stderr = err.join().unwrap_or_default();
+        let status = interrupt::wait(child);
+        drop(finished);
+        let timed_out = watchdog.is_some_and(|w| w.join().unwrap_or(false));
+        Ok(Reply { status: status?, stderr, timed_out })
+    })
+}
+
+/// Waits until `done` says the child ended, or `deadline`: then stops it (SIGTERM, SIGKILL if it
+/// is still there two seconds later), closes its master connection, and says so.
+fn watch(ssh: &Ssh, pid: nix::unistd::Pid, deadline: Instant, done: &std::sync::mpsc::Receiver<()>) -> bool {
+    use std::sync::mpsc::RecvTimeoutError::Timeout;
+    if done.recv_timeout(deadline.saturating_duration_since(Instant::now())) != Err(Timeout) {
+        return false;
+    }
+    interrupt::stop(pid, nix::sys::signal::Signal::SIGTERM);
+    ssh.close();
+    if done.recv_timeout(Duration::from_secs(2)) == Err(Timeout) {
+        interrupt::stop(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+    true
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use crate::support::wait_until;
 use crate::systemd_e2e::{Container, pair};
 
 tests![
@@ -28,6 +29,9 @@ tests![
     the_static_binary_runs_in_a_root_without_libc,
     variables_playbook_then_inventory_then_vars_file_then_command_line,
     forks_is_how_many_hosts_are_contacted_at_once,
+    a_host_that_hangs_fails_after_the_timeout_and_the_others_converge,
+    a_kept_connection_serves_the_next_run_until_idle_or_disconnect,
+    apply_jobs_reaches_the_engine_on_the_target,
 ];
 
 const PLAYBOOK: &str = "vars:
@@ -699,7 +703,10 @@ fn forks_is_how_many_hosts_are_contacted_at_once() {
     let most_at_once = |forks: &str| {
         let _ = std::fs::remove_file(&log);
         let playbook = site.playbook();
-        let mut args = vec!["plan", &playbook, "--ssh-config", &config, "--forks", forks];
+        let mut args = vec!["plan", &playbook, "--ssh-config", &config];
+        if !forks.is_empty() {
+            args.extend(["--forks", forks]);
+        }
         for host in ["h1", "h2", "h3", "h4"] {
             args.extend(["--host", host]);
         }
@@ -719,6 +726,7 @@ fn forks_is_how_many_hosts_are_contacted_at_once() {
     assert_eq!(most_at_once("1"), 1, "--forks 1: one host at a time");
     assert_eq!(most_at_once("2"), 2, "--forks 2: two at a time");
     assert_eq!(most_at_once("4"), 4, "--forks 4: all four at once");
+    assert_eq!(most_at_once(""), 4, "by default, all hosts at once (up to 50)");
     let run = offline(&site, &["plan", &site.playbook(), "--host", "h1", "--forks", "0"]).expect(2);
     assert!(run.stderr.contains("--forks"), "{}", run.stderr);
 }
@@ -889,4 +897,138 @@ fn the_static_binary_runs_in_a_root_without_libc() {
         .expect("chroot runs");
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read_to_string(root.path().join("target/etc/motd")).unwrap(), "no libc here\n");
+}
+
+/// A command that stops (SIGSTOP) every sshd of its host where /etc/converge-hang exists: the
+/// engine goes on, but nothing it says reaches us any more. `sshd*`: OpenSSH 9.8 on split sshd
+/// into sshd, sshd-session and sshd-auth.
+const HANG: &str = "  - command: [sh, -c, 'for p in /proc/[0-9]*; do case $(cat $p/comm) in sshd*) kill -STOP ${p##*/};; esac; done']
+    name: hang
+    onlyif: [test, -e, /etc/converge-hang]
+";
+
+/// The processes of this machine whose command line mentions `word` (a path of the test's own:
+/// other tests use the same addresses in their own network namespaces).
+fn processes_with(word: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(word) {
+            found.push(format!("{}: {cmdline}", entry.file_name().to_string_lossy()));
+        }
+    }
+    found
+}
+
+/// `--timeout`: a host whose sshd is stopped half way through the run fails when its time is up,
+/// while the others converge; its ssh processes are gone at the end.
+fn a_host_that_hangs_fails_after_the_timeout_and_the_others_converge() {
+    let cs = boot("hang", 3);
+    let net = Net::new("hang", &cs.iter().collect::<Vec<_>>());
+    let site = Site::new();
+    site.write("site/site.yml", &format!("{PLAYBOOK}{HANG}"));
+    let config = site.path("ssh_config").display().to_string();
+    let hosts: Vec<String> = (0..3).map(Net::address).collect();
+    let playbook = site.playbook();
+    let mut args = vec!["apply", &playbook, "--ssh-config", &config, "--var", "greeting=hi"];
+    for h in &hosts {
+        args.extend(["--host", h]);
+    }
+    // Converge sent once, untimed (a debug build takes its time to upload on a loaded machine).
+    converge(&site, &net.path(), &args).expect(0);
+    cs[1].sh("touch /etc/converge-hang");
+    args[5] = "greeting=hello";
+    args.extend(["--timeout", "8s", "--output", "json"]);
+    let run = converge(&site, &net.path(), &args);
+    cs[1].sh("for p in /proc/[0-9]*; do case $(cat $p/comm) in sshd*) kill -CONT ${p##*/};; esac; done");
+    let run = run.expect(1);
+    let records = run.hosts();
+    let status = |h: &str| {
+        let r = records.iter().find(|r| r["host"] == h).unwrap_or_else(|| panic!("no host record for {h}: {}", run.stdout));
+        (r["status"].as_str().unwrap_or_default().to_owned(), r["reason"].as_str().unwrap_or_default().to_owned())
+    };
+    assert_eq!(status(&hosts[1]), ("failed".into(), "timed out after 8s (--timeout)".into()), "{}", run.stdout);
+    assert_eq!(status(&hosts[0]).0, "changed");
+    assert_eq!(status(&hosts[2]).0, "changed");
+    assert_eq!(cs[0].sh("cat /srv/remote/motd"), "hello from none");
+    assert_eq!(cs[2].sh("cat /srv/remote/motd"), "hello from none");
+    // The hung host's ssh was stopped, and its master connection closed: no process left.
+    let left: Vec<String> = processes_with(&config).into_iter().filter(|p| p.contains(&hosts[1])).collect();
+    assert_eq!(left, Vec::<String>::new());
+    assert!(run.took >= Duration::from_secs(8), "it waited for the timeout: {:?}", run.took);
+
+    // Human output: the reason on the host's line and in its row of the table.
+    let human = converge(&site, &net.path(), &["apply", &playbook, "--ssh-config", &config, "--timeout", "3s", "--host", &hosts[1]]);
+    cs[1].sh("for p in /proc/[0-9]*; do case $(cat $p/comm) in sshd*) kill -CONT ${p##*/};; esac; done");
+    let human = human.expect(1);
+    let down = &hosts[1];
+    assert!(human.stdout.contains(&format!("{down} | failed: timed out after 3s (--timeout)")), "{}", human.stdout);
+    let row = human.stdout.lines().find(|l| l.starts_with(down.as_str()) && l.contains("timed out")).unwrap();
+    assert!(row.ends_with("timed out after 3s (--timeout)"), "{row}");
+}
+
+/// The established connections to a container's sshd: the client's end of each (address:port).
+fn ssh_connections(leader: &str) -> Vec<String> {
+    let out = Command::new("nsenter")
+        .args(["-t", leader, "-n", "ss", "-Htn", "state", "established", "( sport = :22 )"])
+        .output()
+        .expect("ss runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().filter_map(|l| l.split_whitespace().nth(3)).map(str::to_owned).collect()
+}
+
+/// `--ssh-persist`: the master connection of a run stays open for the next one (a plan then an
+/// apply make one handshake), until `converge disconnect` or its idle time; 0 closes it at the
+/// end of the run.
+fn a_kept_connection_serves_the_next_run_until_idle_or_disconnect() {
+    let c = Container::boot("remote-kept");
+    let site = Site::new();
+    let leader = leader(&c);
+    let netns = format!("/proc/{leader}/ns/net");
+    let config = site.path("ssh_config").display().to_string();
+    let playbook = site.playbook();
+    let args = |command: &'static str, more: &[&'static str]| -> Vec<String> {
+        let base = [command, &playbook, "--host", "root@127.0.0.1", "--ssh-config", &config];
+        base.iter().chain(more).map(|a| a.to_string()).collect()
+    };
+    let run = |args: Vec<String>| converge(&site, &netns, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    run(args("plan", &[])).expect(2);
+    let first = ssh_connections(&leader);
+    assert_eq!(first.len(), 1, "the plan's connection is kept: {first:?}");
+    run(args("apply", &[])).expect(0);
+    assert_eq!(ssh_connections(&leader), first, "the apply went over the plan's connection");
+
+    let out = Command::new(&site.bin).arg("disconnect").env("NO_COLOR", "1").output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && said.starts_with("Closed "), "{said}");
+    assert!(wait_until(Duration::from_secs(10), || ssh_connections(&leader).is_empty()), "disconnect closed it");
+
+    run(args("plan", &["--ssh-persist", "2s"])).expect(0);
+    assert_eq!(ssh_connections(&leader).len(), 1);
+    assert!(wait_until(Duration::from_secs(15), || ssh_connections(&leader).is_empty()), "closed after 2 s idle");
+
+    run(args("plan", &["--ssh-persist", "0"])).expect(0);
+    assert!(wait_until(Duration::from_secs(5), || ssh_connections(&leader).is_empty()), "closed at the end of the run");
+}
+
+/// `apply --jobs N` is the target engine's `--jobs N`: a command notes its parent's (the
+/// engine's) command line.
+fn apply_jobs_reaches_the_engine_on_the_target() {
+    let c = Container::boot("remote-jobs");
+    let site = Site::new();
+    site.write(
+        "site/site.yml",
+        &format!(
+            "{PLAYBOOK}  - command: [sh, -c, 'tr \"\\\\0\" \" \" < /proc/$PPID/cmdline > /srv/remote/engine']\n    creates: /srv/remote/engine\n"
+        ),
+    );
+    let netns = format!("/proc/{}/ns/net", leader(&c));
+    let config = site.path("ssh_config").display().to_string();
+    let playbook = site.playbook();
+    let args = ["apply", &playbook, "--host", "root@127.0.0.1", "--ssh-config", &config, "--jobs", "3"];
+    converge(&site, &netns, &args).expect(0);
+    let engine = c.sh("cat /srv/remote/engine");
+    assert!(engine.contains(" apply ") && engine.contains(" --jobs 3"), "{engine}");
 }
