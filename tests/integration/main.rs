@@ -55,6 +55,7 @@ mod support;
 
 suite![
     accounts,
+    app_e2e,
     atomicity,
     cli,
     commands,
@@ -62,6 +63,7 @@ suite![
     downloads,
     errors,
     files,
+    git,
     lines,
     lines_e2e,
     modules,

@@ -3,7 +3,8 @@
 //! What it does: clones `repo` into the path (made, owned by `owner`, when missing) or fetches
 //! into the checkout there, and checks out the commit `version` names, detached: a branch or a
 //! tag is resolved to its commit in the plan by one `git ls-remote`; a commit (7 to 64 hex
-//! digits) is taken as it is. Every git process runs as the owner (program.rs).
+//! digits) is taken as it is. Every git process runs as the owner (program.rs). It is applied
+//! alone, after everything before it: a clone may need what they made (a key, the repository).
 //! It never throws away work: moving a checkout whose tracked files changed, or whose HEAD has
 //! commits no branch of the remote nor any tag has, is refused, naming them, unless `force:
 //! true` (which then also resets local changes at the wanted commit).
@@ -20,7 +21,7 @@ use std::path::PathBuf;
 use crate::error::{Error, Result};
 use crate::host::mode::Mode;
 use crate::host::{FileKind, Host};
-use crate::kinds::resource::{Attr, Change, Need, Overlap, Ownership, Resource, ownership_changes};
+use crate::kinds::resource::{Attr, Change, Need, Ownership, Resource, ownership_changes};
 use crate::kinds::{Kind, chown_tree, observe_owner, ownership_needs, path_needs};
 use crate::playbook::attrs::Attrs;
 use crate::playbook::table::{GROUP, OWNER, Table, Type, attr};
@@ -134,11 +135,6 @@ impl Resource for Git {
 
     fn slow_step(&self) -> Option<&'static str> {
         Some("git")
-    }
-
-    /// A clone or a fetch is long work of its own.
-    fn overlap(&self) -> Overlap {
-        Overlap::Long
     }
 
     fn observe(&self, host: &Host) -> Result<GitActual> {

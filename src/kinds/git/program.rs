@@ -87,7 +87,16 @@ impl Git<'_> {
             return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
         }
         let said = String::from_utf8_lossy(&output.stderr);
-        Err(GitError::Failed(format!("{shown} failed ({}): {}", output.status, said.trim())))
+        let mut message = format!("{shown} failed ({}): {}", output.status, said.trim());
+        if said.contains("dubious ownership") {
+            // Its safe.directory cannot reach the upload-pack of a local clone: git drops the
+            // command line's config for it.
+            message.push_str(
+                "\n(git reads a repository of this host only for the user who owns it: give the repository to the \
+                 checkout's owner, or add it to that user's `safe.directory` in ~/.gitconfig)",
+            );
+        }
+        Err(GitError::Failed(message))
     }
 
     /// What `version` (a branch or tag; None: the remote's HEAD) names at `repo`, by one

@@ -1,0 +1,77 @@
+//! playbooks/app-from-git.yml end to end, in a fresh container booted with systemd (both Debian
+//! releases): from nothing to the app of a git repository served by gunicorn behind nginx, with
+//! sshd taking keys only; a second run changes nothing; a commit pushed to the repository is
+//! checked out and restarts gunicorn (the checkout is a restart trigger), and its page is served.
+//! A checkout at the commit `version:` names spawns no git at all; a branch costs one
+//! `git ls-remote`. Offline, as scenario_e2e.rs: nginx from a local apt repository, gunicorn
+//! from wheels.
+
+use std::time::{Duration, Instant};
+
+use crate::scenario_e2e::{converge, machine};
+use crate::systemd_e2e::Container;
+
+tests![from_nothing_then_nothing_then_a_pushed_commit_restarts_the_app];
+
+const PLAYBOOK: &str = "/root/playbooks/app-from-git.yml";
+const FIRST: &str = "Hello from the git checkout, deployed by converge.";
+const SECOND: &str = "Hello from the git checkout, commit two.";
+
+fn apply(c: &Container, vars: &[&str]) -> String {
+    let (code, out, err) = converge(c, &["apply"], PLAYBOOK, vars);
+    assert_eq!(code, 0, "apply {vars:?}\nstdout:\n{out}\nstderr:\n{err}");
+    out
+}
+
+/// nginx's answer on port 80 becomes `page` (nginx and gunicorn restart gracefully).
+fn serves(c: &Container, page: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut got = c.sh("curl -sS --max-time 10 http://127.0.0.1/ || true");
+    while got != page && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        got = c.sh("curl -sS --max-time 10 http://127.0.0.1/ || true");
+    }
+    assert_eq!(got, page, "through nginx");
+}
+
+fn from_nothing_then_nothing_then_a_pushed_commit_restarts_the_app() {
+    let c = machine("app-from-git");
+    apply(&c, &[]);
+    serves(&c, FIRST);
+    assert_eq!(c.sh("find /srv/app ! -user app | wc -l"), "0", "every file of the checkout is app's");
+    assert_eq!(c.sh("sshd -T | grep -i '^passwordauthentication '"), "passwordauthentication no");
+    assert_eq!(c.show("ssh.service", "ActiveState"), "active", "sshd still runs");
+    let out = apply(&c, &[]);
+    assert!(out.starts_with("No changes. The host matches the playbook."), "{out}");
+
+    // Every git process from now on is logged.
+    c.sh("mv /usr/bin/git /usr/bin/git.real && printf '#!/bin/sh\\necho \"git $*\" >> /root/git-calls\\nexec /usr/bin/git.real \"$@\"\\n' > /usr/bin/git && chmod 755 /usr/bin/git && touch /root/git-calls");
+    // A commit pushed to the repository, as its owner.
+    c.sh(&format!(
+        "cd /tmp && runuser -u app -- env HOME=/tmp sh -c 'git clone -q /srv/git/app.git work && cd work && \
+         sed -i \"s/deployed by converge/commit two/\" wsgi.py && git -c user.name=t -c user.email=t@example.org \
+         commit -qam \"Commit two\" && git push -q origin main' && grep -q '{SECOND}' /tmp/work/wsgi.py"
+    ));
+    let head = c.sh("runuser -u app -- git -C /tmp/work rev-parse HEAD");
+    c.sh("rm -rf /tmp/work && : > /root/git-calls");
+    let pid = c.show("gunicorn.service", "MainPID");
+    let (code, plan, err) = converge(&c, &["plan"], PLAYBOOK, &[]);
+    assert_eq!(code, 2, "{plan}{err}");
+    assert!(plan.contains(&format!("-> {} (branch main, by git ls-remote)", &head[..7])), "{plan}");
+    assert!(plan.contains("restart gunicorn.service"), "{plan}");
+    let out = apply(&c, &[]);
+    assert!(out.contains("git:/srv/app: updated") && out.contains("restart gunicorn.service: done"), "{out}");
+    serves(&c, SECOND);
+    assert_ne!(c.show("gunicorn.service", "MainPID"), pid, "gunicorn restarted");
+    assert_eq!(c.sh("find /srv/app ! -user app | wc -l"), "0", "every file of the checkout is app's");
+
+    // A no-op: a branch costs one ls-remote; the commit itself, no git at all.
+    c.sh(": > /root/git-calls");
+    assert!(apply(&c, &[]).starts_with("No changes."));
+    let calls = c.sh("cat /root/git-calls");
+    assert_eq!(calls.lines().count(), 1, "{calls}");
+    assert!(calls.contains(" ls-remote -- /srv/git/app.git refs/heads/main"), "{calls}");
+    c.sh(": > /root/git-calls");
+    assert!(apply(&c, &["--var", &format!("version={head}")]).starts_with("No changes."));
+    assert_eq!(c.sh("cat /root/git-calls"), "", "a checkout at its commit spawns no git");
+}
