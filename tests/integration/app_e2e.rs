@@ -44,8 +44,8 @@ fn from_nothing_then_nothing_then_a_pushed_commit_restarts_the_app() {
     let out = apply(&c, &[]);
     assert!(out.starts_with("No changes. The host matches the playbook."), "{out}");
 
-    // Every git process from now on is logged.
-    c.sh("mv /usr/bin/git /usr/bin/git.real && printf '#!/bin/sh\\necho \"git $*\" >> /root/git-calls\\nexec /usr/bin/git.real \"$@\"\\n' > /usr/bin/git && chmod 755 /usr/bin/git && touch /root/git-calls");
+    // Every git process from now on is logged (the owner's too).
+    c.sh("mv /usr/bin/git /usr/bin/git.real && printf '#!/bin/sh\\necho \"git $*\" >> /tmp/git-calls\\nexec /usr/bin/git.real \"$@\"\\n' > /usr/bin/git && chmod 755 /usr/bin/git && touch /tmp/git-calls && chmod 666 /tmp/git-calls");
     // A commit pushed to the repository, as its owner.
     c.sh(&format!(
         "cd /tmp && runuser -u app -- env HOME=/tmp sh -c 'git clone -q /srv/git/app.git work && cd work && \
@@ -53,25 +53,43 @@ fn from_nothing_then_nothing_then_a_pushed_commit_restarts_the_app() {
          commit -qam \"Commit two\" && git push -q origin main' && grep -q '{SECOND}' /tmp/work/wsgi.py"
     ));
     let head = c.sh("runuser -u app -- git -C /tmp/work rev-parse HEAD");
-    c.sh("rm -rf /tmp/work && : > /root/git-calls");
+    c.sh("rm -rf /tmp/work && : > /tmp/git-calls");
     let pid = c.show("gunicorn.service", "MainPID");
     let (code, plan, err) = converge(&c, &["plan"], PLAYBOOK, &[]);
     assert_eq!(code, 2, "{plan}{err}");
     assert!(plan.contains(&format!("-> {} (branch main, by git ls-remote)", &head[..7])), "{plan}");
-    assert!(plan.contains("restart gunicorn.service"), "{plan}");
+    // Socket-activated: the old gunicorn stops, and the socket starts the new one.
+    assert!(plan.contains("stop gunicorn.service   (git:/srv/app changed;"), "{plan}");
     let out = apply(&c, &[]);
-    assert!(out.contains("git:/srv/app: updated") && out.contains("restart gunicorn.service: done"), "{out}");
+    assert!(out.contains("git:/srv/app: updated") && out.contains("stop gunicorn.service: done"), "{out}");
     serves(&c, SECOND);
     assert_ne!(c.show("gunicorn.service", "MainPID"), pid, "gunicorn restarted");
     assert_eq!(c.sh("find /srv/app ! -user app | wc -l"), "0", "every file of the checkout is app's");
 
     // A no-op: a branch costs one ls-remote; the commit itself, no git at all.
-    c.sh(": > /root/git-calls");
+    c.sh(": > /tmp/git-calls");
     assert!(apply(&c, &[]).starts_with("No changes."));
-    let calls = c.sh("cat /root/git-calls");
+    let calls = c.sh("cat /tmp/git-calls");
     assert_eq!(calls.lines().count(), 1, "{calls}");
     assert!(calls.contains(" ls-remote -- /srv/git/app.git refs/heads/main"), "{calls}");
-    c.sh(": > /root/git-calls");
+    c.sh(": > /tmp/git-calls");
     assert!(apply(&c, &["--var", &format!("version={head}")]).starts_with("No changes."));
-    assert_eq!(c.sh("cat /root/git-calls"), "", "a checkout at its commit spawns no git");
+    assert_eq!(c.sh("cat /tmp/git-calls"), "", "a checkout at its commit spawns no git");
+
+    // The README's example, as written, on the same machine.
+    let example = readme_example();
+    assert!(example.starts_with("- git: /srv/www\n"), "{example}");
+    let out = c.apply(&format!("resources:\n{example}"));
+    assert!(out.contains("git:/srv/www: created") && out.contains("restart gunicorn.service: done"), "{out}");
+    assert_eq!(c.sh("cat /srv/www/wsgi.py | grep -c 'commit two'"), "1");
+    assert_eq!(c.sh("find /srv/www ! -user app | wc -l"), "0");
+    assert!(c.apply(&format!("resources:\n{example}")).starts_with("No changes."));
+}
+
+/// The YAML example of the README's `git` section.
+fn readme_example() -> String {
+    let readme = include_str!("../../README.md");
+    let section = readme.split_once("### `git`\n").expect("a git section").1;
+    let block = section.split_once("```yaml\n").expect("an example").1;
+    block.split_once("```").expect("its end").0.to_owned()
 }

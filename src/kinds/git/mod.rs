@@ -164,7 +164,10 @@ impl Resource for Git {
         let head = checkout.as_ref().and_then(|c| c.head.clone());
         let target = match (&self.version, head.as_deref()) {
             (Version::Commit(commit), _) => Target::Commit { commit: commit.clone(), what: None },
-            (Version::Head, _) | (Version::Ref(_), _) => match git.ls_remote(&self.repo, self.version_name()) {
+            (Version::Head | Version::Ref(_), _) if !self.local_repo_is_there(host).map_err(io)? => {
+                Target::Unknown(format!("{} is not there yet", self.repo))
+            }
+            (Version::Head | Version::Ref(_), _) => match git.ls_remote(&self.repo, self.version_name()) {
                 Ok(resolved) => Target::Commit { commit: resolved.commit, what: Some(resolved.what) },
                 Err(GitError::Missing) => Target::Unknown("git is not installed yet".into()),
                 Err(e) => return Err(Error::resource(&id, e.to_string())),
@@ -243,6 +246,21 @@ impl Git {
     /// The git processes of this checkout, run as `account`.
     fn runner<'h>(&'h self, host: &'h Host, account: Option<crate::host::Account>) -> Runner<'h> {
         Runner { host, account, path: &self.path }
+    }
+
+    /// The repository's path when it is one of the host (a path or a `file://` URL).
+    fn local_repo(&self) -> Option<&std::path::Path> {
+        let path = self.repo.strip_prefix("file://").unwrap_or(&self.repo);
+        path.starts_with('/').then(|| std::path::Path::new(path))
+    }
+
+    /// Whether the repository is there, or is not one of the host: a repository of the host
+    /// that an earlier resource makes (a `command:`, a `directory:`) is resolved when applied.
+    fn local_repo_is_there(&self, host: &Host) -> std::io::Result<bool> {
+        match self.local_repo() {
+            Some(path) => Ok(host.stat(path)?.is_some()),
+            None => Ok(true),
+        }
     }
 
     /// Who the plan's git processes run as: the owner, or whoever runs converge while the
