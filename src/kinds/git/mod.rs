@@ -161,20 +161,20 @@ impl Resource for Git {
                 found.map(|c| Seen { head: c.head, origin: c.origin, owner, group })
             }
         };
-        let head = checkout.as_ref().and_then(|c| c.head.clone());
-        let target = match (&self.version, head.as_deref()) {
-            (Version::Commit(commit), _) => Target::Commit { commit: commit.clone(), what: None },
-            (Version::Head | Version::Ref(_), _) if !self.local_repo_is_there(host).map_err(io)? => {
+        let target = match &self.version {
+            Version::Commit(commit) => Target::Commit { commit: commit.clone(), what: None },
+            _ if !self.local_repo_is_there(host).map_err(io)? => {
                 Target::Unknown(format!("{} is not there yet", self.repo))
             }
-            (Version::Head | Version::Ref(_), _) => match git.ls_remote(&self.repo, self.version_name()) {
+            Version::Head | Version::Ref(_) => match git.ls_remote(&self.repo, self.version_name()) {
                 Ok(resolved) => Target::Commit { commit: resolved.commit, what: Some(resolved.what) },
                 Err(GitError::Missing) => Target::Unknown("git is not installed yet".into()),
                 Err(e) => return Err(Error::resource(&id, e.to_string())),
             },
         };
+        let head = checkout.as_ref().map(|c| c.head.clone());
         let mut actual = GitActual { checkout, target, log: None, discard: Vec::new() };
-        if let Some(head) = actual.checkout.is_some().then_some(head) {
+        if let Some(head) = head {
             self.observe_local(&git, head.as_deref(), &mut actual)?;
         }
         Ok(actual)
