@@ -10,6 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ -n ${CONVERGE_BIN:-} ]] || cargo build --release --quiet
 bin=$(realpath "${CONVERGE_BIN:-target/release/converge}")
+# Other runs on this host (tests) hold /run/converge.lock for a moment: wait for them.
+export CONVERGE_LOCK_WAIT=${CONVERGE_LOCK_WAIT:-60}
 work=$(mktemp -d /tmp/converge-bench-git.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
