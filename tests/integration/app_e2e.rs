@@ -4,14 +4,15 @@
 //! checked out and restarts gunicorn (the checkout is a restart trigger), and its page is served.
 //! A checkout at the commit `version:` names spawns no git at all; a branch costs one
 //! `git ls-remote`. Offline, as scenario_e2e.rs: nginx from a local apt repository, gunicorn
-//! from wheels.
+//! from wheels. And the kind over `--host`: the target's git clones; without it, the error
+//! names the package.
 
 use std::time::{Duration, Instant};
 
 use crate::scenario_e2e::{converge, machine};
 use crate::systemd_e2e::Container;
 
-tests![from_nothing_then_nothing_then_a_pushed_commit_restarts_the_app];
+tests![from_nothing_then_nothing_then_a_pushed_commit_restarts_the_app, over_ssh_the_target_s_git_clones];
 
 const PLAYBOOK: &str = "/root/playbooks/app-from-git.yml";
 const FIRST: &str = "Hello from the git checkout, deployed by converge.";
@@ -92,4 +93,52 @@ fn readme_example() -> String {
     let section = readme.split_once("### `git`\n").expect("a git section").1;
     let block = section.split_once("```yaml\n").expect("an example").1;
     block.split_once("```").expect("its end").0.to_owned()
+}
+
+/// `--host`: the kind runs on the target, with the target's git; without it, the error names
+/// the package to install.
+fn over_ssh_the_target_s_git_clones() {
+    let c = Container::boot("git-remote");
+    c.sh("git init -q --bare --initial-branch=main /srv/git/app.git && git clone -q /srv/git/app.git /tmp/w && \
+          cd /tmp/w && echo hello > page.txt && git add page.txt && \
+          git -c user.name=t -c user.email=t@example.org commit -qm First && git push -q origin main");
+    let dir = tempfile::tempdir().unwrap();
+    let playbook = dir.path().join("site.yml");
+    std::fs::write(&playbook, "resources:\n  - git: /srv/app\n    repo: /srv/git/app.git\n    version: main\n").unwrap();
+    let cache = std::env::var_os("CONVERGE_CACHE").unwrap_or_else(|| "/var/cache/converge-e2e".into());
+    let key = std::path::Path::new(&cache).join("ssh/id_ed25519");
+    let config = dir.path().join("ssh_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Host *\n  User root\n  IdentityFile {}\n  IdentitiesOnly yes\n  StrictHostKeyChecking no\n  \
+             UserKnownHostsFile /dev/null\n  LogLevel ERROR\n",
+            key.display()
+        ),
+    )
+    .unwrap();
+    let leader = crate::support::harness_script("harness/container.sh").args(["leader", c.name()]).output().unwrap();
+    let netns = format!("--net=/proc/{}/ns/net", String::from_utf8_lossy(&leader.stdout).trim());
+    let apply = || {
+        let out = std::process::Command::new("nsenter")
+            .arg(&netns)
+            .arg(env!("CARGO_BIN_EXE_converge"))
+            .args(["apply", &playbook.display().to_string(), "--host", "root@127.0.0.1", "--ssh-config"])
+            .arg(&config)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+    c.sh("mv /usr/bin/git /usr/bin/git.off");
+    let (code, out) = apply();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("git is not installed on this host: install the package `git` first"), "{out}");
+    assert_eq!(c.exec(&["test", "-e", "/srv/app"]).status.code(), Some(1), "nothing made");
+    c.sh("mv /usr/bin/git.off /usr/bin/git");
+    let (code, out) = apply();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("git:/srv/app: created"), "{out}");
+    assert_eq!(c.sh("cat /srv/app/page.txt"), "hello");
 }
