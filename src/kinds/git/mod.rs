@@ -138,40 +138,9 @@ impl Resource for Git {
     }
 
     fn observe(&self, host: &Host) -> Result<GitActual> {
-        let id = self.id();
-        let io = |e| Error::resource_io(&id, "cannot read it", e);
         let git = self.runner(host, self.plan_account(host)?);
-        let checkout = match host.stat(&self.path).map_err(io)? {
-            None => None,
-            Some(stat) if stat.kind != FileKind::Directory => {
-                return Err(Error::resource(&id, format!("{} is {}, not a directory", self.path.display(), stat.kind.name())));
-            }
-            Some(stat) => {
-                let found = checkout::read(host, &self.path).map_err(io)?;
-                if found.is_none() && !host.read_dir(&self.path).map_err(io)?.is_empty() {
-                    return Err(Error::resource(
-                        &id,
-                        format!(
-                            "{} holds files but is no git checkout: move them away, or clone somewhere else",
-                            self.path.display()
-                        ),
-                    ));
-                }
-                let (owner, group) = observe_owner(host, &stat).map_err(io)?;
-                found.map(|c| Seen { head: c.head, origin: c.origin, owner, group })
-            }
-        };
-        let target = match &self.version {
-            Version::Commit(commit) => Target::Commit { commit: commit.clone(), what: None },
-            _ if !self.local_repo_is_there(host).map_err(io)? => {
-                Target::Unknown(format!("{} is not there yet", self.repo))
-            }
-            Version::Head | Version::Ref(_) => match git.ls_remote(&self.repo, self.version_name()) {
-                Ok(resolved) => Target::Commit { commit: resolved.commit, what: Some(resolved.what) },
-                Err(GitError::Missing) => Target::Unknown("git is not installed yet".into()),
-                Err(e) => return Err(Error::resource(&id, e.to_string())),
-            },
-        };
+        let checkout = self.observe_checkout(host)?;
+        let target = self.observe_target(host, &git)?;
         let head = checkout.as_ref().map(|c| c.head.clone());
         let mut actual = GitActual { checkout, target, log: None, discard: Vec::new() };
         if let Some(head) = head {
@@ -217,12 +186,7 @@ impl Resource for Git {
         };
         if changes.contains(&Change::Create) {
             self.make_dir(host, (account.uid, account.gid))?;
-            git.clone(&self.repo).map_err(failed)?;
-            if git.full_commit(&commit).is_err() {
-                git.fetch(&commit).map_err(failed)?;
-            }
-            let full = git.full_commit(&commit).map_err(failed)?;
-            return git.checkout(&full, true).map_err(failed);
+            return clone_at(&git, &self.repo, &commit).map_err(failed);
         }
         if changes.iter().any(|c| c.sets(Attr::Owner) || c.sets(Attr::Group)) {
             chown_tree(host, &self.path, account.uid, account.gid)
@@ -284,6 +248,39 @@ impl Git {
             Version::Ref(name) => Some(name),
             Version::Head | Version::Commit(_) => None,
         }
+    }
+
+    /// The checkout at its path, read from its files: None when nothing or an empty directory
+    /// is there.
+    fn observe_checkout(&self, host: &Host) -> Result<Option<Seen>> {
+        let id = self.id();
+        let io = |e| Error::resource_io(&id, "cannot read it", e);
+        let Some(stat) = host.stat(&self.path).map_err(io)? else { return Ok(None) };
+        if stat.kind != FileKind::Directory {
+            return Err(Error::resource(&id, format!("{} is {}, not a directory", self.path.display(), stat.kind.name())));
+        }
+        let found = checkout::read(host, &self.path).map_err(io)?;
+        if found.is_none() && !host.read_dir(&self.path).map_err(io)?.is_empty() {
+            let message = "holds files but is no git checkout: move them away, or clone somewhere else";
+            return Err(Error::resource(&id, format!("{} {message}", self.path.display())));
+        }
+        let (owner, group) = observe_owner(host, &stat).map_err(io)?;
+        Ok(found.map(|c| Seen { head: c.head, origin: c.origin, owner, group }))
+    }
+
+    /// The commit to check out: `version:` itself, or what `git ls-remote` says it names.
+    fn observe_target(&self, host: &Host, git: &Runner) -> Result<Target> {
+        let id = self.id();
+        let there = self.local_repo_is_there(host).map_err(|e| Error::resource_io(&id, "cannot read its repo", e))?;
+        Ok(match &self.version {
+            Version::Commit(commit) => Target::Commit { commit: commit.clone(), what: None },
+            _ if !there => Target::Unknown(format!("{} is not there yet", self.repo)),
+            Version::Head | Version::Ref(_) => match git.ls_remote(&self.repo, self.version_name()) {
+                Ok(resolved) => Target::Commit { commit: resolved.commit, what: Some(resolved.what) },
+                Err(GitError::Missing) => Target::Unknown("git is not installed yet".into()),
+                Err(e) => return Err(Error::resource(&id, e.to_string())),
+            },
+        })
     }
 
     /// What the checkout would lose: looked for only when it moves, or always with `force`.
@@ -356,6 +353,15 @@ impl Git {
             }
         }
     }
+}
+
+/// Clones `repo` into the (empty) directory and checks out `commit`.
+fn clone_at(git: &Runner, repo: &str, commit: &str) -> Result<(), GitError> {
+    git.clone(repo)?;
+    if git.full_commit(commit).is_err() {
+        git.fetch(commit)?;
+    }
+    git.checkout(&git.full_commit(commit)?, true)
 }
 
 /// Whether the checkout at `head` must move to reach `target`.
