@@ -2,7 +2,7 @@
 //!
 //! The edges are `after:` and what each kind says it needs ([`Resource::needs`]): a directory
 //! before what is inside it, a user or group before what it owns, an `apt` resource before what
-//! uses its packages. The order is the playbook's own, each resource moved only as far as the
+//! uses its packages, an `apt_repository` before the installs written after it. The order is the playbook's own, each resource moved only as far as the
 //! edges require (a stable topological sort: Kahn's algorithm, always taking the earliest ready
 //! resource). A cycle is reported with the ids around it.
 //!
@@ -60,6 +60,7 @@ pub fn edges(nodes: &[Node]) -> Vec<BTreeSet<usize>> {
     let index: HashMap<&ResourceId, usize> = nodes.iter().enumerate().rev().map(|(i, n)| (n.id, i)).collect();
     let mut dirs: HashMap<&Path, usize> = HashMap::new();
     let mut packages: Vec<(String, usize)> = Vec::new();
+    let mut sources: Vec<usize> = Vec::new();
     let provides: Vec<Vec<Provide>> = nodes.iter().map(|n| n.resource.provides()).collect();
     for (i, provided) in provides.iter().enumerate() {
         for provide in provided {
@@ -68,6 +69,7 @@ pub fn edges(nodes: &[Node]) -> Vec<BTreeSet<usize>> {
                     dirs.entry(path.as_path()).or_insert(i);
                 }
                 Provide::Package(name) => packages.push((name.clone(), i)),
+                Provide::AptSource => sources.push(i),
             }
         }
     }
@@ -81,6 +83,7 @@ pub fn edges(nodes: &[Node]) -> Vec<BTreeSet<usize>> {
                     before[i].extend(packages.iter().filter(|(p, _)| names.contains(&p.as_str())).map(|(_, j)| j))
                 }
                 Need::Inside(path) => before[i].extend(path.ancestors().skip(1).filter_map(|p| dirs.get(p))),
+                Need::AptSources => before[i].extend(sources.iter().filter(|&&j| j < i)),
                 Need::Directory(_) => {}
             }
         }

@@ -50,6 +50,9 @@ pub enum Foresight {
     Saw { path: PathBuf, origin: String },
     /// What an earlier install brings could not be foreseen.
     Unknown { why: String },
+    /// What it installs comes from the lists of these repositories, which an `apt_repository`
+    /// above changes: apply fetches them first, so the plan cannot know what they offer.
+    Unfetched { repositories: Vec<String> },
 }
 
 impl std::fmt::Display for Foresight {
@@ -59,6 +62,10 @@ impl std::fmt::Display for Foresight {
                 write!(f, "finds {}, from {origin}, installed above", path.display())
             }
             Foresight::Unknown { why } => write!(f, "depends on what apt installs: {why}"),
+            Foresight::Unfetched { repositories } => {
+                let noun = if repositories.len() == 1 { "repository" } else { "repositories" };
+                write!(f, "depends on the lists of {noun} {}, not fetched yet", repositories.join(", "))
+            }
         }
     }
 }
@@ -69,23 +76,39 @@ impl std::fmt::Display for Foresight {
 struct Installs<'h> {
     host: &'h Host,
     unforeseen: Option<(Vec<String>, String)>,
+    /// The repositories whose sources the plan changes above: their lists are not fetched yet.
+    unfetched: Vec<String>,
 }
 
 impl<'h> Installs<'h> {
     fn new(host: &'h Host) -> Installs<'h> {
-        Installs { host, unforeseen: None }
+        Installs { host, unforeseen: None, unfetched: Vec::new() }
     }
 
-    /// Foresees what `changes` (of an `apt` resource) install afresh.
-    fn foresee(&mut self, changes: &[Change]) {
+    /// Foresees what `changes` (of `resource`) install afresh; what the resource's own plan
+    /// must say of it, when the lists it installs from are not fetched yet.
+    fn foresee(&mut self, resource: &AnyResource, changes: &[Change]) -> Option<Foresight> {
+        if let AnyResource::AptRepository(repository) = resource
+            && repository.stanza.as_ref().is_some_and(|s| s.enabled)
+            && changes.iter().any(|c| matches!(c, Change::Content { .. }))
+        {
+            self.unfetched.push(repository.name.clone());
+        }
         let fresh = fresh_installs(changes);
         if fresh.is_empty() {
-            return;
+            return None;
+        }
+        if !self.unfetched.is_empty() {
+            // apt-get install -s would read the lists as they are, without the new sources.
+            let why = format!("the lists of repository {} are not fetched yet", self.unfetched.join(", "));
+            self.unforeseen.get_or_insert_with(|| (Vec::new(), why)).0.extend(fresh);
+            return Some(Foresight::Unfetched { repositories: self.unfetched.clone() });
         }
         match crate::kinds::apt::forecast::forecast(self.host, &fresh) {
             Ok(forecast) => self.host.foresee(forecast),
             Err(why) => self.unforeseen.get_or_insert_with(|| (Vec::new(), why)).0.extend(fresh),
         }
+        None
     }
 
     /// Forgets what was read so far: the next resource's plan starts.
@@ -233,8 +256,8 @@ pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
         if changes.iter().any(|c| c.sets(Attr::Package)) {
             changes = merge_installs(changes, &mut installing);
         }
-        let foresight = installs.foresight(&entry.resource);
-        installs.foresee(&changes);
+        let mut foresight = installs.foresight(&entry.resource);
+        foresight.extend(installs.foresee(&entry.resource, &changes));
         check_may_give(host, &entry.id, &changes)?;
         let needs = entry.resource.needs();
         for need in &needs {
@@ -430,7 +453,7 @@ fn exists(host: &Host, need: &Need, id: &ResourceId) -> Result<bool> {
     Ok(match need {
         Need::User(name) => host.user(name).map_err(io)?.is_some(),
         Need::Group(name) => host.group(name).map_err(io)?.is_some(),
-        Need::Inside(_) | Need::Directory(_) | Need::Package(_) => true,
+        Need::Inside(_) | Need::Directory(_) | Need::Package(_) | Need::AptSources => true,
     })
 }
 

@@ -70,6 +70,8 @@ pub struct Host {
     forecast: Mutex<Forecast>,
     /// The foreseen paths read since the last [`Host::foreseen_reads`].
     foreseen_reads: Mutex<Vec<PathBuf>>,
+    /// apt source files changed by this run whose lists apt has not fetched since.
+    stale_lists: Mutex<Vec<PathBuf>>,
 }
 
 #[derive(Default)]
@@ -94,6 +96,7 @@ impl Host {
             stream_tool_output: false,
             forecast: Mutex::default(),
             foreseen_reads: Mutex::default(),
+            stale_lists: Mutex::default(),
         }
     }
 
@@ -413,6 +416,21 @@ impl Host {
             std::fs::read_to_string(Path::new("/proc/sys/kernel").join(name)).unwrap_or_default().trim().to_owned()
         };
         (read("osrelease"), read("version"))
+    }
+
+    /// Notes that the apt source file `sources` changed: its lists are to be fetched before the
+    /// next install ([`Host::take_stale_lists`]).
+    pub fn note_stale_lists(&self, sources: &Path) {
+        let mut stale = self.stale_lists.lock().unwrap();
+        if !stale.iter().any(|s| s == sources) {
+            stale.push(sources.to_owned());
+        }
+    }
+
+    /// The apt source files whose lists are to be fetched, in the order they changed; from now
+    /// on, none.
+    pub fn take_stale_lists(&self) -> Vec<PathBuf> {
+        std::mem::take(&mut *self.stale_lists.lock().unwrap())
     }
 
     /// Forgets the directories walked so far (fs.rs keeps them until something changes).

@@ -203,6 +203,7 @@ registry! {
     Command(command::Command) = "command",
     Unit(unit::Unit) = "unit",
     Apt(apt::Apt) = "apt",
+    AptRepository(apt_repository::AptRepository) = "apt_repository",
     NginxSite(nginx_site::NginxSite) = "nginx_site",
     Virtualenv(virtualenv::Virtualenv) = "virtualenv",
     Tmpfiles(tmpfiles::Tmpfiles) = "tmpfiles",

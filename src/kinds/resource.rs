@@ -162,6 +162,10 @@ pub enum Need {
     Group(String),
     /// One of these packages: an `apt` resource that installs one of them comes first.
     Package(&'static [&'static str]),
+    /// The apt sources written before it: each `apt_repository` resource earlier in the
+    /// playbook comes first (one written later does not: an install before it may bring what
+    /// fetching it needs, such as ca-certificates).
+    AptSources,
 }
 
 impl Need {
@@ -170,7 +174,7 @@ impl Need {
         match self {
             Need::User(name) => Some(ResourceId::new(Kind::User, name)),
             Need::Group(name) => Some(ResourceId::new(Kind::Group, name)),
-            Need::Inside(_) | Need::Directory(_) | Need::Package(_) => None,
+            Need::Inside(_) | Need::Directory(_) | Need::Package(_) | Need::AptSources => None,
         }
     }
 }
@@ -191,6 +195,8 @@ pub enum Provide {
     Directory(PathBuf),
     /// An installed package.
     Package(String),
+    /// An apt source (`apt_repository`), that installs come after.
+    AptSource,
 }
 
 /// What a resource is called in plans, in `after:` and in triggers: `kind:name`. It is written

@@ -56,6 +56,8 @@ mod support;
 suite![
     accounts,
     app_e2e,
+    apt_repositories,
+    apt_repository_e2e,
     atomicity,
     cli,
     commands,

@@ -33,7 +33,7 @@ const ARCHIVES: &str = "/var/cache/apt/archives";
 
 /// apt's binary caches are built in memory, never written: a plan leaves pkgcache.bin as it
 /// was, and with it the age of the lists that `update_cache: SECONDS` goes by.
-const NO_CACHE_FILES: [&str; 4] = ["-o", "Dir::Cache::pkgcache=", "-o", "Dir::Cache::srcpkgcache="];
+pub const NO_CACHE_FILES: [&str; 4] = ["-o", "Dir::Cache::pkgcache=", "-o", "Dir::Cache::srcpkgcache="];
 
 /// The largest file whose bytes the forecast keeps.
 const KEPT: u64 = 1024 * 1024;

@@ -16,7 +16,7 @@ pub mod forecast;
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::kinds::Kind;
-use crate::kinds::resource::{self, Attr, Change, Overlap, PackageTo, Provide, Resource, State};
+use crate::kinds::resource::{self, Attr, Change, Need, Overlap, PackageTo, Provide, Resource, State};
 use crate::playbook::attrs::Attrs;
 use crate::playbook::table::{STATE, Table, Type, attr};
 use crate::playbook::yaml_node::{Node, Span, Value};
@@ -134,6 +134,26 @@ impl Apt {
     }
 
     fn apt_get(&self, host: &Host, args: &[&str]) -> Result<()> {
+        self.run_apt_get(host, args, &format!("apt-get {}", args.join(" ")))
+    }
+
+    /// Fetches the lists of the sources an `apt_repository` of this run changed, each alone:
+    /// the other sources' lists are neither fetched nor cleaned up, and apt's binary caches are
+    /// not written (pkgcache.bin keeps the age of the last full update, for `update_cache`).
+    fn fetch_stale_lists(&self, host: &Host) -> Result<()> {
+        for sources in host.take_stale_lists() {
+            let list = format!("Dir::Etc::SourceList={}", sources.display());
+            let mut args = vec!["update", "-q", "-o", &list, "-o", "Dir::Etc::SourceParts=-"];
+            args.extend(["-o", "APT::Get::List-Cleanup=0"]);
+            args.extend(forecast::NO_CACHE_FILES);
+            let name = sources.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            self.run_apt_get(host, &args, &format!("apt-get update of repository {name} ({})", sources.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Runs apt-get with `args`; an error calls it `shown`.
+    fn run_apt_get(&self, host: &Host, args: &[&str], shown: &str) -> Result<()> {
         let mut argv = vec!["apt-get"];
         argv.extend_from_slice(args);
         let mut command =
@@ -154,7 +174,7 @@ impl Apt {
             }
             return Err(Error::resource(
                 self.id(),
-                format!("apt-get {} failed ({status}); its output is above", args.join(" ")),
+                format!("{shown} failed ({status}); its output is above"),
             ));
         }
         let output = command.output().map_err(|e| Error::resource_io(self.id(), "cannot run apt-get", e))?;
@@ -164,8 +184,14 @@ impl Apt {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let missing: Vec<&str> =
             stderr.lines().filter_map(|l| l.strip_prefix("E: Unable to locate package ")).collect();
+        let unsigned = stderr.lines().any(|l| l.starts_with("E: The repository") && l.ends_with("is not signed."));
+        let hint = match unsigned {
+            true => "\napt refused a repository it cannot verify: the `key:` of its apt_repository must be the key \
+                     that signs its Release file (converge never marks a repository trusted)",
+            false => "",
+        };
         let message = match missing[..] {
-            [] => format!("apt-get {} failed ({}):\n{}", args.join(" "), output.status, stderr.trim()),
+            [] => format!("{shown} failed ({}):\n{}{hint}", output.status, stderr.trim()),
             _ => format!(
                 "no such package: {} (apt-get: Unable to locate package; check the name, or add `update_cache: true`)",
                 missing.join(", ")
@@ -248,6 +274,14 @@ impl Resource for Apt {
         self.packages.join(",")
     }
 
+    /// An install comes after the apt sources (`apt_repository`) written before it.
+    fn needs(&self) -> Vec<Need> {
+        match self.state {
+            State::Present => vec![Need::AptSources],
+            State::Absent => Vec::new(),
+        }
+    }
+
     /// The packages it installs, for "packages before what uses them".
     fn provides(&self) -> Vec<Provide> {
         match self.state {
@@ -324,7 +358,10 @@ impl Resource for Apt {
             self.apt_get(host, &args)
         } else {
             if self.lists_stale(host) {
+                host.take_stale_lists();
                 self.apt_get(host, &["update", "-q"])?;
+            } else {
+                self.fetch_stale_lists(host)?;
             }
             let specs: Vec<String> = match &self.version {
                 Some(version) => wanted.iter().map(|p| format!("{p}={version}")).collect(),
