@@ -35,6 +35,14 @@ pub const EXAMPLES: &str = "Examples (from the repository's folder; a --root fol
 Exit codes: plan and apply --check 0 = converged, 2 = changes pending, 1 = error; apply 0 =
 success (2 with --detailed-exitcode when something changed), 1 = error.";
 
+/// `converge modules --help`'s examples.
+const MODULES_EXAMPLES: &str = "Examples:
+  converge modules                                   # every module, with its parameters
+  converge modules nginx-proxy --var name=mysite --var upstream=unix:/run/mysite.sock
+  converge modules gunicorn --var user=app --var app_dir=/srv/app --var venv=/srv/venv \\
+      --var wsgi=app:application --var workers=5     # the units it writes, with 5 workers
+  converge modules mine --playbook site.yml          # a module of site.yml's own modules/";
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show what apply would change, with unified diffs; changes nothing (exit 2 when changes are pending).
@@ -99,9 +107,15 @@ pub enum Command {
         /// The saved plan (JSON).
         file: PathBuf,
     },
-    /// List the modules a playbook can `use:` (shipped ones and the playbook's own modules/), with their parameters.
+    /// List the modules a playbook can `use:` (shipped ones and the playbook's own modules/), with
+    /// their parameters; or show the resources one makes.
+    #[command(after_help = MODULES_EXAMPLES)]
     Modules {
+        /// A module to show: the resources it makes, as a playbook's `resources:`, with its
+        /// parameters (each given with --var NAME=VALUE, else its default) filled in.
+        name: Option<String>,
         /// A playbook whose modules/ folder to include (default: the current directory's).
+        #[arg(long, value_name = "FILE")]
         playbook: Option<PathBuf>,
     },
     /// Check the playbook (YAML, attributes, variables, templates, ids, order) and report every mistake; touches nothing.

@@ -94,7 +94,9 @@ pub fn run(cli: Cli) -> u8 {
         Command::History => commands::rollback::history(&settings, &mut printer),
         Command::Show { file } => commands::show::run(file, &settings, &mut printer),
         Command::Validate { playbook } => commands::validate::run(playbook, &settings, &mut printer),
-        Command::Modules { playbook } => commands::modules::run(playbook.as_deref(), &mut printer),
+        Command::Modules { name, playbook } => {
+            commands::modules::run(name.as_deref(), playbook.as_deref(), &settings.vars, &mut printer)
+        }
         Command::Completions { shell } => commands::docs::completions(*shell),
         Command::Man { command } => commands::docs::man(command.as_deref()),
         Command::Schema => commands::docs::schema(),

@@ -69,6 +69,8 @@ pub enum Record {
     Valid(Valid),
     /// `modules`: one per module.
     Module(ModuleRecord),
+    /// `modules NAME`: the resources the module makes with the parameters given.
+    ModuleResources(ModuleResourcesRecord),
     /// `plan --out FILE`: where the plan went; `show FILE`: what the saved plan was made from.
     SavedPlan(SavedPlanRecord),
     /// `rollback`: a path it puts back.
@@ -489,6 +491,50 @@ pub struct ModuleRecord {
     pub description: String,
     /// Its parameters.
     pub params: Vec<ModuleParam>,
+}
+
+/// A module expanded: its parameters' values and the resources it makes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModuleResourcesRecord {
+    /// Its name.
+    pub name: String,
+    /// `shipped`, or its file.
+    pub origin: String,
+    /// Each parameter's value, and whether it is the module's default.
+    pub params: Vec<ParamValue>,
+    /// Its resources, each with its id, as a playbook writes it (every template rendered).
+    pub resources: Vec<ModuleResource>,
+    /// The kinds of the resources their `when:` left out, with the expression.
+    pub left_out: Vec<LeftOut>,
+}
+
+/// A parameter's value in an expanded module.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParamValue {
+    /// Its name.
+    pub name: String,
+    /// Its value, with its JSON type.
+    pub value: serde_json::Value,
+    /// The module's default (not given).
+    pub default: bool,
+}
+
+/// A resource of an expanded module.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModuleResource {
+    /// Its id (`unit:app.service`).
+    pub id: String,
+    /// Its entry, every template rendered.
+    pub resource: serde_json::Value,
+}
+
+/// A resource of a module that its `when:` left out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeftOut {
+    /// Its kind's name.
+    pub kind: String,
+    /// The `when:` expression, as written.
+    pub when: String,
 }
 
 /// A parameter of a module.

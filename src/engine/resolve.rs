@@ -331,10 +331,7 @@ fn use_module(
     let at = crate::playbook::module::use_span(item);
     let mut resolved = Vec::new();
     for node in module.resources() {
-        if node.as_map_first_key() == Some("use") {
-            let e = scope.source().error(node.span, "a module cannot use another module", "nested `use:`");
-            errors.push(e.help("list the resources here instead"));
-        } else if let Some((mut entry, mut after)) = resolve_entry(node, &scope, errors, skipped) {
+        if let Some((mut entry, mut after)) = module_entry(node, &scope, errors, skipped) {
             // Ordering errors are reported against the playbook: every span at the `use:` line
             // (a span into the module's text would point past the playbook's end).
             entry.span = at;
@@ -351,6 +348,34 @@ fn use_module(
         }
     }
     resolved
+}
+
+/// A module's resources resolved with its parameters (`scope`, from
+/// [`crate::playbook::module::expand`]), for `converge modules NAME`: each resource node with
+/// its entry, or None when its `when:` left it out or it has a mistake (then in `errors`).
+pub fn module_entries<'m>(
+    module: &'m crate::playbook::module::Module,
+    scope: &Templates,
+    errors: &mut Vec<PlaybookError>,
+) -> Vec<(&'m Node, Option<Entry>)> {
+    let mut skipped = Vec::new();
+    let mut entry = |node| module_entry(node, scope, errors, &mut skipped).map(|(entry, _)| entry);
+    module.resources().iter().map(|node| (node, entry(node))).collect()
+}
+
+/// One resource of a module: never a `use:` of another.
+fn module_entry(
+    node: &Node,
+    scope: &Templates,
+    errors: &mut Vec<PlaybookError>,
+    skipped: &mut Vec<(String, String)>,
+) -> Option<(Entry, Vec<(String, Span)>)> {
+    if node.as_map_first_key() == Some("use") {
+        let e = scope.source().error(node.span, "a module cannot use another module", "nested `use:`");
+        errors.push(e.help("list the resources here instead"));
+        return None;
+    }
+    resolve_entry(node, scope, errors, skipped)
 }
 
 /// One list item: its kind key, its common attributes, then the kind's own.

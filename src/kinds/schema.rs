@@ -77,7 +77,7 @@ pub fn schema() -> Value {
                 "additionalProperties": {
                     "type": "object",
                     "properties": {
-                        "type": {"enum": ["string", "int", "bool", "list"], "description": "default string"},
+                        "type": {"enum": crate::playbook::module::ParamType::ALL.map(crate::playbook::module::ParamType::name), "description": "default string"},
                         "default": {"description": "the value when `with:` does not give one; without it the parameter is required"},
                         "description": {"type": "string"},
                     },

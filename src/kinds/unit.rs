@@ -19,7 +19,7 @@ use crate::host::systemd::UnitStatus;
 use crate::host::unit_file::{UnitFile, check_unit_name, is_template, template_of};
 use crate::host::{FileKind, Host};
 use crate::kinds::Kind;
-use crate::kinds::resource::{self, Attr, Change, Content, Resource, ResourceId, State};
+use crate::kinds::resource::{self, Attr, Change, Content, Resource, ResourceId, State, Unmerged};
 use crate::playbook::attrs::Attrs;
 use crate::playbook::table::{CONTENT, STATE, TEMPLATE, Table, Type, attr};
 use crate::playbook::yaml_node::{Node, Span, Value};
@@ -254,6 +254,38 @@ impl Unit {
         }
     }
 
+    /// Whether this entry only adds to the unit's other entry: drop-ins and triggers, nothing
+    /// that the other entry sets (content, template, state, enablement, settings).
+    fn adds_only(&self) -> bool {
+        let Unit { content, state, enabled, active, masked, on_change, settle, .. } = self;
+        content.is_none()
+            && *state == State::Present
+            && enabled.is_none()
+            && active.is_none()
+            && masked.is_none()
+            && *on_change == OnChange::default()
+            && settle.is_none()
+    }
+
+    /// Adds `extra`'s drop-ins (by file name: one that both set is a conflict) and triggers.
+    fn add(&mut self, extra: &Unit) -> Result<(), Unmerged> {
+        if let Some((file, _)) = extra.dropins.iter().find(|(file, _)| self.dropins.iter().any(|(f, _)| f == file)) {
+            return Err(Unmerged::Conflict(format!(
+                "both entries for `{}` set the drop-in `{file}`; give one of them another name",
+                self.name
+            )));
+        }
+        self.dropins.extend(extra.dropins.iter().cloned());
+        self.dropins.sort_by(|a, b| a.0.cmp(&b.0));
+        for (mine, theirs) in [
+            (&mut self.restart_triggers, &extra.restart_triggers),
+            (&mut self.reload_triggers, &extra.reload_triggers),
+        ] {
+            mine.extend(theirs.iter().filter(|(id, _)| !mine.iter().any(|(m, _)| m == id)).cloned().collect::<Vec<_>>());
+        }
+        Ok(())
+    }
+
     pub fn path(&self) -> PathBuf {
         Path::new(UNIT_DIR).join(&self.name)
     }
@@ -450,6 +482,23 @@ impl Resource for Unit {
 
     fn name(&self) -> String {
         self.name.clone()
+    }
+
+    /// Another entry for the same unit that only adds to it (a module's unit extended by the
+    /// playbook): see [`Unit::adds_only`] and [`Unit::add`].
+    fn merge(&mut self, other: &Unit) -> Result<(), Unmerged> {
+        if other.adds_only() {
+            self.add(other)
+        } else if self.adds_only() {
+            let extra = std::mem::replace(self, other.clone());
+            self.add(&extra)
+        } else {
+            Err(Unmerged::Conflict(format!(
+                "`{}` is set up by two entries; a second entry for a unit may only add `dropins:` (and \
+                 `restart_triggers`/`reload_triggers`), with no content, template, state or settings of its own",
+                self.name
+            )))
+        }
     }
 
     fn names_ids(&self) -> Vec<(&ResourceId, Span)> {
@@ -699,6 +748,34 @@ mod tests {
         m.active = None;
         m.masked = Some(true);
         assert_eq!(m.diff(&converged()), vec![Change::set(Attr::Masked, Some(false), true)]);
+    }
+
+    fn dropins_only(file: &str) -> Unit {
+        let mut extra = Unit::unmanaged();
+        extra.name = "gunicorn.service".into();
+        extra.dropins = vec![(file.into(), Content::from("[Service]\nNice=5\n"))];
+        extra
+    }
+
+    #[test]
+    fn an_entry_of_drop_ins_only_merges_into_the_unit_whichever_comes_first() {
+        let mut merged = unit();
+        merged.merge(&dropins_only("nice.conf")).unwrap();
+        let files: Vec<&str> = merged.dropins.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(files, ["limits.conf", "nice.conf"]);
+        let mut first = dropins_only("nice.conf");
+        first.merge(&unit()).unwrap();
+        assert_eq!(first, merged);
+    }
+
+    #[test]
+    fn two_contents_or_one_drop_in_from_both_do_not_merge() {
+        assert!(matches!(unit().merge(&unit()), Err(Unmerged::Conflict(m)) if m.contains("may only add `dropins:`")));
+        let mut enabled = dropins_only("nice.conf");
+        enabled.enabled = Some(true);
+        assert!(matches!(unit().merge(&enabled), Err(Unmerged::Conflict(_))));
+        let clash = unit().merge(&dropins_only("limits.conf"));
+        assert!(matches!(clash, Err(Unmerged::Conflict(m)) if m.contains("`limits.conf`")));
     }
 
     #[test]

@@ -56,6 +56,7 @@ impl Human {
             // The commands that print these format their own human lines.
             Record::Valid(_)
             | Record::Module(_)
+            | Record::ModuleResources(_)
             | Record::SavedPlan(_)
             | Record::Restore(_)
             | Record::NotRestored(_)

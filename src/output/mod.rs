@@ -15,10 +15,11 @@ use std::io::{IsTerminal, Write};
 use crate::engine::apply::Applied;
 use crate::engine::plan::{Counts, Plan};
 use crate::engine::record::{
-    ApplySummary, Diagnostic, DiagnosticKind, Located, ModuleParam, ModuleRecord, Record, SavedPlanRecord, Sink,
-    SkippedTrigger, Stream, Timing, Valid,
+    ApplySummary, Diagnostic, DiagnosticKind, LeftOut, Located, ModuleParam, ModuleRecord, ModuleResource,
+    ModuleResourcesRecord, ParamValue, Record, SavedPlanRecord, Sink, SkippedTrigger, Stream, Timing, Valid,
 };
 use crate::engine::trigger::Trigger;
+use crate::playbook::yaml_node::{Node, Value};
 use textwrap::core::Word;
 
 mod human;
@@ -192,14 +193,17 @@ impl Printer {
                 self.line(format!("  {line}"));
             }
             let width = m.params.iter().map(|p| p.name.len()).max().unwrap_or(0);
-            let indent = " ".repeat(2 + width + 2 + 6 + 2 + DEFAULT_COLUMN + 2);
+            let type_width = m.params.iter().map(|p| p.kind.name().len()).max().unwrap_or(0).max(6);
+            let indent = " ".repeat(2 + width + 2 + type_width + 2 + DEFAULT_COLUMN + 2);
             let description_width = MODULES_WIDTH.saturating_sub(indent.len()).max(30);
             for p in &m.params {
                 let default = match &p.default {
+                    // A mapping or a list as JSON: its source may span lines.
+                    Some(d @ Node { value: Value::Map(_) | Value::Seq(_), .. }) => format!("default {}", d.to_json()),
                     Some(d) => format!("default {}", d.source(&m.source.text).trim()),
                     None => "required".into(),
                 };
-                let head = format!("  {:width$}  {:6}  ", p.name, p.kind.name());
+                let head = format!("  {:width$}  {:type_width$}  ", p.name, p.kind.name());
                 let mut lines = wrap(&p.description, description_width).into_iter();
                 if default.chars().count() > DEFAULT_COLUMN {
                     self.line(format!("{head}{default}"));
@@ -212,6 +216,57 @@ impl Printer {
                 }
             }
             self.line("");
+        }
+    }
+
+    /// `modules NAME`: the resources a module makes with the parameters given, as YAML that is a
+    /// playbook's `resources:` (each id and each parameter in a comment), or one JSON record.
+    pub fn module_resources(&mut self, expansion: &crate::playbook::module::Expansion) {
+        use crate::playbook::module::Shown;
+        let json = crate::playbook::template::to_json;
+        if self.format == Format::Json {
+            let (mut resources, mut left_out) = (Vec::new(), Vec::new());
+            for shown in &expansion.resources {
+                match shown {
+                    Shown::Resource { id, node } => {
+                        resources.push(ModuleResource { id: id.clone(), resource: node.to_json() })
+                    }
+                    Shown::LeftOut { kind, when } => left_out.push(LeftOut { kind: kind.clone(), when: when.clone() }),
+                }
+            }
+            let params = expansion.params.iter().map(|(name, value, default)| ParamValue {
+                name: name.clone(),
+                value: json(value),
+                default: *default,
+            });
+            let (name, origin) = (expansion.module.name.clone(), expansion.module.origin.clone());
+            self.record(Record::ModuleResources(ModuleResourcesRecord {
+                name,
+                origin,
+                params: params.collect(),
+                resources,
+                left_out,
+            }));
+            return;
+        }
+        let m = &expansion.module;
+        self.line(format!("# {} ({}): {}", m.name, m.origin, m.description));
+        self.line("# with these parameters (\"# default\": the module's own; give others with --var NAME=VALUE):");
+        for (name, value, default) in &expansion.params {
+            let value = serde_json::to_string(&json(value)).unwrap_or_default();
+            self.line(format!("#   {name}: {value}{}", if *default { "  # default" } else { "" }));
+        }
+        self.line("resources:");
+        let options = serde_saphyr::ser_options! { folded_wrap_chars: usize::MAX };
+        for shown in &expansion.resources {
+            match shown {
+                Shown::Resource { id, node } => {
+                    self.line(format!("  # {id}"));
+                    let yaml = serde_saphyr::to_string_with_options(&[node], options.clone()).unwrap_or_default();
+                    yaml.lines().for_each(|line| self.line(format!("  {line}").trim_end()));
+                }
+                Shown::LeftOut { kind, when } => self.line(format!("  # a {kind} left out by `when: {when}`")),
+            }
         }
     }
 

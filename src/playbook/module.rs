@@ -22,31 +22,44 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ("nginx-proxy", include_str!("../../modules/nginx-proxy.yml")),
 ];
 
+/// The type of a module's parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParamType {
     String,
     Int,
     Bool,
     List,
+    /// Environment variables: a mapping of NAME (letters, digits, `_`) to a one-line value.
+    Environment,
+    /// systemd settings of a section: a mapping of Key (letters) to a one-line value or a list
+    /// of them (one `Key=value` line each).
+    UnitSettings,
 }
 
 impl ParamType {
+    /// Every type, in the order messages list them.
+    pub const ALL: [ParamType; 6] = [
+        ParamType::String,
+        ParamType::Int,
+        ParamType::Bool,
+        ParamType::List,
+        ParamType::Environment,
+        ParamType::UnitSettings,
+    ];
+
     fn parse(word: &str) -> Option<ParamType> {
-        Some(match word {
-            "string" => ParamType::String,
-            "int" => ParamType::Int,
-            "bool" => ParamType::Bool,
-            "list" => ParamType::List,
-            _ => return None,
-        })
+        ParamType::ALL.into_iter().find(|t| t.name() == word)
     }
 
+    /// Its name in a module's `params:`.
     pub fn name(self) -> &'static str {
         match self {
             ParamType::String => "string",
             ParamType::Int => "int",
             ParamType::Bool => "bool",
             ParamType::List => "list",
+            ParamType::Environment => "environment",
+            ParamType::UnitSettings => "unit_settings",
         }
     }
 
@@ -57,7 +70,52 @@ impl ParamType {
                 | (ParamType::Int, Value::Int(_))
                 | (ParamType::Bool, Value::Bool(_))
                 | (ParamType::List, Value::Seq(_))
+                | (ParamType::Environment | ParamType::UnitSettings, Value::Map(_))
         )
+    }
+
+    /// What is wrong with an entry of a mapping of this type, and where, with how to fix it.
+    fn entry_problem(self, key: &Node, value: &Node) -> Option<(Span, String, &'static str)> {
+        let name = key.as_str().unwrap_or_default();
+        let (valid_key, key_help) = match self {
+            ParamType::Environment => (
+                name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "a variable's name is letters, digits and _, not starting with a digit (DATABASE_URL)",
+            ),
+            ParamType::UnitSettings => (
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphabetic()),
+                "a systemd setting is letters only, as systemd spells it (TimeoutStartSec, LimitNOFILE)",
+            ),
+            _ => return None,
+        };
+        if !valid_key {
+            return Some((key.span, format!("`{}` is not a valid name here", crate::error::escape(name)), key_help));
+        }
+        let values = match (&value.value, self) {
+            (Value::Seq(items), ParamType::UnitSettings) => items.iter().collect(),
+            _ => vec![value],
+        };
+        for value in values {
+            match &value.value {
+                Value::String(text) if text.contains(['\n', '\r', '\0']) => {
+                    let message = format!("the value of `{name}` holds a line break");
+                    return Some((value.span, message, "each value is one line: the file holds one per line"));
+                }
+                Value::String(_) | Value::Int(_) | Value::Float(_) | Value::Bool(_) => {}
+                _ => {
+                    let message = format!("the value of `{name}` must be one value, not {}", value.type_name());
+                    let help = match self {
+                        ParamType::UnitSettings => {
+                            "write a value, or a list of values for a setting given more than once"
+                        }
+                        _ => "write a string, a number or true/false",
+                    };
+                    return Some((value.span, message, help));
+                }
+            }
+        }
+        None
     }
 }
 
@@ -96,8 +154,9 @@ impl Module {
                 let Some(kind) = ParamType::parse(kind_word) else {
                     errors.push(
                         source.error(spec.span, format!("unknown parameter type `{kind_word}`"), "not a type").help(
-                            did_you_mean(kind_word, ["string", "int", "bool", "list"])
-                                .unwrap_or_else(|| "use string, int, bool or list".to_owned()),
+                            did_you_mean(kind_word, ParamType::ALL.map(ParamType::name)).unwrap_or_else(|| {
+                                format!("use one of: {}", ParamType::ALL.map(ParamType::name).join(", "))
+                            }),
                         ),
                     );
                     continue;
@@ -280,7 +339,8 @@ fn typed(
             }
             .unwrap_or_else(|| node.clone())
         }
-        _ => node.clone(),
+        // A list's or a mapping's strings are templates too.
+        _ => render_node(node, templates).map_err(|e| errors.push(e)).ok()?,
     };
     if !param.kind.accepts(&node) {
         errors.push(
@@ -294,7 +354,104 @@ fn typed(
         );
         return None;
     }
-    Some(to_jinja(&node))
+    if let Value::Map(entries) = &node.value {
+        let problems: Vec<_> = entries.iter().filter_map(|(k, v)| param.kind.entry_problem(k, v)).collect();
+        for (span, message, help) in &problems {
+            errors.push(source.error(*span, message.clone(), format!("in `{}`", param.name)).help(*help));
+        }
+        if !problems.is_empty() {
+            return None;
+        }
+    }
+    match param.kind {
+        ParamType::Environment | ParamType::UnitSettings => Some(to_jinja(&scalars_as_text(node))),
+        _ => Some(to_jinja(&node)),
+    }
+}
+
+/// The numbers and booleans of a file's settings as the text a file holds for them (`false`, not
+/// the template engine's `False`); other nodes as they are.
+fn scalars_as_text(node: Node) -> Node {
+    let value = match node.value {
+        Value::Bool(b) => Value::String(b.to_string()),
+        Value::Int(n) => Value::String(n.to_string()),
+        Value::Float(f) => Value::String(f.to_string()),
+        Value::Seq(items) => Value::Seq(items.into_iter().map(scalars_as_text).collect()),
+        Value::Map(entries) => Value::Map(entries.into_iter().map(|(k, v)| (k, scalars_as_text(v))).collect()),
+        other => other,
+    };
+    Node { span: node.span, value }
+}
+
+/// A node with each of its strings rendered as a template (keys stay as written).
+pub fn render_node(node: &Node, templates: &Templates) -> Result<Node, PlaybookError> {
+    let value = match &node.value {
+        Value::String(text) => Value::String(templates.render(text, node.span)?),
+        Value::Seq(items) => Value::Seq(items.iter().map(|n| render_node(n, templates)).collect::<Result<_, _>>()?),
+        Value::Map(entries) => Value::Map(
+            entries.iter().map(|(k, v)| Ok((k.clone(), render_node(v, templates)?))).collect::<Result<_, _>>()?,
+        ),
+        other => other.clone(),
+    };
+    Ok(Node { span: node.span, value })
+}
+
+/// A module expanded with given parameters, as `converge modules NAME` shows it.
+pub struct Expansion {
+    /// The module.
+    pub module: Module,
+    /// Each parameter: its name, its value, and whether that is the module's default.
+    pub params: Vec<(String, minijinja::Value, bool)>,
+    /// Its resources in order, rendered.
+    pub resources: Vec<Shown>,
+}
+
+/// A resource of an expanded module.
+pub enum Shown {
+    /// Its id, and its entry as a playbook would write it, every template rendered.
+    Resource { id: String, node: Node },
+    /// Its kind, left out by its `when:` (the expression as written).
+    LeftOut { kind: String, when: String },
+}
+
+impl Expansion {
+    /// The parameters' values from `scope` (what [`expand`] made), marking those not in `given`.
+    pub fn params(module: &Module, scope: &Templates, given: &[&str]) -> Vec<(String, minijinja::Value, bool)> {
+        let value = |name: &str| scope.var(name).cloned().unwrap_or_default();
+        module.params.iter().map(|p| (p.name.clone(), value(&p.name), !given.contains(&p.name.as_str()))).collect()
+    }
+}
+
+/// A resource of a module rendered for showing: its strings rendered, without the `when:` that
+/// kept it, and for a sensitive one every value that names nothing (`keep`) hidden.
+pub fn shown_node(node: &Node, scope: &Templates, sensitive: bool, keep: &[&str]) -> Result<Node, PlaybookError> {
+    let Value::Map(entries) = &node.value else { return render_node(node, scope) };
+    let mut shown = Vec::with_capacity(entries.len());
+    for (i, (key, value)) in entries.iter().enumerate() {
+        let name = key.as_str().unwrap_or_default();
+        if name == "when" {
+            continue;
+        }
+        let hidden = sensitive && i > 0 && !keep.contains(&name);
+        let value = match hidden {
+            true => Node { span: value.span, value: Value::String("(sensitive)".into()) },
+            false => typed_as_written(value, render_node(value, scope)?),
+        };
+        shown.push((key.clone(), value));
+    }
+    Ok(Node { span: node.span, value: Value::Map(shown) })
+}
+
+/// A template that rendered a boolean (`"{{ remove_default }}"` gives `True`) as the boolean a
+/// playbook writes.
+fn typed_as_written(template: &Node, rendered: Node) -> Node {
+    let is_template = matches!(&template.value, Value::String(t) if t.contains("{{"));
+    let value = match &rendered.value {
+        Value::String(text) if is_template && text.eq_ignore_ascii_case("true") => Value::Bool(true),
+        Value::String(text) if is_template && text.eq_ignore_ascii_case("false") => Value::Bool(false),
+        _ => return rendered,
+    };
+    Node { span: rendered.span, value }
 }
 
 /// The span of a `use:` entry, for errors about what it expands to.

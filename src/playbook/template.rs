@@ -122,6 +122,11 @@ impl Templates {
         &self.dir
     }
 
+    /// A variable's value.
+    pub fn var(&self, name: &str) -> Option<&Jinja> {
+        self.vars.get(name)
+    }
+
     pub fn set_var(&mut self, name: String, value: Jinja) {
         self.vars.insert(name, value);
         self.context = Jinja::from(self.vars.clone());
@@ -156,19 +161,23 @@ impl Templates {
     /// Reads a file relative to the playbook, for `source:`.
     pub fn read_bytes(&self, relative: &str, span: Span) -> Result<Vec<u8>, PlaybookError> {
         let bytes = crate::host::read_input(&self.dir.join(relative)).map_err(|e| self.missing(relative, span, e))?;
-        note_read(&self.dir, relative, &bytes);
+        note_read(&self.dir, relative, || Read::File { bytes: bytes.clone(), executable: false });
         Ok(bytes)
     }
 
     /// Reads a tree relative to the playbook, for a directory's `source:`: its directories and
-    /// files (host::read_input_tree), each file recorded as `read_bytes` records one.
+    /// files (host::read_input_tree), each recorded with whether its owner may execute it, and
+    /// every directory (an empty one too), for `--host` to send them as they are.
     pub fn read_tree(&self, relative: &str, span: Span) -> Result<Vec<crate::host::InputEntry>, PlaybookError> {
         let entries =
             crate::host::read_input_tree(&self.dir.join(relative)).map_err(|e| self.missing(relative, span, e))?;
+        note_read(&self.dir, relative, || Read::Directory);
         for entry in &entries {
-            if let Some(bytes) = &entry.bytes {
-                note_read(&self.dir, &Path::new(relative).join(&entry.path).to_string_lossy(), bytes);
-            }
+            let read = || match &entry.bytes {
+                Some(bytes) => Read::File { bytes: bytes.clone(), executable: entry.mode & 0o100 != 0 },
+                None => Read::Directory,
+            };
+            note_read(&self.dir, &Path::new(relative).join(&entry.path).to_string_lossy(), read);
         }
         Ok(entries)
     }
@@ -215,7 +224,7 @@ impl Templates {
                 std::io::Error::new(std::io::ErrorKind::InvalidData, "it is not UTF-8 text; use `source:` for bytes");
             self.missing(relative, span, e)
         })?;
-        note_read(&self.dir, relative, text.as_bytes());
+        note_read(&self.dir, relative, || Read::File { bytes: text.as_bytes().to_vec(), executable: false });
         Ok(text)
     }
 
@@ -245,12 +254,22 @@ impl Templates {
     }
 }
 
-/// A file that a `template:` or `source:` read, relative to `dir` (the playbook's or a module's).
+/// A file or directory that a `template:` or `source:` read, relative to `dir` (the playbook's
+/// or a module's).
 #[derive(Debug, Clone)]
 pub struct FileRead {
     pub dir: PathBuf,
     pub relative: String,
-    pub bytes: Vec<u8>,
+    pub read: Read,
+}
+
+/// What was read at a path.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Read {
+    /// A file's bytes, and whether its owner may execute it (what a tree copy keeps of its mode).
+    File { bytes: Vec<u8>, executable: bool },
+    /// A directory of a `source:` tree.
+    Directory,
 }
 
 thread_local! {
@@ -265,10 +284,12 @@ pub fn record_reads<T>(f: impl FnOnce() -> T) -> (T, Vec<FileRead>) {
     (value, READS.with(|r| r.take()).unwrap_or_default())
 }
 
-fn note_read(dir: &Path, relative: &str, bytes: &[u8]) {
+/// Records what was read at `relative` when a resolve records its reads (`read` makes the
+/// record only then: a plain run copies no bytes).
+fn note_read(dir: &Path, relative: &str, read: impl FnOnce() -> Read) {
     READS.with(|r| {
         if let Some(reads) = r.borrow_mut().as_mut() {
-            reads.push(FileRead { dir: dir.to_path_buf(), relative: relative.to_owned(), bytes: bytes.to_vec() });
+            reads.push(FileRead { dir: dir.to_path_buf(), relative: relative.to_owned(), read: read() });
         }
     });
 }
@@ -319,6 +340,33 @@ fn leaves(value: &Jinja) -> Vec<String> {
         }
         minijinja::value::ValueKind::Undefined | minijinja::value::ValueKind::None => Vec::new(),
         _ => vec![value.to_string()],
+    }
+}
+
+/// A template value as JSON (the values YAML gives: none, booleans, numbers, strings, lists and
+/// mappings; anything else as its text).
+pub fn to_json(value: &Jinja) -> serde_json::Value {
+    use minijinja::value::ValueKind;
+    use serde_json::Value as J;
+    match value.kind() {
+        ValueKind::Undefined | ValueKind::None => J::Null,
+        ValueKind::Bool => J::Bool(value.is_true()),
+        ValueKind::Number => match value.as_i64() {
+            Some(n) => J::from(n),
+            None => {
+                value.to_string().parse::<f64>().ok().and_then(serde_json::Number::from_f64).map_or(J::Null, J::Number)
+            }
+        },
+        ValueKind::Seq => J::Array(value.try_iter().into_iter().flatten().map(|v| to_json(&v)).collect()),
+        ValueKind::Map => J::Object(
+            value
+                .try_iter()
+                .into_iter()
+                .flatten()
+                .map(|k| (k.to_string(), to_json(&value.get_item(&k).unwrap_or_default())))
+                .collect(),
+        ),
+        _ => J::String(value.to_string()),
     }
 }
 

@@ -42,6 +42,30 @@ pub enum Value {
     Map(Vec<(Node, Node)>),
 }
 
+/// A node as YAML writes it: a mapping keeps its order (a resource's kind key stays first).
+impl serde::Serialize for Node {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match &self.value {
+            Value::Null => serializer.serialize_unit(),
+            Value::Bool(b) => serializer.serialize_bool(*b),
+            Value::Int(n) => serializer.serialize_i64(*n),
+            Value::Float(f) => serializer.serialize_f64(*f),
+            Value::String(s) => serializer.serialize_str(s),
+            Value::Seq(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                items.iter().try_for_each(|item| seq.serialize_element(item))?;
+                seq.end()
+            }
+            Value::Map(entries) => {
+                let mut map = serializer.serialize_map(Some(entries.len()))?;
+                entries.iter().try_for_each(|(k, v)| map.serialize_entry(k, v))?;
+                map.end()
+            }
+        }
+    }
+}
+
 impl Node {
     /// Reads a YAML document. The error carries the location that the parser reported.
     pub fn parse(text: &str) -> Result<Node, serde_saphyr::Error> {

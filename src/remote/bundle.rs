@@ -24,9 +24,18 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::playbook::template::FileRead;
+use crate::playbook::template::{FileRead, Read};
 
 use super::tar::Tar;
+
+/// What a path of the bundle holds.
+#[derive(Debug, Clone)]
+enum Item {
+    /// A file, and whether its owner may execute it.
+    File(Arc<[u8]>, bool),
+    /// A directory of a `source:` tree: sent even when empty.
+    Directory,
+}
 
 #[derive(Debug, Clone)]
 pub struct Bundle {
@@ -34,8 +43,8 @@ pub struct Bundle {
     pub dir: PathBuf,
     /// The playbook's file name.
     pub playbook: String,
-    /// Files under `tree/`, by their path in the bundle.
-    files: Vec<(PathBuf, Arc<[u8]>)>,
+    /// Files and directories under `tree/`, by their path in the bundle.
+    files: Vec<(PathBuf, Item)>,
     /// The vars files, in order of precedence (later wins).
     vars: Vec<Arc<[u8]>>,
     /// The secret variables (each --secrets-file, the --secret-var values): given to the
@@ -57,10 +66,11 @@ impl Bundle {
         let parent = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let dir = canonical(parent)?;
 
-        let mut files: Vec<(PathBuf, Arc<[u8]>)> = vec![(dir.join(&playbook), Arc::from(text.as_bytes()))];
-        let mut add = |path: PathBuf, bytes: &[u8]| {
+        let mut files: Vec<(PathBuf, Item)> =
+            vec![(dir.join(&playbook), Item::File(Arc::from(text.as_bytes()), false))];
+        let mut add = |path: PathBuf, item: Item| {
             if !files.iter().any(|(p, _)| *p == path) {
-                files.push((path, Arc::from(bytes)));
+                files.push((path, item));
             }
         };
         // The playbook's own modules: module.rs reads `modules/NAME.yml` beside the playbook.
@@ -73,7 +83,7 @@ impl Bundle {
             modules.sort();
             for module in modules {
                 let bytes = std::fs::read(&module).map_err(|source| Error::Read { path: module.clone(), source })?;
-                add(module, &bytes);
+                add(module, Item::File(Arc::from(bytes), false));
             }
         }
         for read in reads {
@@ -88,7 +98,11 @@ impl Bundle {
                     ),
                 });
             }
-            add(normalize(&canonical(&read.dir)?.join(&read.relative)), &read.bytes);
+            let item = match &read.read {
+                Read::File { bytes, executable } => Item::File(Arc::from(bytes.as_slice()), *executable),
+                Read::Directory => Item::Directory,
+            };
+            add(normalize(&canonical(&read.dir)?.join(&read.relative)), item);
         }
 
         let root = files.iter().fold(dir.clone(), |common, (path, _)| common_ancestor(&common, path));
@@ -96,7 +110,7 @@ impl Bundle {
         Ok(Bundle {
             dir: inside(&dir),
             playbook,
-            files: files.iter().map(|(path, bytes)| (inside(path), bytes.clone())).collect(),
+            files: files.into_iter().map(|(path, item)| (inside(&path), item)).collect(),
             vars: vars.into_iter().map(Arc::from).collect(),
             secrets: Vec::new(),
         })
@@ -108,7 +122,7 @@ impl Bundle {
         Bundle {
             dir: PathBuf::from("tree"),
             playbook: "plan.json".into(),
-            files: vec![(PathBuf::from("tree/plan.json"), Arc::from(bytes))],
+            files: vec![(PathBuf::from("tree/plan.json"), Item::File(Arc::from(bytes), false))],
             vars: Vec::new(),
             secrets: Vec::new(),
         }
@@ -132,20 +146,31 @@ impl Bundle {
 
     /// The paths of the files under `tree/`, for tests and `-v`.
     pub fn paths(&self) -> Vec<&Path> {
-        self.files.iter().map(|(p, _)| p.as_path()).collect()
+        self.files.iter().filter(|(_, item)| matches!(item, Item::File(..))).map(|(p, _)| p.as_path()).collect()
     }
 
     /// Writes the bundle as a tar stream.
     pub fn write_tar(&self, out: impl std::io::Write) -> std::io::Result<()> {
         let mut tar = Tar::new(out);
         let mut dirs: Vec<&Path> = Vec::new();
-        let mut vars: Vec<(PathBuf, &Arc<[u8]>)> =
-            self.vars_files().into_iter().map(PathBuf::from).zip(&self.vars).collect();
-        vars.extend(self.secrets_files().into_iter().map(PathBuf::from).zip(&self.secrets));
-        let all = self.files.iter().map(|(p, b)| (p, b)).chain(vars.iter().map(|(p, b)| (p, *b)));
-        for (path, bytes) in all {
+        let mut vars: Vec<(PathBuf, Item)> = self
+            .vars_files()
+            .into_iter()
+            .map(PathBuf::from)
+            .zip(self.vars.iter().map(|b| Item::File(b.clone(), false)))
+            .collect();
+        vars.extend(
+            self.secrets_files()
+                .into_iter()
+                .map(PathBuf::from)
+                .zip(self.secrets.iter().map(|b| Item::File(b.clone(), false))),
+        );
+        for (path, item) in self.files.iter().chain(&vars) {
             // Each directory before what is inside it, once.
-            let mut parents: Vec<&Path> = path.ancestors().skip(1).filter(|a| !a.as_os_str().is_empty()).collect();
+            let mut parents: Vec<&Path> = path.ancestors().filter(|a| !a.as_os_str().is_empty()).collect();
+            if matches!(item, Item::File(..)) {
+                parents.remove(0);
+            }
             parents.reverse();
             for parent in parents {
                 if !dirs.contains(&parent) {
@@ -153,7 +178,9 @@ impl Bundle {
                     dirs.push(parent);
                 }
             }
-            tar.file(path.as_os_str().as_bytes(), bytes)?;
+            if let Item::File(bytes, executable) = item {
+                tar.file(path.as_os_str().as_bytes(), bytes, *executable)?;
+            }
         }
         tar.finish()?;
         Ok(())
@@ -207,7 +234,41 @@ mod tests {
     use super::*;
 
     fn read(dir: &Path, relative: &str, text: &str) -> FileRead {
-        FileRead { dir: dir.to_owned(), relative: relative.into(), bytes: text.as_bytes().to_vec() }
+        FileRead {
+            dir: dir.to_owned(),
+            relative: relative.into(),
+            read: Read::File { bytes: text.as_bytes().to_vec(), executable: false },
+        }
+    }
+
+    #[test]
+    fn a_tree_keeps_its_empty_directories_and_execute_bits() {
+        let dir = tempfile::tempdir().unwrap();
+        let reads = [
+            FileRead { dir: dir.path().into(), relative: "files/site".into(), read: Read::Directory },
+            FileRead { dir: dir.path().into(), relative: "files/site/empty".into(), read: Read::Directory },
+            FileRead {
+                dir: dir.path().into(),
+                relative: "files/site/run.sh".into(),
+                read: Read::File { bytes: b"#!/bin/sh\n".to_vec(), executable: true },
+            },
+            read(dir.path(), "files/site/index.html", "hi"),
+        ];
+        let bundle = Bundle::new(&dir.path().join("p.yml"), "x: 1\n", &reads, Vec::new()).unwrap();
+        let mut tar = Vec::new();
+        bundle.write_tar(&mut tar).unwrap();
+        let mut archive = ::tar::Archive::new(tar.as_slice());
+        let entries: Vec<(String, u32)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| (e.path().unwrap().display().to_string(), e.header().mode().unwrap()))
+            .collect();
+        let mode = |name: &str| entries.iter().find(|(n, _)| n == name).map(|(_, m)| *m);
+        assert_eq!(mode("tree/files/site/empty"), Some(0o700), "{entries:?}");
+        assert_eq!(mode("tree/files/site/run.sh"), Some(0o700), "{entries:?}");
+        assert_eq!(mode("tree/files/site/index.html"), Some(0o600), "{entries:?}");
+        assert_eq!(entries.iter().filter(|(n, _)| n == "tree/files/site").count(), 1, "once: {entries:?}");
     }
 
     #[test]

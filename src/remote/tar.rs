@@ -1,8 +1,9 @@
 //! `Tar`: the bundle's wire format, a tar stream (the `tar` crate's GNU headers, which carry long
 //! names), written straight into ssh's stdin and unpacked on the target by its own `tar -x` (GNU
 //! tar and busybox read it; Debian's tar is an essential package). Entries are owned by root,
-//! dated 1970 and private (0600 files, 0700 directories): the bundle can hold secrets, and nothing
-//! on the target depends on those attributes.
+//! dated 1970 and private (0600 files, 0700 directories and files their owner may execute): the
+//! bundle can hold secrets, and nothing on the target depends on other bits than the owner's
+//! execute bit (which a `directory:` tree copy keeps, tree.rs).
 
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -44,8 +45,10 @@ impl<W: Write> Tar<W> {
         self.entry(path, 0o700, tar::EntryType::Directory, &[])
     }
 
-    pub fn file(&mut self, path: &[u8], bytes: &[u8]) -> io::Result<()> {
-        self.entry(path, 0o600, tar::EntryType::Regular, bytes)
+    /// A file, executable by its owner or not.
+    pub fn file(&mut self, path: &[u8], bytes: &[u8], executable: bool) -> io::Result<()> {
+        let mode = if executable { 0o700 } else { 0o600 };
+        self.entry(path, mode, tar::EntryType::Regular, bytes)
     }
 
     /// Ends the archive (two zero blocks, then padding to a whole record); returns the writer.
@@ -91,8 +94,9 @@ mod tests {
         let mut tar = Tar::new(Vec::new());
         tar.directory(b"tree").unwrap();
         for (path, bytes) in &entries {
-            tar.file(path.as_bytes(), bytes).unwrap();
+            tar.file(path.as_bytes(), bytes, false).unwrap();
         }
+        tar.file(b"tree/run.sh", b"#!/bin/sh\n", true).unwrap();
         let archive = tar.finish().unwrap();
         assert_eq!(archive.len() as u64 % RECORD, 0, "whole records, or the target's tar waits for more");
 
@@ -113,5 +117,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(dir.path().join("tree/playbook.yml")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+        let mode = std::fs::metadata(dir.path().join("tree/run.sh")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
     }
 }

@@ -12,6 +12,7 @@ tests![
     lines_are_removed_by_match_or_by_their_text,
     a_symlink_or_a_directory_is_refused_and_left_alone,
     a_missing_file_is_planned_as_waited_for_and_fails_apply,
+    create_makes_the_missing_file_with_its_mode_and_group,
     mistakes_are_errors_at_their_lines,
     entries_on_one_file_are_checked_and_written_once,
     a_refused_candidate_leaves_the_file_and_names_the_checker,
@@ -78,10 +79,31 @@ fn a_missing_file_is_planned_as_waited_for_and_fails_apply() {
     assert!(plan.stdout.contains("lines: the file is not there yet -> edited once an earlier resource makes it"));
     let err = flat(&test.apply().code(1).stderr);
     assert!(err.contains("/etc/app.conf does not exist: line_in_file edits a file that is there"), "{err}");
+    assert!(err.contains("add `create: true`"), "{err}");
     test.expect_absent(CONFIG);
     // Removing a line from a file that is not there is nothing to do.
     let test = test.playbook(&format!("resources:\n  - line_in_file: {CONFIG}\n    state: absent\n    line: a\n"));
     test.plan().code(0);
+}
+
+fn create_makes_the_missing_file_with_its_mode_and_group() {
+    let test = Test::new().with_accounts().playbook(&format!(
+        "resources:\n  - line_in_file: {CONFIG}\n    line: a = 1\n    create: true\n    group: daemon\n    mode: \"0640\"\n  - line_in_file: {CONFIG}\n    line: b = 2\n"
+    ));
+    let plan = test.plan().code(2);
+    assert!(plan.stdout.contains("+ line_in_file:/etc/app.conf (create)"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("+a = 1\n") && plan.stdout.contains("+b = 2\n"), "{}", plan.stdout);
+    test.apply().success();
+    test.expect_file(CONFIG, "a = 1\nb = 2\n");
+    let meta = fs::metadata(test.host_path(CONFIG)).unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o640);
+    assert_eq!(meta.gid(), crate::support::ids_of("daemon").1);
+    test.plan().code(0);
+    // Without `create: true`, `mode` is a mistake at its line.
+    let test = test.playbook(&format!("resources:\n  - line_in_file: {CONFIG}\n    line: a = 1\n    mode: \"0600\"\n"));
+    let err = flat(&test.validate().code(1).stderr);
+    assert!(err.contains("`owner`, `group` and `mode` are those of the file `create: true` makes"), "{err}");
+    assert!(err.contains(":4:"), "{err}");
 }
 
 fn mistakes_are_errors_at_their_lines() {

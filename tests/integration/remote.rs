@@ -213,6 +213,11 @@ fn cached_binary(c: &Container, dir: &str) -> String {
 fn a_first_apply_uploads_converge_and_a_second_does_not() {
     let c = Container::boot("remote-upload");
     let site = Site::new();
+    // A tree whose script keeps its execute bit and whose empty directory arrives too.
+    site.write("site/site.yml", &format!("{PLAYBOOK}  - directory: /srv/remote/tree\n    source: files/tree\n"));
+    site.write("site/files/tree/run.sh", "#!/bin/sh\necho ran\n");
+    std::fs::set_permissions(site.path("site/files/tree/run.sh"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::create_dir_all(site.path("site/files/tree/empty")).unwrap();
     let netns = format!("/proc/{}/ns/net", leader(&c));
     let config = site.path("ssh_config").display().to_string();
     let args = ["apply", &site.playbook(), "--host", "root@127.0.0.1", "--ssh-config", &config];
@@ -225,6 +230,8 @@ fn a_first_apply_uploads_converge_and_a_second_does_not() {
     assert_eq!(c.sh("cat /srv/remote/motd"), "hello from none");
     assert_eq!(c.sh("stat -c %a /srv/remote/motd"), "640");
     assert_eq!(c.sh("sha256sum < /srv/remote/blob"), sha256_of(&site.path("shared/blob.bin")) + "  -");
+    assert_eq!(c.sh("stat -c '%a %F' /srv/remote/tree/run.sh /srv/remote/tree/empty"), "755 regular file\n755 directory");
+    assert_eq!(c.sh("/srv/remote/tree/run.sh"), "ran");
     let cached = cached_binary(&c, "/var/cache/converge");
     assert!(cached.starts_with("/var/cache/converge/") && cached.contains("/converge "), "{cached}");
     assert_eq!(c.sh("ls /tmp | grep -c '^converge\\.' || true"), "0", "the bundle's directory is removed");

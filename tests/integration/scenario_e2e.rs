@@ -228,6 +228,17 @@ fn the_modules_playbook_serves_too() {
     serves(&c, "/run/gunicorn.sock");
     let out = apply(&c, "/root/playbooks/gunicorn-modules.yml", &[]);
     assert!(out.starts_with("No changes."), "{out}");
+    // The module's environment reaches the process; its service settings and the playbook's
+    // drop-in are in effect.
+    assert_eq!(c.sh("stat -c '%a %U:%G' /etc/default/gunicorn"), "640 root:www-data");
+    let pid = c.sh("systemctl show -p MainPID --value gunicorn.service");
+    assert_ne!(pid, "0", "serving started gunicorn");
+    let environ = c.sh(&format!("tr '\\0' '\\n' < /proc/{pid}/environ"));
+    assert!(environ.lines().any(|l| l == "APP_ENV=production"), "{environ}");
+    let shown = c.sh("systemctl show -p LimitNOFILE -p TimeoutStartUSec -p DropInPaths gunicorn.service");
+    assert!(shown.contains("LimitNOFILE=8192\n"), "{shown}");
+    assert!(shown.contains("TimeoutStartUSec=30s"), "{shown}");
+    assert!(shown.contains("/etc/systemd/system/gunicorn.service.d/limits.conf"), "{shown}");
 }
 
 /// Where /usr/sbin/policy-rc.d forbids maintainer scripts to start services (as in image

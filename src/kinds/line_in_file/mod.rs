@@ -6,8 +6,9 @@
 //! first line `insert_before:` finds, or at the end (`after:` is every kind's ordering key).
 //! `state: absent` removes every line equal to `line:` or found by `match:`. The rest of the file
 //! stays byte for byte (text.rs). The file must be a regular file that is there (a package or an
-//! earlier resource makes it); a symlink is refused, never followed. Its mode and owner stay;
-//! with `validate:` a checker accepts the result first.
+//! earlier resource makes it), or, with `create: true`, is made with the lines, `owner`, `group`
+//! and `mode` (root and 0644 by default); a symlink is refused, never followed. An existing
+//! file's mode and owner stay; with `validate:` a checker accepts the result first.
 //!
 //! Several entries on one file are one resource, `line_in_file:PATH` ([`Resource::merge`]): the
 //! plan shows one diff per entry, in the playbook's order, and apply makes them all in one
@@ -19,9 +20,10 @@ use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 use crate::host::{FileKind, Host, Stat};
-use crate::kinds::resource::{Attr, Change, Content, Need, Resource, Unmerged};
+use crate::host::mode::Mode;
+use crate::kinds::resource::{Attr, Change, Content, Need, Ownership, Resource, Unmerged, ownership_changes};
 use crate::kinds::validate::{self, VALIDATE, Validate};
-use crate::kinds::{Kind, path_needs};
+use crate::kinds::{Kind, owner_ids, ownership_needs, path_needs};
 use crate::playbook::attrs::Attrs;
 use crate::playbook::table::{STATE, Table, Type, attr};
 use crate::playbook::values::State;
@@ -35,7 +37,21 @@ pub struct LineInFile {
     pub edits: Vec<Edit>,
     /// A checker of the edited file (`sshd -t -f %s`).
     pub validate: Option<Validate>,
+    /// `create: true`: a missing file is made, with this owner, group and mode.
+    pub create: Option<Created>,
 }
+
+/// How `create: true` makes a missing file.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Created {
+    /// `owner` and `group` (root when not given).
+    pub ownership: Ownership,
+    /// `mode` (0644 when not given).
+    pub mode: Option<Mode>,
+}
+
+/// The mode of a file `create: true` makes.
+const DEFAULT_MODE: Mode = Mode(0o644);
 
 /// What is at its path.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,6 +109,10 @@ impl Resource for LineInFile {
             attr("insert_after", Type::String, "a regular expression: a new line goes after the first line it finds (else at the end)"),
             attr("insert_before", Type::String, "a regular expression: a new line goes before the first line it finds (else at the end)"),
             VALIDATE,
+            attr("create", Type::Bool, "make the file when it is missing, with the line (default false: an error)"),
+            attr("owner", Type::String, "the owner of the file `create: true` makes (default root)"),
+            attr("group", Type::String, "the group of the file `create: true` makes (default root)"),
+            attr("mode", Type::Mode, "the mode of the file `create: true` makes (default \"0644\")"),
         ],
     };
 
@@ -106,11 +126,12 @@ impl Resource for LineInFile {
         let after = pattern(attrs, "insert_after");
         let before = pattern(attrs, "insert_before");
         let validate = Validate::from_attrs(attrs);
+        let create = created(attrs);
         let edit = match state {
             State::Present => ensure(attrs, name.span, line, found, [after, before]),
             State::Absent => remove(attrs, name.span, line, found, [after, before]),
         };
-        Some(LineInFile { path: path?, edits: vec![edit?], validate })
+        Some(LineInFile { path: path?, edits: vec![edit?], validate, create })
     }
 
     fn name(&self) -> String {
@@ -131,12 +152,25 @@ impl Resource for LineInFile {
             (None, Some(theirs)) => self.validate = Some(theirs.clone()),
             _ => {}
         }
+        match (&self.create, &other.create) {
+            (Some(mine), Some(theirs)) if mine != theirs => {
+                return Err(Unmerged::Conflict(format!(
+                    "the line_in_file entries of {} make the file once, so their `create` needs the same \
+                     `owner`, `group` and `mode`",
+                    self.path.display()
+                )));
+            }
+            (None, Some(theirs)) => self.create = Some(theirs.clone()),
+            _ => {}
+        }
         self.edits.extend(other.edits.iter().cloned());
         Ok(())
     }
 
     fn needs(&self) -> Vec<Need> {
-        path_needs(&self.path, false)
+        let mut needs = path_needs(&self.path, self.create.is_some());
+        needs.extend(self.create.iter().flat_map(|c| ownership_needs(&c.ownership)));
+        needs
     }
 
     fn paths(&self) -> Vec<PathBuf> {
@@ -158,7 +192,14 @@ impl Resource for LineInFile {
             if self.edits.iter().all(|e| e.state() == State::Absent) {
                 return vec![];
             }
-            let to = "edited once an earlier resource makes it (apply fails if none does)";
+            if let Some(create) = &self.create {
+                let to = Content::from(self.edited(b""));
+                let mut changes = vec![Change::Create, Change::Content { file: None, from: None, to }];
+                changes.push(Change::set_to(Attr::Mode, create.mode.unwrap_or(DEFAULT_MODE)));
+                changes.extend(ownership_changes(&create.ownership, "", ""));
+                return changes;
+            }
+            let to = "edited once an earlier resource makes it (apply fails if none does; or add `create: true`)";
             return vec![Change::set(Attr::Lines, Some("the file is not there yet"), to)];
         };
         if self.edited(content.bytes()) == content.bytes() {
@@ -180,14 +221,7 @@ impl Resource for LineInFile {
 
     fn apply(&self, _changes: &[Change], host: &Host) -> Result<()> {
         let Some(stat) = self.stat(host)? else {
-            return Err(Error::resource(
-                self.id(),
-                format!(
-                    "{} does not exist: line_in_file edits a file that is there; install the package that brings it, \
-                     or make it with a resource before this one",
-                    self.path.display()
-                ),
-            ));
+            return self.make(host);
         };
         let old = host.read(&self.path).map_err(|e| Error::resource_io(self.id(), "cannot read it", e))?;
         let new = self.edited(&old);
@@ -197,6 +231,46 @@ impl Resource for LineInFile {
         let keep = (stat.mode, stat.uid, stat.gid);
         validate::write(host, &self.id(), self.validate.as_ref(), &self.path, &new, keep)
     }
+}
+
+impl LineInFile {
+    /// The missing file, made with the lines when `create: true`; otherwise an error that says how.
+    fn make(&self, host: &Host) -> Result<()> {
+        let Some(create) = &self.create else {
+            return Err(Error::resource(
+                self.id(),
+                format!(
+                    "{} does not exist: line_in_file edits a file that is there; add `create: true` to make it, \
+                     install the package that brings it, or make it with a `file:` resource before this one",
+                    self.path.display()
+                ),
+            ));
+        };
+        let (uid, gid) = owner_ids(host, &create.ownership, None)
+            .map_err(|e| Error::resource_io(self.id(), "cannot resolve its owner", e))?;
+        let meta = (create.mode.unwrap_or(DEFAULT_MODE), uid, gid);
+        validate::write(host, &self.id(), self.validate.as_ref(), &self.path, &self.edited(b""), meta)
+    }
+}
+
+/// `create: true` with the owner, group and mode of the file it makes; those without it are
+/// errors, since an existing file keeps its own.
+fn created(attrs: &mut Attrs) -> Option<Created> {
+    let ownership = attrs.ownership();
+    let mode = attrs.mode("mode");
+    if attrs.bool("create").unwrap_or(false) {
+        return Some(Created { ownership, mode });
+    }
+    let given = ["owner", "group", "mode"].into_iter().find_map(|key| attrs.node(key));
+    if let Some(node) = given {
+        attrs.error(
+            node.span,
+            "`owner`, `group` and `mode` are those of the file `create: true` makes",
+            "without `create: true`",
+            "add `create: true` (a missing file is made with them), or remove them: an existing file keeps its own",
+        );
+    }
+    None
 }
 
 /// `line:`: one line, without its line break.
@@ -332,7 +406,7 @@ mod tests {
     use super::*;
 
     fn lines(edits: Vec<Edit>) -> LineInFile {
-        LineInFile { path: "/etc/ssh/sshd_config".into(), edits, validate: None }
+        LineInFile { path: "/etc/ssh/sshd_config".into(), edits, validate: None, create: None }
     }
 
     fn ensure(line: &str) -> Edit {
@@ -361,6 +435,22 @@ mod tests {
     fn edits_that_undo_each_other_change_nothing() {
         let resource = lines(vec![ensure("a"), Edit::Remove(Finder::Line("a".into()))]);
         assert_eq!(resource.diff(&present("x\n")), vec![]);
+    }
+
+    #[test]
+    fn create_makes_a_missing_file_with_the_lines_and_its_mode() {
+        let mut resource = lines(vec![ensure("a"), ensure("b")]);
+        resource.create = Some(Created { ownership: Ownership::default(), mode: None });
+        assert_eq!(
+            resource.diff(&LinesActual::Missing),
+            vec![
+                Change::Create,
+                Change::Content { file: None, from: None, to: Content::from("a\nb\n") },
+                Change::set_to(Attr::Mode, Mode(0o644)),
+            ]
+        );
+        resource.edits = vec![Edit::Remove(Finder::Line("a".into()))];
+        assert_eq!(resource.diff(&LinesActual::Missing), vec![], "nothing to make for a removal");
     }
 
     #[test]
