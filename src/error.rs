@@ -187,6 +187,12 @@ impl PlaybookError {
         self
     }
 
+    /// The same mistake, saying where it was made (`in for_each item "b"`).
+    pub fn within(mut self, place: &str) -> PlaybookError {
+        self.message = format!("{} ({place})", self.message);
+        self
+    }
+
     /// The same remark, as a warning.
     pub fn warning(self) -> PlaybookError {
         PlaybookError { severity: Severity::Warning, ..self }

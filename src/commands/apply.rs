@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crate::cli::Settings;
 use crate::engine::apply::{Applied, apply, run_triggers};
-use crate::engine::journal;
+use crate::engine::journal::{Kept, Pending};
 use crate::engine::lock::lock;
 use crate::engine::plan::plan;
 use crate::engine::resolve::Resolved;
@@ -74,15 +74,13 @@ fn run_resolved(
     if systemd.is_none() && host.root().is_none() && plan.units_unobserved {
         return Err(Error::NoBus);
     }
-    // What the changes trigger is recorded before anything is applied, and cleared only once the
-    // triggers ran, so that a run that stops half way hands them to the next one
-    // (docs/triggers.md, rule 8).
-    let mut journaled = systemd.is_some() && !plan.pending.is_empty();
-    if journaled {
-        journal::save(&host, &plan.pending)?;
-    }
+    // What the changes trigger (and the `on_change:` commands they make run) is recorded before
+    // anything is applied, and cleared only once the triggers ran, so that a run that stops half
+    // way hands them to the next one (docs/triggers.md, rule 8).
+    let mut journal = Kept::new(&host, systemd.is_some());
+    journal.save(&plan.pending)?;
     let mut applied = Applied::default();
-    let result = apply(resolved, &plan, &host, options.jobs, printer, &mut applied);
+    let result = apply(resolved, &plan, &mut journal, options.jobs, printer, &mut applied);
     if result.is_err() {
         printer.failed_after(&applied, &plan);
     }
@@ -102,12 +100,12 @@ fn run_resolved(
     result?;
     // Decided again from what was really applied (usually what was planned), and journaled
     // again when that differs.
-    let (pending, triggers) =
+    let (mut pending, triggers) =
         crate::engine::plan::triggers_after(resolved, &applied.resources, &plan.interrupted, &host)?;
-    if systemd.is_some() && !pending.is_empty() && pending != plan.pending {
-        journal::save(&host, &pending)?;
-        journaled = true;
-    }
+    // The commands ran; what an interrupted run owes to another playbook's stays owed.
+    let elsewhere = crate::engine::on_change::owed_elsewhere(resolved, &plan.interrupted);
+    pending.commands.clone_from(&elsewhere);
+    journal.save(&pending)?;
     let ran = match systemd {
         Some(systemd) => {
             let settle = |unit: &str| crate::engine::apply::settle_time(resolved, unit);
@@ -118,9 +116,7 @@ fn run_resolved(
             0
         }
     };
-    if journaled {
-        journal::clear(&host)?;
-    }
+    journal.save(&Pending { commands: elsewhere, ..Pending::default() })?;
     printer.apply_done(&applied, ran, triggers.len() - ran);
     Ok(if options.detailed_exitcode && !applied.resources.is_empty() { 2 } else { 0 })
 }

@@ -32,10 +32,8 @@ pub fn run(to: Option<u64>, check: bool, keep_runs: usize, settings: &Settings, 
     let mut recorder = Recorder::default();
     recorder.capture_restored(&host, &steps)?;
     let systemd = host.systemd()?;
-    let journaled = systemd.is_some() && !pending.is_empty();
-    if journaled {
-        journal::save(&host, &pending)?;
-    }
+    let mut journal = journal::Kept::new(&host, systemd.is_some());
+    journal.save(&pending)?;
     let restored = restore_all(&host, &steps).and_then(|()| rollback::test_nginx(&host, &steps, &mut recorder));
     // Recorded even when it failed half way, as an apply is: what it did can be rolled back.
     let numbers: Vec<u64> = undone.iter().map(|r| r.number).collect();
@@ -54,9 +52,9 @@ pub fn run(to: Option<u64>, check: bool, keep_runs: usize, settings: &Settings, 
             0
         }
     };
-    if journaled {
-        journal::clear(&host)?;
-    }
+    // A rollback runs no command: those an interrupted run owes stay owed.
+    let owed = std::mem::take(&mut pending.commands);
+    journal.save(&journal::Pending { commands: owed, ..journal::Pending::default() })?;
     let number = number.map(|n| format!(" (recorded as run {n})")).unwrap_or_default();
     let ran = if ran > 0 { format!(", {ran} triggers ran") } else { String::new() };
     printer.say(format!("Rollback complete: {} paths restored{ran}{number}.", steps.len()));

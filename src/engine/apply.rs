@@ -22,6 +22,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::engine::graph;
+use crate::engine::journal::Kept;
+use crate::engine::on_change::{self, Gate};
 use crate::engine::plan::{Plan, ResourcePlan};
 use crate::engine::record::{AppliedRecord, Diagnostic, Record, ResourceRecord, Sink};
 use crate::engine::resolve::{Entry, Resolved};
@@ -75,13 +77,14 @@ struct Failed {
 /// What applying one resource came to.
 type Outcome = std::result::Result<Done, Failed>;
 
-/// Observes `entry` again and applies what differs now.
-fn apply_one(entry: &Entry, host: &Host, begun: Instant) -> Outcome {
+/// Observes `entry` again and applies what differs now (an `on_change:` command: for `reason`).
+fn apply_one(entry: &Entry, host: &Host, begun: Instant, reason: Option<&str>) -> Outcome {
     let started = begun.elapsed();
     let mut recorder = Recorder::default();
-    let changes = match entry.resource.plan(host) {
-        Ok(changes) => changes,
-        Err(e) => return Err(Failed { error: entry.own_error(e), recorder }),
+    let changes = match (entry.resource.plan(host), reason) {
+        (Ok(changes), None) => changes,
+        (Ok(changes), Some(reason)) => on_change::run_because(changes, reason),
+        (Err(e), _) => return Err(Failed { error: entry.own_error(e), recorder }),
     };
     if !changes.is_empty() {
         if let Err(error) = recorder.capture(host, &entry.id, &entry.resource, entry.sensitive) {
@@ -94,9 +97,26 @@ fn apply_one(entry: &Entry, host: &Host, begun: Instant) -> Outcome {
     Ok(Done { changes, recorder, started, took: begun.elapsed() - started })
 }
 
+/// An entry applied in turn (not long work): an `on_change:` command only when what it names
+/// changed in this run or the interrupted one owes it; either way it is owed no more.
+fn apply_in_turn(entry: &Entry, plan: &Plan, applied: &Applied, journal: &mut Kept, begun: Instant) -> Outcome {
+    let host = journal.host();
+    let changed = |id: &ResourceId| applied.resources.iter().any(|r| r.id == *id).then_some(true);
+    let done = match on_change::gate(entry, changed, &plan.interrupted) {
+        Gate::Free => return apply_one(entry, host, begun, None),
+        // What it names did not change after all (apply found it as the playbook says).
+        Gate::Quiet => Done::reported(),
+        Gate::Fires(cause) => apply_one(entry, host, begun, Some(&cause.reason()))?,
+    };
+    match journal.ran(&entry.id) {
+        Ok(()) => Ok(done),
+        Err(error) => Err(Failed { error, recorder: done.recorder }),
+    }
+}
+
 /// [`apply_one`] on a thread of its own: a panic is its failure, not a wait that never ends.
 fn apply_caught(entry: &Entry, host: &Host, begun: Instant) -> Outcome {
-    let run = std::panic::AssertUnwindSafe(|| apply_one(entry, host, begun));
+    let run = std::panic::AssertUnwindSafe(|| apply_one(entry, host, begun, None));
     std::panic::catch_unwind(run).unwrap_or_else(|_| {
         Err(Failed { error: Error::resource(&entry.id, "its apply panicked"), recorder: Recorder::default() })
     })
@@ -228,15 +248,16 @@ pub fn millis(duration: Duration) -> u64 {
 
 /// Fills `applied` as it goes, so that what a failed run did is still known (and recorded); each
 /// resource applied is a record to `sink`, in the playbook's order. At most `jobs` long
-/// resources run at once.
+/// resources run at once. An `on_change:` command that ran is taken out of the `journal`.
 pub fn apply(
     resolved: &Resolved,
     plan: &Plan,
-    host: &Host,
+    journal: &mut Kept,
     jobs: usize,
     sink: &mut dyn Sink,
     applied: &mut Applied,
 ) -> Result<()> {
+    let host = journal.host();
     let schedule = Schedule::new(resolved, plan, host, jobs)?;
     let entries = &resolved.entries;
     let begun = Instant::now();
@@ -268,7 +289,7 @@ pub fn apply(
                     scope.spawn(move || finished.send((i, apply_caught(entry, host, begun))));
                 } else {
                     let busy = entry.resource.slow_step().map(|what| sink.busy(format!("{} ({what})", entry.id)));
-                    results.done[next] = Some(apply_one(entry, host, begun));
+                    results.done[next] = Some(apply_in_turn(entry, plan, applied, journal, begun));
                     drop(busy);
                 }
                 next += 1;

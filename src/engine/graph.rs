@@ -2,9 +2,10 @@
 //!
 //! The edges are `after:` and what each kind says it needs ([`Resource::needs`]): a directory
 //! before what is inside it, a user or group before what it owns, an `apt` resource before what
-//! uses its packages, an `apt_repository` before the installs written after it. The order is the playbook's own, each resource moved only as far as the
-//! edges require (a stable topological sort: Kahn's algorithm, always taking the earliest ready
-//! resource). A cycle is reported with the ids around it.
+//! uses its packages, an `apt_repository` before the installs written after it, what a command's
+//! `on_change:` names before the command. The order is the playbook's own, each resource moved
+//! only as far as the edges require (a stable topological sort: Kahn's algorithm, always taking
+//! the earliest ready resource). A cycle is reported with the ids around it.
 //!
 //! [`Resource::needs`]: crate::kinds::resource::Resource::needs
 
@@ -83,6 +84,7 @@ pub fn edges(nodes: &[Node]) -> Vec<BTreeSet<usize>> {
                     before[i].extend(packages.iter().filter(|(p, _)| names.contains(&p.as_str())).map(|(_, j)| j))
                 }
                 Need::Inside(path) => before[i].extend(path.ancestors().skip(1).filter_map(|p| dirs.get(p))),
+                Need::Changed(id) => before[i].extend(index.get(id)),
                 Need::AptSources => before[i].extend(sources.iter().filter(|&&j| j < i)),
                 Need::Directory(_) => {}
             }

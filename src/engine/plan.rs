@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use crate::engine::journal::{self, Pending};
-use crate::engine::resolve::Resolved;
+use crate::engine::on_change::{self, Gate};
+use crate::engine::resolve::{Entry, Resolved};
 use crate::engine::trigger::{self, Observed, Request, Trigger, UnitFacts};
 use crate::error::{Error, Result};
 use crate::host::Host;
@@ -250,9 +251,11 @@ pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
     let mut installing: Vec<String> = Vec::new();
     // What those installs bring is laid over the host for the resources after them; or why not.
     let mut installs = Installs::new(host);
+    // An `on_change:` command owed by a run that did not finish runs in this one.
+    plan.interrupted = journal::load(host)?;
     for (index, entry) in resolved.entries.iter().enumerate() {
         installs.start();
-        let mut changes = entry.resource.plan(host).map_err(|e| entry.own_error(e))?;
+        let mut changes = planned_changes(entry, &plan, host)?;
         if changes.iter().any(|c| c.sets(Attr::Package)) {
             changes = merge_installs(changes, &mut installing);
         }
@@ -319,7 +322,6 @@ pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
             });
         }
     }
-    plan.interrupted = journal::load(host)?;
     (plan.pending, plan.triggers) = triggers_after(resolved, &plan.resources, &plan.interrupted, host)?;
     plan.triggers_skipped = host.root().map(|_| OFFLINE_ROOT);
     for trigger in &mut plan.triggers {
@@ -328,6 +330,21 @@ pub fn plan(resolved: &Resolved, host: &Host) -> Result<Plan> {
         }
     }
     Ok(plan)
+}
+
+/// What differs of `entry` on the host; for an `on_change:` command, only when what it names
+/// changes in the plan (and its guards agree), which its reason says.
+fn planned_changes(entry: &Entry, plan: &Plan, host: &Host) -> Result<Vec<Change>> {
+    let unsure = |id: &ResourceId| {
+        plan.foresight.get(id).is_some_and(|seen| seen.iter().any(|f| matches!(f, Foresight::Unknown { .. })))
+    };
+    let changed = |id: &ResourceId| plan.resources.iter().any(|r| r.id == *id).then(|| !unsure(id));
+    let observed = || entry.resource.plan(host).map_err(|e| entry.own_error(e));
+    Ok(match on_change::gate(entry, changed, &plan.interrupted) {
+        Gate::Free => observed()?,
+        Gate::Quiet => Vec::new(),
+        Gate::Fires(cause) => on_change::run_because(observed()?, &cause.reason()),
+    })
 }
 
 /// What a trigger on `unit` owes to a package of the plan: the unit comes with it (and its
@@ -453,7 +470,7 @@ fn exists(host: &Host, need: &Need, id: &ResourceId) -> Result<bool> {
     Ok(match need {
         Need::User(name) => host.user(name).map_err(io)?.is_some(),
         Need::Group(name) => host.group(name).map_err(io)?.is_some(),
-        Need::Inside(_) | Need::Directory(_) | Need::Package(_) | Need::AptSources => true,
+        Need::Inside(_) | Need::Directory(_) | Need::Package(_) | Need::AptSources | Need::Changed(_) => true,
     })
 }
 
@@ -470,6 +487,15 @@ fn pending(resolved: &Resolved, changed: &[ResourcePlan]) -> Pending {
             && r.changes.iter().any(|c| matches!(c, Change::Content { .. } | Change::Create | Change::Remove))
         {
             pending.changed_units.push(unit.name.clone());
+        }
+    }
+    let ids = |id: &ResourceId| changed.iter().any(|r| r.id == *id).then_some(true);
+    for r in changed {
+        let entry = &resolved.entries[r.index];
+        // Owed by an interrupted run: merged in from its journal.
+        if let Gate::Fires(cause @ on_change::Cause::Changed { .. }) = on_change::gate(entry, ids, &Pending::default())
+        {
+            pending.commands.push(cause.owed(&r.id));
         }
     }
     let changed: Vec<&ResourceId> = changed.iter().map(|r| &r.id).collect();

@@ -15,6 +15,7 @@ use crate::kinds::notify::Notify;
 use crate::kinds::resource::{ResourceId, Unmerged};
 use crate::kinds::{AnyResource, Kind};
 use crate::playbook::attrs::Attrs;
+use crate::playbook::for_each;
 use crate::playbook::template::{Templates, to_jinja};
 use crate::playbook::yaml_node::{Node, Span, Value};
 use crate::playbook::{Playbook, parse_yaml};
@@ -148,9 +149,11 @@ pub fn resolve(playbook: &Playbook, input: &VarsInput) -> Result<Resolved> {
                         entries.push(entry);
                         afters.push(after);
                     }
-                } else if let Some((entry, after)) = resolve_entry(item, &templates, &mut errors, &mut skipped) {
-                    entries.push(entry);
-                    afters.push(after);
+                } else {
+                    for (entry, after) in resolve_item(item, &templates, &mut errors, &mut skipped) {
+                        entries.push(entry);
+                        afters.push(after);
+                    }
                 }
             }
         }
@@ -331,7 +334,7 @@ fn use_module(
     let at = crate::playbook::module::use_span(item);
     let mut resolved = Vec::new();
     for node in module.resources() {
-        if let Some((mut entry, mut after)) = module_entry(node, &scope, errors, skipped) {
+        for (mut entry, mut after) in module_entry(node, &scope, errors, skipped) {
             // Ordering errors are reported against the playbook: every span at the `use:` line
             // (a span into the module's text would point past the playbook's end).
             entry.span = at;
@@ -359,26 +362,76 @@ pub fn module_entries<'m>(
     errors: &mut Vec<PlaybookError>,
 ) -> Vec<(&'m Node, Option<Entry>)> {
     let mut skipped = Vec::new();
-    let mut entry = |node| module_entry(node, scope, errors, &mut skipped).map(|(entry, _)| entry);
-    module.resources().iter().map(|node| (node, entry(node))).collect()
+    let mut pairs = Vec::new();
+    for node in module.resources() {
+        let entries = module_entry(node, scope, errors, &mut skipped);
+        match entries.is_empty() {
+            true => pairs.push((node, None)),
+            // One per item of its `for_each:`.
+            false => pairs.extend(entries.into_iter().map(|(entry, _)| (node, Some(entry)))),
+        }
+    }
+    pairs
 }
 
-/// One resource of a module: never a `use:` of another.
+/// One resource of a module (one per item of its `for_each:`): never a `use:` of another.
 fn module_entry(
     node: &Node,
     scope: &Templates,
     errors: &mut Vec<PlaybookError>,
     skipped: &mut Vec<(String, String)>,
-) -> Option<(Entry, Vec<(String, Span)>)> {
+) -> Vec<WithAfter> {
     if node.as_map_first_key() == Some("use") {
         let e = scope.source().error(node.span, "a module cannot use another module", "nested `use:`");
         errors.push(e.help("list the resources here instead"));
-        return None;
+        return Vec::new();
     }
-    resolve_entry(node, scope, errors, skipped)
+    resolve_item(node, scope, errors, skipped)
 }
 
-/// One list item: its kind key, its common attributes, then the kind's own.
+/// An entry, and the ids its `after:` names with where.
+type WithAfter = (Entry, Vec<(String, Span)>);
+
+/// A resource entry of a list: one resource, or one per item of its `for_each:`
+/// (playbook/for_each.rs). An instance's mistakes name its item, each mistake once; two instances
+/// with one id (that their kind does not add up) are an error at `for_each:`.
+fn resolve_item(
+    item: &Node,
+    templates: &Templates,
+    errors: &mut Vec<PlaybookError>,
+    skipped: &mut Vec<(String, String)>,
+) -> Vec<WithAfter> {
+    let Some((at, instances)) = for_each::instances(item, templates, errors) else {
+        return resolve_entry(item, templates, errors, skipped).into_iter().collect();
+    };
+    let source = templates.source();
+    let mut made: Vec<(WithAfter, String)> = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (n, instance) in instances.into_iter().enumerate() {
+        let mut own = Vec::new();
+        let resolved = resolve_entry(item, &instance.templates, &mut own, skipped);
+        let new = own.into_iter().filter(|e| seen.insert((e.span.offset(), e.message.clone())));
+        errors.extend(new.map(|e| e.within(&format!("in for_each {}", instance.label))));
+        let Some((mut entry, after)) = resolved else { continue };
+        if entry.id.name.starts_with(SENSITIVE_NAME) {
+            let line = source.line_of(entry.span.offset);
+            entry.id.name = format!("{SENSITIVE_NAME}{line}, item #{})", n + 1);
+        }
+        let twin = made.iter().find(|((e, _), _)| {
+            e.id == entry.id && e.resource.clone().merge(&entry.resource) == Err(Unmerged::Duplicate)
+        });
+        if let Some((_, first)) = twin {
+            let message = format!("for_each: {first} and {} both make `{}`", instance.label, entry.id);
+            let help = "each item must make its own id: use the item in the resource's name, such as `file: /etc/app/{{ item }}.conf`";
+            errors.push(source.error(at, message, "two items, one id").help(help));
+            continue;
+        }
+        made.push(((entry, after), instance.label));
+    }
+    made.into_iter().map(|(made, _)| made).collect()
+}
+
+/// One resource entry: its kind key, its common attributes, then the kind's own.
 fn resolve_entry(
     item: &Node,
     templates: &Templates,
@@ -389,6 +442,8 @@ fn resolve_entry(
     let (pairs, kind, name) = entry_kind(item, source, errors)?;
     templates.take_used();
     let mut attrs = Attrs::new(pairs, (kind.name(), kind.table()), Kind::NAMES, templates, errors);
+    // Expanded before (resolve_item).
+    attrs.node(for_each::KEY);
     let notify = notify(&mut attrs);
     let after = attrs.strings("after");
     let when = when(&mut attrs, templates);
@@ -656,10 +711,14 @@ fn order(
             index.insert(&entry.id, i);
         }
     }
-    let ids: Vec<String> = index.keys().map(ToString::to_string).collect();
+    let mut ids: Vec<String> = index.keys().map(ToString::to_string).collect();
+    ids.sort();
     let unknown = |errors: &mut Vec<PlaybookError>, text: &str, span: Span, message: String, example: &str| {
-        let help = did_you_mean(text, ids.iter().map(String::as_str))
-            .unwrap_or_else(|| format!("name a resource of this playbook by its id, such as `{example}`"));
+        let help = did_you_mean(text, ids.iter().map(String::as_str)).unwrap_or_else(|| match ids.len() {
+            0 => format!("name a resource of this playbook by its id, such as `{example}`"),
+            1..=8 => format!("name a resource of this playbook by its id: {}", ids.join(", ")),
+            n => format!("name a resource of this playbook by its id: {}, ... ({n} in all)", ids[..8].join(", ")),
+        });
         errors.push(source.error(span, message, "unknown resource").help(help));
     };
     let mut nodes = Vec::with_capacity(entries.len());

@@ -3,16 +3,20 @@
 //! `creates` (a path that exists once it ran), `unless` (a check command that succeeds when it is
 //! not needed) or `onlyif` (a check command that succeeds when it is needed). Checks run during
 //! plan, so they must only read. Under `--root`, commands run inside the root (chroot).
+//!
+//! With `on_change:` (ids of resources of the playbook) it runs only in a run that changed one of
+//! them, after them, once: the engine decides that (engine/on_change.rs), and a guard it also has
+//! must still say it is needed (docs/triggers.md, "Commands on a change").
 
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::kinds::Kind;
-use crate::kinds::resource::{Change, Need, Resource};
+use crate::kinds::resource::{Change, Need, Resource, ResourceId};
 use crate::playbook::attrs::Attrs;
 use crate::playbook::table::{Table, Type, attr};
-use crate::playbook::yaml_node::{Node, Value};
+use crate::playbook::yaml_node::{Node, Span, Value};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Command {
@@ -25,6 +29,9 @@ pub struct Command {
     pub name: Option<String>,
     /// `environment:`, set for the command and its checks (a secret need not sit in argv).
     pub environment: Vec<(String, String)>,
+    /// `on_change:`, the resources whose change makes it run (with where each is named).
+    #[serde(default)]
+    pub on_change: Vec<(ResourceId, Span)>,
 }
 
 /// Whether the command is needed, and why.
@@ -56,17 +63,23 @@ impl Command {
             Some(name)
         });
         let environment = environment(attrs);
-        let guards = ["creates", "unless", "onlyif"];
-        if creates.is_none() && unless.is_none() && onlyif.is_none() && !guards.iter().any(|g| attrs.node(g).is_some())
+        let on_change = crate::kinds::ids(attrs, "on_change");
+        let guards = ["creates", "unless", "onlyif", "on_change"];
+        if creates.is_none()
+            && unless.is_none()
+            && onlyif.is_none()
+            && on_change.is_empty()
+            && !guards.iter().any(|g| attrs.node(g).is_some())
         {
             attrs.error(
                 at,
-                "a command needs `creates`, `unless` or `onlyif`",
+                "a command needs `creates`, `unless`, `onlyif` or `on_change`",
                 "would run on every apply",
-                "say when it is done: `creates: /path/it/makes`, or a check such as `unless: test -e /path`",
+                "say when it is done: `creates: /path/it/makes`, a check such as `unless: test -e /path`, or what it \
+                 follows: `on_change: [file:/etc/app.conf]`",
             );
         }
-        Some(Command { argv: argv?, creates, unless, onlyif, cwd, name, environment })
+        Some(Command { argv: argv?, creates, unless, onlyif, cwd, name, environment, on_change })
     }
 
     /// The command for `argv`, with the environment; the program must exist (under `--root`,
@@ -162,6 +175,7 @@ impl Resource for Command {
             attr("cwd", Type::Path, "the working directory"),
             attr("name", Type::String, "its id (`command:NAME`) instead of its argv"),
             attr("environment", Type::Environment, "environment variables of the command and its checks"),
+            attr("on_change", Type::Strings, "ids of resources: run only in a run that changed one of them, after them"),
         ],
     };
 
@@ -179,7 +193,12 @@ impl Resource for Command {
     }
 
     fn needs(&self) -> Vec<Need> {
-        self.creates.iter().map(|path| Need::Inside(path.clone())).collect()
+        let changed = self.on_change.iter().map(|(id, _)| Need::Changed(id.clone()));
+        self.creates.iter().map(|path| Need::Inside(path.clone())).chain(changed).collect()
+    }
+
+    fn names_ids(&self) -> Vec<(&ResourceId, Span)> {
+        self.on_change.iter().map(|(id, span)| (id, *span)).collect()
     }
 
     fn paths(&self) -> Vec<PathBuf> {
@@ -271,6 +290,7 @@ mod tests {
             cwd: None,
             name: None,
             environment: vec![],
+            on_change: vec![],
         };
         assert_eq!(c.diff(&CommandActual::NotNeeded), vec![]);
         assert_eq!(

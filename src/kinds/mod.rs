@@ -252,6 +252,19 @@ impl AnyResource {
     }
 }
 
+/// The ids listed under `key` (a unit's `restart_triggers`, a command's `on_change`); each that
+/// is no id is an error at its place.
+pub fn ids(attrs: &mut Attrs, key: &'static str) -> Vec<(ResourceId, Span)> {
+    let ids = attrs.strings(key).into_iter().filter_map(|(text, span)| match text.parse::<ResourceId>() {
+        Ok(id) => Some((id, span)),
+        Err(why) => {
+            attrs.error(span, format!("`{text}` is not an id"), "not kind:name", why.to_string());
+            None
+        }
+    });
+    ids.collect()
+}
+
 /// The ordering facts of a resource owned by `ownership`: its owner and group must exist.
 pub fn ownership_needs(ownership: &Ownership) -> Vec<Need> {
     let users = ownership.owner.iter().map(|u| Need::User(u.clone()));

@@ -166,6 +166,9 @@ pub enum Need {
     /// playbook comes first (one written later does not: an install before it may bring what
     /// fetching it needs, such as ca-certificates).
     AptSources,
+    /// A resource of the playbook whose change it reacts to (a command's `on_change:`): it comes
+    /// after it.
+    Changed(ResourceId),
 }
 
 impl Need {
@@ -174,7 +177,7 @@ impl Need {
         match self {
             Need::User(name) => Some(ResourceId::new(Kind::User, name)),
             Need::Group(name) => Some(ResourceId::new(Kind::Group, name)),
-            Need::Inside(_) | Need::Directory(_) | Need::Package(_) | Need::AptSources => None,
+            Need::Inside(_) | Need::Directory(_) | Need::Package(_) | Need::AptSources | Need::Changed(_) => None,
         }
     }
 }

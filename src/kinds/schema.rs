@@ -177,6 +177,7 @@ fn type_schema(ty: Type) -> Value {
             ]},
         }),
         Type::Expression => json!({"type": ["boolean", "string"]}),
+        Type::Items => json!({"anyOf": [{"type": "array"}, {"type": "object"}, template()]}),
     }
 }
 

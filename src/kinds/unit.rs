@@ -86,8 +86,8 @@ impl Unit {
         let active = attrs.bool("active");
         let masked = attrs.bool("masked");
         let on_change = Self::on_change(attrs);
-        let restart_triggers = Self::ids(attrs, "restart_triggers");
-        let reload_triggers = Self::ids(attrs, "reload_triggers");
+        let restart_triggers = crate::kinds::ids(attrs, "restart_triggers");
+        let reload_triggers = crate::kinds::ids(attrs, "reload_triggers");
         let settle = Self::settle(attrs);
 
         if let Err(why) = check_unit_name(&name) {
@@ -165,18 +165,6 @@ impl Unit {
                 }
             },
     }
-    }
-
-    /// The ids listed under `key` (`restart_triggers`, `reload_triggers`).
-    fn ids(attrs: &mut Attrs, key: &'static str) -> Vec<(ResourceId, Span)> {
-        let ids = attrs.strings(key).into_iter().filter_map(|(text, span)| match text.parse::<ResourceId>() {
-            Ok(id) => Some((id, span)),
-            Err(why) => {
-                attrs.error(span, format!("`{text}` is not an id"), "not kind:name", why.to_string());
-                None
-            }
-        });
-        ids.collect()
     }
 
     /// `settle:`, how long a started unit is watched (a number of seconds, or `2s`, `500ms`).

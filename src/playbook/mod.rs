@@ -4,6 +4,7 @@
 //! the output, remote/ or the command line.
 
 pub mod attrs;
+pub mod for_each;
 pub mod module;
 pub mod redact;
 pub mod table;

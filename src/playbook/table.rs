@@ -39,6 +39,8 @@ pub enum Type {
     TmpfilesEntries,
     /// true, false or a minijinja expression (`when:`).
     Expression,
+    /// A list or a mapping, or one variable that holds one (`"{{ sites }}"`): `for_each:`.
+    Items,
 }
 
 /// One attribute of a kind.
@@ -80,6 +82,11 @@ pub const COMMON: &[Key] = &[
     attr("after", Type::Strings, "ids (kind:name) of resources to apply before this one"),
     attr("when", Type::Expression, "the resource exists only where this is true (`env == \"prod\"`)"),
     attr("sensitive", Type::Bool, "never show its content, in any output"),
+    attr(
+        "for_each",
+        Type::Items,
+        "one resource per item of a list (`{{ item }}`) or mapping (`{{ key }}`, `{{ value }}`), or of `\"{{ variable }}\"`",
+    ),
 ];
 
 /// `state:` present or absent.

@@ -186,16 +186,7 @@ impl Templates {
     /// expression asks about that itself (`x is defined`, `x | default(...)`): a typo never
     /// silently drops a resource.
     pub fn eval(&self, expr: &str, span: Span) -> Result<bool, PlaybookError> {
-        let compiled = self.env.compile_expression(expr).map_err(|e| self.explain(&self.source, span, expr, e))?;
-        let names = compiled.undeclared_variables(false);
-        self.note_used(names.iter().cloned());
-        let asks = expr.contains("defined") || expr.contains("default");
-        let mut undefined: Vec<&String> = names.iter().filter(|n| !self.vars.contains_key(*n)).collect();
-        undefined.sort();
-        if let (Some(name), false) = (undefined.first(), asks) {
-            return Err(self.undefined(&self.source, span, name));
-        }
-        let value = compiled.eval(&self.context).map_err(|e| self.explain(&self.source, span, expr, e))?;
+        let value = self.value(expr, span)?;
         if value.is_undefined() {
             return Err(self
                 .source
@@ -203,6 +194,23 @@ impl Templates {
                 .help("name a variable that is defined, or ask `x is defined`"));
         }
         Ok(value.is_true())
+    }
+
+    /// The value of an expression (`sites`, `sites | default([])`), as `when:` and
+    /// `for_each: "{{ sites }}"` take it. A variable it names must be defined (or be one of
+    /// minijinja's functions, such as `range`), unless the expression asks about that itself
+    /// (`x is defined`, `x | default(...)`).
+    pub fn value(&self, expr: &str, span: Span) -> Result<Jinja, PlaybookError> {
+        let compiled = self.env.compile_expression(expr).map_err(|e| self.explain(&self.source, span, expr, e))?;
+        let names = compiled.undeclared_variables(false);
+        self.note_used(names.iter().cloned());
+        let asks = expr.contains("defined") || expr.contains("default");
+        let global = |name: &str| self.env.globals().any(|(g, _)| g == name);
+        let undefined = names.iter().filter(|n| !self.vars.contains_key(*n) && !global(n)).min();
+        if let (Some(name), false) = (undefined, asks) {
+            return Err(self.undefined(&self.source, span, name));
+        }
+        compiled.eval(&self.context).map_err(|e| self.explain(&self.source, span, expr, e))
     }
 
     /// "undefined variable `name`", with the nearest defined name as a hint.

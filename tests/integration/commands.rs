@@ -10,6 +10,9 @@ tests![
     a_failing_command_fails_the_run_with_its_message,
     apply_writes_what_differs_when_the_host_changed_since_the_plan,
     under_root_commands_run_inside_it_isolated_and_with_a_clean_environment,
+    an_on_change_command_runs_once_after_what_it_names_changed_and_only_then,
+    an_on_change_command_owed_by_a_failed_run_runs_on_the_next,
+    a_failed_on_change_command_fails_the_run_and_stays_owed,
 ];
 
 fn runs_once_because_of_creates() {
@@ -138,4 +141,104 @@ fn under_root_commands_run_inside_it_isolated_and_with_a_clean_environment() {
     root_with_programs(&missing, &["sh"]);
     let run = missing.plan().code(1);
     assert!(run.stderr.contains("cannot run `no-such-program`: no such program in the root"), "{}", run.stderr);
+}
+
+/// The file and an `on_change:` command written before it (the edge moves it after the file):
+/// it appends a line to /ran, inside the root, and fails while /broken exists.
+const ON_CHANGE: &str = "resources:
+  - command: [sh, -c, 'test ! -e /broken && echo ran >> /ran']
+    name: reload-app
+    on_change: [file:/etc/app.conf, file:/etc/other.conf]
+  - file: /etc/app.conf
+    content: \"{{ v }}\\n\"
+  - file: /etc/other.conf
+    content: \"{{ v }}\\n\"
+";
+
+const JOURNAL: &str = "/var/lib/converge/pending-triggers.json";
+
+fn on_change_test(yaml: &str) -> Test {
+    let test = Test::new().playbook(yaml);
+    root_with_programs(&test, &["sh"]);
+    test
+}
+
+fn apply_v(test: &Test, v: &str) -> crate::support::Run {
+    test.run_args(&["apply", "{playbook}", "--root", "{root}", "--var", &format!("v={v}")])
+}
+
+fn ran(test: &Test) -> usize {
+    std::fs::read_to_string(test.host_path("/ran")).map(|t| t.lines().count()).unwrap_or(0)
+}
+
+fn an_on_change_command_runs_once_after_what_it_names_changed_and_only_then() {
+    require!(Root); // chroot
+    let test = on_change_test(ON_CHANGE);
+    let plan = test.run_args(&["plan", "{playbook}", "--root", "{root}", "--var", "v=1"]).code(2);
+    let line = "> command:reload-app (runs: because file:/etc/app.conf, file:/etc/other.conf change)";
+    assert!(plan.stdout.contains(line), "{}", plan.stdout);
+    let at = |text: &str| plan.stdout.find(text).unwrap();
+    assert!(at("command:reload-app") > at("file:/etc/other.conf (create)"), "after both: {}", plan.stdout);
+    let run = apply_v(&test, "1").success();
+    assert_eq!(ran(&test), 1, "once for two changes: {}", run.stdout);
+    assert!(!run.stdout.contains("changed since the plan"), "{}", run.stdout);
+
+    let run = apply_v(&test, "1").success();
+    assert!(run.stdout.starts_with("No changes."), "nothing changed, nothing runs: {}", run.stdout);
+    assert_eq!(ran(&test), 1);
+    apply_v(&test, "2").success();
+    assert_eq!(ran(&test), 2);
+    test.expect_absent(JOURNAL);
+}
+
+/// A run that fails after the file changed and before the command ran (a command ordered
+/// between them fails) hands the command to the next run, which runs it although the file
+/// matches by then.
+fn an_on_change_command_owed_by_a_failed_run_runs_on_the_next() {
+    require!(Root);
+    let yaml = "resources:
+  - file: /etc/app.conf
+    content: \"{{ v }}\\n\"
+  - command: [sh, -c, 'test -e /fixed']
+    name: breaks
+    unless: [sh, -c, 'test -e /fixed']
+  - command: [sh, -c, 'echo ran >> /ran']
+    name: reload-app
+    on_change: [file:/etc/app.conf]
+    after: [command:breaks]
+";
+    let test = on_change_test(yaml);
+    let run = apply_v(&test, "1").code(1);
+    assert!(run.stderr.contains("command:breaks"), "{}", run.stderr);
+    assert_eq!(ran(&test), 0);
+    let journal = std::fs::read_to_string(test.host_path(JOURNAL)).expect("journaled before the change");
+    assert!(journal.contains("command:reload-app") && journal.contains("file:/etc/app.conf changed"), "{journal}");
+
+    std::fs::write(test.host_path("/fixed"), "").unwrap();
+    let run = apply_v(&test, "1").success();
+    let line = "command:reload-app (runs: because file:/etc/app.conf changed (in a run that did not finish))";
+    assert!(run.stdout.contains(line), "{}", run.stdout);
+    assert_eq!(ran(&test), 1);
+    test.expect_absent(JOURNAL);
+    let run = apply_v(&test, "1").success();
+    assert!(run.stdout.starts_with("No changes."), "{}", run.stdout);
+    assert_eq!(ran(&test), 1);
+}
+
+fn a_failed_on_change_command_fails_the_run_and_stays_owed() {
+    require!(Root);
+    let test = on_change_test(ON_CHANGE);
+    std::fs::write(test.host_path("/broken"), "").unwrap();
+    let run = apply_v(&test, "1").code(1);
+    assert!(run.stderr.contains("command:reload-app"), "{}", run.stderr);
+    assert!(std::fs::read_to_string(test.host_path(JOURNAL)).unwrap().contains("command:reload-app"));
+    // The run record keeps it as a command: a rollback says it cannot undo it.
+    let rollback = test.run_args(&["rollback", "--check", "--root", "{root}"]);
+    let said = format!("{}{}", rollback.stdout, rollback.stderr);
+    assert!(said.contains("command:reload-app") && said.contains("not restored"), "{said}");
+
+    std::fs::remove_file(test.host_path("/broken")).unwrap();
+    apply_v(&test, "1").success();
+    assert_eq!(ran(&test), 1, "the owed command ran");
+    test.expect_absent(JOURNAL);
 }

@@ -23,6 +23,9 @@ tests![
     restart_triggers_name_resources_of_the_playbook,
     a_directory_under_run_is_a_warning_with_its_line_and_the_two_ways,
     tmpfiles_entries_are_checked_at_their_line,
+    on_change_names_resources_of_the_playbook,
+    for_each_errors_name_their_item_and_duplicate_ids_both_items,
+    for_each_of_a_string_variable_says_what_it_holds,
 ];
 
 fn error_of(yaml: &str) -> String {
@@ -182,4 +185,27 @@ fn tmpfiles_entries_are_checked_at_their_line() {
 /// whitespace, no frame.
 fn squash(text: &str) -> String {
     text.chars().filter(|c| !c.is_whitespace() && *c != '│').collect()
+}
+
+/// A missing id in `on_change:` is an error at its place that lists the ids there are.
+fn on_change_names_resources_of_the_playbook() {
+    insta::assert_snapshot!(error_of(
+        "resources:\n  - file: /etc/ssh/sshd_config\n    content: x\n  - file: /etc/motd\n    content: hi\n  - command: systemctl reload ssh\n    on_change: [file:/etc/ssh/sshd_conf, \"user:sshd\"]\n"
+    ));
+}
+
+/// An instance's mistake points at the field's line and names its item (once, not once per
+/// item); two items that make one id are an error at `for_each:` naming both.
+fn for_each_errors_name_their_item_and_duplicate_ids_both_items() {
+    insta::assert_snapshot!(error_of(
+        "resources:\n  - file: \"/etc/app/{{ item | upper }}.conf\"\n    for_each: [a, b, A]\n    content: \"{{ item.port }}\"\n    mode: \"{{ modes }}\"\n"
+    ));
+}
+
+fn for_each_of_a_string_variable_says_what_it_holds() {
+    let err = error_of(
+        "vars:\n  sites: web\nresources:\n  - file: \"/etc/{{ item }}\"\n    for_each: \"{{ sites }}\"\n    content: x\n",
+    );
+    assert!(err.contains("`for_each` must be a list or a mapping, not `sites`, which is a string"), "{err}");
+    assert!(err.contains("playbook.yml:5:15"), "at the for_each value: {err}");
 }

@@ -17,6 +17,8 @@ tests![
     a_file_whose_directory_is_missing_fails_with_a_hint,
     variables_from_the_command_line_win,
     parent_directories_are_ordered_first,
+    for_each_makes_one_resource_per_item_and_a_second_apply_changes_nothing,
+    for_each_over_a_secret_never_prints_its_items,
 ];
 
 fn apply_writes_content_template_and_source() {
@@ -148,4 +150,55 @@ fn parent_directories_are_ordered_first() {
         ["directory:/srv/app: created", "directory:/srv/app/conf: created", "file:/srv/app/conf/app.ini: created"]
     );
     test.expect_file("/srv/app/conf/app.ini", "x");
+}
+
+/// `for_each:` over a list, a mapping of mappings, and a list variable from a vars file: one
+/// resource each, with its own id; the second apply is a no-op.
+fn for_each_makes_one_resource_per_item_and_a_second_apply_changes_nothing() {
+    let test = Test::new()
+        .playbook(
+            "resources:
+  - directory: /etc/app
+  - file: \"/etc/app/{{ item }}.conf\"
+    for_each: [a, b]
+    content: \"name={{ item }}\\n\"
+  - file: \"/etc/app/{{ key }}.port\"
+    for_each:
+      web: {port: 80}
+      api: {port: 8080}
+    content: \"{{ value.port }}\\n\"
+    mode: \"0600\"
+  - directory: \"/etc/app/{{ item }}\"
+    for_each: \"{{ sites }}\"
+",
+        )
+        .file("vars.yml", "sites: [one, two]\n");
+    let run = test.run_args(&["apply", "{playbook}", "--root", "{root}", "--vars-file", "vars.yml"]).success();
+    for id in ["file:/etc/app/a.conf", "file:/etc/app/b.conf", "file:/etc/app/web.port", "directory:/etc/app/two"] {
+        assert!(run.stdout.contains(&format!("{id}: created")), "{id}: {}", run.stdout);
+    }
+    test.expect_file("/etc/app/b.conf", "name=b\n").expect_file("/etc/app/api.port", "8080\n");
+    test.expect_stat("/etc/app/web.port", 0o600, 0, 0);
+    assert!(test.host_path("/etc/app/one").is_dir());
+    let again = test.run_args(&["apply", "{playbook}", "--root", "{root}", "--vars-file", "vars.yml"]).success();
+    assert!(again.stdout.starts_with("No changes."), "{}", again.stdout);
+}
+
+/// Items of a secret variable are named by their number, in ids and errors alike.
+fn for_each_over_a_secret_never_prints_its_items() {
+    let test = Test::new().playbook(
+        "secrets:\n  tokens: [s3cr3t-one, s3cr3t-two]\nresources:\n  - file: \"/etc/{{ item }}\"\n    for_each: \"{{ tokens }}\"\n    content: \"{{ item }}\\n\"\n  - file: /etc/same\n    for_each: \"{{ tokens }}\"\n    content: x\n",
+    );
+    let err = test.validate().code(1).stderr;
+    assert!(err.contains("for_each: item #1 and item #2 both make `file:/etc/same`"), "{err}");
+    let test = test.playbook(
+        "secrets:\n  tokens: [s3cr3t-one, s3cr3t-two]\nresources:\n  - file: \"/etc/{{ item }}\"\n    for_each: \"{{ tokens }}\"\n    content: \"{{ item }}\\n\"\n",
+    );
+    let plan = test.plan();
+    assert!(plan.stdout.contains("file:(sensitive, line 4, item #2) (create)"), "{}", plan.stdout);
+    let run = test.apply().success();
+    for output in [plan.stdout, plan.stderr, err, run.stdout, run.stderr] {
+        assert!(!output.contains("s3cr3t"), "{output}");
+    }
+    test.expect_file("/etc/s3cr3t-two", "s3cr3t-two\n");
 }

@@ -10,6 +10,7 @@ tests![
     converge_modules_lists_parameters,
     modules_stay_within_100_columns_and_json_defaults_keep_their_types,
     a_package_named_by_a_module_and_the_playbook_is_one_install,
+    a_modules_resource_can_loop_over_a_list_parameter,
     drop_ins_for_a_module_unit_merge_into_it,
     a_second_content_for_a_module_unit_names_both_lines,
     gunicorn_environment_is_a_hidden_file_and_service_settings_are_checked,
@@ -206,4 +207,17 @@ fn converge_modules_name_explains_an_unknown_module_and_missing_parameters() {
     let err = crate::lines::flat(&Test::new().run_args(&["modules", "gunicorn", "--var", "user=app"]).code(1).stderr);
     assert!(err.contains("needs app_dir, venv, wsgi"), "{err}");
     assert!(err.contains("converge modules gunicorn --var app_dir=... --var venv=... --var wsgi=..."), "{err}");
+}
+
+/// A module's resource with `for_each:` over a list parameter: one resource per item.
+fn a_modules_resource_can_loop_over_a_list_parameter() {
+    let test = Test::new()
+        .playbook("resources:\n  - use: greetings\n    with: {names: [ann, bob]}\n")
+        .file(
+            "modules/greetings.yml",
+            "description: one greeting per name\nparams:\n  names: {type: list, description: who}\nresources:\n  - file: \"/etc/hello-{{ item }}\"\n    for_each: \"{{ names }}\"\n    content: \"hello {{ item }}\\n\"\n",
+        );
+    test.apply().success();
+    test.expect_file("/etc/hello-ann", "hello ann\n").expect_file("/etc/hello-bob", "hello bob\n");
+    assert!(test.apply().success().stdout.starts_with("No changes."));
 }

@@ -25,6 +25,7 @@ tests![
     a_tmpfiles_resource_creates_its_directory_now_and_at_boot,
     a_timer_is_enabled_and_active_and_its_service_is_not_started,
     a_unit_rolled_back_is_daemon_reloaded_and_restarted,
+    an_on_change_command_reloads_a_running_service_only_when_its_file_changed,
 ];
 
 /// A booted container; powered off when dropped, also when the test panics.
@@ -666,4 +667,49 @@ fn a_sysctl_is_written_and_applied_to_the_running_kernel() {
     assert!(err.contains("is as it was"), "{err}");
     assert_eq!(c.sh("cat /etc/sysctl.d/net.ipv4.ip_forward.conf"), "# Managed by converge.\nnet.ipv4.ip_forward = 0");
     assert_eq!(c.sh("cat /proc/sys/net/ipv4/ip_forward"), "0");
+}
+
+/// `on_change:` with a real systemd: `systemctl try-reload-or-restart` runs after the config
+/// changed (the service's ExecReload records the file), and not on a run that changed nothing.
+fn an_on_change_command_reloads_a_running_service_only_when_its_file_changed() {
+    let c = Container::boot("on-change");
+    // The service first: its start is a trigger, which runs after every resource.
+    let service = "resources:
+  - file: /etc/app.conf
+    content: \"1\\n\"
+  - unit: app.service
+    content: |
+      [Service]
+      ExecStart=/bin/sleep infinity
+      ExecReload=/bin/sh -c 'cat /etc/app.conf >> /root/reloads'
+    active: true
+";
+    c.apply(service);
+    assert_eq!(c.show("app.service", "ActiveState"), "active");
+    let playbook = |v: &str| {
+        format!(
+            "resources:
+  - command: [systemctl, try-reload-or-restart, app.service]
+    name: reload-app
+    on_change: [file:/etc/app.conf]
+  - file: /etc/app.conf
+    content: \"{v}\\n\"
+  - unit: app.service
+    content: |
+      [Service]
+      ExecStart=/bin/sleep infinity
+      ExecReload=/bin/sh -c 'cat /etc/app.conf >> /root/reloads'
+    active: true
+"
+        )
+    };
+    let out = c.apply(&playbook("1"));
+    assert!(out.starts_with("No changes."), "nothing it names changed: {out}");
+    let out = c.apply(&playbook("2"));
+    assert!(out.contains("command:reload-app (runs: because file:/etc/app.conf changes)"), "{out}");
+    assert_eq!(c.sh("cat /root/reloads"), "2", "reloaded once, with the new file");
+    let out = c.apply(&playbook("2"));
+    assert!(out.starts_with("No changes."), "{out}");
+    assert_eq!(c.sh("cat /root/reloads"), "2", "not reloaded again");
+    assert_eq!(c.sh("test -e /var/lib/converge/pending-triggers.json || echo cleared"), "cleared");
 }
