@@ -31,7 +31,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=SCRIPTDIR/lib/debian.sh
 . "$HERE/lib/debian.sh"
 LOG_PREFIX=rootfs
-PKGS=systemd,systemd-sysv,dbus,openssh-server,nginx,python3-venv,python3-pip,sudo,curl,procps,iproute2,ca-certificates,passwd
+PKGS=systemd,systemd-sysv,dbus,openssh-server,nginx,python3-venv,python3-pip,sudo,curl,procps,iproute2,ca-certificates,passwd,git
 
 build_args "$@"
 need_root

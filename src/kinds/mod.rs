@@ -210,6 +210,7 @@ registry! {
     Sysctl(sysctl::Sysctl) = "sysctl",
     Download(download::Download) = "download",
     LineInFile(line_in_file::LineInFile) = "line_in_file",
+    Git(git::Git) = "git",
 }
 
 impl std::fmt::Display for Kind {
@@ -295,6 +296,18 @@ pub fn owner_ids(host: &Host, ownership: &Ownership, current: Option<&Stat>) -> 
         None => current.map(|s| s.gid).unwrap_or_else(|| nix::unistd::getegid().as_raw()),
     };
     Ok((uid, gid))
+}
+
+/// Gives every file of the tree at `path` to `uid`:`gid` (symlinks themselves, never their
+/// targets).
+pub fn chown_tree(host: &Host, path: &std::path::Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    host.chown(path, Some(uid), Some(gid))?;
+    if host.stat(path)?.is_some_and(|s| s.kind == crate::host::FileKind::Directory) {
+        for (name, _) in host.read_dir(path)? {
+            chown_tree(host, &path.join(name), uid, gid)?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether `name` can be a user or group name as useradd(8) and groupadd(8) accept it on

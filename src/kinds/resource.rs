@@ -381,6 +381,14 @@ pub enum Attr {
     Extract,
     /// The lines `line_in_file` edits, in a file that is not there yet.
     Lines,
+    /// The URL of a git checkout's `origin`.
+    Repo,
+    /// The commit a git checkout has checked out.
+    Commit,
+    /// A commit that checking out another brings (`+`) or leaves (`-`), with its subject.
+    Log,
+    /// What a git checkout with `force: true` throws away: local changes and commits.
+    Discard,
 }
 
 impl Attr {
@@ -414,6 +422,10 @@ impl Attr {
             Attr::Sha256 => "sha256",
             Attr::Extract => "extract",
             Attr::Lines => "lines",
+            Attr::Repo => "repo",
+            Attr::Commit => "commit",
+            Attr::Log => "log",
+            Attr::Discard => "discard",
         }
     }
 }

@@ -55,6 +55,7 @@ mod support;
 
 suite![
     accounts,
+    app_e2e,
     apt_repositories,
     apt_repository_e2e,
     atomicity,
@@ -64,6 +65,7 @@ suite![
     downloads,
     errors,
     files,
+    git,
     lines,
     lines_e2e,
     modules,

@@ -29,7 +29,7 @@ fn artifacts() -> PathBuf {
 
 /// A fresh machine for the scenario: no nginx (offered by a local repository), the wheels and the
 /// repository's playbooks copied in.
-fn machine(test: &str) -> Container {
+pub(crate) fn machine(test: &str) -> Container {
     let c = Container::boot(test);
     let artifacts = artifacts();
     c.sh("apt-get purge -y -q nginx nginx-common >/dev/null 2>&1; rm -rf /etc/nginx /etc/apt/sources.list.d/*");
@@ -42,7 +42,7 @@ fn machine(test: &str) -> Container {
 }
 
 /// `converge ARGS PLAYBOOK` inside, offline; (exit code, stdout, stderr).
-fn converge(c: &Container, args: &[&str], playbook: &str, vars: &[&str]) -> (i32, String, String) {
+pub(crate) fn converge(c: &Container, args: &[&str], playbook: &str, vars: &[&str]) -> (i32, String, String) {
     let mut all = vec!["converge"];
     all.extend_from_slice(args);
     all.push(playbook);

@@ -372,7 +372,8 @@ pub fn schema_errors(yaml: &str) -> Vec<String> {
 pub const SUITES: [&str; 2] = ["bookworm", "trixie"];
 
 /// The modules whose tests run on every release of [`SUITES`].
-pub const MULTI_SUITE: [&str; 5] = ["systemd_e2e", "nginx_e2e", "scenario_e2e", "lines_e2e", "apt_repository_e2e"];
+pub const MULTI_SUITE: [&str; 6] =
+    ["systemd_e2e", "nginx_e2e", "scenario_e2e", "lines_e2e", "apt_repository_e2e", "app_e2e"];
 
 /// The releases to test: [`SUITES`], or those CONVERGE_E2E_SUITES names (comma-separated).
 pub fn suites() -> Vec<&'static str> {

@@ -8,7 +8,7 @@ use super::observe::{VenvActual, WantedPython, observe};
 use super::{Virtualenv, list_dir, pip};
 use crate::error::{Error, Result};
 use crate::host::mode::Mode;
-use crate::host::{Account, FileKind, Host};
+use crate::host::{Account, Host};
 use crate::kinds::resource::Resource;
 
 /// What was at the venv's path before it was made.
@@ -151,15 +151,4 @@ impl Virtualenv {
         }
         Ok(())
     }
-}
-
-/// Gives every file of the tree to `uid`:`gid` (symlinks themselves, never their targets).
-pub(super) fn chown_tree(host: &Host, path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
-    host.chown(path, Some(uid), Some(gid))?;
-    if host.stat(path)?.is_some_and(|s| s.kind == FileKind::Directory) {
-        for entry in list_dir(host, path)? {
-            chown_tree(host, &path.join(entry), uid, gid)?;
-        }
-    }
-    Ok(())
 }

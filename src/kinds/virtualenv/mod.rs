@@ -265,7 +265,7 @@ impl Resource for Virtualenv {
             return self.create(host, &owner, &tool);
         }
         if changes.iter().any(|c| c.sets(Attr::Owner) || c.sets(Attr::Group)) {
-            create::chown_tree(host, &self.path, owner.uid, owner.gid)
+            crate::kinds::chown_tree(host, &self.path, owner.uid, owner.gid)
                 .map_err(|e| Error::resource_io(&id, "cannot change the owner of its files", e))?;
         }
         let VenvActual::Present(venv) = observe::observe(self, host)? else {
