@@ -57,7 +57,9 @@ impl Git<'_> {
         }
         let mut safe = OsString::from("safe.directory=");
         safe.push(self.path);
+        // A checkout's .git/config can name programs git runs (hooks, fsmonitor): none of them run.
         let mut argv: Vec<OsString> = vec!["git".into(), "-c".into(), safe];
+        argv.extend(["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false"].map(OsString::from));
         if in_checkout {
             argv.extend(["-C".into(), self.path.as_os_str().to_owned()]);
         }
